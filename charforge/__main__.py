@@ -1,0 +1,3 @@
+from charforge.cli import main
+
+main()

@@ -1,0 +1,6 @@
+"""Creators: parametric renderers (parameters -> image). See `base.Creator` and `get_creator`."""
+
+from charforge.creators.base import Creator, available_creators, get_creator
+from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
+
+__all__ = ["Categorical", "Continuous", "Creator", "ParamBatch", "ParamSpace", "available_creators", "get_creator"]

