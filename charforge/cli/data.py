@@ -39,6 +39,8 @@ def import_(
     min_size: int = typer.Option(32, help="Skip images whose shorter side is below this, in pixels."),
     estimate_tags: Path | None = typer.Option(None, help="A tagger to fill tags of untagged images."),
     dedupe_threshold: int = typer.Option(6, help="Max perceptual-hash Hamming distance counted as a duplicate (0-64)."),
+    max_pixels: int = typer.Option(40_000_000, help="Refuse images with more pixels than this (decompression bombs)."),
+    workers: int = typer.Option(1, help="Decoding processes."),
 ) -> None:
     """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report."""
     from charforge.data.importer import import_folder
@@ -48,7 +50,8 @@ def import_(
 
         raise UserError(f"{src}: not a folder. Give the folder that holds your images")
     report = import_folder(src, out, size=size, tags_file=tags, faces=faces, crop_scale=crop_scale, license=license,
-                           min_size=min_size, estimate_tags=estimate_tags, dedupe_threshold=dedupe_threshold)
+                           min_size=min_size, estimate_tags=estimate_tags, dedupe_threshold=dedupe_threshold,
+                           max_pixels=max_pixels, workers=workers)
     typer.echo(report.summary())
 
 

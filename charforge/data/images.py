@@ -43,6 +43,7 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_si
     _check_file(path)
     with warnings.catch_warnings():
         # Pillow warns above its own limit and raises above twice it: both mean "too big" to us
+        warnings.simplefilter("ignore")  # Pillow's chatter about odd EXIF etc. is not the user's problem
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as im:
@@ -53,7 +54,9 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_si
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise BadImage(f"decompression bomb: {e}") from e
         except UnidentifiedImageError as e:
-            raise BadImage(f"not an image (unrecognised format for a {path.suffix} file)") from e
+            raise BadImage(
+                f"not an image: no known image format in this {path.suffix or 'extensionless'} file (damaged or misnamed)"
+            ) from e
         except PermissionError as e:
             raise BadImage(f"cannot read: permission denied ({e.strerror})") from e
         except MemoryError as e:
@@ -82,7 +85,9 @@ def _check_size(im: Image.Image, max_pixels: int, min_size: int) -> None:
     if w <= 0 or h <= 0:
         raise BadImage(f"declares an empty size {w}x{h}")
     if w * h > max_pixels:
-        raise BadImage(f"too many pixels: {w}x{h} = {w * h:,} > max_pixels {max_pixels:,} (possible decompression bomb)")
+        raise BadImage(
+            f"too many pixels: {w}x{h} = {w * h:,} > max_pixels {max_pixels:,} (possible decompression bomb)"
+        )
     if min(w, h) < min_size:
         raise BadImage(f"too small: {w}x{h}, the shorter side is below min_size {min_size} px")
 

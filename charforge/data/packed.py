@@ -177,14 +177,13 @@ class PackedWriter:
         arrays = {"images.npy": self.images, "tags.npy": self.tags}
         if self.params is not None:
             arrays["params.npy"] = self.params
+        self.images = self.tags = self.params = None
         for name, arr in arrays.items():
+            arr.flush()
             if count != self.n:
-                kept = np.array(arr[:count])
-                del arr
-                np.save(self.root / name, kept)
-            else:
-                arr.flush()
-        self.images = self.tags = self.params = None  # release the maps before hashing
+                _truncate_rows(self.root / name, arr, count)
+        del arr
+        arrays = {name: None for name in arrays}  # release the maps before hashing
         checksums = {name: sha256_file(self.root / name) for name in arrays}
         manifest = {
             "format": FORMAT,
@@ -204,6 +203,20 @@ class PackedWriter:
         write_json_atomic(self.root / "manifest.json", manifest)
         self.state_path.unlink(missing_ok=True)
         return load_packed(self.root)
+
+
+def _truncate_rows(path: Path, arr: np.ndarray, count: int, chunk: int = 4096) -> None:
+    """Keep the first `count` rows of a memory-mapped .npy, streaming in chunks (bounded memory)."""
+    tmp = path.with_name(f".{path.name}.trunc")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=(count, *arr.shape[1:]))
+    for start in range(0, count, chunk):
+        stop = min(start + chunk, count)
+        out[start:stop] = arr[start:stop]
+    out.flush()
+    del out
+    import os
+
+    os.replace(tmp, path)
 
 
 def write_packed(root: str | Path, images: np.ndarray, tags: np.ndarray, schema: TagSchema, *,

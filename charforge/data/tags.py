@@ -126,7 +126,7 @@ class TagSchema:
         for raw in items:
             if not raw or not raw.strip():
                 continue
-            s = raw.strip()
+            s = normalise_tag(raw)  # before the prefix checks, so "No_Hat" turns "hat" off like "no hat"
             off = False
             if s.startswith("-"):
                 off, s = True, s[1:]
@@ -180,7 +180,7 @@ class TagSchema:
     def to_vector(self, tags: Iterable[str]) -> np.ndarray:
         v = np.zeros(len(self), dtype=np.float32)
         for t in tags:
-            v[self._index[normalise_tag(t)]] = 1.0
+            v[self._index[self.check_tag(t)]] = 1.0  # an unknown tag is a UserError naming it, not a KeyError
         return v
 
     def from_vector(self, vec: np.ndarray, threshold: float = 0.5) -> list[str]:

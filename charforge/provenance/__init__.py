@@ -1,5 +1,5 @@
-"""Provenance: every image charforge writes says where it came from."""
+"""Provenance: every image charforge writes says where it came from (text metadata + invisible watermark)."""
 
-from charforge.provenance.metadata import read_png_metadata, save_png
+from charforge.provenance.metadata import png_bytes, read_png_metadata, save_png
 
-__all__ = ["read_png_metadata", "save_png"]
+__all__ = ["png_bytes", "read_png_metadata", "save_png"]

@@ -1,4 +1,10 @@
-"""PNG text metadata on every output image."""
+"""PNG text metadata and the invisible watermark on every output image.
+
+Every PNG charforge writes carries text chunks `charforge:<key>` (generator, model id and hash, seed, tags,
+version, an AI-generated statement, ...) and, unless the caller passes `watermark=False` (the CLI's
+`--no-watermark`), an invisible watermark (see `charforge.provenance.watermark`). Whether and how the image
+was watermarked is itself recorded under `charforge:watermark`.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from charforge import __version__
 from charforge.utils.io import write_bytes_atomic
 
 AI_STATEMENT = "AI-generated image, made with charforge"
+WATERMARK_METHOD = "charforge-qim-v1"  # recorded in metadata; bump when the embedder changes
+MODEL_HASH_KEYS = ("model_sha256", "sha256", "model_hash")  # where the model tag for the watermark is read from
 
 
 def build_pnginfo(meta: dict[str, Any]) -> PngImagePlugin.PngInfo:
@@ -24,16 +32,39 @@ def build_pnginfo(meta: dict[str, Any]) -> PngImagePlugin.PngInfo:
     return info
 
 
-def png_bytes(image: np.ndarray, meta: dict[str, Any] | None = None) -> bytes:
-    """Encode (H, W, 3) uint8 as PNG bytes carrying `meta` as text chunks."""
+def apply_watermark(image: np.ndarray, meta: dict[str, Any], watermark: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+    """(image to write, meta with the `watermark` fields recorded). Unmarkable images are recorded, not hidden."""
+    from charforge.provenance import watermark as wm
+
+    meta = dict(meta)
+    a = np.asarray(image)
+    if not watermark:
+        meta["watermark"] = "none"
+        return a, meta
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        meta["watermark"] = "none (not an RGB uint8 image)"
+        return a, meta
+    if not wm.can_watermark(a):
+        meta["watermark"] = f"none (image smaller than {wm.MIN_SIZE}px)"
+        return a, meta
+    sha = next((str(meta[k]) for k in MODEL_HASH_KEYS if meta.get(k)), None)
+    tag = wm.model_tag(sha)
+    meta["watermark"] = WATERMARK_METHOD
+    meta["watermark_tag"] = f"{tag:04x}"
+    return wm.embed_watermark(a, tag), meta
+
+
+def png_bytes(image: np.ndarray, meta: dict[str, Any] | None = None, *, watermark: bool = True) -> bytes:
+    """Encode (H, W, 3) uint8 as PNG bytes carrying `meta` as text chunks, watermarked unless told not to."""
+    pixels, full = apply_watermark(np.asarray(image, dtype=np.uint8), meta or {}, watermark)
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", pnginfo=build_pnginfo(meta or {}))
+    Image.fromarray(pixels).save(buf, format="PNG", pnginfo=build_pnginfo(full))
     return buf.getvalue()
 
 
-def save_png(path: str | Path, image: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
-    """Write an output PNG atomically with provenance text metadata."""
-    write_bytes_atomic(path, png_bytes(image, meta))
+def save_png(path: str | Path, image: np.ndarray, meta: dict[str, Any] | None = None, *, watermark: bool = True) -> Path:
+    """Write an output PNG atomically with provenance text metadata and (by default) the watermark."""
+    write_bytes_atomic(path, png_bytes(image, meta, watermark=watermark))
     return Path(path)
 
 

@@ -1,0 +1,59 @@
+"""`charforge verify IMAGE...`: show provenance metadata and whether the invisible watermark is present."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+SHOWN_KEYS = ("generator", "model_id", "seed", "tags", "watermark")  # metadata columns in the table
+MAX_VALUE = 60  # characters shown per metadata value in the table (--full shows everything)
+
+
+def _short(v) -> str:
+    if isinstance(v, list) and v and all(isinstance(x, list) for x in v):
+        text = f"{len(v)} tag sets"
+    else:
+        text = ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 3] + "..."
+
+
+def _meta_summary(meta: dict) -> str:
+    if not meta:
+        return "(no charforge metadata)"
+    parts = []
+    for k in SHOWN_KEYS:
+        if k in meta:
+            parts.append(f"{k}={_short(meta[k])}")
+    return "; ".join(parts) or f"{len(meta)} charforge keys"
+
+
+def verify_command(
+    images: list[Path] = typer.Argument(..., help="Image files to check (PNG, JPEG, WebP...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
+    full: bool = typer.Option(False, "--full", help="Print every metadata key under each row."),
+) -> None:
+    """Report each image's charforge metadata and whether the watermark is detected (always exits 0)."""
+    from charforge.provenance.verify import verify_image
+
+    if not as_json:
+        typer.echo(f"{'file':<40} {'watermark':<10} {'score':>6} {'tag':<5} metadata")
+    for path in images:
+        r = verify_image(path)
+        if as_json:
+            typer.echo(json.dumps(r.to_dict()))
+            continue
+        name = str(path) if len(str(path)) <= 40 else "..." + str(path)[-37:]
+        if not r.ok:
+            typer.echo(f"{name:<40} {'-':<10} {'-':>6} {'-':<5} error: {r.error}")
+            continue
+        mark = "detected" if r.detected else "absent"
+        typer.echo(f"{name:<40} {mark:<10} {r.score:>6.3f} {r.payload or '-':<5} {_meta_summary(r.metadata)}")
+        if full:
+            for k, v in r.metadata.items():
+                typer.echo(f"    {k}: {v if isinstance(v, str) else json.dumps(v)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_command)

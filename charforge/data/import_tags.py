@@ -1,0 +1,153 @@
+"""The tags file of a folder import: CSV or JSONL, file name -> tags (+ licence), checked against a schema.
+
+CSV: `file,tags[,license]` rows, tags comma-separated inside quotes, an optional header naming the columns
+(`file`/`filename`/`path`/`image`, `tags`, `license`). JSONL: one `{"file": ..., "tags": [...] or "a, b",
+"license": ...}` per line. Row numbers in errors and warnings are 1-based line numbers of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charforge.data.tags import TagSchema
+from charforge.errors import UserError
+
+FILE_KEYS = ("file", "filename", "path", "image")  # header names accepted for the file column
+LICENSE_KEYS = ("license", "licence")
+
+
+@dataclass(frozen=True)
+class TagRow:
+    file: str  # as written in the tags file, '/'-separated
+    vector: np.ndarray  # (T,) float32 0/1
+    license: str | None
+    row: int  # 1-based line number in the tags file
+
+
+def read_tags_file(path: Path, schema: TagSchema) -> list[TagRow]:
+    """Parse a CSV (file,tags[,license], optional header) or JSONL ({"file", "tags", "license"}) tags file.
+
+    Every tag is checked against `schema`: an unknown tag or two tags of one exclusive group is a
+    `UserError` naming the file, the row and the tag. Nothing is imported until the whole file is valid.
+    """
+    if not path.is_file():
+        raise UserError(f"{path}: tags file not found. Give a CSV (file,tags) or JSONL file", field="tags")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}: the tags file is not UTF-8 text ({e}); save it as UTF-8", field="tags"
+        ) from e
+    jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+    rows = _read_jsonl(path, text, schema) if jsonl else _read_csv(path, text, schema)
+    seen: dict[str, int] = {}
+    for r in rows:
+        if r.file in seen:
+            raise UserError(
+                f"{path}: rows {seen[r.file]} and {r.row} both give tags for {r.file!r}; keep one",
+                field="tags",
+            )
+        seen[r.file] = r.row
+    return rows
+
+
+def _make_row(path: Path, n: int, file: Any, tags: Any, lic: Any, schema: TagSchema) -> TagRow:
+    if not isinstance(file, str) or not file.strip():
+        raise UserError(f"{path}: row {n}: missing file name (expected file,tags)", field="tags")
+    if tags is None:
+        tags = ""
+    if not isinstance(tags, (str, list)) or (
+        isinstance(tags, list) and not all(isinstance(t, str) for t in tags)
+    ):
+        raise UserError(
+            f"{path}: row {n}: tags must be a string 'a, b' or a list of strings, got {tags!r}", field="tags"
+        )
+    c = schema.parse(tags, source=f"{path}: row {n} ({file.strip()})")
+    on = [t for t in c.groups.values() if t] + [t for t, v in c.independent.items() if v]
+    key = file.strip().replace("\\", "/").removeprefix("./")
+    licence = lic.strip() if isinstance(lic, str) and lic.strip() else None
+    return TagRow(key, schema.to_vector(on), licence, n)
+
+
+def _read_csv(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
+    reader = csv.reader(io.StringIO(text))
+    cols, rows, first = (0, 1, 2), [], True
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        if first and cells[0].strip().lower() in FILE_KEYS:
+            cols, first = _csv_columns(path, cells), False
+            continue
+        first = False
+        file, tags, lic = (cells[i] if i is not None and i < len(cells) else None for i in cols)
+        rows.append(_make_row(path, reader.line_num, file, tags, lic, schema))
+    return rows
+
+
+def _csv_columns(path: Path, header: list[str]) -> tuple[int, int, int | None]:
+    names = [h.strip().lower() for h in header]
+    if "tags" not in names:
+        raise UserError(
+            f"{path}: row 1: the header {header} has no 'tags' column (expected file,tags[,license])",
+            field="tags",
+        )
+    lic = next((i for i, h in enumerate(names) if h in LICENSE_KEYS), None)
+    return next(i for i, h in enumerate(names) if h in FILE_KEYS), names.index("tags"), lic
+
+
+def _read_jsonl(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(
+                f'{path}: row {n}: not valid JSON ({e.msg}); expected {{"file": ..., "tags": [...]}}',
+                field="tags",
+            ) from e
+        if not isinstance(obj, dict):
+            raise UserError(f'{path}: row {n}: expected a JSON object with "file" and "tags"', field="tags")
+        file = next((obj[k] for k in FILE_KEYS if k in obj), None)
+        lic = next((obj[k] for k in LICENSE_KEYS if k in obj), None)
+        rows.append(_make_row(path, n, file, obj.get("tags"), lic, schema))
+    return rows
+
+
+def match_rows(rows: list[TagRow], images: list[str], *, source: str) -> tuple[dict[str, TagRow], list[str]]:
+    """Map image paths to tag rows: by path relative to SRC, else by bare file name when that is unique.
+
+    Rows that match no image (or several) become warnings for the report.
+    """
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for rel in images:
+        by_name[rel.rsplit("/", 1)[-1]].append(rel)
+    known, by_rel, warnings = set(images), {}, []
+    for r in rows:
+        target = r.file if r.file in known else None
+        if target is None and "/" not in r.file and len(by_name.get(r.file, ())) == 1:
+            target = by_name[r.file][0]
+        if target is None:
+            many = by_name.get(r.file, [])
+            why = (
+                f"matches several images ({', '.join(many)}); write its path relative to the source folder"
+                if many
+                else "matches no image in the source folder"
+            )
+            warnings.append(f"{source}: row {r.row}: {r.file!r} {why}")
+        elif target in by_rel:
+            warnings.append(
+                f"{source}: row {r.row}: {r.file!r} is the same image as row {by_rel[target].row}; row {r.row} ignored"
+            )
+        else:
+            by_rel[target] = r
+    return by_rel, warnings

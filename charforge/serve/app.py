@@ -1,0 +1,341 @@
+"""The studio web app: FastAPI routes under /api/v1, the single page at /, OpenAPI at /docs.
+
+`create_app(settings, generators=..., f2p=..., creator=...)` builds an app around models that are
+already loaded (the CLI loads them once at start; tests inject tiny ones). Routes validate, then run the
+heavy work in a worker thread under a concurrency limit with a timeout, so the event loop stays free.
+This module imports FastAPI: import it lazily (the CLI does, inside `charforge serve`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from charforge import __version__
+from charforge.errors import UserError
+from charforge.serve import schemas as S
+from charforge.serve.engine import Studio, gif_bytes, tag_form, zip_bytes
+from charforge.serve.limits import (
+    ApiError,
+    ConcurrencyLimiter,
+    decode_upload,
+    parse_multipart,
+    read_body_limited,
+)
+
+STATIC = Path(__file__).parent / "static"
+FIT_MODES = ("fast", "search", "both", "attributes")
+MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed on top of the upload limit
+
+
+@dataclass
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None  # when set, every /api call needs "Authorization: Bearer <token>"
+    max_concurrency: int = 2  # heavy jobs at once (about one per CPU core)
+    max_queue: int = 32  # requests that may wait for a free worker; more get 503 at once
+    queue_wait_s: float = 10.0  # seconds a request may wait for a worker before 503
+    timeout_s: float = 60.0  # seconds a job may run before the client gets 504
+    max_upload_bytes: int = 10_000_000  # /fit upload limit (10 MB) -> 413 above it
+    max_pixels: int = 25_000_000  # /fit decoded-size limit, in pixels -> 413 above it
+    fit_mode: str = "fast"  # default /fit mode: "fast" | "search" | "both"
+    torch_threads: int | None = None  # torch intra-op threads per job; None leaves torch's setting alone
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": S.ErrorBody, "description": text}
+    for code, text in [(400, "malformed request body (not JSON)"), (401, "missing or wrong bearer token"), (413, "upload too large"), (415, "not an image"),
+                       (422, "bad input; `field` names the culprit"), (503, "busy: retry shortly"), (504, "timed out")]
+}
+PNG = {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+ZIP = {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}
+GIF = {"content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}}}
+FIT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "a photo or drawing (PNG, JPEG, WEBP, GIF, BMP, TIFF)"},
+                   "mode": {"type": "string", "enum": list(FIT_MODES),
+                            "description": "fast (translator), search (slower, closer), both, attributes (photo colours)"}}}}}}}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def png(image, meta: dict[str, Any]) -> bytes:
+    from charforge.provenance import png_bytes
+
+    return png_bytes(image, meta)
+
+
+class BodyLimit:
+    """Pure ASGI guard: 413 on a declared Content-Length over the limit, and while counting streamed bytes."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            body = json.dumps({"detail": f"request body over the limit of {self.max_bytes / 1e6:.0f} MB", "field": None})
+            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+            return await send({"type": "http.response.body", "body": body.encode()})
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.max_bytes:
+                from starlette.exceptions import HTTPException
+
+                raise HTTPException(413, f"request body over the limit of {self.max_bytes / 1e6:.0f} MB")
+            return msg
+
+        await self.app(scope, counted, send)
+
+
+def create_app(settings: ServeSettings | None = None, *, generators: dict[str, Any] | None = None, f2p: Any = None,
+               creator: Any = None, sampler: Any = None, fitter: Any = None):
+    """The studio app around already-loaded models. `sampler`/`fitter` replace charforge.sampling / f2p.fit in tests."""
+    settings = settings or ServeSettings()
+    studio = Studio(generators, f2p=f2p, creator=creator, sampler=sampler, fitter=fitter)
+    app = FastAPI(title="charforge studio", version=__version__,
+                  description="Generate anime characters from tags, fit a creator to a photo, batch NPCs. "
+                              "All endpoints live under /api/v1.")
+    app.state.studio, app.state.settings = studio, settings
+    app.state.limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_queue, settings.queue_wait_s)
+    _install_error_handlers(app)
+    app.include_router(_api_router(app))
+    _install_page(app)
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    return app
+
+
+def _error(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(UserError)
+    async def user_error(_req, exc: UserError):
+        return _error(422, str(exc), exc.field)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_req, exc: ApiError):
+        return _error(exc.status, exc.message, exc.field, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_req, exc: HTTPException):
+        return _error(exc.status_code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_req, exc: RequestValidationError):
+        errs = exc.errors()
+        first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or None
+        more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
+        return _error(422, f"{field or 'request'}: {first.get('msg', 'invalid')}{more}", field)
+
+
+def _auth_dependency(settings: ServeSettings):
+    bearer = HTTPBearer(auto_error=False, description="needed when the server was started with --token")
+
+    async def check(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not settings.token:
+            return
+        given = cred.credentials if cred is not None and cred.scheme.lower() == "bearer" else ""
+        if not secrets.compare_digest(given.encode(), settings.token.encode()):
+            raise ApiError(401, "missing or wrong token: send the header 'Authorization: Bearer <token>' "
+                                "with the token the server was started with", headers={"WWW-Authenticate": "Bearer"})
+
+    return Depends(check)
+
+
+async def _work(app, fn, *args):
+    """Run fn(*args) in a worker thread under the concurrency limit and the request timeout."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await app.state.limiter.run(lambda: run_in_threadpool(fn, *args), app.state.settings.timeout_s)
+
+
+def _seeds(req: S.GenerateRequest) -> list[int]:
+    if req.seeds:
+        return list(req.seeds)
+    base = req.seed if req.seed is not None else secrets.randbelow(S.SEED_MAX - S.MAX_COUNT)
+    return [(base + i) % (S.SEED_MAX + 1) for i in range(req.count)]
+
+
+def _api_router(app):
+    settings: ServeSettings = app.state.settings
+    studio: Studio = app.state.studio
+    r = APIRouter(prefix="/api/v1", dependencies=[_auth_dependency(settings)], responses=ERRORS)
+    _meta_routes(r, app, studio)
+    _generate_routes(r, app, studio)
+    _creator_routes(r, app, studio, settings)
+    return r
+
+
+def _meta_routes(r, app, studio: Studio) -> None:
+    @r.get("/health", response_model=S.HealthResponse, summary="Liveness and what is loaded")
+    async def health():
+        lim = app.state.limiter
+        return S.HealthResponse(status="ok", version=__version__, models=list(studio.generators),
+                                creator=getattr(studio.creator, "name", None) if studio.creator is not None else None,
+                                f2p=studio.f2p is not None, active=lim.active, waiting=lim.waiting)
+
+    @r.get("/models", response_model=S.ModelsResponse, summary="Loaded generators with tag schema and tag frequencies")
+    async def models():
+        out = []
+        for name, b in studio.generators.items():
+            freqs = {t: round(float(p), 6) for t, p in zip(b.schema.tags, b.freqs)}
+            out.append(S.ModelInfo(name=name, model_id=str(b.model_id), sha256=str(b.sha256), image_size=int(b.image_size),
+                                   z_dim=int(b.z_dim), schema=b.schema.to_dict(), freqs=freqs))
+        return S.ModelsResponse(models=out, default=studio.default_model)
+
+    @r.get("/creator", response_model=S.CreatorResponse, summary="The creator's parameters (for the editor sliders)")
+    async def creator():
+        cr = studio._need_creator()
+        return S.CreatorResponse(name=getattr(cr, "name", "creator"), space=cr.space.to_dict(),
+                                 can_render=bool(getattr(cr, "can_render", True)))
+
+
+def _image_meta(req_model: str, bundle: Any, g, names: list[str]) -> dict[str, Any]:
+    return {"generator": "charforge studio", "model": req_model, "model_id": str(bundle.model_id),
+            "model_sha256": str(bundle.sha256), "seed": g.seed, "tag_seed": g.tag_seed, "tags": names}
+
+
+def _generate_routes(r, app, studio: Studio) -> None:
+    @r.post("/generate", response_model=S.GenerateResponse, responses={200: ZIP},
+            summary="Images from tags and seeds (base64 JSON or a zip with a manifest)")
+    async def generate(req: S.GenerateRequest):
+        seeds = _seeds(req)
+
+        def job():
+            bundle = studio.bundle(req.model)
+            out = []
+            for g in studio.generate(req.model, req.tags, seeds, req.fixed_noise):
+                names = bundle.schema.from_vector(g.tags)
+                out.append((png(g.image, _image_meta(req.model, bundle, g, names)), g, names, tag_form(bundle.schema, g.tags)))
+            return bundle, out
+
+        bundle, items = await _work(app, job)
+        if req.format == "zip":
+            files = {f"{i:03d}_seed{g.seed}.png": data for i, (data, g, _, _) in enumerate(items)}
+            manifest = {"model": req.model, "model_id": str(bundle.model_id), "model_sha256": str(bundle.sha256),
+                        "images": [{"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
+                                   for f, (_, g, n, _) in zip(files, items)]}
+            files["manifest.json"] = json.dumps(manifest, indent=2).encode()
+            return Response(zip_bytes(files), media_type="application/zip",
+                            headers={"Content-Disposition": 'attachment; filename="charforge_images.zip"'})
+        return S.GenerateResponse(model=req.model, model_id=str(bundle.model_id), images=[
+            S.GeneratedImage(seed=g.seed, tag_seed=g.tag_seed, tags=n, tag_form=form, png_base64=b64(data))
+            for data, g, n, form in items])
+
+    @r.post("/interpolate", response_model=S.InterpolateResponse, responses={200: GIF},
+            summary="Frames between two (seed, tags) end points, as PNGs in JSON or one GIF")
+    async def interpolate(req: S.InterpolateRequest):
+        def job():
+            bundle = studio.bundle(req.model)
+            frames, ta, tb = studio.interpolate(req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames)
+            meta = {"generator": "charforge studio", "model": req.model, "model_id": str(bundle.model_id),
+                    "model_sha256": str(bundle.sha256), "interpolation": {"a": req.a.seed, "b": req.b.seed}}
+            pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]
+            return bundle, pngs, gif_bytes(frames, req.frame_ms), ta, tb
+
+        bundle, pngs, gif, ta, tb = await _work(app, job)
+        if req.format == "gif":
+            return Response(gif, media_type="image/gif")
+        return S.InterpolateResponse(model=req.model, frames=[b64(p) for p in pngs], gif_base64=b64(gif),
+                                     tags_a=bundle.schema.from_vector(ta), tags_b=bundle.schema.from_vector(tb))
+
+    @r.post("/npc", responses={200: ZIP}, response_class=Response,
+            summary="A batch of unique characters as a zip with manifest.json")
+    async def npc(req: S.NpcRequest):
+        def job():
+            bundle = studio.bundle(req.model)
+            files, rows = {}, []
+            for i, g in enumerate(studio.npc(req.model, req.count, req.seed, req.tags, req.min_distance)):
+                names = bundle.schema.from_vector(g.tags)
+                name = f"npc_{i:03d}_seed{g.seed}.png"
+                files[name] = png(g.image, _image_meta(req.model, bundle, g, names))
+                rows.append({"file": name, "seed": g.seed, "tags": names, "tag_form": tag_form(bundle.schema, g.tags)})
+            manifest = {"model": req.model, "model_id": str(bundle.model_id), "model_sha256": str(bundle.sha256),
+                        "seed": req.seed, "count": len(rows), "constraints": req.tags, "characters": rows}
+            files["manifest.json"] = json.dumps(manifest, indent=2).encode()
+            return zip_bytes(files)
+
+        data = await _work(app, job)
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="npcs_seed{req.seed}.zip"'})
+
+
+def _creator_routes(r, app, studio: Studio, settings: ServeSettings) -> None:
+    @r.post("/render", responses={200: PNG}, response_class=Response,
+            summary="Creator parameters -> PNG render (backs the editor sliders)")
+    async def render(req: S.RenderRequest):
+        def job():
+            image, clean = studio.render(req.params, req.size)
+            return png(image, {"generator": "charforge studio", "creator": getattr(studio.creator, "name", "creator"),
+                               "params": clean})
+
+        return Response(await _work(app, job), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @r.post("/fit", response_model=S.FitResponse, openapi_extra=FIT_BODY,
+            summary="Photo (multipart field 'file') -> creator parameters, preview and similarity")
+    async def fit(request: Request):
+        limit = settings.max_upload_bytes
+        body = await read_body_limited(request.stream(), limit + MULTIPART_OVERHEAD, what="file")
+        parts = parse_multipart(body, request.headers.get("content-type", ""), what="file")
+        data, mode = parts.get("file"), parts.get("mode") or settings.fit_mode
+        if not isinstance(data, bytes) or not data:
+            raise ApiError(422, "file: send the image as a non-empty multipart file field named 'file'", field="file")
+        if len(data) > limit:
+            raise ApiError(413, f"file: {len(data) / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit", field="file")
+        if mode not in FIT_MODES:
+            raise ApiError(422, f"mode: {str(mode)[:40]!r} is not one of {', '.join(FIT_MODES)}", field="mode")
+
+        def job():
+            image = decode_upload(data, settings.max_pixels)  # (H, W, 3) uint8, in memory only
+            res = studio.fit(image, mode)
+            preview = png(res.preview, {"generator": "charforge studio", "fit_mode": mode, "params": res.params})
+            return res, preview
+
+        res, preview = await _work(app, job)
+        return S.FitResponse(params=res.params, preview_base64=b64(preview), similarity=float(res.similarity),
+                             mode=str(getattr(res, "mode", mode)), notes=[str(n) for n in getattr(res, "notes", [])],
+                             timings={k: float(v) for k, v in (res.timings or {}).items()})
+
+
+def _install_page(app) -> None:
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    page_headers = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                                               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers=page_headers)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

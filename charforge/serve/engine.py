@@ -1,0 +1,152 @@
+"""What the studio does, without HTTP: turn validated requests into images by calling the libraries.
+
+`Studio` holds the models loaded once at start (generators by name, the face-to-parameter model, the
+creator) and calls `charforge.sampling`, `charforge.f2p` and the creator; it never re-implements them.
+Every method is synchronous and CPU-bound: the app runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from charforge.errors import UserError
+
+
+@dataclass
+class Generated:
+    image: np.ndarray  # (S, S, 3) uint8
+    seed: int  # noise seed
+    tag_seed: int  # seed the free tags were drawn with
+    tags: np.ndarray  # (T,) 0/1
+
+
+def tag_form(schema, vec: np.ndarray) -> dict[str, Any]:
+    """A full tag vector (T,) as the API's tag form: every group a value (or "any" if unlabelled), every tag on/off."""
+    names = schema.tags
+    form: dict[str, Any] = {}
+    for g, sl in zip(schema.groups, schema.group_slices()):
+        on = np.flatnonzero(vec[sl] > 0.5)
+        form[g.name] = names[sl.start + int(on[0])] if len(on) else "any"
+    isl = schema.independent_slice
+    for j, t in enumerate(schema.independent):
+        form[t] = bool(vec[isl.start + j] > 0.5)
+    return form
+
+
+def _field(record: Any, name: str) -> Any:
+    return record[name] if isinstance(record, dict) else getattr(record, name)
+
+
+class Studio:
+    def __init__(self, generators: dict[str, Any] | None = None, *, f2p: Any = None, creator: Any = None,
+                 sampler: Any = None, fitter: Any = None):
+        self.generators = dict(generators or {})
+        self.f2p = f2p
+        self.creator = creator if creator is not None else getattr(f2p, "creator", None)
+        self._sampler = sampler  # charforge.sampling unless a test injects a stand-in
+        self._fitter = fitter  # charforge.f2p.fit unless a test injects a stand-in
+
+    @property
+    def sampler(self):
+        if self._sampler is None:
+            self._sampler = importlib.import_module("charforge.sampling")
+        return self._sampler
+
+    @property
+    def default_model(self) -> str | None:
+        return "default" if "default" in self.generators else next(iter(self.generators), None)
+
+    # ---- look-ups ------------------------------------------------------------------------------
+    def bundle(self, name: str) -> Any:
+        """Model names are keys of the loaded-model dict, never paths."""
+        if not self.generators:
+            raise UserError("generation is off on this server: no generator is loaded. Start it with "
+                            "`charforge serve --model PATH` (a .safetensors file or a training run folder)", field="model")
+        if name == "default" and name not in self.generators and self.default_model:
+            name = self.default_model
+        if name not in self.generators:
+            valid = ", ".join(self.generators)
+            raise UserError(f"model: unknown model {name[:64]!r}. Loaded models: {valid}", field="model")
+        return self.generators[name]
+
+    def constraints(self, bundle: Any, form: dict[str, Any], source: str = "tags"):
+        return bundle.schema.constraints_from_dict(form, source=source)
+
+    def _tags_for(self, bundle: Any, constraints, tag_seed: int) -> np.ndarray:
+        rng = np.random.default_rng(tag_seed)
+        return np.asarray(self.sampler.sample_tags(bundle, constraints, 1, rng), np.float32)[0]  # (T,)
+
+    # ---- generation ----------------------------------------------------------------------------
+    def generate(self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool) -> list[Generated]:
+        """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed)."""
+        bundle = self.bundle(model)
+        c = self.constraints(bundle, form)
+        tags = np.stack([self._tags_for(bundle, c, s) for s in seeds])  # (N, T)
+        noise = [seeds[0]] * len(seeds) if fixed_noise else list(seeds)
+        images = self.sampler.generate(bundle, tags, seeds=noise)  # (N, S, S, 3) uint8
+        return [Generated(images[i], noise[i], seeds[i], tags[i]) for i in range(len(seeds))]
+
+    def interpolate(self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int):
+        """(frames (F, S, S, 3) uint8, tags_a (T,), tags_b (T,)). Each end point matches /generate's image for it."""
+        bundle = self.bundle(model)
+        ta = self._tags_for(bundle, self.constraints(bundle, a[1], "a.tags"), a[0])
+        tb = self._tags_for(bundle, self.constraints(bundle, b[1], "b.tags"), b[0])
+        out = self.sampler.interpolate(bundle, (a[0], ta), (b[0], tb), frames)
+        return np.asarray(out, np.uint8), ta, tb
+
+    def npc(self, model: str, count: int, seed: int, form: dict[str, Any], min_distance: float) -> list[Generated]:
+        bundle = self.bundle(model)
+        c = self.constraints(bundle, form)
+        records = self.sampler.npc_batch(bundle, count, seed, constraints=c, min_distance=min_distance)
+        return [Generated(np.asarray(_field(r, "image"), np.uint8), int(_field(r, "seed")), int(_field(r, "seed")),
+                          np.asarray(_field(r, "tags"), np.float32)) for r in records]
+
+    # ---- creator and face-to-parameter -----------------------------------------------------------
+    def _need_creator(self):
+        if self.creator is None:
+            raise UserError("no creator loaded: start the server with a creator (the default is 'builtin')")
+        return self.creator
+
+    def render(self, params: dict[str, Any], size: int) -> tuple[np.ndarray, dict[str, Any]]:
+        cr = self._need_creator()
+        if not getattr(cr, "can_render", True):
+            raise UserError(f"creator {getattr(cr, 'name', '?')!r} cannot render (it only knows recorded samples)")
+        try:
+            clean = cr.space.validate(params, source="params")
+        except UserError as e:  # name the field as the request spells it: params.<name>
+            raise UserError(str(e), field=f"params.{e.field}" if e.field else "params") from e
+        batch = cr.space.from_dicts([clean], source="params")
+        return np.asarray(cr.render(batch, size)[0], np.uint8), clean  # (S, S, 3)
+
+    def fit(self, image: np.ndarray, mode: str):
+        if self.f2p is None:
+            raise UserError("no face-to-parameter model loaded: start the server with --f2p (or ship the default)")
+        fitter = self._fitter
+        if fitter is None:
+            fitter = importlib.import_module("charforge.f2p").fit
+        return fitter(self.f2p, [image], mode=mode)
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """An in-memory zip; PNGs are already compressed, so entries are stored."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def gif_bytes(frames: np.ndarray, frame_ms: int) -> bytes:
+    """(F, S, S, 3) uint8 -> an endlessly looping GIF."""
+    from PIL import Image
+
+    ims = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=frame_ms, loop=0)
+    return buf.getvalue()

@@ -1,0 +1,194 @@
+"""The studio's guards: upload size and pixel caps, content sniffing, in-memory multipart, bounded concurrency.
+
+Everything a client sends is untrusted. Uploads are read from the request stream into memory while the
+bytes are counted (never spooled to disk, so no photo ever touches the file system), the format is judged
+from the first bytes (magic numbers), never from the filename or the declared content type, and the pixel
+count is checked from the image header before a single pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAGIC = (  # (prefix, offset, format name); WEBP also needs "WEBP" at offset 8
+    (b"\x89PNG\r\n\x1a\n", 0, "png"),
+    (b"\xff\xd8\xff", 0, "jpeg"),
+    (b"GIF87a", 0, "gif"),
+    (b"GIF89a", 0, "gif"),
+    (b"BM", 0, "bmp"),
+    (b"II*\x00", 0, "tiff"),
+    (b"MM\x00*", 0, "tiff"),
+)
+
+
+class ApiError(Exception):
+    """An HTTP error with a clear message; the app turns it into {"detail": message, "field": field}."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field, self.headers = status, message, field, headers or {}
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    """'png', 'jpeg', 'gif', 'webp', 'bmp', 'tiff' from the magic number, or None for anything else."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for prefix, offset, name in MAGIC:
+        if data[offset : offset + len(prefix)] == prefix:
+            return name
+    return None
+
+
+def decode_upload(data: bytes, max_pixels: int, *, field: str = "file") -> np.ndarray:
+    """Sniffed, size-checked decode of uploaded bytes to (H, W, 3) uint8 RGB. Raises ApiError 415/413/422."""
+    from PIL import Image
+
+    from charforge.data.images import to_rgb
+
+    kind = sniff_image_format(data)
+    if kind is None:
+        raise ApiError(415, f"{field}: not an image (the first bytes match no PNG, JPEG, GIF, WEBP, BMP or TIFF "
+                            "signature). Upload a photo or drawing in one of those formats", field=field)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=[kind.upper()]) as im:
+                w, h = im.size
+                if w * h > max_pixels or w <= 0 or h <= 0:
+                    raise ApiError(413, f"{field}: image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}. "
+                                        "Shrink it and upload again", field=field)
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)  # animations: the first frame
+                im.load()  # full decode now, so truncated data fails here
+                rgb = to_rgb(_upright(im))  # (H, W, 3) uint8
+        except ApiError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ApiError(413, f"{field}: image too large to decode safely ({e})", field=field) from e
+        except Exception as e:  # Pillow raises many kinds on corrupt data
+            raise ApiError(422, f"{field}: looks like {kind.upper()} but cannot be decoded "
+                                f"({type(e).__name__}); the file may be truncated or corrupt", field=field) from e
+    return rgb
+
+
+def _upright(im):
+    """Apply the EXIF orientation (phone photos); a broken EXIF block keeps the picture as stored."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
+
+
+async def read_body_limited(chunks: AsyncIterator[bytes], max_bytes: int, *, what: str = "upload") -> bytes:
+    """Collect a request body in memory, counting bytes as they arrive; 413 as soon as it passes max_bytes."""
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > max_bytes:
+            raise ApiError(413, f"{what}: request body is over the limit of {max_bytes / 1e6:.0f} MB; "
+                                "send a smaller image")
+    return bytes(buf)
+
+
+def parse_multipart(body: bytes, content_type: str, *, what: str = "upload") -> dict[str, Any]:
+    """In-memory multipart/form-data parse: {field name: bytes (files) or str (plain fields)}."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    ctype, params = parse_options_header(content_type or "")
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise ApiError(415, f"{what}: send the image as multipart/form-data with a field named 'file'")
+    parts: dict[str, Any] = {}
+    state: dict[str, Any] = {"headers": {}, "name": None, "data": bytearray(), "file": False, "hname": b""}
+
+    def on_header_field(d, s, e):
+        state["hname"] += d[s:e]
+
+    def on_header_value(d, s, e):
+        state["headers"][state["hname"].lower()] = state["headers"].get(state["hname"].lower(), b"") + d[s:e]
+
+    def on_header_end():
+        state["hname"] = b""
+
+    def on_part_begin():
+        state.update(headers={}, data=bytearray(), hname=b"")
+
+    def on_part_data(d, s, e):
+        state["data"] += d[s:e]
+
+    def on_part_end():
+        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        name = disp.get(b"name", b"").decode("utf-8", "replace")
+        if name:
+            is_file = b"filename" in disp
+            parts[name] = bytes(state["data"]) if is_file else state["data"].decode("utf-8", "replace")
+
+    callbacks = {"on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+                 "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end}
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:
+        raise ApiError(422, f"{what}: malformed multipart body ({type(e).__name__})") from e
+    return parts
+
+
+@dataclass
+class ConcurrencyLimiter:
+    """At most `max_active` jobs at once; up to `max_queue` more wait up to `wait_s` seconds, the rest get 503."""
+
+    max_active: int = 2  # jobs running at once (about one per CPU core)
+    max_queue: int = 32  # requests allowed to wait for a slot
+    wait_s: float = 10.0  # seconds a queued request waits before giving up with 503
+
+    def __post_init__(self):
+        self._sem: asyncio.Semaphore | None = None
+        self.waiting = 0
+        self.active = 0
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._sem is None:  # created lazily, inside the server's event loop
+            self._sem = asyncio.Semaphore(self.max_active)
+        return self._sem
+
+    async def run(self, job: Callable[[], Awaitable[Any]], timeout_s: float) -> Any:
+        """Run `job()` under the limit. 503 when the queue is full or the wait is too long; 504 past timeout_s.
+
+        On a timeout the slot stays taken until the worker thread really finishes, so timed-out work
+        cannot pile up beyond the limit.
+        """
+        sem = self._semaphore()
+        busy = {"Retry-After": "1"}
+        if sem.locked() and self.waiting >= self.max_queue:
+            raise ApiError(503, "server busy: all workers and the queue are full; retry in a moment", headers=busy)
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(sem.acquire(), self.wait_s)
+        except asyncio.TimeoutError as e:
+            raise ApiError(503, f"server busy: no worker free within {self.wait_s:g} s; retry in a moment", headers=busy) from e
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        task = asyncio.ensure_future(job())
+        task.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except asyncio.TimeoutError as e:
+            raise ApiError(504, f"request took longer than {timeout_s:g} s and was abandoned; ask for fewer images") from e
+
+    def _finished(self, task: asyncio.Future) -> None:
+        if not task.cancelled():
+            task.exception()  # mark a timed-out job's error as seen; its caller already answered 504
+        self.active -= 1
+        assert self._sem is not None
+        self._sem.release()

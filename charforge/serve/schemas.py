@@ -1,0 +1,131 @@
+"""Request and response bodies of the studio API (/api/v1). These also make the OpenAPI schema at /docs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SEED_MAX = 2**31 - 1  # seeds are non-negative 31-bit integers, so every client language can hold them
+MAX_COUNT = 64  # images per /generate call
+MAX_NPC = 500  # characters per /npc call
+MAX_FRAMES = 32  # frames per /interpolate call
+MODEL_NAME = Field("default", min_length=1, max_length=64, description="a name from GET /api/v1/models; never a path")
+
+TagValue = Union[bool, str, None]  # group: a tag name or "any"; independent tag: true, false or "any"
+TagForm = dict[str, TagValue]
+ParamValue = Union[float, str]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what was wrong and what to do")
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+class GenerateRequest(Strict):
+    model: str = MODEL_NAME
+    tags: TagForm = Field(default_factory=dict, max_length=64,
+                          description='{"hair color": "blonde hair" | "any", "smile": true | false | "any"}; missing = any')
+    seed: Seed | None = Field(None, description="first seed; image i uses seed + i. Random when absent")
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=MAX_COUNT,
+                                     description="explicit per-image seeds (overrides seed and count)")
+    count: int = Field(4, ge=1, le=MAX_COUNT, description="number of images")
+    fixed_noise: bool = Field(False, description="keep the face: every image shares the first seed's noise, tags vary")
+    format: Literal["json", "zip"] = Field("json", description="base64 PNGs in JSON, or one zip with a manifest")
+
+
+class GeneratedImage(BaseModel):
+    seed: int = Field(description="noise seed of this image")
+    tag_seed: int = Field(description="seed the free tags were drawn with")
+    tags: list[str] = Field(description="every tag that is on")
+    tag_form: TagForm = Field(description="the full tag set as a tag form: send it back to reproduce the image")
+    png_base64: str
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    model_id: str
+    images: list[GeneratedImage]
+
+
+class Endpoint(Strict):
+    seed: Seed
+    tags: TagForm = Field(default_factory=dict, max_length=64)
+
+
+class InterpolateRequest(Strict):
+    model: str = MODEL_NAME
+    a: Endpoint
+    b: Endpoint
+    frames: int = Field(8, ge=2, le=MAX_FRAMES, description="frames including both end points")
+    format: Literal["json", "gif"] = "json"
+    frame_ms: int = Field(120, ge=20, le=2000, description="GIF frame duration in milliseconds")
+
+
+class InterpolateResponse(BaseModel):
+    model: str
+    frames: list[str] = Field(description="base64 PNG frames, a to b")
+    gif_base64: str
+    tags_a: list[str]
+    tags_b: list[str]
+
+
+class NpcRequest(Strict):
+    model: str = MODEL_NAME
+    count: int = Field(16, ge=1, le=MAX_NPC)
+    seed: Seed = 0
+    tags: TagForm = Field(default_factory=dict, max_length=64, description="tags every NPC shares; missing = any")
+    min_distance: float = Field(0.04, ge=0.0, le=0.25,
+                                description="least RMS difference (0-1 pixel units) between two NPCs' 16 px thumbnails")
+
+
+class RenderRequest(Strict):
+    params: dict[str, ParamValue] = Field(default_factory=dict, max_length=512,
+                                          description="creator parameters by name; missing ones take their default")
+    size: int = Field(128, ge=32, le=512, description="output width and height in pixels")
+
+
+class FitResponse(BaseModel):
+    params: dict[str, ParamValue]
+    preview_base64: str = Field(description="PNG render of the fitted parameters")
+    similarity: float
+    mode: str = Field(description="the mode whose answer was kept")
+    notes: list[str] = Field(default_factory=list, description="messages such as 'several faces found, used the largest'")
+    timings: dict[str, float] = Field(description="seconds per step")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    model_id: str
+    sha256: str
+    image_size: int
+    z_dim: int
+    schema_: dict = Field(alias="schema", description="the tag schema: exclusive groups, independent tags, conflicts")
+    freqs: dict[str, float] = Field(description="empirical P(tag) in the training data")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    default: str | None
+
+
+class CreatorResponse(BaseModel):
+    name: str
+    space: dict = Field(description="ParamSpace JSON: categorical options and continuous ranges")
+    can_render: bool
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    version: str
+    models: list[str]
+    creator: str | None
+    f2p: bool
+    active: int
+    waiting: int

@@ -1,0 +1,137 @@
+"""Starting the studio: check the bind address, load every model once, run uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any
+
+from charforge.errors import UserError
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Loopback is always allowed; any other address needs a token, since anyone on the network could connect."""
+    if is_loopback(host):
+        return
+    if not token:
+        raise UserError(f"--host {host}: not a loopback address, so anyone on the network could use the studio. "
+                        "Add --token SECRET (clients then send 'Authorization: Bearer SECRET'), or bind to 127.0.0.1")
+    if len(token) < 8:
+        raise UserError("--token: use at least 8 characters (a guessable token protects nothing)")
+
+
+def torch_threads_per_job(max_concurrency: int) -> int:
+    """Split the cores between the jobs that may run at once (at least one thread each)."""
+    return max(1, (os.cpu_count() or 1) // max(1, max_concurrency))
+
+
+def parse_model_specs(specs: list[str] | None) -> dict[str, str | None]:
+    """['default', 'big=runs/big', 'x.safetensors'] -> {name: spec}. The names are what requests may use."""
+    out: dict[str, str | None] = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = (spec, None) if spec == "default" else (os.path.splitext(os.path.basename(spec.rstrip("/")))[0], spec)
+        name = name.strip()
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 64:
+            raise UserError(f"--model {spec!r}: model names use letters, digits, '-', '_' and '.' (at most 64)", field="model")
+        if name in out:
+            raise UserError(f"--model {spec!r}: the name {name!r} is given twice; use NAME=PATH to tell them apart", field="model")
+        out[name] = path
+    return out
+
+
+class _OnnxNet:
+    """Lets charforge.sampling drive an ONNX generator: net(z, tags) -> (B, 3, S, S) tensor."""
+
+    def __init__(self, onnx_generator: Any):
+        import torch
+
+        self.gen = onnx_generator
+        self._device = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def parameters(self):
+        yield self._device
+
+    def __call__(self, z, tags):
+        import torch
+
+        return torch.from_numpy(self.gen.run(z.numpy(), tags.numpy()))  # (B, 3, S, S) in [-1, 1]
+
+
+def load_generator_backend(spec: str | None, backend: str) -> Any:
+    """A GeneratorBundle; with backend 'onnx' the spec is a .onnx export run by onnxruntime."""
+    from charforge import sampling
+
+    if backend == "torch":
+        return sampling.load_generator(spec)
+    if backend != "onnx":
+        raise UserError(f"--backend {backend!r}: valid backends are torch, onnx", field="backend")
+    if not spec or not str(spec).endswith(".onnx"):
+        raise UserError("--backend onnx: give --model NAME=PATH.onnx (export one with `charforge export onnx`)", field="model")
+    from pathlib import Path
+
+    from charforge.export.onnx import OnnxGenerator
+
+    g = OnnxGenerator(spec, threads=1)
+    return sampling.GeneratorBundle(_OnnxNet(g), g.schema, g.freqs, g.config, g.z_dim, g.image_size, g.model_id,
+                                    g.sha256, Path(spec))
+
+
+def load_models(model_specs: list[str] | None, f2p_spec: str | None, creator: str, backend: str = "torch",
+                warn=print) -> dict[str, Any]:
+    """Everything the app needs, loaded once. Missing shipped defaults are a warning; missing explicit files an error."""
+    from charforge.creators.base import get_creator
+
+    generators = {}
+    for name, spec in parse_model_specs(model_specs or ["default"]).items():
+        try:
+            generators[name] = load_generator_backend(spec, backend)
+        except UserError as e:
+            if model_specs:
+                raise
+            warn(f"warning: generation is off: {e}")
+    f2p = None
+    try:
+        from charforge.f2p import load_f2p
+
+        f2p = load_f2p(f2p_spec)
+    except (UserError, ImportError) as e:
+        if f2p_spec:
+            raise
+        warn(f"warning: photo -> character is off: {e}")
+    cr = getattr(f2p, "creator", None)
+    if cr is None:
+        try:
+            cr = get_creator(creator)
+        except (UserError, ImportError) as e:
+            if creator != "builtin":
+                raise
+            warn(f"warning: the parameter editor is off: {e}")
+    return {"generators": generators, "f2p": f2p, "creator": cr}
+
+
+def serve(settings, model_specs: list[str] | None = None, f2p_spec: str | None = None, creator: str = "builtin",
+          backend: str = "torch", log_level: str = "info") -> None:
+    """Check the address, load the models, run uvicorn until interrupted."""
+    import uvicorn
+
+    from charforge.serve.app import create_app
+
+    check_bind(settings.host, settings.token)
+    if settings.torch_threads is None:
+        settings.torch_threads = torch_threads_per_job(settings.max_concurrency)
+    app = create_app(settings, **load_models(model_specs, f2p_spec, creator, backend))
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"charforge studio on http://{host}:{settings.port}/  (API docs at /docs)", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
+                timeout_keep_alive=5, limit_concurrency=512, h11_max_incomplete_event_size=64 * 1024)

@@ -1,0 +1,375 @@
+// charforge studio page: plain JavaScript, no framework, no CDN. Talks only to /api/v1 on this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SEED_MAX = 2147483647;
+const state = {
+  models: [], model: null, schema: null, lastRequest: null, images: [], selected: null, ends: { a: null, b: null },
+  creator: null, fitParams: null, params: {}, renderSeq: 0, renderTimer: null, previewUrl: null,
+};
+
+// ---------------------------------------------------------------- plumbing
+function token() { return sessionStorage.getItem("charforge-token") || ""; }
+
+async function api(path, { json, body, method } = {}) {
+  const headers = {};
+  if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+  if (token()) headers["Authorization"] = "Bearer " + token();
+  const res = await fetch("/api/v1" + path, { method: method || (body ? "POST" : "GET"), headers, body });
+  if (res.status === 401) { $("tokenbar").classList.remove("hidden"); throw new Error("this studio needs a token"); }
+  if (!res.ok) {
+    let msg = res.status + " " + res.statusText;
+    try { const j = await res.json(); if (j.detail) msg = j.detail; } catch (e) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return res;
+}
+
+let toastTimer = null;
+function toast(msg, isError = false) {
+  const t = $("toast");
+  t.textContent = msg;
+  t.classList.toggle("error", isError);
+  t.classList.remove("hidden");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => t.classList.add("hidden"), isError ? 7000 : 3000);
+}
+
+async function busy(button, work) {
+  button.disabled = true; button.classList.add("busy");
+  try { return await work(); } catch (e) { toast(e.message, true); } finally { button.disabled = false; button.classList.remove("busy"); }
+}
+
+function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob); a.download = name;
+  document.body.appendChild(a); a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 2000);
+}
+
+const pngUrl = (b64) => "data:image/png;base64," + b64;
+const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, "-");
+const randomSeed = () => Math.floor(Math.random() * (SEED_MAX - 64));
+function el(tag, props = {}, children = []) {
+  const e = Object.assign(document.createElement(tag), props);
+  for (const c of children) e.append(c);
+  return e;
+}
+
+// ---------------------------------------------------------------- tabs and start-up
+function showPanel(name) {
+  document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.panel === name));
+  document.querySelectorAll(".panel").forEach((p) => p.classList.toggle("active", p.id === "panel-" + name));
+  history.replaceState(null, "", "#" + name);
+}
+
+async function init() {
+  document.querySelectorAll(".tab").forEach((t) => t.addEventListener("click", () => showPanel(t.dataset.panel)));
+  const start = location.hash.slice(1);
+  if (["generate", "photo", "npc"].includes(start)) showPanel(start);
+  $("token-save").addEventListener("click", () => {
+    sessionStorage.setItem("charforge-token", $("token").value.trim());
+    $("tokenbar").classList.add("hidden"); loadAll();
+  });
+  wireGenerate(); wirePhoto(); wireNpc();
+  $("seed").value = randomSeed();
+  await loadAll();
+}
+
+async function loadAll() {
+  try {
+    const h = await (await api("/health")).json();
+    $("status").textContent = `${h.models.length} model${h.models.length === 1 ? "" : "s"} · f2p ${h.f2p ? "on" : "off"}`;
+    $("status").className = "status ok";
+    const m = await (await api("/models")).json();
+    state.models = m.models;
+    buildModelPicker(m.default);
+    if (h.creator) { state.creator = (await (await api("/creator")).json()); buildEditor(); }
+    else $("editor-hint").textContent = "No creator loaded on the server.";
+    if (!h.f2p) $("drop-text").textContent = "Photo fitting is off on this server (start it with --f2p).";
+  } catch (e) {
+    $("status").textContent = "offline"; $("status").className = "status down"; toast(e.message, true);
+  }
+}
+
+// ---------------------------------------------------------------- generate panel
+function buildModelPicker(def) {
+  const sel = $("model");
+  sel.replaceChildren(...state.models.map((m) => el("option", { value: m.name, textContent: `${m.name} (${m.image_size}px)` })));
+  $("model-field").classList.toggle("hidden", state.models.length < 2);
+  if (!state.models.length) { $("gen-info").textContent = "No generator loaded: start the server with --model."; $("generate").disabled = true; return; }
+  sel.value = def || state.models[0].name;
+  selectModel(sel.value);
+}
+
+function selectModel(name) {
+  const m = state.models.find((x) => x.name === name);
+  state.model = m.name; state.schema = m.schema;
+  const groups = $("groups"), ind = $("independent");
+  groups.replaceChildren(); ind.replaceChildren();
+  for (const g of m.schema.groups) {
+    const sel = el("select", { id: "tag-" + slug(g.name) });
+    sel.dataset.group = g.name;
+    sel.append(el("option", { value: "any", textContent: "any" }));
+    for (const t of g.tags) sel.append(el("option", { value: t, textContent: `${t} (${Math.round(100 * (m.freqs[t] || 0))}%)` }));
+    groups.append(el("div", { className: "field" }, [el("label", { htmlFor: sel.id, textContent: g.name }), sel]));
+  }
+  for (const t of m.schema.independent) ind.append(triToggle(t, m.freqs[t]));
+}
+
+function triToggle(tag, freq) {
+  const seg = el("div", { className: "seg", role: "radiogroup" });
+  seg.dataset.tag = tag;
+  for (const v of ["any", "on", "off"]) {
+    const id = `tri-${slug(tag)}-${v}`;
+    const input = el("input", { type: "radio", name: "tri-" + slug(tag), value: v, id, checked: v === "any" });
+    seg.append(input, el("label", { htmlFor: id, className: v, textContent: v }));
+  }
+  const name = el("span", { className: "name", textContent: tag, title: `${Math.round(100 * (freq || 0))}% of the training data` });
+  return el("div", { className: "tri" }, [name, seg]);
+}
+
+function tagForm() {
+  const form = {};
+  document.querySelectorAll("#groups select").forEach((s) => { form[s.dataset.group] = s.value; });
+  document.querySelectorAll("#independent .seg").forEach((seg) => {
+    const v = seg.querySelector("input:checked").value;
+    form[seg.dataset.tag] = v === "any" ? "any" : v === "on";
+  });
+  return form;
+}
+
+function setTagForm(form) {
+  document.querySelectorAll("#groups select").forEach((s) => { s.value = form[s.dataset.group] ?? "any"; });
+  document.querySelectorAll("#independent .seg").forEach((seg) => {
+    const v = form[seg.dataset.tag];
+    const key = v === true ? "on" : v === false ? "off" : "any";
+    seg.querySelector(`input[value=${key}]`).checked = true;
+  });
+}
+
+function generateRequest() {
+  let seed = parseInt($("seed").value, 10);
+  if (!Number.isFinite(seed) || seed < 0) { seed = randomSeed(); $("seed").value = seed; }
+  const count = Math.max(1, Math.min(64, parseInt($("count").value, 10) || 1));
+  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked };
+}
+
+async function runGenerate(req) {
+  state.lastRequest = req;
+  const res = await (await api("/generate", { json: req })).json();
+  state.images = res.images; state.selected = null;
+  $("detail").classList.add("hidden");
+  const grid = $("grid");
+  grid.replaceChildren(...res.images.map((im, i) => tile(im, i)));
+  $("gen-info").textContent = `${res.images.length} image${res.images.length === 1 ? "" : "s"} · model ${res.model_id}`;
+  $("zip-all").disabled = false;
+}
+
+function tile(im, i) {
+  const dl = el("a", { className: "dl", href: pngUrl(im.png_base64), download: `charforge_seed${im.seed}.png`, title: "download PNG", textContent: "⬇" });
+  dl.addEventListener("click", (e) => e.stopPropagation());
+  const t = el("div", { className: "tile", title: im.tags.join(", ") }, [
+    el("img", { src: pngUrl(im.png_base64), alt: im.tags.join(", ") }),
+    el("div", { className: "meta" }, [el("span", { textContent: "#" + im.seed }), dl]),
+  ]);
+  t.addEventListener("click", () => select(i));
+  return t;
+}
+
+function select(i) {
+  state.selected = state.images[i];
+  document.querySelectorAll("#grid .tile").forEach((t, j) => t.classList.toggle("selected", j === i));
+  const im = state.selected;
+  $("detail-img").src = pngUrl(im.png_base64);
+  $("detail-seed").textContent = im.seed;
+  $("detail-tags").replaceChildren(...im.tags.map((t) => el("span", { className: "chip", textContent: t })));
+  $("detail-download").href = pngUrl(im.png_base64);
+  $("detail-download").download = `charforge_seed${im.seed}.png`;
+  $("detail").classList.remove("hidden");
+}
+
+function setEnd(which) {
+  const im = state.selected;
+  if (!im) return;
+  state.ends[which] = { seed: im.seed, tags: im.tag_form };
+  $("end-" + which).replaceChildren(el("img", { src: pngUrl(im.png_base64), alt: which.toUpperCase() }));
+  $("interpolate").disabled = !(state.ends.a && state.ends.b);
+}
+
+async function runInterpolate() {
+  const req = { model: state.model, a: state.ends.a, b: state.ends.b, frames: parseInt($("frames").value, 10) || 8 };
+  const res = await (await api("/interpolate", { json: req })).json();
+  $("strip").replaceChildren(...res.frames.map((f, i) => el("img", { src: pngUrl(f), alt: "frame " + i })));
+  $("gif").src = "data:image/gif;base64," + res.gif_base64;
+  $("gif-download").href = $("gif").src;
+  $("gif-row").classList.remove("hidden");
+}
+
+function wireGenerate() {
+  $("model").addEventListener("change", (e) => selectModel(e.target.value));
+  $("randomise").addEventListener("click", () => { $("seed").value = randomSeed(); });
+  $("reset-tags").addEventListener("click", () => setTagForm({}));
+  $("gen-form").addEventListener("submit", (e) => { e.preventDefault(); busy($("generate"), () => runGenerate(generateRequest())); });
+  $("zip-all").addEventListener("click", () => busy($("zip-all"), async () => {
+    const blob = await (await api("/generate", { json: { ...state.lastRequest, format: "zip" } })).blob();
+    saveBlob(blob, `charforge_seed${state.lastRequest.seed}.zip`);
+  }));
+  $("detail-close").addEventListener("click", () => $("detail").classList.add("hidden"));
+  $("variations").addEventListener("click", () => {
+    const im = state.selected; if (!im) return;
+    setTagForm(im.tag_form); $("fixed-noise").checked = false; $("seed").value = randomSeed();
+    busy($("variations"), () => runGenerate(generateRequest()));
+  });
+  $("same-face").addEventListener("click", () => {
+    const im = state.selected; if (!im) return;
+    $("fixed-noise").checked = true; $("seed").value = im.seed;
+    busy($("same-face"), () => runGenerate(generateRequest()));
+  });
+  $("set-a").addEventListener("click", () => setEnd("a"));
+  $("set-b").addEventListener("click", () => setEnd("b"));
+  $("interpolate").addEventListener("click", () => busy($("interpolate"), runInterpolate));
+}
+
+// ---------------------------------------------------------------- photo -> character panel
+function buildEditor() {
+  const box = $("params");
+  box.replaceChildren();
+  const space = state.creator.space;
+  if (space.continuous.length) box.append(el("h3", { textContent: "Shape" }));
+  for (const p of space.continuous) box.append(slider(p));
+  if (space.categorical.length) box.append(el("h3", { textContent: "Style" }));
+  for (const p of space.categorical) {
+    const sel = el("select", { id: "param-" + slug(p.name) });
+    sel.dataset.param = p.name;
+    for (const o of p.options) sel.append(el("option", { value: o, textContent: o }));
+    sel.value = p.default;
+    sel.addEventListener("change", () => { state.params[p.name] = sel.value; scheduleRender(); });
+    box.append(el("div", { className: "param" }, [el("label", { htmlFor: sel.id, textContent: p.name.replace(/_/g, " ") }), sel]));
+  }
+  setParams(defaults());
+  $("export-json").disabled = false;
+  scheduleRender(0);
+}
+
+function slider(p) {
+  const id = "param-" + slug(p.name);
+  const val = el("b", { textContent: fmt(p.default) });
+  const range = el("input", { type: "range", id, min: p.lo, max: p.hi, step: (p.hi - p.lo) / 200, value: p.default });
+  range.dataset.param = p.name;
+  range.addEventListener("input", () => { state.params[p.name] = parseFloat(range.value); val.textContent = fmt(range.value); scheduleRender(); });
+  const label = el("label", { htmlFor: id }, [el("span", { textContent: p.name.replace(/_/g, " "), title: p.doc || "" }), val]);
+  return el("div", { className: "param" }, [label, range]);
+}
+
+const fmt = (v) => Number(v).toFixed(2);
+function defaults() {
+  const out = {};
+  for (const p of state.creator.space.categorical) out[p.name] = p.default;
+  for (const p of state.creator.space.continuous) out[p.name] = p.default;
+  return out;
+}
+
+function setParams(params) {
+  state.params = { ...params };
+  document.querySelectorAll("#params [data-param]").forEach((input) => {
+    const v = params[input.dataset.param];
+    if (v === undefined) return;
+    input.value = v;
+    if (input.type === "range") input.parentElement.querySelector("b").textContent = fmt(v);
+  });
+}
+
+function scheduleRender(delay = 60) {
+  // A quick 128 px render follows the slider; a sharp 256 px one lands once the hand rests.
+  clearTimeout(state.renderTimer); clearTimeout(state.sharpTimer);
+  state.renderTimer = setTimeout(() => renderNow(128), delay);
+  state.sharpTimer = setTimeout(() => renderNow(256), delay + 350);
+}
+
+async function renderNow(size) {
+  const seq = ++state.renderSeq;
+  try {
+    const blob = await (await api("/render", { json: { params: state.params, size } })).blob();
+    if (seq !== state.renderSeq) return; // a newer slider position already asked for its own render
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.previewUrl = URL.createObjectURL(blob);
+    const img = $("preview");
+    img.src = state.previewUrl;
+    img.classList.remove("hidden"); $("preview-hint").classList.add("hidden");
+    img.dataset.seq = seq; img.dataset.size = size;
+  } catch (e) { toast(e.message, true); }
+}
+
+let lastFile = null;
+async function fitPhoto(file) {
+  lastFile = file;
+  const photo = $("photo");
+  if (photo.src.startsWith("blob:")) URL.revokeObjectURL(photo.src);
+  photo.src = URL.createObjectURL(file); photo.classList.remove("hidden"); $("drop-text").classList.add("hidden");
+  const fd = new FormData();
+  fd.append("file", file); fd.append("mode", $("fit-mode").value);
+  const res = await (await api("/fit", { body: fd })).json();
+  state.fitParams = res.params;
+  clearTimeout(state.renderTimer); clearTimeout(state.sharpTimer); state.renderSeq++; // drop renders still in flight
+  $("similarity").textContent = `similarity ${res.similarity.toFixed(3)}`;
+  if (res.notes && res.notes.length) toast(res.notes.join("; "));
+  $("similarity").classList.remove("hidden");
+  $("preview").src = pngUrl(res.preview_base64);
+  $("preview").classList.remove("hidden"); $("preview-hint").classList.add("hidden");
+  $("preview").dataset.seq = "fit"; $("preview").dataset.size = "fit";
+  if (state.creator) setParams({ ...defaults(), ...res.params });
+  $("refit").disabled = false; $("reset-params").disabled = false;
+}
+
+function wirePhoto() {
+  const drop = $("drop");
+  const take = (file) => { if (file) busy($("refit"), () => fitPhoto(file)); };
+  $("file").addEventListener("change", (e) => take(e.target.files[0]));
+  ["dragenter", "dragover"].forEach((ev) => drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((ev) => drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+  drop.addEventListener("drop", (e) => take(e.dataTransfer.files[0]));
+  $("refit").addEventListener("click", () => lastFile && busy($("refit"), () => fitPhoto(lastFile)));
+  $("reset-params").addEventListener("click", () => { if (state.fitParams) { setParams({ ...defaults(), ...state.fitParams }); scheduleRender(0); } });
+  $("export-json").addEventListener("click", () => {
+    const doc = { creator: state.creator ? state.creator.name : null, params: state.params };
+    saveBlob(new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" }), "character_params.json");
+  });
+}
+
+// ---------------------------------------------------------------- NPC panel
+function readStoredZip(buf) {
+  // Entries of a zip written with ZIP_STORED (what the server sends): name -> bytes.
+  const dv = new DataView(buf), out = {}, dec = new TextDecoder();
+  let p = 0;
+  while (p + 30 <= buf.byteLength && dv.getUint32(p, true) === 0x04034b50) {
+    const method = dv.getUint16(p + 8, true), size = dv.getUint32(p + 18, true);
+    const nlen = dv.getUint16(p + 26, true), xlen = dv.getUint16(p + 28, true);
+    const name = dec.decode(new Uint8Array(buf, p + 30, nlen)), start = p + 30 + nlen + xlen;
+    if (method === 0) out[name] = new Uint8Array(buf, start, size);
+    p = start + size;
+  }
+  return out;
+}
+
+async function runNpc() {
+  const count = Math.max(1, Math.min(500, parseInt($("npc-count").value, 10) || 1));
+  const seed = Math.max(0, parseInt($("npc-seed").value, 10) || 0);
+  const req = { model: state.model, count, seed, tags: $("npc-use-tags").checked ? tagForm() : {} };
+  const blob = await (await api("/npc", { json: req })).blob();
+  saveBlob(blob, `npcs_seed${seed}.zip`);
+  const files = readStoredZip(await blob.arrayBuffer());
+  const manifest = files["manifest.json"] ? JSON.parse(new TextDecoder().decode(files["manifest.json"])) : null;
+  const shown = manifest ? manifest.characters.slice(0, 60) : [];
+  $("npc-grid").replaceChildren(...shown.map((c) => {
+    const url = URL.createObjectURL(new Blob([files[c.file]], { type: "image/png" }));
+    return el("img", { src: url, alt: c.tags.join(", "), title: `#${c.seed}: ${c.tags.join(", ")}` });
+  }));
+  $("npc-info").textContent = `Downloaded ${manifest ? manifest.count : "?"} characters (${Math.round(blob.size / 1024)} KB zip with manifest.json).`;
+}
+
+function wireNpc() {
+  $("npc-go").addEventListener("click", () => busy($("npc-go"), runNpc));
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,63 @@
+"""The perceptual hash and near-duplicate removal (charforge.data.dedupe)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+from corpus import pattern
+from PIL import Image
+
+from charforge.data.dedupe import HashIndex, find_duplicates, hamming, hamming_to_many, phash
+
+
+def recompressed(img: np.ndarray, scale: float, quality: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    small = Image.fromarray(img).resize((int(w * scale), int(h * scale)), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def test_resized_recompressed_copies_are_close_and_others_far():
+    originals = [pattern(s, 96, 96) for s in range(12)]
+    hashes = [phash(im) for im in originals]
+    for im, h in zip(originals, hashes):
+        for scale, q in ((0.5, 60), (0.8, 85), (1.5, 75)):
+            assert hamming(h, phash(recompressed(im, scale, q))) <= 6
+        assert hamming(h, phash(np.clip(im.astype(int) + 12, 0, 255).astype(np.uint8))) <= 6  # brighter
+    far = [hamming(a, b) for a, b in itertools.combinations(hashes, 2)]
+    assert min(far) > 6 and 20 < np.mean(far) < 44  # different pictures differ in about half the bits
+
+
+def test_hamming_matches_a_reference_popcount():
+    rng = np.random.default_rng(0)
+    hs = rng.integers(0, 2**63, size=50, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    ref = [bin(int(hs[0]) ^ int(x)).count("1") for x in hs]
+    assert hamming_to_many(int(hs[0]), hs).tolist() == ref
+    assert [hamming(int(hs[0]), int(x)) for x in hs] == ref
+
+
+def test_find_duplicates_keeps_the_first_in_order():
+    a, b = pattern(100, 64, 64), pattern(101, 64, 64)
+    images = [a, b, recompressed(a, 0.7, 70), recompressed(b, 0.6, 80), pattern(102, 64, 64)]
+    names = ["a", "b", "a2", "b2", "c"]
+    assert find_duplicates(images, names, threshold=6) == {"a2": "a", "b2": "b"}
+    assert find_duplicates(images, names, threshold=-1) == {}  # dedupe off
+    index = HashIndex(threshold=0)
+    index.add(phash(a), "a")
+    assert index.find(phash(a)) == "a" and index.find(phash(b)) is None and len(index) == 1
+
+
+def test_phash_matches_a_matrix_dct_reference():
+    img = pattern(7, 70, 90)
+    luma = np.asarray(
+        Image.fromarray(img).convert("L").resize((32, 32), Image.Resampling.BOX), dtype=np.float64
+    )
+    k, n = np.arange(32)[:, None], np.arange(32)[None, :]
+    c = np.sqrt(2 / 32) * np.cos(np.pi * (2 * n + 1) * k / 64)  # orthonormal DCT-II matrix
+    c[0] /= np.sqrt(2)
+    low = (c @ luma @ c.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    assert phash(img) == sum(1 << i for i in np.flatnonzero(bits))
