@@ -109,7 +109,7 @@ def create_app(settings: ServeSettings | None = None, *, generators: dict[str, A
     """The studio app around already-loaded models. `sampler`/`fitter` replace charforge.sampling / f2p.fit in tests."""
     settings = settings or ServeSettings()
     studio = Studio(generators, f2p=f2p, creator=creator, sampler=sampler, fitter=fitter)
-    app = FastAPI(title="charforge studio", version=__version__,
+    app = FastAPI(title="charforge studio", version=__version__, docs_url=None, redoc_url=None,
                   description="Generate anime characters from tags, fit a creator to a photo, batch NPCs. "
                               "All endpoints live under /api/v1.")
     app.state.studio, app.state.settings = studio, settings
@@ -117,12 +117,29 @@ def create_app(settings: ServeSettings | None = None, *, generators: dict[str, A
     _install_error_handlers(app)
     app.include_router(_api_router(app))
     _install_page(app)
+    _install_docs(app)
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     return app
+
+
+def _install_docs(app) -> None:
+    """OpenAPI docs at /docs from the Swagger UI files shipped in `swagger-ui-bundle`: no CDN, works offline."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
 
 
 def _error(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None):

@@ -192,3 +192,11 @@ def test_page_and_assets_are_local(client):
         assert client.get(asset).status_code == 200
     assert "http://" not in page.text and "https://" not in page.text
     assert client.get("/docs").status_code == 200 and "/api/v1/generate" in client.get("/openapi.json").text
+
+
+def test_docs_page_is_served_without_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-static/swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/openapi.json").json()["paths"]
