@@ -55,6 +55,13 @@ class Continuous:
         return {"name": self.name, "kind": "continuous", "lo": self.lo, "hi": self.hi, "default": self.default, "doc": self.doc}
 
 
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """(N, k) view of a batch array; an empty batch keeps its column count (reshape(0, -1) is ambiguous)."""
+    if a.ndim == 2:
+        return a
+    return a.reshape(len(a), -1) if a.size else a.reshape(len(a), 0)
+
+
 @dataclass
 class ParamBatch:
     """N parameter settings. `cat` (N, n_cat) int64 option indices; `cont` (N, n_cont) float32 creator units."""
@@ -63,8 +70,8 @@ class ParamBatch:
     cont: np.ndarray
 
     def __post_init__(self):
-        self.cat = np.asarray(self.cat, dtype=np.int64).reshape(len(self.cat), -1)
-        self.cont = np.asarray(self.cont, dtype=np.float32).reshape(len(self.cont), -1)
+        self.cat = _as_rows(np.asarray(self.cat, dtype=np.int64))
+        self.cont = _as_rows(np.asarray(self.cont, dtype=np.float32))
         if len(self.cat) != len(self.cont):
             raise ValueError("ParamBatch: cat and cont disagree on the batch size")
 

@@ -1,0 +1,52 @@
+"""The built-in creator: a parametric anime head-and-shoulders portrait renderer owned by charforge.
+
+    creator = BuiltinCreator()
+    batch = creator.sample(64, np.random.default_rng(0))
+    images = creator.render(batch, 128)   # (64, 128, 128, 3) uint8
+    tags = creator.derive_tags(batch)     # (64, 34) float32, make.girls.moe tag order
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from charforge.creators.base import Creator
+from charforge.creators.builtin import tags as _tags
+from charforge.creators.builtin.params import make_space
+from charforge.creators.space import ParamBatch
+from charforge.data.tags import TagConstraints, make_girls_moe_schema
+from charforge.errors import UserError
+
+MIN_SIZE, MAX_SIZE = 16, 1024  # renderable image sizes in pixels (32..512 is the tested range)
+
+
+class BuiltinCreator(Creator):
+    name = "builtin"
+
+    def __init__(self):
+        self.space = make_space()
+        self.schema = make_girls_moe_schema()
+
+    def render(self, batch: ParamBatch, size: int) -> np.ndarray:
+        """(N, size, size, 3) uint8; deterministic, no randomness inside."""
+        from charforge.creators.builtin.render import render_batch
+
+        if not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
+            raise UserError(f"image size {size!r}: must be a whole number of pixels in [{MIN_SIZE}, {MAX_SIZE}]", field="size")
+        if batch.cat.shape[1] != self.space.n_cat or batch.cont.shape[1] != self.space.n_cont:
+            raise ValueError(f"parameter batch has {batch.cat.shape[1]}+{batch.cont.shape[1]} columns; the builtin space has {self.space.n_cat}+{self.space.n_cont}")
+        return render_batch(self.space, batch, int(size))
+
+    def sample(self, n: int, rng: np.random.Generator) -> ParamBatch:
+        """The dataset distribution: uniform hair/eye colours, each independent tag on for ~25-35 %."""
+        return _tags.sample_params(self.space, n, rng)
+
+    def derive_tags(self, batch: ParamBatch) -> np.ndarray:
+        return _tags.derive_tags(self.space, self.schema, batch)
+
+    def sample_for_tags(self, constraints: TagConstraints, n: int, rng: np.random.Generator) -> ParamBatch:
+        """Parameters that show the constrained tags; the rest drawn as in `sample`."""
+        return _tags.sample_for_tags(self.space, self.schema, constraints, n, rng)
+
+
+__all__ = ["BuiltinCreator"]
