@@ -1,0 +1,118 @@
+"""The F2P bundle: creator spec + parameter space + embedder + imitator + translator, in one .safetensors.
+
+Tensors are prefixed `embedder.`, `imitator.`, `translator.`; the metadata config rebuilds every network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charforge.creators.space import ParamSpace
+from charforge.errors import UserError
+from charforge.f2p.embedders import Embedder, LearnedEmbedder, get_embedder
+from charforge.f2p.imitator import Imitator, ImitatorConfig
+from charforge.f2p.search import SearchConfig
+from charforge.f2p.translator import Translator, TranslatorConfig
+from charforge.models.io import file_sha256, load_model, save_model
+
+KIND = "f2p"
+BUNDLE_NAME = "f2p.safetensors"
+
+
+@dataclass
+class F2P:
+    creator_spec: str  # "builtin", "module:function", an entry-point name, or a recorded folder path
+    space: ParamSpace
+    embedder: Embedder
+    imitator: Imitator
+    translator: Translator
+    render_size: int = 64  # px the creator renders at for embedding and previews
+    search: SearchConfig = field(default_factory=SearchConfig)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str = ""
+    _creator: Any = None
+
+    @property
+    def creator(self):
+        """The creator, loaded on first use (None when a recorded folder is gone: previews fall back to the imitator)."""
+        if self._creator is None:
+            from charforge.creators.base import get_creator
+
+            try:
+                self._creator = get_creator(self.creator_spec)
+            except UserError:
+                if self.creator_spec in ("builtin",) or ":" in self.creator_spec:
+                    raise
+                return None
+        return self._creator
+
+    @creator.setter
+    def creator(self, value) -> None:
+        self._creator = value
+
+
+def save_f2p(f2p: F2P, path: str | Path) -> Path:
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, net in (("imitator", f2p.imitator), ("translator", f2p.translator)):
+        tensors.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
+    if isinstance(f2p.embedder, LearnedEmbedder):
+        tensors.update({f"embedder.{k}": v for k, v in f2p.embedder.encoder.state_dict().items()})
+    config = {
+        "creator": f2p.creator_spec,
+        "render_size": f2p.render_size,
+        "embedder": f2p.embedder.config(),
+        "imitator": asdict(f2p.imitator.cfg),
+        "translator": asdict(f2p.translator.cfg),
+        "search": asdict(f2p.search),
+    }
+    return save_model(path, tensors, kind=KIND, config=config, extra={"param_space": f2p.space.to_dict(), "metrics": f2p.metrics})
+
+
+def _sub(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def default_f2p_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights" / "f2p_builtin.safetensors"
+
+
+def resolve_f2p_path(path: str | Path | None) -> Path:
+    if path is None:
+        p = default_f2p_path()
+        if not p.is_file():
+            raise UserError(f"no shipped face-to-parameter model at {p}; pass --f2p DIR from `charforge f2p train`")
+        return p
+    p = Path(path)
+    if p.is_dir():
+        if not (p / BUNDLE_NAME).is_file():
+            raise UserError(f"{p}: no {BUNDLE_NAME} in it; finish `charforge f2p train -o {p}` first (rerun it to resume)")
+        return p / BUNDLE_NAME
+    if not p.is_file():
+        raise UserError(f"{p}: no such face-to-parameter model (give the folder `charforge f2p train` wrote, or its {BUNDLE_NAME})")
+    return p
+
+
+def load_f2p(path: str | Path | None = None, *, detect: bool = True) -> F2P:
+    """Load a trained bundle: None = the shipped default, a training folder, or the .safetensors itself."""
+    p = resolve_f2p_path(path)
+    tensors, meta = load_model(p, kind=KIND)
+    cfg = meta["charforge_config"]
+    space = ParamSpace.from_dict(meta["param_space"], source=str(p))
+    emb_cfg = dict(cfg["embedder"])
+    if emb_cfg["name"] == "learned":
+        embedder: Embedder = LearnedEmbedder.from_tensors(emb_cfg, _sub(tensors, "embedder"))
+    elif emb_cfg["name"] == "identity":
+        embedder = get_embedder("identity", detect=detect)
+    else:
+        embedder = get_embedder(emb_cfg["name"], **{k: v for k, v in emb_cfg.items() if k != "name"})
+    imitator = Imitator(ImitatorConfig(**cfg["imitator"]))
+    imitator.load_state_dict(_sub(tensors, "imitator"))
+    translator = Translator(TranslatorConfig(**cfg["translator"]))
+    translator.load_state_dict(_sub(tensors, "translator"))
+    return F2P(cfg["creator"], space, embedder, imitator.eval(), translator.eval(), cfg.get("render_size", 64),
+               SearchConfig(**cfg.get("search", {})), meta.get("metrics", {}), p, file_sha256(p))
