@@ -1,0 +1,42 @@
+"""Gather bench/results/*.md (one section per bench script) into BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+ORDER = ["creator", "data_import", "train", "generate", "eval", "f2p", "serve", "provenance"]
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    root = Path(__file__).resolve().parent
+    results = root / "results"
+    files = sorted(results.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    head = [
+        "# Benchmarks",
+        "",
+        "Each section is written by one script in `bench/` (run it with `.venv/bin/python bench/<script>.py`);",
+        "`python bench/collect.py` gathers them here. Every number is the median of repeated runs, next to a",
+        "baseline measured side by side in the same process. Machine unless a section says otherwise:",
+        f"{cpu_name()}, 2 cores, no GPU.",
+        "",
+    ]
+    body = [p.read_text().strip() + "\n" for p in files]
+    (root.parent / "BENCHMARKS.md").write_text("\n".join(head) + "\n" + "\n".join(body))
+    print(f"BENCHMARKS.md: {len(files)} sections")
+
+
+if __name__ == "__main__":
+    main()

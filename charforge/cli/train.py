@@ -1,0 +1,57 @@
+"""`charforge train`: a thin wrapper over charforge.train.loop.Trainer."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Packed dataset folder (from `charforge data build/import`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME."),
+    preset: str = typer.Option("acgan-64-cpu", help="Preset name: dcgan-64, acgan-64, acgan-128, acgan-64-cpu, tiny."),
+    steps: int | None = typer.Option(None, help="Total optimiser steps (overrides the preset)."),
+    batch: int | None = typer.Option(None, help="Images per step per process (overrides the preset)."),
+    seed: int | None = typer.Option(None, help="Master seed (overrides the preset)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a preset field: --set lr=1e-4 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    tensorboard: bool = typer.Option(True, help="Write TensorBoard events to RUN/tb."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and model sizes, then exit."),
+) -> None:
+    """Train a tag-conditioned GAN; checkpoints, samples, logs and a model card go to the run folder."""
+    import torch
+
+    from charforge.models.presets import build_discriminator, build_generator, parse_overrides, resolve_preset
+    from charforge.train.loop import Trainer, TrainOptions, resolve_run_preset
+
+    if threads:
+        torch.set_num_threads(threads)
+    overrides = parse_overrides(set_)
+    overrides |= {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed}.items() if v is not None}
+    p = resolve_run_preset(out, resolve_preset(preset, overrides), resume=resume, overrides=overrides)
+    if dry_run:
+        from charforge.data.packed import load_packed
+
+        ds = load_packed(data)
+        g, d = build_generator(p, len(ds.schema)), build_discriminator(p, len(ds.schema))
+        count = lambda m: sum(t.numel() for t in m.parameters())  # noqa: E731
+        typer.echo(json.dumps(p.to_dict(), indent=2))
+        typer.echo(f"data: {len(ds)} images of {ds.size}px, {len(ds.schema)} tags")
+        typer.echo(f"G: {count(g) / 1e6:.2f} M parameters, D: {count(d) / 1e6:.2f} M parameters")
+        return
+    command = "charforge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    trainer = Trainer(data, out, p, resume=resume, opts=TrainOptions(device=device, tensorboard=tensorboard, command=command))
+    summary = trainer.run()
+    if trainer.dist.is_main:
+        typer.echo(f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "
+                   f"EMA generator: {summary['generator']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

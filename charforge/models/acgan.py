@@ -1,0 +1,68 @@
+"""make.girls.moe generator and discriminator: SRResNet-like G, residual D without batch norm.
+
+G: [z (Z,) ++ tags c (T,)] -> dense -> (W, S0, S0) -> n residual blocks -> BN, ReLU, + long skip
+   -> `upscalers` sub-pixel x2 steps -> conv -> tanh.  S = S0 * 2**upscalers.
+D: conv 4x4/2 -> `stages` x [blocks x DiscResBlock, conv 4x4/2 doubling width] -> flatten ->
+   a real/fake logit (B,) and tag logits (B, T).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from charforge.models.blocks import DiscResBlock, GenResBlock, SubPixelUp, assert_shape, init_normal
+
+
+class SRResNetGenerator(nn.Module):
+    def __init__(self, *, z_dim: int, n_tags: int, image_size: int, width: int = 64, blocks: int = 16,
+                 upscalers: int = 2, final_kernel: int = 9):
+        super().__init__()
+        if image_size % (2 ** upscalers):
+            raise ValueError(f"image_size {image_size} is not divisible by 2**upscalers ({2 ** upscalers})")
+        self.z_dim, self.n_tags, self.image_size, self.width = z_dim, n_tags, image_size, width
+        self.base = image_size // 2 ** upscalers
+        self.dense = nn.Linear(z_dim + n_tags, width * self.base * self.base)
+        self.head = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[GenResBlock(width) for _ in range(blocks)])
+        self.tail = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.up = nn.Sequential(*[SubPixelUp(width) for _ in range(upscalers)])
+        self.out = nn.Conv2d(width, 3, final_kernel, padding=final_kernel // 2)
+        init_normal(self)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        assert_shape(z, (None, self.z_dim), "z")
+        h = torch.cat([z, c.to(z.dtype)], dim=1) if self.n_tags else z  # (B, Z+T)
+        h = self.dense(h).view(-1, self.width, self.base, self.base)  # (B, W, S0, S0)
+        h = self.head(h)
+        h = h + self.tail(self.blocks(h))  # long skip over the residual trunk
+        x = torch.tanh(self.out(self.up(h)))  # (B, 3, S, S)
+        assert_shape(x, (z.shape[0], 3, self.image_size, self.image_size), "G output")
+        return x
+
+
+class ResNetDiscriminator(nn.Module):
+    def __init__(self, *, n_tags: int, image_size: int, width: int = 32, stages: int = 5, blocks: int = 2,
+                 max_width: int = 1024, slope: float = 0.2):
+        super().__init__()
+        final = image_size // 2 ** (stages + 1)
+        if final < 1:
+            raise ValueError(f"{stages} stages downsample a {image_size}px image below 1px")
+        self.n_tags, self.image_size = n_tags, image_size
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 4, stride=2, padding=1), nn.LeakyReLU(slope)]
+        ch = width
+        for _ in range(stages):
+            nxt = min(ch * 2, max_width)
+            layers += [DiscResBlock(ch, slope) for _ in range(blocks)]
+            layers += [nn.Conv2d(ch, nxt, 4, stride=2, padding=1), nn.LeakyReLU(slope)]
+            ch = nxt
+        self.features = nn.Sequential(*layers)
+        flat = ch * final * final
+        self.adv = nn.Linear(flat, 1)
+        self.cls = nn.Linear(flat, n_tags) if n_tags else None
+        init_normal(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        assert_shape(x, (None, 3, self.image_size, self.image_size), "D input")
+        h = self.features(x).flatten(1)  # (B, C*f*f)
+        return self.adv(h).squeeze(1), (self.cls(h) if self.cls is not None else None)  # (B,), (B, T)

@@ -1,0 +1,169 @@
+"""One table of named presets: model family, widths, depth, resolution and training hyper-parameters.
+
+`--preset NAME` picks a row, `--set key=value` overrides single fields. The resolved preset (as a dict)
+is stored in every model file and checkpoint, so loading never needs the command line that trained it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from torch import nn
+
+from charforge.errors import UserError
+
+FAMILIES = ("dcgan", "acgan")
+
+
+@dataclass
+class Preset:
+    name: str
+    family: str  # "dcgan" | "acgan"
+    resolution: int = 64  # output image side, px
+    z_dim: int = 128  # latent size
+    conditional: bool = True  # feed tags to G and train a tag head on D
+    # generator
+    g_width: int = 64  # acgan: channels in the residual trunk; dcgan: channels of the last up-layer
+    g_blocks: int = 16  # acgan residual blocks
+    g_upscalers: int = 2  # acgan sub-pixel x2 steps (2 for 64px, 3 for 128px)
+    g_final_kernel: int = 9  # acgan output conv kernel, px
+    # discriminator
+    d_width: int = 32  # channels after the first conv
+    d_stages: int = 5  # acgan: downsampling stages after the first conv
+    d_blocks: int = 2  # acgan: residual blocks per stage
+    d_max_width: int = 1024  # acgan: channel cap
+    d_dropout: float = 0.3  # dcgan: dropout before the dense head, probability
+    # optimisation
+    batch: int = 64  # images per step per process
+    steps: int = 100_000  # total optimiser steps
+    lr: float = 2e-4  # Adam learning rate for G and D
+    beta1: float = 0.5  # Adam beta1
+    beta2: float = 0.999  # Adam beta2
+    lr_decay_start: int = 50_000  # step after which the lr decays exponentially
+    lr_decay_rate: float = 0.95  # lr multiplier per 1000 steps after lr_decay_start
+    ema_half_life: float = 10_000.0  # half-life of the EMA generator weights, in images
+    ema_rampup: float = 0.05  # early on, the half-life is at most this fraction of images seen (0 = off)
+    adv_weight: float = 0.0  # lambda_adv; 0 = the number of tags (paper §5.1.2)
+    gp_weight: float = 0.5  # lambda_gp of the DRAGAN penalty; 0 = off
+    gp_every: int = 1  # lazy regularisation: penalise every N D steps, weight scaled by N
+    cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
+    augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color
+    # precision / speed
+    bf16: bool = False  # bf16 autocast on CPU and CUDA
+    channels_last: bool = False  # NHWC memory format for convs
+    # bookkeeping
+    seed: int = 0  # master seed: data order, noise, labels
+    log_every: int = 50  # steps between JSONL/TensorBoard rows
+    sample_every: int = 1000  # steps between fixed-noise sample grids
+    ckpt_every: int = 1000  # steps between checkpoints
+    keep_ckpts: int = 3  # checkpoints kept on disk
+    eval_every: int = 1000  # steps between early-stopping metric evaluations
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    max_nan_retries: int = 3  # rollbacks allowed after a non-finite loss
+    nan_lr_factor: float = 0.5  # lr multiplier applied on each rollback
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_P = Preset
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    _P("dcgan-64", "dcgan", z_dim=100, g_width=64, d_width=64, ema_half_life=10_000, gp_weight=0.0, adv_weight=1.0,
+       bf16=True, channels_last=True),
+    _P("acgan-64", "acgan", bf16=True, channels_last=True),
+    _P("acgan-128", "acgan", resolution=128, g_upscalers=3, bf16=True, channels_last=True),
+    _P("acgan-64-cpu", "acgan", g_width=32, g_blocks=4, g_final_kernel=3, d_width=16, d_stages=5, d_blocks=1,
+       d_max_width=256, batch=32, lr_decay_start=20_000, ema_half_life=5_000, gp_every=4, augment="color,translation",
+       bf16=True, channels_last=True, log_every=25, sample_every=500, ckpt_every=500, eval_every=500),
+    _P("tiny", "acgan", resolution=16, z_dim=16, g_width=8, g_blocks=2, g_upscalers=2, g_final_kernel=3, d_width=4,
+       d_stages=2, d_blocks=1, d_max_width=8, batch=8, steps=20, lr_decay_start=10, ema_half_life=100,
+       log_every=1, sample_every=10, ckpt_every=10, eval_every=10, keep_ckpts=2),
+    _P("tiny-dcgan", "dcgan", resolution=16, z_dim=16, g_width=4, d_width=4, batch=8, steps=20, gp_weight=0.0,
+       adv_weight=1.0, lr_decay_start=10, ema_half_life=100, log_every=1, sample_every=10, ckpt_every=10,
+       eval_every=10, keep_ckpts=2),
+]}
+
+
+def _coerce(name: str, raw: str, typ: type) -> Any:
+    try:
+        if typ is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return typ(float(raw)) if typ is int and "e" in raw.lower() else typ(raw)
+    except ValueError as e:
+        raise UserError(f"--set {name}={raw}: expected a {typ.__name__}", field=name) from e
+
+
+def field_types() -> dict[str, type]:
+    hints = {"int": int, "float": float, "str": str, "bool": bool}
+    return {f.name: hints.get(str(f.type), str) for f in fields(Preset) if f.name not in ("name", "extra")}
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """['lr=1e-4', 'bf16=false'] -> typed dict; unknown fields list the valid ones."""
+    types, out = field_types(), {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise UserError(f"--set {item!r}: expected key=value, e.g. --set lr=1e-4")
+        if key not in types:
+            raise UserError(f"--set {key}: unknown preset field. Valid fields: {', '.join(sorted(types))}", field=key)
+        out[key] = _coerce(key, raw.strip(), types[key])
+    return out
+
+
+def resolve_preset(name: str, overrides: dict[str, Any] | None = None) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}. Valid presets: {', '.join(PRESETS)}", field="preset")
+    p = dataclasses.replace(PRESETS[name], **(overrides or {}))
+    return validate_preset(p)
+
+
+def preset_from_dict(d: dict[str, Any]) -> Preset:
+    known = {f.name for f in fields(Preset)}
+    return validate_preset(Preset(**{k: v for k, v in d.items() if k in known}))
+
+
+def validate_preset(p: Preset) -> Preset:
+    if p.family not in FAMILIES:
+        raise UserError(f"family {p.family!r}: valid families are {', '.join(FAMILIES)}", field="family")
+    if p.cls_loss not in ("group-ce", "bce"):
+        raise UserError(f"cls_loss {p.cls_loss!r}: valid values are group-ce, bce", field="cls_loss")
+    from charforge.train.augment import parse_augment
+
+    parse_augment(p.augment)
+    for name in ("batch", "steps", "log_every", "sample_every", "ckpt_every", "eval_every", "keep_ckpts", "gp_every"):
+        if getattr(p, name) < 1:
+            raise UserError(f"{name}={getattr(p, name)}: must be at least 1", field=name)
+    return p
+
+
+def build_generator(p: Preset, n_tags: int) -> nn.Module:
+    t = n_tags if p.conditional else 0
+    if p.family == "dcgan":
+        from charforge.models.dcgan import DCGANGenerator
+
+        return DCGANGenerator(z_dim=p.z_dim, n_tags=t, image_size=p.resolution, width=p.g_width)
+    from charforge.models.acgan import SRResNetGenerator
+
+    return SRResNetGenerator(z_dim=p.z_dim, n_tags=t, image_size=p.resolution, width=p.g_width, blocks=p.g_blocks,
+                             upscalers=p.g_upscalers, final_kernel=p.g_final_kernel)
+
+
+def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
+    t = n_tags if p.conditional else 0
+    if p.family == "dcgan":
+        from charforge.models.dcgan import DCGANDiscriminator
+
+        return DCGANDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, dropout=p.d_dropout)
+    from charforge.models.acgan import ResNetDiscriminator
+
+    return ResNetDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, stages=p.d_stages,
+                               blocks=p.d_blocks, max_width=p.d_max_width)

@@ -1,0 +1,256 @@
+"""The one place that turns (generator, tags, seeds) into images. CLI, web API and export all call these.
+
+Per-image seeds: image i's noise is `torch.randn(z_dim, generator=Generator().manual_seed(seeds[i]))`, and
+the generator runs in eval mode (batch norm uses running statistics), so a seed reproduces its face whatever
+else is in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from charforge.data.tags import TagConstraints, TagSchema
+from charforge.errors import UserError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_NAME = "default"
+NPC_THUMB = 16  # px side of the thumbnails compared for near-duplicate rejection
+
+
+@dataclass
+class GeneratorBundle:
+    net: torch.nn.Module  # eval mode, EMA weights
+    schema: TagSchema
+    freqs: np.ndarray  # (T,) empirical tag frequencies of the training data
+    config: dict[str, Any]  # resolved preset
+    z_dim: int
+    image_size: int
+    model_id: str
+    sha256: str
+    path: Path
+
+    @property
+    def family(self) -> str:
+        return f"{self.config.get('family')}/{self.config.get('name')}"
+
+    def png_meta(self, seed: int | None, tags: np.ndarray) -> dict[str, Any]:
+        """Provenance text for one output image (save_png adds the charforge version)."""
+        return {"generator": self.family, "model_id": self.model_id, "model_sha256": self.sha256,
+                "seed": seed, "tags": self.schema.from_vector(tags)}
+
+
+def available_generators() -> dict[str, Path]:
+    """Shipped generators by name: weights/generator_<name>.safetensors. The web API only accepts these names."""
+    if not WEIGHTS_DIR.is_dir():
+        return {}
+    return {p.stem[len("generator_"):]: p for p in sorted(WEIGHTS_DIR.glob("generator_*.safetensors"))}
+
+
+def _resolve_path(spec: str | Path | None) -> Path:
+    named = available_generators()
+    if spec is None or str(spec) == DEFAULT_NAME:
+        if DEFAULT_NAME not in named:
+            raise UserError("no shipped default generator is installed yet; train one with `charforge train` and "
+                            "pass --model runs/NAME (a run folder) or a .safetensors file")
+        return named[DEFAULT_NAME]
+    if isinstance(spec, str) and spec in named:
+        return named[spec]
+    path = Path(spec)
+    if path.is_dir():
+        from charforge.train.checkpoint import CheckpointStore
+
+        step = CheckpointStore(path).latest()
+        if step is None:
+            raise UserError(f"{path}: no finished checkpoint in this run folder yet (checkpoints/generator-*.safetensors)")
+        return CheckpointStore(path).generator_path(step)
+    if path.is_file():
+        return path
+    names = ", ".join(named) or "(none installed)"
+    raise UserError(f"model {str(spec)!r}: not a file, run folder or known generator name. Known names: {names}", field="model")
+
+
+_CACHE: dict[tuple[str, int, int], GeneratorBundle] = {}
+
+
+def load_generator(spec: str | Path | None = None) -> GeneratorBundle:
+    """None = the shipped default; a known name; a .safetensors generator file; or a run folder (latest EMA)."""
+    from charforge.models.io import file_sha256, load_model
+    from charforge.models.presets import build_generator, preset_from_dict
+
+    path = _resolve_path(spec).resolve()
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key in _CACHE:
+        return _CACHE[key]
+    tensors, meta = load_model(path, kind="generator")
+    try:
+        preset = preset_from_dict(meta["charforge_config"])
+        schema = TagSchema.from_dict(meta["tag_schema"])
+        freqs = np.asarray(meta["tag_freqs"], dtype=np.float64)
+        net = build_generator(preset, len(schema))
+        net.load_state_dict(tensors)
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise UserError(f"{path}: not a charforge generator this version can rebuild ({e})") from e
+    net.eval().requires_grad_(False)
+    bundle = GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, preset.resolution,
+                             str(meta.get("model_id", path.stem)), file_sha256(path), path)
+    _CACHE.clear()  # keep one model resident; the studio switches rarely
+    _CACHE[key] = bundle
+    return bundle
+
+
+def noise_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """(N, Z): row i depends only on seeds[i]."""
+    rows = [torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    return torch.stack(rows) if rows else torch.zeros(0, z_dim)
+
+
+def _check_tags(bundle: GeneratorBundle, tags: np.ndarray) -> np.ndarray:
+    tags = np.asarray(tags, dtype=np.float32)
+    if tags.ndim != 2 or tags.shape[1] != len(bundle.schema):
+        raise UserError(f"tags: expected shape (N, {len(bundle.schema)}), got {tags.shape}", field="tags")
+    return tags
+
+
+@torch.inference_mode()
+def generate(bundle: GeneratorBundle, tags: np.ndarray, *, seeds: Sequence[int] | None = None,
+             z: torch.Tensor | None = None, batch_size: int = 64) -> np.ndarray:
+    """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1) or given `z` (N, Z)."""
+    tags = _check_tags(bundle, tags)
+    n = len(tags)
+    if z is None:
+        z = noise_for_seeds(list(seeds) if seeds is not None else range(n), bundle.z_dim)
+    if z.shape != (n, bundle.z_dim):
+        raise UserError(f"noise: expected shape ({n}, {bundle.z_dim}), got {tuple(z.shape)}")
+    out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)
+    dev = next(bundle.net.parameters()).device
+    c = torch.from_numpy(tags)
+    for i in range(0, n, batch_size):
+        x = bundle.net(z[i:i + batch_size].to(dev, torch.float32), c[i:i + batch_size].to(dev))  # (B, 3, S, S)
+        x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        out[i:i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
+    return out
+
+
+def sample_tags(bundle: GeneratorBundle, constraints: TagConstraints | None, n: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """(N, T): fixed tags as given, every other tag from the model's empirical training distribution."""
+    return bundle.schema.sample_conditional(n, rng, bundle.freqs, constraints)
+
+
+def sample_tags_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | None,
+                          seeds: Sequence[int]) -> np.ndarray:
+    """(N, T) where row i's free tags come only from seeds[i], so (seed, constraints) reproduces one character."""
+    rows = [sample_tags(bundle, constraints, 1, np.random.default_rng(int(s)))[0] for s in seeds]
+    return np.stack(rows) if rows else np.zeros((0, len(bundle.schema)), np.float32)
+
+
+def characters_for_request(bundle: GeneratorBundle, tags: str, n: int, seed: int, *, fixed_noise: bool = False,
+                           source: str = "tags") -> tuple[np.ndarray, list[int], np.ndarray]:
+    """The CLI's and demo's recipe: (images (N,S,S,3), seeds, tag matrix (N,T)) for a tag string.
+
+    Image i uses seed+i for noise and free tags; with `fixed_noise` all share `seed`'s noise and only the
+    free tags vary (paper Fig. 8).
+    """
+    constraints = bundle.schema.parse(tags, source=source)
+    if fixed_noise:
+        seeds = [seed] * n
+        tag_m = sample_tags_for_seeds(bundle, constraints, [seed * 100_003 + i for i in range(n)])
+    else:
+        seeds = [seed + i for i in range(n)]
+        tag_m = sample_tags_for_seeds(bundle, constraints, seeds)
+    return generate(bundle, tag_m, seeds=seeds), seeds, tag_m
+
+
+def generate_sheet(bundle: GeneratorBundle, tags: str, *, n: int = 16, seed: int = 0, path: str | Path,
+                   fixed_noise: bool = False, cols: int | None = None) -> Path:
+    """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags)."""
+    import math
+
+    from charforge.provenance import save_png
+    from charforge.train.monitor import image_grid
+
+    images, seeds, tag_m = characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise)
+    meta = {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tags": [bundle.schema.from_vector(t) for t in tag_m],
+            "fixed_noise": fixed_noise, "request": tags}
+    return save_png(path, image_grid(images, cols or math.ceil(math.sqrt(n))), meta)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of (Z,) vectors at fractions t (F,) -> (F, Z)."""
+    an, bn = a / a.norm(), b / b.norm()
+    omega = torch.arccos((an * bn).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    if so.abs() < 1e-6:
+        return a[None] + t[:, None] * (b - a)[None]
+    return (torch.sin((1 - t) * omega)[:, None] * a[None] + torch.sin(t * omega)[:, None] * b[None]) / so
+
+
+def interpolate(bundle: GeneratorBundle, a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], frames: int) -> np.ndarray:
+    """Slerp between the seeds' noise and lerp between the tag vectors: (F, S, S, 3) uint8."""
+    if frames < 2:
+        raise UserError(f"frames={frames}: need at least 2 frames", field="frames")
+    (seed_a, tags_a), (seed_b, tags_b) = a, b
+    za, zb = noise_for_seeds([seed_a, seed_b], bundle.z_dim)
+    t = torch.linspace(0, 1, frames)
+    z = slerp(za, zb, t)  # (F, Z)
+    ta, tb = np.asarray(tags_a, np.float32), np.asarray(tags_b, np.float32)
+    tags = ta[None] + t.numpy()[:, None] * (tb - ta)[None]  # (F, T)
+    return generate(bundle, tags, z=z)
+
+
+@dataclass
+class NPCRecord:
+    image: np.ndarray  # (S, S, 3) uint8
+    seed: int
+    tags: np.ndarray  # (T,)
+
+
+def _thumb(images: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, 16*16*3) float in [0, 1] by block averaging."""
+    n, s = images.shape[:2]
+    k = max(1, s // NPC_THUMB)
+    x = images[:, : k * (s // k), : k * (s // k)].astype(np.float32) / 255.0
+    x = x.reshape(n, s // k, k, s // k, k, 3).mean(axis=(2, 4))
+    return x.reshape(n, -1)
+
+
+def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstraints | None = None,
+              min_distance: float = 0.04, max_tries: int | None = None, batch_size: int = 64) -> list[NPCRecord]:
+    """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
+    least `min_distance` RMS (pixel units in [0, 1]).
+
+    A downsampled-pixel distance is the right test here: two NPCs count as duplicates when a player would see
+    the same face (same colours in the same places), which block-averaged pixels capture directly, while
+    perceptual hashes on 64 px portraits mostly encode the shared pose and would reject true variants.
+    """
+    rng = np.random.default_rng(seed)
+    max_tries = max_tries or max(20 * n, 256)
+    used: set[int] = set()
+    out: list[NPCRecord] = []
+    feats = np.zeros((0, NPC_THUMB * NPC_THUMB * 3), np.float32)
+    tried = 0
+    while len(out) < n and tried < max_tries:
+        m = min(batch_size, max_tries - tried)
+        seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=m) if int(s) not in used]
+        used.update(seeds)
+        tags = sample_tags(bundle, constraints, len(seeds), rng)
+        imgs = generate(bundle, tags, seeds=seeds)
+        tried += m
+        for img, s, t, f in zip(imgs, seeds, tags, _thumb(imgs)):
+            if len(out) >= n:
+                break
+            if len(feats) and np.sqrt(((feats - f) ** 2).mean(axis=1)).min() < min_distance:
+                continue
+            out.append(NPCRecord(img, s, t))
+            feats = np.vstack([feats, f[None]])
+    if len(out) < n:
+        raise UserError(f"npc: only {len(out)} of {n} portraits were distinct enough after {tried} tries; "
+                        f"lower --min-distance (now {min_distance}) or relax the tag constraints", field="min_distance")
+    return out

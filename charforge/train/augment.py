@@ -1,0 +1,71 @@
+"""Differentiable augmentation for small datasets (after Zhao et al., DiffAugment), applied in D to real
+and fake images alike so G is never taught to produce augmented images. Randomness comes only from the
+torch.Generator passed in.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from charforge.errors import UserError
+
+KINDS = ("translation", "cutout", "color")
+TRANSLATE_FRAC = 0.125  # max shift, fraction of the image side
+CUTOUT_FRAC = 0.5  # cutout square side, fraction of the image side
+
+
+def parse_augment(spec: str) -> tuple[str, ...]:
+    kinds = tuple(s.strip() for s in spec.split(",") if s.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise UserError(f"augment {spec!r}: unknown kind {bad[0]!r}. Valid kinds: {', '.join(KINDS)}", field="augment")
+    return kinds
+
+
+def _rand(g: torch.Generator, *shape: int, device) -> torch.Tensor:
+    return torch.rand(*shape, generator=g).to(device)
+
+
+def color(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random brightness, saturation and contrast per image. x: (B, 3, H, W) in [-1, 1]."""
+    b = x.shape[0]
+    x = x + (_rand(g, b, 1, 1, 1, device=x.device) - 0.5)
+    mean = x.mean(dim=1, keepdim=True)
+    x = (x - mean) * (_rand(g, b, 1, 1, 1, device=x.device) * 2) + mean
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (_rand(g, b, 1, 1, 1, device=x.device) + 0.5) + mean
+
+
+def translation(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to 1/8 of its side with zero padding (via grid_sample, so it is differentiable)."""
+    b, _, h, w = x.shape
+    shift = (_rand(g, b, 2, device=x.device) * 2 - 1) * TRANSLATE_FRAC * 2  # in normalised [-1,1] units
+    shift = (shift * torch.tensor([w, h], device=x.device) / 2).round() * 2 / torch.tensor([w, h], device=x.device)
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = shift.to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def cutout(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Zero a random square of half the image side per image."""
+    b, _, h, w = x.shape
+    ch, cw = max(1, int(h * CUTOUT_FRAC)), max(1, int(w * CUTOUT_FRAC))
+    cy = (_rand(g, b, device=x.device) * (h - ch + 1)).long()  # (B,)
+    cx = (_rand(g, b, device=x.device) * (w - cw + 1)).long()
+    ys = torch.arange(h, device=x.device).view(1, h, 1)
+    xs = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = (ys >= cy.view(b, 1, 1)) & (ys < (cy + ch).view(b, 1, 1)) & (xs >= cx.view(b, 1, 1)) & (xs < (cx + cw).view(b, 1, 1))
+    return x * (~inside).unsqueeze(1).to(x.dtype)  # (B, 3, H, W)
+
+
+_FNS = {"color": color, "translation": translation, "cutout": cutout}
+
+
+def augment(x: torch.Tensor, kinds: tuple[str, ...], g: torch.Generator) -> torch.Tensor:
+    for k in KINDS:  # fixed order regardless of how the user listed them
+        if k in kinds:
+            x = _FNS[k](x, g)
+    return x

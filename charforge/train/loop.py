@@ -1,0 +1,356 @@
+"""The Trainer: setup, one step, and bookkeeping kept apart.
+
+Determinism: every step draws its data indices, noise, labels and augmentation from generators seeded by
+(seed, step), and reseeds torch's global RNG (dropout) the same way. A resumed run therefore replays exactly
+what an uninterrupted run would have done, given the restored weights and optimiser state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charforge import __version__
+from charforge.data.packed import load_packed
+from charforge.errors import UserError
+from charforge.models.presets import Preset, build_discriminator, build_generator, preset_from_dict
+from charforge.provenance import save_png
+from charforge.train import checkpoint as ck
+from charforge.train import distributed as dd
+from charforge.train.losses import make_loss
+from charforge.train.modelcard import write_model_card
+from charforge.train.monitor import MetricsLog, histogram_distance, image_grid, plot_loss_curves, to_uint8
+from charforge.utils.io import write_json_atomic
+from charforge.utils.progress import progress
+
+N_FIXED = 64  # fixed-noise samples for the grid and the early-stop metric
+N_EVAL_REAL = 256  # real images the early-stop metric compares against
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, step: int, names: list[str]):
+        super().__init__(f"non-finite loss at step {step}: {', '.join(names)}")
+        self.step, self.names = step, names
+
+
+@dataclass
+class TrainOptions:
+    device: str = "auto"  # auto | cpu | cuda | mps
+    tensorboard: bool = True  # write TensorBoard events
+    show_progress: bool = True
+    command: str = ""  # recorded in config.json and the model card
+
+
+class EMA:
+    """Exponential moving average of G's weights; BN running stats are copied, not averaged."""
+
+    def __init__(self, G: torch.nn.Module):
+        self.net = copy.deepcopy(G).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, G: torch.nn.Module, beta: float) -> None:
+        torch._foreach_lerp_(list(self.net.parameters()), list(G.parameters()), 1.0 - beta)
+        for be, b in zip(self.net.buffers(), G.buffers()):
+            be.copy_(b)
+
+
+def resolve_run_preset(out: str | Path, preset: Preset, *, resume: bool, overrides: dict[str, Any]) -> Preset:
+    """On --resume the run's own config.json wins; only the fields given on this command line change."""
+    cfg = Path(out) / "config.json"
+    if not resume:
+        return preset
+    if not cfg.exists():
+        raise UserError(f"{out}: --resume given but there is no run here (no config.json); drop --resume to start one")
+    saved = json.loads(cfg.read_text())["preset"]
+    return preset_from_dict({**saved, **overrides})
+
+
+class Trainer:
+    def __init__(self, data_dir: str | Path, run_dir: str | Path, preset: Preset, *, resume: bool = False,
+                 opts: TrainOptions | None = None, nan_hook: Callable[[int], bool] | None = None):
+        self.p, self.opts, self.nan_hook = preset, opts or TrainOptions(), nan_hook
+        self.run_dir = Path(run_dir)
+        self.device = dd.pick_device(self.opts.device)
+        self.dist = dd.init_distributed(self.device)
+        if self.device.type == "cuda":
+            self.device = dd.pick_device("cuda", self.dist.local_rank)
+        self.data = load_packed(data_dir)
+        if len(self.data) == 0:
+            raise UserError(f"{data_dir}: the dataset is empty; build one with `charforge data build`")
+        self.schema, self.freqs = self.data.schema, self.data.tag_frequencies
+        self.manifest_sha = self.data.manifest_hash()
+        self.store = ck.CheckpointStore(self.run_dir, keep=preset.keep_ckpts)
+        self._build()
+        self.step, self.lr_scale, self.nan_retries, self.images_seen, self.elapsed = 0, 1.0, 0, 0, 0.0
+        self.best, self.bad_evals, self.stop_reason, self.saved_step = math.inf, 0, "", -1
+        self.log = MetricsLog(self.run_dir, tensorboard=self.opts.tensorboard and self.dist.is_main)
+        self._prepare_run_dir(resume)
+
+    # ---- setup ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        p, T = self.p, len(self.schema)
+        torch.manual_seed(p.seed)
+        fmt = torch.channels_last if p.channels_last else torch.contiguous_format
+        self.memory_format = fmt
+        self.G = build_generator(p, T).to(self.device, memory_format=fmt)
+        self.D = build_discriminator(p, T).to(self.device, memory_format=fmt)
+        dd.broadcast_module(self.G, self.dist)
+        dd.broadcast_module(self.D, self.dist)
+        self.ema = EMA(self.G)
+        self.optG = torch.optim.Adam(self.G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
+        self.optD = torch.optim.Adam(self.D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
+        self.loss = make_loss(self.G, self.D, self.schema, p, autocast=self.autocast, memory_format=fmt)
+        rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
+        self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
+        self.fixed_c = torch.from_numpy(self.schema.sample_training(N_FIXED, rng))
+        idx = np.sort(rng.choice(len(self.data), size=min(N_EVAL_REAL, len(self.data)), replace=False))
+        self.eval_real = self._resize_uint8(np.asarray(self.data.images[idx]))
+
+    def autocast(self):
+        on = self.p.bf16 and self.device.type in ("cpu", "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        latest = self.store.latest()
+        dd.barrier(self.dist)  # every rank looks before rank 0 writes anything
+        if latest is not None and not resume:
+            raise UserError(f"{self.run_dir}: already holds a run (checkpoint at step {latest}); "
+                            "pass --resume to continue it or choose another --out")
+        cfg_path = self.run_dir / "config.json"
+        if resume and cfg_path.exists():
+            saved = json.loads(cfg_path.read_text())
+            if saved.get("data_manifest_sha256") != self.manifest_sha:
+                raise UserError(f"{self.data.root}: this dataset differs from the one {self.run_dir} was trained on "
+                                "(manifest hash changed); resume with the original data or start a new --out")
+        if resume and latest is not None:
+            self.load_checkpoint(latest)
+            if self.dist.is_main:
+                self.log.truncate_after(latest)
+            return
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(cfg_path, self._config_record())
+        self.save_checkpoint()  # step 0: the NaN guard always has something to roll back to
+
+    def _config_record(self) -> dict[str, Any]:
+        return {"preset": self.p.to_dict(), "data": str(self.data.root), "data_manifest_sha256": self.manifest_sha,
+                "data_count": len(self.data), "command": self.opts.command, "world_size": self.dist.world,
+                "device": str(self.device), "charforge_version": __version__}
+
+    # ---- one step ----------------------------------------------------------------------------------
+    def _step_rngs(self, step: int) -> tuple[np.random.Generator, torch.Generator]:
+        rng = np.random.default_rng([self.p.seed, step])
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout and any other global-RNG user
+        return rng, g
+
+    def _resize_uint8(self, imgs: np.ndarray) -> np.ndarray:
+        if imgs.shape[1] == self.p.resolution:
+            return imgs
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+        return to_uint8(self._resize(x / 127.5 - 1))
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.p.resolution
+        if x.shape[-1] == s:
+            return x
+        return F.interpolate(x, size=(s, s), mode="bilinear", antialias=x.shape[-1] > s, align_corners=False)
+
+    def _slice(self, a):
+        b, r = self.p.batch, self.dist.rank
+        return a[r * b:(r + 1) * b]
+
+    def _real_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._slice(rng.integers(0, len(self.data), size=self.p.batch * self.dist.world))
+        idx = np.sort(idx)  # memmap reads in file order
+        imgs = torch.from_numpy(np.ascontiguousarray(self.data.images[idx]))  # (B, S, S, 3) uint8
+        x = self._resize(imgs.permute(0, 3, 1, 2).float().div_(127.5).sub_(1))  # (B, 3, S, S) in [-1, 1]
+        tags = torch.from_numpy(np.asarray(self.data.tags[idx], dtype=np.float32))  # (B, T)
+        x = x.to(self.device, memory_format=self.memory_format)
+        return x, tags.to(self.device)
+
+    def _latents(self, rng: np.random.Generator, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.p.batch * self.dist.world
+        z = self._slice(torch.randn(n, self.p.z_dim, generator=g))  # (B, Z)
+        c = self._slice(torch.from_numpy(self.schema.sample_training(n, rng)))  # (B, T)
+        return z.to(self.device), c.to(self.device)
+
+    def lr_at(self, step: int) -> float:
+        decay = self.p.lr_decay_rate ** (max(0, step - self.p.lr_decay_start) / 1000.0)
+        return self.p.lr * self.lr_scale * decay
+
+    def ema_beta(self) -> float:
+        """Per-step EMA decay from the half-life in images, ramped up early so the EMA forgets the random init."""
+        half_life = self.p.ema_half_life
+        if self.p.ema_rampup > 0:
+            half_life = min(half_life, (self.images_seen + self.p.batch * self.dist.world) * self.p.ema_rampup)
+        return 0.5 ** (self.p.batch * self.dist.world / max(half_life, 1e-8))
+
+    def train_step(self, step: int) -> dict[str, float]:
+        rng, g = self._step_rngs(step)
+        real, real_tags = self._real_batch(rng)
+        z, c = self._latents(rng, g)
+        for opt in (self.optG, self.optD):
+            for group in opt.param_groups:
+                group["lr"] = self.lr_at(step)
+        self.optD.zero_grad(set_to_none=True)
+        logs = self.loss.accumulate_gradients("D", real, real_tags, z, c, g)
+        if self.p.gp_weight > 0 and step % self.p.gp_every == 0:
+            logs |= self.loss.accumulate_gradients("Dreg", real, real_tags, z, c, g)
+        self._finish_phase(self.D, self.optD, logs, step)
+        z, c = self._latents(rng, g)
+        self.optG.zero_grad(set_to_none=True)
+        self.D.requires_grad_(False)
+        logs |= self.loss.accumulate_gradients("G", real, real_tags, z, c, g)
+        self.D.requires_grad_(True)
+        self._finish_phase(self.G, self.optG, logs, step)
+        self.ema.update(self.G, self.ema_beta())
+        return {k: float(v) for k, v in logs.items()}
+
+    def _finish_phase(self, net: torch.nn.Module, opt: torch.optim.Optimizer, logs: dict, step: int) -> None:
+        if self.nan_hook is not None and self.nan_hook(step):
+            logs["loss_D"] = torch.tensor(float("nan"))  # test hook: pretend the loss blew up
+        bad = [k for k, v in logs.items() if not torch.isfinite(v).all()]
+        if dd.any_true(bool(bad), self.dist, self.device):
+            raise NonFiniteLoss(step, bad or ["(on another rank)"])
+        dd.allreduce_grads(net, self.dist)
+        opt.step()
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+    def generator_extra(self) -> dict[str, Any]:
+        return {"tag_schema": self.schema.to_dict(), "tag_freqs": [float(f) for f in self.freqs],
+                "model_id": f"{self.run_dir.name}@{self.step}", "data_manifest_sha256": self.manifest_sha,
+                "step": self.step}
+
+    def save_checkpoint(self) -> None:
+        if self.dist.is_main:
+            state = (ck.prefixed("G", self.G.state_dict()) | ck.prefixed("G_ema", self.ema.net.state_dict())
+                     | ck.prefixed("D", self.D.state_dict()))
+            tg, mg = ck.flatten_optimizer(self.optG, "optG")
+            td, md = ck.flatten_optimizer(self.optD, "optD")
+            tr, mr = ck.capture_rng()
+            meta = {"step": self.step, "lr_scale": self.lr_scale, "images_seen": self.images_seen,
+                    "elapsed_s": self.elapsed, "best_metric": self.best if math.isfinite(self.best) else None,
+                    "bad_evals": self.bad_evals, "optG": mg, "optD": md, "rng": mr}
+            self.store.save(self.step, state=state | tg | td | tr, state_meta=meta, config=self.p.to_dict(),
+                            generator=self.ema.net.state_dict(), generator_extra=self.generator_extra())
+        self.saved_step = self.step
+        dd.barrier(self.dist)
+
+    def load_checkpoint(self, step: int) -> None:
+        tensors, meta = self.store.load(step)
+        self.G.load_state_dict(ck.unprefixed("G", tensors))
+        self.ema.net.load_state_dict(ck.unprefixed("G_ema", tensors))
+        self.D.load_state_dict(ck.unprefixed("D", tensors))
+        ck.restore_optimizer(self.optG, tensors, meta["optG"], "optG")
+        ck.restore_optimizer(self.optD, tensors, meta["optD"], "optD")
+        ck.restore_rng(tensors, meta["rng"])
+        self.step, self.lr_scale = int(meta["step"]), float(meta["lr_scale"])
+        self.saved_step = self.step
+        self.images_seen, self.elapsed = int(meta["images_seen"]), float(meta["elapsed_s"])
+        self.best = math.inf if meta.get("best_metric") is None else float(meta["best_metric"])
+        self.bad_evals = int(meta["bad_evals"])
+
+    def _rollback(self, err: NonFiniteLoss) -> None:
+        self.nan_retries += 1
+        if self.nan_retries > self.p.max_nan_retries:
+            raise UserError(f"{self.run_dir}: training diverged: {err} after {self.p.max_nan_retries} rollbacks "
+                            f"(lr already x{self.lr_scale:g}). Try a lower --set lr=..., --set bf16=false, or a "
+                            "smaller --set gp_weight=...; the last good checkpoint is kept")
+        scale = self.lr_scale * self.p.nan_lr_factor
+        good = self.store.latest()
+        self.load_checkpoint(good)
+        self.lr_scale = scale
+        msg = f"warning: {err}; rolled back to step {good}, lr x{scale:g} (retry {self.nan_retries}/{self.p.max_nan_retries})"
+        if self.dist.is_main:
+            print(msg, file=sys.stderr)
+            self.log.write({"step": self.step, "event": "nan_rollback", "failed_step": err.step, "lr_scale": scale})
+
+    # ---- bookkeeping ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def ema_images(self, z: torch.Tensor, c: torch.Tensor) -> np.ndarray:
+        with self.autocast():
+            x = self.ema.net(z.to(self.device), c.to(self.device))  # (B, 3, S, S)
+        return to_uint8(x)
+
+    def write_samples(self) -> Path:
+        imgs = self.ema_images(self.fixed_z, self.fixed_c)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        meta = {"generator": f"{self.p.family}/{self.p.name}", "model_id": f"{self.run_dir.name}@{self.step}",
+                "seed": self.p.seed, "tags": "fixed training-label sample (see config.json)"}
+        save_png(path, image_grid(imgs, cols=int(math.sqrt(N_FIXED))), meta)
+        return path
+
+    def evaluate(self) -> float:
+        """Early-stop metric: colour-histogram distance of EMA samples to real images (lower is better)."""
+        dist = histogram_distance(self.eval_real, self.ema_images(self.fixed_z, self.fixed_c))
+        if dist < self.best - 1e-4:
+            self.best, self.bad_evals = dist, 0
+        else:
+            self.bad_evals += 1
+        if self.p.patience and self.bad_evals >= self.p.patience:
+            self.stop_reason = f"early stop: hist_dist has not improved on {self.best:.4f} for {self.bad_evals} evaluations"
+        return dist
+
+    def _bookkeeping(self, logs: dict[str, float], rate: float) -> None:
+        s, p = self.step, self.p
+        if s % p.eval_every == 0:
+            logs["hist_dist"] = self.evaluate() if self.dist.is_main else 0.0
+            if dd.any_true(bool(self.stop_reason), self.dist, self.device) and not self.stop_reason:
+                self.stop_reason = "early stop (decided on rank 0)"
+        if self.dist.is_main and (s % p.log_every == 0 or "hist_dist" in logs):
+            self.log.write({"step": s, **logs, "lr": self.lr_at(s - 1), "img_per_s": rate,
+                            "images": self.images_seen, "time_s": round(self.elapsed, 3)})
+        if self.dist.is_main and s % p.sample_every == 0:
+            self.write_samples()
+            plot_loss_curves(self.log.path, self.run_dir / "loss_curves.png")
+        if s % p.ckpt_every == 0:
+            self.save_checkpoint()
+
+    def run(self) -> dict[str, Any]:
+        """Train until `steps` (or early stop); checkpoint at exit. Returns a summary dict."""
+        p, per_step = self.p, self.p.batch * self.dist.world
+        bar = progress(total=p.steps, desc="train", unit="step", initial=self.step,
+                       disable=None if (self.opts.show_progress and self.dist.is_main) else True)
+        try:
+            while self.step < p.steps and not self.stop_reason:
+                t0 = time.perf_counter()
+                try:
+                    logs = self.train_step(self.step)
+                except NonFiniteLoss as err:
+                    self._rollback(err)
+                    bar.n = self.step
+                    continue
+                dt = time.perf_counter() - t0
+                self.step, self.images_seen, self.elapsed = self.step + 1, self.images_seen + per_step, self.elapsed + dt
+                self._bookkeeping(logs, per_step / max(dt, 1e-9))
+                bar.update(1)
+                bar.set_postfix(D=f"{logs['loss_D']:.3f}", G=f"{logs['loss_G']:.3f}", ips=f"{per_step / max(dt, 1e-9):.0f}")
+        finally:
+            bar.close()
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        if self.saved_step != self.step:  # in memory: ranks must agree without racing on the file system
+            self.save_checkpoint()
+        if self.dist.is_main:
+            plot_loss_curves(self.log.path, self.run_dir / "loss_curves.png")
+            write_model_card(self.run_dir, config=self.p.to_dict(), dataset=self.data, command=self.opts.command,
+                             steps=self.step, wall_time_s=self.elapsed,
+                             metrics={"hist_dist (best)": None if not math.isfinite(self.best) else round(self.best, 4)})
+            if self.stop_reason:
+                print(self.stop_reason, file=sys.stderr)
+        self.log.close()
+        return {"step": self.step, "images": self.images_seen, "time_s": self.elapsed, "stop_reason": self.stop_reason,
+                "generator": str(self.store.generator_path(self.step))}

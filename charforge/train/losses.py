@@ -1,0 +1,136 @@
+"""GAN losses as objects with one method per phase (phases "D", "Dreg", "G"), so the loop stays generic.
+
+ACGAN (make.girls.moe, §4.3):
+  L(D) = Lcls(D) + lambda_adv * Ladv(D) + lambda_gp * Lgp(D)
+  L(G) = lambda_adv * Ladv(G) + Lcls(G)
+Ladv is the non-saturating logistic loss on D's real/fake logit. Lcls is, by default ("group-ce"), a softmax
+cross-entropy per exclusive group (hair colour, eye colour) plus a binary cross-entropy per independent tag,
+summed over groups/tags and averaged over the batch; groups a real image leaves unlabelled (all zeros) are
+masked out. "bce" is the paper's plain multi-label BCE over all tags (unlabelled groups masked the same way).
+Softmax per group is the better fit: the groups are exclusive by construction, so the classifier cannot
+spread probability over two hair colours, and G gets a sharper signal for the one colour it was asked for.
+Lgp is DRAGAN: ||grad_x D(x_hat)|| pushed to 1 at x_hat = x + a * 0.5 * std(x) * U[0,1] noise, a ~ U[0,1].
+DCGAN uses the same class with lambda_adv = 1 and no penalty; its tag head (when conditional) is trained the
+same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charforge.data.tags import TagSchema
+from charforge.models.presets import Preset
+from charforge.train.augment import augment, parse_augment
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, schema: TagSchema, mode: str) -> torch.Tensor:
+    """logits, target: (B, T). Sum over groups/tags, mean over batch; unlabelled groups are masked."""
+    logits, target = logits.float(), target.float()
+    b = logits.shape[0]
+    total = logits.new_zeros(())
+    for sl in schema.group_slices():
+        t = target[:, sl]
+        labelled = t.sum(dim=1) > 0  # (B,)
+        if not labelled.any():
+            continue
+        if mode == "group-ce":
+            ce = F.cross_entropy(logits[:, sl][labelled], t[labelled].argmax(dim=1), reduction="sum")
+        else:
+            ce = F.binary_cross_entropy_with_logits(logits[:, sl][labelled], t[labelled], reduction="sum")
+        total = total + ce / b
+    isl = schema.independent_slice
+    if isl.stop > isl.start:
+        total = total + F.binary_cross_entropy_with_logits(logits[:, isl], target[:, isl], reduction="sum") / b
+    return total
+
+
+class TagGANLoss:
+    """Shared ACGAN/DCGAN loss. `autocast` is a zero-argument context factory supplied by the trainer."""
+
+    def __init__(self, G: nn.Module, D: nn.Module, schema: TagSchema, preset: Preset,
+                 autocast: Callable | None = None, memory_format=torch.contiguous_format):
+        self.G, self.D, self.schema, self.p = G, D, schema, preset
+        self.adv_weight = preset.adv_weight or float(len(schema))  # lambda_adv = number of tags by default
+        self.cls_on = preset.conditional and len(schema) > 0
+        self.aug_kinds = parse_augment(preset.augment)
+        self.autocast = autocast or contextlib.nullcontext
+        self.memory_format = memory_format
+
+    def _d(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.aug_kinds:
+            x = augment(x, self.aug_kinds, g)
+        adv, cls = self.D(x.contiguous(memory_format=self.memory_format))
+        return adv.float(), (cls.float() if cls is not None else None)
+
+    def _cls(self, logits: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+        if not self.cls_on or logits is None:
+            return torch.zeros((), device=target.device)
+        return classification_loss(logits, target, self.schema, self.p.cls_loss)
+
+    def accumulate_gradients(self, phase: str, real: torch.Tensor, real_tags: torch.Tensor, z: torch.Tensor,
+                             c: torch.Tensor, g: torch.Generator, gain: float = 1.0) -> dict[str, torch.Tensor]:
+        """Run one phase's forward and backward, accumulating into .grad. Returns detached loss terms."""
+        if phase == "G":
+            return self._phase_g(z, c, g, gain)
+        if phase == "D":
+            return self._phase_d(real, real_tags, z, c, g, gain)
+        if phase == "Dreg":
+            return self._phase_dreg(real, g, gain)
+        raise ValueError(f"unknown phase {phase!r}")
+
+    def _phase_g(self, z, c, g, gain) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            fake = self.G(z, c)  # (B, 3, S, S)
+            adv, cls = self._d(fake, g)
+        l_adv = F.softplus(-adv).mean()  # -log D(G(z, c))
+        l_cls = self._cls(cls, c)
+        loss = self.adv_weight * l_adv + l_cls
+        (loss * gain).backward()
+        return {"loss_G": loss.detach(), "G_adv": l_adv.detach(), "G_cls": l_cls.detach()}
+
+    def _phase_d(self, real, real_tags, z, c, g, gain) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), self.autocast():
+            fake = self.G(z, c)
+        with self.autocast():
+            adv_f, _ = self._d(fake.detach(), g)
+            adv_r, cls_r = self._d(real, g)
+        l_adv = F.softplus(adv_f).mean() + F.softplus(-adv_r).mean()
+        l_cls = self._cls(cls_r, real_tags)
+        loss = self.adv_weight * l_adv + l_cls
+        (loss * gain).backward()
+        return {"loss_D": loss.detach(), "D_adv": l_adv.detach(), "D_cls": l_cls.detach(),
+                "D_real": adv_r.detach().mean(), "D_fake": adv_f.detach().mean()}
+
+    def _phase_dreg(self, real, g, gain) -> dict[str, torch.Tensor]:
+        if self.p.gp_weight <= 0:
+            return {}
+        b = real.shape[0]
+        noise = 0.5 * real.std() * torch.rand(real.shape, generator=g).to(real.device)
+        alpha = torch.rand(b, 1, 1, 1, generator=g).to(real.device)
+        x_hat = (real + alpha * noise).detach().requires_grad_(True)  # (B, 3, S, S)
+        with self.autocast():
+            adv, _ = self._d(x_hat, g)
+        (grad,) = torch.autograd.grad(adv.sum(), x_hat, create_graph=True)
+        gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
+        (gp * self.p.gp_weight * self.p.gp_every * gain).backward()
+        return {"D_gp": gp.detach()}
+
+
+class ACGANLoss(TagGANLoss):
+    """make.girls.moe: lambda_adv = number of tags (unless the preset sets it), DRAGAN penalty on."""
+
+
+class DCGANLoss(TagGANLoss):
+    """DCGAN baseline: plain logistic GAN loss (lambda_adv = preset value, default 1), no gradient penalty."""
+
+    def _phase_dreg(self, real, g, gain) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def make_loss(G: nn.Module, D: nn.Module, schema: TagSchema, preset: Preset, **kw) -> TagGANLoss:
+    return (DCGANLoss if preset.family == "dcgan" else ACGANLoss)(G, D, schema, preset, **kw)

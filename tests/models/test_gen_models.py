@@ -1,0 +1,134 @@
+"""Generator/discriminator shapes, presets and the loss terms, on tiny networks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charforge.data.tags import make_girls_moe_schema
+from charforge.errors import UserError
+from charforge.models.acgan import ResNetDiscriminator, SRResNetGenerator
+from charforge.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from charforge.models.presets import (
+    PRESETS,
+    build_discriminator,
+    build_generator,
+    parse_overrides,
+    resolve_preset,
+)
+from charforge.train.losses import classification_loss, make_loss
+
+SCHEMA = make_girls_moe_schema()
+T = len(SCHEMA)
+
+
+def test_dcgan_layout_matches_the_study():
+    g = DCGANGenerator(z_dim=100, n_tags=0, image_size=64, width=64)
+    assert g.dense.out_features == 8 * 8 * 512
+    ups = [m for m in g.up if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in ups] == [256, 128, 64]
+    d = DCGANDiscriminator(n_tags=0, image_size=64, width=64)
+    convs = [m for m in d.features if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [64, 128, 128]
+    assert d.cls is None and d.adv.in_features == 128 * 8 * 8
+
+
+@pytest.mark.parametrize("family", ["dcgan", "acgan"])
+def test_tiny_forward_shapes_and_conditioning(family):
+    torch.manual_seed(0)
+    p = resolve_preset("tiny" if family == "acgan" else "tiny-dcgan")
+    G, D = build_generator(p, T), build_discriminator(p, T)
+    z, c = torch.randn(3, p.z_dim), torch.from_numpy(SCHEMA.sample_training(3, np.random.default_rng(0)))
+    x = G(z, c)
+    assert x.shape == (3, 3, 16, 16) and x.abs().max() <= 1
+    adv, cls = D(x)
+    assert adv.shape == (3,) and cls.shape == (3, T)
+    G.eval()
+    c2 = c.clone()
+    c2[:, :13] = torch.roll(c2[:, :13], 1, dims=1)  # another hair colour
+    assert not torch.allclose(G(z, c), G(z, c2)), "the tag vector must reach the output"
+
+
+def test_acgan_128_has_three_upscalers_and_paper_depths():
+    p = resolve_preset("acgan-128")
+    g, d = build_generator(p, T), build_discriminator(p, T)
+    assert len(g.up) == 3 and len(g.blocks) == 16
+    assert sum(type(m).__name__ == "DiscResBlock" for m in d.modules()) == 10
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    g64 = SRResNetGenerator(z_dim=128, n_tags=T, image_size=64, width=8, blocks=1, upscalers=2, final_kernel=3)
+    assert g64(torch.randn(2, 128), torch.zeros(2, T)).shape == (2, 3, 64, 64)
+
+
+def test_shape_assert_names_the_boundary():
+    d = ResNetDiscriminator(n_tags=T, image_size=16, width=4, stages=2, blocks=1, max_width=8)
+    with pytest.raises(AssertionError, match="D input"):
+        d(torch.zeros(1, 3, 8, 8))
+
+
+def test_presets_and_overrides():
+    assert {"dcgan-64", "acgan-64", "acgan-128", "acgan-64-cpu", "tiny"} <= set(PRESETS)
+    o = parse_overrides(["lr=1e-4", "bf16=false", "batch=4", "augment=color"])
+    p = resolve_preset("acgan-64", o)
+    assert (p.lr, p.bf16, p.batch, p.augment) == (1e-4, False, 4, "color")
+    with pytest.raises(UserError, match="Valid presets: dcgan-64"):
+        resolve_preset("acgan-65")
+    with pytest.raises(UserError, match="Valid fields: .*lr"):
+        parse_overrides(["learning_rate=1"])
+    with pytest.raises(UserError, match="expected a int"):
+        parse_overrides(["batch=lots"])
+    with pytest.raises(UserError, match="Valid kinds"):
+        resolve_preset("tiny", {"augment": "rotate"})
+
+
+def _reference_cls(logits, target):
+    """Independent reference: loop over samples; CE per labelled group, BCE per independent tag."""
+    total = 0.0
+    for lg, tg in zip(logits.tolist(), target.tolist()):
+        for sl in SCHEMA.group_slices():
+            t = tg[sl]
+            if sum(t) == 0:
+                continue
+            row = lg[sl]
+            m = max(row)
+            lse = m + math.log(sum(math.exp(v - m) for v in row))
+            total += lse - row[t.index(1.0)]
+        for v, y in zip(lg[SCHEMA.independent_slice], tg[SCHEMA.independent_slice]):
+            total += max(v, 0) - v * y + math.log1p(math.exp(-abs(v)))
+    return total / len(logits)
+
+
+def test_classification_loss_masks_unlabelled_groups():
+    rng = np.random.default_rng(3)
+    target = torch.from_numpy(SCHEMA.sample_training(5, rng))
+    target[1, :13] = 0  # image 1: hair colour unlabelled
+    target[2, 13:23] = 0  # image 2: eye colour unlabelled
+    logits = torch.randn(5, T, generator=torch.Generator().manual_seed(1))
+    got = classification_loss(logits, target, SCHEMA, "group-ce").item()
+    assert got == pytest.approx(_reference_cls(logits, target), rel=1e-5)
+    bce = classification_loss(logits, target, SCHEMA, "bce").item()
+    assert bce > 0 and bce != pytest.approx(got)
+
+
+def test_loss_phases_accumulate_only_their_gradients():
+    torch.manual_seed(0)
+    p = resolve_preset("tiny")
+    G, D = build_generator(p, T), build_discriminator(p, T)
+    loss = make_loss(G, D, SCHEMA, p)
+    assert loss.adv_weight == T  # lambda_adv = number of tags
+    rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    tags = torch.from_numpy(SCHEMA.sample_training(4, rng))
+    z = torch.randn(4, p.z_dim)
+    out = loss.accumulate_gradients("D", real, tags, z, tags, g)
+    assert all(q.grad is None for q in G.parameters()) and any(q.grad is not None for q in D.parameters())
+    gp = loss.accumulate_gradients("Dreg", real, tags, z, tags, g)
+    assert set(out) >= {"loss_D", "D_adv", "D_cls"} and gp["D_gp"] >= 0
+    expected = loss.adv_weight * out["D_adv"] + out["D_cls"]
+    assert out["loss_D"].item() == pytest.approx(expected.item(), rel=1e-6)
+    D.zero_grad(set_to_none=True)
+    D.requires_grad_(False)
+    gl = loss.accumulate_gradients("G", real, tags, z, tags, g)
+    assert all(q.grad is not None for q in G.parameters() if q.requires_grad)
+    assert gl["G_adv"].item() == pytest.approx(F.softplus(-D(G(z, tags))[0]).mean().item(), rel=1e-4)
