@@ -7,6 +7,9 @@ else is in the batch.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ NPC_THUMB = 16  # px side of the thumbnails compared for near-duplicate rejectio
 
 @dataclass
 class GeneratorBundle:
-    net: torch.nn.Module  # eval mode, EMA weights
+    net: Any  # torch.nn.Module in eval mode with EMA weights, or an OnnxNet
     schema: TagSchema
     freqs: np.ndarray  # (T,) empirical tag frequencies of the training data
     config: dict[str, Any]  # resolved preset
@@ -34,6 +37,7 @@ class GeneratorBundle:
     model_id: str
     sha256: str
     path: Path
+    backend: str = "torch"  # "torch" (net is the module) or "onnx" (net is an OnnxNet over onnxruntime)
 
     @property
     def family(self) -> str:
@@ -75,19 +79,80 @@ def _resolve_path(spec: str | Path | None) -> Path:
     raise UserError(f"model {str(spec)!r}: not a file, run folder or known generator name. Known names: {names}", field="model")
 
 
-_CACHE: dict[tuple[str, int, int], GeneratorBundle] = {}
+BACKENDS = ("torch", "onnx")  # generator runtimes: eager PyTorch, or onnxruntime on an ONNX export
+_CACHE: dict[tuple[Any, ...], GeneratorBundle] = {}
 
 
-def load_generator(spec: str | Path | None = None) -> GeneratorBundle:
-    """None = the shipped default; a known name; a .safetensors generator file; or a run folder (latest EMA)."""
+class OnnxNet:
+    """Lets `generate()` drive an ONNX generator like a torch module: net(z, tags) -> (B, 3, S, S) tensor."""
+
+    training = False
+
+    def __init__(self, onnx_generator: Any):
+        self.gen = onnx_generator  # charforge.export.onnx.OnnxGenerator
+        self._device = torch.nn.Parameter(torch.zeros(0), requires_grad=False)  # says "cpu" to generate()
+
+    def parameters(self):
+        yield self._device
+
+    def eval(self) -> OnnxNet:
+        return self
+
+    def requires_grad_(self, flag: bool = True) -> OnnxNet:
+        return self
+
+    def __call__(self, z: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.gen.run(z.cpu().numpy(), tags.cpu().numpy()))  # (B, 3, S, S) in [-1, 1]
+
+
+def onnx_cache_dir() -> Path:
+    """Where safetensors generators are exported for the onnx backend: $CHARFORGE_CACHE/onnx, else
+    $XDG_CACHE_HOME/charforge/onnx, else ~/.cache/charforge/onnx."""
+    root = os.environ.get("CHARFORGE_CACHE")
+    if root:
+        return Path(root) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charforge" / "onnx"
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: valid backends are {', '.join(BACKENDS)}", field="backend")
+    return backend
+
+
+def load_generator(spec: str | Path | None = None, backend: str = "torch", *,
+                   onnx_threads: int | None = None) -> GeneratorBundle:
+    """None = the shipped default; a known name; a .safetensors generator file; or a run folder (latest EMA).
+
+    backend "onnx" runs the generator with onnxruntime (`onnx_threads` CPU threads per call, None = its
+    default): a .onnx export is loaded as is; any other spec is exported once into `onnx_cache_dir()`, keyed by
+    the weights' sha256, and reused afterwards. The returned bundle works with every function below.
+    """
+    _check_backend(backend)
+    if backend == "torch" and str(spec or "").endswith(".onnx"):
+        raise UserError(f"{spec}: an ONNX export runs with --backend onnx, not torch", field="model")
+    onnx_file = backend == "onnx" and str(spec or "").endswith(".onnx")
+    if onnx_file and not Path(spec).is_file():  # type: ignore[arg-type]
+        raise UserError(f"{spec}: no such ONNX file; export one with `charforge export onnx`", field="model")
+    path = Path(spec).resolve() if onnx_file else _resolve_path(spec).resolve()  # type: ignore[arg-type]
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size, backend, onnx_threads)
+    if key not in _CACHE:
+        if onnx_file:
+            bundle = _load_onnx_file(path, onnx_threads)
+        elif backend == "onnx":
+            bundle = _load_via_onnx_cache(path, onnx_threads)
+        else:
+            bundle = _load_torch(path)
+        _CACHE.clear()  # keep one model resident; the studio switches rarely
+        _CACHE[key] = bundle
+    return _CACHE[key]
+
+
+def _load_torch(path: Path) -> GeneratorBundle:
     from charforge.models.io import file_sha256, load_model
     from charforge.models.presets import build_generator, preset_from_dict
 
-    path = _resolve_path(spec).resolve()
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    if key in _CACHE:
-        return _CACHE[key]
     tensors, meta = load_model(path, kind="generator")
     try:
         preset = preset_from_dict(meta["charforge_config"])
@@ -98,11 +163,35 @@ def load_generator(spec: str | Path | None = None) -> GeneratorBundle:
     except (KeyError, RuntimeError, TypeError) as e:
         raise UserError(f"{path}: not a charforge generator this version can rebuild ({e})") from e
     net.eval().requires_grad_(False)
-    bundle = GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, preset.resolution,
-                             str(meta.get("model_id", path.stem)), file_sha256(path), path)
-    _CACHE.clear()  # keep one model resident; the studio switches rarely
-    _CACHE[key] = bundle
-    return bundle
+    return GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, preset.resolution,
+                           str(meta.get("model_id", path.stem)), file_sha256(path), path)
+
+
+def _load_onnx_file(path: Path, threads: int | None) -> GeneratorBundle:
+    from charforge.export.onnx import OnnxGenerator
+
+    g = OnnxGenerator(path, threads=threads)
+    return GeneratorBundle(OnnxNet(g), g.schema, np.asarray(g.freqs, np.float64), g.config, g.z_dim,
+                           g.image_size, g.model_id, g.sha256, path, backend="onnx")
+
+
+def _load_via_onnx_cache(path: Path, threads: int | None) -> GeneratorBundle:
+    """Export `path` to the ONNX cache unless already there (atomic rename), then run the export. Schema,
+    frequencies and ids come from the safetensors file, so tag sampling matches the torch backend exactly."""
+    from charforge.export.onnx import OnnxGenerator, export_generator_onnx
+
+    ref = _load_torch(path)
+    onnx_path = onnx_cache_dir() / f"generator-{ref.sha256}.onnx"
+    if not onnx_path.is_file():
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=onnx_path.parent))
+        try:  # export + metadata + parity check happen in a private folder; only a finished file is renamed in
+            os.replace(export_generator_onnx(ref, tmp_dir / onnx_path.name), onnx_path)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    g = OnnxGenerator(onnx_path, threads=threads)
+    return GeneratorBundle(OnnxNet(g), ref.schema, ref.freqs, ref.config, ref.z_dim, ref.image_size,
+                           ref.model_id, ref.sha256, ref.path, backend="onnx")
 
 
 def noise_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
@@ -169,8 +258,9 @@ def characters_for_request(bundle: GeneratorBundle, tags: str, n: int, seed: int
 
 
 def generate_sheet(bundle: GeneratorBundle, tags: str, *, n: int = 16, seed: int = 0, path: str | Path,
-                   fixed_noise: bool = False, cols: int | None = None) -> Path:
-    """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags)."""
+                   fixed_noise: bool = False, cols: int | None = None, watermark: bool = True) -> Path:
+    """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags) and,
+    unless `watermark` is False, the invisible watermark."""
     import math
 
     from charforge.provenance import save_png
@@ -179,7 +269,7 @@ def generate_sheet(bundle: GeneratorBundle, tags: str, *, n: int = 16, seed: int
     images, seeds, tag_m = characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise)
     meta = {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tags": [bundle.schema.from_vector(t) for t in tag_m],
             "fixed_noise": fixed_noise, "request": tags}
-    return save_png(path, image_grid(images, cols or math.ceil(math.sqrt(n))), meta)
+    return save_png(path, image_grid(images, cols or math.ceil(math.sqrt(n))), meta, watermark=watermark)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import typer
 
-MODEL_HELP = "Generator: a shipped name (default), a .safetensors file, or a run folder (its latest EMA weights)."
+MODEL_HELP = ("Generator: a shipped name (default), a .safetensors file, a run folder (its latest EMA weights), "
+              "or with --backend onnx a .onnx export.")
+BACKEND_HELP = ("Runtime: torch, or onnx (onnxruntime; a safetensors model is exported once into the cache, "
+                "$CHARFORGE_CACHE or ~/.cache/charforge).")
+NO_WM_HELP = "Skip the invisible watermark (the PNG metadata then records watermark: none)."
 
 
 def generate(
@@ -18,18 +22,21 @@ def generate(
     each: Path | None = typer.Option(None, help="Also write one PNG per character into this folder."),
     fixed_noise: bool = typer.Option(False, "--fixed-noise", help="Same noise (from --seed) for all, random attributes."),
     cols: int | None = typer.Option(None, help="Grid columns (default: square-ish)."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
 ) -> None:
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
     from charforge import sampling
     from charforge.provenance import save_png
 
-    bundle = sampling.load_generator(model)
+    bundle = sampling.load_generator(model, backend)
     bundle.schema.parse(tags, source="--tags")  # fail on bad tags before any work
-    sampling.generate_sheet(bundle, tags, n=n, seed=seed, path=out, fixed_noise=fixed_noise, cols=cols)
+    sampling.generate_sheet(bundle, tags, n=n, seed=seed, path=out, fixed_noise=fixed_noise, cols=cols,
+                            watermark=not no_watermark)
     if each is not None:
         images, seeds, tag_m = sampling.characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise)
         for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
-            save_png(each / f"{i:04d}_seed{s}.png", img, bundle.png_meta(s, t))
+            save_png(each / f"{i:04d}_seed{s}.png", img, bundle.png_meta(s, t), watermark=not no_watermark)
     typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
 
 
@@ -42,6 +49,8 @@ def interpolate(
     frames: int = typer.Option(16, min=2, help="Number of frames."),
     fps: float = typer.Option(8.0, help="GIF frame rate, frames per second."),
     out: Path = typer.Option(Path("interpolation"), "-o", "--out", help="Output folder for frames and the GIF."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
     from PIL import Image
@@ -50,7 +59,7 @@ def interpolate(
     from charforge.provenance import save_png
     from charforge.utils.io import atomic_path
 
-    bundle = sampling.load_generator(model)
+    bundle = sampling.load_generator(model, backend)
     seed_b = seed_a if seed_b is None else seed_b
     ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[0]
     tb = ta if tags_b is None else sampling.sample_tags_for_seeds(
@@ -59,7 +68,7 @@ def interpolate(
     for i, img in enumerate(images):
         t = i / (frames - 1)
         meta = {**bundle.png_meta(seed_a, ta), "seed_b": seed_b, "tags_b": bundle.schema.from_vector(tb), "t": t}
-        save_png(out / f"frame_{i:03d}.png", img, meta)
+        save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
     gif = out / "interpolation.gif"
     with atomic_path(gif) as tmp:
         pics = [Image.fromarray(im) for im in list(images) + list(images[::-1])]
@@ -74,23 +83,26 @@ def npc(
     tags: str = typer.Option("", help="Tags every NPC shares, e.g. \"hat\"."),
     min_distance: float = typer.Option(0.04, help="Min RMS difference of 16x16 thumbnails (0-1) between two NPCs."),
     out: Path = typer.Option(Path("npcs"), "-o", "--out", help="Output folder."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
+    no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
 ) -> None:
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
     from charforge import sampling
     from charforge.provenance import save_png
     from charforge.utils.io import write_json_atomic
 
-    bundle = sampling.load_generator(model)
+    bundle = sampling.load_generator(model, backend)
     constraints = bundle.schema.parse(tags, source="--tags")
     records = sampling.npc_batch(bundle, n, seed, constraints, min_distance=min_distance)
     items = []
     for i, r in enumerate(records):
         name = f"npc_{i:04d}.png"
-        save_png(out / name, r.image, bundle.png_meta(r.seed, r.tags))
+        save_png(out / name, r.image, bundle.png_meta(r.seed, r.tags), watermark=not no_watermark)
         items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
     write_json_atomic(out / "manifest.json", {"model_id": bundle.model_id, "model_sha256": bundle.sha256,
                                               "generator": bundle.family, "batch_seed": seed, "request": tags,
-                                              "min_distance": min_distance, "items": items})
+                                              "min_distance": min_distance, "watermark": not no_watermark,
+                                              "backend": bundle.backend, "items": items})
     typer.echo(f"wrote {len(items)} portraits and {out / 'manifest.json'}")
 
 

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         queue: int = typer.Option(32, min=0, max=1024, help="Requests that may wait for a worker; beyond it 503."),
         queue_wait: float = typer.Option(10.0, min=0.1, help="Seconds a request may wait for a worker before 503."),
         timeout: float = typer.Option(60.0, min=1.0, help="Seconds a job may run before the client gets 504."),
-        backend: str = typer.Option("torch", help="Generator runtime: torch, or onnx (--model NAME=PATH.onnx)."),
+        backend: str = typer.Option("torch", help="Generator runtime: torch, or onnx (any model; safetensors are exported once into a cache)."),
         max_upload_mb: float = typer.Option(10.0, min=0.1, max=100.0, help="Largest /fit upload, in MB."),
     ) -> None:
         """Serve the studio: generate from tags, fit a character to a photo, batch NPCs. Models load once."""

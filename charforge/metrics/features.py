@@ -45,7 +45,7 @@ def check_images(images: np.ndarray, *, source: str = "images") -> np.ndarray:
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(images))  # (B, H, W, 3)
+    x = torch.from_numpy(np.require(images, requirements=["C", "W"]))  # (B, H, W, 3)
     return x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
 
 
@@ -96,24 +96,72 @@ def batched(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_si
     return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
 
 
+class _PooledFeatures(nn.Module):
+    """(B, 3, 224, 224) -> (B, 1280): the last feature map, globally average-pooled."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))  # (B, 1280, 7, 7) -> (B, 1280)
+
+
+@functools.lru_cache(maxsize=1)
+def _generic_onnx_session():
+    """The same network exported to ONNX in memory and run by onnxruntime: about 5x faster on CPU than
+    eager PyTorch for its depthwise convolutions, equal to 1e-5. Built once per process (a few seconds)."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    x = torch.zeros(1, 3, GENERIC_SIZE, GENERIC_SIZE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_PooledFeatures(load_generic_model()).eval(), x, buf, input_names=["x"], output_names=["f"],
+                          dynamic_axes={"x": {0: "b"}, "f": {0: "b"}}, opset_version=17, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in ("auto", "onnx", "torch"):
+        raise ValueError(f"backend {backend!r}: use auto, onnx or torch")
+    if backend == "auto":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "onnx"
+    return backend
+
+
 @torch.no_grad()
-def _generic_batch(images: np.ndarray) -> np.ndarray:
-    net = load_generic_model()
+def _generic_batch(images: np.ndarray, backend: str = "torch") -> np.ndarray:
     x = _generic_preprocess(images)  # (B, 3, 224, 224)
-    fmap = net.extract_features(x)  # (B, 1280, 7, 7)
-    return fmap.mean(dim=(2, 3)).numpy()  # (B, 1280)
+    if backend == "onnx":
+        return _generic_onnx_session().run(None, {"x": x.numpy()})[0]  # (B, 1280)
+    return _PooledFeatures(load_generic_model()).eval()(x).numpy()  # (B, 1280)
 
 
-def generic_features(images: np.ndarray, batch_size: int = 32, desc: str | None = None) -> np.ndarray:
+def generic_features(images: np.ndarray, batch_size: int = 32, desc: str | None = None,
+                     backend: str = "auto") -> np.ndarray:
     """EfficientNet-Lite0 ImageNet features: uint8 (N, S, S, 3) -> float32 (N, 1280).
 
     Images of any size are resized (bilinear) to 224 px and ImageNet-normalised. Deterministic: the same
-    image always gives the same vector, whatever batch it sits in (eval-mode BatchNorm).
+    image always gives the same vector, whatever batch it sits in (eval-mode BatchNorm). `backend`:
+    "onnx" (onnxruntime, fast), "torch" (eager PyTorch), or "auto" (onnx when onnxruntime is installed).
     """
     images = check_images(images)
     if len(images) == 0:
         return np.zeros((0, GENERIC_DIM), np.float32)
-    return batched(_generic_batch, images, batch_size, desc)
+    backend = _resolve_backend(backend)
+    return batched(functools.partial(_generic_batch, backend=backend), images, batch_size, desc)
 
 
 def domain_features(tagger, images: np.ndarray, batch_size: int = 128, desc: str | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from charforge.models.blocks import DiscResBlock, GenResBlock, SubPixelUp, assert_shape, init_normal
+from charforge.models.blocks import DiscResBlock, GenResBlock, SubPixelUp, assert_shape, init_he, init_normal
 
 
 class SRResNetGenerator(nn.Module):
@@ -60,7 +60,7 @@ class ResNetDiscriminator(nn.Module):
         flat = ch * final * final
         self.adv = nn.Linear(flat, 1)
         self.cls = nn.Linear(flat, n_tags) if n_tags else None
-        init_normal(self)
+        init_he(self, slope)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert_shape(x, (None, 3, self.image_size, self.image_size), "D input")

@@ -26,6 +26,20 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
+def init_he(module: nn.Module, slope: float = 0.2) -> None:
+    """He-normal init for LeakyReLU nets without normalisation (our residual D).
+
+    The paper's N(0, 0.02) shrinks activations by ~3x per conv when nothing renormalises them: through the
+    7+ convs of the norm-free D the tag head saw almost no signal, and its classification loss stayed at
+    chance for the first 150+ steps. With He init it falls from 14 to 7 in 125 steps (same data, lr 2e-4).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=slope, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class GenResBlock(nn.Module):
     """SRResNet block: conv-BN-ReLU-conv-BN plus identity."""
 

@@ -50,41 +50,12 @@ def parse_model_specs(specs: list[str] | None) -> dict[str, str | None]:
     return out
 
 
-class _OnnxNet:
-    """Lets charforge.sampling drive an ONNX generator: net(z, tags) -> (B, 3, S, S) tensor."""
-
-    def __init__(self, onnx_generator: Any):
-        import torch
-
-        self.gen = onnx_generator
-        self._device = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
-
-    def parameters(self):
-        yield self._device
-
-    def __call__(self, z, tags):
-        import torch
-
-        return torch.from_numpy(self.gen.run(z.numpy(), tags.numpy()))  # (B, 3, S, S) in [-1, 1]
-
-
 def load_generator_backend(spec: str | None, backend: str) -> Any:
-    """A GeneratorBundle; with backend 'onnx' the spec is a .onnx export run by onnxruntime."""
+    """A GeneratorBundle. With backend 'onnx' it runs through onnxruntime (one thread per call): a .onnx export
+    as is, or a safetensors model exported once into charforge's ONNX cache (see sampling.load_generator)."""
     from charforge import sampling
 
-    if backend == "torch":
-        return sampling.load_generator(spec)
-    if backend != "onnx":
-        raise UserError(f"--backend {backend!r}: valid backends are torch, onnx", field="backend")
-    if not spec or not str(spec).endswith(".onnx"):
-        raise UserError("--backend onnx: give --model NAME=PATH.onnx (export one with `charforge export onnx`)", field="model")
-    from pathlib import Path
-
-    from charforge.export.onnx import OnnxGenerator
-
-    g = OnnxGenerator(spec, threads=1)
-    return sampling.GeneratorBundle(_OnnxNet(g), g.schema, g.freqs, g.config, g.z_dim, g.image_size, g.model_id,
-                                    g.sha256, Path(spec))
+    return sampling.load_generator(spec, backend, onnx_threads=1 if backend == "onnx" else None)
 
 
 def load_models(model_specs: list[str] | None, f2p_spec: str | None, creator: str, backend: str = "torch",

@@ -29,7 +29,7 @@ from charforge.provenance import save_png
 from charforge.train import checkpoint as ck
 from charforge.train import distributed as dd
 from charforge.train.losses import make_loss
-from charforge.train.modelcard import write_model_card
+from charforge.provenance.modelcard import licence_warning, write_model_card
 from charforge.train.monitor import MetricsLog, histogram_distance, image_grid, plot_loss_curves, to_uint8
 from charforge.utils.io import write_json_atomic
 from charforge.utils.progress import progress
@@ -89,6 +89,8 @@ class Trainer:
         if len(self.data) == 0:
             raise UserError(f"{data_dir}: the dataset is empty; build one with `charforge data build`")
         self.schema, self.freqs = self.data.schema, self.data.tag_frequencies
+        if self.dist.is_main and (warning := licence_warning(self.data.manifest)):
+            print(warning, file=sys.stderr)
         self.manifest_sha = self.data.manifest_hash()
         self.store = ck.CheckpointStore(self.run_dir, keep=preset.keep_ckpts)
         self._build()
@@ -346,9 +348,9 @@ class Trainer:
             self.save_checkpoint()
         if self.dist.is_main:
             plot_loss_curves(self.log.path, self.run_dir / "loss_curves.png")
-            write_model_card(self.run_dir, config=self.p.to_dict(), dataset=self.data, command=self.opts.command,
-                             steps=self.step, wall_time_s=self.elapsed,
-                             metrics={"hist_dist (best)": None if not math.isfinite(self.best) else round(self.best, 4)})
+            write_model_card(self.run_dir, dataset_manifest=self.data.manifest, config=self.p.to_dict(),
+                             command=self.opts.command, steps=self.step, wall_time_s=self.elapsed,
+                             tag_freqs=self.freqs, metrics={"hist_dist (best)": None if not math.isfinite(self.best) else round(self.best, 4)})
             if self.stop_reason:
                 print(self.stop_reason, file=sys.stderr)
         self.log.close()

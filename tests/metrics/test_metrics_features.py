@@ -45,3 +45,11 @@ def test_feature_space_validation():
         feature_fn("inception")
     with pytest.raises(UserError, match="uint8"):
         generic_features(np.zeros((2, 8, 8, 3), np.float32))
+
+
+def test_onnx_and_torch_backends_agree():
+    imgs = _images(3, 24, 5)
+    a = generic_features(imgs, backend="torch")
+    b = generic_features(imgs, backend="onnx")
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(a, generic_features(imgs, backend="torch"))  # exporting left the model in eval mode

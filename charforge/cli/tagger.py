@@ -1,0 +1,68 @@
+"""`charforge tagger train | predict`: the tag classifier that judges generated images and tags imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+tagger_app = typer.Typer(help="Train and use the tagger (our Illustration2Vec).", no_args_is_help=True)
+
+
+@tagger_app.command("train")
+def train(
+    data: Path = typer.Option(..., "--data", help="Packed dataset folder with tags."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (taggers/NAME)."),
+    steps: int = typer.Option(3000, help="Optimiser steps."),
+    size: int = typer.Option(64, help="Input side in pixels (a power of two); images are resized to it."),
+    seed: int = typer.Option(0, help="Seed for the split, batches, augmentation and initial weights."),
+    batch_size: int = typer.Option(64, help="Images per step."),
+    lr: float = typer.Option(2e-3, help="Peak Adam learning rate (cosine decay)."),
+    channels: int = typer.Option(32, help="Width of the first conv stage (doubles per stage, max 256)."),
+    pool: str = typer.Option("flatten", help="flatten (keep the 4x4 layout) or avg (global average) before the feature layer."),
+    feat_dim: int = typer.Option(256, help="Width of the feature (penultimate) layer: the domain FID space."),
+    holdout: float = typer.Option(0.1, help="Fraction of images held out for the precision/recall report."),
+    amp: bool = typer.Option(True, help="bf16 autocast on CPU (about 2x faster)."),
+    threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
+) -> None:
+    """Train a multi-label tagger; writes tagger.safetensors, report.json/md and confusion PNGs. Rerun to resume."""
+    from charforge.models.tagger_train import TaggerTrainOptions, train_tagger
+
+    opts = TaggerTrainOptions(steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout=holdout, amp=amp,
+                              threads=threads)
+    if pool not in ("flatten", "avg"):
+        from charforge.errors import UserError
+
+        raise UserError(f"--pool {pool!r}: use flatten or avg")
+    res = train_tagger(data, out, opts=opts, image_size=size, channels=channels, feat_dim=feat_dim, pool=pool)
+    s = res.report["summary"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    typer.echo(f"tagger       {res.path}")
+    typer.echo(f"trained in   {res.seconds:.1f} s")
+    typer.echo(f"held-out     precision mean {fmt(s['mean_precision'])} (min {fmt(s['min_precision'])}), "
+               f"recall mean {fmt(s['mean_recall'])} (min {fmt(s['min_recall'])})")
+    typer.echo(f"report       {Path(out) / 'report.md'}")
+
+
+@tagger_app.command("predict")
+def predict(
+    tagger: Path = typer.Argument(..., help="A tagger file or folder."),
+    images: list[Path] = typer.Argument(..., help="Image files to tag."),
+) -> None:
+    """Print the tags the tagger reads in each image."""
+    from charforge.data.images import BadImage, load_image
+    from charforge.errors import UserError
+    from charforge.models.tagger import load_tagger
+
+    t = load_tagger(tagger)
+    for p in images:
+        try:
+            img = load_image(p)[None]  # (1, H, W, 3)
+        except BadImage as e:
+            raise UserError(f"{p}: {e}; give a readable image file") from e
+        tags = t.schema.from_vector(t.predict_tags(img)[0].astype("float32"))
+        typer.echo(f"{p}: {', '.join(tags) or '(none)'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tagger_app, name="tagger")

@@ -1,0 +1,192 @@
+"""Run a set of metrics and write the report folder: report.json, report.md (linking the PNGs), the plots.
+
+`evaluate` takes any `generate_fn(tags (N, T), seeds (N,)) -> uint8 (N, S, S, 3)`, so anything that draws
+images from tags can be judged; `evaluate_model` wires in a charforge generator via `charforge.sampling`.
+Each finished metric is saved in `<out>/.partial/`; rerunning the same command skips finished metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from charforge.data.packed import PackedDataset, load_packed
+from charforge.errors import UserError
+from charforge.metrics.registry import (
+    METRICS,
+    EvalContext,
+    GenerateFn,
+    SampleTagsFn,
+    needed_spaces,
+    parse_metrics,
+)
+from charforge.utils.io import sha256_file, write_json_atomic, write_text_atomic
+
+PARTIAL = ".partial"
+
+
+def _check_schemas(data: PackedDataset, tagger, model_schema=None) -> None:
+    tags = data.schema.tags
+    if model_schema is not None and list(model_schema.tags) != tags:
+        raise UserError(f"{data.root}: the dataset's tags differ from the model's; evaluate with the dataset the model was trained on "
+                        "(or one built with the same tag schema)")
+    if tagger is not None and list(tagger.schema.tags) != tags:
+        raise UserError(f"{getattr(tagger, 'path', 'tagger')}: the tagger's tags differ from the dataset's; train a tagger on this "
+                        "kind of data with `charforge tagger train`")
+
+
+def _run_metric(ctx: EvalContext, name: str, fingerprint: dict) -> dict:
+    part = ctx.out / PARTIAL / f"{name}.json"
+    if part.is_file():
+        saved = json.loads(part.read_text())
+        if saved.get("fingerprint") == fingerprint:
+            return saved["result"]
+    t0 = time.perf_counter()
+    result = METRICS[name].fn()(ctx)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(part, {"fingerprint": fingerprint, "result": result})
+    return result
+
+
+def evaluate(data: PackedDataset, generate_fn: GenerateFn, sample_tags_fn: SampleTagsFn, out: str | Path, *,
+             metrics: str | list[str] | None = None, tagger=None, model_info: dict | None = None,
+             model_schema=None, **options) -> dict:
+    """Run `metrics` (validated names; None = all the inputs allow), write the report folder, return the report."""
+    names = parse_metrics(metrics, have_tagger=tagger is not None)
+    _check_schemas(data, tagger, model_schema)
+    out = Path(out)
+    ctx = EvalContext(data=data, generate=generate_fn, sample_tags=sample_tags_fn, out=out, tagger=tagger, **options)
+    ctx.spaces = needed_spaces(names)
+    fingerprint = {"model": model_info or {}, "data": data.manifest_hash(),
+                   "tagger": sha256_file(tagger.path) if getattr(tagger, "path", None) else None, "options": options}
+    t0 = time.perf_counter()
+    results = {name: _run_metric(ctx, name, fingerprint) for name in names}
+    report = {"model": model_info or {}, "data": {"path": str(data.root), "images": len(data), "image_size": data.size},
+              "tagger": str(tagger.path) if getattr(tagger, "path", None) else None,
+              "options": {k: v for k, v in options.items()}, "metrics": results,
+              "machine": {"cpu": _cpu_name(), "python": platform.python_version()},
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds": round(time.perf_counter() - t0, 1)}
+    if "precision" in results:
+        from charforge.metrics.precision import plot_precision
+
+        plot_precision(results["precision"]["per_tag"], out / "precision.png")
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", render_markdown(report))
+    return report
+
+
+def evaluate_model(model: str | Path | None, data_dir: str | Path, out: str | Path, *, tagger_path=None,
+                   metrics: str | list[str] | None = None, **options) -> dict:
+    """Evaluate a charforge generator (None = shipped default) on a packed dataset."""
+    from charforge import sampling
+
+    bundle = sampling.load_generator(model)
+    data = load_packed(data_dir)
+    tagger = None
+    if tagger_path is not None:
+        from charforge.models.tagger import load_tagger
+
+        tagger = load_tagger(tagger_path)
+
+    def generate_fn(tags: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        return sampling.generate(bundle, tags, seeds=[int(s) for s in seeds])
+
+    def sample_tags_fn(constraints, n, rng):
+        return sampling.sample_tags(bundle, constraints, n, rng)
+
+    info = {"path": str(bundle.path), "model_id": bundle.model_id, "sha256": bundle.sha256, "family": bundle.family,
+            "image_size": bundle.image_size}
+    return evaluate(data, generate_fn, sample_tags_fn, out, metrics=metrics, tagger=tagger, model_info=info,
+                    model_schema=bundle.schema, **options)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _pm(s: dict, fmt: str = "{:.3f}") -> str:
+    return f"{fmt.format(s['mean'])} (max-min {fmt.format(s['spread'])})"
+
+
+def _md_distances(m: dict) -> list[str]:
+    rows = ["| metric | feature space | model: mean (max-min) | real vs real: mean (max-min) | model vs real |",
+            "|---|---|---|---|---|"]
+    for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic"):
+        if name in m:
+            r = m[name]
+            vs = f"x{r['vs_baseline']:.2f}" if name.startswith("fid") else f"{r['vs_baseline']:+.4g}"
+            rows.append(f"| {name} | {r['space']} ({r['feature_dim']}-D) | {_pm(r['model'], '{:.4g}')} | "
+                        f"{_pm(r['real_baseline'], '{:.4g}')} | {vs} |")
+    any_r = next(m[k] for k in ("fid_domain", "kid_domain", "fid_generic", "kid_generic") if k in m)
+    return ["## Distribution distances", "", f"{any_r['runs']} runs of {any_r['samples_per_run']} real and "
+            "generated images each; generated images use the tag vectors of the real images they are compared "
+            "with. The real-vs-real column compares two disjoint halves of the data the same way: the floor "
+            "finite samples allow. FID is compared as a ratio (x1 = as close as real data gets), KID as a "
+            "difference (+0 = the same).", ""] + rows + [""]
+
+
+def _md_is(r: dict) -> list[str]:
+    rows = ["| block | model | real |", "|---|---|---|"]
+    rows += [f"| {k} | {_pm(r['model'][k], '{:.2f}')} | {_pm(r['real_baseline'][k], '{:.2f}')} |" for k in r["model"]]
+    return ["## Tag Inception Score (is_domain)", "", r["note"] + ". Higher is better; the real column is the "
+            "ceiling.", ""] + rows + [""]
+
+
+def _md_precision(r: dict) -> list[str]:
+    from charforge.metrics.precision import precision_table
+
+    real = [v for v in r["judge_on_real"].values() if v is not None]
+    return ["## Attribute precision", "", f"{r['images_per_tag']} generated images per tag, judged by the tagger "
+            "(paper Table 2 layout).", "", precision_table(r["per_tag"]),
+            f"**Mean {r['mean']:.3f}, minimum {r['min']:.3f}** ({r['min_tag']}). The tagger scores "
+            f"{np.mean(real):.3f} on average (min {np.min(real):.3f}) on real images carrying each tag."
+            if real else "", "", "![precision](precision.png)", ""]
+
+
+def _md_other(m: dict) -> list[str]:
+    lines = []
+    if "diversity" in m:
+        d = m["diversity"]
+        flag = "**MODE COLLAPSE**" if d["mode_collapse"] else "no collapse"
+        lines += ["## Diversity", "", f"Mean pairwise {d['space']} feature distance: generated {d['generated_mean_distance']:.3f}, "
+                  f"real {d['real_mean_distance']:.3f}, ratio {d['ratio']:.3f} (flag below {d['threshold']}): {flag}.", ""]
+    if "memorisation" in m:
+        r = m["memorisation"]
+        lines += ["## Memorisation", "", f"{r['generated']} generated images against {r['training_images']} training images. "
+                  f"Nearest-neighbour {r['space']} distance: median {r['feature']['median']:.3f} "
+                  f"(real vs real {r['feature']['real_reference']['median']:.3f}); pixel RMS median "
+                  f"{r['pixel_rms']['median']:.1f} (real vs real {r['pixel_rms']['real_reference']['median']:.1f}). "
+                  f"Near copies (closer than {r['near_copy_cutoff']:.3g}): {r['near_copies']}.", "",
+                  "![distances](memorisation_hist.png)", "", "![closest pairs](memorisation_pairs.png)", ""]
+    if "tsne" in m:
+        r = m["tsne"]
+        lines += ["## t-SNE", "", f"{r['images']} dataset images, {r['space']} features, coloured by {r['group']}.", "",
+                  "![t-SNE](tsne.png)", ""]
+    return lines
+
+
+def render_markdown(report: dict) -> str:
+    m = report["metrics"]
+    model = report["model"]
+    lines = ["# Evaluation report", "", f"- model: `{model.get('path', 'custom generate function')}` "
+             f"{model.get('family', '')} sha256 {str(model.get('sha256', ''))[:12]}",
+             f"- data: `{report['data']['path']}` ({report['data']['images']} images, {report['data']['image_size']} px)",
+             f"- tagger: `{report['tagger']}`", f"- {report['date']}, {report['machine']['cpu']}, "
+             f"wall time {report['wall_seconds']} s", ""]
+    if any(k in m for k in ("fid_domain", "kid_domain", "fid_generic", "kid_generic")):
+        lines += _md_distances(m)
+    if "is_domain" in m:
+        lines += _md_is(m["is_domain"])
+    if "precision" in m:
+        lines += _md_precision(m["precision"])
+    return "\n".join(lines + _md_other(m))

@@ -1,0 +1,124 @@
+"""The tagger: schema-aware loss and decisions, training report, load/save, features, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from metrics_toydata import toy_schema
+
+from charforge.data.packed import load_packed
+from charforge.errors import UserError
+from charforge.models.io import save_model
+from charforge.models.tagger import (
+    TaggerConfig,
+    TaggerNet,
+    decide_tags,
+    load_tagger,
+    tag_loss,
+    tag_probabilities,
+)
+from charforge.models.tagger_train import TaggerTrainOptions, split_indices, train_tagger
+
+
+def test_loss_masks_rows_without_a_group_tag():
+    schema = toy_schema()  # hair (3), eyes (2), hat, smile
+    logits = torch.randn(2, len(schema), requires_grad=True)
+    targets = torch.tensor([[1, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0, 1]], dtype=torch.float32)  # row 1: no hair tag
+    tag_loss(logits, targets, schema).backward()
+    hair = schema.group_slices()[0]
+    assert torch.all(logits.grad[1, hair] == 0)  # unlabelled group: no gradient
+    assert torch.any(logits.grad[0, hair] != 0)
+    assert torch.all(logits.grad[:, schema.independent_slice] != 0)  # BCE on every row
+
+
+def test_probabilities_and_decisions_follow_the_schema():
+    schema = toy_schema()
+    logits = torch.tensor([[2.0, 0.0, 1.0, -1.0, 3.0, -1.5, -0.5]])
+    p = tag_probabilities(logits, schema).numpy()
+    for sl in schema.group_slices():
+        assert p[0, sl].sum() == pytest.approx(1.0, abs=1e-6)
+    # sigmoid(-1.5) = 0.18 < 0.25 (off), sigmoid(-0.5) = 0.38 >= 0.25 (on): the paper's 0.25 threshold
+    np.testing.assert_array_equal(decide_tags(p, schema), [[1, 0, 0, 0, 1, 0, 1]])
+
+
+def test_trained_tagger_reads_the_toy_tags(toy_tagger, toy_tagger_dir, toy_data_dir):
+    report = json.loads((toy_tagger_dir / "report.json").read_text())
+    assert report["summary"]["mean_precision"] >= 0.9 and report["summary"]["mean_recall"] >= 0.9
+    for name in ("report.md", "confusion_hair_color.png", "confusion_eye_color.png", "tagger.safetensors"):
+        assert (toy_tagger_dir / name).stat().st_size > 0
+    assert not (toy_tagger_dir / "checkpoint.safetensors").exists()
+    data = load_packed(toy_data_dir)
+    pred = toy_tagger.predict_tags(data.images)
+    assert (pred == data.tags).all(axis=1).mean() >= 0.9  # whole tag vector right on >= 90 % of images
+    proba = toy_tagger.predict_proba(data.images[:8])
+    assert proba.shape == (8, 7) and np.all((proba >= 0) & (proba <= 1))
+
+
+def test_features_are_the_penultimate_layer(toy_tagger, toy_data_dir):
+    imgs = np.asarray(load_packed(toy_data_dir).images[:10])
+    f = toy_tagger.features(imgs)
+    assert f.shape == (10, 32) and f.dtype == np.float32
+    np.testing.assert_allclose(f, toy_tagger.features(imgs), rtol=0, atol=0)
+    head = toy_tagger.net.head
+    logits = torch.from_numpy(f) @ head.weight.T + head.bias
+    np.testing.assert_allclose(logits.detach().numpy(), toy_tagger.logits(imgs), rtol=1e-4, atol=1e-4)
+    # any input size is resized to the tagger's own
+    big = np.repeat(np.repeat(imgs, 2, axis=1), 2, axis=2)  # (10, 32, 32, 3)
+    assert toy_tagger.predict_tags(big).shape == (10, 7)
+
+
+def test_split_is_deterministic_and_disjoint():
+    a1, h1 = split_indices(100, 0.1, 3)
+    a2, h2 = split_indices(100, 0.1, 3)
+    np.testing.assert_array_equal(h1, h2)
+    assert len(h1) == 10 and not set(a1) & set(h1) and len(a1) + len(h1) == 100
+    assert not np.array_equal(h1, split_indices(100, 0.1, 4)[1])
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_data_dir, tmp_path, monkeypatch):
+    import charforge.models.tagger_train as tt
+
+    kw = dict(image_size=16, channels=4, feat_dim=8)
+    opts = TaggerTrainOptions(steps=12, batch_size=8, checkpoint_every=5, amp=False)
+    full = train_tagger(toy_data_dir, tmp_path / "full", opts=opts, **kw)
+    real_batch = tt._batch
+
+    def dying_batch(data, idx, step, o, size):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real_batch(data, idx, step, o, size)
+
+    monkeypatch.setattr(tt, "_batch", dying_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_tagger(toy_data_dir, tmp_path / "resumed", opts=opts, **kw)
+    assert (tmp_path / "resumed" / "checkpoint.safetensors").exists()  # step 5 was saved
+    monkeypatch.setattr(tt, "_batch", real_batch)
+    resumed = train_tagger(toy_data_dir, tmp_path / "resumed", opts=opts, **kw)
+    a, b = load_tagger(full.path).net.state_dict(), load_tagger(resumed.path).net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_load_tagger_errors_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="no such tagger"):
+        load_tagger(tmp_path / "missing.safetensors")
+    with pytest.raises(UserError, match="holds no tagger.safetensors"):
+        load_tagger(tmp_path)
+    other = tmp_path / "gen.safetensors"
+    save_model(other, {"w": torch.zeros(1)}, kind="generator", config={})
+    with pytest.raises(UserError, match="expected a 'tagger'"):
+        load_tagger(other)
+    net = TaggerNet(TaggerConfig(n_tags=7, image_size=16, channels=4, feat_dim=8))
+    bad = tmp_path / "bad.safetensors"
+    save_model(bad, net.state_dict(), kind="tagger", config={"n_tags": 7, "image_size": 16, "channels": 8, "feat_dim": 8},
+               extra={"tag_schema": toy_schema().to_dict()})
+    with pytest.raises(UserError, match="do not match"):
+        load_tagger(bad)
+
+
+def test_bad_training_arguments(toy_data_dir, tmp_path):
+    with pytest.raises(UserError, match="power of two"):
+        train_tagger(toy_data_dir, tmp_path / "x", opts=TaggerTrainOptions(steps=1), image_size=48)
+    with pytest.raises(UserError, match="no such dataset"):
+        train_tagger(tmp_path / "nothing", tmp_path / "y", opts=TaggerTrainOptions(steps=1))
