@@ -78,14 +78,24 @@ STAGES = [
 def demo(out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Where the results go.")) -> None:
     """Run the main job on built-in defaults and print where the results are."""
     out.mkdir(parents=True, exist_ok=True)
+    from charforge.errors import UserError
+
     results: dict[str, Path] = {}
+    missing: list[str] = []
     for title, fn in STAGES:
         t0 = _stage(title)
-        results.update(fn(out))
+        try:
+            results.update(fn(out))
+        except UserError as e:  # e.g. a shipped model that is not installed: say so, run the other stages
+            typer.echo(f"not run: {e}", err=True)
+            missing.append(title)
+            continue
         typer.echo(f"done in {time.perf_counter() - t0:.1f} s")
     typer.echo("\n== results")
     for name, path in results.items():
         typer.echo(f"{name:48} {path}")
+    for title in missing:
+        typer.echo(f"{'not run':48} {title} (see the message above)")
 
 
 def register(app: typer.Typer) -> None:

@@ -26,10 +26,10 @@ from charforge.data.packed import load_packed
 from charforge.errors import UserError
 from charforge.models.presets import Preset, build_discriminator, build_generator, preset_from_dict
 from charforge.provenance import save_png
+from charforge.provenance.modelcard import licence_warning, write_model_card
 from charforge.train import checkpoint as ck
 from charforge.train import distributed as dd
 from charforge.train.losses import make_loss
-from charforge.provenance.modelcard import licence_warning, write_model_card
 from charforge.train.monitor import MetricsLog, histogram_distance, image_grid, plot_loss_curves, to_uint8
 from charforge.utils.io import write_json_atomic
 from charforge.utils.progress import progress

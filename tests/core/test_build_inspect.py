@@ -51,3 +51,12 @@ def test_cli_user_error_is_one_line_exit_2(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_cli_usage_errors_are_messages_not_tracebacks(capsys):
+    for argv in (["data", "build"], ["data", "build", "--n", "abc", "-o", "x"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "Error:" in err and "Traceback" not in err
