@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charforge.f2p.learned import warmup_cosine
+from charforge.f2p.learned import mlp_trunk, warmup_cosine
 from charforge.utils.progress import progress
 
 
@@ -31,11 +31,7 @@ class Imitator(nn.Module):
     def __init__(self, cfg: ImitatorConfig):
         super().__init__()
         self.cfg = cfg
-        layers, d = [], cfg.in_dim
-        for _ in range(cfg.depth):
-            layers += [nn.Linear(d, cfg.hidden), nn.SiLU()]
-            d = cfg.hidden
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = mlp_trunk(cfg.in_dim, cfg.hidden, cfg.depth)
         self.emb_head = nn.Linear(cfg.hidden, cfg.emb_dim)
         self.img_in = nn.Linear(cfg.hidden, cfg.img_ch * 16)
         ups, c = [], cfg.img_ch

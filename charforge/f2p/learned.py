@@ -106,6 +106,15 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
     return x.clamp(0, 1)
 
 
+def mlp_trunk(in_dim: int, hidden: int, depth: int) -> nn.Sequential:
+    """`depth` Linear+SiLU layers of width `hidden`: the shared body of the imitator and the translator."""
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(in_dim, hidden), nn.SiLU()]
+        in_dim = hidden
+    return nn.Sequential(*layers)
+
+
 def param_loss(pred: torch.Tensor, target: torch.Tensor, cat_slices: list[slice], n_cont: int) -> torch.Tensor:
     """Cross-entropy per categorical block + MSE on continuous (both over the encoded vector)."""
     loss = pred.new_zeros(())

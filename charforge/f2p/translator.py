@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charforge.f2p.learned import param_loss, warmup_cosine
+from charforge.f2p.learned import mlp_trunk, param_loss, warmup_cosine
 from charforge.utils.progress import progress
 
 
@@ -30,11 +30,7 @@ class Translator(nn.Module):
     def __init__(self, cfg: TranslatorConfig):
         super().__init__()
         self.cfg = cfg
-        layers, d = [], cfg.emb_dim
-        for _ in range(cfg.depth):
-            layers += [nn.Linear(d, cfg.hidden), nn.SiLU()]
-            d = cfg.hidden
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = mlp_trunk(cfg.emb_dim, cfg.hidden, cfg.depth)
         self.out = nn.Linear(cfg.hidden, sum(cfg.cat_sizes) + cfg.n_cont)
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,6 @@ def test_attribute_mode_maps_a_photo_onto_the_builtin_creator(shipped):
     assert any("several faces" in n for n in r.notes)
 
 
-@pytest.mark.slow
 def test_shipped_model_self_reconstruction_quality(shipped):
     from charforge.f2p.evaluate import evaluate_f2p
 

@@ -1,6 +1,5 @@
 """Done-when smoke: train on a dataset rendered by the built-in creator and leave a resumable run."""
 
-import pytest
 import torch
 
 from charforge.data.build import build_from_creator
@@ -33,7 +32,6 @@ def test_builtin_smoke_fast(tmp_path):
     _smoke(tmp_path, n_images=96, steps=20)
 
 
-@pytest.mark.slow
 def test_builtin_smoke_200_steps_2k_images(tmp_path):
-    """30-60 s on a busy 2-core machine (mostly rendering), so CI runs the fast variant."""
+    """The issue's done-when: 200 steps on 2k built-in renders (30-60 s on 2 cores, mostly rendering)."""
     _smoke(tmp_path, n_images=2000, steps=200)
