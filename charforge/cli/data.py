@@ -17,7 +17,7 @@ def build(
     size: int = typer.Option(64, help="Image side in pixels."),
     seed: int = typer.Option(0, help="Seed for the sampled parameters."),
     workers: int = typer.Option(1, help="Render processes (each uses one thread)."),
-    chunk: int = typer.Option(512, help="Images per resumable chunk."),
+    chunk: int = typer.Option(512, min=1, help="Images per resumable chunk."),
 ) -> None:
     """Render a tagged dataset from a creator (stores the parameters too). Rerun to resume."""
     from charforge.data.build import build_from_creator

@@ -44,6 +44,8 @@ def build_from_creator(out: str | Path, *, creator: str = "builtin", n: int = 50
         raise UserError(f"--n must be at least 1, got {n}")
     if not 16 <= size <= 1024:
         raise UserError(f"--size must be between 16 and 1024 px, got {size}")
+    if chunk < 1:
+        raise UserError(f"--chunk must be at least 1 image, got {chunk}")
     cr = get_creator(creator)
     if getattr(cr, "can_render", True) is False:
         raise UserError(f"creator {creator!r} cannot render new images (a recorded creator); import its images instead")
@@ -56,7 +58,7 @@ def build_from_creator(out: str | Path, *, creator: str = "builtin", n: int = 50
     config = {"kind": "creator", "creator": creator, "n": n, "size": size, "seed": seed, "chunk": chunk}
     writer = PackedWriter(out, n=n, size=size, schema=schema, space=cr.space, config=config)
     todo = [k for k in range((n + chunk - 1) // chunk) if not writer.is_done(k)]
-    bar = progress(total=n, desc=f"render {creator} {size}px", unit="img", disable=not show_progress)
+    bar = progress(total=n, desc=f"render {creator} {size}px", unit="img", disable=None if show_progress else True)
     bar.update(n - sum(min(chunk, n - k * chunk) for k in todo))
 
     def finish(k: int, images: np.ndarray) -> None:

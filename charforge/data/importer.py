@@ -181,6 +181,7 @@ def import_folder(
             f"--estimate-tags {estimate_tags}: no such tagger file; give a trained tagger or leave it out"
         )
     schema = make_girls_moe_schema()
+    tagger = _load_tagger(Path(estimate_tags), schema) if estimate_tags is not None else None  # fail before any work
     rows = read_tags_file(Path(tags_file), schema) if tags_file is not None else []
     exclude = [out] + ([Path(tags_file)] if tags_file is not None else [])
     images, others = list_sources(src, exclude=exclude)
@@ -191,6 +192,7 @@ def import_folder(
     config = _config(src, images, opts, tags_file, license, estimate_tags, dedupe_threshold)
     writer = PackedWriter(out, n=len(images), size=size, schema=schema, space=None, config=config)
     job = _Job(src, out, images, opts, by_rel, license, estimate_tags, HashIndex(dedupe_threshold), schema)
+    job.tagger = tagger
     records = _run_chunks(writer, job, workers, progress)
     skipped = [
         {
@@ -405,8 +407,6 @@ def _estimate_missing_tags(
     missing = [i for i, it in enumerate(items) if it["tags_from"] == "none"]
     if job.estimate_tags is None or not missing:
         return
-    if job.tagger is None:
-        job.tagger = _load_tagger(job.estimate_tags)
     pred = np.asarray(job.tagger.predict_tags(images[missing]))  # (M, T) 0/1
     if pred.shape != (len(missing), len(job.schema)):
         raise UserError(
@@ -417,14 +417,20 @@ def _estimate_missing_tags(
         items[i]["tags_from"] = "tagger"
 
 
-def _load_tagger(path: Path):
+def _load_tagger(path: Path, schema):
     try:
         from charforge.models.tagger import load_tagger
     except ImportError as e:
         raise UserError(
             f"--estimate-tags {path}: this charforge has no tagger module ({e}); import without it"
         ) from e
-    return load_tagger(path)
+    tagger = load_tagger(path)
+    theirs = getattr(getattr(tagger, "schema", None), "tags", None)
+    if theirs is not None and list(theirs) != list(schema.tags):
+        raise UserError(f"--estimate-tags {path}: the tagger was trained on other tags ({len(theirs)} tags, "
+                        f"starting {', '.join(list(theirs)[:3])}) than the dataset schema; use a tagger trained on "
+                        "the make.girls.moe tag schema")
+    return tagger
 
 
 # ---- the report ------------------------------------------------------------------------------------

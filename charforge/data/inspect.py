@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from charforge.data.packed import PackedDataset
+from charforge.utils.io import atomic_path, save_figure
 
 
 def contact_sheet(images: np.ndarray, cols: int | None = None, pad: int = 2, bg: int = 255) -> np.ndarray:
@@ -41,7 +42,7 @@ def tag_frequency_chart(ds: PackedDataset, path: Path) -> None:
     ax.set_ylabel("fraction of images")
     ax.set_title(f"{ds.root.name}: tag frequencies over {len(ds)} images")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -70,6 +71,7 @@ def inspect_dataset(ds: PackedDataset, out_dir: Path, *, n: int = 64, seed: int 
     idx = np.sort(rng.choice(len(ds), size=min(n, len(ds)), replace=False)) if len(ds) else np.zeros(0, int)
     paths = {"sheet": out_dir / "sheet.png", "tags": out_dir / "tag_frequencies.png"}
     if len(idx):
-        Image.fromarray(contact_sheet(np.asarray(ds.images[idx]))).save(paths["sheet"])
+        with atomic_path(paths["sheet"]) as tmp:
+            Image.fromarray(contact_sheet(np.asarray(ds.images[idx]))).save(tmp, format="PNG")
     tag_frequency_chart(ds, paths["tags"])
     return paths

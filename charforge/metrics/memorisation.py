@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from charforge.metrics.registry import EvalContext
+from charforge.utils.io import save_figure
 
 PIXEL_SIZE = 32  # px: images are compared at this size
 PAIRS_SHOWN = 16  # closest pairs drawn in the PNG
@@ -101,7 +102,7 @@ def plot_pairs(pairs: list[tuple[np.ndarray, np.ndarray, float]], path) -> None:
         ax.set_title(f"d={d:.3g}", fontsize=7)
     fig.suptitle("closest pairs: generated (left) | nearest training image (right)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -128,5 +129,5 @@ def plot_histograms(f_gen, f_real, p_gen, p_real, space: str, path) -> None:
         ax.legend(fontsize=7)
     fig.suptitle("nearest-training-neighbour distances (lower = closer to a copy)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

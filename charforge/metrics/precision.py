@@ -13,6 +13,7 @@ import numpy as np
 
 from charforge.data.tags import TagConstraints
 from charforge.metrics.registry import EvalContext
+from charforge.utils.io import save_figure
 
 COLUMNS = 7  # tags per row of the table, as in the paper's Table 2
 
@@ -84,5 +85,5 @@ def plot_precision(per_tag: dict[str, float], path, title: str = "attribute prec
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from charforge.data.tags import TagSchema
-from charforge.utils.io import write_json_atomic, write_text_atomic
+from charforge.utils.io import save_figure, write_json_atomic, write_text_atomic
 
 
 def per_tag_precision_recall(pred: np.ndarray, true: np.ndarray, schema: TagSchema) -> list[dict]:
@@ -67,7 +67,7 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str, path: Path
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

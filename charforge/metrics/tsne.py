@@ -10,6 +10,7 @@ import numpy as np
 
 from charforge.errors import UserError
 from charforge.metrics.registry import EvalContext
+from charforge.utils.io import save_figure
 
 # colour words that matplotlib does not know by that name
 _COLOUR_ALIASES = {"blonde": "gold", "aqua": "turquoise", "silver": "silver", "white": "whitesmoke"}
@@ -74,5 +75,5 @@ def plot_tsne(xy: np.ndarray, label: np.ndarray, names: list[str], title: str, p
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -10,7 +10,6 @@ Loading never unpickles anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from charforge import __version__
 from charforge.errors import UserError
 from charforge.utils.io import atomic_path
+from charforge.utils.io import sha256_file as file_sha256  # noqa: F401  (re-exported for model callers)
 
 
 def save_model(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str, config: dict[str, Any],
@@ -67,11 +67,3 @@ def load_model(path: str | Path, *, kind: str | None = None) -> tuple[dict[str, 
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path}: weights cannot be read ({e})") from e
     return tensors, meta
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -146,7 +146,22 @@ def validate_preset(p: Preset) -> Preset:
     for name in ("batch", "steps", "log_every", "sample_every", "ckpt_every", "eval_every", "keep_ckpts", "gp_every"):
         if getattr(p, name) < 1:
             raise UserError(f"{name}={getattr(p, name)}: must be at least 1", field=name)
+    _check_geometry(p)
     return p
+
+
+def _check_geometry(p: Preset) -> None:
+    """Build both networks on the meta device (no memory, no compute) so impossible shapes fail here, as a
+    UserError naming the preset, rather than as a traceback deep inside a model constructor."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            build_generator(p, 1)
+            build_discriminator(p, 1)
+    except (ValueError, RuntimeError, AssertionError) as e:
+        raise UserError(f"preset {p.name!r}: these sizes do not fit together ({e}); check resolution, "
+                        "g_upscalers, d_stages and the widths") from e
 
 
 def build_generator(p: Preset, n_tags: int) -> nn.Module:

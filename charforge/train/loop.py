@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -325,6 +327,7 @@ class Trainer:
         p, per_step = self.p, self.p.batch * self.dist.world
         bar = progress(total=p.steps, desc="train", unit="step", initial=self.step,
                        disable=None if (self.opts.show_progress and self.dist.is_main) else True)
+        restore = self._stop_on_interrupt()
         try:
             while self.step < p.steps and not self.stop_reason:
                 t0 = time.perf_counter()
@@ -341,7 +344,25 @@ class Trainer:
                 bar.set_postfix(D=f"{logs['loss_D']:.3f}", G=f"{logs['loss_G']:.3f}", ips=f"{per_step / max(dt, 1e-9):.0f}")
         finally:
             bar.close()
+            restore()
         return self.finish()
+
+    def _stop_on_interrupt(self) -> Callable[[], None]:
+        """First Ctrl-C (or SIGTERM): finish the current step, checkpoint, exit; a second one aborts at once.
+
+        Stopping between steps keeps the checkpoint exact (a step cut in half would leave D updated and G not).
+        Returns a function that puts the previous handlers back.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, _frame):
+            if self.stop_reason:
+                raise KeyboardInterrupt
+            self.stop_reason = f"stopped by {signal.Signals(signum).name} at step {self.step}; saved, rerun with --resume"
+
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(sig, h) for sig, h in old.items()] and None
 
     def finish(self) -> dict[str, Any]:
         if self.saved_step != self.step:  # in memory: ranks must agree without racing on the file system

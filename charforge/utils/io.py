@@ -67,3 +67,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def save_figure(fig, path: str | os.PathLike, **kw) -> None:
+    """Write a matplotlib figure as PNG atomically (a killed job never leaves half a plot)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **kw)

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 
 def progress(total: int | None = None, desc: str = "", unit: str = "it", disable: bool | None = None, **kw):
-    """A tqdm bar on stderr. Disabled automatically when stderr is not a terminal and CHARFORGE_PROGRESS=0."""
+    """A tqdm bar on stderr. `disable=None` follows the environment: CHARFORGE_PROGRESS=0 silences every bar."""
     import os
 
     if disable is None:

@@ -235,3 +235,22 @@ def test_estimate_tags_fills_only_untagged_images(tmp_path, monkeypatch):
     assert seen == [(2, 16, 16, 3)]
     assert [it["tags_from"] for it in ds.manifest["items"]] == ["tagger", "file", "tagger"]
     assert [schema.from_vector(t) for t in ds.tags] == [["glasses"], ["smile"], ["glasses"]]
+
+
+def test_estimate_tags_refuses_a_tagger_of_other_tags_before_any_work(tmp_path, monkeypatch):
+    from charforge.data.tags import TagSchema
+    from charforge.errors import UserError
+
+    class OtherTagger:
+        schema = TagSchema(groups=[], independent=["cat ears", "tail"])
+
+    fake = types.ModuleType("charforge.models.tagger")
+    fake.load_tagger = lambda path: OtherTagger()
+    monkeypatch.setitem(sys.modules, "charforge.models.tagger", fake)
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(pattern(7, 64, 64)).save(src / "a.png")
+    (tmp_path / "tagger.safetensors").write_bytes(b"fake")
+    with pytest.raises(UserError, match="trained on other tags"):
+        import_folder(src, tmp_path / "out", size=16, estimate_tags=tmp_path / "tagger.safetensors", progress=False)
+    assert not (tmp_path / "out").exists()

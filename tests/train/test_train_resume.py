@@ -114,3 +114,24 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path):
     ga = load_file(str(killed / "checkpoints" / f"generator-{total:07d}.safetensors"))
     gb = load_file(str(tmp_path / "straight" / "checkpoints" / f"generator-{total:07d}.safetensors"))
     assert all(torch.equal(ga[k], gb[k]) for k in gb)
+
+
+def test_ctrl_c_finishes_the_step_and_checkpoints(data, tmp_path):
+    """SIGINT stops between steps and saves, so no finished step is lost even with rare checkpoints."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "charforge", "train", "--data", str(data), "--preset", "tiny", "--out", str(run),
+           "--steps", "100000", "--threads", "1", "--no-tensorboard", "--set", "ckpt_every=100000",
+           "--set", "sample_every=100000", "--set", "log_every=1"]
+    env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_log(run / "log.jsonl") if (run / "log.jsonl").exists() else []) < 3:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGINT" in err
+    from charforge.train.checkpoint import CheckpointStore
+
+    last = read_log(run / "log.jsonl")[-1]["step"]
+    assert CheckpointStore(run).latest() == last >= 3
