@@ -62,7 +62,8 @@ def _fit_stage(out: Path) -> dict[str, Path]:
     target = cr.render(cr.sample(1, np.random.default_rng(123)), 128)
     f2p = load_f2p(None)
     result = fit(f2p, [target[0]], mode="both")
-    paths = write_fit_outputs(result, target[0], out / "fit")
+    # the input is a creator render, not a photo: keeping it (side_by_side.png) shows nothing private
+    paths = write_fit_outputs(result, target[0], out / "fit", keep_inputs=True)
     typer.echo(f"similarity {result.similarity:.3f} ({', '.join(f'{k} {v * 1000:.0f} ms' for k, v in result.timings.items())})")
     return paths
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+CREATOR_HELP = ("Creator to use instead of the one the model names. The model's own is used only when it is builtin, "
+                "an installed entry point or a recorded folder; a module:function creator runs code, so it must be given here.")
+
 f2p_app = typer.Typer(help="Face-to-parameter: train and evaluate photo/drawing -> creator-parameter models.",
                       no_args_is_help=True)
 
@@ -60,12 +63,13 @@ def evaluate(
     seed: int = typer.Option(12345, help="Seed of the held-out renders (differs from training seeds)."),
     iters: int | None = typer.Option(None, help="Adam steps for search mode (default: the model's)."),
     n_search: int | None = typer.Option(None, help="Fit only this many with search mode (it is slower)."),
+    creator: str | None = typer.Option(None, help=CREATOR_HELP),
 ) -> None:
     """Self-reconstruction on held-out creator renders: cosine, accuracy, MAE, time per image."""
     from charforge.f2p.evaluate import evaluate_f2p, write_report
     from charforge.f2p.model import load_f2p
 
-    model = load_f2p(f2p)
+    model = load_f2p(f2p, creator=creator)
     result = evaluate_f2p(model, n=n, seed=seed, iters=iters, n_search=n_search)
     md = write_report(result, out)
     typer.echo(md.read_text())
@@ -73,26 +77,30 @@ def evaluate(
 
 def fit_cmd(
     images: list[Path] = typer.Argument(..., help="One or more images of the same person or character."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder: params.json, side_by_side.png, fit.json."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder: params.json, render.png, fit.json."),
     f2p: Path | None = typer.Option(None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."),
     mode: str = typer.Option("both", help="fast (translator), search (through the imitator), both (keep the closer), "
                              "or attributes (photo landmarks and colours -> parameters)."),
     iters: int | None = typer.Option(None, help="Adam steps for search (default: the model's)."),
     no_detect: bool = typer.Option(False, "--no-detect", help="Use the whole image as the face (drawings, crops)."),
-    keep_inputs: bool = typer.Option(False, "--keep-inputs", help="Also copy the input images into OUT."),
+    keep_inputs: bool = typer.Option(False, "--keep-inputs", help="Also write files holding the inputs: a copy of "
+                                     "each and side_by_side.png (inputs | render). Off: no input is written to disk."),
+    creator: str | None = typer.Option(None, help=CREATOR_HELP),
 ) -> None:
-    """Fit creator parameters to IMAGE(s): writes params.json and an input | render PNG, prints the similarity."""
+    """Fit creator parameters to IMAGE(s): writes params.json and the render, prints the similarity."""
     from charforge.f2p.fit import fit
     from charforge.f2p.model import load_f2p
     from charforge.f2p.report import load_inputs, write_fit_outputs
 
-    model = load_f2p(f2p, detect=not no_detect)
+    model = load_f2p(f2p, detect=not no_detect, creator=creator)
     arrays = load_inputs(images)
     result = fit(model, arrays, mode, iters=iters, detect=not no_detect)
-    write_fit_outputs(result, arrays, out, input_paths=images, keep_inputs=keep_inputs)
+    paths = write_fit_outputs(result, arrays, out, input_paths=images, keep_inputs=keep_inputs)
     for note in result.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"similarity {result.similarity:.3f} ({result.mode}); wrote {out / 'params.json'} and {out / 'side_by_side.png'}")
+    typer.echo(f"similarity {result.similarity:.3f} ({result.mode}); wrote {', '.join(str(p) for p in paths.values())}")
+    if not keep_inputs:
+        typer.echo("inputs were not written to disk; add --keep-inputs for side_by_side.png (inputs | render)")
 
 
 def register(app: typer.Typer) -> None:

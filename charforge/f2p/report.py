@@ -1,4 +1,4 @@
-"""Reading fit inputs safely and writing fit outputs (params JSON, side-by-side PNG, fit summary)."""
+"""Reading fit inputs safely and writing fit outputs (params JSON, render, fit summary; side-by-side only on request)."""
 
 from __future__ import annotations
 
@@ -52,26 +52,28 @@ def side_by_side(inputs: Sequence[np.ndarray], preview: np.ndarray, height: int 
 
 def write_fit_outputs(result: FitResult, images: np.ndarray | Sequence[np.ndarray], out: str | Path, *,
                       input_paths: Sequence[Path] = (), keep_inputs: bool = False) -> dict[str, Path]:
-    """params.json (creator units), side_by_side.png (inputs | render), render.png, fit.json (score, timings, notes).
+    """params.json (creator units), render.png, fit.json (score, timings, notes); returns {description: path}.
 
-    The input files are copied only with keep_inputs=True. Returns {description: path}.
+    Nothing written holds the inputs unless keep_inputs=True: then side_by_side.png (inputs | render) is written
+    too and the input files are copied into `out`.
     """
     from charforge.provenance import save_png
 
     arrays = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"f2p parameters (JSON)": out / "params.json", "f2p input | render": out / "side_by_side.png",
-             "f2p render": out / "render.png", "f2p summary (JSON)": out / "fit.json"}
+    paths = {"f2p parameters (JSON)": out / "params.json", "f2p render": out / "render.png",
+             "f2p summary (JSON)": out / "fit.json"}
     write_json_atomic(paths["f2p parameters (JSON)"], result.params)
     meta = {"kind": "f2p-fit", "model_sha256": result.model.get("sha256", ""), "creator": result.model.get("creator", ""),
             "mode": result.mode, "similarity": round(result.similarity, 4), "params": result.params}
-    save_png(paths["f2p input | render"], side_by_side(arrays, result.preview), meta)
     save_png(paths["f2p render"], result.preview, meta)
     write_json_atomic(paths["f2p summary (JSON)"], {"similarity": result.similarity, "mode": result.mode,
                                                     "scores": result.scores, "timings": result.timings, "notes": result.notes,
                                                     "model": result.model, "n_inputs": len(arrays)})
     if keep_inputs:
+        paths["f2p input | render"] = out / "side_by_side.png"
+        save_png(paths["f2p input | render"], side_by_side(arrays, result.preview), meta)
         for i, p in enumerate(input_paths):
             paths[f"input {i}"] = out / f"input_{i}{Path(p).suffix.lower()}"
             shutil.copyfile(p, paths[f"input {i}"])

@@ -42,6 +42,26 @@ def test_cli_exports_generator_and_f2p(tmp_path, generator_file, monkeypatch):
     assert report["translator"]["parity_max_abs_error"] <= 1e-4
 
 
+def test_cli_exports_f2p_alone_without_a_generator(tmp_path, monkeypatch):
+    import charforge.f2p
+    import charforge.sampling
+
+    def no_generator(*a, **k):
+        raise AssertionError("a generator was loaded")
+
+    fake_f2p = SimpleNamespace(translator=nn.Sequential(nn.Linear(6, 4), nn.Sigmoid()))
+    monkeypatch.setattr(charforge.f2p, "load_f2p", lambda spec: fake_f2p, raising=False)
+    monkeypatch.setattr(charforge.sampling, "load_generator", no_generator, raising=False)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["export", "onnx", "--f2p", "whatever"])
+    assert res.exit_code == 0, res.output
+    assert "translator: wrote" in res.output and not (tmp_path / "generator.onnx").exists()
+    assert json.loads((tmp_path / "f2p_onnx" / "f2p_onnx.json").read_text())["translator"]["parity_max_abs_error"] <= 1e-4
+    res = CliRunner().invoke(app, ["export", "onnx", "--f2p", "whatever", "--f2p-out", str(tmp_path / "engine")])
+    assert res.exit_code == 0 and (tmp_path / "engine" / "translator.onnx").is_file(), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engine", "f2p_onnx"]
+
+
 def test_cli_bad_model_is_one_clear_line(tmp_path):
     from charforge.cli import main
 

@@ -20,7 +20,7 @@ def test_train_writes_every_stage_and_a_loadable_bundle(toy_model):
     assert list(state["stages"]) == STAGES
     held = state["stages"]["imitator"]["heldout"]
     assert held["n"] == 12 and -1 <= held["embedding_cosine"] <= 1 and held["embedding_mse"] >= 0
-    f2p = load_f2p(toy_model)
+    f2p = load_f2p(toy_model)  # no creator loaded: the file's module:function spec is only recorded
     assert f2p.creator_spec == TOY_SPEC and f2p.embedder.name == "learned" and f2p.embedder.dim == 16
     assert f2p.space.names == ["face_color", "background", "eyes", "width", "height", "x"]
 
@@ -41,7 +41,7 @@ def test_changed_options_are_refused(toy_model):
 
 
 def test_fit_modes_return_valid_parameters(toy_model, toy, toy_renders):
-    f2p = load_f2p(toy_model)
+    f2p = load_f2p(toy_model, creator=TOY_SPEC)
     batch, images = toy_renders
     for mode in ("fast", "search", "both"):
         r = fit(f2p, [images[0]], mode, iters=15, preview_size=None)
@@ -56,7 +56,7 @@ def test_fit_modes_return_valid_parameters(toy_model, toy, toy_renders):
 
 def test_fit_learns_the_obvious_parameter(toy_model, toy):
     """The face colour covers most of the image: the fast fit must get it right far above chance (1/4)."""
-    f2p = load_f2p(toy_model)
+    f2p = load_f2p(toy_model, creator=TOY_SPEC)
     batch = toy.space.sample(24, np.random.default_rng(7))
     images = toy.render(batch, 16)
     got = [fit(f2p, [im], "fast").params["face_color"] for im in images]
@@ -67,7 +67,7 @@ def test_fit_learns_the_obvious_parameter(toy_model, toy):
 def test_several_images_average_their_embeddings(toy_model, toy_renders):
     from charforge.f2p.fit import embed_inputs
 
-    f2p = load_f2p(toy_model)
+    f2p = load_f2p(toy_model, creator=TOY_SPEC)
     _, images = toy_renders
     e = embed_inputs(f2p, [images[0], images[1]])
     ref = f2p.embedder.embed(images[:2]).mean(0)
@@ -75,7 +75,7 @@ def test_several_images_average_their_embeddings(toy_model, toy_renders):
 
 
 def test_bad_mode_and_empty_input(toy_model):
-    f2p = load_f2p(toy_model)
+    f2p = load_f2p(toy_model, creator=TOY_SPEC)
     with pytest.raises(UserError, match="unknown fit mode"):
         fit(f2p, [np.zeros((16, 16, 3), np.uint8)], "magic")
     with pytest.raises(UserError, match="at least one image"):
@@ -94,15 +94,15 @@ def test_identity_embedder_pipeline_skips_detection_on_renders(tmp_path, toy_ren
     train_f2p(tmp_path / "m", cfg)
     _, images = toy_renders
     with pytest.raises(UserError, match="no face found"):
-        fit(load_f2p(tmp_path / "m"), [images[0]], "fast")
-    r = fit(load_f2p(tmp_path / "m", detect=False), [images[0]], "fast")
+        fit(load_f2p(tmp_path / "m", creator=TOY_SPEC), [images[0]], "fast")
+    r = fit(load_f2p(tmp_path / "m", detect=False, creator=TOY_SPEC), [images[0]], "fast")
     assert load_f2p(tmp_path / "m").embedder.dim == 128 and -1 <= r.similarity <= 1.0001
 
 
 def test_refine_on_real_renders_never_lowers_the_cosine(toy_model, toy_renders):
     from charforge.f2p.refine import refine
 
-    f2p = load_f2p(toy_model)
+    f2p = load_f2p(toy_model, creator=TOY_SPEC)
     _, images = toy_renders
     target = f2p.embedder.embed(images[:1])[0]
     start = f2p.space.encode(f2p.space.defaults())[0]
