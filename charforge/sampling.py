@@ -240,36 +240,80 @@ def sample_tags_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints |
     return np.stack(rows) if rows else np.zeros((0, len(bundle.schema)), np.float32)
 
 
+def characters_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | None, seeds: Sequence[int], *,
+                        fixed_noise: bool = False) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """The one recipe behind the CLI, the demo and the studio: (images (N,S,S,3), noise seeds, tags (N,T)).
+
+    Image i's free tags are drawn from seeds[i] (its tag seed); its noise comes from seeds[i], or from
+    seeds[0] for every image with `fixed_noise` (same face, varying attributes; paper Fig. 8). So a
+    (tag seed, constraints, noise seed) triple reproduces one image whatever else is in the batch.
+    """
+    tag_seeds = [int(s) for s in seeds]
+    tag_m = sample_tags_for_seeds(bundle, constraints, tag_seeds)
+    noise = [tag_seeds[0]] * len(tag_seeds) if fixed_noise and tag_seeds else tag_seeds
+    return generate(bundle, tag_m, seeds=noise), noise, tag_m
+
+
 def characters_for_request(bundle: GeneratorBundle, tags: str, n: int, seed: int, *, fixed_noise: bool = False,
                            source: str = "tags") -> tuple[np.ndarray, list[int], np.ndarray]:
-    """The CLI's and demo's recipe: (images (N,S,S,3), seeds, tag matrix (N,T)) for a tag string.
+    """The CLI's and demo's entry: `characters_for_seeds` for a tag string with tag seeds seed, seed+1, ...
 
-    Image i uses seed+i for noise and free tags; with `fixed_noise` all share `seed`'s noise and only the
-    free tags vary (paper Fig. 8).
+    Returns (images, noise seeds, tag matrix); image i's tag seed is seed+i.
     """
     constraints = bundle.schema.parse(tags, source=source)
-    if fixed_noise:
-        seeds = [seed] * n
-        tag_m = sample_tags_for_seeds(bundle, constraints, [seed * 100_003 + i for i in range(n)])
-    else:
-        seeds = [seed + i for i in range(n)]
-        tag_m = sample_tags_for_seeds(bundle, constraints, seeds)
-    return generate(bundle, tag_m, seeds=seeds), seeds, tag_m
+    return characters_for_seeds(bundle, constraints, [seed + i for i in range(n)], fixed_noise=fixed_noise)
+
+
+def sheet_meta(bundle: GeneratorBundle, tags: str, seed: int, seeds: list[int], tag_m: np.ndarray,
+               fixed_noise: bool) -> dict[str, Any]:
+    """Provenance of a grid PNG: every image's noise seed, tag seed and tags."""
+    return {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tag_seeds": [seed + i for i in range(len(tag_m))],
+            "tags": [bundle.schema.from_vector(t) for t in tag_m], "fixed_noise": fixed_noise, "request": tags}
+
+
+def save_sheet(bundle: GeneratorBundle, images: np.ndarray, meta: dict[str, Any], path: str | Path, *,
+               cols: int | None = None, watermark: bool = True) -> Path:
+    """Write already generated images (N, S, S, 3) as one grid PNG with `meta`."""
+    import math
+
+    from charforge.provenance import save_png
+    from charforge.train.monitor import image_grid
+
+    return save_png(path, image_grid(images, cols or math.ceil(math.sqrt(len(images)))), meta, watermark=watermark)
 
 
 def generate_sheet(bundle: GeneratorBundle, tags: str, *, n: int = 16, seed: int = 0, path: str | Path,
                    fixed_noise: bool = False, cols: int | None = None, watermark: bool = True) -> Path:
     """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags) and,
     unless `watermark` is False, the invisible watermark."""
-    import math
-
-    from charforge.provenance import save_png
-    from charforge.train.monitor import image_grid
-
     images, seeds, tag_m = characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise)
-    meta = {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tags": [bundle.schema.from_vector(t) for t in tag_m],
-            "fixed_noise": fixed_noise, "request": tags}
-    return save_png(path, image_grid(images, cols or math.ceil(math.sqrt(n))), meta, watermark=watermark)
+    meta = sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise)
+    return save_sheet(bundle, images, meta, path, cols=cols, watermark=watermark)
+
+
+def gif_bytes(frames: np.ndarray, duration_ms: int, meta: dict[str, Any] | None = None) -> bytes:
+    """(F, S, S, 3) uint8 -> an endlessly looping GIF, used by the CLI and the studio alike.
+
+    A GIF cannot keep the invisible watermark (its 256-colour palette destroys the DCT pattern), so the
+    provenance goes into the GIF comment extension instead: the AI-generated statement, then `meta` as JSON.
+    """
+    import io
+    import json
+
+    from PIL import Image
+
+    from charforge import __version__
+    from charforge.provenance.metadata import AI_STATEMENT
+
+    if len(frames) == 0:
+        raise UserError("gif: no frames to encode", field="frames")
+    info = {"software": f"charforge {__version__}", **(meta or {})}
+    comment = f"{AI_STATEMENT}. {json.dumps(info, sort_keys=True)}"
+    ims = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
+    buf = io.BytesIO()
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=max(1, int(duration_ms)), loop=0,
+                comment=comment.encode("utf-8"))
+    return buf.getvalue()
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -303,18 +347,17 @@ class NPCRecord:
 
 
 def _thumb(images: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> (N, 16*16*3) float in [0, 1] by block averaging."""
-    n, s = images.shape[:2]
-    k = max(1, s // NPC_THUMB)
-    x = images[:, : k * (s // k), : k * (s // k)].astype(np.float32) / 255.0
-    x = x.reshape(n, s // k, k, s // k, k, 3).mean(axis=(2, 4))
-    return x.reshape(n, -1)
+    """(N, S, S, 3) uint8 -> (N, 16*16*3) float in [0, 1] by area averaging, whatever S is."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, S, S)
+    x = torch.nn.functional.adaptive_avg_pool2d(x, NPC_THUMB)  # (N, 3, 16, 16)
+    return x.permute(0, 2, 3, 1).reshape(len(images), -1).numpy()  # (N, 16*16*3)
 
 
 def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstraints | None = None,
               min_distance: float = 0.04, max_tries: int | None = None, batch_size: int = 64) -> list[NPCRecord]:
     """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
-    least `min_distance` RMS (pixel units in [0, 1]).
+    least `min_distance` RMS (pixel units in [0, 1]). Each NPC's free tags are drawn from its own seed
+    (`sample_tags_for_seeds`), so a record's (seed, constraints) reproduces its tags and image alone.
 
     A downsampled-pixel distance is the right test here: two NPCs count as duplicates when a player would see
     the same face (same colours in the same places), which block-averaged pixels capture directly, while
@@ -330,7 +373,7 @@ def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstr
         m = min(batch_size, max_tries - tried)
         seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=m) if int(s) not in used]
         used.update(seeds)
-        tags = sample_tags(bundle, constraints, len(seeds), rng)
+        tags = sample_tags_for_seeds(bundle, constraints, seeds)  # each NPC's tags from its own seed
         imgs = generate(bundle, tags, seeds=seeds)
         tried += m
         for img, s, t, f in zip(imgs, seeds, tags, _thumb(imgs)):

@@ -17,7 +17,8 @@ def generate(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     tags: str = typer.Option("", help='Tags to fix, e.g. "blonde hair, blue eyes, smile, -hat"; the rest follow the training data.'),
     n: int = typer.Option(16, min=1, help="Number of characters."),
-    seed: int = typer.Option(0, help="Image i uses seed+i (noise and free tags), so one seed reproduces one character."),
+    seed: int = typer.Option(0, help="Image i uses seed+i (noise and free tags), so one seed reproduces one character; "
+                                     "the studio gives the same image for the same seed and tags."),
     out: Path = typer.Option(Path("grid.png"), "-o", "--out", help="Output grid PNG."),
     each: Path | None = typer.Option(None, help="Also write one PNG per character into this folder."),
     fixed_noise: bool = typer.Option(False, "--fixed-noise", help="Same noise (from --seed) for all, random attributes."),
@@ -30,13 +31,14 @@ def generate(
     from charforge.provenance import save_png
 
     bundle = sampling.load_generator(model, backend)
-    bundle.schema.parse(tags, source="--tags")  # fail on bad tags before any work
-    sampling.generate_sheet(bundle, tags, n=n, seed=seed, path=out, fixed_noise=fixed_noise, cols=cols,
-                            watermark=not no_watermark)
-    if each is not None:
-        images, seeds, tag_m = sampling.characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise)
+    images, seeds, tag_m = sampling.characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise,
+                                                           source="--tags")  # parses (and checks) --tags first
+    meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise)
+    sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
+    if each is not None:  # the same images as the grid, one file each
         for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
-            save_png(each / f"{i:04d}_seed{s}.png", img, bundle.png_meta(s, t), watermark=not no_watermark)
+            save_png(each / f"{i:04d}_seed{s}.png", img, {**bundle.png_meta(s, t), "tag_seed": seed + i},
+                     watermark=not no_watermark)
     typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
 
 
@@ -47,17 +49,17 @@ def interpolate(
     tags_a: str = typer.Option("", help="Tags of the first character."),
     tags_b: str | None = typer.Option(None, help="Tags of the last character (default: the first one's tags)."),
     frames: int = typer.Option(16, min=2, help="Number of frames."),
-    fps: float = typer.Option(8.0, help="GIF frame rate, frames per second."),
+    fps: float = typer.Option(8.0, min=0.1, max=100.0, help="GIF frame rate, frames per second (0.1-100)."),
     out: Path = typer.Option(Path("interpolation"), "-o", "--out", help="Output folder for frames and the GIF."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
-    from PIL import Image
+    import numpy as np
 
     from charforge import sampling
     from charforge.provenance import save_png
-    from charforge.utils.io import atomic_path
+    from charforge.utils.io import write_bytes_atomic
 
     bundle = sampling.load_generator(model, backend)
     seed_b = seed_a if seed_b is None else seed_b
@@ -70,9 +72,10 @@ def interpolate(
         meta = {**bundle.png_meta(seed_a, ta), "seed_b": seed_b, "tags_b": bundle.schema.from_vector(tb), "t": t}
         save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
     gif = out / "interpolation.gif"
-    with atomic_path(gif) as tmp:
-        pics = [Image.fromarray(im) for im in list(images) + list(images[::-1])]
-        pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:], duration=int(1000 / fps), loop=0)
+    gif_meta = {"generator": bundle.family, "model_id": bundle.model_id, "model_sha256": bundle.sha256,
+                "interpolation": {"a": seed_a, "b": seed_b}}
+    ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
+    write_bytes_atomic(gif, sampling.gif_bytes(ping_pong, round(1000 / fps), gif_meta))
     typer.echo(f"wrote {frames} frames and {gif}")
 
 

@@ -277,7 +277,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
             meta = {"generator": "charforge studio", "model": req.model, "model_id": str(bundle.model_id),
                     "model_sha256": str(bundle.sha256), "interpolation": {"a": req.a.seed, "b": req.b.seed}}
             pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]
-            return bundle, pngs, gif_bytes(frames, req.frame_ms), ta, tb
+            return bundle, pngs, gif_bytes(frames, req.frame_ms, meta), ta, tb
 
         bundle, pngs, gif, ta, tb = await _work(app, job)
         if req.format == "gif":

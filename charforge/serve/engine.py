@@ -79,18 +79,17 @@ class Studio:
         return bundle.schema.constraints_from_dict(form, source=source)
 
     def _tags_for(self, bundle: Any, constraints, tag_seed: int) -> np.ndarray:
-        rng = np.random.default_rng(tag_seed)
-        return np.asarray(self.sampler.sample_tags(bundle, constraints, 1, rng), np.float32)[0]  # (T,)
+        return np.asarray(self.sampler.sample_tags_for_seeds(bundle, constraints, [tag_seed]), np.float32)[0]  # (T,)
 
     # ---- generation ----------------------------------------------------------------------------
     def generate(self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool) -> list[Generated]:
-        """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed)."""
+        """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed).
+        The recipe is `sampling.characters_for_seeds`, the same as the CLI's `generate`."""
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
-        tags = np.stack([self._tags_for(bundle, c, s) for s in seeds])  # (N, T)
-        noise = [seeds[0]] * len(seeds) if fixed_noise else list(seeds)
-        images = self.sampler.generate(bundle, tags, seeds=noise)  # (N, S, S, 3) uint8
-        return [Generated(images[i], noise[i], seeds[i], tags[i]) for i in range(len(seeds))]
+        images, noise, tags = self.sampler.characters_for_seeds(bundle, c, seeds, fixed_noise=fixed_noise)
+        return [Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
+                for i in range(len(seeds))]
 
     def interpolate(self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int):
         """(frames (F, S, S, 3) uint8, tags_a (T,), tags_b (T,)). Each end point matches /generate's image for it."""
@@ -142,11 +141,6 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def gif_bytes(frames: np.ndarray, frame_ms: int) -> bytes:
-    """(F, S, S, 3) uint8 -> an endlessly looping GIF."""
-    from PIL import Image
-
-    ims = [Image.fromarray(f) for f in frames]
-    buf = io.BytesIO()
-    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=frame_ms, loop=0)
-    return buf.getvalue()
+def gif_bytes(frames: np.ndarray, frame_ms: int, meta: dict[str, Any] | None = None) -> bytes:
+    """(F, S, S, 3) uint8 -> an endlessly looping GIF: `charforge.sampling.gif_bytes`, shared with the CLI."""
+    return importlib.import_module("charforge.sampling").gif_bytes(frames, frame_ms, meta)

@@ -75,7 +75,7 @@ def load_models(model_specs: list[str] | None, f2p_spec: str | None, creator: st
     try:
         from charforge.f2p import load_f2p
 
-        f2p = load_f2p(f2p_spec)
+        f2p = load_f2p(f2p_spec, creator=creator if creator != "builtin" else None)
     except (UserError, ImportError) as e:
         if f2p_spec:
             raise
