@@ -162,7 +162,8 @@ def _load_torch(path: Path) -> GeneratorBundle:
         net.load_state_dict(tensors)
     except (KeyError, RuntimeError, TypeError) as e:
         raise UserError(f"{path}: not a charforge generator this version can rebuild ({e})") from e
-    net.eval().requires_grad_(False)
+    # channels_last: 1.5x the batched throughput of NCHW on this CPU's convs (BENCHMARKS.md), same fp32 maths.
+    net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     return GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, preset.resolution,
                            str(meta.get("model_id", path.stem)), file_sha256(path), path)
 
@@ -220,10 +221,11 @@ def generate(bundle: GeneratorBundle, tags: np.ndarray, *, seeds: Sequence[int] 
     out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)
     dev = next(bundle.net.parameters()).device
     c = torch.from_numpy(tags)
-    for i in range(0, n, batch_size):
-        x = bundle.net(z[i:i + batch_size].to(dev, torch.float32), c[i:i + batch_size].to(dev))  # (B, 3, S, S)
-        x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        out[i:i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
+    with torch.inference_mode():
+        for i in range(0, n, batch_size):
+            x = bundle.net(z[i:i + batch_size].to(dev, torch.float32), c[i:i + batch_size].to(dev))  # (B, 3, S, S)
+            x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            out[i:i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
     return out
 
 
