@@ -128,8 +128,10 @@ class PackedWriter:
             raise UserError(f"{self.root}: a finished dataset is already there; choose another output folder or delete it")
         self.root.mkdir(parents=True, exist_ok=True)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else None
+        self.finalizing: int | None = None  # row count being truncated to, once finalize has begun
         if state is not None and resume and state.get("config") == config:
             self.done: set[int] = set(state["done"])
+            self.finalizing = state.get("finalizing")
             mode = "r+"
         else:
             if state is not None and state.get("config") != config:
@@ -144,13 +146,18 @@ class PackedWriter:
         path = self.root / name
         if mode == "r+":
             arr = np.load(path, mmap_mode="r+")
+            if self.finalizing is not None and arr.shape == (self.finalizing, *shape[1:]):
+                return arr  # already truncated by a finalize that was killed before the manifest
             if arr.shape != tuple(shape):
                 raise UserError(f"{path}: unfinished build has shape {arr.shape}, expected {tuple(shape)}; delete the folder and rebuild")
             return arr
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
 
     def _save_state(self) -> None:
-        write_json_atomic(self.state_path, {"config": self.config, "done": sorted(self.done)})
+        state = {"config": self.config, "done": sorted(self.done)}
+        if self.finalizing is not None:
+            state["finalizing"] = self.finalizing
+        write_json_atomic(self.state_path, state)
 
     def is_done(self, chunk_id: int) -> bool:
         return chunk_id in self.done
@@ -178,9 +185,12 @@ class PackedWriter:
         if self.params is not None:
             arrays["params.npy"] = self.params
         self.images = self.tags = self.params = None
+        if count != self.n:  # recorded first, so a kill while truncating resumes instead of failing
+            self.finalizing = count
+            self._save_state()
         for name, arr in arrays.items():
             arr.flush()
-            if count != self.n:
+            if len(arr) != count:
                 _truncate_rows(self.root / name, arr, count)
         del arr
         arrays = {name: None for name in arrays}  # release the maps before hashing

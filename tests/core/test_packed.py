@@ -86,3 +86,21 @@ def test_finalize_truncates_to_kept_rows(tmp_path):
     assert len(ds) == 4
     np.testing.assert_array_equal(ds.images, images[:4])
     assert load_packed(tmp_path / "d", verify=True).manifest["count"] == 4
+
+
+def test_kill_during_finalize_truncation_resumes(tmp_path):
+    """A kill after one array was truncated but before the manifest must not lose the finished build."""
+    from charforge.data.packed import _truncate_rows
+
+    schema, images, tags = _arrays(n=6)
+    w = PackedWriter(tmp_path / "d", n=6, size=8, schema=schema, space=None, config={"j": 1})
+    w.write_chunk(0, 0, images[:4], tags[:4])
+    w.finalizing = 4
+    w._save_state()
+    _truncate_rows(tmp_path / "d" / "images.npy", w.images, 4)  # "killed" here: tags.npy still has 6 rows
+    del w
+    w2 = PackedWriter(tmp_path / "d", n=6, size=8, schema=schema, space=None, config={"j": 1})
+    ds = w2.finalize([{"source": str(i)} for i in range(4)], count=4)
+    np.testing.assert_array_equal(ds.images, images[:4])
+    np.testing.assert_array_equal(ds.tags, tags[:4])
+    assert load_packed(tmp_path / "d", verify=True).manifest["count"] == 4
