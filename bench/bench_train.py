@@ -1,62 +1,117 @@
-"""Training throughput per preset: charforge's loop settings vs a plain fp32 loop of the same architecture.
+"""Training throughput per preset: charforge's real training step vs a plain fp32 PyTorch loop.
 
-Both run side by side in one process on the same synthetic batch stream, alternating timed windows; we
-report the median img/s of the windows. "plain" = fp32, contiguous NCHW, DRAGAN penalty every step.
-"charforge" = the preset's bf16 autocast + channels_last + lazy penalty (gp_every). Peak memory is the
-maxrss of a child process that runs only that variant.
-Usage: python bench/bench_train.py [--presets acgan-64-cpu,dcgan-64] [--batch 16] [--windows 3] [--out FILE]
+"charforge" is `Trainer.train_step` itself (data from a packed dataset, both phases, EMA update) with the
+preset's settings: channels_last, lazy DRAGAN penalty (gp_every), one D pass over [fake; real] when D has no
+batch statistics, D frozen during G's backward, and bf16 autocast where the preset turns it on.
+"plain" is the textbook loop written out below with the same G, D, loss formulas, data and EMA: fp32, NCHW,
+penalty every step, separate D passes for real and fake, and no requires_grad switching.
+A third column flips the preset's bf16 switch, so the bf16 question is measured rather than argued.
+
+All variants run in one process on the same data, alternating timed windows; we report the median img/s of
+the windows. Peak memory is the maxrss of a child process that runs only that variant.
+Usage: python bench/bench_train.py [--presets acgan-64-cpu,dcgan-64] [--batch 32] [--windows 5] [--steps 8]
+       [--out bench/results/train.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from charforge.data.tags import make_girls_moe_schema
-from charforge.models.presets import build_discriminator, build_generator, resolve_preset
-from charforge.train.losses import make_loss
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from charforge.data.packed import load_packed, write_packed  # noqa: E402
+from charforge.data.tags import make_girls_moe_schema  # noqa: E402
+from charforge.models.presets import build_discriminator, build_generator, resolve_preset  # noqa: E402
+from charforge.train.loop import Trainer, TrainOptions  # noqa: E402
+from charforge.train.losses import classification_loss  # noqa: E402
 
 SCHEMA = make_girls_moe_schema()
+N_IMAGES = 512
 
 
-def make_stepper(preset_name: str, batch: int, plain: bool):
+def make_data(root: Path, size: int) -> Path:
+    """A small packed dataset of random pixels and sampled tags: enough for timing, cheap to make."""
+    if not (root / "manifest.json").exists():
+        rng = np.random.default_rng(0)
+        imgs = rng.integers(0, 256, (N_IMAGES, size, size, 3), dtype=np.uint8)
+        write_packed(root, imgs, SCHEMA.sample_training(N_IMAGES, rng).astype(np.uint8), SCHEMA)
+    return root
+
+
+def charforge_stepper(preset: str, batch: int, data: Path, run: Path, flip_bf16: bool = False):
     over = {"batch": batch}
-    if plain:
-        over |= {"bf16": False, "channels_last": False, "gp_every": 1}
-    p = resolve_preset(preset_name, over)
-    torch.manual_seed(0)
-    fmt = torch.channels_last if p.channels_last else torch.contiguous_format
-    G = build_generator(p, len(SCHEMA)).to(memory_format=fmt)
-    D = build_discriminator(p, len(SCHEMA)).to(memory_format=fmt)
-    oG = torch.optim.Adam(G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
-    oD = torch.optim.Adam(D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
-    ac = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if p.bf16 else contextlib.nullcontext
-    loss = make_loss(G, D, SCHEMA, p, autocast=ac, memory_format=fmt)
-    rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    if flip_bf16:
+        over["bf16"] = not resolve_preset(preset).bf16
+    tr = Trainer(data, run, resolve_preset(preset, over), opts=TrainOptions(device="cpu", tensorboard=False,
+                                                                          show_progress=False))
     state = {"step": 0}
 
     def step():
-        real = (torch.rand(batch, 3, p.resolution, p.resolution, generator=g) * 2 - 1).contiguous(memory_format=fmt)
-        tags = torch.from_numpy(SCHEMA.sample_training(batch, rng))
-        z = torch.randn(batch, p.z_dim, generator=g)
-        oD.zero_grad(set_to_none=True)
-        loss.accumulate_gradients("D", real, tags, z, tags, g)
-        if p.gp_weight > 0 and state["step"] % p.gp_every == 0:
-            loss.accumulate_gradients("Dreg", real, tags, z, tags, g)
+        tr.train_step(state["step"])
+        state["step"] += 1
+
+    return step
+
+
+def plain_stepper(preset: str, batch: int, data: Path):
+    """The loop most people write first: fp32, NCHW, every term every step."""
+    p = resolve_preset(preset, {"batch": batch})
+    ds = load_packed(data)
+    torch.manual_seed(0)
+    T = len(SCHEMA)
+    G, D = build_generator(p, T), build_discriminator(p, T)
+    G_ema = copy.deepcopy(G).requires_grad_(False)
+    oG = torch.optim.Adam(G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
+    oD = torch.optim.Adam(D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
+    adv_w = p.adv_weight or float(T)
+    state = {"step": 0}
+
+    def cls_loss(logits, target):
+        return classification_loss(logits, target, SCHEMA, p.cls_loss) if logits is not None else 0.0
+
+    def step():
+        rng = np.random.default_rng([0, state["step"]])
+        idx = np.sort(rng.integers(0, len(ds), size=batch))
+        real = torch.from_numpy(np.ascontiguousarray(ds.images[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        real = real.contiguous()
+        real_tags = torch.from_numpy(np.asarray(ds.tags[idx], dtype=np.float32))
+        z = torch.randn(batch, p.z_dim)
+        c = torch.from_numpy(SCHEMA.sample_training(batch, rng))
+        # D
+        oD.zero_grad()
+        fake = G(z, c).detach()
+        adv_f, _ = D(fake)
+        adv_r, cls_r = D(real)
+        loss_d = adv_w * (F.softplus(adv_f).mean() + F.softplus(-adv_r).mean()) + cls_loss(cls_r, real_tags)
+        if p.gp_weight > 0:
+            x_hat = (real + torch.rand(batch, 1, 1, 1) * 0.5 * real.std() * torch.rand_like(real)).requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x_hat)[0].sum(), x_hat, create_graph=True)
+            loss_d = loss_d + p.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        loss_d.backward()
         oD.step()
-        oG.zero_grad(set_to_none=True)
-        D.requires_grad_(False)
-        loss.accumulate_gradients("G", real, tags, z, tags, g)
-        D.requires_grad_(True)
+        # G
+        oG.zero_grad()
+        z = torch.randn(batch, p.z_dim)
+        c = torch.from_numpy(SCHEMA.sample_training(batch, rng))
+        adv, cls = D(G(z, c))
+        (adv_w * F.softplus(-adv).mean() + cls_loss(cls, c)).backward()
         oG.step()
+        with torch.no_grad():
+            for pe, pg in zip(G_ema.parameters(), G.parameters()):
+                pe.lerp_(pg, 1 - 0.999)
         state["step"] += 1
 
     return step
@@ -69,37 +124,79 @@ def time_window(step, n: int) -> float:
     return time.perf_counter() - t
 
 
-def child_maxrss(preset: str, batch: int, plain: bool) -> float:
-    code = (f"import bench_train as b; s = b.make_stepper({preset!r}, {batch}, {plain}); [s() for _ in range(3)];"
-            "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+def child_maxrss(variant: str, preset: str, batch: int, data: Path) -> float:
+    code = (f"import bench_train as b, pathlib, tempfile; d = pathlib.Path({str(data)!r});"
+            f"s = b.plain_stepper({preset!r}, {batch}, d) if {variant!r} == 'plain' else "
+            f"b.charforge_stepper({preset!r}, {batch}, d, pathlib.Path(tempfile.mkdtemp()) / 'run', {variant!r} == 'flip');"
+            "[s() for _ in range(4)]; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=sys.path[0], check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # MiB
 
 
-def bench(preset: str, batch: int, windows: int, steps: int) -> dict:
-    plain, fast = make_stepper(preset, batch, True), make_stepper(preset, batch, False)
-    for s in (plain, fast):
+def bench(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict:
+    p = resolve_preset(preset)
+    data = make_data(work / f"data{p.resolution}", p.resolution)
+    variants = {"plain": plain_stepper(preset, batch, data),
+                "charforge": charforge_stepper(preset, batch, data, work / f"run-{preset}"),
+                "flip": charforge_stepper(preset, batch, data, work / f"run-{preset}-flip", flip_bf16=True)}
+    for s in variants.values():
         time_window(s, 2)  # warm-up (oneDNN kernel selection)
-    tp, tf = [], []
+    rates: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(windows):
-        tp.append(batch * steps / time_window(plain, steps))
-        tf.append(batch * steps / time_window(fast, steps))
-    mp, mf = statistics.median(tp), statistics.median(tf)
-    return {"preset": preset, "batch": batch, "plain_img_s": mp, "charforge_img_s": mf, "speedup": mf / mp,
-            "plain_maxrss_mib": child_maxrss(preset, batch, True), "charforge_maxrss_mib": child_maxrss(preset, batch, False)}
+        for k, s in variants.items():
+            rates[k].append(batch * steps / time_window(s, steps))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"preset": preset, "batch": batch, "bf16": p.bf16, "channels_last": p.channels_last,
+            "gp_every": p.gp_every, "img_s": med, "speedup": med["charforge"] / med["plain"],
+            "speedup_flipped_bf16": med["flip"] / med["plain"],
+            "windows": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+            "maxrss_mib": {k: child_maxrss(k, preset, batch, data) for k in variants}}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def to_markdown(rows: list[dict], args) -> str:
+    lines = [f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+             f"{args.threads} threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
+             f"{os.getloadavg()[0]:.2f}. Batch {args.batch}; {args.windows} alternating windows of {args.steps} steps "
+             "after 2 warm-up steps; median img/s.", "",
+             "| preset | plain fp32 loop | charforge step | speed-up | charforge, bf16 flipped | speed-up | peak RSS MiB (plain / charforge) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m, rss = r["img_s"], r["maxrss_mib"]
+        flip = "bf16 on" if not r["bf16"] else "bf16 off"
+        lines.append(f"| {r['preset']} (bf16 {'on' if r['bf16'] else 'off'}, gp every {r['gp_every']}) | {m['plain']:.1f} | "
+                     f"{m['charforge']:.1f} | **{r['speedup']:.2f}x** | {m['flip']:.1f} ({flip}) | "
+                     f"{r['speedup_flipped_bf16']:.2f}x | {rss['plain']:.0f} / {rss['charforge']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", default="acgan-64-cpu,dcgan-64")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--windows", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [bench(p, args.batch, args.windows, args.steps) for p in args.presets.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [bench(p, args.batch, args.windows, args.steps, Path(tmp)) for p in args.presets.split(",")]
     print(json.dumps(rows, indent=2))
+    md = to_markdown(rows, args)
+    print(md)
+    if args.out:
+        Path(args.out).write_text(md)
 
 
 if __name__ == "__main__":

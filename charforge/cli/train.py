@@ -19,6 +19,8 @@ def train(
     seed: int | None = typer.Option(None, help="Master seed (overrides the preset)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a preset field: --set lr=1e-4 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    init_from: str | None = typer.Option(None, "--init-from", help="Fine-tune: start this new run from the weights "
+                                         "of a run folder, a state-*.safetensors or a generator file (new optimisers, step 0)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     tensorboard: bool = typer.Option(True, help="Write TensorBoard events to RUN/tb."),
@@ -27,9 +29,12 @@ def train(
     """Train a tag-conditioned GAN; checkpoints, samples, logs and a model card go to the run folder."""
     import torch
 
+    from charforge.errors import UserError
     from charforge.models.presets import build_discriminator, build_generator, parse_overrides, resolve_preset
     from charforge.train.loop import Trainer, TrainOptions, resolve_run_preset
 
+    if resume and init_from:
+        raise UserError("--init-from starts a new run from other weights and --resume continues this one; pass only one")
     if threads:
         torch.set_num_threads(threads)
     overrides = parse_overrides(set_)
@@ -46,7 +51,8 @@ def train(
         typer.echo(f"G: {count(g) / 1e6:.2f} M parameters, D: {count(d) / 1e6:.2f} M parameters")
         return
     command = "charforge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    trainer = Trainer(data, out, p, resume=resume, opts=TrainOptions(device=device, tensorboard=tensorboard, command=command))
+    trainer = Trainer(data, out, p, resume=resume, opts=TrainOptions(device=device, tensorboard=tensorboard, command=command,
+                                                                          init_from=init_from))
     summary = trainer.run()
     if trainer.dist.is_main:
         typer.echo(f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "

@@ -42,8 +42,10 @@ class SRResNetGenerator(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
+    per_sample = True  # no batch statistics: real and fake may share one forward pass (the trainer fuses them)
+
     def __init__(self, *, n_tags: int, image_size: int, width: int = 32, stages: int = 5, blocks: int = 2,
-                 max_width: int = 1024, slope: float = 0.2):
+                 max_width: int = 1024, slope: float = 0.2, projection: bool = False):
         super().__init__()
         final = image_size // 2 ** (stages + 1)
         if final < 1:
@@ -60,9 +62,18 @@ class ResNetDiscriminator(nn.Module):
         flat = ch * final * final
         self.adv = nn.Linear(flat, 1)
         self.cls = nn.Linear(flat, n_tags) if n_tags else None
+        # projection term (Miyato & Koyama 2018): the real/fake logit also scores how well the picture fits the tag
+        # vector it is shown with, so "purple eyes" drawn pinkish reads as fake, not just as a weak classification
+        self.proj = nn.Linear(n_tags, flat, bias=False) if projection and n_tags else None
         init_he(self, slope)
+        if self.proj is not None:
+            nn.init.zeros_(self.proj.weight)  # starts as the plain logit, so it can be added to a trained D
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, 3, S, S); c (B, T) the tags x is paired with (used only by the projection term)."""
         assert_shape(x, (None, 3, self.image_size, self.image_size), "D input")
         h = self.features(x).flatten(1)  # (B, C*f*f)
-        return self.adv(h).squeeze(1), (self.cls(h) if self.cls is not None else None)  # (B,), (B, T)
+        adv = self.adv(h).squeeze(1)  # (B,)
+        if self.proj is not None and c is not None:
+            adv = adv + (self.proj(c.to(h.dtype)) * h).sum(dim=1)
+        return adv, (self.cls(h) if self.cls is not None else None)  # (B,), (B, T)

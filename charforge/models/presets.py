@@ -35,6 +35,7 @@ class Preset:
     d_blocks: int = 2  # acgan: residual blocks per stage
     d_max_width: int = 1024  # acgan: channel cap
     d_dropout: float = 0.3  # dcgan: dropout before the dense head, probability
+    d_projection: bool = False  # acgan: add a projection term <embed(tags), features> to D's real/fake logit
     # optimisation
     batch: int = 64  # images per step per process
     steps: int = 100_000  # total optimiser steps
@@ -49,7 +50,7 @@ class Preset:
     gp_weight: float = 0.5  # lambda_gp of the DRAGAN penalty; 0 = off
     gp_every: int = 1  # lazy regularisation: penalise every N D steps, weight scaled by N
     cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
-    augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color
+    augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color,noise
     # precision / speed
     bf16: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False  # NHWC memory format for convs
@@ -181,8 +182,12 @@ def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
     if p.family == "dcgan":
         from charforge.models.dcgan import DCGANDiscriminator
 
+        if p.d_projection:
+            raise UserError("d_projection: only the acgan family has a projection discriminator; drop --set d_projection",
+                            field="d_projection")
+
         return DCGANDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, dropout=p.d_dropout)
     from charforge.models.acgan import ResNetDiscriminator
 
     return ResNetDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, stages=p.d_stages,
-                               blocks=p.d_blocks, max_width=p.d_max_width)
+                               blocks=p.d_blocks, max_width=p.d_max_width, projection=p.d_projection)

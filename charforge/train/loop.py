@@ -33,7 +33,7 @@ from charforge.train import checkpoint as ck
 from charforge.train import distributed as dd
 from charforge.train.losses import make_loss
 from charforge.train.monitor import MetricsLog, histogram_distance, image_grid, plot_loss_curves, to_uint8
-from charforge.utils.io import write_json_atomic
+from charforge.utils.io import sha256_file, write_json_atomic
 from charforge.utils.progress import progress
 
 N_FIXED = 64  # fixed-noise samples for the grid and the early-stop metric
@@ -52,6 +52,7 @@ class TrainOptions:
     tensorboard: bool = True  # write TensorBoard events
     show_progress: bool = True
     command: str = ""  # recorded in config.json and the model card
+    init_from: str | None = None  # fine-tune: start a new run from this run folder, state file or generator file
 
 
 class EMA:
@@ -142,6 +143,8 @@ class Trainer:
             if self.dist.is_main:
                 self.log.truncate_after(latest)
             return
+        if self.opts.init_from:
+            self.init_from = init_weights(self, self.opts.init_from)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(cfg_path, self._config_record())
@@ -150,7 +153,8 @@ class Trainer:
     def _config_record(self) -> dict[str, Any]:
         return {"preset": self.p.to_dict(), "data": str(self.data.root), "data_manifest_sha256": self.manifest_sha,
                 "data_count": len(self.data), "command": self.opts.command, "world_size": self.dist.world,
-                "device": str(self.device), "charforge_version": __version__}
+                "device": str(self.device), "charforge_version": __version__,
+                "init_from": getattr(self, "init_from", None)}
 
     # ---- one step ----------------------------------------------------------------------------------
     def _step_rngs(self, step: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -377,3 +381,51 @@ class Trainer:
         self.log.close()
         return {"step": self.step, "images": self.images_seen, "time_s": self.elapsed, "stop_reason": self.stop_reason,
                 "generator": str(self.store.generator_path(self.step))}
+
+
+def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
+    """Fine-tuning: copy G, G_ema and D weights from `source` into a fresh run (new optimisers, step 0).
+
+    `source` is a run folder (its latest checkpoint), a `state-*.safetensors` file (G, EMA and D) or a generator
+    file (G and EMA only; D starts fresh). Shapes must match the preset. Parameters the source lacks are allowed
+    only where a module is new to this preset (e.g. `d_projection`'s embedding) and start from their init.
+    Returns a provenance record for config.json.
+    """
+    from charforge.models.io import load_model
+
+    path = Path(source)
+    if path.is_dir():
+        latest = ck.CheckpointStore(path).latest()
+        if latest is None:
+            raise UserError(f"--init-from {path}: no checkpoint in this folder; give a run folder, a state-*.safetensors "
+                            "or a generator .safetensors file")
+        path = ck.CheckpointStore(path).state_path(latest)
+    tensors, meta = load_model(path)
+    kind = meta.get("charforge_kind")
+    if kind == ck.STATE_KIND:
+        parts = {"G": trainer.G, "G_ema": trainer.ema.net, "D": trainer.D}
+    elif kind == "generator":
+        tensors = ck.prefixed("G", tensors) | ck.prefixed("G_ema", tensors)
+        parts = {"G": trainer.G, "G_ema": trainer.ema.net}
+    else:
+        raise UserError(f"--init-from {path}: is a {kind!r} file; expected a training state or a generator file")
+    missing_all: list[str] = []
+    for prefix, net in parts.items():
+        own = net.state_dict()
+        src = ck.unprefixed(prefix, tensors)
+        extra = sorted(set(src) - set(own))
+        if extra:
+            raise UserError(f"--init-from {path}: {prefix} has weights this preset lacks ({', '.join(extra[:3])}); "
+                            "use the preset the source was trained with (see its config.json)")
+        for k, v in src.items():
+            if own[k].shape != v.shape:
+                raise UserError(f"--init-from {path}: {prefix}.{k} has shape {tuple(v.shape)}, this preset needs "
+                                f"{tuple(own[k].shape)}; use the source's preset and dataset tag schema")
+        missing = sorted(set(own) - set(src))
+        net.load_state_dict({**own, **src})
+        missing_all += [f"{prefix}.{k}" for k in missing]
+    if trainer.dist.is_main and missing_all:
+        print(f"--init-from: {len(missing_all)} tensors are new in this preset and start from their init: "
+              f"{', '.join(missing_all[:4])}", file=sys.stderr)
+    return {"path": str(path), "sha256": sha256_file(path), "step": meta.get("step"), "new_tensors": missing_all}
+

@@ -10,6 +10,8 @@ masked out. "bce" is the paper's plain multi-label BCE over all tags (unlabelled
 Softmax per group is the better fit: the groups are exclusive by construction, so the classifier cannot
 spread probability over two hair colours, and G gets a sharper signal for the one colour it was asked for.
 Lgp is DRAGAN: ||grad_x D(x_hat)|| pushed to 1 at x_hat = x + a * 0.5 * std(x) * U[0,1] noise, a ~ U[0,1].
+With `d_projection` D's real/fake logit also gets a projection term <embed(c), features(x)> (Miyato & Koyama
+2018), fed the real tags for real images and G's tags for fakes, so D judges "a real picture of these tags".
 DCGAN uses the same class with lambda_adv = 1 and no penalty; its tag head (when conditional) is trained the
 same way.
 """
@@ -60,11 +62,14 @@ class TagGANLoss:
         self.aug_kinds = parse_augment(preset.augment)
         self.autocast = autocast or contextlib.nullcontext
         self.memory_format = memory_format
+        self.projection = getattr(D, "proj", None) is not None
 
-    def _d(self, x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _d(self, x: torch.Tensor, g: torch.Generator, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D on (augmented) x; c is the tag vector x is shown with (real tags for real images, G's for fakes)."""
         if self.aug_kinds:
             x = augment(x, self.aug_kinds, g)
-        adv, cls = self.D(x.contiguous(memory_format=self.memory_format))
+        x = x.contiguous(memory_format=self.memory_format)
+        adv, cls = self.D(x, c) if self.projection else self.D(x)
         return adv.float(), (cls.float() if cls is not None else None)
 
     def _cls(self, logits: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
@@ -80,13 +85,13 @@ class TagGANLoss:
         if phase == "D":
             return self._phase_d(real, real_tags, z, c, g, gain)
         if phase == "Dreg":
-            return self._phase_dreg(real, g, gain)
+            return self._phase_dreg(real, real_tags, g, gain)
         raise ValueError(f"unknown phase {phase!r}")
 
     def _phase_g(self, z, c, g, gain) -> dict[str, torch.Tensor]:
         with self.autocast():
             fake = self.G(z, c)  # (B, 3, S, S)
-            adv, cls = self._d(fake, g)
+            adv, cls = self._d(fake, g, c)
         l_adv = F.softplus(-adv).mean()  # -log D(G(z, c))
         l_cls = self._cls(cls, c)
         loss = self.adv_weight * l_adv + l_cls
@@ -97,8 +102,13 @@ class TagGANLoss:
         with torch.no_grad(), self.autocast():
             fake = self.G(z, c)
         with self.autocast():
-            adv_f, _ = self._d(fake.detach(), g)
-            adv_r, cls_r = self._d(real, g)
+            if getattr(self.D, "per_sample", False):  # one pass over [fake; real]: same result, better CPU use
+                b = fake.shape[0]
+                adv, cls = self._d(torch.cat([fake, real.to(fake.dtype)]), g, torch.cat([c, real_tags.to(c.dtype)]))
+                adv_f, adv_r, cls_r = adv[:b], adv[b:], (cls[b:] if cls is not None else None)
+            else:  # batch norm: real and fake keep separate batch statistics
+                adv_f, _ = self._d(fake.detach(), g, c)
+                adv_r, cls_r = self._d(real, g, real_tags)
         l_adv = F.softplus(adv_f).mean() + F.softplus(-adv_r).mean()
         l_cls = self._cls(cls_r, real_tags)
         loss = self.adv_weight * l_adv + l_cls
@@ -106,7 +116,7 @@ class TagGANLoss:
         return {"loss_D": loss.detach(), "D_adv": l_adv.detach(), "D_cls": l_cls.detach(),
                 "D_real": adv_r.detach().mean(), "D_fake": adv_f.detach().mean()}
 
-    def _phase_dreg(self, real, g, gain) -> dict[str, torch.Tensor]:
+    def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
         if self.p.gp_weight <= 0:
             return {}
         b = real.shape[0]
@@ -114,7 +124,7 @@ class TagGANLoss:
         alpha = torch.rand(b, 1, 1, 1, generator=g).to(real.device)
         x_hat = (real + alpha * noise).detach().requires_grad_(True)  # (B, 3, S, S)
         with self.autocast():
-            adv, _ = self._d(x_hat, g)
+            adv, _ = self._d(x_hat, g, real_tags)
         (grad,) = torch.autograd.grad(adv.sum(), x_hat, create_graph=True)
         gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
         (gp * self.p.gp_weight * self.p.gp_every * gain).backward()
@@ -128,7 +138,7 @@ class ACGANLoss(TagGANLoss):
 class DCGANLoss(TagGANLoss):
     """DCGAN baseline: plain logistic GAN loss (lambda_adv = preset value, default 1), no gradient penalty."""
 
-    def _phase_dreg(self, real, g, gain) -> dict[str, torch.Tensor]:
+    def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
         return {}
 
 

@@ -132,3 +132,24 @@ def test_loss_phases_accumulate_only_their_gradients():
     gl = loss.accumulate_gradients("G", real, tags, z, tags, g)
     assert all(q.grad is not None for q in G.parameters() if q.requires_grad)
     assert gl["G_adv"].item() == pytest.approx(F.softplus(-D(G(z, tags))[0]).mean().item(), rel=1e-4)
+
+
+def test_fused_real_fake_pass_matches_two_passes():
+    """acgan's D has no batch statistics, so the trainer scores [fake; real] in one pass; it must equal two."""
+    torch.manual_seed(0)
+    p = resolve_preset("tiny")
+    G, D = build_generator(p, T), build_discriminator(p, T)
+    assert D.per_sample and not getattr(build_discriminator(resolve_preset("tiny-dcgan"), T), "per_sample", False)
+    rng = np.random.default_rng(0)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    tags = torch.from_numpy(SCHEMA.sample_training(4, rng))
+    z = torch.randn(4, p.z_dim)
+    grads = []
+    for fused in (True, False):
+        D.per_sample = fused
+        D.zero_grad(set_to_none=True)
+        out = make_loss(G, D, SCHEMA, p).accumulate_gradients("D", real, tags, z, tags, torch.Generator().manual_seed(0))
+        grads.append((out["loss_D"].item(), [q.grad.clone() for q in D.parameters()]))
+    (l1, g1), (l2, g2) = grads
+    assert l1 == pytest.approx(l2, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(g1, g2))

@@ -72,7 +72,7 @@ def test_early_stopping_with_patience(data32, tmp_path):
 
 def test_augment_is_seeded_and_differentiable():
     x = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
-    kinds = ("translation", "cutout", "color")
+    kinds = ("translation", "cutout", "color", "noise")
     a = augment(x, kinds, torch.Generator().manual_seed(5))
     b = augment(x, kinds, torch.Generator().manual_seed(5))
     c = augment(x, kinds, torch.Generator().manual_seed(6))
@@ -82,7 +82,7 @@ def test_augment_is_seeded_and_differentiable():
 
 
 def test_augmented_bf16_channels_last_run(data32, tmp_path):
-    p = resolve_preset("tiny", {"steps": 3, "augment": "translation,cutout,color", "bf16": True,
+    p = resolve_preset("tiny", {"steps": 3, "augment": "translation,cutout,color,noise", "bf16": True,
                                 "channels_last": True, "gp_every": 2})
     Trainer(data32, tmp_path / "run", p, opts=opts()).run()
     rows = read_log(tmp_path / "run" / "log.jsonl")

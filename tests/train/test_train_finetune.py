@@ -1,0 +1,89 @@
+"""Fine-tuning with --init-from, and the projection discriminator it is used to add."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from charforge.data.packed import write_packed
+from charforge.data.tags import make_girls_moe_schema
+from charforge.errors import UserError
+from charforge.models.presets import build_discriminator, resolve_preset
+from charforge.train.checkpoint import CheckpointStore
+from charforge.train.loop import Trainer, TrainOptions
+
+SCHEMA = make_girls_moe_schema()
+
+
+@pytest.fixture(scope="module")
+def data16(tmp_path_factory):
+    rng = np.random.default_rng(2)
+    root = tmp_path_factory.mktemp("ds") / "d16"
+    write_packed(root, rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
+                 SCHEMA.sample_training(24, rng).astype(np.uint8), SCHEMA)
+    return root
+
+
+def opts(**kw):
+    return TrainOptions(device="cpu", tensorboard=False, show_progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def source_run(data16, tmp_path_factory):
+    run = tmp_path_factory.mktemp("src") / "run"
+    Trainer(data16, run, resolve_preset("tiny", {"steps": 3}), opts=opts()).run()
+    return run
+
+
+def test_projection_term_depends_on_the_tags():
+    torch.manual_seed(0)
+    D = build_discriminator(resolve_preset("tiny", {"d_projection": True}), len(SCHEMA))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    c1 = torch.from_numpy(SCHEMA.sample_training(2, np.random.default_rng(0)))
+    c2 = torch.from_numpy(SCHEMA.sample_training(2, np.random.default_rng(1)))
+    assert torch.equal(D(x, c1)[0], D(x)[0])  # zero-initialised: a trained D gains it without changing
+    torch.nn.init.normal_(D.proj.weight)
+    assert not torch.allclose(D(x, c1)[0], D(x, c2)[0])
+    with pytest.raises(UserError, match="d_projection"):
+        build_discriminator(resolve_preset("tiny-dcgan", {"d_projection": True}), len(SCHEMA))
+
+
+def test_init_from_copies_weights_and_adds_new_modules(data16, source_run, tmp_path):
+    src = CheckpointStore(source_run)
+    state = src.state_path(src.latest())
+    p = resolve_preset("tiny", {"steps": 2, "d_projection": True})
+    tr = Trainer(data16, tmp_path / "ft", p, opts=opts(init_from=str(source_run)))
+    from charforge.models.io import load_model
+    tensors, _ = load_model(state)
+    for name, t in tr.G.state_dict().items():
+        assert torch.equal(t, tensors[f"G.{name}"]), name
+    assert torch.equal(tr.D.adv.weight, tensors["D.adv.weight"])
+    assert torch.count_nonzero(tr.D.proj.weight) == 0
+    rec = json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"]
+    assert rec["path"] == str(state) and rec["step"] == 3 and rec["new_tensors"] == ["D.proj.weight"]
+    summary = tr.run()
+    assert summary["step"] == 2 and torch.count_nonzero(tr.D.proj.weight) > 0  # the new term trains
+
+
+def test_init_from_a_generator_file_leaves_d_fresh(data16, source_run, tmp_path):
+    gen = CheckpointStore(source_run).generator_path(3)
+    tr = Trainer(data16, tmp_path / "ft", resolve_preset("tiny", {"steps": 1}), opts=opts(init_from=str(gen)))
+    from charforge.models.io import load_model
+    tensors, _ = load_model(gen)
+    assert all(torch.equal(t, tensors[n]) for n, t in tr.ema.net.state_dict().items())
+
+
+def test_init_from_mismatch_names_the_tensor(data16, source_run, tmp_path):
+    with pytest.raises(UserError, match=r"G\.\S+ has shape \(8, 8, 3, 3\), this preset needs \(12, 12, 3, 3\)"):
+        Trainer(data16, tmp_path / "bad", resolve_preset("tiny", {"g_width": 12}), opts=opts(init_from=str(source_run)))
+    with pytest.raises(UserError, match="no checkpoint"):
+        Trainer(data16, tmp_path / "bad2", resolve_preset("tiny"), opts=opts(init_from=str(tmp_path)))
+
+
+def test_cli_rejects_resume_with_init_from(data16, source_run, tmp_path):
+    from tests.f2p.f2p_helpers import run_cli
+
+    code, out = run_cli(["train", "--data", str(data16), "--out", str(tmp_path / "x"), "--preset", "tiny",
+                         "--resume", "--init-from", str(source_run)])
+    assert code == 2 and "pass only one" in out and "Traceback" not in out
