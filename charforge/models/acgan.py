@@ -2,6 +2,8 @@
 
 G: [z (Z,) ++ tags c (T,)] -> dense -> (W, S0, S0) -> n residual blocks -> BN, ReLU, + long skip
    -> `upscalers` sub-pixel x2 steps -> conv -> tanh.  S = S0 * 2**upscalers.
+   With cond_norm every BN is tag-conditional (scale and shift linear in c), so the tags reach every layer,
+   not only the dense input: fine colour detail such as eye colour is set where it is drawn.
 D: conv 4x4/2 -> `stages` x [blocks x DiscResBlock, conv 4x4/2 doubling width] -> flatten ->
    a real/fake logit (B,) and tag logits (B, T).
 """
@@ -11,32 +13,52 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from charforge.models.blocks import DiscResBlock, GenResBlock, SubPixelUp, assert_shape, init_he, init_normal
+from charforge.models.blocks import (
+    CondBatchNorm2d,
+    DiscResBlock,
+    GenResBlock,
+    SubPixelUp,
+    assert_shape,
+    init_he,
+    init_normal,
+    norm2d,
+    run_conditioned,
+)
 
 
 class SRResNetGenerator(nn.Module):
     def __init__(self, *, z_dim: int, n_tags: int, image_size: int, width: int = 64, blocks: int = 16,
-                 upscalers: int = 2, final_kernel: int = 9):
+                 upscalers: int = 2, final_kernel: int = 9, cond_norm: bool = False):
         super().__init__()
         if image_size % (2 ** upscalers):
             raise ValueError(f"image_size {image_size} is not divisible by 2**upscalers ({2 ** upscalers})")
         self.z_dim, self.n_tags, self.image_size, self.width = z_dim, n_tags, image_size, width
         self.base = image_size // 2 ** upscalers
         self.dense = nn.Linear(z_dim + n_tags, width * self.base * self.base)
-        self.head = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[GenResBlock(width) for _ in range(blocks)])
-        self.tail = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        self.up = nn.Sequential(*[SubPixelUp(width) for _ in range(upscalers)])
+        k = n_tags if cond_norm else 0  # tag-conditional BN everywhere when cond_norm
+        self.head = nn.Sequential(norm2d(width, k), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[GenResBlock(width, k) for _ in range(blocks)])
+        self.tail = nn.Sequential(norm2d(width, k), nn.ReLU(inplace=True))
+        self.up = nn.Sequential(*[SubPixelUp(width, k) for _ in range(upscalers)])
         self.out = nn.Conv2d(width, 3, final_kernel, padding=final_kernel // 2)
         init_normal(self)
+        for m in self.modules():
+            if isinstance(m, CondBatchNorm2d):
+                nn.init.zeros_(m.embed.weight)  # starts as plain BN (init_normal touched it)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         assert_shape(z, (None, self.z_dim), "z")
         h = torch.cat([z, c.to(z.dtype)], dim=1) if self.n_tags else z  # (B, Z+T)
         h = self.dense(h).view(-1, self.width, self.base, self.base)  # (B, W, S0, S0)
-        h = self.head(h)
-        h = h + self.tail(self.blocks(h))  # long skip over the residual trunk
-        x = torch.tanh(self.out(self.up(h)))  # (B, 3, S, S)
+        cc = c.to(z.dtype) if self.n_tags else None
+        h = run_conditioned(self.head, h, cc)
+        t = h
+        for block in self.blocks:
+            t = block(t, cc)
+        h = h + run_conditioned(self.tail, t, cc)  # long skip over the residual trunk
+        for up in self.up:
+            h = up(h, cc)
+        x = torch.tanh(self.out(h))  # (B, 3, S, S)
         assert_shape(x, (z.shape[0], 3, self.image_size, self.image_size), "G output")
         return x
 

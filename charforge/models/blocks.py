@@ -40,18 +40,48 @@ def init_he(module: nn.Module, slope: float = 0.2) -> None:
                 nn.init.zeros_(m.bias)
 
 
-class GenResBlock(nn.Module):
-    """SRResNet block: conv-BN-ReLU-conv-BN plus identity."""
+class CondBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose scale and shift also depend on the tag vector (conditional BN, as in SNGAN/BigGAN):
+    y = BN(x) * (1 + gamma(c)) + beta(c), gamma and beta linear in c. The tag map starts at zero, so the layer
+    starts as plain BN and keeps its state-dict names: a plain-BN generator loads into it (fine-tuning)."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, n_tags: int):
+        super().__init__(ch)
+        self.embed = nn.Linear(n_tags, 2 * ch, bias=False)
+        nn.init.zeros_(self.embed.weight)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        y = super().forward(x)
+        if c is None:
+            return y
+        gamma, beta = self.embed(c.to(y.dtype)).chunk(2, dim=1)  # (B, C) each
+        return y * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+def norm2d(ch: int, n_tags: int = 0) -> nn.BatchNorm2d:
+    """Plain BN, or tag-conditional BN when n_tags > 0."""
+    return CondBatchNorm2d(ch, n_tags) if n_tags else nn.BatchNorm2d(ch)
+
+
+def run_conditioned(seq: nn.Sequential, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """Run a Sequential, handing the tag vector to its conditional-BN layers."""
+    for m in seq:
+        x = m(x, c) if isinstance(m, CondBatchNorm2d) else m(x)
+    return x
+
+
+class GenResBlock(nn.Module):
+    """SRResNet block: conv-BN-ReLU-conv-BN plus identity. With n_tags > 0 the BNs are tag-conditional."""
+
+    def __init__(self, ch: int, n_tags: int = 0):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True),
-            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), norm2d(ch, n_tags), nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), norm2d(ch, n_tags),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return x + run_conditioned(self.body, x, c)
 
 
 class DiscResBlock(nn.Module):
@@ -71,11 +101,11 @@ class DiscResBlock(nn.Module):
 class SubPixelUp(nn.Module):
     """x2 upscaler: conv to 4C channels, PixelShuffle, BN, ReLU. (B, C, H, W) -> (B, C, 2H, 2W)."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, n_tags: int = 0):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(ch, ch * 4, 3, padding=1, bias=False), nn.PixelShuffle(2), nn.BatchNorm2d(ch), nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch * 4, 3, padding=1, bias=False), nn.PixelShuffle(2), norm2d(ch, n_tags), nn.ReLU(inplace=True),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return run_conditioned(self.body, x, c)
