@@ -4,6 +4,7 @@ G: [z (Z,) ++ tags c (T,)] -> dense -> (W, S0, S0) -> n residual blocks -> BN, R
    -> `upscalers` sub-pixel x2 steps -> conv -> tanh.  S = S0 * 2**upscalers.
    With cond_norm every BN is tag-conditional (scale and shift linear in c), so the tags reach every layer,
    not only the dense input: fine colour detail such as eye colour is set where it is drawn.
+   With antialias each sub-pixel upscaler is followed by a fixed 3x3 low-pass (see blocks.Blur3).
 D: conv 4x4/2 -> `stages` x [blocks x DiscResBlock, conv 4x4/2 doubling width] -> flatten ->
    a real/fake logit (B,) and tag logits (B, T).
 """
@@ -28,7 +29,7 @@ from charforge.models.blocks import (
 
 class SRResNetGenerator(nn.Module):
     def __init__(self, *, z_dim: int, n_tags: int, image_size: int, width: int = 64, blocks: int = 16,
-                 upscalers: int = 2, final_kernel: int = 9, cond_norm: bool = False):
+                 upscalers: int = 2, final_kernel: int = 9, cond_norm: bool = False, antialias: bool = False):
         super().__init__()
         if image_size % (2 ** upscalers):
             raise ValueError(f"image_size {image_size} is not divisible by 2**upscalers ({2 ** upscalers})")
@@ -39,7 +40,7 @@ class SRResNetGenerator(nn.Module):
         self.head = nn.Sequential(norm2d(width, k), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(*[GenResBlock(width, k) for _ in range(blocks)])
         self.tail = nn.Sequential(norm2d(width, k), nn.ReLU(inplace=True))
-        self.up = nn.Sequential(*[SubPixelUp(width, k) for _ in range(upscalers)])
+        self.up = nn.Sequential(*[SubPixelUp(width, k, antialias) for _ in range(upscalers)])
         self.out = nn.Conv2d(width, 3, final_kernel, padding=final_kernel // 2)
         init_normal(self)
         for m in self.modules():

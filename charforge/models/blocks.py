@@ -101,11 +101,29 @@ class DiscResBlock(nn.Module):
 class SubPixelUp(nn.Module):
     """x2 upscaler: conv to 4C channels, PixelShuffle, BN, ReLU. (B, C, H, W) -> (B, C, 2H, 2W)."""
 
-    def __init__(self, ch: int, n_tags: int = 0):
+    def __init__(self, ch: int, n_tags: int = 0, antialias: bool = False):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(ch, ch * 4, 3, padding=1, bias=False), nn.PixelShuffle(2), norm2d(ch, n_tags), nn.ReLU(inplace=True),
         )
+        self.aa = Blur3(ch) if antialias else None  # outside `body`, so the state-dict names do not move
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return run_conditioned(self.body, x, c)
+        x = self.body[1](self.body[0](x))  # (B, C, 2H, 2W)
+        if self.aa is not None:
+            x = self.aa(x)
+        return run_conditioned(self.body[2:], x, c)
+
+
+class Blur3(nn.Module):
+    """Fixed 3x3 binomial low-pass ([1, 2, 1] outer product / 16) per channel. After a PixelShuffle it removes
+    the 2-px checkerboard that the four interleaved sub-pixel filters leave when they disagree."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(ch, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        return torch.nn.functional.conv2d(pad, self.kernel.to(x.dtype), groups=x.shape[1])

@@ -30,6 +30,7 @@ class Preset:
     g_upscalers: int = 2  # acgan sub-pixel x2 steps (2 for 64px, 3 for 128px)
     g_final_kernel: int = 9  # acgan output conv kernel, px
     g_cond_norm: bool = False  # acgan: tag-conditional batch norm in every G layer (tags also enter the dense input)
+    g_antialias: bool = False  # acgan: fixed 3x3 low-pass after each PixelShuffle (no checkerboard noise)
     # discriminator
     d_width: int = 32  # channels after the first conv
     d_stages: int = 5  # acgan: downsampling stages after the first conv
@@ -175,7 +176,8 @@ def build_generator(p: Preset, n_tags: int) -> nn.Module:
     from charforge.models.acgan import SRResNetGenerator
 
     return SRResNetGenerator(z_dim=p.z_dim, n_tags=t, image_size=p.resolution, width=p.g_width, blocks=p.g_blocks,
-                             upscalers=p.g_upscalers, final_kernel=p.g_final_kernel, cond_norm=p.g_cond_norm)
+                             upscalers=p.g_upscalers, final_kernel=p.g_final_kernel, cond_norm=p.g_cond_norm,
+                             antialias=p.g_antialias)
 
 
 def build_discriminator(p: Preset, n_tags: int) -> nn.Module:

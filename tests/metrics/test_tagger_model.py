@@ -122,3 +122,21 @@ def test_bad_training_arguments(toy_data_dir, tmp_path):
         train_tagger(toy_data_dir, tmp_path / "x", opts=TaggerTrainOptions(steps=1), image_size=48)
     with pytest.raises(UserError, match="no such dataset"):
         train_tagger(tmp_path / "nothing", tmp_path / "y", opts=TaggerTrainOptions(steps=1))
+
+
+def test_degrade_keeps_colours_and_is_seeded():
+    from charforge.models.tagger_train import degrade
+
+    x = torch.zeros(8, 3, 16, 16)
+    x[:, 0] = 0.8  # a flat red-ish picture: blur and resampling must not change its colour
+    x[:, 1:] = -0.6
+    a = degrade(x, torch.Generator().manual_seed(1), 1.0)
+    b = degrade(x, torch.Generator().manual_seed(1), 1.0)
+    assert torch.equal(a, b) and a.shape == x.shape and a.min() >= -1 and a.max() <= 1
+    assert (a.mean(dim=(2, 3)) - x.mean(dim=(2, 3))).abs().max() < 0.05  # noise averages out, the hue stays
+    assert not torch.equal(a, x)
+    assert torch.equal(degrade(x, torch.Generator().manual_seed(1), 0.0), x)
+    edge = torch.zeros(4, 3, 16, 16)
+    edge[..., 8:] = 1.0
+    soft = degrade(edge, torch.Generator().manual_seed(2), 1.0)
+    assert (soft[..., 6:10] - edge[..., 6:10]).abs().mean() > 0.02  # edges are softened

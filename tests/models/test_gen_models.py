@@ -190,3 +190,31 @@ def test_conditional_bn_generator_exports_to_onnx(tmp_path):
                              config={"family": "acgan"}, model_id="tiny-cbn", sha256="cd" * 32)
     path = export_generator_onnx(bundle, tmp_path / "g.onnx")
     assert generator_parity(bundle, path, batch_sizes=(1, 4), seed=1) <= 1e-4
+
+
+def test_antialias_keeps_state_names_and_removes_checkerboard():
+    from charforge.models.blocks import Blur3
+
+    plain = build_generator(resolve_preset("tiny"), T)
+    aa = build_generator(resolve_preset("tiny", {"g_antialias": True}), T)
+    assert list(aa.state_dict()) == list(plain.state_dict())  # the filter is fixed, not a weight
+    checker = torch.ones(1, 2, 8, 8)
+    checker[..., ::2, ::2] = checker[..., 1::2, 1::2] = -1  # the 2-px pattern of disagreeing sub-pixel filters
+    smooth = Blur3(2)(checker)
+    assert smooth[..., 2:-2, 2:-2].abs().max() < 1e-6 and Blur3(2)(torch.full((1, 2, 4, 4), 0.3)).sub(0.3).abs().max() < 1e-6
+    aa.load_state_dict(plain.state_dict())
+    z, c = torch.randn(2, 16), torch.from_numpy(SCHEMA.sample_training(2, np.random.default_rng(0)))
+    assert aa.eval()(z, c).shape == (2, 3, 16, 16)
+
+
+def test_antialiased_generator_exports_to_onnx(tmp_path):
+    from types import SimpleNamespace
+
+    from charforge.export.onnx import export_generator_onnx, generator_parity
+
+    torch.manual_seed(0)
+    net = build_generator(resolve_preset("tiny", {"g_antialias": True, "g_cond_norm": True}), T).eval()
+    bundle = SimpleNamespace(net=net, schema=SCHEMA, freqs=np.full(T, 0.2, np.float32), z_dim=16, image_size=16,
+                             config={"family": "acgan"}, model_id="tiny-aa", sha256="ef" * 32)
+    path = export_generator_onnx(bundle, tmp_path / "g.onnx")
+    assert generator_parity(bundle, path, batch_sizes=(1, 3), seed=2) <= 1e-4
