@@ -122,6 +122,17 @@ def test_bad_training_arguments(toy_data_dir, tmp_path):
         train_tagger(toy_data_dir, tmp_path / "x", opts=TaggerTrainOptions(steps=1), image_size=48)
     with pytest.raises(UserError, match="no such dataset"):
         train_tagger(tmp_path / "nothing", tmp_path / "y", opts=TaggerTrainOptions(steps=1))
+    with pytest.raises(UserError, match="--stem-stride 3"):
+        train_tagger(toy_data_dir, tmp_path / "z", opts=TaggerTrainOptions(steps=1), stem_stride=3)
+
+
+def test_full_resolution_stem_trains(toy_data_dir, tmp_path):
+    res = train_tagger(toy_data_dir, tmp_path / "s1", opts=TaggerTrainOptions(steps=2, batch_size=8), image_size=16,
+                       channels=4, feat_dim=8, stem_stride=1)
+    from charforge.models.tagger import load_tagger
+
+    t = load_tagger(res.path)
+    assert t.net.cfg.stem_stride == 1 and len(t.net.cfg.stage_widths()) == 2  # 16 -> 8 -> 4
 
 
 def test_degrade_keeps_colours_and_is_seeded():
