@@ -66,7 +66,7 @@ def evaluate(data: PackedDataset, generate_fn: GenerateFn, sample_tags_fn: Sampl
     t0 = time.perf_counter()
     results = {name: _run_metric(ctx, name, fingerprint) for name in names}
     report = {"model": model_info or {}, "data": {"path": str(data.root), "images": len(data), "image_size": data.size},
-              "tagger": str(tagger.path) if getattr(tagger, "path", None) else None,
+              "tagger": _shown(tagger.path) if getattr(tagger, "path", None) else None,
               "options": {k: v for k, v in options.items()}, "metrics": results,
               "machine": {"cpu": _cpu_name(), "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds": round(time.perf_counter() - t0, 1)}
@@ -98,7 +98,7 @@ def evaluate_model(model: str | Path | None, data_dir: str | Path, out: str | Pa
     def sample_tags_fn(constraints, n, rng):
         return sampling.sample_tags(bundle, constraints, n, rng)
 
-    info = {"path": str(bundle.path), "model_id": bundle.model_id, "sha256": bundle.sha256, "family": bundle.family,
+    info = {"path": _shown(bundle.path), "model_id": bundle.model_id, "sha256": bundle.sha256, "family": bundle.family,
             "image_size": bundle.image_size}
     return evaluate(data, generate_fn, sample_tags_fn, out, metrics=metrics, tagger=tagger, model_info=info,
                     model_schema=bundle.schema, **options)
@@ -190,3 +190,13 @@ def render_markdown(report: dict) -> str:
     if "precision" in m:
         lines += _md_precision(m["precision"])
     return "\n".join(lines + _md_other(m))
+
+
+def _shown(path: str | Path) -> str:
+    """A path as the report shows it: relative to the working directory when inside it, so a committed report
+    does not carry the author's home directory."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
