@@ -195,10 +195,20 @@ def _load_via_onnx_cache(path: Path, threads: int | None) -> GeneratorBundle:
                            ref.model_id, ref.sha256, ref.path, backend="onnx")
 
 
-def noise_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
-    """(N, Z): row i depends only on seeds[i]."""
+def check_truncation(truncation: float) -> float:
+    if not 0.0 < float(truncation) <= 1.0:
+        raise UserError(f"truncation={truncation}: must be in (0, 1]; 1 = the full variety the model was trained "
+                        "on, lower = closer to the average face (more faithful tags, less variety)", field="truncation")
+    return float(truncation)
+
+
+def noise_for_seeds(seeds: Sequence[int], z_dim: int, truncation: float = 1.0) -> torch.Tensor:
+    """(N, Z): row i depends only on seeds[i]. `truncation` (0, 1] scales the noise towards its mean (0): the
+    truncation trick, trading variety for fidelity (fewer odd faces, tags drawn more reliably)."""
+    psi = check_truncation(truncation)
     rows = [torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-    return torch.stack(rows) if rows else torch.zeros(0, z_dim)
+    z = torch.stack(rows) if rows else torch.zeros(0, z_dim)
+    return z * psi if psi != 1.0 else z
 
 
 def _check_tags(bundle: GeneratorBundle, tags: np.ndarray) -> np.ndarray:
@@ -210,12 +220,13 @@ def _check_tags(bundle: GeneratorBundle, tags: np.ndarray) -> np.ndarray:
 
 @torch.inference_mode()
 def generate(bundle: GeneratorBundle, tags: np.ndarray, *, seeds: Sequence[int] | None = None,
-             z: torch.Tensor | None = None, batch_size: int = 64) -> np.ndarray:
-    """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1) or given `z` (N, Z)."""
+             z: torch.Tensor | None = None, batch_size: int = 64, truncation: float = 1.0) -> np.ndarray:
+    """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1, scaled by `truncation`)
+    or given `z` (N, Z)."""
     tags = _check_tags(bundle, tags)
     n = len(tags)
     if z is None:
-        z = noise_for_seeds(list(seeds) if seeds is not None else range(n), bundle.z_dim)
+        z = noise_for_seeds(list(seeds) if seeds is not None else range(n), bundle.z_dim, truncation)
     if z.shape != (n, bundle.z_dim):
         raise UserError(f"noise: expected shape ({n}, {bundle.z_dim}), got {tuple(z.shape)}")
     out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)
@@ -243,7 +254,7 @@ def sample_tags_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints |
 
 
 def characters_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | None, seeds: Sequence[int], *,
-                        fixed_noise: bool = False) -> tuple[np.ndarray, list[int], np.ndarray]:
+                        fixed_noise: bool = False, truncation: float = 1.0) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The one recipe behind the CLI, the demo and the studio: (images (N,S,S,3), noise seeds, tags (N,T)).
 
     Image i's free tags are drawn from seeds[i] (its tag seed); its noise comes from seeds[i], or from
@@ -253,24 +264,26 @@ def characters_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | 
     tag_seeds = [int(s) for s in seeds]
     tag_m = sample_tags_for_seeds(bundle, constraints, tag_seeds)
     noise = [tag_seeds[0]] * len(tag_seeds) if fixed_noise and tag_seeds else tag_seeds
-    return generate(bundle, tag_m, seeds=noise), noise, tag_m
+    return generate(bundle, tag_m, seeds=noise, truncation=truncation), noise, tag_m
 
 
 def characters_for_request(bundle: GeneratorBundle, tags: str, n: int, seed: int, *, fixed_noise: bool = False,
-                           source: str = "tags") -> tuple[np.ndarray, list[int], np.ndarray]:
+                           source: str = "tags", truncation: float = 1.0) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The CLI's and demo's entry: `characters_for_seeds` for a tag string with tag seeds seed, seed+1, ...
 
     Returns (images, noise seeds, tag matrix); image i's tag seed is seed+i.
     """
     constraints = bundle.schema.parse(tags, source=source)
-    return characters_for_seeds(bundle, constraints, [seed + i for i in range(n)], fixed_noise=fixed_noise)
+    return characters_for_seeds(bundle, constraints, [seed + i for i in range(n)], fixed_noise=fixed_noise,
+                                truncation=truncation)
 
 
 def sheet_meta(bundle: GeneratorBundle, tags: str, seed: int, seeds: list[int], tag_m: np.ndarray,
-               fixed_noise: bool) -> dict[str, Any]:
-    """Provenance of a grid PNG: every image's noise seed, tag seed and tags."""
-    return {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tag_seeds": [seed + i for i in range(len(tag_m))],
+               fixed_noise: bool, truncation: float = 1.0) -> dict[str, Any]:
+    """Provenance of a grid PNG: every image's noise seed, tag seed and tags (and the truncation, if any)."""
+    meta = {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tag_seeds": [seed + i for i in range(len(tag_m))],
             "tags": [bundle.schema.from_vector(t) for t in tag_m], "fixed_noise": fixed_noise, "request": tags}
+    return meta | ({"truncation": truncation} if truncation != 1.0 else {})
 
 
 def save_sheet(bundle: GeneratorBundle, images: np.ndarray, meta: dict[str, Any], path: str | Path, *,
@@ -285,11 +298,12 @@ def save_sheet(bundle: GeneratorBundle, images: np.ndarray, meta: dict[str, Any]
 
 
 def generate_sheet(bundle: GeneratorBundle, tags: str, *, n: int = 16, seed: int = 0, path: str | Path,
-                   fixed_noise: bool = False, cols: int | None = None, watermark: bool = True) -> Path:
+                   fixed_noise: bool = False, cols: int | None = None, watermark: bool = True,
+                   truncation: float = 1.0) -> Path:
     """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags) and,
     unless `watermark` is False, the invisible watermark."""
-    images, seeds, tag_m = characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise)
-    meta = sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise)
+    images, seeds, tag_m = characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise, truncation=truncation)
+    meta = sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
     return save_sheet(bundle, images, meta, path, cols=cols, watermark=watermark)
 
 
@@ -356,7 +370,8 @@ def _thumb(images: np.ndarray) -> np.ndarray:
 
 
 def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstraints | None = None,
-              min_distance: float = 0.04, max_tries: int | None = None, batch_size: int = 64) -> list[NPCRecord]:
+              min_distance: float = 0.04, max_tries: int | None = None, batch_size: int = 64,
+              truncation: float = 1.0) -> list[NPCRecord]:
     """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
     least `min_distance` RMS (pixel units in [0, 1]). Each NPC's free tags are drawn from its own seed
     (`sample_tags_for_seeds`), so a record's (seed, constraints) reproduces its tags and image alone.
@@ -376,7 +391,7 @@ def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstr
         seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=m) if int(s) not in used]
         used.update(seeds)
         tags = sample_tags_for_seeds(bundle, constraints, seeds)  # each NPC's tags from its own seed
-        imgs = generate(bundle, tags, seeds=seeds)
+        imgs = generate(bundle, tags, seeds=seeds, truncation=truncation)
         tried += m
         for img, s, t, f in zip(imgs, seeds, tags, _thumb(imgs)):
             if len(out) >= n:

@@ -22,6 +22,8 @@ def eval_command(
     tsne_group: str | None = typer.Option(None, help="Tag group colouring the t-SNE map (default: the first group)."),
     collapse_threshold: float = typer.Option(0.5, help="Flag mode collapse when generated/real diversity falls below this."),
     seed: int = typer.Option(0, help="Seed for the real subsets, the generated noise and the sampled tags."),
+    truncation: float = typer.Option(1.0, help="Noise truncation psi in (0, 1] for every generated image "
+                                     "(1 = untruncated; lower trades diversity for fidelity)."),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
     list_metrics: bool = typer.Option(False, "--list", help="List the metric names and exit."),
 ) -> None:
@@ -52,7 +54,7 @@ def eval_command(
         typer.echo(f"note: no usable tagger, so skipping {', '.join(skipped)}", err=True)
     report = evaluate_model(model, data, out, tagger_path=tagger_path, metrics=names, n=n, runs=runs,
                             precision_n=precision_n, sample_n=sample_n, tsne_n=tsne_n, tsne_group=tsne_group,
-                            collapse_threshold=collapse_threshold, seed=seed)
+                            collapse_threshold=collapse_threshold, seed=seed, truncation=truncation)
     typer.echo(summary_lines(report))
     typer.echo(f"report       {Path(out) / 'report.md'}")
 

@@ -11,6 +11,8 @@ MODEL_HELP = ("Generator: a shipped name (default), a .safetensors file, a run f
 BACKEND_HELP = ("Runtime: torch, or onnx (onnxruntime; a safetensors model is exported once into the cache, "
                 "$CHARFORGE_CACHE or ~/.cache/charforge).")
 NO_WM_HELP = "Skip the invisible watermark (the PNG metadata then records watermark: none)."
+TRUNC_HELP = ("Truncation psi in (0, 1]: scales the noise towards the average face. 1 = full variety; 0.6-0.8 = "
+              "tags drawn more reliably, faces more alike (docs/generator.md measures the trade-off).")
 
 
 def generate(
@@ -25,6 +27,7 @@ def generate(
     cols: int | None = typer.Option(None, help="Grid columns (default: square-ish)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
+    truncation: float = typer.Option(1.0, help=TRUNC_HELP),
 ) -> None:
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
     from charforge import sampling
@@ -32,12 +35,13 @@ def generate(
 
     bundle = sampling.load_generator(model, backend)
     images, seeds, tag_m = sampling.characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise,
-                                                           source="--tags")  # parses (and checks) --tags first
-    meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise)
+                                                           source="--tags", truncation=truncation)  # checks --tags first
+    meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
     sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
     if each is not None:  # the same images as the grid, one file each
         for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
-            save_png(each / f"{i:04d}_seed{s}.png", img, {**bundle.png_meta(s, t), "tag_seed": seed + i},
+            extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
+            save_png(each / f"{i:04d}_seed{s}.png", img, {**bundle.png_meta(s, t), **extra},
                      watermark=not no_watermark)
     typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
 
@@ -88,6 +92,7 @@ def npc(
     out: Path = typer.Option(Path("npcs"), "-o", "--out", help="Output folder."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
+    truncation: float = typer.Option(1.0, help=TRUNC_HELP),
 ) -> None:
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
     from charforge import sampling
@@ -96,15 +101,17 @@ def npc(
 
     bundle = sampling.load_generator(model, backend)
     constraints = bundle.schema.parse(tags, source="--tags")
-    records = sampling.npc_batch(bundle, n, seed, constraints, min_distance=min_distance)
+    records = sampling.npc_batch(bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation)
     items = []
     for i, r in enumerate(records):
         name = f"npc_{i:04d}.png"
-        save_png(out / name, r.image, bundle.png_meta(r.seed, r.tags), watermark=not no_watermark)
+        meta = bundle.png_meta(r.seed, r.tags) | ({"truncation": truncation} if truncation != 1.0 else {})
+        save_png(out / name, r.image, meta, watermark=not no_watermark)
         items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
     write_json_atomic(out / "manifest.json", {"model_id": bundle.model_id, "model_sha256": bundle.sha256,
                                               "generator": bundle.family, "batch_seed": seed, "request": tags,
                                               "min_distance": min_distance, "watermark": not no_watermark,
+                                              "truncation": truncation,
                                               "backend": bundle.backend, "items": items})
     typer.echo(f"wrote {len(items)} portraits and {out / 'manifest.json'}")
 

@@ -80,9 +80,12 @@ def evaluate(data: PackedDataset, generate_fn: GenerateFn, sample_tags_fn: Sampl
 
 
 def evaluate_model(model: str | Path | None, data_dir: str | Path, out: str | Path, *, tagger_path=None,
-                   metrics: str | list[str] | None = None, **options) -> dict:
-    """Evaluate a charforge generator (None = shipped default) on a packed dataset."""
+                   metrics: str | list[str] | None = None, truncation: float = 1.0, **options) -> dict:
+    """Evaluate a charforge generator (None = shipped default) on a packed dataset, sampling its noise with
+    the given truncation (1 = untruncated, the default every headline number uses)."""
     from charforge import sampling
+
+    truncation = sampling.check_truncation(truncation)
 
     bundle = sampling.load_generator(model)
     data = load_packed(data_dir)
@@ -93,13 +96,13 @@ def evaluate_model(model: str | Path | None, data_dir: str | Path, out: str | Pa
         tagger = load_tagger(tagger_path)
 
     def generate_fn(tags: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        return sampling.generate(bundle, tags, seeds=[int(s) for s in seeds])
+        return sampling.generate(bundle, tags, seeds=[int(s) for s in seeds], truncation=truncation)
 
     def sample_tags_fn(constraints, n, rng):
         return sampling.sample_tags(bundle, constraints, n, rng)
 
     info = {"path": _shown(bundle.path), "model_id": bundle.model_id, "sha256": bundle.sha256, "family": bundle.family,
-            "image_size": bundle.image_size}
+            "image_size": bundle.image_size} | ({"truncation": truncation} if truncation != 1.0 else {})
     return evaluate(data, generate_fn, sample_tags_fn, out, metrics=metrics, tagger=tagger, model_info=info,
                     model_schema=bundle.schema, **options)
 
@@ -179,7 +182,8 @@ def render_markdown(report: dict) -> str:
     m = report["metrics"]
     model = report["model"]
     lines = ["# Evaluation report", "", f"- model: `{model.get('path', 'custom generate function')}` "
-             f"{model.get('family', '')} sha256 {str(model.get('sha256', ''))[:12]}",
+             f"{model.get('family', '')} sha256 {str(model.get('sha256', ''))[:12]}"
+             + (f", noise truncation {model['truncation']}" if "truncation" in model else ""),
              f"- data: `{report['data']['path']}` ({report['data']['images']} images, {report['data']['image_size']} px)",
              f"- tagger: `{report['tagger']}`", f"- {report['date']}, {report['machine']['cpu']}, "
              f"wall time {report['wall_seconds']} s", ""]

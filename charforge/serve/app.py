@@ -250,9 +250,10 @@ def _generate_routes(r, app, studio: Studio) -> None:
         def job():
             bundle = studio.bundle(req.model)
             out = []
-            for g in studio.generate(req.model, req.tags, seeds, req.fixed_noise):
+            for g in studio.generate(req.model, req.tags, seeds, req.fixed_noise, req.truncation):
                 names = bundle.schema.from_vector(g.tags)
-                out.append((png(g.image, _image_meta(req.model, bundle, g, names)), g, names, tag_form(bundle.schema, g.tags)))
+                meta = _image_meta(req.model, bundle, g, names) | ({"truncation": req.truncation} if req.truncation != 1.0 else {})
+                out.append((png(g.image, meta), g, names, tag_form(bundle.schema, g.tags)))
             return bundle, out
 
         bundle, items = await _work(app, job)

@@ -82,12 +82,14 @@ class Studio:
         return np.asarray(self.sampler.sample_tags_for_seeds(bundle, constraints, [tag_seed]), np.float32)[0]  # (T,)
 
     # ---- generation ----------------------------------------------------------------------------
-    def generate(self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool) -> list[Generated]:
+    def generate(self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool,
+                 truncation: float = 1.0) -> list[Generated]:
         """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed).
         The recipe is `sampling.characters_for_seeds`, the same as the CLI's `generate`."""
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
-        images, noise, tags = self.sampler.characters_for_seeds(bundle, c, seeds, fixed_noise=fixed_noise)
+        images, noise, tags = self.sampler.characters_for_seeds(bundle, c, seeds, fixed_noise=fixed_noise,
+                                                                truncation=truncation)
         return [Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
                 for i in range(len(seeds))]
 

@@ -36,6 +36,8 @@ class GenerateRequest(Strict):
                                      description="explicit per-image seeds (overrides seed and count)")
     count: int = Field(4, ge=1, le=MAX_COUNT, description="number of images")
     fixed_noise: bool = Field(False, description="keep the face: every image shares the first seed's noise, tags vary")
+    truncation: float = Field(1.0, gt=0.0, le=1.0, description="noise truncation psi: 1 = full variety, "
+                              "lower = tags drawn more reliably and faces more alike")
     format: Literal["json", "zip"] = Field("json", description="base64 PNGs in JSON, or one zip with a manifest")
 
 

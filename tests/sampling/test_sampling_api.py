@@ -129,3 +129,35 @@ def test_interpolate_and_npc_cli(run, tmp_path, capsys):
     man = json.loads((tmp_path / "npc" / "manifest.json").read_text())
     assert len(man["items"]) == 6 and len({i["seed"] for i in man["items"]}) == 6
     assert all("smile" in i["tags"] and (tmp_path / "npc" / i["file"]).is_file() for i in man["items"])
+
+
+def test_truncation_scales_noise_and_is_recorded(run, tmp_path, capsys):
+    b = sampling.load_generator(run)
+    z1, z6 = sampling.noise_for_seeds([3, 4], 16), sampling.noise_for_seeds([3, 4], 16, 0.6)
+    assert torch.allclose(z6, z1 * 0.6)
+    tags = sampling.sample_tags(b, None, 2, np.random.default_rng(0))
+    assert np.array_equal(sampling.generate(b, tags, seeds=[3, 4], truncation=0.6), sampling.generate(b, tags, z=z6))
+    assert not np.array_equal(sampling.generate(b, tags, seeds=[3, 4]), sampling.generate(b, tags, z=z6))
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(UserError, match="truncation"):
+            sampling.noise_for_seeds([1], 16, bad)
+    code, _, err = _cli(capsys, "generate", "-m", str(run), "--n", "2", "--truncation", "0.7", "-o", str(tmp_path / "t.png"))
+    assert code == 0, err
+    assert read_png_metadata(tmp_path / "t.png")["truncation"] == 0.7
+    code, _, err = _cli(capsys, "generate", "-m", str(run), "--truncation", "2", "-o", str(tmp_path / "u.png"))
+    assert code == 2 and "truncation=2.0: must be in (0, 1]" in err
+    code, _, err = _cli(capsys, "npc", "-m", str(run), "--n", "3", "--truncation", "0.5", "--min-distance", "0",
+                        "-o", str(tmp_path / "npcs"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "npcs" / "manifest.json").read_text())["truncation"] == 0.5
+
+
+def test_eval_records_truncation(run, tmp_path):
+    from charforge.metrics.report import evaluate_model
+
+    rep = evaluate_model(run, run.parent / "d", tmp_path / "rep", metrics=["diversity"], truncation=0.5, n=8,
+                         sample_n=8)
+    assert rep["model"]["truncation"] == 0.5
+    assert "noise truncation 0.5" in (tmp_path / "rep" / "report.md").read_text()
+    with pytest.raises(UserError, match="truncation"):
+        evaluate_model(run, run.parent / "d", tmp_path / "rep2", metrics=["diversity"], truncation=0)

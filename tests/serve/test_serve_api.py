@@ -200,3 +200,13 @@ def test_docs_page_is_served_without_a_cdn(client):
     assert "/docs-static/swagger-ui-bundle.js" in page.text and "cdn" not in page.text.lower()
     assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     assert client.get("/openapi.json").json()["paths"]
+
+
+def test_truncation_changes_the_image_and_is_validated(client):
+    full = client.post("/api/v1/generate", json={"seeds": [9]}).json()["images"][0]
+    trunc = client.post("/api/v1/generate", json={"seeds": [9], "truncation": 0.5}).json()["images"][0]
+    assert trunc["tags"] == full["tags"]  # the tags come from the seed; only the noise shrinks
+    assert not np.array_equal(decode(trunc["png_base64"]), decode(full["png_base64"]))
+    assert read_png_metadata(base64.b64decode(trunc["png_base64"]))["truncation"] == 0.5
+    r = client.post("/api/v1/generate", json={"truncation": 0})
+    assert r.status_code == 422 and r.json()["field"] == "truncation"
