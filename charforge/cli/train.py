@@ -13,7 +13,8 @@ import typer
 def train(
     data: Path = typer.Option(..., "--data", help="Packed dataset folder (from `charforge data build/import`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME."),
-    preset: str = typer.Option("acgan-64-cpu", help="Preset name: dcgan-64, acgan-64, acgan-128, acgan-64-cpu, tiny."),
+    preset: str | None = typer.Option(None, help="Preset name: dcgan-64, acgan-64, acgan-128, acgan-64-cpu, tiny "
+                                      "(default: acgan-64-cpu, or with --init-from the source's own settings)."),
     steps: int | None = typer.Option(None, help="Total optimiser steps (overrides the preset)."),
     batch: int | None = typer.Option(None, help="Images per step per process (overrides the preset)."),
     seed: int | None = typer.Option(None, help="Master seed (overrides the preset)."),
@@ -39,7 +40,13 @@ def train(
         torch.set_num_threads(threads)
     overrides = parse_overrides(set_)
     overrides |= {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed}.items() if v is not None}
-    p = resolve_run_preset(out, resolve_preset(preset, overrides), resume=resume, overrides=overrides)
+    if preset is None and init_from and not resume:
+        from charforge.train.loop import source_preset
+
+        base = source_preset(init_from, overrides)  # fine-tune the architecture the weights came from
+    else:
+        base = resolve_preset(preset or "acgan-64-cpu", overrides)
+    p = resolve_run_preset(out, base, resume=resume, overrides=overrides)
     if dry_run:
         from charforge.data.packed import load_packed
 

@@ -385,6 +385,27 @@ class Trainer:
                 "generator": str(self.store.generator_path(self.step))}
 
 
+def _init_source(source: str | Path) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        latest = ck.CheckpointStore(path).latest()
+        if latest is None:
+            raise UserError(f"--init-from {path}: no checkpoint in this folder; give a run folder, a state-*.safetensors "
+                            "or a generator .safetensors file")
+        path = ck.CheckpointStore(path).state_path(latest)
+    return path
+
+
+def source_preset(source: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
+    """The preset stored in an --init-from source (its architecture and schedule), with `overrides` applied."""
+    from charforge.models.io import read_metadata
+
+    cfg = read_metadata(_init_source(source)).get("charforge_config")
+    if not isinstance(cfg, dict) or "family" not in cfg:
+        raise UserError(f"--init-from {source}: the file records no training preset; pass --preset")
+    return preset_from_dict({**cfg, **(overrides or {})})
+
+
 def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
     """Fine-tuning: copy G, G_ema and D weights from `source` into a fresh run (new optimisers, step 0).
 
@@ -395,13 +416,7 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
     """
     from charforge.models.io import load_model
 
-    path = Path(source)
-    if path.is_dir():
-        latest = ck.CheckpointStore(path).latest()
-        if latest is None:
-            raise UserError(f"--init-from {path}: no checkpoint in this folder; give a run folder, a state-*.safetensors "
-                            "or a generator .safetensors file")
-        path = ck.CheckpointStore(path).state_path(latest)
+    path = _init_source(source)
     tensors, meta = load_model(path)
     kind = meta.get("charforge_kind")
     if kind == ck.STATE_KIND:

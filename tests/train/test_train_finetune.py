@@ -87,3 +87,18 @@ def test_cli_rejects_resume_with_init_from(data16, source_run, tmp_path):
     code, out = run_cli(["train", "--data", str(data16), "--out", str(tmp_path / "x"), "--preset", "tiny",
                          "--resume", "--init-from", str(source_run)])
     assert code == 2 and "pass only one" in out and "Traceback" not in out
+
+
+def test_cli_init_from_takes_the_source_architecture(data16, tmp_path):
+    """Without --preset, --init-from fine-tunes the architecture stored in the source file."""
+    from tests.f2p.f2p_helpers import run_cli
+
+    src = tmp_path / "src"
+    Trainer(data16, src, resolve_preset("tiny", {"steps": 2, "g_cond_norm": True, "d_projection": True}), opts=opts()).run()
+    gen = CheckpointStore(src).generator_path(2)
+    code, out = run_cli(["train", "--data", str(data16), "--out", str(tmp_path / "ft"), "--init-from", str(gen),
+                         "--steps", "1", "--no-tensorboard"])
+    assert code == 0, out
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg["preset"]["name"] == "tiny" and cfg["preset"]["g_cond_norm"] and cfg["preset"]["steps"] == 1
+    assert cfg["init_from"]["path"] == str(gen)
