@@ -144,6 +144,7 @@ class Trainer:
             self.load_checkpoint(latest)
             if self.dist.is_main:
                 self.log.truncate_after(latest)
+                self._record_resume(cfg_path, latest)
             return
         if self.opts.init_from:
             self.init_from = init_weights(self, self.opts.init_from)
@@ -151,6 +152,18 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(cfg_path, self._config_record())
         self.save_checkpoint()  # step 0: the NaN guard always has something to roll back to
+
+    def _record_resume(self, cfg_path: Path, step: int) -> None:
+        """A resume that changes settings (`--set` on --resume) updates config.json and appends to its history."""
+        if not cfg_path.exists():
+            return
+        saved = json.loads(cfg_path.read_text())
+        now = self.p.to_dict()
+        changed = {k: [saved["preset"].get(k), v] for k, v in now.items() if saved["preset"].get(k) != v}
+        if not changed:
+            return
+        history = saved.get("resumed", []) + [{"step": step, "command": self.opts.command, "changed": changed}]
+        write_json_atomic(cfg_path, {**saved, "preset": now, "resumed": history})
 
     def _config_record(self) -> dict[str, Any]:
         return {"preset": self.p.to_dict(), "data": str(self.data.root), "data_manifest_sha256": self.manifest_sha,

@@ -102,3 +102,14 @@ def test_cli_init_from_takes_the_source_architecture(data16, tmp_path):
     cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert cfg["preset"]["name"] == "tiny" and cfg["preset"]["g_cond_norm"] and cfg["preset"]["steps"] == 1
     assert cfg["init_from"]["path"] == str(gen)
+
+
+def test_resume_with_changed_settings_updates_config(data16, tmp_path):
+    run = tmp_path / "run"
+    Trainer(data16, run, resolve_preset("tiny", {"steps": 2}), opts=opts()).run()
+    p = resolve_preset("tiny", {"steps": 3, "ema_half_life": 777.0})
+    Trainer(data16, run, p, resume=True, opts=opts(command="charforge train --resume --set ema_half_life=777")).run()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["preset"]["ema_half_life"] == 777.0 and cfg["preset"]["steps"] == 3
+    (entry,) = cfg["resumed"]
+    assert entry["step"] == 2 and entry["changed"]["ema_half_life"][1] == 777.0 and "--resume" in entry["command"]
