@@ -342,12 +342,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega)[:, None] * a[None] + torch.sin(t * omega)[:, None] * b[None]) / so
 
 
-def interpolate(bundle: GeneratorBundle, a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], frames: int) -> np.ndarray:
-    """Slerp between the seeds' noise and lerp between the tag vectors: (F, S, S, 3) uint8."""
+def interpolate(bundle: GeneratorBundle, a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], frames: int,
+                truncation: float = 1.0) -> np.ndarray:
+    """Slerp between the seeds' noise and lerp between the tag vectors: (F, S, S, 3) uint8. The end frames equal
+    `generate` for those seeds and tags at the same truncation."""
     if frames < 2:
         raise UserError(f"frames={frames}: need at least 2 frames", field="frames")
     (seed_a, tags_a), (seed_b, tags_b) = a, b
-    za, zb = noise_for_seeds([seed_a, seed_b], bundle.z_dim)
+    za, zb = noise_for_seeds([seed_a, seed_b], bundle.z_dim, truncation)
     t = torch.linspace(0, 1, frames)
     z = slerp(za, zb, t)  # (F, Z)
     ta, tb = np.asarray(tags_a, np.float32), np.asarray(tags_b, np.float32)

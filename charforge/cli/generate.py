@@ -57,6 +57,7 @@ def interpolate(
     out: Path = typer.Option(Path("interpolation"), "-o", "--out", help="Output folder for frames and the GIF."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
+    truncation: float = typer.Option(1.0, help=TRUNC_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
     import numpy as np
@@ -70,7 +71,7 @@ def interpolate(
     ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[0]
     tb = ta if tags_b is None else sampling.sample_tags_for_seeds(
         bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b])[0]
-    images = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames)
+    images = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation)
     for i, img in enumerate(images):
         t = i / (frames - 1)
         meta = {**bundle.png_meta(seed_a, ta), "seed_b": seed_b, "tags_b": bundle.schema.from_vector(tb), "t": t}

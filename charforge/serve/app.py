@@ -274,7 +274,8 @@ def _generate_routes(r, app, studio: Studio) -> None:
     async def interpolate(req: S.InterpolateRequest):
         def job():
             bundle = studio.bundle(req.model)
-            frames, ta, tb = studio.interpolate(req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames)
+            frames, ta, tb = studio.interpolate(req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames,
+                                                req.truncation)
             meta = {"generator": "charforge studio", "model": req.model, "model_id": str(bundle.model_id),
                     "model_sha256": str(bundle.sha256), "interpolation": {"a": req.a.seed, "b": req.b.seed}}
             pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]

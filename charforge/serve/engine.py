@@ -93,12 +93,12 @@ class Studio:
         return [Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
                 for i in range(len(seeds))]
 
-    def interpolate(self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int):
+    def interpolate(self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int, truncation: float = 1.0):
         """(frames (F, S, S, 3) uint8, tags_a (T,), tags_b (T,)). Each end point matches /generate's image for it."""
         bundle = self.bundle(model)
         ta = self._tags_for(bundle, self.constraints(bundle, a[1], "a.tags"), a[0])
         tb = self._tags_for(bundle, self.constraints(bundle, b[1], "b.tags"), b[0])
-        out = self.sampler.interpolate(bundle, (a[0], ta), (b[0], tb), frames)
+        out = self.sampler.interpolate(bundle, (a[0], ta), (b[0], tb), frames, truncation)
         return np.asarray(out, np.uint8), ta, tb
 
     def npc(self, model: str, count: int, seed: int, form: dict[str, Any], min_distance: float) -> list[Generated]:

@@ -65,6 +65,7 @@ class InterpolateRequest(Strict):
     a: Endpoint
     b: Endpoint
     frames: int = Field(8, ge=2, le=MAX_FRAMES, description="frames including both end points")
+    truncation: float = Field(1.0, gt=0.0, le=1.0, description="noise truncation psi, as in /generate")
     format: Literal["json", "gif"] = "json"
     frame_ms: int = Field(120, ge=20, le=2000, description="GIF frame duration in milliseconds")
 

@@ -210,3 +210,13 @@ def test_truncation_changes_the_image_and_is_validated(client):
     assert read_png_metadata(base64.b64decode(trunc["png_base64"]))["truncation"] == 0.5
     r = client.post("/api/v1/generate", json={"truncation": 0})
     assert r.status_code == 422 and r.json()["field"] == "truncation"
+
+
+def test_interpolate_end_points_match_generate_when_truncated(client):
+    a = client.post("/api/v1/generate", json={"seeds": [21], "truncation": 0.6}).json()["images"][0]
+    b = client.post("/api/v1/generate", json={"seeds": [22], "truncation": 0.6}).json()["images"][0]
+    body = {"a": {"seed": 21, "tags": a["tag_form"]}, "b": {"seed": 22, "tags": b["tag_form"]}, "frames": 3,
+            "truncation": 0.6}
+    r = client.post("/api/v1/interpolate", json=body).json()
+    assert np.array_equal(decode(r["frames"][0]), decode(a["png_base64"]))
+    assert np.array_equal(decode(r["frames"][-1]), decode(b["png_base64"]))

@@ -85,7 +85,11 @@ def test_generate_with_tags_then_interpolate(browser, server, shots):
     page.click("label[for=tri-hat-off]")
     page.fill("#seed", "100")
     page.fill("#count", "6")
-    page.click("#generate")
+    page.fill("#variety", "0.7")  # truncation: the request carries it, and the interpolation end points follow
+    assert page.inner_text("#variety-value") == "0.70"
+    with page.expect_request(lambda r: r.url.endswith("/api/v1/generate") and r.method == "POST") as req:
+        page.click("#generate")
+    assert json.loads(req.value.post_data)["truncation"] == 0.7
     page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 6")
     page.wait_for_function("[...document.querySelectorAll('#grid .tile img')].every(i => i.complete && i.naturalWidth > 0)")
     titles = page.eval_on_selector_all("#grid .tile", "ts => ts.map(t => t.title)")
@@ -99,7 +103,9 @@ def test_generate_with_tags_then_interpolate(browser, server, shots):
     page.click("#grid .tile >> nth=3")
     page.click("#set-b")
     page.fill("#frames", "6")
-    page.click("#interpolate")
+    with page.expect_request(lambda r: r.url.endswith("/api/v1/interpolate")) as ireq:
+        page.click("#interpolate")
+    assert json.loads(ireq.value.post_data)["truncation"] == 0.7
     page.wait_for_function("document.querySelectorAll('#strip img').length === 6")
     page.wait_for_selector("#gif-row:not(.hidden)")
     page.click("#grid .tile >> nth=0")

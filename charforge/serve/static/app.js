@@ -152,7 +152,8 @@ function generateRequest() {
   let seed = parseInt($("seed").value, 10);
   if (!Number.isFinite(seed) || seed < 0) { seed = randomSeed(); $("seed").value = seed; }
   const count = Math.max(1, Math.min(64, parseInt($("count").value, 10) || 1));
-  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked };
+  const truncation = Math.max(0.05, Math.min(1, parseFloat($("variety").value) || 1));
+  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation };
 }
 
 async function runGenerate(req) {
@@ -192,13 +193,15 @@ function select(i) {
 function setEnd(which) {
   const im = state.selected;
   if (!im) return;
-  state.ends[which] = { seed: im.seed, tags: im.tag_form };
+  state.ends[which] = { seed: im.seed, tags: im.tag_form, truncation: state.lastRequest?.truncation ?? 1 };
   $("end-" + which).replaceChildren(el("img", { src: pngUrl(im.png_base64), alt: which.toUpperCase() }));
   $("interpolate").disabled = !(state.ends.a && state.ends.b);
 }
 
 async function runInterpolate() {
-  const req = { model: state.model, a: state.ends.a, b: state.ends.b, frames: parseInt($("frames").value, 10) || 8 };
+  const end = (e) => ({ seed: e.seed, tags: e.tags });
+  const req = { model: state.model, a: end(state.ends.a), b: end(state.ends.b),
+                frames: parseInt($("frames").value, 10) || 8, truncation: state.ends.a.truncation };
   const res = await (await api("/interpolate", { json: req })).json();
   $("strip").replaceChildren(...res.frames.map((f, i) => el("img", { src: pngUrl(f), alt: "frame " + i })));
   $("gif").src = "data:image/gif;base64," + res.gif_base64;
@@ -210,6 +213,7 @@ function wireGenerate() {
   $("model").addEventListener("change", (e) => selectModel(e.target.value));
   $("randomise").addEventListener("click", () => { $("seed").value = randomSeed(); });
   $("reset-tags").addEventListener("click", () => setTagForm({}));
+  $("variety").addEventListener("input", () => { $("variety-value").textContent = parseFloat($("variety").value).toFixed(2); });
   $("gen-form").addEventListener("submit", (e) => { e.preventDefault(); busy($("generate"), () => runGenerate(generateRequest())); });
   $("zip-all").addEventListener("click", () => busy($("zip-all"), async () => {
     const blob = await (await api("/generate", { json: { ...state.lastRequest, format: "zip" } })).blob();
