@@ -51,11 +51,18 @@ class CondBatchNorm2d(nn.BatchNorm2d):
         nn.init.zeros_(self.embed.weight)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        y = super().forward(x)
         if c is None:
-            return y
-        gamma, beta = self.embed(c.to(y.dtype)).chunk(2, dim=1)  # (B, C) each
-        return y * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+            return super().forward(x)
+        gamma, beta = self.embed(c.to(x.dtype)).chunk(2, dim=1)  # (B, C) each
+        if self.training or self.running_var is None:
+            y = super().forward(x)
+            return y * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        # inference: BN's running-statistics affine and the tag affine folded into one scale and shift per
+        # image and channel, one pass over x instead of three (same result up to rounding)
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)  # (C,)
+        shift = self.bias - self.running_mean * scale
+        s, t = scale * (1 + gamma), shift * (1 + gamma) + beta  # (B, C)
+        return torch.addcmul(t[:, :, None, None], x, s[:, :, None, None])
 
 
 def norm2d(ch: int, n_tags: int = 0) -> nn.BatchNorm2d:

@@ -78,12 +78,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
        bf16=True, channels_last=True),
     _P("acgan-64", "acgan", bf16=True, channels_last=True),
     _P("acgan-128", "acgan", resolution=128, g_upscalers=3, bf16=True, channels_last=True),
-    # CPU row, tuned by measurement on the 2-core dev machine (docs/generator.md): fp32 (bf16 autocast measured
-    # slower there), no augmentation (colour jitter corrupts the colour tags; 20k images need none), and
-    # lambda_adv = 4 (G's tag loss fell from 12 to 7.8 by step 350, vs no progress with 34).
+    # CPU row, tuned by measurement on the 2-core dev machine (docs/generator.md): bf16 autocast + channels_last
+    # (2.7x a plain fp32 loop in bench/bench_train.py; same tag precision as fp32 in side-by-side fine-tunes),
+    # no augmentation (colour jitter corrupts the colour tags; 20k images need none), and lambda_adv = 4 (G's tag
+    # loss fell from 12 to 7.8 by step 350, vs no progress with 34).
     _P("acgan-64-cpu", "acgan", g_width=32, g_blocks=4, g_final_kernel=3, d_width=16, d_stages=5, d_blocks=1,
        d_max_width=256, batch=32, lr_decay_start=20_000, ema_half_life=5_000, gp_every=4, augment="",
-       adv_weight=4.0, bf16=False, channels_last=True, log_every=25, sample_every=250, ckpt_every=250,
+       adv_weight=4.0, bf16=True, channels_last=True, log_every=25, sample_every=250, ckpt_every=250,
        eval_every=250),
     _P("tiny", "acgan", resolution=16, z_dim=16, g_width=8, g_blocks=2, g_upscalers=2, g_final_kernel=3, d_width=4,
        d_stages=2, d_blocks=1, d_max_width=8, batch=8, steps=20, lr_decay_start=10, ema_half_life=100,
