@@ -241,10 +241,10 @@ def report(args, notes, lat1, base, load, errors, wall, rss, loadavg) -> str:
     err = ", ".join(f"{k} x{n}" for k, n in errors.items()) or "none"
     return "\n".join([
         "## Studio server (bench/bench_serve.py)", "",
-        f"Machine: {os.cpu_count()}-core CPU ({cpu_model()}), shared with other jobs; {time.strftime('%Y-%m-%d')}; "
+        f"Machine: {os.cpu_count()}-core CPU ({cpu_model()}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"server: uvicorn, --max-concurrency {args.concurrency}, 1 torch thread per job. "
         f"1-minute load average before / after the run: {loadavg[0]:.1f} / {loadavg[1]:.1f} "
-        "(other helpers' jobs share these 2 cores; every number below is inflated by that much contention).",
+        f"({'other jobs were sharing the CPU, which inflates every number below' if loadavg[0] > 1.5 else 'no other jobs running'}).",
         "Models: " + ("; ".join(notes) if notes else "shipped generator, f2p model and builtin creator") + ".", "",
         f"### Latency, one client, {args.reps} sequential requests each (after 3 warm-up)", "", *rows, "",
         "The library columns are the same work in-process, without and with the PNG encoding + invisible watermark",
