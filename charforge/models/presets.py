@@ -51,6 +51,7 @@ class Preset:
     adv_weight: float = 0.0  # lambda_adv; 0 = the number of tags (paper §5.1.2)
     gp_weight: float = 0.5  # lambda_gp of the DRAGAN penalty; 0 = off
     gp_every: int = 1  # lazy regularisation: penalise every N D steps, weight scaled by N
+    cls_weight_g: float = 1.0  # weight of the tag loss in G's objective (the paper: 1)
     cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
     augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color,noise
     # precision / speed

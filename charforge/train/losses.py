@@ -2,7 +2,7 @@
 
 ACGAN (make.girls.moe, §4.3):
   L(D) = Lcls(D) + lambda_adv * Ladv(D) + lambda_gp * Lgp(D)
-  L(G) = lambda_adv * Ladv(G) + Lcls(G)
+  L(G) = lambda_adv * Ladv(G) + Lcls(G)        (Lcls(G) scaled by the preset's cls_weight_g, default 1)
 Ladv is the non-saturating logistic loss on D's real/fake logit. Lcls is, by default ("group-ce"), a softmax
 cross-entropy per exclusive group (hair colour, eye colour) plus a binary cross-entropy per independent tag,
 summed over groups/tags and averaged over the batch; groups a real image leaves unlabelled (all zeros) are
@@ -94,7 +94,7 @@ class TagGANLoss:
             adv, cls = self._d(fake, g, c)
         l_adv = F.softplus(-adv).mean()  # -log D(G(z, c))
         l_cls = self._cls(cls, c)
-        loss = self.adv_weight * l_adv + l_cls
+        loss = self.adv_weight * l_adv + self.p.cls_weight_g * l_cls
         (loss * gain).backward()
         return {"loss_G": loss.detach(), "G_adv": l_adv.detach(), "G_cls": l_cls.detach()}
 

@@ -240,3 +240,21 @@ def test_conditional_bn_inference_fold_matches_the_plain_formula():
     with torch.no_grad():
         out = bn(x, c)
     assert torch.allclose(out, ref, atol=1e-5) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_cls_weight_g_scales_only_g_tag_loss():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    tags = torch.from_numpy(SCHEMA.sample_training(4, rng))
+    z = torch.randn(4, 16)
+    outs = []
+    for w in (1.0, 3.0):
+        p = resolve_preset("tiny", {"cls_weight_g": w})
+        torch.manual_seed(0)
+        G, D = build_generator(p, T), build_discriminator(p, T)
+        loss = make_loss(G, D, SCHEMA, p)
+        outs.append(loss.accumulate_gradients("G", real, tags, z, tags, torch.Generator().manual_seed(0)))
+    a, b = outs
+    assert a["G_cls"].item() == pytest.approx(b["G_cls"].item()) and a["G_adv"].item() == pytest.approx(b["G_adv"].item())
+    assert b["loss_G"].item() == pytest.approx(a["loss_G"].item() + 2.0 * a["G_cls"].item(), rel=1e-5)
