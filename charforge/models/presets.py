@@ -53,7 +53,9 @@ class Preset:
     gp_every: int = 1  # lazy regularisation: penalise every N D steps, weight scaled by N
     cls_weight_g: float = 1.0  # weight of the tag loss in G's objective (the paper: 1)
     cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
-    augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color,noise
+    augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color,degrade,noise
+    teacher: str = ""  # a trained tagger (file or folder) whose tag loss on the fakes G also minimises; frozen
+    teacher_weight: float = 1.0  # weight of the teacher's tag loss in G's objective
     # precision / speed
     bf16: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False  # NHWC memory format for convs

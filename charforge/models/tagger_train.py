@@ -30,6 +30,7 @@ from charforge.models.tagger import (
     save_tagger,
     tag_loss,
 )
+from charforge.train.augment import degrade
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -80,27 +81,6 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift: float) -> torch.Tensor
     x = padded.gather(2, rows)  # (B, 3, S, S+2p)
     cols = (dx.view(b, 1) + torch.arange(s).view(1, s)).view(b, 1, 1, s).expand(b, 3, s, s)
     return x.gather(3, cols)  # (B, 3, S, S)
-
-
-def degrade(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
-    """For a share p of the images: a blur of random strength, resampling through a random lower resolution
-    (x0.5-1) and Gaussian noise (sigma up to 0.08 of the [-1, 1] range). Hues stay, so tags stay true; the
-    tagger learns to read a tag that is drawn a little softer or noisier than the creator draws it, as in
-    imported art and generated images, instead of keying on exact pixels. x: (B, 3, S, S) in [-1, 1]."""
-    b, _, s, _ = x.shape
-    if p <= 0:
-        return x
-    on = (torch.rand(b, generator=gen) < p).view(b, 1, 1, 1)
-    k = torch.tensor([1.0, 2.0, 1.0])
-    k = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3).to(x.dtype)
-    blurred = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=3)
-    a = torch.rand(b, 1, 1, 1, generator=gen)
-    y = x + a * (blurred - x)
-    small = max(2, int(round(s * (0.5 + 0.5 * float(torch.rand(1, generator=gen))))))
-    y = torch.nn.functional.interpolate(torch.nn.functional.interpolate(y, size=(small, small), mode="bilinear",
-                                        antialias=True, align_corners=False), size=(s, s), mode="bilinear", align_corners=False)
-    y = y + torch.rand(b, 1, 1, 1, generator=gen) * 0.08 * torch.randn(x.shape, generator=gen)
-    return torch.where(on, y.clamp(-1, 1), x)
 
 
 def _lr_at(step: int, opts: TaggerTrainOptions) -> float:

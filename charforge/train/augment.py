@@ -10,10 +10,11 @@ import torch.nn.functional as F
 
 from charforge.errors import UserError
 
-KINDS = ("translation", "cutout", "color", "noise")
+KINDS = ("translation", "cutout", "color", "degrade", "noise")
 TRANSLATE_FRAC = 0.125  # max shift, fraction of the image side
 CUTOUT_FRAC = 0.5  # cutout square side, fraction of the image side
 NOISE_STD = 0.1  # Gaussian pixel noise, in [-1, 1] units (about 13/255)
+DEGRADE_SHARE = 0.5  # share of images the "degrade" kind softens (the tagger trains with the same share)
 
 
 def parse_augment(spec: str) -> tuple[str, ...]:
@@ -68,7 +69,32 @@ def noise(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x + NOISE_STD * torch.randn(x.shape, generator=g).to(device=x.device, dtype=x.dtype)
 
 
-_FNS = {"color": color, "translation": translation, "cutout": cutout, "noise": noise}
+def degrade(x: torch.Tensor, g: torch.Generator, p: float = DEGRADE_SHARE) -> torch.Tensor:
+    """For a share p of the images: a blur of random strength, resampling through a random lower resolution
+    (x0.5-1) and Gaussian noise (sigma up to 0.08 of the [-1, 1] range). Hues stay, so tags stay true.
+
+    The tagger trains with it so that it reads a tag drawn a little softer or noisier than the creator draws it
+    (imported art, generated images) instead of keying on exact pixels. As a D augmentation it does the same
+    for D's tag head, and since G's tag loss then goes through a degraded copy of the fake, G cannot satisfy
+    the head with faint pixel patterns a blur removes. Differentiable in x. x: (B, 3, S, S) in [-1, 1]."""
+    b, _, s, _ = x.shape
+    if p <= 0:
+        return x
+    dtype, x = x.dtype, x.float()  # the resampling has no bf16 kernel on every backend
+    on = (_rand(g, b, device=x.device) < p).view(b, 1, 1, 1)
+    k = torch.tensor([1.0, 2.0, 1.0], device=x.device)
+    k = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
+    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=3)
+    a = _rand(g, b, 1, 1, 1, device=x.device)
+    y = x + a * (blurred - x)
+    small = max(2, int(round(s * (0.5 + 0.5 * float(torch.rand(1, generator=g))))))
+    y = F.interpolate(F.interpolate(y, size=(small, small), mode="bilinear", antialias=True, align_corners=False),
+                      size=(s, s), mode="bilinear", align_corners=False)
+    y = y + _rand(g, b, 1, 1, 1, device=x.device) * 0.08 * torch.randn(x.shape, generator=g).to(x.device)
+    return torch.where(on, y.clamp(-1, 1), x).to(dtype)
+
+
+_FNS = {"color": color, "translation": translation, "cutout": cutout, "degrade": degrade, "noise": noise}
 
 
 def augment(x: torch.Tensor, kinds: tuple[str, ...], g: torch.Generator) -> torch.Tensor:

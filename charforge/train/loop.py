@@ -117,12 +117,33 @@ class Trainer:
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         self.optG = torch.optim.Adam(self.G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), **fused)
         self.optD = torch.optim.Adam(self.D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), **fused)
-        self.loss = make_loss(self.G, self.D, self.schema, p, autocast=self.autocast, memory_format=fmt)
+        self.teacher = self._load_teacher(fmt) if p.teacher else None
+        self.loss = make_loss(self.G, self.D, self.schema, p, autocast=self.autocast, memory_format=fmt,
+                              teacher=self.teacher)
         rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
         self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
         self.fixed_c = torch.from_numpy(self.schema.sample_training(N_FIXED, rng))
         idx = np.sort(rng.choice(len(self.data), size=min(N_EVAL_REAL, len(self.data)), replace=False))
         self.eval_real = self._resize_uint8(np.asarray(self.data.images[idx]))
+
+    def _load_teacher(self, fmt) -> torch.nn.Module:
+        """The preset's teacher tagger, frozen; its tags must be this dataset's tags, in the same order."""
+        from charforge.models.tagger import load_tagger
+
+        try:
+            tagger = load_tagger(self.p.teacher)
+        except UserError as e:
+            raise UserError(f"teacher: {e}", field="teacher") from e
+        if tagger.schema.tags != self.schema.tags:
+            raise UserError(f"teacher {self.p.teacher}: it was trained on other tags ({len(tagger.schema)} tags, "
+                            f"first {tagger.schema.tags[:3]}) than {self.data.root} ({len(self.schema)}, first "
+                            f"{self.schema.tags[:3]}); train a tagger on this dataset with `charforge tagger train`",
+                            field="teacher")
+        net = tagger.net.to(self.device, memory_format=fmt).eval()
+        for q in net.parameters():
+            q.requires_grad_(False)
+        self.teacher_sha256 = sha256_file(tagger.path)
+        return net
 
     def autocast(self):
         on = self.p.bf16 and self.device.type in ("cpu", "cuda")
@@ -169,7 +190,8 @@ class Trainer:
         return {"preset": self.p.to_dict(), "data": str(self.data.root), "data_manifest_sha256": self.manifest_sha,
                 "data_count": len(self.data), "command": self.opts.command, "world_size": self.dist.world,
                 "device": str(self.device), "charforge_version": __version__,
-                "init_from": getattr(self, "init_from", None)}
+                "init_from": getattr(self, "init_from", None),
+                "teacher_sha256": getattr(self, "teacher_sha256", None)}
 
     # ---- one step ----------------------------------------------------------------------------------
     def _step_rngs(self, step: int) -> tuple[np.random.Generator, torch.Generator]:

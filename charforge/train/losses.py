@@ -10,6 +10,8 @@ masked out. "bce" is the paper's plain multi-label BCE over all tags (unlabelled
 Softmax per group is the better fit: the groups are exclusive by construction, so the classifier cannot
 spread probability over two hair colours, and G gets a sharper signal for the one colour it was asked for.
 Lgp is DRAGAN: ||grad_x D(x_hat)|| pushed to 1 at x_hat = x + a * 0.5 * std(x) * U[0,1] noise, a ~ U[0,1].
+With a `teacher` (a frozen, separately trained tagger) G's objective gains teacher_weight * Lcls(teacher(G(z, c)), c):
+a tag signal that, unlike D's head, does not move with G, so G cannot settle on cues only D's head accepts.
 With `d_projection` D's real/fake logit also gets a projection term <embed(c), features(x)> (Miyato & Koyama
 2018), fed the real tags for real images and G's tags for fakes, so D judges "a real picture of these tags".
 DCGAN uses the same class with lambda_adv = 1 and no penalty; its tag head (when conditional) is trained the
@@ -55,8 +57,10 @@ class TagGANLoss:
     """Shared ACGAN/DCGAN loss. `autocast` is a zero-argument context factory supplied by the trainer."""
 
     def __init__(self, G: nn.Module, D: nn.Module, schema: TagSchema, preset: Preset,
-                 autocast: Callable | None = None, memory_format=torch.contiguous_format):
+                 autocast: Callable | None = None, memory_format=torch.contiguous_format,
+                 teacher: nn.Module | None = None):
         self.G, self.D, self.schema, self.p = G, D, schema, preset
+        self.teacher = teacher  # frozen tag classifier (TaggerNet) or None
         self.adv_weight = preset.adv_weight or float(len(schema))  # lambda_adv = number of tags by default
         self.cls_on = preset.conditional and len(schema) > 0
         self.aug_kinds = parse_augment(preset.augment)
@@ -95,8 +99,18 @@ class TagGANLoss:
         l_adv = F.softplus(-adv).mean()  # -log D(G(z, c))
         l_cls = self._cls(cls, c)
         loss = self.adv_weight * l_adv + self.p.cls_weight_g * l_cls
+        out = {"G_adv": l_adv.detach(), "G_cls": l_cls.detach()}
+        if self.teacher is not None:
+            size = self.teacher.cfg.image_size
+            x = fake if fake.shape[-1] == size else F.interpolate(fake.float(), size=(size, size), mode="bilinear",
+                                                                  antialias=fake.shape[-1] > size, align_corners=False)
+            with self.autocast():
+                t_logits = self.teacher(x.contiguous(memory_format=self.memory_format))
+            l_teacher = classification_loss(t_logits, c, self.schema, "group-ce")
+            loss = loss + self.p.teacher_weight * l_teacher
+            out["G_teacher"] = l_teacher.detach()
         (loss * gain).backward()
-        return {"loss_G": loss.detach(), "G_adv": l_adv.detach(), "G_cls": l_cls.detach()}
+        return {"loss_G": loss.detach(), **out}
 
     def _phase_d(self, real, real_tags, z, c, g, gain) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.autocast():

@@ -136,7 +136,7 @@ def test_full_resolution_stem_trains(toy_data_dir, tmp_path):
 
 
 def test_degrade_keeps_colours_and_is_seeded():
-    from charforge.models.tagger_train import degrade
+    from charforge.train.augment import degrade
 
     x = torch.zeros(8, 3, 16, 16)
     x[:, 0] = 0.8  # a flat red-ish picture: blur and resampling must not change its colour
