@@ -43,7 +43,7 @@ def train(
     s = res.report["summary"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     typer.echo(f"tagger       {res.path}")
-    typer.echo(f"trained in   {res.seconds:.1f} s")
+    typer.echo(f"trained in   {res.seconds:.1f} s" + (" (earlier; already finished here, nothing retrained)" if res.reused else ""))
     typer.echo(f"held-out     precision mean {fmt(s['mean_precision'])} (min {fmt(s['min_precision'])}), "
                f"recall mean {fmt(s['mean_recall'])} (min {fmt(s['min_recall'])})")
     typer.echo(f"report       {Path(out) / 'report.md'}")

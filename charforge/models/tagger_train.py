@@ -22,6 +22,7 @@ from charforge.data.packed import PackedDataset, load_packed
 from charforge.errors import UserError
 from charforge.models.io import load_model, save_model
 from charforge.models.tagger import (
+    KIND,
     WEIGHTS_NAME,
     Tagger,
     TaggerConfig,
@@ -56,6 +57,7 @@ class TaggerTrainResult:
     path: Path
     report: dict = field(default_factory=dict)
     seconds: float = 0.0
+    reused: bool = False  # the folder already held this exact tagger; nothing was retrained
 
 
 def split_indices(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +149,21 @@ def _train_loop(net: TaggerNet, data: PackedDataset, train_idx: np.ndarray, opts
     net.eval()
 
 
+def _reuse_finished(path: Path, net: TaggerNet, fingerprint: dict) -> float | None:
+    """A rerun on a finished folder: the same data and settings load the finished weights (the report is
+    rewritten, nothing is retrained) and return the recorded training time; different ones are refused rather
+    than overwriting the finished tagger. None when the folder holds no finished tagger."""
+    if not path.is_file():
+        return None
+    tensors, meta = load_model(path, kind=KIND)
+    if meta.get("fingerprint") != fingerprint:
+        what = "an older version" if "fingerprint" not in meta else "other data or settings"
+        raise UserError(f"{path}: this folder already holds a finished tagger trained with {what}; "
+                        "pick a new -o folder, or delete the file to retrain here")
+    net.load_state_dict(tensors, strict=True)
+    return float(meta.get("train", {}).get("seconds", 0.0))
+
+
 def train_tagger(data_dir: str | Path, out_dir: str | Path, *, opts: TaggerTrainOptions | None = None,
                  image_size: int = 64, channels: int = 32, feat_dim: int = 256, pool: str = "flatten",
                  stem_stride: int = 2) -> TaggerTrainResult:
@@ -173,9 +190,13 @@ def train_tagger(data_dir: str | Path, out_dir: str | Path, *, opts: TaggerTrain
     cfg = TaggerConfig(n_tags=len(data.schema), image_size=image_size, channels=channels, feat_dim=feat_dim, pool=pool,
                        stem_stride=stem_stride)
     net = TaggerNet(cfg).to(memory_format=torch.channels_last)
-    fingerprint = {"data": data.manifest_hash(), "config": asdict(cfg), "opts": {**asdict(opts), "threads": None}}
-    _train_loop(net, data, train_idx, opts, out, fingerprint)
-    seconds = time.perf_counter() - t0
+    fingerprint = json.loads(json.dumps({"data": data.manifest_hash(), "config": asdict(cfg),
+                                         "opts": {**asdict(opts), "threads": None}}))
+    seconds = _reuse_finished(out / WEIGHTS_NAME, net, fingerprint)
+    reused = seconds is not None
+    if seconds is None:  # nothing finished here yet: train (resuming from a checkpoint if one is there)
+        _train_loop(net, data, train_idx, opts, out, fingerprint)
+        seconds = time.perf_counter() - t0
     tagger = Tagger(net, data.schema)
     held = np.asarray(data.images[held_idx]) if len(held_idx) else np.zeros((0, data.size, data.size, 3), np.uint8)
     report = write_tagger_report(out, tagger, held, np.asarray(data.tags[held_idx]),
@@ -184,6 +205,7 @@ def train_tagger(data_dir: str | Path, out_dir: str | Path, *, opts: TaggerTrain
     path = save_tagger(out / WEIGHTS_NAME, net, data.schema,
                        extra={"train": json.loads(json.dumps({"data": str(data_dir), "steps": opts.steps,
                                                               "seed": opts.seed, "seconds": round(seconds, 1)})),
+                              "fingerprint": fingerprint,
                               "heldout_summary": report["summary"]})
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
-    return TaggerTrainResult(path=path, report=report, seconds=seconds)
+    return TaggerTrainResult(path=path, report=report, seconds=seconds, reused=reused)

@@ -151,3 +151,20 @@ def test_degrade_keeps_colours_and_is_seeded():
     edge[..., 8:] = 1.0
     soft = degrade(edge, torch.Generator().manual_seed(2), 1.0)
     assert (soft[..., 6:10] - edge[..., 6:10]).abs().mean() > 0.02  # edges are softened
+
+
+def test_rerun_on_a_finished_folder_reuses_it_and_refuses_other_settings(toy_data_dir, tmp_path, monkeypatch):
+    import charforge.models.tagger_train as tt
+
+    kw = dict(image_size=16, channels=4, feat_dim=8)
+    opts = TaggerTrainOptions(steps=3, batch_size=8, amp=False)
+    first = train_tagger(toy_data_dir, tmp_path / "t", opts=opts, **kw)
+    assert not first.reused
+    monkeypatch.setattr(tt, "_train_loop", lambda *a, **k: pytest.fail("a finished tagger was retrained"))
+    again = train_tagger(toy_data_dir, tmp_path / "t", opts=opts, **kw)
+    assert again.reused and again.seconds == pytest.approx(first.seconds, abs=0.1)
+    a, b = load_tagger(first.path).net.state_dict(), load_tagger(again.path).net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "t" / "report.json").read_text())["summary"] == first.report["summary"]
+    with pytest.raises(UserError, match="already holds a finished tagger trained with other data or settings"):
+        train_tagger(toy_data_dir, tmp_path / "t", opts=TaggerTrainOptions(steps=4, batch_size=8, amp=False), **kw)
