@@ -194,30 +194,15 @@ def import_folder(
     job = _Job(src, out, images, opts, by_rel, license, estimate_tags, HashIndex(dedupe_threshold), schema)
     job.tagger = tagger
     records = _run_chunks(writer, job, workers, progress)
-    skipped = [
-        {
-            "path": rel,
-            "reason": f"not an image file type ({Path(rel).suffix or 'no extension'}); "
-            f"supported: {' '.join(IMAGE_EXTENSIONS)}",
-        }
-        for rel in others
-    ]
-    report = _assemble(records, skipped, warnings, len(images) + len(others))
+    report = _assemble(records, _unsupported(others), warnings, len(images) + len(others))
     report_path = _write_reports(out, report, src, config)
-    kept = report["kept"]
-    if kept == 0:
+    if report["kept"] == 0:
         raise UserError(
             f"{src}: none of the {len(images)} image files could be imported; see {report_path} for the reasons"
         )
-    items = [it for r in records for it in r["items"]]
-    ds = writer.finalize(
-        items,
-        count=kept,
-        info={"import": {k: report[k] for k in ("kept", "total_files", "faces_found", "tags_from")}},
-    )
-    shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)
+    ds = _finalize(writer, records, report, out)
     return ImportReport(
-        kept,
+        report["kept"],
         report["skipped"],
         report["duplicates"],
         report["faces_found"],
@@ -227,6 +212,30 @@ def import_folder(
         report["tags_from"],
         report["warnings"],
     )
+
+
+def _unsupported(others: list[str]) -> list[dict[str, str]]:
+    """Skip records for the files under the source folder that are not images."""
+    return [
+        {
+            "path": rel,
+            "reason": f"not an image file type ({Path(rel).suffix or 'no extension'}); "
+            f"supported: {' '.join(IMAGE_EXTENSIONS)}",
+        }
+        for rel in others
+    ]
+
+
+def _finalize(writer: PackedWriter, records: list[dict[str, Any]], report: dict[str, Any], out: Path):
+    """Write the packed dataset from the finished chunks, then drop the chunk folder."""
+    items = [it for r in records for it in r["items"]]
+    ds = writer.finalize(
+        items,
+        count=report["kept"],
+        info={"import": {k: report[k] for k in ("kept", "total_files", "faces_found", "tags_from")}},
+    )
+    shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)
+    return ds
 
 
 def _check_args(

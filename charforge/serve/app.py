@@ -241,6 +241,17 @@ def _image_meta(req_model: str, bundle: Any, g, names: list[str]) -> dict[str, A
             "model_sha256": str(bundle.sha256), "seed": g.seed, "tag_seed": g.tag_seed, "tags": names}
 
 
+def _images_zip(req: S.GenerateRequest, bundle: Any, items: list) -> bytes:
+    """/generate's zip: the PNGs plus a manifest.json with each image's seeds and tags."""
+    files = {f"{i:03d}_seed{g.seed}.png": data for i, (data, g, _, _) in enumerate(items)}
+    manifest = {"model": req.model, "model_id": str(bundle.model_id), "model_sha256": str(bundle.sha256),
+                "truncation": req.truncation,
+                "images": [{"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
+                           for f, (_, g, n, _) in zip(files, items)]}
+    files["manifest.json"] = json.dumps(manifest, indent=2).encode()
+    return zip_bytes(files)
+
+
 def _generate_routes(r, app, studio: Studio) -> None:
     @r.post("/generate", response_model=S.GenerateResponse, responses={200: ZIP},
             summary="Images from tags and seeds (base64 JSON or a zip with a manifest)")
@@ -258,12 +269,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
 
         bundle, items = await _work(app, job)
         if req.format == "zip":
-            files = {f"{i:03d}_seed{g.seed}.png": data for i, (data, g, _, _) in enumerate(items)}
-            manifest = {"model": req.model, "model_id": str(bundle.model_id), "model_sha256": str(bundle.sha256),
-                        "images": [{"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
-                                   for f, (_, g, n, _) in zip(files, items)]}
-            files["manifest.json"] = json.dumps(manifest, indent=2).encode()
-            return Response(zip_bytes(files), media_type="application/zip",
+            return Response(_images_zip(req, bundle, items), media_type="application/zip",
                             headers={"Content-Disposition": 'attachment; filename="charforge_images.zip"'})
         return S.GenerateResponse(model=req.model, model_id=str(bundle.model_id), images=[
             S.GeneratedImage(seed=g.seed, tag_seed=g.tag_seed, tags=n, tag_form=form, png_base64=b64(data))

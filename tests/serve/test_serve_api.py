@@ -66,11 +66,11 @@ def test_fixed_noise_shares_the_face_and_varies_tags(client):
 
 
 def test_generate_zip_has_manifest(client):
-    r = client.post("/api/v1/generate", json={"seed": 3, "count": 3, "format": "zip"})
+    r = client.post("/api/v1/generate", json={"seed": 3, "count": 3, "format": "zip", "truncation": 0.7})
     assert r.headers["content-type"] == "application/zip"
     zf = zipfile.ZipFile(io.BytesIO(r.content))
     manifest = json.loads(zf.read("manifest.json"))
-    assert [row["seed"] for row in manifest["images"]] == [3, 4, 5]
+    assert [row["seed"] for row in manifest["images"]] == [3, 4, 5] and manifest["truncation"] == 0.7
     assert all(zf.read(row["file"]).startswith(b"\x89PNG") for row in manifest["images"])
 
 
