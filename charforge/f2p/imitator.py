@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charforge.f2p.learned import mlp_trunk, warmup_cosine
+from charforge.f2p.learned import mlp_trunk, optimiser_step, warmup_cosine
 from charforge.utils.progress import progress
 
 
@@ -90,12 +90,7 @@ def train_imitator(vectors: np.ndarray, embeddings: np.ndarray, images_low: torc
             sub = idx[: tcfg.img_batch]
             img_loss = (net.decode(h[: tcfg.img_batch]) - images_low[sub].float() / 255.0).abs().mean()
             loss = (emb - e[idx]).pow(2).sum(1).mean() + tcfg.img_weight * img_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            bar.update(1)
+            optimiser_step(opt, sched, loss, bar, ".4f")
     return net.eval()
 
 

@@ -53,6 +53,16 @@ class Encoder(nn.Module):
         return e, self.head(e)
 
 
+def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar, fmt: str = ".4f") -> None:
+    """One step of the f2p training loops: backward, optimiser and schedule step, progress bar update."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    bar.set_postfix(loss=f"{loss.item():{fmt}}")
+    bar.update(1)
+
+
 def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over the first `warmup` fraction of `total` steps, then cosine decay to zero."""
     w = max(1, int(total * warmup))
@@ -153,12 +163,7 @@ def train_encoder(images: np.ndarray, vectors: np.ndarray, cat_slices: list[slic
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 _, pred = net(x)
             loss = param_loss(pred.float(), vec[np.sort(idx.numpy())], cat_slices, n_cont)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            bar.update(1)
+            optimiser_step(opt, sched, loss, bar, ".3f")
     return net.eval()
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charforge.f2p.learned import mlp_trunk, param_loss, warmup_cosine
+from charforge.f2p.learned import mlp_trunk, optimiser_step, param_loss, warmup_cosine
 from charforge.utils.progress import progress
 
 
@@ -86,12 +86,7 @@ def train_translator(embeddings: np.ndarray, vectors: np.ndarray, cfg: Translato
             idx = torch.randint(0, len(e), (min(tcfg.batch, len(e)),), generator=g)
             x = F.normalize(e[idx] + tcfg.noise * torch.randn(e[idx].shape, generator=g), dim=1)
             loss = translator_loss(net, net(x), v[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            bar.update(1)
+            optimiser_step(opt, sched, loss, bar, ".4f")
     return net.eval()
 
 
