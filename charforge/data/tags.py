@@ -16,6 +16,8 @@ import numpy as np
 
 from charforge.errors import UserError
 
+MIN_EXPECTED_TOGETHER = 20.0  # learn_conflicts: expected co-occurrences before "never together" counts
+
 ANY = "any"
 
 
@@ -146,7 +148,8 @@ class TagSchema:
                 c.independent[t] = not off
         for a, b in self.conflicts:
             if c.independent.get(a) and c.independent.get(b):
-                raise UserError(f"{source}: contradicting tags {a!r} and {b!r} cannot both be on", field=source)
+                raise UserError(f"{source}: contradicting tags {a!r} and {b!r} cannot both be on (the tag schema, "
+                                "or a training set that never shows them together, rules the pair out)", field=source)
         return c
 
     def constraints_from_dict(self, d: Mapping[str, Any], *, source: str = "tags") -> TagConstraints:
@@ -173,7 +176,8 @@ class TagSchema:
             c.independent[t] = value
         for a, b in self.conflicts:
             if c.independent.get(a) and c.independent.get(b):
-                raise UserError(f"{source}: contradicting tags {a!r} and {b!r} cannot both be on", field=source)
+                raise UserError(f"{source}: contradicting tags {a!r} and {b!r} cannot both be on (the tag schema, "
+                                "or a training set that never shows them together, rules the pair out)", field=source)
         return c
 
     # ---- vectors -----------------------------------------------------------------------------------
@@ -200,6 +204,34 @@ class TagSchema:
         """Empirical P(tag on), (T,) float32."""
         m = np.asarray(tag_matrix, dtype=np.float32)
         return m.mean(axis=0) if len(m) else np.zeros(len(self), np.float32)
+
+    def learn_conflicts(self, tag_matrix: np.ndarray, min_expected: float = MIN_EXPECTED_TOGETHER) -> list[tuple[str, str]]:
+        """Independent tag pairs the data never shows together although, were they unrelated, it would show
+        them together at least `min_expected` times (N * p_a * p_b). A creator that draws one hairstyle per
+        character makes twintails, drill hair and ponytail such pairs; sampling them independently would ask
+        a generator for pictures no training image shows. Pairs already in `conflicts` are left out."""
+        m = np.asarray(tag_matrix) > 0
+        isl = self.independent_slice
+        if len(m) == 0 or isl.stop <= isl.start:
+            return []
+        ind = m[:, isl].astype(np.float64)  # (N, K)
+        together = ind.T @ ind  # (K, K) co-occurrence counts
+        p = ind.mean(axis=0)
+        expected = len(m) * np.outer(p, p)
+        have = {frozenset(c) for c in self.conflicts}
+        out = []
+        for i, j in zip(*np.triu_indices(len(p), k=1)):
+            a, b = self.independent[i], self.independent[j]
+            if together[i, j] == 0 and expected[i, j] >= min_expected and frozenset((a, b)) not in have:
+                out.append((a, b))
+        return out
+
+    def with_conflicts(self, extra: Sequence[tuple[str, str]]) -> TagSchema:
+        """A copy with `extra` conflict pairs added (duplicates ignored)."""
+        have = {frozenset(c) for c in self.conflicts}
+        new = [tuple(c) for c in extra if frozenset(c) not in have]
+        return TagSchema(groups=list(self.groups), independent=list(self.independent),
+                         conflicts=list(self.conflicts) + new, train_p=self.train_p)
 
     # ---- sampling ----------------------------------------------------------------------------------
     def sample_training(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -239,6 +271,10 @@ class TagSchema:
                 fixed[isl.start + j] = True
         self._resolve_conflicts(out, rng, fixed=fixed)
         return out
+
+    def resolve_conflicts(self, out: np.ndarray, rng: np.random.Generator, fixed: np.ndarray | None = None) -> None:
+        """In place: where both tags of a conflict pair are on, turn one off (a fixed one stays; else at random)."""
+        self._resolve_conflicts(out, rng, fixed)
 
     def _resolve_conflicts(self, out: np.ndarray, rng: np.random.Generator, fixed: np.ndarray | None) -> None:
         for a, b in self.conflicts:

@@ -52,6 +52,7 @@ class Preset:
     gp_weight: float = 0.5  # lambda_gp of the DRAGAN penalty; 0 = off
     gp_every: int = 1  # lazy regularisation: penalise every N D steps, weight scaled by N
     cls_weight_g: float = 1.0  # weight of the tag loss in G's objective (the paper: 1)
+    learn_conflicts: bool = True  # label sampling skips independent tag pairs the data never shows together
     cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
     augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color,degrade,noise
     teacher: str = ""  # a trained tagger (file or folder) whose tag loss on the fakes G also minimises; frozen

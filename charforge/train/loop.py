@@ -92,6 +92,11 @@ class Trainer:
         if len(self.data) == 0:
             raise UserError(f"{data_dir}: the dataset is empty; build one with `charforge data build`")
         self.schema, self.freqs = self.data.schema, self.data.tag_frequencies
+        # pairs the data never shows together (e.g. two hairstyles from a one-hairstyle creator) join the schema's
+        # conflicts: G is not trained on impossible label combinations, and the saved model samples free tags
+        # (generate, studio, npc) the same way
+        self.learned_conflicts = self.schema.learn_conflicts(self.data.tags) if preset.learn_conflicts else []
+        self.schema = self.schema.with_conflicts(self.learned_conflicts)
         if self.dist.is_main and (warning := licence_warning(self.data.manifest)):
             print(warning, file=sys.stderr)
         self.manifest_sha = self.data.manifest_hash()
@@ -191,7 +196,8 @@ class Trainer:
                 "data_count": len(self.data), "command": self.opts.command, "world_size": self.dist.world,
                 "device": str(self.device), "charforge_version": __version__,
                 "init_from": getattr(self, "init_from", None),
-                "teacher_sha256": getattr(self, "teacher_sha256", None)}
+                "teacher_sha256": getattr(self, "teacher_sha256", None),
+                "learned_conflicts": [list(c) for c in self.learned_conflicts]}
 
     # ---- one step ----------------------------------------------------------------------------------
     def _step_rngs(self, step: int) -> tuple[np.random.Generator, torch.Generator]:

@@ -1,4 +1,5 @@
-"""Robust tag training for G: the "degrade" augmentation in D and a frozen teacher tagger in G's objective."""
+"""How G learns tags: the "degrade" augmentation in D, a frozen teacher tagger in G's objective, and training
+labels that respect the pairs the data never shows together."""
 
 import json
 
@@ -112,3 +113,30 @@ def test_teacher_errors_name_the_field(data16, tmp_path):
     p = resolve_preset("tiny", {"teacher": str(other)})
     with pytest.raises(UserError, match="trained on other tags.*charforge tagger train"):
         Trainer(data16, tmp_path / "run2", p, opts=opts())
+
+
+def test_training_labels_skip_pairs_the_data_never_shows(tmp_path):
+    schema = make_girls_moe_schema()
+    rng = np.random.default_rng(0)
+    n = 240
+    tags = schema.sample_training(n, rng).astype(np.uint8)
+    styles = [schema.index(t) for t in ("twintails", "drill hair", "ponytail")]
+    tags[:, styles] = 0
+    tags[np.arange(n), np.array(styles)[rng.integers(0, 3, n)]] = 1  # one hairstyle per image, like the creator
+    root = tmp_path / "d"
+    write_packed(root, rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), tags, schema)
+    tr = Trainer(root, tmp_path / "run", resolve_preset("tiny", {"steps": 2}), opts=opts())
+    assert len(tr.learned_conflicts) == 3 and len(tr.schema.conflicts) == 4
+    _, c = tr._latents(np.random.default_rng(1), torch.Generator().manual_seed(1))
+    labels = np.concatenate([c.numpy(), tr.fixed_c.numpy()])
+    assert labels[:, styles].sum(axis=1).max() == 1
+    tr.run()
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert sorted(map(sorted, cfg["learned_conflicts"])) == [["drill hair", "ponytail"], ["drill hair", "twintails"],
+                                                             ["ponytail", "twintails"]]
+    from charforge.sampling import load_generator
+
+    saved = load_generator(tmp_path / "run")
+    assert len(saved.schema.conflicts) == 4  # generate / studio / npc sample free tags the same way
+    off = resolve_preset("tiny", {"steps": 1, "learn_conflicts": False})
+    assert Trainer(root, tmp_path / "run_off", off, opts=opts()).schema.conflicts == schema.conflicts
