@@ -36,21 +36,24 @@ def attribute_precision(ctx: EvalContext) -> dict:
     schema = ctx.data.schema
     learned = schema.learn_conflicts(np.asarray(ctx.data.tags))
     data_schema = schema.with_conflicts(learned)
-    main = _precision_pass(ctx, data_schema, "")
-    plain = _precision_pass(ctx, None, " (independent)") if learned else main
+    main = _precision_pass(ctx, ctx.sample_tags, data_schema, "")
+    # the paper's draw: the data's declared schema and frequencies, not the model's sampler (a model trained with
+    # learned conflicts carries them in its own schema)
+    independent = lambda c, n, rng: schema.sample_conditional(n, rng, ctx.data.tag_frequencies, c)  # noqa: E731
+    plain = _precision_pass(ctx, independent, None, " (independent)") if learned else main
     return {"images_per_tag": ctx.precision_n, **main, "label_conflicts": [list(c) for c in learned],
             "independent_sampling": {k: plain[k] for k in ("per_tag", "mean", "min", "min_tag")},
             "judge_on_real": judge_on_real(ctx)}
 
 
-def _precision_pass(ctx: EvalContext, resolve, label: str) -> dict:
-    """One precision table. `resolve`: a schema whose conflicts are applied to the sampled labels (the fixed tag
-    always stays on), or None for the labels exactly as the model's sampler draws them."""
+def _precision_pass(ctx: EvalContext, sample, resolve, label: str) -> dict:
+    """One precision table. `sample(constraints, n, rng)` draws the labels; `resolve`: a schema whose conflicts
+    are then applied to them (the fixed tag always stays on), or None to keep them as drawn."""
     schema = ctx.data.schema
     per_tag: dict[str, float] = {}
     for j, tag in enumerate(schema.tags):
         rng = np.random.default_rng([ctx.seed, j, 31])
-        tags = np.array(ctx.sample_tags(constraints_for(schema, tag), ctx.precision_n, rng), np.float32)
+        tags = np.array(sample(constraints_for(schema, tag), ctx.precision_n, rng), np.float32)
         if resolve is not None:
             fixed = np.zeros(len(schema), bool)
             fixed[j] = True

@@ -178,6 +178,13 @@ def test_precision_free_tags_skip_pairs_the_data_never_shows(toy_tagger, tmp_pat
     assert len(main) == per and len(plain) == per
     assert not (main[:, hat].astype(bool) & main[:, smile].astype(bool)).any()  # the headline pass: never both
     assert (plain[:, hat].astype(bool) & plain[:, smile].astype(bool)).any()  # the paper's independent draw: some
+    # a model whose own sampler already skips the pair (trained with learned conflicts) still gets the plain draw
+    seen.clear()
+    strict = data.schema.with_conflicts([("hat", "smile")])
+    own = lambda c, k, g: strict.sample_conditional(k, g, data.tag_frequencies, c)  # noqa: E731
+    evaluate(data, gen, own, tmp_path / "r2", tagger=toy_tagger, metrics="precision", precision_n=20)
+    plain = np.concatenate(seen)[per:]
+    assert (plain[:, hat].astype(bool) & plain[:, smile].astype(bool)).any()
     assert set(r["independent_sampling"]) == {"per_tag", "mean", "min", "min_tag"}
     assert r["mean"] >= 0.9 and r["per_tag"]["hat"] >= 0.9  # the toy generator draws what it is asked for
     md = (tmp_path / "r" / "report.md").read_text()
