@@ -438,13 +438,16 @@ def _init_source(source: str | Path) -> Path:
 
 
 def source_preset(source: str | Path, overrides: dict[str, Any] | None = None) -> Preset:
-    """The preset stored in an --init-from source (its architecture and schedule), with `overrides` applied."""
+    """The preset stored in an --init-from source (its architecture and schedule, not its teacher), with
+    `overrides` applied."""
     from charforge.models.io import read_metadata
 
     cfg = read_metadata(_init_source(source)).get("charforge_config")
     if not isinstance(cfg, dict) or "family" not in cfg:
         raise UserError(f"--init-from {source}: the file records no training preset; pass --preset")
-    return preset_from_dict({**cfg, **(overrides or {})})
+    # the source's teacher tagger is a file on the machine and dataset it was trained with: a fine-tune starts
+    # without one unless --set teacher=... names one for the new data
+    return preset_from_dict({**cfg, "teacher": "", **(overrides or {})})
 
 
 def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:

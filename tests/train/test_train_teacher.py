@@ -72,6 +72,14 @@ def test_teacher_loss_trains_g_and_stays_frozen(data16, tmp_path):
         assert torch.equal(v, before[k]), k
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["preset"]["teacher"] == str(path) and len(cfg["teacher_sha256"]) == 64
+    # fine-tuning from this model elsewhere must not need its teacher file
+    from charforge.train.loop import source_preset
+
+    assert source_preset(tmp_path / "run").teacher == ""
+    assert source_preset(tmp_path / "run", {"teacher": str(path)}).teacher == str(path)
+    path.unlink()
+    Trainer(data16, tmp_path / "ft", source_preset(tmp_path / "run", {"steps": 1}),
+            opts=TrainOptions(device="cpu", show_progress=False, tensorboard=False, init_from=str(tmp_path / "run"))).run()
 
 
 def test_teacher_term_is_the_teachers_tag_loss_on_the_fakes(data16, tmp_path):
