@@ -150,8 +150,8 @@ def _md_precision(r: dict) -> list[str]:
 
     real = [v for v in r["judge_on_real"].values() if v is not None]
     pairs = r.get("label_conflicts") or []
-    how = ("Free tags are drawn from the training frequencies, skipping pairs the data never shows together ("
-           + ", ".join(f"{a} + {b}" for a, b in pairs) + ")." if pairs else "Free tags are drawn from the training frequencies.")
+    how = ("free tags are drawn from the training frequencies, skipping pairs the data never shows together ("
+           + ", ".join(f"{a} + {b}" for a, b in pairs) + ")." if pairs else "free tags are drawn from the training frequencies.")
     lines = ["## Attribute precision", "", f"{r['images_per_tag']} generated images per tag, judged by the tagger "
              f"(paper Table 2 layout). Each tag is fixed on in turn; {how}", "", precision_table(r["per_tag"]),
              f"**Mean {r['mean']:.3f}, minimum {r['min']:.3f}** ({r['min_tag']}). The tagger scores "
