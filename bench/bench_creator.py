@@ -26,7 +26,9 @@ from charforge.creators.builtin import BuiltinCreator
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown"
 
@@ -42,7 +44,9 @@ def rate(fn, n_images: int, repeats: int) -> float:
     return n_images / statistics.median(times)
 
 
-def bench_size(creator: BuiltinCreator, size: int, batch_n: int, single_n: int, repeats: int) -> dict[str, float]:
+def bench_size(
+    creator: BuiltinCreator, size: int, batch_n: int, single_n: int, repeats: int
+) -> dict[str, float]:
     batch = creator.sample(batch_n, np.random.default_rng(0))
     singles = [batch[i] for i in range(single_n)]
     batched = rate(lambda: creator.render(batch, size), batch_n, repeats)
@@ -52,7 +56,9 @@ def bench_size(creator: BuiltinCreator, size: int, batch_n: int, single_n: int, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, nargs="+", default=[2, 1], help="torch intra-op thread counts to measure")
+    ap.add_argument(
+        "--threads", type=int, nargs="+", default=[2, 1], help="torch intra-op thread counts to measure"
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported)")
     ap.add_argument("--batch", type=int, default=256, help="images per batched render call")
     ap.add_argument("--single", type=int, default=32, help="images rendered one at a time for the baseline")
@@ -67,7 +73,9 @@ def main() -> None:
         for size in args.sizes:
             r = bench_size(creator, size, args.batch, args.single, args.repeats) | {"threads": threads}
             rows.append(r)
-            print(f"{threads} thr {size:4d} px: batched {r['batched']:8.1f} img/s | one at a time {r['single']:7.1f} img/s | ratio {r['ratio']:.1f}x")
+            print(
+                f"{threads} thr {size:4d} px: batched {r['batched']:8.1f} img/s | one at a time {r['single']:7.1f} img/s | ratio {r['ratio']:.1f}x"
+            )
     lines = [
         "## Built-in creator render speed",
         "",
@@ -80,7 +88,10 @@ def main() -> None:
         "",
         "| torch threads | size | batched img/s | one-at-a-time img/s | speed-up |",
         "|---:|---:|---:|---:|---:|",
-        *[f"| {r['threads']} | {r['size']} px | {r['batched']:.0f} | {r['single']:.0f} | {r['ratio']:.1f}x |" for r in rows],
+        *[
+            f"| {r['threads']} | {r['size']} px | {r['batched']:.0f} | {r['single']:.0f} | {r['ratio']:.1f}x |"
+            for r in rows
+        ],
         "",
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)

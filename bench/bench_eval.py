@@ -32,7 +32,9 @@ os.environ.setdefault("CHARFORGE_PROGRESS", "0")
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown"
 
@@ -54,8 +56,10 @@ def bench_features(images: np.ndarray, repeats: int, tagger) -> list[tuple[str, 
     rows = [("tagger features (domain), 64 px in", rate(tagger.features, images, repeats))]
     onnx = rate(lambda x: generic_features(x, backend="onnx"), images, repeats)
     eager = rate(lambda x: generic_features(x, backend="torch"), images, repeats)
-    rows += [("EfficientNet-Lite0 features (generic), onnxruntime", onnx),
-             ("EfficientNet-Lite0 features (generic), eager PyTorch (baseline)", eager)]
+    rows += [
+        ("EfficientNet-Lite0 features (generic), onnxruntime", onnx),
+        ("EfficientNet-Lite0 features (generic), eager PyTorch (baseline)", eager),
+    ]
     return rows
 
 
@@ -69,7 +73,9 @@ def _tagger():
 
     schema = make_girls_moe_schema()
     torch.manual_seed(0)
-    return Tagger(TaggerNet(TaggerConfig(n_tags=len(schema))), schema), "untrained default config (no shipped tagger yet)"
+    return Tagger(
+        TaggerNet(TaggerConfig(n_tags=len(schema))), schema
+    ), "untrained default config (no shipped tagger yet)"
 
 
 def _model_spec(model: str | None, schema, freqs, tmp: Path) -> tuple[str, str]:
@@ -86,8 +92,17 @@ def _model_spec(model: str | None, schema, freqs, tmp: Path) -> tuple[str, str]:
     torch.manual_seed(0)
     net = build_generator(preset, len(schema))
     path = tmp / "generator_untrained.safetensors"
-    save_model(path, net.state_dict(), kind="generator", config=preset.to_dict(),
-               extra={"tag_schema": schema.to_dict(), "tag_freqs": np.asarray(freqs).tolist(), "model_id": "bench-untrained"})
+    save_model(
+        path,
+        net.state_dict(),
+        kind="generator",
+        config=preset.to_dict(),
+        extra={
+            "tag_schema": schema.to_dict(),
+            "tag_freqs": np.asarray(freqs).tolist(),
+            "model_id": "bench-untrained",
+        },
+    )
     return str(path), "untrained acgan-64-cpu (no shipped generator yet; same cost, meaningless scores)"
 
 
@@ -111,19 +126,31 @@ def bench_full(data_dir: str, n_images: int, model: str | None, tagger_path) -> 
 
 def write_results(path: Path, feats, tagger_label: str, full: dict | None, threads: int) -> str:
     load = os.getloadavg()[0]
-    lines = ["## Evaluation (bench/bench_eval.py)", "",
-             f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads {threads}; "
-             f"load average at the end {load:.1f} (the CPU is shared, so absolute rates are pessimistic). "
-             f"Date {time.strftime('%Y-%m-%d')}. Tagger: {tagger_label}.", "",
-             "| feature extraction | images/s (median) |", "|---|---|"]
+    lines = [
+        "## Evaluation (bench/bench_eval.py)",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads {threads}; "
+        f"load average at the end {load:.1f} (the CPU is shared, so absolute rates are pessimistic). "
+        f"Date {time.strftime('%Y-%m-%d')}. Tagger: {tagger_label}.",
+        "",
+        "| feature extraction | images/s (median) |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {r:.1f} |" for name, r in feats]
     onnx, eager = feats[1][1], feats[2][1]
-    lines += ["", f"onnxruntime / eager PyTorch for the generic features: **{onnx / eager:.1f}x** (same process, same images; "
-              "outputs agree to 1e-5).", ""]
+    lines += [
+        "",
+        f"onnxruntime / eager PyTorch for the generic features: **{onnx / eager:.1f}x** (same process, same images; "
+        "outputs agree to 1e-5).",
+        "",
+    ]
     if full is not None:
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in full["per_metric"].items() if v is not None)
-        lines += [f"Full `charforge eval` (all 9 metrics at CLI defaults: 5 runs x 1000 images for FID/KID, 100 images x 34 tags "
-                  f"for precision) on {full['images']} images, model: {full['model']}: **{full['wall']:.0f} s** wall ({parts}).", ""]
+        lines += [
+            f"Full `charforge eval` (all 9 metrics at CLI defaults: 5 runs x 1000 images for FID/KID, 100 images x 34 tags "
+            f"for precision) on {full['images']} images, model: {full['model']}: **{full['wall']:.0f} s** wall ({parts}).",
+            "",
+        ]
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
@@ -145,7 +172,9 @@ def main() -> None:
     tagger, label = _tagger()
     images = np.random.default_rng(0).integers(0, 256, (args.feature_images, 64, 64, 3), dtype=np.uint8)
     feats = bench_features(images, args.repeats, tagger)
-    full = bench_full(args.data, args.images, args.model, getattr(tagger, "path", None)) if args.full else None
+    full = (
+        bench_full(args.data, args.images, args.model, getattr(tagger, "path", None)) if args.full else None
+    )
     print(write_results(Path(args.out), feats, label, full, args.threads))
 
 

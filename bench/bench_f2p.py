@@ -34,7 +34,9 @@ from charforge.f2p.fit import search_from, translate  # noqa: E402
 def cpu_name() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown"
 
@@ -77,11 +79,14 @@ def write(args, f2p, q, fast, slow) -> None:
     imi = f2p.metrics.get("imitator", {}).get("heldout", {})
     med_f, med_s = statistics.median(fast), statistics.median(slow)
     lines = [
-        "## Face-to-parameter (f2p)", "",
+        "## Face-to-parameter (f2p)",
+        "",
         f"Machine: {cpu_name()}, {torch.get_num_threads()} torch thread(s), shared 2-core VM; "
         f"date {datetime.date.today().isoformat()}; model `{Path(str(f2p.path)).name}` (sha256 {f2p.sha256[:12]}), "
-        f"embedder `{f2p.embedder.name}`, search {f2p.search.iters} Adam steps, beam {f2p.search.beam}.", "",
-        "| metric | value | target |", "|---|---|---|",
+        f"embedder `{f2p.embedder.name}`, search {f2p.search.iters} Adam steps, beam {f2p.search.beam}.",
+        "",
+        "| metric | value | target |",
+        "|---|---|---|",
         f"| self-reconstruction mean cosine, search (n={sm['n']}) | {sm['mean_cosine']:.3f} | >= 0.95 |",
         f"| self-reconstruction mean cosine, fast (n={fm['n']}) | {fm['mean_cosine']:.3f} | >= 0.90 |",
         f"| cosine of random pairs of targets (context) | {q['random_pair_cosine']:.3f} | |",
@@ -92,8 +97,10 @@ def write(args, f2p, q, fast, slow) -> None:
         f"| search / fast time ratio (same process, side by side) | {med_s / med_f:.0f}x | |",
         f"| imitator held-out embedding MSE (squared L2, unit vectors) | {imi.get('embedding_mse', float('nan')):.4f} | |",
         f"| imitator held-out embedding cosine (n={imi.get('n', 0)}) | {imi.get('embedding_cosine', float('nan')):.3f} | |",
-        "", f"Timing runs (s/image): fast {[round(x, 4) for x in fast]}, search {[round(x, 3) for x in slow]}.",
-        "Reproduce: `.venv/bin/python bench/bench_f2p.py`.", "",
+        "",
+        f"Timing runs (s/image): fast {[round(x, 4) for x in fast]}, search {[round(x, 3) for x in slow]}.",
+        "Reproduce: `.venv/bin/python bench/bench_f2p.py`.",
+        "",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))

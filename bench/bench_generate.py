@@ -53,16 +53,28 @@ def main() -> None:
     z64, c64 = torch.randn(64, b.z_dim), torch.zeros(64, len(b.schema))
     rows = []
     for name, (net, grad_ctx, amp) in variants(b.net).items():
+
         def run(n, net=net, grad_ctx=grad_ctx, amp=amp):
             with grad_ctx(), amp():
                 net(z64[:n], c64[:n])
-        rows.append({"variant": name, "batch64_img_s": 64 / timed(lambda run=run: run(64), args.reps),
-                     "single_p50_ms": 1000 * timed(lambda run=run: run(1), args.reps * 3)})
+
+        rows.append(
+            {
+                "variant": name,
+                "batch64_img_s": 64 / timed(lambda run=run: run(64), args.reps),
+                "single_p50_ms": 1000 * timed(lambda run=run: run(1), args.reps * 3),
+            }
+        )
     tags = sampling.sample_tags(b, None, 64, __import__("numpy").random.default_rng(0))
     api = timed(lambda: sampling.generate(b, tags, seeds=range(64)), args.reps)
     one = timed(lambda: sampling.generate(b, tags[:1], seeds=[0]), args.reps * 3)
-    rows.append({"variant": "sampling.generate (uint8 out, per-seed noise)", "batch64_img_s": 64 / api,
-                 "single_p50_ms": 1000 * one})
+    rows.append(
+        {
+            "variant": "sampling.generate (uint8 out, per-seed noise)",
+            "batch64_img_s": 64 / api,
+            "single_p50_ms": 1000 * one,
+        }
+    )
     print(json.dumps({"model": str(b.path), "model_id": b.model_id, "rows": rows}, indent=2))
 
 

@@ -38,8 +38,20 @@ def bundles(presets: list[str]):
         torch.manual_seed(0)
         p = resolve_preset(name)
         net = build_generator(p, len(schema)).eval().requires_grad_(False)
-        yield f"{name} (random weights)", GeneratorBundle(net, schema, np.full(len(schema), 0.2), p.to_dict(), p.z_dim,
-                                                          p.resolution, name, "", Path(name))
+        yield (
+            f"{name} (random weights)",
+            GeneratorBundle(
+                net,
+                schema,
+                np.full(len(schema), 0.2),
+                p.to_dict(),
+                p.z_dim,
+                p.resolution,
+                name,
+                "",
+                Path(name),
+            ),
+        )
 
 
 def time_pair(bundle, gen: OnnxGenerator, batch: int, repeats: int) -> tuple[float, float, float]:
@@ -69,24 +81,35 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed calls per backend and batch size")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for both backends")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64])
-    ap.add_argument("--out", type=Path, default=RESULTS / "provenance.md", help="markdown file; its ONNX section is replaced")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "provenance.md",
+        help="markdown file; its ONNX section is replaced",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    lines = ["## ONNX export: PyTorch vs onnxruntime generation speed", "",
-             f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.threads} thread(s) for both backends, "
-             f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; fp32, median of "
-             f"{args.repeats} alternating calls, raw network output (no uint8 conversion); 1-min load average at start "
-             f"{__import__('os').getloadavg()[0]:.1f} (other jobs share the machine, so compare the ratio column). "
-             "`python bench/bench_onnx.py`.", "",
-             "| model | batch | PyTorch ms | onnxruntime ms | images/s (ORT) | speed-up ORT / PyTorch | max abs diff |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## ONNX export: PyTorch vs onnxruntime generation speed",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.threads} thread(s) for both backends, "
+        f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}; fp32, median of "
+        f"{args.repeats} alternating calls, raw network output (no uint8 conversion); 1-min load average at start "
+        f"{__import__('os').getloadavg()[0]:.1f} (other jobs share the machine, so compare the ratio column). "
+        "`python bench/bench_onnx.py`.",
+        "",
+        "| model | batch | PyTorch ms | onnxruntime ms | images/s (ORT) | speed-up ORT / PyTorch | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for label, bundle in bundles(args.presets):
             path = export_generator_onnx(bundle, Path(tmp) / "g.onnx")
             gen = OnnxGenerator(path, threads=args.threads)
             for b in args.batches:
                 tt, to, err = time_pair(bundle, gen, b, args.repeats)
-                lines.append(f"| {label} | {b} | {1e3 * tt:.2f} | {1e3 * to:.2f} | {b / to:.0f} | {tt / to:.2f}x | {err:.1e} |")
+                lines.append(
+                    f"| {label} | {b} | {1e3 * tt:.2f} | {1e3 * to:.2f} | {b / to:.0f} | {tt / to:.2f}x | {err:.1e} |"
+                )
                 print(lines[-1], flush=True)
     write_section(args.out, "bench_onnx", "\n".join(lines))
     print("\n".join(lines))

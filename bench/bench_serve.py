@@ -52,9 +52,22 @@ def child_models() -> tuple[dict, list[str]]:
         torch.manual_seed(0)
         net = build_generator(preset, len(schema)).eval().requires_grad_(False)
         freqs = schema.frequencies(schema.sample_training(1000, np.random.default_rng(0)))
-        models["generators"] = {"default": GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, preset.resolution,
-                                                           "untrained-acgan-64-cpu", "0" * 64, Path("none"))}
-        notes.append("generator: untrained acgan-64-cpu stand-in (same architecture and cost as the shipped preset)")
+        models["generators"] = {
+            "default": GeneratorBundle(
+                net,
+                schema,
+                freqs,
+                preset.to_dict(),
+                preset.z_dim,
+                preset.resolution,
+                "untrained-acgan-64-cpu",
+                "0" * 64,
+                Path("none"),
+            )
+        }
+        notes.append(
+            "generator: untrained acgan-64-cpu stand-in (same architecture and cost as the shipped preset)"
+        )
     return models, notes
 
 
@@ -88,8 +101,14 @@ def run_child(port: int, concurrency: int) -> None:
         fitter = stand_in_fit
         notes.append("fit: stand-in (decode + resize + render); no shipped f2p model")
     print(json.dumps({"notes": notes}), flush=True)
-    settings = ServeSettings(port=port, max_concurrency=concurrency, max_queue=256, queue_wait_s=60.0, timeout_s=60.0,
-                             torch_threads=torch_threads_per_job(concurrency))
+    settings = ServeSettings(
+        port=port,
+        max_concurrency=concurrency,
+        max_queue=256,
+        queue_wait_s=60.0,
+        timeout_s=60.0,
+        torch_threads=torch_threads_per_job(concurrency),
+    )
     app = create_app(settings, fitter=fitter, **models)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -116,7 +135,7 @@ def request_for(kind: str, rng: random.Random, photo: bytes) -> tuple[str, dict]
     if kind == "generate8":
         return "/api/v1/generate", {"json": {"count": 8, "seed": rng.randrange(2**31 - 64)}}
     if kind.startswith("render"):
-        size = int(kind[len("render"):] or 128)
+        size = int(kind[len("render") :] or 128)
         return "/api/v1/render", {"json": {"params": {}, "size": size}}
     return "/api/v1/fit", {"files": {"file": ("photo.jpg", photo, "image/jpeg")}, "data": {"mode": "fast"}}
 
@@ -159,6 +178,7 @@ async def load_phase(url: str, clients: int, seconds: float, photo: bytes) -> tu
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
+
         async def client(i: int) -> None:
             rng = random.Random(i)
             while time.monotonic() < deadline:  # bounded by the deadline
@@ -183,7 +203,9 @@ def library_baseline(reps: int) -> dict:
     cr = models["creator"]
     rng = np.random.default_rng(0)
     jobs = {
-        "generate1": lambda: sampling.generate(bundle, sampling.sample_tags(bundle, None, 1, rng), seeds=[int(rng.integers(1e9))]),
+        "generate1": lambda: sampling.generate(
+            bundle, sampling.sample_tags(bundle, None, 1, rng), seeds=[int(rng.integers(1e9))]
+        ),
         "render128": lambda: cr.render(cr.space.defaults(1), 128),
         "render256": lambda: cr.render(cr.space.defaults(1), 256),
     }
@@ -221,39 +243,60 @@ def peak_rss_mb(pid: int) -> float:
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, StopIteration):
         return platform.processor() or "unknown"
 
 
 def report(args, notes, lat1, base, load, errors, wall, rss, loadavg) -> str:
     goals = {"generate1": 50.0, "render128": 20.0}
-    rows = ["| request | HTTP p50 ms | HTTP p95 ms | library median ms | library + PNG/watermark ms | HTTP p50 / library | goal p95 |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| request | HTTP p50 ms | HTTP p95 ms | library median ms | library + PNG/watermark ms | HTTP p50 / library | goal p95 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k in ("generate1", "render128", "render256"):
         p50, p95 = pct(lat1[k], 50), pct(lat1[k], 95)
         goal = f"<= {goals[k]:.0f} ms: {'met' if p95 <= goals[k] else 'NOT met'}" if k in goals else "-"
-        rows.append(f"| {k} | {p50:.1f} | {p95:.1f} | {base[k]:.1f} | {base[k + '+png']:.1f} | {p50 / base[k]:.1f}x | {goal} |")
+        rows.append(
+            f"| {k} | {p50:.1f} | {p95:.1f} | {base[k]:.1f} | {base[k + '+png']:.1f} | {p50 / base[k]:.1f}x | {goal} |"
+        )
     total = sum(len(v) for v in load.values())
     lrows = ["| endpoint | requests | p50 ms | p95 ms | max ms |", "|---|---|---|---|---|"]
     for k, v in sorted(load.items()):
         lrows.append(f"| {k} | {len(v)} | {pct(v, 50):.0f} | {pct(v, 95):.0f} | {max(v):.0f} |")
     err = ", ".join(f"{k} x{n}" for k, n in errors.items()) or "none"
-    return "\n".join([
-        "## Studio server (bench/bench_serve.py)", "",
-        f"Machine: {os.cpu_count()}-core CPU ({cpu_model()}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-        f"server: uvicorn, --max-concurrency {args.concurrency}, 1 torch thread per job. "
-        f"1-minute load average before / after the run: {loadavg[0]:.1f} / {loadavg[1]:.1f} "
-        f"({'other jobs were sharing the CPU, which inflates every number below' if loadavg[0] > 1.5 else 'no other jobs running'}).",
-        "Models: " + ("; ".join(notes) if notes else "shipped generator, f2p model and builtin creator") + ".", "",
-        f"### Latency, one client, {args.reps} sequential requests each (after 3 warm-up)", "", *rows, "",
-        "The library columns are the same work in-process, without and with the PNG encoding + invisible watermark",
-        "that every image the API returns carries; the ratio is the whole cost of serving it over HTTP.", "",
-        f"### Load: {args.clients} concurrent clients for {args.seconds:.0f} s "
-        f"(mix {', '.join(f'{k} {w:.0%}' for k, w in MIX)})", "", *lrows, "",
-        f"Throughput {total / wall:.1f} requests/s; errors: {err}; server peak RSS {rss:.0f} MB.",
-        "Under load, latency is mostly queueing: 2 cores serve 32 clients, so each request waits for about",
-        "(clients / throughput) seconds. Single-request latency is the table above.", ""])
+    return "\n".join(
+        [
+            "## Studio server (bench/bench_serve.py)",
+            "",
+            f"Machine: {os.cpu_count()}-core CPU ({cpu_model()}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"server: uvicorn, --max-concurrency {args.concurrency}, 1 torch thread per job. "
+            f"1-minute load average before / after the run: {loadavg[0]:.1f} / {loadavg[1]:.1f} "
+            f"({'other jobs were sharing the CPU, which inflates every number below' if loadavg[0] > 1.5 else 'no other jobs running'}).",
+            "Models: "
+            + ("; ".join(notes) if notes else "shipped generator, f2p model and builtin creator")
+            + ".",
+            "",
+            f"### Latency, one client, {args.reps} sequential requests each (after 3 warm-up)",
+            "",
+            *rows,
+            "",
+            "The library columns are the same work in-process, without and with the PNG encoding + invisible watermark",
+            "that every image the API returns carries; the ratio is the whole cost of serving it over HTTP.",
+            "",
+            f"### Load: {args.clients} concurrent clients for {args.seconds:.0f} s "
+            f"(mix {', '.join(f'{k} {w:.0%}' for k, w in MIX)})",
+            "",
+            *lrows,
+            "",
+            f"Throughput {total / wall:.1f} requests/s; errors: {err}; server peak RSS {rss:.0f} MB.",
+            "Under load, latency is mostly queueing: 2 cores serve 32 clients, so each request waits for about",
+            "(clients / throughput) seconds. Single-request latency is the table above.",
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -273,8 +316,12 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(port), "--concurrency", str(args.concurrency)],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "CHARFORGE_PROGRESS": "0"})
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(port), "--concurrency", str(args.concurrency)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CHARFORGE_PROGRESS": "0"},
+    )
     try:
         notes = json.loads(proc.stdout.readline())["notes"]
         wait_until_up(url, proc)

@@ -55,8 +55,12 @@ def charforge_stepper(preset: str, batch: int, data: Path, run: Path, flip_bf16:
     over = {"batch": batch}
     if flip_bf16:
         over["bf16"] = not resolve_preset(preset).bf16
-    tr = Trainer(data, run, resolve_preset(preset, over), opts=TrainOptions(device="cpu", tensorboard=False,
-                                                                          show_progress=False))
+    tr = Trainer(
+        data,
+        run,
+        resolve_preset(preset, over),
+        opts=TrainOptions(device="cpu", tensorboard=False, show_progress=False),
+    )
     state = {"step": 0}
 
     def step():
@@ -97,7 +101,9 @@ def plain_stepper(preset: str, batch: int, data: Path):
         adv_r, cls_r = D(real)
         loss_d = adv_w * (F.softplus(adv_f).mean() + F.softplus(-adv_r).mean()) + cls_loss(cls_r, real_tags)
         if p.gp_weight > 0:
-            x_hat = (real + torch.rand(batch, 1, 1, 1) * 0.5 * real.std() * torch.rand_like(real)).requires_grad_(True)
+            x_hat = (
+                real + torch.rand(batch, 1, 1, 1) * 0.5 * real.std() * torch.rand_like(real)
+            ).requires_grad_(True)
             (grad,) = torch.autograd.grad(D(x_hat)[0].sum(), x_hat, create_graph=True)
             loss_d = loss_d + p.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
         loss_d.backward()
@@ -125,20 +131,26 @@ def time_window(step, n: int) -> float:
 
 
 def child_maxrss(variant: str, preset: str, batch: int, data: Path) -> float:
-    code = (f"import bench_train as b, pathlib, tempfile; d = pathlib.Path({str(data)!r});"
-            f"s = b.plain_stepper({preset!r}, {batch}, d) if {variant!r} == 'plain' else "
-            f"b.charforge_stepper({preset!r}, {batch}, d, pathlib.Path(tempfile.mkdtemp()) / 'run', {variant!r} == 'flip');"
-            "[s() for _ in range(4)]; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=sys.path[0], check=True)
+    code = (
+        f"import bench_train as b, pathlib, tempfile; d = pathlib.Path({str(data)!r});"
+        f"s = b.plain_stepper({preset!r}, {batch}, d) if {variant!r} == 'plain' else "
+        f"b.charforge_stepper({preset!r}, {batch}, d, pathlib.Path(tempfile.mkdtemp()) / 'run', {variant!r} == 'flip');"
+        "[s() for _ in range(4)]; import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=sys.path[0], check=True
+    )
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # MiB
 
 
 def bench(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict:
     p = resolve_preset(preset)
     data = make_data(work / f"data{p.resolution}", p.resolution)
-    variants = {"plain": plain_stepper(preset, batch, data),
-                "charforge": charforge_stepper(preset, batch, data, work / f"run-{preset}"),
-                "flip": charforge_stepper(preset, batch, data, work / f"run-{preset}-flip", flip_bf16=True)}
+    variants = {
+        "plain": plain_stepper(preset, batch, data),
+        "charforge": charforge_stepper(preset, batch, data, work / f"run-{preset}"),
+        "flip": charforge_stepper(preset, batch, data, work / f"run-{preset}-flip", flip_bf16=True),
+    }
     for s in variants.values():
         time_window(s, 2)  # warm-up (oneDNN kernel selection)
     rates: dict[str, list[float]] = {k: [] for k in variants}
@@ -146,11 +158,18 @@ def bench(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict
         for k, s in variants.items():
             rates[k].append(batch * steps / time_window(s, steps))
     med = {k: statistics.median(v) for k, v in rates.items()}
-    return {"preset": preset, "batch": batch, "bf16": p.bf16, "channels_last": p.channels_last,
-            "gp_every": p.gp_every, "img_s": med, "speedup": med["charforge"] / med["plain"],
-            "speedup_flipped_bf16": med["flip"] / med["plain"],
-            "windows": {k: [round(x, 1) for x in v] for k, v in rates.items()},
-            "maxrss_mib": {k: child_maxrss(k, preset, batch, data) for k in variants}}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "bf16": p.bf16,
+        "channels_last": p.channels_last,
+        "gp_every": p.gp_every,
+        "img_s": med,
+        "speedup": med["charforge"] / med["plain"],
+        "speedup_flipped_bf16": med["flip"] / med["plain"],
+        "windows": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "maxrss_mib": {k: child_maxrss(k, preset, batch, data) for k in variants},
+    }
 
 
 def cpu_name() -> str:
@@ -161,22 +180,28 @@ def cpu_name() -> str:
     except OSError:
         pass
     import platform
+
     return platform.processor() or platform.machine()
 
 
 def to_markdown(rows: list[dict], args) -> str:
-    lines = [f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-             f"{args.threads} threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
-             f"{os.getloadavg()[0]:.2f}. Batch {args.batch}; {args.windows} alternating windows of {args.steps} steps "
-             "after 2 warm-up steps; median img/s.", "",
-             "| preset | plain fp32 loop | charforge step | speed-up | charforge, bf16 flipped | speed-up | peak RSS MiB (plain / charforge) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
+        f"{os.getloadavg()[0]:.2f}. Batch {args.batch}; {args.windows} alternating windows of {args.steps} steps "
+        "after 2 warm-up steps; median img/s.",
+        "",
+        "| preset | plain fp32 loop | charforge step | speed-up | charforge, bf16 flipped | speed-up | peak RSS MiB (plain / charforge) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         m, rss = r["img_s"], r["maxrss_mib"]
         flip = "bf16 on" if not r["bf16"] else "bf16 off"
-        lines.append(f"| {r['preset']} (bf16 {'on' if r['bf16'] else 'off'}, gp every {r['gp_every']}) | {m['plain']:.1f} | "
-                     f"{m['charforge']:.1f} | **{r['speedup']:.2f}x** | {m['flip']:.1f} ({flip}) | "
-                     f"{r['speedup_flipped_bf16']:.2f}x | {rss['plain']:.0f} / {rss['charforge']:.0f} |")
+        lines.append(
+            f"| {r['preset']} (bf16 {'on' if r['bf16'] else 'off'}, gp every {r['gp_every']}) | {m['plain']:.1f} | "
+            f"{m['charforge']:.1f} | **{r['speedup']:.2f}x** | {m['flip']:.1f} ({flip}) | "
+            f"{r['speedup_flipped_bf16']:.2f}x | {rss['plain']:.0f} / {rss['charforge']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

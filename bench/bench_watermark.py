@@ -96,8 +96,11 @@ def measure(size: int, n: int, n_null: int) -> dict:
     for name, attack in ATTACKS.items():
         det = [wm.detect_watermark(attack(m)) for m in marked]
         scores[name] = np.array([d[1] for d in det])
-        rows[name] = (np.mean([d[0] for d in det]), float(np.mean(scores[name])),
-                      np.mean([d[2] == f"{t:04x}" for d, t in zip(det, tags)]))
+        rows[name] = (
+            np.mean([d[0] for d in det]),
+            float(np.mean(scores[name])),
+            np.mean([d[2] == f"{t:04x}" for d, t in zip(det, tags)]),
+        )
     null_imgs, _ = images(n_null, size, seed=10_000 + size)
     t_detect, null = [], []
     for img in null_imgs:
@@ -106,14 +109,23 @@ def measure(size: int, n: int, n_null: int) -> dict:
         t_detect.append(time.perf_counter() - t0)
     null_jpeg = np.array([wm.detect_watermark(jpeg(img))[1] for img in null_imgs])
     null = np.array(null)
-    return {"size": size, "n": n, "n_null": n_null, "source": source, "rows": rows, "scores": scores,
-            "null": null, "null_jpeg": null_jpeg,
-            "threshold": wm.detection_threshold((size, size)),
-            "fp": float(np.mean(null >= wm.detection_threshold((size, size)))),
-            "fp_jpeg": float(np.mean(null_jpeg >= wm.detection_threshold((size, size)))),
-            "psnr": float(np.mean([psnr(a, b) for a, b in zip(clean, marked)])),
-            "max_change": int(max(np.abs(a.astype(int) - b).max() for a, b in zip(clean, marked))),
-            "embed_ms": 1e3 * float(np.median(t_embed)), "detect_ms": 1e3 * float(np.median(t_detect))}
+    return {
+        "size": size,
+        "n": n,
+        "n_null": n_null,
+        "source": source,
+        "rows": rows,
+        "scores": scores,
+        "null": null,
+        "null_jpeg": null_jpeg,
+        "threshold": wm.detection_threshold((size, size)),
+        "fp": float(np.mean(null >= wm.detection_threshold((size, size)))),
+        "fp_jpeg": float(np.mean(null_jpeg >= wm.detection_threshold((size, size)))),
+        "psnr": float(np.mean([psnr(a, b) for a, b in zip(clean, marked)])),
+        "max_change": int(max(np.abs(a.astype(int) - b).max() for a, b in zip(clean, marked))),
+        "embed_ms": 1e3 * float(np.median(t_embed)),
+        "detect_ms": 1e3 * float(np.median(t_detect)),
+    }
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -125,7 +137,12 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 3.6), squeeze=False)
     bins = np.linspace(-0.3, 1.0, 66)
     for ax, r in zip(axes[0], results):
-        ax.hist(np.concatenate([r["null"], r["null_jpeg"]]), bins=bins, alpha=0.6, label="unwatermarked (PNG + JPEG)")
+        ax.hist(
+            np.concatenate([r["null"], r["null_jpeg"]]),
+            bins=bins,
+            alpha=0.6,
+            label="unwatermarked (PNG + JPEG)",
+        )
         for name in ("clean PNG", "JPEG q75", "2x up + down (bicubic)", "JPEG q50 (beyond goal)"):
             ax.hist(r["scores"][name], bins=bins, alpha=0.5, histtype="stepfilled", label=f"marked, {name}")
         ax.axvline(r["threshold"], color="k", ls="--", label=f"threshold {r['threshold']:.3f}")
@@ -139,7 +156,9 @@ def plot(results: list[dict], path: Path) -> None:
 def machine() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
+        name = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?"
+        )
     except OSError:
         name = platform.processor() or "?"
     import os
@@ -153,7 +172,7 @@ def write_section(path: Path, name: str, text: str) -> None:
     block = f"{start}\n{text.rstrip()}\n{end}\n"
     old = path.read_text() if path.exists() else ""
     if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end) + 1:]
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end) + 1 :]
     else:
         new = (old.rstrip() + "\n\n" if old.strip() else "") + block
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,23 +181,35 @@ def write_section(path: Path, name: str, text: str) -> None:
 
 def markdown(results: list[dict]) -> str:
     thresholds = ", ".join(f"{r['threshold']:.3f} at {r['size']} px" for r in results)
-    lines = ["## Provenance: invisible watermark", "",
-             f"Measured {time.strftime('%Y-%m-%d')} on {machine()} by `python bench/bench_watermark.py`.",
-             f"Method `charforge-qim-v1`: dither modulation on 5 low-frequency 8x8-block DCT coefficients of luma, "
-             f"step {wm.STEP:g}; 48-bit payload (32-bit fixed signature + 16-bit model tag); detected when the mean "
-             f"soft agreement over the signature slots is at least {wm.THRESHOLD_Z:g} null standard deviations "
-             f"({thresholds}).", ""]
+    lines = [
+        "## Provenance: invisible watermark",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()} by `python bench/bench_watermark.py`.",
+        f"Method `charforge-qim-v1`: dither modulation on 5 low-frequency 8x8-block DCT coefficients of luma, "
+        f"step {wm.STEP:g}; 48-bit payload (32-bit fixed signature + 16-bit model tag); detected when the mean "
+        f"soft agreement over the signature slots is at least {wm.THRESHOLD_Z:g} null standard deviations "
+        f"({thresholds}).",
+        "",
+    ]
     for r in results:
-        lines += [f"### {r['size']} px ({r['n']} watermarked, {r['n_null']} unwatermarked; {r['source']})", "",
-                  "| condition | detected | goal | mean score | model tag decoded exactly |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"### {r['size']} px ({r['n']} watermarked, {r['n_null']} unwatermarked; {r['source']})",
+            "",
+            "| condition | detected | goal | mean score | model tag decoded exactly |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, (rate, score, tag_ok) in r["rows"].items():
             goal = f">= {GOALS[name]:.0%}" if name in GOALS else "-"
             lines.append(f"| {name} | {rate:.1%} | {goal} | {score:.3f} | {tag_ok:.1%} |")
-        lines += ["", f"- false positives on {r['n_null']} unwatermarked images: {r['fp']:.2%} as PNG, "
-                  f"{r['fp_jpeg']:.2%} after JPEG q75 (goal <= 1%); highest null score {max(r['null'].max(), r['null_jpeg'].max()):.3f}, "
-                  f"null mean {r['null'].mean():+.3f}, sd {r['null'].std():.3f}",
-                  f"- image quality: PSNR {r['psnr']:.1f} dB on average, largest change of any channel {r['max_change']} / 255",
-                  f"- cost: embed {r['embed_ms']:.2f} ms, detect {r['detect_ms']:.2f} ms per image (median, one core)", ""]
+        lines += [
+            "",
+            f"- false positives on {r['n_null']} unwatermarked images: {r['fp']:.2%} as PNG, "
+            f"{r['fp_jpeg']:.2%} after JPEG q75 (goal <= 1%); highest null score {max(r['null'].max(), r['null_jpeg'].max()):.3f}, "
+            f"null mean {r['null'].mean():+.3f}, sd {r['null'].std():.3f}",
+            f"- image quality: PSNR {r['psnr']:.1f} dB on average, largest change of any channel {r['max_change']} / 255",
+            f"- cost: embed {r['embed_ms']:.2f} ms, detect {r['detect_ms']:.2f} ms per image (median, one core)",
+            "",
+        ]
     lines += ["![watermark score distributions](watermark_scores.png)", ""]
     return "\n".join(lines)
 
@@ -188,7 +219,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500, help="watermarked images per size")
     ap.add_argument("--null", type=int, default=1000, help="unwatermarked images per size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sides in px")
-    ap.add_argument("--out", type=Path, default=RESULTS / "provenance.md", help="markdown file; its watermark section is replaced")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "provenance.md",
+        help="markdown file; its watermark section is replaced",
+    )
     args = ap.parse_args()
     results = [measure(s, args.n, args.null) for s in args.sizes]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,9 @@ def cpu_name() -> str:
 def main() -> None:
     root = Path(__file__).resolve().parent
     results = root / "results"
-    files = sorted(results.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    files = sorted(
+        results.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem)
+    )
     head = [
         "# Benchmarks",
         "",

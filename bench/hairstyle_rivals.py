@@ -29,7 +29,9 @@ def rival_table(bundle, tagger, data, n: int) -> list[dict]:
         j = schema.index(tag)
         rivals = [schema.index(b if a == tag else a) for a, b in pairs if tag in (a, b)]
         rng = np.random.default_rng([j, 7])
-        labels = schema.sample_conditional(n, rng, data.tag_frequencies, constraints_for(schema, tag)).astype(np.float32)
+        labels = schema.sample_conditional(n, rng, data.tag_frequencies, constraints_for(schema, tag)).astype(
+            np.float32
+        )
         ok = tagger.predict_tags(generate(bundle, labels, seeds=list(range(n))))[:, j].astype(bool)
         k = labels[:, rivals].sum(axis=1).astype(int)
         row = {"tag": tag, "all": float(ok.mean())}
@@ -54,7 +56,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, path in models:
         for row in rival_table(load_generator(path), tagger, data, args.n):
-            cells = [f"{row[r][1]:.2f} (n={row[r][0]})" if row[r][1] is not None else "-" for r in range(3) if r in row]
+            cells = [
+                f"{row[r][1]:.2f} (n={row[r][0]})" if row[r][1] is not None else "-"
+                for r in range(3)
+                if r in row
+            ]
             print(f"| {name} | {row['tag']} | {row['all']:.2f} | " + " | ".join(cells) + " |")
 
 

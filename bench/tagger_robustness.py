@@ -42,9 +42,12 @@ def main() -> None:
     _, held = split_indices(len(d), 0.1, 0)
     tags = np.asarray(d.tags[held])
     imgs = variants(np.asarray(d.images[held]))
-    lines = [f"Held-out images: {len(held)} of {args.data}. blur = [1,2,1]^2 kernel; noise16 = Gaussian, sigma 16/255.", "",
-             "| tagger | images | hair colour acc | eye colour acc | independent tags mean acc | smile precision |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Held-out images: {len(held)} of {args.data}. blur = [1,2,1]^2 kernel; noise16 = Gaussian, sigma 16/255.",
+        "",
+        "| tagger | images | hair colour acc | eye colour acc | independent tags mean acc | smile precision |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, path in pairs:
         tg = load_tagger(path)
         for v, im in imgs.items():
@@ -52,8 +55,10 @@ def main() -> None:
             g = [(pr[:, sl].argmax(1) == tags[:, sl].argmax(1)).mean() for sl in s.group_slices()]
             isl = s.independent_slice
             j = s.index("smile")
-            lines.append(f"| {name} | {v} | {g[0]:.3f} | {g[1]:.3f} | {(pr[:, isl] == tags[:, isl]).mean():.3f} | "
-                         f"{tags[pr[:, j] > 0, j].mean():.3f} |")
+            lines.append(
+                f"| {name} | {v} | {g[0]:.3f} | {g[1]:.3f} | {(pr[:, isl] == tags[:, isl]).mean():.3f} | "
+                f"{tags[pr[:, j] > 0, j].mean():.3f} |"
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -45,23 +45,30 @@ class GeneratorBundle:
 
     def png_meta(self, seed: int | None, tags: np.ndarray) -> dict[str, Any]:
         """Provenance text for one output image (save_png adds the charforge version)."""
-        return {"generator": self.family, "model_id": self.model_id, "model_sha256": self.sha256,
-                "seed": seed, "tags": self.schema.from_vector(tags)}
+        return {
+            "generator": self.family,
+            "model_id": self.model_id,
+            "model_sha256": self.sha256,
+            "seed": seed,
+            "tags": self.schema.from_vector(tags),
+        }
 
 
 def available_generators() -> dict[str, Path]:
     """Shipped generators by name: weights/generator_<name>.safetensors. The web API only accepts these names."""
     if not WEIGHTS_DIR.is_dir():
         return {}
-    return {p.stem[len("generator_"):]: p for p in sorted(WEIGHTS_DIR.glob("generator_*.safetensors"))}
+    return {p.stem[len("generator_") :]: p for p in sorted(WEIGHTS_DIR.glob("generator_*.safetensors"))}
 
 
 def _resolve_path(spec: str | Path | None) -> Path:
     named = available_generators()
     if spec is None or str(spec) == DEFAULT_NAME:
         if DEFAULT_NAME not in named:
-            raise UserError("no shipped default generator is installed yet; train one with `charforge train` and "
-                            "pass --model runs/NAME (a run folder) or a .safetensors file")
+            raise UserError(
+                "no shipped default generator is installed yet; train one with `charforge train` and "
+                "pass --model runs/NAME (a run folder) or a .safetensors file"
+            )
         return named[DEFAULT_NAME]
     if isinstance(spec, str) and spec in named:
         return named[spec]
@@ -71,12 +78,17 @@ def _resolve_path(spec: str | Path | None) -> Path:
 
         step = CheckpointStore(path).latest()
         if step is None:
-            raise UserError(f"{path}: no finished checkpoint in this run folder yet (checkpoints/generator-*.safetensors)")
+            raise UserError(
+                f"{path}: no finished checkpoint in this run folder yet (checkpoints/generator-*.safetensors)"
+            )
         return CheckpointStore(path).generator_path(step)
     if path.is_file():
         return path
     names = ", ".join(named) or "(none installed)"
-    raise UserError(f"model {str(spec)!r}: not a file, run folder or known generator name. Known names: {names}", field="model")
+    raise UserError(
+        f"model {str(spec)!r}: not a file, run folder or known generator name. Known names: {names}",
+        field="model",
+    )
 
 
 BACKENDS = ("torch", "onnx")  # generator runtimes: eager PyTorch, or onnxruntime on an ONNX export
@@ -120,8 +132,9 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
-def load_generator(spec: str | Path | None = None, backend: str = "torch", *,
-                   onnx_threads: int | None = None) -> GeneratorBundle:
+def load_generator(
+    spec: str | Path | None = None, backend: str = "torch", *, onnx_threads: int | None = None
+) -> GeneratorBundle:
     """None = the shipped default; a known name; a .safetensors generator file; or a run folder (latest EMA).
 
     backend "onnx" runs the generator with onnxruntime (`onnx_threads` CPU threads per call, None = its
@@ -164,16 +177,35 @@ def _load_torch(path: Path) -> GeneratorBundle:
         raise UserError(f"{path}: not a charforge generator this version can rebuild ({e})") from e
     # channels_last: 1.5x the batched throughput of NCHW on this CPU's convs (BENCHMARKS.md), same fp32 maths.
     net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    return GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, preset.resolution,
-                           str(meta.get("model_id", path.stem)), file_sha256(path), path)
+    return GeneratorBundle(
+        net,
+        schema,
+        freqs,
+        preset.to_dict(),
+        preset.z_dim,
+        preset.resolution,
+        str(meta.get("model_id", path.stem)),
+        file_sha256(path),
+        path,
+    )
 
 
 def _load_onnx_file(path: Path, threads: int | None) -> GeneratorBundle:
     from charforge.export.onnx import OnnxGenerator
 
     g = OnnxGenerator(path, threads=threads)
-    return GeneratorBundle(OnnxNet(g), g.schema, np.asarray(g.freqs, np.float64), g.config, g.z_dim,
-                           g.image_size, g.model_id, g.sha256, path, backend="onnx")
+    return GeneratorBundle(
+        OnnxNet(g),
+        g.schema,
+        np.asarray(g.freqs, np.float64),
+        g.config,
+        g.z_dim,
+        g.image_size,
+        g.model_id,
+        g.sha256,
+        path,
+        backend="onnx",
+    )
 
 
 def _load_via_onnx_cache(path: Path, threads: int | None) -> GeneratorBundle:
@@ -191,14 +223,27 @@ def _load_via_onnx_cache(path: Path, threads: int | None) -> GeneratorBundle:
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
     g = OnnxGenerator(onnx_path, threads=threads)
-    return GeneratorBundle(OnnxNet(g), ref.schema, ref.freqs, ref.config, ref.z_dim, ref.image_size,
-                           ref.model_id, ref.sha256, ref.path, backend="onnx")
+    return GeneratorBundle(
+        OnnxNet(g),
+        ref.schema,
+        ref.freqs,
+        ref.config,
+        ref.z_dim,
+        ref.image_size,
+        ref.model_id,
+        ref.sha256,
+        ref.path,
+        backend="onnx",
+    )
 
 
 def check_truncation(truncation: float) -> float:
     if not 0.0 < float(truncation) <= 1.0:
-        raise UserError(f"truncation={truncation}: must be in (0, 1]; 1 = the full variety the model was trained "
-                        "on, lower = closer to the average face (more faithful tags, less variety)", field="truncation")
+        raise UserError(
+            f"truncation={truncation}: must be in (0, 1]; 1 = the full variety the model was trained "
+            "on, lower = closer to the average face (more faithful tags, less variety)",
+            field="truncation",
+        )
     return float(truncation)
 
 
@@ -219,8 +264,15 @@ def _check_tags(bundle: GeneratorBundle, tags: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def generate(bundle: GeneratorBundle, tags: np.ndarray, *, seeds: Sequence[int] | None = None,
-             z: torch.Tensor | None = None, batch_size: int = 64, truncation: float = 1.0) -> np.ndarray:
+def generate(
+    bundle: GeneratorBundle,
+    tags: np.ndarray,
+    *,
+    seeds: Sequence[int] | None = None,
+    z: torch.Tensor | None = None,
+    batch_size: int = 64,
+    truncation: float = 1.0,
+) -> np.ndarray:
     """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1, scaled by `truncation`)
     or given `z` (N, Z)."""
     tags = _check_tags(bundle, tags)
@@ -234,27 +286,37 @@ def generate(bundle: GeneratorBundle, tags: np.ndarray, *, seeds: Sequence[int] 
     c = torch.from_numpy(tags)
     with torch.inference_mode():
         for i in range(0, n, batch_size):
-            x = bundle.net(z[i:i + batch_size].to(dev, torch.float32), c[i:i + batch_size].to(dev))  # (B, 3, S, S)
+            x = bundle.net(
+                z[i : i + batch_size].to(dev, torch.float32), c[i : i + batch_size].to(dev)
+            )  # (B, 3, S, S)
             x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            out[i:i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
+            out[i : i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
     return out
 
 
-def sample_tags(bundle: GeneratorBundle, constraints: TagConstraints | None, n: int,
-                rng: np.random.Generator) -> np.ndarray:
+def sample_tags(
+    bundle: GeneratorBundle, constraints: TagConstraints | None, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """(N, T): fixed tags as given, every other tag from the model's empirical training distribution."""
     return bundle.schema.sample_conditional(n, rng, bundle.freqs, constraints)
 
 
-def sample_tags_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | None,
-                          seeds: Sequence[int]) -> np.ndarray:
+def sample_tags_for_seeds(
+    bundle: GeneratorBundle, constraints: TagConstraints | None, seeds: Sequence[int]
+) -> np.ndarray:
     """(N, T) where row i's free tags come only from seeds[i], so (seed, constraints) reproduces one character."""
     rows = [sample_tags(bundle, constraints, 1, np.random.default_rng(int(s)))[0] for s in seeds]
     return np.stack(rows) if rows else np.zeros((0, len(bundle.schema)), np.float32)
 
 
-def characters_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | None, seeds: Sequence[int], *,
-                        fixed_noise: bool = False, truncation: float = 1.0) -> tuple[np.ndarray, list[int], np.ndarray]:
+def characters_for_seeds(
+    bundle: GeneratorBundle,
+    constraints: TagConstraints | None,
+    seeds: Sequence[int],
+    *,
+    fixed_noise: bool = False,
+    truncation: float = 1.0,
+) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The one recipe behind the CLI, the demo and the studio: (images (N,S,S,3), noise seeds, tags (N,T)).
 
     Image i's free tags are drawn from seeds[i] (its tag seed); its noise comes from seeds[i], or from
@@ -267,42 +329,84 @@ def characters_for_seeds(bundle: GeneratorBundle, constraints: TagConstraints | 
     return generate(bundle, tag_m, seeds=noise, truncation=truncation), noise, tag_m
 
 
-def characters_for_request(bundle: GeneratorBundle, tags: str, n: int, seed: int, *, fixed_noise: bool = False,
-                           source: str = "tags", truncation: float = 1.0) -> tuple[np.ndarray, list[int], np.ndarray]:
+def characters_for_request(
+    bundle: GeneratorBundle,
+    tags: str,
+    n: int,
+    seed: int,
+    *,
+    fixed_noise: bool = False,
+    source: str = "tags",
+    truncation: float = 1.0,
+) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The CLI's and demo's entry: `characters_for_seeds` for a tag string with tag seeds seed, seed+1, ...
 
     Returns (images, noise seeds, tag matrix); image i's tag seed is seed+i.
     """
     constraints = bundle.schema.parse(tags, source=source)
-    return characters_for_seeds(bundle, constraints, [seed + i for i in range(n)], fixed_noise=fixed_noise,
-                                truncation=truncation)
+    return characters_for_seeds(
+        bundle, constraints, [seed + i for i in range(n)], fixed_noise=fixed_noise, truncation=truncation
+    )
 
 
-def sheet_meta(bundle: GeneratorBundle, tags: str, seed: int, seeds: list[int], tag_m: np.ndarray,
-               fixed_noise: bool, truncation: float = 1.0) -> dict[str, Any]:
+def sheet_meta(
+    bundle: GeneratorBundle,
+    tags: str,
+    seed: int,
+    seeds: list[int],
+    tag_m: np.ndarray,
+    fixed_noise: bool,
+    truncation: float = 1.0,
+) -> dict[str, Any]:
     """Provenance of a grid PNG: every image's noise seed, tag seed and tags (and the truncation, if any)."""
-    meta = {**bundle.png_meta(seed, tag_m[0]), "seeds": seeds, "tag_seeds": [seed + i for i in range(len(tag_m))],
-            "tags": [bundle.schema.from_vector(t) for t in tag_m], "fixed_noise": fixed_noise, "request": tags}
+    meta = {
+        **bundle.png_meta(seed, tag_m[0]),
+        "seeds": seeds,
+        "tag_seeds": [seed + i for i in range(len(tag_m))],
+        "tags": [bundle.schema.from_vector(t) for t in tag_m],
+        "fixed_noise": fixed_noise,
+        "request": tags,
+    }
     return meta | ({"truncation": truncation} if truncation != 1.0 else {})
 
 
-def save_sheet(bundle: GeneratorBundle, images: np.ndarray, meta: dict[str, Any], path: str | Path, *,
-               cols: int | None = None, watermark: bool = True) -> Path:
+def save_sheet(
+    bundle: GeneratorBundle,
+    images: np.ndarray,
+    meta: dict[str, Any],
+    path: str | Path,
+    *,
+    cols: int | None = None,
+    watermark: bool = True,
+) -> Path:
     """Write already generated images (N, S, S, 3) as one grid PNG with `meta`."""
     import math
 
     from charforge.provenance import save_png
     from charforge.train.monitor import image_grid
 
-    return save_png(path, image_grid(images, cols or math.ceil(math.sqrt(len(images)))), meta, watermark=watermark)
+    return save_png(
+        path, image_grid(images, cols or math.ceil(math.sqrt(len(images)))), meta, watermark=watermark
+    )
 
 
-def generate_sheet(bundle: GeneratorBundle, tags: str, *, n: int = 16, seed: int = 0, path: str | Path,
-                   fixed_noise: bool = False, cols: int | None = None, watermark: bool = True,
-                   truncation: float = 1.0) -> Path:
+def generate_sheet(
+    bundle: GeneratorBundle,
+    tags: str,
+    *,
+    n: int = 16,
+    seed: int = 0,
+    path: str | Path,
+    fixed_noise: bool = False,
+    cols: int | None = None,
+    watermark: bool = True,
+    truncation: float = 1.0,
+) -> Path:
     """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags) and,
     unless `watermark` is False, the invisible watermark."""
-    images, seeds, tag_m = characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise, truncation=truncation)
+    images, seeds, tag_m = characters_for_request(
+        bundle, tags, n, seed, fixed_noise=fixed_noise, truncation=truncation
+    )
     meta = sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
     return save_sheet(bundle, images, meta, path, cols=cols, watermark=watermark)
 
@@ -327,8 +431,15 @@ def gif_bytes(frames: np.ndarray, duration_ms: int, meta: dict[str, Any] | None 
     comment = f"{AI_STATEMENT}. {json.dumps(info, sort_keys=True)}"
     ims = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
     buf = io.BytesIO()
-    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=max(1, int(duration_ms)), loop=0,
-                comment=comment.encode("utf-8"))
+    ims[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=ims[1:],
+        duration=max(1, int(duration_ms)),
+        loop=0,
+        comment=comment.encode("utf-8"),
+    )
     return buf.getvalue()
 
 
@@ -342,8 +453,13 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega)[:, None] * a[None] + torch.sin(t * omega)[:, None] * b[None]) / so
 
 
-def interpolate(bundle: GeneratorBundle, a: tuple[int, np.ndarray], b: tuple[int, np.ndarray], frames: int,
-                truncation: float = 1.0) -> np.ndarray:
+def interpolate(
+    bundle: GeneratorBundle,
+    a: tuple[int, np.ndarray],
+    b: tuple[int, np.ndarray],
+    frames: int,
+    truncation: float = 1.0,
+) -> np.ndarray:
     """Slerp between the seeds' noise and lerp between the tag vectors: (F, S, S, 3) uint8. The end frames equal
     `generate` for those seeds and tags at the same truncation."""
     if frames < 2:
@@ -371,9 +487,16 @@ def _thumb(images: np.ndarray) -> np.ndarray:
     return x.permute(0, 2, 3, 1).reshape(len(images), -1).numpy()  # (N, 16*16*3)
 
 
-def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstraints | None = None,
-              min_distance: float = 0.04, max_tries: int | None = None, batch_size: int = 64,
-              truncation: float = 1.0) -> list[NPCRecord]:
+def npc_batch(
+    bundle: GeneratorBundle,
+    n: int,
+    seed: int,
+    constraints: TagConstraints | None = None,
+    min_distance: float = 0.04,
+    max_tries: int | None = None,
+    batch_size: int = 64,
+    truncation: float = 1.0,
+) -> list[NPCRecord]:
     """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
     least `min_distance` RMS (pixel units in [0, 1]). Each NPC's free tags are drawn from its own seed
     (`sample_tags_for_seeds`), so a record's (seed, constraints) reproduces its tags and image alone.
@@ -403,6 +526,9 @@ def npc_batch(bundle: GeneratorBundle, n: int, seed: int, constraints: TagConstr
             out.append(NPCRecord(img, s, t))
             feats = np.vstack([feats, f[None]])
     if len(out) < n:
-        raise UserError(f"npc: only {len(out)} of {n} portraits were distinct enough after {tried} tries; "
-                        f"lower --min-distance (now {min_distance}) or relax the tag constraints", field="min_distance")
+        raise UserError(
+            f"npc: only {len(out)} of {n} portraits were distinct enough after {tried} tries; "
+            f"lower --min-distance (now {min_distance}) or relax the tag constraints",
+            field="min_distance",
+        )
     return out

@@ -10,7 +10,9 @@ import typer
 
 from charforge.errors import UserError
 
-creator_app = typer.Typer(help="The built-in anime-portrait creator: sheets, renders, schema.", no_args_is_help=True)
+creator_app = typer.Typer(
+    help="The built-in anime-portrait creator: sheets, renders, schema.", no_args_is_help=True
+)
 
 
 def contact_sheet(images: np.ndarray, cols: int | None = None) -> np.ndarray:
@@ -28,11 +30,15 @@ def contact_sheet(images: np.ndarray, cols: int | None = None) -> np.ndarray:
 def read_params_file(path: Path) -> object:
     """The JSON in `path`, with a UserError naming the file for a missing file or broken JSON."""
     if not path.is_file():
-        raise UserError(f"{path}: no such parameter file. Write a JSON object such as {{\"hair_color\": \"pink\", \"eye_size\": 1.1}}")
+        raise UserError(
+            f'{path}: no such parameter file. Write a JSON object such as {{"hair_color": "pink", "eye_size": 1.1}}'
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e}). Write a JSON object of parameter name -> value") from e
+        raise UserError(
+            f"{path}: not valid JSON ({e}). Write a JSON object of parameter name -> value"
+        ) from e
 
 
 @creator_app.command("sheet")
@@ -57,7 +63,9 @@ def sheet(
 
 @creator_app.command("render")
 def render(
-    params: Path = typer.Option(..., "--params", help="JSON object of parameters; missing ones take defaults"),
+    params: Path = typer.Option(
+        ..., "--params", help="JSON object of parameters; missing ones take defaults"
+    ),
     output: Path = typer.Option(Path("out.png"), "-o", "--output", help="PNG to write"),
     size: int = typer.Option(256, "--size", help="image size in pixels (32..512)"),
 ) -> None:
@@ -81,7 +89,9 @@ def schema() -> None:
     from charforge.creators.builtin import BuiltinCreator
 
     creator = BuiltinCreator()
-    typer.echo(json.dumps({"param_space": creator.space.to_dict(), "tag_schema": creator.schema.to_dict()}, indent=2))
+    typer.echo(
+        json.dumps({"param_space": creator.space.to_dict(), "tag_schema": creator.schema.to_dict()}, indent=2)
+    )
 
 
 def register(app: typer.Typer) -> None:

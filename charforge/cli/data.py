@@ -32,14 +32,24 @@ def import_(
     src: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder for the packed dataset."),
     size: int = typer.Option(64, help="Output side in pixels."),
-    tags: Path | None = typer.Option(None, "--tags", help="CSV (file,tags[,license]) or JSONL of tags per file."),
+    tags: Path | None = typer.Option(
+        None, "--tags", help="CSV (file,tags[,license]) or JSONL of tags per file."
+    ),
     faces: str = typer.Option("none", help="Face detector: anime, human, human-dlib or none (centre crop)."),
-    crop_scale: float = typer.Option(1.5, help="Zoom the detected face box out by this factor to keep the hair."),
-    license: str | None = typer.Option(None, "--license", help="Licence for images the tags file gives none."),
+    crop_scale: float = typer.Option(
+        1.5, help="Zoom the detected face box out by this factor to keep the hair."
+    ),
+    license: str | None = typer.Option(
+        None, "--license", help="Licence for images the tags file gives none."
+    ),
     min_size: int = typer.Option(32, help="Skip images whose shorter side is below this, in pixels."),
     estimate_tags: Path | None = typer.Option(None, help="A tagger to fill tags of untagged images."),
-    dedupe_threshold: int = typer.Option(6, help="Max perceptual-hash Hamming distance counted as a duplicate (0-64)."),
-    max_pixels: int = typer.Option(40_000_000, help="Refuse images with more pixels than this (decompression bombs)."),
+    dedupe_threshold: int = typer.Option(
+        6, help="Max perceptual-hash Hamming distance counted as a duplicate (0-64)."
+    ),
+    max_pixels: int = typer.Option(
+        40_000_000, help="Refuse images with more pixels than this (decompression bombs)."
+    ),
     workers: int = typer.Option(1, help="Decoding processes."),
 ) -> None:
     """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report."""
@@ -49,16 +59,29 @@ def import_(
         from charforge.errors import UserError
 
         raise UserError(f"{src}: not a folder. Give the folder that holds your images")
-    report = import_folder(src, out, size=size, tags_file=tags, faces=faces, crop_scale=crop_scale, license=license,
-                           min_size=min_size, estimate_tags=estimate_tags, dedupe_threshold=dedupe_threshold,
-                           max_pixels=max_pixels, workers=workers)
+    report = import_folder(
+        src,
+        out,
+        size=size,
+        tags_file=tags,
+        faces=faces,
+        crop_scale=crop_scale,
+        license=license,
+        min_size=min_size,
+        estimate_tags=estimate_tags,
+        dedupe_threshold=dedupe_threshold,
+        max_pixels=max_pixels,
+        workers=workers,
+    )
     typer.echo(report.summary())
 
 
 @data_app.command("inspect")
 def inspect(
     root: Path = typer.Argument(..., help="A packed dataset folder."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Where to write the PNGs (default: DIR/inspect)."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="Where to write the PNGs (default: DIR/inspect)."
+    ),
     n: int = typer.Option(64, help="Images on the contact sheet."),
     verify: bool = typer.Option(True, help="Check the sha256 checksums of the arrays."),
 ) -> None:

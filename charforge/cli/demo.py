@@ -33,13 +33,22 @@ def _dataset_stage(out: Path) -> dict[str, Path]:
     from charforge.data.packed import load_packed
 
     root = out / "dataset_builtin64"
-    ds = load_packed(root) if (root / "manifest.json").exists() else build_from_creator(root, n=1024, size=64, seed=0)
+    ds = (
+        load_packed(root)
+        if (root / "manifest.json").exists()
+        else build_from_creator(root, n=1024, size=64, seed=0)
+    )
     paths = inspect_dataset(ds, root / "inspect")
     typer.echo(summarise(ds))
     return {"dataset": root, "dataset sheet": paths["sheet"], "tag chart": paths["tags"]}
 
 
-DEMO_TAG_SETS = ["blonde hair, blue eyes", "pink hair, twintails, smile", "black hair, red eyes, glasses", "silver hair, hat, ribbon"]
+DEMO_TAG_SETS = [
+    "blonde hair, blue eyes",
+    "pink hair, twintails, smile",
+    "black hair, red eyes, glasses",
+    "silver hair, hat, ribbon",
+]
 
 
 def _generator_stage(out: Path) -> dict[str, Path]:
@@ -48,7 +57,9 @@ def _generator_stage(out: Path) -> dict[str, Path]:
     bundle = load_generator(None)
     paths = {}
     for i, tags in enumerate(DEMO_TAG_SETS):
-        paths[f"generated: {tags}"] = generate_sheet(bundle, tags, n=16, seed=i, path=out / f"generated_{i}.png")
+        paths[f"generated: {tags}"] = generate_sheet(
+            bundle, tags, n=16, seed=i, path=out / f"generated_{i}.png"
+        )
     return paths
 
 
@@ -64,7 +75,9 @@ def _fit_stage(out: Path) -> dict[str, Path]:
     result = fit(f2p, [target[0]], mode="both")
     # the input is a creator render, not a photo: keeping it (side_by_side.png) shows nothing private
     paths = write_fit_outputs(result, target[0], out / "fit", keep_inputs=True)
-    typer.echo(f"similarity {result.similarity:.3f} ({', '.join(f'{k} {v * 1000:.0f} ms' for k, v in result.timings.items())})")
+    typer.echo(
+        f"similarity {result.similarity:.3f} ({', '.join(f'{k} {v * 1000:.0f} ms' for k, v in result.timings.items())})"
+    )
     return paths
 
 

@@ -9,21 +9,37 @@ import typer
 
 def eval_command(
     out: Path | None = typer.Option(None, "-o", "--out", help="Report folder (reports/NAME). Required."),
-    data: Path | None = typer.Option(None, "--data", help="Packed dataset the model is compared with (its training data). Required."),
-    model: str | None = typer.Option(None, "--model", help="Generator: a shipped name, a .safetensors file or a run folder "
-                                                            "(default: the shipped default)."),
-    tagger: Path | None = typer.Option(None, "--tagger", help="Tagger file or folder (default: the shipped tagger, if any)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Packed dataset the model is compared with (its training data). Required."
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Generator: a shipped name, a .safetensors file or a run folder (default: the shipped default).",
+    ),
+    tagger: Path | None = typer.Option(
+        None, "--tagger", help="Tagger file or folder (default: the shipped tagger, if any)."
+    ),
     metrics: str = typer.Option("all", "--metrics", help="Comma-separated metric names, or all."),
-    n: int = typer.Option(1000, "--n", help="Real and generated images per FID/KID run (capped at half the dataset)."),
+    n: int = typer.Option(
+        1000, "--n", help="Real and generated images per FID/KID run (capped at half the dataset)."
+    ),
     runs: int = typer.Option(5, help="Repeated FID/KID runs (mean and max-min are reported)."),
     precision_n: int = typer.Option(100, help="Generated images judged per tag by the precision metric."),
     sample_n: int = typer.Option(500, help="Generated images for the memorisation check."),
     tsne_n: int = typer.Option(1000, help="Dataset images on the t-SNE map."),
-    tsne_group: str | None = typer.Option(None, help="Tag group colouring the t-SNE map (default: the first group)."),
-    collapse_threshold: float = typer.Option(0.5, help="Flag mode collapse when generated/real diversity falls below this."),
+    tsne_group: str | None = typer.Option(
+        None, help="Tag group colouring the t-SNE map (default: the first group)."
+    ),
+    collapse_threshold: float = typer.Option(
+        0.5, help="Flag mode collapse when generated/real diversity falls below this."
+    ),
     seed: int = typer.Option(0, help="Seed for the real subsets, the generated noise and the sampled tags."),
-    truncation: float = typer.Option(1.0, help="Noise truncation psi in (0, 1] for every generated image "
-                                     "(1 = untruncated; lower trades diversity for fidelity)."),
+    truncation: float = typer.Option(
+        1.0,
+        help="Noise truncation psi in (0, 1] for every generated image "
+        "(1 = untruncated; lower trades diversity for fidelity).",
+    ),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
     list_metrics: bool = typer.Option(False, "--list", help="List the metric names and exit."),
 ) -> None:
@@ -36,7 +52,9 @@ def eval_command(
             typer.echo(f"{spec.name:14} {'(needs a tagger) ' if spec.needs_tagger else ''}{spec.help}")
         return
     if out is None or data is None:
-        raise UserError("charforge eval needs --data DIR (the packed dataset) and -o reports/NAME (the report folder)")
+        raise UserError(
+            "charforge eval needs --data DIR (the packed dataset) and -o reports/NAME (the report folder)"
+        )
     if min(n, runs, precision_n, sample_n, tsne_n) < 1:
         raise UserError("--n, --runs, --precision-n, --sample-n and --tsne-n must be at least 1")
     if threads:
@@ -52,9 +70,22 @@ def eval_command(
     if tagger_path is None and metrics == "all":
         skipped = [m for m, spec in METRICS.items() if spec.needs_tagger]
         typer.echo(f"note: no usable tagger, so skipping {', '.join(skipped)}", err=True)
-    report = evaluate_model(model, data, out, tagger_path=tagger_path, metrics=names, n=n, runs=runs,
-                            precision_n=precision_n, sample_n=sample_n, tsne_n=tsne_n, tsne_group=tsne_group,
-                            collapse_threshold=collapse_threshold, seed=seed, truncation=truncation)
+    report = evaluate_model(
+        model,
+        data,
+        out,
+        tagger_path=tagger_path,
+        metrics=names,
+        n=n,
+        runs=runs,
+        precision_n=precision_n,
+        sample_n=sample_n,
+        tsne_n=tsne_n,
+        tsne_group=tsne_group,
+        collapse_threshold=collapse_threshold,
+        seed=seed,
+        truncation=truncation,
+    )
     typer.echo(summary_lines(report))
     typer.echo(f"report       {Path(out) / 'report.md'}")
 
@@ -67,8 +98,13 @@ def _default_tagger_for(data: Path, path: Path | None) -> Path | None:
     from charforge.models.io import read_metadata
 
     schema = read_metadata(path).get("tag_schema", {})
-    if [t for g in schema.get("groups", []) for t in g["tags"]] + schema.get("independent", []) != load_packed(data).schema.tags:
-        typer.echo("note: the shipped tagger does not know this dataset's tags; pass --tagger for the tagger metrics", err=True)
+    if [t for g in schema.get("groups", []) for t in g["tags"]] + schema.get(
+        "independent", []
+    ) != load_packed(data).schema.tags:
+        typer.echo(
+            "note: the shipped tagger does not know this dataset's tags; pass --tagger for the tagger metrics",
+            err=True,
+        )
         return None
     return path
 
@@ -78,18 +114,28 @@ def summary_lines(report: dict) -> str:
     for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic"):
         if name in m:
             r = m[name]
-            lines.append(f"{name:12} {r['model']['mean']:.4g} (max-min {r['model']['spread']:.3g}); "
-                         f"real vs real {r['real_baseline']['mean']:.4g}")
+            lines.append(
+                f"{name:12} {r['model']['mean']:.4g} (max-min {r['model']['spread']:.3g}); "
+                f"real vs real {r['real_baseline']['mean']:.4g}"
+            )
     if "is_domain" in m:
-        lines.append(f"{'is_domain':12} {m['is_domain']['model']['total']['mean']:.3f} "
-                     f"(real {m['is_domain']['real_baseline']['total']['mean']:.3f})")
+        lines.append(
+            f"{'is_domain':12} {m['is_domain']['model']['total']['mean']:.3f} "
+            f"(real {m['is_domain']['real_baseline']['total']['mean']:.3f})"
+        )
     if "precision" in m:
-        lines.append(f"{'precision':12} mean {m['precision']['mean']:.3f}, min {m['precision']['min']:.3f} ({m['precision']['min_tag']})")
+        lines.append(
+            f"{'precision':12} mean {m['precision']['mean']:.3f}, min {m['precision']['min']:.3f} ({m['precision']['min_tag']})"
+        )
     if "diversity" in m:
         d = m["diversity"]
-        lines.append(f"{'diversity':12} ratio {d['ratio']:.3f}{'  MODE COLLAPSE' if d['mode_collapse'] else ''}")
+        lines.append(
+            f"{'diversity':12} ratio {d['ratio']:.3f}{'  MODE COLLAPSE' if d['mode_collapse'] else ''}"
+        )
     if "memorisation" in m:
-        lines.append(f"{'memorisation':12} near copies {m['memorisation']['near_copies']} of {m['memorisation']['generated']}")
+        lines.append(
+            f"{'memorisation':12} near copies {m['memorisation']['near_copies']} of {m['memorisation']['generated']}"
+        )
     lines.append(f"{'wall time':12} {report['wall_seconds']} s")
     return "\n".join(lines)
 

@@ -13,14 +13,28 @@ export_app = typer.Typer(help="Export models for game engines and other runtimes
 
 @export_app.command("onnx")
 def export_onnx(
-    model: str = typer.Option(None, "--model", "-m", help="Generator: a .safetensors file or run folder (default: the shipped "
-                              "model, unless only --f2p is given)."),
-    output: Path = typer.Option(None, "--output", "-o", help="Where to write the generator's .onnx file "
-                                "(default: generator.onnx)."),
-    f2p: str = typer.Option(None, "--f2p", help="Also export this face-to-parameter model folder's networks; "
-                            "with neither --model nor -o, only these."),
-    f2p_out: Path = typer.Option(None, "--f2p-out", help="Folder for the f2p .onnx files (default: <output stem>_f2p next "
-                                 "to -o, or f2p_onnx when no generator is exported)."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Generator: a .safetensors file or run folder (default: the shipped "
+        "model, unless only --f2p is given).",
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Where to write the generator's .onnx file (default: generator.onnx)."
+    ),
+    f2p: str = typer.Option(
+        None,
+        "--f2p",
+        help="Also export this face-to-parameter model folder's networks; "
+        "with neither --model nor -o, only these.",
+    ),
+    f2p_out: Path = typer.Option(
+        None,
+        "--f2p-out",
+        help="Folder for the f2p .onnx files (default: <output stem>_f2p next "
+        "to -o, or f2p_onnx when no generator is exported).",
+    ),
     opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset version."),
 ) -> None:
     """Export a generator to ONNX (inputs z and tags, dynamic batch, tag schema in the metadata), and/or f2p networks."""
@@ -29,7 +43,9 @@ def export_onnx(
         output = output or Path("generator.onnx")
         _export_generator(model, output, opset)
     if f2p is not None:
-        _export_f2p(f2p, f2p_out or (output.with_name(f"{output.stem}_f2p") if output else Path("f2p_onnx")), opset)
+        _export_f2p(
+            f2p, f2p_out or (output.with_name(f"{output.stem}_f2p") if output else Path("f2p_onnx")), opset
+        )
 
 
 def _export_generator(model: str | None, output: Path, opset: int) -> None:
@@ -41,8 +57,10 @@ def _export_generator(model: str | None, output: Path, opset: int) -> None:
         raise UserError(f"generators are not available in this install ({e})") from e
     bundle = load_generator(model)
     path = export_generator_onnx(bundle, output, opset=opset)
-    typer.echo(f"wrote {path}  (z: {bundle.z_dim}, tags: {len(bundle.schema)}, image: 3x{bundle.image_size}x{bundle.image_size}, "
-               f"onnxruntime matches PyTorch within {PARITY_TOL})")
+    typer.echo(
+        f"wrote {path}  (z: {bundle.z_dim}, tags: {len(bundle.schema)}, image: 3x{bundle.image_size}x{bundle.image_size}, "
+        f"onnxruntime matches PyTorch within {PARITY_TOL})"
+    )
 
 
 def _export_f2p(f2p: str, outdir: Path, opset: int) -> None:
@@ -57,7 +75,9 @@ def _export_f2p(f2p: str, outdir: Path, opset: int) -> None:
         if "error" in rec:
             typer.echo(f"{name}: not exported: {rec['error']}")
         else:
-            typer.echo(f"{name}: wrote {rec['path']}  (input {rec['input']}; max |ORT - torch| = {rec['parity_max_abs_error']:.1e})")
+            typer.echo(
+                f"{name}: wrote {rec['path']}  (input {rec['input']}; max |ORT - torch| = {rec['parity_max_abs_error']:.1e})"
+            )
     typer.echo(f"details: {outdir / 'f2p_onnx.json'}")
 
 

@@ -7,17 +7,23 @@ from pathlib import Path
 
 import typer
 
-CREATOR_HELP = ("Creator to use instead of the one the model names. The model's own is used only when it is builtin, "
-                "an installed entry point or a recorded folder; a module:function creator runs code, so it must be given here.")
+CREATOR_HELP = (
+    "Creator to use instead of the one the model names. The model's own is used only when it is builtin, "
+    "an installed entry point or a recorded folder; a module:function creator runs code, so it must be given here."
+)
 
-f2p_app = typer.Typer(help="Face-to-parameter: train and evaluate photo/drawing -> creator-parameter models.",
-                      no_args_is_help=True)
+f2p_app = typer.Typer(
+    help="Face-to-parameter: train and evaluate photo/drawing -> creator-parameter models.",
+    no_args_is_help=True,
+)
 
 
 @f2p_app.command("train")
 def train(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (rerun the same command to resume)."),
-    creator: str = typer.Option("builtin", help="Creator: builtin, an entry-point name, module:function, or a recorded folder."),
+    creator: str = typer.Option(
+        "builtin", help="Creator: builtin, an entry-point name, module:function, or a recorded folder."
+    ),
     embedder: str = typer.Option("learned", help="Embedder: learned, identity or generic."),
     n: int = typer.Option(20000, help="Sampled settings to render (a recorded creator uses all its pairs)."),
     size: int = typer.Option(64, help="Render side in pixels."),
@@ -41,15 +47,31 @@ def train(
     from charforge.f2p.pipeline import TrainConfig, train_f2p
 
     torch.set_num_threads(max(1, threads))
-    cfg = TrainConfig(creator=creator, embedder=embedder, n=n, size=size, seed=seed, workers=workers,
-                      embedder_steps=embedder_steps, imitator_steps=imitator_steps, translator_steps=translator_steps,
-                      finetune_steps=finetune_steps, n_search=n_search, search={"iters": search_iters}, hidden=hidden, emb_width=emb_width, emb_dim=emb_dim,
-                      gray_p=gray_p)
+    cfg = TrainConfig(
+        creator=creator,
+        embedder=embedder,
+        n=n,
+        size=size,
+        seed=seed,
+        workers=workers,
+        embedder_steps=embedder_steps,
+        imitator_steps=imitator_steps,
+        translator_steps=translator_steps,
+        finetune_steps=finetune_steps,
+        n_search=n_search,
+        search={"iters": search_iters},
+        hidden=hidden,
+        emb_width=emb_width,
+        emb_dim=emb_dim,
+        gray_p=gray_p,
+    )
     from charforge.errors import UserError
     from charforge.f2p.embedders import available_embedders
 
     if embedder not in available_embedders():
-        raise UserError(f"unknown embedder {embedder!r}. Valid: {', '.join(available_embedders())}", field="embedder")
+        raise UserError(
+            f"unknown embedder {embedder!r}. Valid: {', '.join(available_embedders())}", field="embedder"
+        )
     f2p = train_f2p(out, cfg)
     typer.echo(f"wrote {f2p.path}")
     typer.echo(json.dumps(f2p.metrics.get("imitator", {}).get("heldout", {})))
@@ -57,8 +79,12 @@ def train(
 
 @f2p_app.command("eval")
 def evaluate(
-    f2p: Path | None = typer.Option(None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."),
-    out: Path = typer.Option(Path("f2p_eval"), "-o", "--out", help="Where to write eval.md, eval.json and examples.png."),
+    f2p: Path | None = typer.Option(
+        None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."
+    ),
+    out: Path = typer.Option(
+        Path("f2p_eval"), "-o", "--out", help="Where to write eval.md, eval.json and examples.png."
+    ),
     n: int = typer.Option(200, help="Held-out renders to fit."),
     seed: int = typer.Option(12345, help="Seed of the held-out renders (differs from training seeds)."),
     iters: int | None = typer.Option(None, help="Adam steps for search mode (default: the model's)."),
@@ -78,13 +104,24 @@ def evaluate(
 def fit_cmd(
     images: list[Path] = typer.Argument(..., help="One or more images of the same person or character."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: params.json, render.png, fit.json."),
-    f2p: Path | None = typer.Option(None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."),
-    mode: str = typer.Option("both", help="fast (translator), search (through the imitator), both (keep the closer), "
-                             "or attributes (photo landmarks and colours -> parameters)."),
+    f2p: Path | None = typer.Option(
+        None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."
+    ),
+    mode: str = typer.Option(
+        "both",
+        help="fast (translator), search (through the imitator), both (keep the closer), "
+        "or attributes (photo landmarks and colours -> parameters).",
+    ),
     iters: int | None = typer.Option(None, help="Adam steps for search (default: the model's)."),
-    no_detect: bool = typer.Option(False, "--no-detect", help="Use the whole image as the face (drawings, crops)."),
-    keep_inputs: bool = typer.Option(False, "--keep-inputs", help="Also write files holding the inputs: a copy of "
-                                     "each and side_by_side.png (inputs | render). Off: no input is written to disk."),
+    no_detect: bool = typer.Option(
+        False, "--no-detect", help="Use the whole image as the face (drawings, crops)."
+    ),
+    keep_inputs: bool = typer.Option(
+        False,
+        "--keep-inputs",
+        help="Also write files holding the inputs: a copy of "
+        "each and side_by_side.png (inputs | render). Off: no input is written to disk.",
+    ),
     creator: str | None = typer.Option(None, help=CREATOR_HELP),
 ) -> None:
     """Fit creator parameters to IMAGE(s): writes params.json and the render, prints the similarity."""
@@ -98,9 +135,13 @@ def fit_cmd(
     paths = write_fit_outputs(result, arrays, out, input_paths=images, keep_inputs=keep_inputs)
     for note in result.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"similarity {result.similarity:.3f} ({result.mode}); wrote {', '.join(str(p) for p in paths.values())}")
+    typer.echo(
+        f"similarity {result.similarity:.3f} ({result.mode}); wrote {', '.join(str(p) for p in paths.values())}"
+    )
     if not keep_inputs:
-        typer.echo("inputs were not written to disk; add --keep-inputs for side_by_side.png (inputs | render)")
+        typer.echo(
+            "inputs were not written to disk; add --keep-inputs for side_by_side.png (inputs | render)"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,24 +6,37 @@ from pathlib import Path
 
 import typer
 
-MODEL_HELP = ("Generator: a shipped name (default), a .safetensors file, a run folder (its latest EMA weights), "
-              "or with --backend onnx a .onnx export.")
-BACKEND_HELP = ("Runtime: torch, or onnx (onnxruntime; a safetensors model is exported once into the cache, "
-                "$CHARFORGE_CACHE or ~/.cache/charforge).")
+MODEL_HELP = (
+    "Generator: a shipped name (default), a .safetensors file, a run folder (its latest EMA weights), "
+    "or with --backend onnx a .onnx export."
+)
+BACKEND_HELP = (
+    "Runtime: torch, or onnx (onnxruntime; a safetensors model is exported once into the cache, "
+    "$CHARFORGE_CACHE or ~/.cache/charforge)."
+)
 NO_WM_HELP = "Skip the invisible watermark (the PNG metadata then records watermark: none)."
-TRUNC_HELP = ("Truncation psi in (0, 1]: scales the noise towards the average face. 1 = full variety; 0.6-0.8 = "
-              "tags drawn more reliably, faces more alike (docs/generator.md measures the trade-off).")
+TRUNC_HELP = (
+    "Truncation psi in (0, 1]: scales the noise towards the average face. 1 = full variety; 0.6-0.8 = "
+    "tags drawn more reliably, faces more alike (docs/generator.md measures the trade-off)."
+)
 
 
 def generate(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    tags: str = typer.Option("", help='Tags to fix, e.g. "blonde hair, blue eyes, smile, -hat"; the rest follow the training data.'),
+    tags: str = typer.Option(
+        "", help='Tags to fix, e.g. "blonde hair, blue eyes, smile, -hat"; the rest follow the training data.'
+    ),
     n: int = typer.Option(16, min=1, help="Number of characters."),
-    seed: int = typer.Option(0, help="Image i uses seed+i (noise and free tags), so one seed reproduces one character; "
-                                     "the studio gives the same image for the same seed and tags."),
+    seed: int = typer.Option(
+        0,
+        help="Image i uses seed+i (noise and free tags), so one seed reproduces one character; "
+        "the studio gives the same image for the same seed and tags.",
+    ),
     out: Path = typer.Option(Path("grid.png"), "-o", "--out", help="Output grid PNG."),
     each: Path | None = typer.Option(None, help="Also write one PNG per character into this folder."),
-    fixed_noise: bool = typer.Option(False, "--fixed-noise", help="Same noise (from --seed) for all, random attributes."),
+    fixed_noise: bool = typer.Option(
+        False, "--fixed-noise", help="Same noise (from --seed) for all, random attributes."
+    ),
     cols: int | None = typer.Option(None, help="Grid columns (default: square-ish)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
@@ -34,15 +47,20 @@ def generate(
     from charforge.provenance import save_png
 
     bundle = sampling.load_generator(model, backend)
-    images, seeds, tag_m = sampling.characters_for_request(bundle, tags, n, seed, fixed_noise=fixed_noise,
-                                                           source="--tags", truncation=truncation)  # checks --tags first
+    images, seeds, tag_m = sampling.characters_for_request(
+        bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
+    )  # checks --tags first
     meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
     sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
     if each is not None:  # the same images as the grid, one file each
         for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
             extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
-            save_png(each / f"{i:04d}_seed{s}.png", img, {**bundle.png_meta(s, t), **extra},
-                     watermark=not no_watermark)
+            save_png(
+                each / f"{i:04d}_seed{s}.png",
+                img,
+                {**bundle.png_meta(s, t), **extra},
+                watermark=not no_watermark,
+            )
     typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
 
 
@@ -51,10 +69,14 @@ def interpolate(
     seed_a: int = typer.Option(0, help="Seed of the first character."),
     seed_b: int | None = typer.Option(None, help="Seed of the last character (default: same as --seed-a)."),
     tags_a: str = typer.Option("", help="Tags of the first character."),
-    tags_b: str | None = typer.Option(None, help="Tags of the last character (default: the first one's tags)."),
+    tags_b: str | None = typer.Option(
+        None, help="Tags of the last character (default: the first one's tags)."
+    ),
     frames: int = typer.Option(16, min=2, help="Number of frames."),
     fps: float = typer.Option(8.0, min=0.1, max=100.0, help="GIF frame rate, frames per second (0.1-100)."),
-    out: Path = typer.Option(Path("interpolation"), "-o", "--out", help="Output folder for frames and the GIF."),
+    out: Path = typer.Option(
+        Path("interpolation"), "-o", "--out", help="Output folder for frames and the GIF."
+    ),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
@@ -69,16 +91,30 @@ def interpolate(
     bundle = sampling.load_generator(model, backend)
     seed_b = seed_a if seed_b is None else seed_b
     ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[0]
-    tb = ta if tags_b is None else sampling.sample_tags_for_seeds(
-        bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b])[0]
+    tb = (
+        ta
+        if tags_b is None
+        else sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b])[
+            0
+        ]
+    )
     images = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation)
     for i, img in enumerate(images):
         t = i / (frames - 1)
-        meta = {**bundle.png_meta(seed_a, ta), "seed_b": seed_b, "tags_b": bundle.schema.from_vector(tb), "t": t}
+        meta = {
+            **bundle.png_meta(seed_a, ta),
+            "seed_b": seed_b,
+            "tags_b": bundle.schema.from_vector(tb),
+            "t": t,
+        }
         save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
     gif = out / "interpolation.gif"
-    gif_meta = {"generator": bundle.family, "model_id": bundle.model_id, "model_sha256": bundle.sha256,
-                "interpolation": {"a": seed_a, "b": seed_b}}
+    gif_meta = {
+        "generator": bundle.family,
+        "model_id": bundle.model_id,
+        "model_sha256": bundle.sha256,
+        "interpolation": {"a": seed_a, "b": seed_b},
+    }
     ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
     write_bytes_atomic(gif, sampling.gif_bytes(ping_pong, round(1000 / fps), gif_meta))
     typer.echo(f"wrote {frames} frames and {gif}")
@@ -88,8 +124,10 @@ def npc(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     n: int = typer.Option(200, min=1, help="Number of NPC portraits."),
     seed: int = typer.Option(0, help="Batch seed (picks the per-portrait seeds)."),
-    tags: str = typer.Option("", help="Tags every NPC shares, e.g. \"hat\"."),
-    min_distance: float = typer.Option(0.04, help="Min RMS difference of 16x16 thumbnails (0-1) between two NPCs."),
+    tags: str = typer.Option("", help='Tags every NPC shares, e.g. "hat".'),
+    min_distance: float = typer.Option(
+        0.04, help="Min RMS difference of 16x16 thumbnails (0-1) between two NPCs."
+    ),
     out: Path = typer.Option(Path("npcs"), "-o", "--out", help="Output folder."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
@@ -102,18 +140,30 @@ def npc(
 
     bundle = sampling.load_generator(model, backend)
     constraints = bundle.schema.parse(tags, source="--tags")
-    records = sampling.npc_batch(bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation)
+    records = sampling.npc_batch(
+        bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation
+    )
     items = []
     for i, r in enumerate(records):
         name = f"npc_{i:04d}.png"
         meta = bundle.png_meta(r.seed, r.tags) | ({"truncation": truncation} if truncation != 1.0 else {})
         save_png(out / name, r.image, meta, watermark=not no_watermark)
         items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
-    write_json_atomic(out / "manifest.json", {"model_id": bundle.model_id, "model_sha256": bundle.sha256,
-                                              "generator": bundle.family, "batch_seed": seed, "request": tags,
-                                              "min_distance": min_distance, "watermark": not no_watermark,
-                                              "truncation": truncation,
-                                              "backend": bundle.backend, "items": items})
+    write_json_atomic(
+        out / "manifest.json",
+        {
+            "model_id": bundle.model_id,
+            "model_sha256": bundle.sha256,
+            "generator": bundle.family,
+            "batch_seed": seed,
+            "request": tags,
+            "min_distance": min_distance,
+            "watermark": not no_watermark,
+            "truncation": truncation,
+            "backend": bundle.backend,
+            "items": items,
+        },
+    )
     typer.echo(f"wrote {len(items)} portraits and {out / 'manifest.json'}")
 
 

@@ -19,33 +19,62 @@ def train(
     batch_size: int = typer.Option(64, help="Images per step."),
     lr: float = typer.Option(2e-3, help="Peak Adam learning rate (cosine decay)."),
     channels: int = typer.Option(32, help="Width of the first conv stage (doubles per stage, max 256)."),
-    pool: str = typer.Option("flatten", help="flatten (keep the 4x4 layout) or avg (global average) before the feature layer."),
-    stem_stride: int = typer.Option(2, help="Stride of the first conv: 2 halves the cost, 1 keeps full resolution "
-                                    "for one more stage (small details such as the mouth line)."),
+    pool: str = typer.Option(
+        "flatten", help="flatten (keep the 4x4 layout) or avg (global average) before the feature layer."
+    ),
+    stem_stride: int = typer.Option(
+        2,
+        help="Stride of the first conv: 2 halves the cost, 1 keeps full resolution "
+        "for one more stage (small details such as the mouth line).",
+    ),
     feat_dim: int = typer.Option(256, help="Width of the feature (penultimate) layer: the domain FID space."),
     holdout: float = typer.Option(0.1, help="Fraction of images held out for the precision/recall report."),
-    degrade: float = typer.Option(0.5, help="Share of training images also blurred, resampled and noised, so the "
-                                  "tagger reads tags in softer or noisier drawings (0 = off)."),
+    degrade: float = typer.Option(
+        0.5,
+        help="Share of training images also blurred, resampled and noised, so the "
+        "tagger reads tags in softer or noisier drawings (0 = off).",
+    ),
     amp: bool = typer.Option(True, help="bf16 autocast on CPU (about 2x faster)."),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
 ) -> None:
     """Train a multi-label tagger; writes tagger.safetensors, report.json/md and confusion PNGs. Rerun to resume."""
     from charforge.models.tagger_train import TaggerTrainOptions, train_tagger
 
-    opts = TaggerTrainOptions(steps=steps, batch_size=batch_size, lr=lr, seed=seed, holdout=holdout, amp=amp,
-                              threads=threads, degrade=degrade)
+    opts = TaggerTrainOptions(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        holdout=holdout,
+        amp=amp,
+        threads=threads,
+        degrade=degrade,
+    )
     if pool not in ("flatten", "avg"):
         from charforge.errors import UserError
 
         raise UserError(f"--pool {pool!r}: use flatten or avg")
-    res = train_tagger(data, out, opts=opts, image_size=size, channels=channels, feat_dim=feat_dim, pool=pool,
-                       stem_stride=stem_stride)
+    res = train_tagger(
+        data,
+        out,
+        opts=opts,
+        image_size=size,
+        channels=channels,
+        feat_dim=feat_dim,
+        pool=pool,
+        stem_stride=stem_stride,
+    )
     s = res.report["summary"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     typer.echo(f"tagger       {res.path}")
-    typer.echo(f"trained in   {res.seconds:.1f} s" + (" (earlier; already finished here, nothing retrained)" if res.reused else ""))
-    typer.echo(f"held-out     precision mean {fmt(s['mean_precision'])} (min {fmt(s['min_precision'])}), "
-               f"recall mean {fmt(s['mean_recall'])} (min {fmt(s['min_recall'])})")
+    typer.echo(
+        f"trained in   {res.seconds:.1f} s"
+        + (" (earlier; already finished here, nothing retrained)" if res.reused else "")
+    )
+    typer.echo(
+        f"held-out     precision mean {fmt(s['mean_precision'])} (min {fmt(s['min_precision'])}), "
+        f"recall mean {fmt(s['mean_recall'])} (min {fmt(s['min_recall'])})"
+    )
     typer.echo(f"report       {Path(out) / 'report.md'}")
 
 

@@ -11,21 +11,36 @@ import typer
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="Packed dataset folder (from `charforge data build/import`)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Packed dataset folder (from `charforge data build/import`)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME."),
-    preset: str | None = typer.Option(None, help="Preset name: dcgan-64, acgan-64, acgan-128, acgan-64-cpu, tiny "
-                                      "(default: acgan-64-cpu, or with --init-from the source's own settings)."),
+    preset: str | None = typer.Option(
+        None,
+        help="Preset name: dcgan-64, acgan-64, acgan-128, acgan-64-cpu, tiny "
+        "(default: acgan-64-cpu, or with --init-from the source's own settings).",
+    ),
     steps: int | None = typer.Option(None, help="Total optimiser steps (overrides the preset)."),
     batch: int | None = typer.Option(None, help="Images per step per process (overrides the preset)."),
     seed: int | None = typer.Option(None, help="Master seed (overrides the preset)."),
-    set_: list[str] | None = typer.Option(None, "--set", help="Override a preset field: --set lr=1e-4 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    init_from: str | None = typer.Option(None, "--init-from", help="Fine-tune: start this new run from the weights "
-                                         "of a run folder, a state-*.safetensors or a generator file (new optimisers, step 0)."),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="Override a preset field: --set lr=1e-4 (repeatable)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its latest checkpoint."
+    ),
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        help="Fine-tune: start this new run from the weights "
+        "of a run folder, a state-*.safetensors or a generator file (new optimisers, step 0).",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     tensorboard: bool = typer.Option(True, help="Write TensorBoard events to RUN/tb."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved options and model sizes, then exit."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the resolved options and model sizes, then exit."
+    ),
 ) -> None:
     """Train a tag-conditioned GAN; checkpoints, samples, logs and a model card go to the run folder."""
     import torch
@@ -35,7 +50,9 @@ def train(
     from charforge.train.loop import Trainer, TrainOptions, resolve_run_preset
 
     if resume and init_from:
-        raise UserError("--init-from starts a new run from other weights and --resume continues this one; pass only one")
+        raise UserError(
+            "--init-from starts a new run from other weights and --resume continues this one; pass only one"
+        )
     if threads:
         torch.set_num_threads(threads)
     overrides = parse_overrides(set_)
@@ -58,12 +75,19 @@ def train(
         typer.echo(f"G: {count(g) / 1e6:.2f} M parameters, D: {count(d) / 1e6:.2f} M parameters")
         return
     command = "charforge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    trainer = Trainer(data, out, p, resume=resume, opts=TrainOptions(device=device, tensorboard=tensorboard, command=command,
-                                                                          init_from=init_from))
+    trainer = Trainer(
+        data,
+        out,
+        p,
+        resume=resume,
+        opts=TrainOptions(device=device, tensorboard=tensorboard, command=command, init_from=init_from),
+    )
     summary = trainer.run()
     if trainer.dist.is_main:
-        typer.echo(f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "
-                   f"EMA generator: {summary['generator']}")
+        typer.echo(
+            f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "
+            f"EMA generator: {summary['generator']}"
+        )
 
 
 def register(app: typer.Typer) -> None:

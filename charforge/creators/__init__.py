@@ -3,4 +3,12 @@
 from charforge.creators.base import Creator, available_creators, get_creator
 from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
 
-__all__ = ["Categorical", "Continuous", "Creator", "ParamBatch", "ParamSpace", "available_creators", "get_creator"]
+__all__ = [
+    "Categorical",
+    "Continuous",
+    "Creator",
+    "ParamBatch",
+    "ParamSpace",
+    "available_creators",
+    "get_creator",
+]

@@ -59,10 +59,14 @@ def _load_function(spec: str) -> Creator:
         mod = importlib.import_module(mod_name)
         fn = getattr(mod, fn_name)
     except (ImportError, AttributeError) as e:
-        raise UserError(f"creator {spec!r}: cannot import it ({e}). Use module.path:function_name, where the function returns a Creator") from e
+        raise UserError(
+            f"creator {spec!r}: cannot import it ({e}). Use module.path:function_name, where the function returns a Creator"
+        ) from e
     obj = fn()
     if not (hasattr(obj, "space") and hasattr(obj, "render")):
-        raise UserError(f"creator {spec!r}: {fn_name}() must return an object with a `space` (ParamSpace) and a `render(batch, size)` method")
+        raise UserError(
+            f"creator {spec!r}: {fn_name}() must return an object with a `space` (ParamSpace) and a `render(batch, size)` method"
+        )
     return obj
 
 

@@ -68,14 +68,18 @@ class RecordedCreator(Creator):
         self.path = Path(path)
         space_file = self.path / "space.json"
         if not space_file.is_file():
-            raise UserError(f"{self.path}: a recorded creator folder needs a space.json (the parameter space as JSON)")
+            raise UserError(
+                f"{self.path}: a recorded creator folder needs a space.json (the parameter space as JSON)"
+            )
         self.space = ParamSpace.from_json(space_file.read_text(encoding="utf-8"), source=str(space_file))
         self.name = f"recorded:{self.path.name}"
         pairs = _pairs_from_files(self.path)
         if (self.path / "pairs.jsonl").is_file():
             pairs += _pairs_from_jsonl(self.path / "pairs.jsonl")
         if not pairs:
-            raise UserError(f"{self.path}: no recorded pairs; add NAME.json + NAME.png files or a pairs.jsonl")
+            raise UserError(
+                f"{self.path}: no recorded pairs; add NAME.json + NAME.png files or a pairs.jsonl"
+            )
         self.sources = [p[0] for p in pairs]
         self.image_paths = [p[1] for p in pairs]
         self.batch = ParamBatch.concat([self.space.from_dicts([p[2]], source=p[0]) for p in pairs])
@@ -85,8 +89,10 @@ class RecordedCreator(Creator):
         return len(self.batch)
 
     def render(self, batch: ParamBatch, size: int) -> np.ndarray:
-        raise UserError(f"{self.name}: a recorded creator cannot render new parameters; "
-                        "use its recorded pairs (`images(size)`) or the nearest sample (`nearest(batch, size)`)")
+        raise UserError(
+            f"{self.name}: a recorded creator cannot render new parameters; "
+            "use its recorded pairs (`images(size)`) or the nearest sample (`nearest(batch, size)`)"
+        )
 
     def sample(self, n: int, rng: np.random.Generator) -> ParamBatch:
         """n recorded settings drawn without replacement (with replacement if n exceeds the recording)."""
@@ -106,7 +112,9 @@ class RecordedCreator(Creator):
                 raise UserError(f"{self.image_paths[int(i)]}: {e.reason}") from e
             h, w = img.shape[:2]
             s = min(h, w)
-            out[k] = resize_square(img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s], size)
+            out[k] = resize_square(
+                img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s], size
+            )
         return out
 
     def nearest_indices(self, batch: ParamBatch) -> np.ndarray:

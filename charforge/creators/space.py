@@ -34,7 +34,13 @@ class Categorical:
             raise ValueError(f"default {self.default!r} of {self.name!r} is not one of its options")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "categorical", "options": list(self.options), "default": self.default, "doc": self.doc}
+        return {
+            "name": self.name,
+            "kind": "categorical",
+            "options": list(self.options),
+            "default": self.default,
+            "doc": self.doc,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,14 @@ class Continuous:
             raise ValueError(f"continuous parameter {self.name!r}: default outside [{self.lo}, {self.hi}]")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "continuous", "lo": self.lo, "hi": self.hi, "default": self.default, "doc": self.doc}
+        return {
+            "name": self.name,
+            "kind": "continuous",
+            "lo": self.lo,
+            "hi": self.hi,
+            "default": self.default,
+            "doc": self.doc,
+        }
 
 
 def _as_rows(a: np.ndarray) -> np.ndarray:
@@ -150,17 +163,27 @@ class ParamSpace:
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "parameter space") -> ParamSpace:
         try:
             cats = [
-                Categorical(p["name"], tuple(p["options"]), p.get("default", p["options"][0]), p.get("doc", ""))
+                Categorical(
+                    p["name"], tuple(p["options"]), p.get("default", p["options"][0]), p.get("doc", "")
+                )
                 for p in d.get("categorical", [])
             ]
             conts = [
-                Continuous(p["name"], float(p["lo"]), float(p["hi"]), float(p.get("default", (p["lo"] + p["hi"]) / 2)), p.get("doc", ""))
+                Continuous(
+                    p["name"],
+                    float(p["lo"]),
+                    float(p["hi"]),
+                    float(p.get("default", (p["lo"] + p["hi"]) / 2)),
+                    p.get("doc", ""),
+                )
                 for p in d.get("continuous", [])
             ]
             return cls(cats, conts, name=d.get("name", "creator"))
         except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise UserError(f"{source}: not a valid parameter space ({e}). Expected "
-                            '{"categorical": [{"name", "options", "default"}], "continuous": [{"name", "lo", "hi", "default"}]}') from e
+            raise UserError(
+                f"{source}: not a valid parameter space ({e}). Expected "
+                '{"categorical": [{"name", "options", "default"}], "continuous": [{"name", "lo", "hi", "default"}]}'
+            ) from e
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "parameter space") -> ParamSpace:
@@ -172,24 +195,37 @@ class ParamSpace:
 
     # ---- defaults, sampling ----------------------------------------------------------------------
     def defaults(self, n: int = 1) -> ParamBatch:
-        cat = np.array([[p.options.index(p.default) for p in self.categorical]] * n, dtype=np.int64).reshape(n, self.n_cat)
+        cat = np.array([[p.options.index(p.default) for p in self.categorical]] * n, dtype=np.int64).reshape(
+            n, self.n_cat
+        )
         cont = np.array([[p.default for p in self.continuous]] * n, dtype=np.float32).reshape(n, self.n_cont)
         return ParamBatch(cat, cont)
 
     def sample(self, n: int, rng: np.random.Generator) -> ParamBatch:
         """Uniform over options and over each continuous range."""
-        cat = np.stack([rng.integers(0, k, size=n) for k in self.cat_sizes], axis=1) if self.n_cat else np.zeros((n, 0), np.int64)
+        cat = (
+            np.stack([rng.integers(0, k, size=n) for k in self.cat_sizes], axis=1)
+            if self.n_cat
+            else np.zeros((n, 0), np.int64)
+        )
         u = rng.random((n, self.n_cont), dtype=np.float32)
         return ParamBatch(cat, self._lo + u * self._span)
 
     # ---- dict <-> batch, with validation ------------------------------------------------------
-    def validate(self, params: Mapping[str, Any], *, source: str = "parameters", partial: bool = True) -> dict[str, Any]:
+    def validate(
+        self, params: Mapping[str, Any], *, source: str = "parameters", partial: bool = True
+    ) -> dict[str, Any]:
         """Check one parameter dict; fill missing names with defaults (unless partial=False). Returns a clean dict."""
         if not isinstance(params, Mapping):
-            raise UserError(f"{source}: expected a JSON object of parameter name -> value, got {type(params).__name__}")
+            raise UserError(
+                f"{source}: expected a JSON object of parameter name -> value, got {type(params).__name__}"
+            )
         unknown = [k for k in params if k not in self._cat_index and k not in self._cont_index]
         if unknown:
-            raise UserError(f"{source}: unknown parameter {unknown[0]!r}. Valid parameters: {', '.join(self.names)}", field=unknown[0])
+            raise UserError(
+                f"{source}: unknown parameter {unknown[0]!r}. Valid parameters: {', '.join(self.names)}",
+                field=unknown[0],
+            )
         out: dict[str, Any] = {}
         for p in self.categorical:
             if p.name not in params:
@@ -199,7 +235,10 @@ class ParamSpace:
                 continue
             v = params[p.name]
             if v not in p.options:
-                raise UserError(f"{source}: parameter {p.name!r} has unknown option {v!r}. Valid options: {', '.join(p.options)}", field=p.name)
+                raise UserError(
+                    f"{source}: parameter {p.name!r} has unknown option {v!r}. Valid options: {', '.join(p.options)}",
+                    field=p.name,
+                )
             out[p.name] = v
         for p in self.continuous:
             if p.name not in params:
@@ -209,22 +248,35 @@ class ParamSpace:
                 continue
             v = params[p.name]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise UserError(f"{source}: parameter {p.name!r} must be a finite number, got {v!r}", field=p.name)
+                raise UserError(
+                    f"{source}: parameter {p.name!r} must be a finite number, got {v!r}", field=p.name
+                )
             if not (p.lo <= v <= p.hi):
-                raise UserError(f"{source}: parameter {p.name!r} = {v} is out of range [{p.lo}, {p.hi}]", field=p.name)
+                raise UserError(
+                    f"{source}: parameter {p.name!r} = {v} is out of range [{p.lo}, {p.hi}]", field=p.name
+                )
             out[p.name] = float(v)
         return out
 
     def from_dicts(self, items: Sequence[Mapping[str, Any]], *, source: str = "parameters") -> ParamBatch:
-        clean = [self.validate(d, source=f"{source}[{i}]" if len(items) > 1 else source) for i, d in enumerate(items)]
-        cat = np.array([[p.options.index(d[p.name]) for p in self.categorical] for d in clean], dtype=np.int64).reshape(len(clean), self.n_cat)
-        cont = np.array([[d[p.name] for p in self.continuous] for d in clean], dtype=np.float32).reshape(len(clean), self.n_cont)
+        clean = [
+            self.validate(d, source=f"{source}[{i}]" if len(items) > 1 else source)
+            for i, d in enumerate(items)
+        ]
+        cat = np.array(
+            [[p.options.index(d[p.name]) for p in self.categorical] for d in clean], dtype=np.int64
+        ).reshape(len(clean), self.n_cat)
+        cont = np.array([[d[p.name] for p in self.continuous] for d in clean], dtype=np.float32).reshape(
+            len(clean), self.n_cont
+        )
         return ParamBatch(cat, cont)
 
     def to_dicts(self, batch: ParamBatch) -> list[dict[str, Any]]:
         out = []
         for i in range(len(batch)):
-            d: dict[str, Any] = {p.name: p.options[int(batch.cat[i, j])] for j, p in enumerate(self.categorical)}
+            d: dict[str, Any] = {
+                p.name: p.options[int(batch.cat[i, j])] for j, p in enumerate(self.categorical)
+            }
             d.update({p.name: round(float(batch.cont[i, j]), 6) for j, p in enumerate(self.continuous)})
             out.append(d)
         return out
@@ -243,8 +295,16 @@ class ParamSpace:
     def decode(self, vec: np.ndarray) -> ParamBatch:
         """Inverse of encode: argmax per one-hot block (logits work too); continuous clipped to range."""
         vec = np.asarray(vec, dtype=np.float32).reshape(-1, self.vector_dim)
-        cat = np.stack([vec[:, sl].argmax(axis=1) for sl in self.cat_slices()], axis=1) if self.n_cat else np.zeros((len(vec), 0), np.int64)
-        u = np.clip(vec[:, self.vector_dim - self.n_cont :], 0.0, 1.0) if self.n_cont else np.zeros((len(vec), 0), np.float32)
+        cat = (
+            np.stack([vec[:, sl].argmax(axis=1) for sl in self.cat_slices()], axis=1)
+            if self.n_cat
+            else np.zeros((len(vec), 0), np.int64)
+        )
+        u = (
+            np.clip(vec[:, self.vector_dim - self.n_cont :], 0.0, 1.0)
+            if self.n_cont
+            else np.zeros((len(vec), 0), np.float32)
+        )
         return ParamBatch(cat, self._lo + u * self._span)
 
     def normalise(self, cont: np.ndarray) -> np.ndarray:

@@ -37,8 +37,17 @@ def _render_chunk(args: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
     return _worker_creator.render(ParamBatch(cat, cont), size)
 
 
-def build_from_creator(out: str | Path, *, creator: str = "builtin", n: int = 50_000, size: int = 64, seed: int = 0,
-                       chunk: int = 512, workers: int = 1, show_progress: bool = True) -> PackedDataset:
+def build_from_creator(
+    out: str | Path,
+    *,
+    creator: str = "builtin",
+    n: int = 50_000,
+    size: int = 64,
+    seed: int = 0,
+    chunk: int = 512,
+    workers: int = 1,
+    show_progress: bool = True,
+) -> PackedDataset:
     """Render `n` characters at `size` px into a packed dataset at `out` (resumable)."""
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
@@ -48,7 +57,9 @@ def build_from_creator(out: str | Path, *, creator: str = "builtin", n: int = 50
         raise UserError(f"--chunk must be at least 1 image, got {chunk}")
     cr = get_creator(creator)
     if getattr(cr, "can_render", True) is False:
-        raise UserError(f"creator {creator!r} cannot render new images (a recorded creator); import its images instead")
+        raise UserError(
+            f"creator {creator!r} cannot render new images (a recorded creator); import its images instead"
+        )
     schema = cr.schema
     if schema is None:
         from charforge.data.tags import TagSchema
@@ -58,7 +69,9 @@ def build_from_creator(out: str | Path, *, creator: str = "builtin", n: int = 50
     config = {"kind": "creator", "creator": creator, "n": n, "size": size, "seed": seed, "chunk": chunk}
     writer = PackedWriter(out, n=n, size=size, schema=schema, space=cr.space, config=config)
     todo = [k for k in range((n + chunk - 1) // chunk) if not writer.is_done(k)]
-    bar = progress(total=n, desc=f"render {creator} {size}px", unit="img", disable=None if show_progress else True)
+    bar = progress(
+        total=n, desc=f"render {creator} {size}px", unit="img", disable=None if show_progress else True
+    )
     bar.update(n - sum(min(chunk, n - k * chunk) for k in todo))
 
     def finish(k: int, images: np.ndarray) -> None:
@@ -75,10 +88,15 @@ def build_from_creator(out: str | Path, *, creator: str = "builtin", n: int = 50
             sl = slice(k * chunk, min(n, (k + 1) * chunk))
             finish(k, cr.render(params[sl], size))
     else:
-        jobs = [(params.cat[k * chunk:(k + 1) * chunk], params.cont[k * chunk:(k + 1) * chunk], size) for k in todo]
+        jobs = [
+            (params.cat[k * chunk : (k + 1) * chunk], params.cont[k * chunk : (k + 1) * chunk], size)
+            for k in todo
+        ]
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(creator,)) as ex:
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(creator,)
+        ) as ex:
             for k, images in zip(todo, ex.map(_render_chunk, jobs)):
                 finish(k, images)
     bar.close()

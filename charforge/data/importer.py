@@ -181,7 +181,9 @@ def import_folder(
             f"--estimate-tags {estimate_tags}: no such tagger file; give a trained tagger or leave it out"
         )
     schema = make_girls_moe_schema()
-    tagger = _load_tagger(Path(estimate_tags), schema) if estimate_tags is not None else None  # fail before any work
+    tagger = (
+        _load_tagger(Path(estimate_tags), schema) if estimate_tags is not None else None
+    )  # fail before any work
     rows = read_tags_file(Path(tags_file), schema) if tags_file is not None else []
     exclude = [out] + ([Path(tags_file)] if tags_file is not None else [])
     images, others = list_sources(src, exclude=exclude)
@@ -436,9 +438,11 @@ def _load_tagger(path: Path, schema):
     tagger = load_tagger(path)
     theirs = getattr(getattr(tagger, "schema", None), "tags", None)
     if theirs is not None and list(theirs) != list(schema.tags):
-        raise UserError(f"--estimate-tags {path}: the tagger was trained on other tags ({len(theirs)} tags, "
-                        f"starting {', '.join(list(theirs)[:3])}) than the dataset schema; use a tagger trained on "
-                        "the make.girls.moe tag schema")
+        raise UserError(
+            f"--estimate-tags {path}: the tagger was trained on other tags ({len(theirs)} tags, "
+            f"starting {', '.join(list(theirs)[:3])}) than the dataset schema; use a tagger trained on "
+            "the make.girls.moe tag schema"
+        )
     return tagger
 
 

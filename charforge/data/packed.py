@@ -57,7 +57,9 @@ class PackedDataset:
 
     def param_batch(self, idx=slice(None)) -> ParamBatch:
         if self.params is None or self.space is None:
-            raise UserError(f"{self.root}: this dataset stores no creator parameters (it was imported, not built from a creator)")
+            raise UserError(
+                f"{self.root}: this dataset stores no creator parameters (it was imported, not built from a creator)"
+            )
         return self.space.decode(self.params[idx])
 
     def licence_counts(self) -> dict[str, int]:
@@ -78,9 +80,13 @@ def load_packed(root: str | Path, *, verify: bool = False) -> PackedDataset:
     root = Path(root)
     mpath = root / "manifest.json"
     if not root.is_dir():
-        raise UserError(f"{root}: no such dataset folder. Build one with `charforge data build` or `charforge data import`")
+        raise UserError(
+            f"{root}: no such dataset folder. Build one with `charforge data build` or `charforge data import`"
+        )
     if not mpath.exists():
-        hint = " (an unfinished build: rerun the same command to resume it)" if (root / STATE).exists() else ""
+        hint = (
+            " (an unfinished build: rerun the same command to resume it)" if (root / STATE).exists() else ""
+        )
         raise UserError(f"{root}: no manifest.json, so this is not a packed dataset{hint}")
     try:
         manifest = json.loads(mpath.read_text())
@@ -89,26 +95,36 @@ def load_packed(root: str | Path, *, verify: bool = False) -> PackedDataset:
     if manifest.get("format") != FORMAT:
         raise UserError(f"{mpath}: not a charforge packed dataset (format={manifest.get('format')!r})")
     if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-        raise UserError(f"{mpath}: schema version {manifest['schema_version']} is newer than this charforge supports ({SCHEMA_VERSION}); upgrade charforge")
+        raise UserError(
+            f"{mpath}: schema version {manifest['schema_version']} is newer than this charforge supports ({SCHEMA_VERSION}); upgrade charforge"
+        )
     for name in ("images.npy", "tags.npy") + (("params.npy",) if manifest.get("has_params") else ()):
         if not (root / name).exists():
             raise UserError(f"{root}: {name} is missing; the dataset is incomplete, rebuild it")
     if verify:
         for name, digest in manifest.get("checksums", {}).items():
             if sha256_file(root / name) != digest:
-                raise UserError(f"{root / name}: checksum mismatch, the file changed or is corrupt; rebuild the dataset")
+                raise UserError(
+                    f"{root / name}: checksum mismatch, the file changed or is corrupt; rebuild the dataset"
+                )
     images = np.load(root / "images.npy", mmap_mode="r")
     tags = np.load(root / "tags.npy", mmap_mode="r")
     params = np.load(root / "params.npy", mmap_mode="r") if manifest.get("has_params") else None
     n, s = manifest["count"], manifest["image_size"]
     if images.shape != (n, s, s, 3) or images.dtype != np.uint8:
-        raise UserError(f"{root / 'images.npy'}: shape {images.shape} {images.dtype} does not match the manifest ({n}, {s}, {s}, 3) uint8")
+        raise UserError(
+            f"{root / 'images.npy'}: shape {images.shape} {images.dtype} does not match the manifest ({n}, {s}, {s}, 3) uint8"
+        )
     schema = TagSchema.from_dict(manifest["tag_schema"])
     if tags.shape != (n, len(schema)):
-        raise UserError(f"{root / 'tags.npy'}: shape {tags.shape} does not match the manifest ({n}, {len(schema)})")
+        raise UserError(
+            f"{root / 'tags.npy'}: shape {tags.shape} does not match the manifest ({n}, {len(schema)})"
+        )
     space = ParamSpace.from_dict(manifest["param_space"]) if manifest.get("param_space") else None
     if params is not None and (space is None or params.shape != (n, space.vector_dim)):
-        raise UserError(f"{root / 'params.npy'}: shape {params.shape} does not match the manifest's parameter space")
+        raise UserError(
+            f"{root / 'params.npy'}: shape {params.shape} does not match the manifest's parameter space"
+        )
     return PackedDataset(root, manifest, images, tags, params, schema, space)
 
 
@@ -119,13 +135,24 @@ class PackedWriter:
     rather than mixing two datasets in one folder.
     """
 
-    def __init__(self, root: str | Path, *, n: int, size: int, schema: TagSchema, space: ParamSpace | None,
-                 config: dict[str, Any], resume: bool = True):
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        n: int,
+        size: int,
+        schema: TagSchema,
+        space: ParamSpace | None,
+        config: dict[str, Any],
+        resume: bool = True,
+    ):
         self.root = Path(root)
         self.n, self.size, self.schema, self.space, self.config = n, size, schema, space, config
         self.state_path = self.root / STATE
         if (self.root / "manifest.json").exists():
-            raise UserError(f"{self.root}: a finished dataset is already there; choose another output folder or delete it")
+            raise UserError(
+                f"{self.root}: a finished dataset is already there; choose another output folder or delete it"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else None
         self.finalizing: int | None = None  # row count being truncated to, once finalize has begun
@@ -135,11 +162,15 @@ class PackedWriter:
             mode = "r+"
         else:
             if state is not None and state.get("config") != config:
-                raise UserError(f"{self.root}: holds an unfinished build with different settings; delete the folder or rerun the original command")
+                raise UserError(
+                    f"{self.root}: holds an unfinished build with different settings; delete the folder or rerun the original command"
+                )
             self.done, mode = set(), "w+"
         self.images = self._open("images.npy", mode, (n, size, size, 3), np.uint8)
         self.tags = self._open("tags.npy", mode, (n, len(schema)), np.uint8)
-        self.params = self._open("params.npy", mode, (n, space.vector_dim), np.float32) if space is not None else None
+        self.params = (
+            self._open("params.npy", mode, (n, space.vector_dim), np.float32) if space is not None else None
+        )
         self._save_state()
 
     def _open(self, name: str, mode: str, shape, dtype) -> np.ndarray:
@@ -149,7 +180,9 @@ class PackedWriter:
             if self.finalizing is not None and arr.shape == (self.finalizing, *shape[1:]):
                 return arr  # already truncated by a finalize that was killed before the manifest
             if arr.shape != tuple(shape):
-                raise UserError(f"{path}: unfinished build has shape {arr.shape}, expected {tuple(shape)}; delete the folder and rebuild")
+                raise UserError(
+                    f"{path}: unfinished build has shape {arr.shape}, expected {tuple(shape)}; delete the folder and rebuild"
+                )
             return arr
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
 
@@ -162,7 +195,14 @@ class PackedWriter:
     def is_done(self, chunk_id: int) -> bool:
         return chunk_id in self.done
 
-    def write_chunk(self, chunk_id: int, start: int, images: np.ndarray, tags: np.ndarray, params: np.ndarray | None = None) -> None:
+    def write_chunk(
+        self,
+        chunk_id: int,
+        start: int,
+        images: np.ndarray,
+        tags: np.ndarray,
+        params: np.ndarray | None = None,
+    ) -> None:
         """Write rows [start, start+len) and mark `chunk_id` finished (after the data is flushed)."""
         stop = start + len(images)
         assert images.shape[1:] == (self.size, self.size, 3), images.shape  # (B, S, S, 3)
@@ -176,7 +216,9 @@ class PackedWriter:
         self.done.add(chunk_id)
         self._save_state()
 
-    def finalize(self, items: Sequence[dict[str, Any]], *, count: int | None = None, info: dict[str, Any] | None = None) -> PackedDataset:
+    def finalize(
+        self, items: Sequence[dict[str, Any]], *, count: int | None = None, info: dict[str, Any] | None = None
+    ) -> PackedDataset:
         """Truncate to `count` rows if fewer were kept, checksum, and write the manifest last."""
         count = self.n if count is None else count
         if len(items) != count:
@@ -229,12 +271,22 @@ def _truncate_rows(path: Path, arr: np.ndarray, count: int, chunk: int = 4096) -
     os.replace(tmp, path)
 
 
-def write_packed(root: str | Path, images: np.ndarray, tags: np.ndarray, schema: TagSchema, *,
-                 params: np.ndarray | None = None, space: ParamSpace | None = None,
-                 items: Sequence[dict[str, Any]] | None = None, config: dict[str, Any] | None = None) -> PackedDataset:
+def write_packed(
+    root: str | Path,
+    images: np.ndarray,
+    tags: np.ndarray,
+    schema: TagSchema,
+    *,
+    params: np.ndarray | None = None,
+    space: ParamSpace | None = None,
+    items: Sequence[dict[str, Any]] | None = None,
+    config: dict[str, Any] | None = None,
+) -> PackedDataset:
     """Write in-memory arrays as a packed dataset in one go (tests, small imports)."""
     n, size = len(images), images.shape[1]
-    w = PackedWriter(root, n=n, size=size, schema=schema, space=space, config=config or {"kind": "in-memory"}, resume=False)
+    w = PackedWriter(
+        root, n=n, size=size, schema=schema, space=space, config=config or {"kind": "in-memory"}, resume=False
+    )
     if n:
         w.write_chunk(0, 0, images, tags, params)
     items = items if items is not None else [{"source": f"array:{i}", "license": "unknown"} for i in range(n)]

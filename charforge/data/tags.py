@@ -118,7 +118,9 @@ class TagSchema:
     def check_tag(self, tag: str, *, source: str = "tags") -> str:
         t = normalise_tag(tag)
         if t not in self._index:
-            raise UserError(f"{source}: unknown tag {tag!r}. Valid tags: {', '.join(self.tags)}", field=source)
+            raise UserError(
+                f"{source}: unknown tag {tag!r}. Valid tags: {', '.join(self.tags)}", field=source
+            )
         return t
 
     def parse(self, tags: str | Iterable[str], *, source: str = "tags") -> TagConstraints:
@@ -138,9 +140,15 @@ class TagSchema:
             g = self.group_of(t)
             if g is not None:
                 if off:
-                    raise UserError(f"{source}: {t!r} belongs to the exclusive group {g!r}; choose one of its tags instead of turning one off", field=source)
+                    raise UserError(
+                        f"{source}: {t!r} belongs to the exclusive group {g!r}; choose one of its tags instead of turning one off",
+                        field=source,
+                    )
                 if c.groups[g] not in (None, t):
-                    raise UserError(f"{source}: contradicting tags {c.groups[g]!r} and {t!r}: the group {g!r} takes one tag", field=source)
+                    raise UserError(
+                        f"{source}: contradicting tags {c.groups[g]!r} and {t!r}: the group {g!r} takes one tag",
+                        field=source,
+                    )
                 c.groups[g] = t
             else:
                 if c.independent[t] is not None and c.independent[t] != (not off):
@@ -148,8 +156,11 @@ class TagSchema:
                 c.independent[t] = not off
         for a, b in self.conflicts:
             if c.independent.get(a) and c.independent.get(b):
-                raise UserError(f"{source}: contradicting tags {a!r} and {b!r} cannot both be on (the tag schema, "
-                                "or a training set that never shows them together, rules the pair out)", field=source)
+                raise UserError(
+                    f"{source}: contradicting tags {a!r} and {b!r} cannot both be on (the tag schema, "
+                    "or a training set that never shows them together, rules the pair out)",
+                    field=source,
+                )
         return c
 
     def constraints_from_dict(self, d: Mapping[str, Any], *, source: str = "tags") -> TagConstraints:
@@ -162,22 +173,33 @@ class TagSchema:
                     continue
                 t = normalise_tag(str(value))
                 if t not in groups[key].tags:
-                    raise UserError(f"{source}.{key}: unknown value {value!r}. Valid: any, {', '.join(groups[key].tags)}", field=f"{source}.{key}")
+                    raise UserError(
+                        f"{source}.{key}: unknown value {value!r}. Valid: any, {', '.join(groups[key].tags)}",
+                        field=f"{source}.{key}",
+                    )
                 c.groups[key] = t
                 continue
             t = normalise_tag(key)
             if t not in c.independent:
                 valid = [g.name for g in self.groups] + list(self.independent)
-                raise UserError(f"{source}: unknown tag or group {key!r}. Valid: {', '.join(valid)}", field=f"{source}.{key}")
+                raise UserError(
+                    f"{source}: unknown tag or group {key!r}. Valid: {', '.join(valid)}",
+                    field=f"{source}.{key}",
+                )
             if value in (None, ANY):
                 continue
             if not isinstance(value, bool):
-                raise UserError(f"{source}.{key}: expected true, false or \"any\", got {value!r}", field=f"{source}.{key}")
+                raise UserError(
+                    f'{source}.{key}: expected true, false or "any", got {value!r}', field=f"{source}.{key}"
+                )
             c.independent[t] = value
         for a, b in self.conflicts:
             if c.independent.get(a) and c.independent.get(b):
-                raise UserError(f"{source}: contradicting tags {a!r} and {b!r} cannot both be on (the tag schema, "
-                                "or a training set that never shows them together, rules the pair out)", field=source)
+                raise UserError(
+                    f"{source}: contradicting tags {a!r} and {b!r} cannot both be on (the tag schema, "
+                    "or a training set that never shows them together, rules the pair out)",
+                    field=source,
+                )
         return c
 
     # ---- vectors -----------------------------------------------------------------------------------
@@ -205,7 +227,9 @@ class TagSchema:
         m = np.asarray(tag_matrix, dtype=np.float32)
         return m.mean(axis=0) if len(m) else np.zeros(len(self), np.float32)
 
-    def learn_conflicts(self, tag_matrix: np.ndarray, min_expected: float = MIN_EXPECTED_TOGETHER) -> list[tuple[str, str]]:
+    def learn_conflicts(
+        self, tag_matrix: np.ndarray, min_expected: float = MIN_EXPECTED_TOGETHER
+    ) -> list[tuple[str, str]]:
         """Independent tag pairs the data never shows together although, were they unrelated, it would show
         them together at least `min_expected` times (N * p_a * p_b). A creator that draws one hairstyle per
         character makes twintails, drill hair and ponytail such pairs; sampling them independently would ask
@@ -230,8 +254,12 @@ class TagSchema:
         """A copy with `extra` conflict pairs added (duplicates ignored)."""
         have = {frozenset(c) for c in self.conflicts}
         new = [tuple(c) for c in extra if frozenset(c) not in have]
-        return TagSchema(groups=list(self.groups), independent=list(self.independent),
-                         conflicts=list(self.conflicts) + new, train_p=self.train_p)
+        return TagSchema(
+            groups=list(self.groups),
+            independent=list(self.independent),
+            conflicts=list(self.conflicts) + new,
+            train_p=self.train_p,
+        )
 
     # ---- sampling ----------------------------------------------------------------------------------
     def sample_training(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -244,7 +272,9 @@ class TagSchema:
         self._resolve_conflicts(out, rng, fixed=None)
         return out
 
-    def sample_conditional(self, n: int, rng: np.random.Generator, freqs: np.ndarray, constraints: TagConstraints | None = None) -> np.ndarray:
+    def sample_conditional(
+        self, n: int, rng: np.random.Generator, freqs: np.ndarray, constraints: TagConstraints | None = None
+    ) -> np.ndarray:
         """Generation-time labels: fixed tags as given, the rest from the empirical frequencies `freqs` (T,)."""
         freqs = np.asarray(freqs, dtype=np.float64)
         c = constraints or TagConstraints()
@@ -272,7 +302,9 @@ class TagSchema:
         self._resolve_conflicts(out, rng, fixed=fixed)
         return out
 
-    def resolve_conflicts(self, out: np.ndarray, rng: np.random.Generator, fixed: np.ndarray | None = None) -> None:
+    def resolve_conflicts(
+        self, out: np.ndarray, rng: np.random.Generator, fixed: np.ndarray | None = None
+    ) -> None:
         """In place: where both tags of a conflict pair are on, turn one off (a fixed one stays; else at random)."""
         self._resolve_conflicts(out, rng, fixed)
 
@@ -299,10 +331,26 @@ class TagSchema:
         for g, sl in zip(self.groups, self.group_slices()):
             bad = np.flatnonzero(m[:, sl].sum(axis=1) > 1)
             if len(bad):
-                raise UserError(f"{source}: row {int(bad[0])} has more than one tag of the exclusive group {g.name!r}")
+                raise UserError(
+                    f"{source}: row {int(bad[0])} has more than one tag of the exclusive group {g.name!r}"
+                )
 
 
-HAIR_COLORS = ("blonde", "brown", "black", "blue", "pink", "purple", "green", "red", "silver", "white", "orange", "aqua", "gray")
+HAIR_COLORS = (
+    "blonde",
+    "brown",
+    "black",
+    "blue",
+    "pink",
+    "purple",
+    "green",
+    "red",
+    "silver",
+    "white",
+    "orange",
+    "aqua",
+    "gray",
+)
 EYE_COLORS = ("blue", "red", "brown", "green", "purple", "yellow", "pink", "aqua", "black", "orange")
 HAIR_STYLES = ("long hair", "short hair", "twintails", "drill hair", "ponytail")
 OTHER_ATTRS = ("blush", "smile", "open mouth", "hat", "ribbon", "glasses")

@@ -38,16 +38,33 @@ TAG_RECIPE = (
 )
 
 
-def _torch_export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, *, input_names: list[str],
-                  output_names: list[str], opset: int) -> None:
+def _torch_export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+) -> None:
     """TorchScript-based exporter (the torch.export one needs `onnxscript`, which charforge does not ship)."""
     dyn = {n: {0: "batch"} for n in input_names + output_names}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices are not the user's concern
+        warnings.simplefilter(
+            "ignore"
+        )  # the legacy exporter's deprecation notices are not the user's concern
         with atomic_path(path) as tmp:
-            torch.onnx.export(module, args, str(tmp), dynamo=False, input_names=input_names,
-                              output_names=output_names, dynamic_axes=dyn, opset_version=opset,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                args,
+                str(tmp),
+                dynamo=False,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dyn,
+                opset_version=opset,
+                do_constant_folding=True,
+            )
 
 
 def _set_metadata(path: Path, props: Mapping[str, Any]) -> None:
@@ -98,7 +115,9 @@ class _KeepTagsInput(nn.Module):
         return x + 0.0 * tags[:, :1, None, None]
 
 
-def export_generator_onnx(bundle: Any, path: str | Path, opset: int = DEFAULT_OPSET, *, check: bool = True) -> Path:
+def export_generator_onnx(
+    bundle: Any, path: str | Path, opset: int = DEFAULT_OPSET, *, check: bool = True
+) -> Path:
     """Write `bundle.net` as ONNX with a dynamic batch and the metadata above (+ a .json sidecar); returns the path.
 
     `check` runs onnxruntime on random inputs at batch 1 and 3 and raises if it differs from PyTorch by more
@@ -123,8 +142,10 @@ def export_generator_onnx(bundle: Any, path: str | Path, opset: int = DEFAULT_OP
     if check:
         err = generator_parity(bundle, path, batch_sizes=(1, 3))
         if err > PARITY_TOL:
-            raise UserError(f"{path}: onnxruntime output differs from PyTorch by {err:.2e} (> {PARITY_TOL}); "
-                            "the exported graph is wrong, please report it")
+            raise UserError(
+                f"{path}: onnxruntime output differs from PyTorch by {err:.2e} (> {PARITY_TOL}); "
+                "the exported graph is wrong, please report it"
+            )
     return path
 
 
@@ -163,7 +184,9 @@ class OnnxGenerator:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise UserError(f"{self.path}: no such ONNX file; export one with `charforge export onnx -o {self.path.name}`")
+            raise UserError(
+                f"{self.path}: no such ONNX file; export one with `charforge export onnx -o {self.path.name}`"
+            )
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads  # CPU threads for one call
@@ -174,7 +197,9 @@ class OnnxGenerator:
             raise UserError(f"{self.path}: not a loadable ONNX model ({e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("charforge_kind") != "generator":
-            raise UserError(f"{self.path}: not a charforge generator export (no charforge_kind=generator metadata)")
+            raise UserError(
+                f"{self.path}: not a charforge generator export (no charforge_kind=generator metadata)"
+            )
         self.metadata = {k: _maybe_json(v) for k, v in meta.items()}
         self.schema = TagSchema.from_dict(self.metadata["tag_schema"])
         self.freqs = np.asarray(self.metadata["tag_freqs"], dtype=np.float32)
@@ -189,7 +214,9 @@ class OnnxGenerator:
         z = np.ascontiguousarray(z, dtype=np.float32)
         tags = np.ascontiguousarray(tags, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim or tags.shape != (len(z), len(self.schema)):
-            raise ValueError(f"expected z (B, {self.z_dim}) and tags (B, {len(self.schema)}), got {z.shape} and {tags.shape}")
+            raise ValueError(
+                f"expected z (B, {self.z_dim}) and tags (B, {len(self.schema)}), got {z.shape} and {tags.shape}"
+            )
         return self.session.run(["image"], {"z": z, "tags": tags})[0]
 
     def generate(self, z: np.ndarray, tags: np.ndarray) -> np.ndarray:
@@ -208,13 +235,25 @@ def _maybe_json(v: str) -> Any:
 F2P_PARTS = ("embedder", "translator", "imitator")  # attributes of an f2p object tried, in this order
 DEFAULT_IMAGE_SIZE = 64  # pixels; used for an image-input part that records no size of its own
 PART_DOCS = {  # (input name, input meaning, output names, output meaning) for the parts charforge.f2p has
-    "embedder": ("image", "RGB planes (NCHW) in [0, 1], square, resized to the input size",
-                 ["embedding"], "L2-normalised face embedding"),
-    "translator": ("embedding", "the embedder's L2-normalised output",
-                   ["params"], "categorical logits (param_space order, one block per categorical parameter) "
-                   "then continuous parameters in [0, 1] (ParamSpace.encode layout)"),
-    "imitator": ("params", "encoded parameter vector (ParamSpace.encode layout)",
-                 ["embedding", "image"], "predicted embedding of the render, and a low-resolution preview"),
+    "embedder": (
+        "image",
+        "RGB planes (NCHW) in [0, 1], square, resized to the input size",
+        ["embedding"],
+        "L2-normalised face embedding",
+    ),
+    "translator": (
+        "embedding",
+        "the embedder's L2-normalised output",
+        ["params"],
+        "categorical logits (param_space order, one block per categorical parameter) "
+        "then continuous parameters in [0, 1] (ParamSpace.encode layout)",
+    ),
+    "imitator": (
+        "params",
+        "encoded parameter vector (ParamSpace.encode layout)",
+        ["embedding", "image"],
+        "predicted embedding of the render, and a low-resolution preview",
+    ),
 }
 
 
@@ -230,9 +269,18 @@ class _EmbedOnly(nn.Module):
 
 
 def _as_module(name: str, part: Any) -> nn.Module | None:
-    module = part if isinstance(part, nn.Module) else next(
-        (m for m in (getattr(part, a, None) for a in ("encoder", "net", "model", "module")) if isinstance(m, nn.Module)),
-        None)
+    module = (
+        part
+        if isinstance(part, nn.Module)
+        else next(
+            (
+                m
+                for m in (getattr(part, a, None) for a in ("encoder", "net", "model", "module"))
+                if isinstance(m, nn.Module)
+            ),
+            None,
+        )
+    )
     if module is not None and name == "embedder" and callable(getattr(module, "embed", None)):
         return _EmbedOnly(module)
     return module
@@ -255,7 +303,9 @@ def _example_input(part: Any, module: nn.Module, batch: int = 2) -> tuple[torch.
             return torch.randn(batch, layer.in_features), f"float32 (batch, {layer.in_features})"
         if isinstance(layer, nn.Conv2d):
             size = _input_size(part, module, getattr(module, "net", None))
-            return torch.rand(batch, layer.in_channels, size, size), f"float32 (batch, {layer.in_channels}, {size}, {size})"
+            return torch.rand(
+                batch, layer.in_channels, size, size
+            ), f"float32 (batch, {layer.in_channels}, {size}, {size})"
     raise ValueError("it has no Linear or Conv2d layer to infer its input shape from")
 
 
@@ -282,8 +332,10 @@ def _export_part(name: str, part: Any, outdir: Path, opset: int, extra: Mapping[
 
     module = _as_module(name, part)
     if module is None:
-        return {"error": f"{type(part).__name__} is not a PyTorch network (e.g. dlib's face recogniser), so "
-                         "torch.onnx cannot export it; use the `learned` embedder for an exportable f2p"}
+        return {
+            "error": f"{type(part).__name__} is not a PyTorch network (e.g. dlib's face recogniser), so "
+            "torch.onnx cannot export it; use the `learned` embedder for an exportable f2p"
+        }
     module = module.eval()
     in_name, in_doc, _, out_doc = PART_DOCS.get(name, ("input", "", [], ""))
     try:
@@ -293,11 +345,23 @@ def _export_part(name: str, part: Any, outdir: Path, opset: int, extra: Mapping[
         names = _output_names(name, ref)
         path = outdir / f"{name}.onnx"
         _torch_export(module, (x,), path, input_names=[in_name], output_names=names, opset=opset)
-        _set_metadata(path, {"charforge_kind": f"f2p_{name}", "charforge_version": __version__,
-                             "input": f"{in_name}: {spec}; {in_doc}".rstrip("; "), "outputs": names,
-                             "output_meaning": out_doc, **extra})
-        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {in_name: x.numpy()})
-    except Exception as e:  # unsupported operator, data-dependent control flow, odd inputs: report, don't crash
+        _set_metadata(
+            path,
+            {
+                "charforge_kind": f"f2p_{name}",
+                "charforge_version": __version__,
+                "input": f"{in_name}: {spec}; {in_doc}".rstrip("; "),
+                "outputs": names,
+                "output_meaning": out_doc,
+                **extra,
+            },
+        )
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {in_name: x.numpy()}
+        )
+    except (
+        Exception
+    ) as e:  # unsupported operator, data-dependent control flow, odd inputs: report, don't crash
         return {"error": f"export failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
     err = max(float(np.abs(a - b).max()) for a, b in zip(got, _flatten(ref)))
     return {"path": str(path), "input": f"{in_name}: {spec}", "outputs": names, "parity_max_abs_error": err}
@@ -314,7 +378,11 @@ def export_f2p_onnx(f2p: Any, outdir: str | Path, opset: int = DEFAULT_OPSET) ->
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    parts = dict(f2p) if isinstance(f2p, Mapping) else {n: getattr(f2p, n) for n in F2P_PARTS if getattr(f2p, n, None) is not None}
+    parts = (
+        dict(f2p)
+        if isinstance(f2p, Mapping)
+        else {n: getattr(f2p, n) for n in F2P_PARTS if getattr(f2p, n, None) is not None}
+    )
     if not parts:
         raise UserError(f"the face-to-parameter model has none of {', '.join(F2P_PARTS)} to export")
     space = getattr(f2p, "space", None)

@@ -17,13 +17,30 @@ from charforge.f2p.faces import FaceBox, find_face, landmarks68
 
 # RGB prototypes of colour option names (anime palettes drawn toward how they look in photos)
 COLOUR_RGB = {
-    "black": (30, 25, 25), "brown": (100, 65, 40), "blonde": (215, 180, 110), "red": (160, 50, 35),
-    "orange": (210, 110, 40), "silver": (190, 190, 200), "white": (235, 235, 235), "gray": (128, 128, 128),
-    "grey": (128, 128, 128), "blue": (60, 90, 170), "aqua": (80, 190, 200), "green": (60, 130, 70),
-    "purple": (120, 70, 150), "pink": (230, 140, 170), "yellow": (220, 200, 60), "navy": (30, 40, 90),
+    "black": (30, 25, 25),
+    "brown": (100, 65, 40),
+    "blonde": (215, 180, 110),
+    "red": (160, 50, 35),
+    "orange": (210, 110, 40),
+    "silver": (190, 190, 200),
+    "white": (235, 235, 235),
+    "gray": (128, 128, 128),
+    "grey": (128, 128, 128),
+    "blue": (60, 90, 170),
+    "aqua": (80, 190, 200),
+    "green": (60, 130, 70),
+    "purple": (120, 70, 150),
+    "pink": (230, 140, 170),
+    "yellow": (220, 200, 60),
+    "navy": (30, 40, 90),
 }
-SKIN_RGB = {"porcelain": (245, 225, 215), "light": (230, 195, 170), "warm": (215, 170, 130),
-            "tan": (180, 130, 95), "brown": (115, 75, 50)}
+SKIN_RGB = {
+    "porcelain": (245, 225, 215),
+    "light": (230, 195, 170),
+    "warm": (215, 170, 130),
+    "tan": (180, 130, 95),
+    "brown": (115, 75, 50),
+}
 GLASSES_EDGE = 0.05  # mean |vertical gradient| (0-1 gray) on the nose bridge above which glasses are assumed
 SMILE_LIFT = 0.06  # corner lift (fraction of mouth width) above which the mouth counts as smiling
 OPEN_GAP = 0.08  # inner-lip gap (fraction of mouth width) above which the mouth counts as open
@@ -72,7 +89,11 @@ def _eye_rgb(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     x1, y1 = pts.max(0)
     cx, cy = pts.mean(0)
     rx, ry = max((x1 - x0) * 0.3, 1), max((y1 - y0) * 0.5, 1)
-    patch = image[int(cy - ry) : int(cy + ry) + 1, int(cx - rx) : int(cx + rx) + 1].reshape(-1, 3).astype(np.float32)
+    patch = (
+        image[int(cy - ry) : int(cy + ry) + 1, int(cx - rx) : int(cx + rx) + 1]
+        .reshape(-1, 3)
+        .astype(np.float32)
+    )
     light = patch.mean(1)
     return patch[light <= np.median(light)].mean(0)
 
@@ -82,7 +103,9 @@ def _bridge_edges(image: np.ndarray, lm: np.ndarray) -> float:
     gray = image.astype(np.float32).mean(2) / 255.0
     span = float(np.linalg.norm(lm[42] - lm[39]))
     cx, cy = (lm[39] + lm[42]) / 2
-    patch = gray[int(cy - 0.35 * span) : int(cy + 0.15 * span) + 1, int(cx - 0.25 * span) : int(cx + 0.25 * span) + 1]
+    patch = gray[
+        int(cy - 0.35 * span) : int(cy + 0.15 * span) + 1, int(cx - 0.25 * span) : int(cx + 0.25 * span) + 1
+    ]
     return float(np.abs(np.diff(patch, axis=0)).mean()) if patch.shape[0] > 1 and patch.shape[1] > 0 else 0.0
 
 
@@ -106,12 +129,16 @@ def estimate_attributes(image: np.ndarray, *, detect: bool = True, source: str =
     top = min(box.top, brow_y - 0.25 * face_h)
     hair = _median_rgb(image, lm[19, 0], top - 0.35 * face_h, lm[24, 0], top - 0.05 * face_h)
     eye = (_eye_rgb(image, lm[36:42]) + _eye_rgb(image, lm[42:48])) / 2
-    skin = (_median_rgb(image, *(lm[2] * 0.6 + lm[31] * 0.4 - 3), *(lm[2] * 0.6 + lm[31] * 0.4 + 3)) +
-            _median_rgb(image, *(lm[14] * 0.6 + lm[35] * 0.4 - 3), *(lm[14] * 0.6 + lm[35] * 0.4 + 3))) / 2
+    skin = (
+        _median_rgb(image, *(lm[2] * 0.6 + lm[31] * 0.4 - 3), *(lm[2] * 0.6 + lm[31] * 0.4 + 3))
+        + _median_rgb(image, *(lm[14] * 0.6 + lm[35] * 0.4 - 3), *(lm[14] * 0.6 + lm[35] * 0.4 + 3))
+    ) / 2
     mouth_w = max(float(np.linalg.norm(lm[54] - lm[48])), 1.0)
     centre_y = (lm[51, 1] + lm[57, 1]) / 2
     return FaceAttributes(
-        hair_rgb=tuple(int(v) for v in hair), eye_rgb=tuple(int(v) for v in eye), skin_rgb=tuple(int(v) for v in skin),
+        hair_rgb=tuple(int(v) for v in hair),
+        eye_rgb=tuple(int(v) for v in eye),
+        skin_rgb=tuple(int(v) for v in skin),
         glasses_score=_bridge_edges(image, lm),
         smile_score=float((centre_y - (lm[48, 1] + lm[54, 1]) / 2) / mouth_w),
         open_score=float((lm[66, 1] - lm[62, 1]) / mouth_w),
@@ -122,7 +149,9 @@ def estimate_attributes(image: np.ndarray, *, detect: bool = True, source: str =
     )
 
 
-def _nearest_option(options: tuple[str, ...], rgb: tuple[int, int, int], table: dict[str, tuple[int, int, int]]) -> str | None:
+def _nearest_option(
+    options: tuple[str, ...], rgb: tuple[int, int, int], table: dict[str, tuple[int, int, int]]
+) -> str | None:
     known = [o for o in options if o in table]
     if not known:
         return None
@@ -148,14 +177,32 @@ def _categorical_choice(name: str, options: tuple[str, ...], a: FaceAttributes) 
     if name in ("skin_tone", "skin"):
         return _nearest_option(options, a.skin_rgb, SKIN_RGB)
     if name == "glasses":
-        return _pick(options, ["round", "square", "on", "yes"]) if a.glasses else _pick(options, ["none", "off", "no"])
+        return (
+            _pick(options, ["round", "square", "on", "yes"])
+            if a.glasses
+            else _pick(options, ["none", "off", "no"])
+        )
     if name == "mouth":
-        wanted = {(True, True): "open_smile", (True, False): "smile", (False, True): "open", (False, False): "closed"}
+        wanted = {
+            (True, True): "open_smile",
+            (True, False): "smile",
+            (False, True): "open",
+            (False, False): "closed",
+        }
         return _pick(options, [wanted[(a.smile, a.mouth_open)], "smile" if a.smile else "closed"])
     if name == "hair_length":
-        return _pick(options, ["short"] if a.hair_length_score < 0.25 else ["medium"] if a.hair_length_score < 0.75 else ["long"])
+        return _pick(
+            options,
+            ["short"]
+            if a.hair_length_score < 0.25
+            else ["medium"]
+            if a.hair_length_score < 0.75
+            else ["long"],
+        )
     if name == "face_shape":
-        return _pick(options, ["round"] if a.face_ratio > 0.95 else ["oval"] if a.face_ratio > 0.85 else ["pointed"])
+        return _pick(
+            options, ["round"] if a.face_ratio > 0.95 else ["oval"] if a.face_ratio > 0.85 else ["pointed"]
+        )
     return None
 
 
@@ -169,7 +216,9 @@ def _continuous_value(name: str, lo: float, hi: float, a: FaceAttributes) -> flo
         return float(lo + np.clip((x - x_lo) / (x_hi - x_lo), 0.0, 1.0) * (hi - lo))
 
     rules = {
-        "face_width": lambda: span(a.face_ratio, 0.8, 1.05),  # typical jaw width / brow-to-chin height of adults
+        "face_width": lambda: span(
+            a.face_ratio, 0.8, 1.05
+        ),  # typical jaw width / brow-to-chin height of adults
         "eye_spacing": lambda: span(a.eye_spacing, 0.40, 0.52),  # typical eye-centre distance / jaw width
         "hair_lightness": lambda: span(_lightness(a.hair_rgb), -0.8, 0.6),
         "eye_lightness": lambda: span(_lightness(a.eye_rgb), -0.8, 0.4),

@@ -79,7 +79,9 @@ class LearnedEmbedder(Embedder):
 
     def __init__(self, encoder: Encoder | None = None, batch: int = 256):
         if encoder is None:
-            raise UserError("the 'learned' embedder needs trained weights: run `charforge f2p train --embedder learned` first")
+            raise UserError(
+                "the 'learned' embedder needs trained weights: run `charforge f2p train --embedder learned` first"
+            )
         self.encoder = encoder.eval()
         self.dim = encoder.cfg.dim
         self.batch = batch
@@ -114,7 +116,9 @@ class GenericEmbedder(Embedder):
     name, dim = "generic", 1280
 
     def __init__(self, size: int = 224, batch: int = 32):
-        self.size = size  # px: centre square crops are scaled to this side to batch them (the network then sees 224)
+        self.size = (
+            size  # px: centre square crops are scaled to this side to batch them (the network then sees 224)
+        )
         self.batch = batch
 
     def embed(self, images: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
@@ -123,8 +127,16 @@ class GenericEmbedder(Embedder):
         from charforge.metrics.features import generic_features
 
         images = _check_images(images)
-        crops = np.stack([np.asarray(Image.fromarray(square_crop(im)).resize((self.size, self.size), Image.Resampling.BILINEAR))
-                          if im.shape[0] != self.size or im.shape[1] != self.size else im for im in images])  # (N, S, S, 3)
+        crops = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(square_crop(im)).resize((self.size, self.size), Image.Resampling.BILINEAR)
+                )
+                if im.shape[0] != self.size or im.shape[1] != self.size
+                else im
+                for im in images
+            ]
+        )  # (N, S, S, 3)
         return _normalise(generic_features(crops, batch_size=self.batch))
 
     def config(self) -> dict[str, Any]:
@@ -144,5 +156,7 @@ def available_embedders() -> list[str]:
 
 def get_embedder(name: str, **kw) -> Embedder:
     if name not in _REGISTRY:
-        raise UserError(f"unknown embedder {name!r}. Valid: {', '.join(available_embedders())}", field="embedder")
+        raise UserError(
+            f"unknown embedder {name!r}. Valid: {', '.join(available_embedders())}", field="embedder"
+        )
     return _REGISTRY[name](**kw)

@@ -24,7 +24,9 @@ def heldout_targets(f2p: F2P, n: int, seed: int) -> tuple[np.ndarray, np.ndarray
     """(images (n, S, S, 3) uint8, true encoded vectors (n, V)) the model never trained on."""
     creator = f2p.creator
     if creator is None:
-        raise UserError(f"creator {f2p.creator_spec!r} is not available; eval needs it to render held-out targets")
+        raise UserError(
+            f"creator {f2p.creator_spec!r} is not available; eval needs it to render held-out targets"
+        )
     rng = np.random.default_rng(seed)
     if getattr(creator, "can_render", True):
         batch = creator.sample(n, rng)
@@ -34,10 +36,24 @@ def heldout_targets(f2p: F2P, n: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 def param_scores(space, pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
-    acc = {p.name: float((pred[:, sl].argmax(1) == true[:, sl].argmax(1)).mean())
-           for p, sl in zip(space.categorical, space.cat_slices())}
-    mae = float(np.abs(pred[:, space.vector_dim - space.n_cont :] - true[:, space.vector_dim - space.n_cont :]).mean()) if space.n_cont else 0.0
-    return {"cat_accuracy": acc, "cat_accuracy_mean": float(np.mean(list(acc.values()))) if acc else 1.0, "cont_mae": mae}
+    acc = {
+        p.name: float((pred[:, sl].argmax(1) == true[:, sl].argmax(1)).mean())
+        for p, sl in zip(space.categorical, space.cat_slices())
+    }
+    mae = (
+        float(
+            np.abs(
+                pred[:, space.vector_dim - space.n_cont :] - true[:, space.vector_dim - space.n_cont :]
+            ).mean()
+        )
+        if space.n_cont
+        else 0.0
+    )
+    return {
+        "cat_accuracy": acc,
+        "cat_accuracy_mean": float(np.mean(list(acc.values()))) if acc else 1.0,
+        "cont_mae": mae,
+    }
 
 
 def _fit_one_by_one(f2p: F2P, images: np.ndarray, mode: str, iters: int | None) -> tuple[np.ndarray, float]:
@@ -54,40 +70,67 @@ def _fit_one_by_one(f2p: F2P, images: np.ndarray, mode: str, iters: int | None) 
     return np.concatenate(out), (time.perf_counter() - start) / max(1, len(images))
 
 
-def evaluate_f2p(f2p: F2P, n: int = 200, seed: int = 12345, iters: int | None = None, n_search: int | None = None) -> dict[str, Any]:
+def evaluate_f2p(
+    f2p: F2P, n: int = 200, seed: int = 12345, iters: int | None = None, n_search: int | None = None
+) -> dict[str, Any]:
     if n < 1:
         raise UserError("f2p eval: --n must be at least 1", field="n")
     images, true = heldout_targets(f2p, n, seed)
     targets = render_embedder(f2p).embed(images)  # (n, D)
     rng = np.random.default_rng(seed + 1)
     perm = rng.permutation(len(targets))
-    result: dict[str, Any] = {"n": len(images), "seed": seed, "model": str(f2p.path), "embedder": f2p.embedder.name,
-                              "random_pair_cosine": float((targets * targets[perm]).sum(1).mean()), "modes": {}}
+    result: dict[str, Any] = {
+        "n": len(images),
+        "seed": seed,
+        "model": str(f2p.path),
+        "embedder": f2p.embedder.name,
+        "random_pair_cosine": float((targets * targets[perm]).sum(1).mean()),
+        "modes": {},
+    }
     counts = {"fast": len(images), "search": min(len(images), n_search if n_search is not None else 50)}
     examples = {}
     for mode, count in counts.items():
         vecs, sec = _fit_one_by_one(f2p, images[:count], mode, iters)
         previews, cos = preview_and_similarity(f2p, vecs, targets[:count])
         examples[mode] = previews[:8]
-        result["modes"][mode] = {"n": count, "mean_cosine": float(cos.mean()), "median_cosine": float(np.median(cos)),
-                                 "ms_per_image": 1000 * sec, **param_scores(f2p.space, vecs, true[:count])}
+        result["modes"][mode] = {
+            "n": count,
+            "mean_cosine": float(cos.mean()),
+            "median_cosine": float(np.median(cos)),
+            "ms_per_image": 1000 * sec,
+            **param_scores(f2p.space, vecs, true[:count]),
+        }
     result["_examples"] = {"target": images[:8], **examples}
     return result
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    lines = [f"Held-out renders: n = {result['n']} (seed {result['seed']}), embedder `{result['embedder']}`; "
-             f"cosine between random pairs of targets: {result['random_pair_cosine']:.3f}", "",
-             "| mode | n | mean cosine | median cosine | categorical accuracy | continuous MAE (0-1) | ms / image |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Held-out renders: n = {result['n']} (seed {result['seed']}), embedder `{result['embedder']}`; "
+        f"cosine between random pairs of targets: {result['random_pair_cosine']:.3f}",
+        "",
+        "| mode | n | mean cosine | median cosine | categorical accuracy | continuous MAE (0-1) | ms / image |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode, r in result["modes"].items():
-        lines.append(f"| {mode} | {r['n']} | {r['mean_cosine']:.3f} | {r['median_cosine']:.3f} | "
-                     f"{r['cat_accuracy_mean']:.3f} | {r['cont_mae']:.3f} | {r['ms_per_image']:.1f} |")
-    lines += ["", "Categorical accuracy per parameter:", "", "| parameter | " + " | ".join(result["modes"]) + " |",
-              "|---|" + "---|" * len(result["modes"])]
+        lines.append(
+            f"| {mode} | {r['n']} | {r['mean_cosine']:.3f} | {r['median_cosine']:.3f} | "
+            f"{r['cat_accuracy_mean']:.3f} | {r['cont_mae']:.3f} | {r['ms_per_image']:.1f} |"
+        )
+    lines += [
+        "",
+        "Categorical accuracy per parameter:",
+        "",
+        "| parameter | " + " | ".join(result["modes"]) + " |",
+        "|---|" + "---|" * len(result["modes"]),
+    ]
     names = next(iter(result["modes"].values()))["cat_accuracy"]
     for name in names:
-        lines.append(f"| {name} | " + " | ".join(f"{r['cat_accuracy'][name]:.2f}" for r in result["modes"].values()) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{r['cat_accuracy'][name]:.2f}" for r in result["modes"].values())
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

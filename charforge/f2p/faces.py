@@ -22,7 +22,9 @@ def _dlib():
         import dlib
         import face_recognition_models as frm
     except ImportError as e:  # pragma: no cover - both are package dependencies
-        raise UserError(f"face detection needs dlib and face-recognition-models ({e}); reinstall charforge") from e
+        raise UserError(
+            f"face detection needs dlib and face-recognition-models ({e}); reinstall charforge"
+        ) from e
     return dlib, frm
 
 
@@ -60,8 +62,10 @@ def find_face(image: np.ndarray, *, detect: bool = True, source: str = "image") 
     detector = dlib_model("detector")
     rects, scores, _ = detector.run(np.ascontiguousarray(image), UPSAMPLE, 0.0)
     if len(rects) == 0:
-        raise UserError(f"{source}: no face found. Use a clear, front-facing photo, or pass --no-detect "
-                        "to use the whole image as the face (for drawings and crops)")
+        raise UserError(
+            f"{source}: no face found. Use a clear, front-facing photo, or pass --no-detect "
+            "to use the whole image as the face (for drawings and crops)"
+        )
     best = max(range(len(rects)), key=lambda i: (rects[i].width() * rects[i].height(), scores[i]))
     r = rects[best]
     return FaceBox(max(0, r.left()), max(0, r.top()), min(w, r.right()), min(h, r.bottom()), len(rects))

@@ -33,7 +33,9 @@ class FitResult:
     mode: str = "fast"  # the mode whose answer was kept
     scores: dict[str, float] = field(default_factory=dict)  # similarity of every mode tried
     notes: list[str] = field(default_factory=list)  # messages for the user (several faces, preview source)
-    model: dict[str, str] = field(default_factory=dict)  # path, sha256, creator and embedder of the f2p model used
+    model: dict[str, str] = field(
+        default_factory=dict
+    )  # path, sha256, creator and embedder of the f2p model used
 
 
 def embed_inputs(f2p: F2P, images: Sequence[np.ndarray], notes: list[str] | None = None) -> np.ndarray:
@@ -64,12 +66,15 @@ def search_from(f2p: F2P, targets: np.ndarray, init: np.ndarray, iters: int | No
     creator = f2p.creator
     if cfg.refine_sweeps > 0 and creator is not None and getattr(creator, "can_render", True):
         emb = render_embedder(f2p)
-        vec = np.stack([refine(f2p, v, t, emb, cfg.refine_sweeps, cfg.refine_step)[0] for v, t in zip(vec, targets)])
+        vec = np.stack(
+            [refine(f2p, v, t, emb, cfg.refine_sweeps, cfg.refine_step)[0] for v, t in zip(vec, targets)]
+        )
     return vec
 
 
-def preview_and_similarity(f2p: F2P, vecs: np.ndarray, targets: np.ndarray,
-                           notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def preview_and_similarity(
+    f2p: F2P, vecs: np.ndarray, targets: np.ndarray, notes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(T, V) encoded -> previews (T, S, S, 3) uint8 and cosine (T,) between each target and its preview."""
     batch = f2p.space.decode(vecs)
     creator, size = f2p.creator, f2p.render_size
@@ -98,15 +103,24 @@ def _imitator_preview(f2p: F2P, vecs: np.ndarray, targets: np.ndarray, notes: li
 def _attribute_vector(f2p: F2P, images: Sequence[np.ndarray], detect: bool, notes: list[str]) -> np.ndarray:
     from charforge.f2p.attributes import attributes_to_params, average_attributes, estimate_attributes
 
-    attrs = [estimate_attributes(np.asarray(im), detect=detect, source=f"image {i}") for i, im in enumerate(images)]
+    attrs = [
+        estimate_attributes(np.asarray(im), detect=detect, source=f"image {i}") for i, im in enumerate(images)
+    ]
     if any(a.n_faces > 1 for a in attrs):
         notes.append("several faces found in an image, used the largest")
     params = attributes_to_params(average_attributes(attrs), f2p.space)
     return f2p.space.encode(f2p.space.from_dicts([params]))
 
 
-def fit(f2p: F2P, images: Sequence[np.ndarray], mode: str = "fast", *, iters: int | None = None,
-        detect: bool = True, preview_size: int | None = 256) -> FitResult:
+def fit(
+    f2p: F2P,
+    images: Sequence[np.ndarray],
+    mode: str = "fast",
+    *,
+    iters: int | None = None,
+    detect: bool = True,
+    preview_size: int | None = 256,
+) -> FitResult:
     """Fit the creator to `images` (several images of one subject are averaged in embedding space).
 
     The similarity is measured at the model's render size; the returned preview is re-rendered at
@@ -138,8 +152,18 @@ def fit(f2p: F2P, images: Sequence[np.ndarray], mode: str = "fast", *, iters: in
     params = f2p.space.to_dicts(f2p.space.decode(candidates[best]))[0]
     preview = results[best][0][0]
     creator = f2p.creator
-    if preview_size and preview_size != f2p.render_size and creator is not None and getattr(creator, "can_render", True):
+    if (
+        preview_size
+        and preview_size != f2p.render_size
+        and creator is not None
+        and getattr(creator, "can_render", True)
+    ):
         preview = creator.render(f2p.space.decode(candidates[best]), preview_size)[0]
     scores = {m: float(r[1][0]) for m, r in results.items()}
-    model = {"path": str(f2p.path), "sha256": f2p.sha256, "creator": f2p.creator_spec, "embedder": f2p.embedder.name}
+    model = {
+        "path": str(f2p.path),
+        "sha256": f2p.sha256,
+        "creator": f2p.creator_spec,
+        "embedder": f2p.embedder.name,
+    }
     return FitResult(params, preview, scores[best], timings, best, scores, list(dict.fromkeys(notes)), model)

@@ -36,7 +36,11 @@ class Imitator(nn.Module):
         self.img_in = nn.Linear(cfg.hidden, cfg.img_ch * 16)
         ups, c = [], cfg.img_ch
         for _ in range(int(np.log2(cfg.img_size // 4))):
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, max(c // 2, 16), 3, 1, 1), nn.SiLU()]
+            ups += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c, max(c // 2, 16), 3, 1, 1),
+                nn.SiLU(),
+            ]
             c = max(c // 2, 16)
         self.decoder = nn.Sequential(*ups, nn.Conv2d(c, 3, 3, 1, 1))
 
@@ -68,12 +72,19 @@ def low_res(images: np.ndarray, size: int, chunk: int = 2048) -> torch.Tensor:
     """(N, S, S, 3) uint8 -> (N, 3, size, size) uint8 (kept small: 20k x 32 px is 60 MB)."""
     from charforge.f2p.learned import to_tensor
 
-    out = [(to_tensor(images[i : i + chunk], size) * 255).round().byte() for i in range(0, len(images), chunk)]
+    out = [
+        (to_tensor(images[i : i + chunk], size) * 255).round().byte() for i in range(0, len(images), chunk)
+    ]
     return torch.cat(out) if out else torch.zeros((0, 3, size, size), dtype=torch.uint8)
 
 
-def train_imitator(vectors: np.ndarray, embeddings: np.ndarray, images_low: torch.Tensor,
-                   cfg: ImitatorConfig, tcfg: ImitatorTrainConfig) -> Imitator:
+def train_imitator(
+    vectors: np.ndarray,
+    embeddings: np.ndarray,
+    images_low: torch.Tensor,
+    cfg: ImitatorConfig,
+    tcfg: ImitatorTrainConfig,
+) -> Imitator:
     """vectors (N, V), embeddings (N, D) unit rows, images_low (N, 3, s, s) uint8 -> a trained Imitator."""
     torch.manual_seed(tcfg.seed)
     g = torch.Generator().manual_seed(tcfg.seed)
@@ -99,8 +110,11 @@ def imitator_metrics(net: Imitator, vectors: np.ndarray, embeddings: np.ndarray)
     """Held-out fidelity: embedding MSE (squared distance summed over dims, mean over samples) and cosine."""
     pred = net.embed(torch.from_numpy(np.asarray(vectors, np.float32))).numpy()
     e = np.asarray(embeddings, np.float32)
-    return {"embedding_mse": float(((pred - e) ** 2).sum(1).mean()), "embedding_cosine": float((pred * e).sum(1).mean()),
-            "n": len(e)}
+    return {
+        "embedding_mse": float(((pred - e) ** 2).sum(1).mean()),
+        "embedding_cosine": float((pred * e).sum(1).mean()),
+        "n": len(e),
+    }
 
 
 def imitator_config_dict(cfg: ImitatorConfig) -> dict:

@@ -63,7 +63,9 @@ def optimiser_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar, f
     bar.update(1)
 
 
-def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup: float = 0.05) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    opt: torch.optim.Optimizer, total: int, warmup: float = 0.05
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over the first `warmup` fraction of `total` steps, then cosine decay to zero."""
     w = max(1, int(total * warmup))
 
@@ -79,7 +81,9 @@ def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, size, size) float in [0, 1], area-resized."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear", align_corners=None)
+        x = F.interpolate(
+            x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear", align_corners=None
+        )
     return x
 
 
@@ -125,7 +129,9 @@ def mlp_trunk(in_dim: int, hidden: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def param_loss(pred: torch.Tensor, target: torch.Tensor, cat_slices: list[slice], n_cont: int) -> torch.Tensor:
+def param_loss(
+    pred: torch.Tensor, target: torch.Tensor, cat_slices: list[slice], n_cont: int
+) -> torch.Tensor:
     """Cross-entropy per categorical block + MSE on continuous (both over the encoded vector)."""
     loss = pred.new_zeros(())
     for sl in cat_slices:
@@ -144,8 +150,15 @@ class EncoderTrainConfig:
     seed: int = 0
 
 
-def train_encoder(images: np.ndarray, vectors: np.ndarray, cat_slices: list[slice], n_cont: int,
-                  enc_cfg: EncoderConfig, train_cfg: EncoderTrainConfig, aug: AugmentConfig | None = None) -> Encoder:
+def train_encoder(
+    images: np.ndarray,
+    vectors: np.ndarray,
+    cat_slices: list[slice],
+    n_cont: int,
+    enc_cfg: EncoderConfig,
+    train_cfg: EncoderTrainConfig,
+    aug: AugmentConfig | None = None,
+) -> Encoder:
     """Fit an Encoder on (N, S, S, 3) uint8 renders and their (N, V) encoded parameter vectors."""
     torch.manual_seed(train_cfg.seed)
     g = torch.Generator().manual_seed(train_cfg.seed)

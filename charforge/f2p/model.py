@@ -36,7 +36,9 @@ class F2P:
     path: Path | None = None
     sha256: str = ""
     _creator: Any = None
-    trusted: bool = True  # False when creator_spec came from a file: a module:function spec then is not imported
+    trusted: bool = (
+        True  # False when creator_spec came from a file: a module:function spec then is not imported
+    )
 
     @property
     def creator(self):
@@ -47,9 +49,11 @@ class F2P:
             if not self.trusted and runs_code(self.creator_spec):
                 if "/" in self.creator_spec or "\\" in self.creator_spec:
                     return None  # a recorded folder (with a drive letter) that is gone
-                raise UserError(f"{self.path}: its creator is {self.creator_spec!r}, a module:function path, and a model "
-                                f"file is not allowed to run code. If you trust it, pass --creator {self.creator_spec} "
-                                "explicitly (load_f2p(..., creator=...))")
+                raise UserError(
+                    f"{self.path}: its creator is {self.creator_spec!r}, a module:function path, and a model "
+                    f"file is not allowed to run code. If you trust it, pass --creator {self.creator_spec} "
+                    "explicitly (load_f2p(..., creator=...))"
+                )
             try:
                 creator = get_creator(self.creator_spec)
             except UserError:
@@ -57,8 +61,10 @@ class F2P:
                     raise
                 return None
             if list(creator.space.names) != list(self.space.names):
-                raise UserError(f"{self.path}: creator {self.creator_spec!r} has parameters {list(creator.space.names)}, "
-                                f"but this model was trained for {list(self.space.names)}; pass the creator it was trained with")
+                raise UserError(
+                    f"{self.path}: creator {self.creator_spec!r} has parameters {list(creator.space.names)}, "
+                    f"but this model was trained for {list(self.space.names)}; pass the creator it was trained with"
+                )
             self._creator = creator
         return self._creator
 
@@ -89,7 +95,13 @@ def save_f2p(f2p: F2P, path: str | Path) -> Path:
         "translator": asdict(f2p.translator.cfg),
         "search": asdict(f2p.search),
     }
-    return save_model(path, tensors, kind=KIND, config=config, extra={"param_space": f2p.space.to_dict(), "metrics": f2p.metrics})
+    return save_model(
+        path,
+        tensors,
+        kind=KIND,
+        config=config,
+        extra={"param_space": f2p.space.to_dict(), "metrics": f2p.metrics},
+    )
 
 
 def _sub(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -104,15 +116,21 @@ def resolve_f2p_path(path: str | Path | None) -> Path:
     if path is None:
         p = default_f2p_path()
         if not p.is_file():
-            raise UserError(f"no shipped face-to-parameter model at {p}; pass --f2p DIR from `charforge f2p train`")
+            raise UserError(
+                f"no shipped face-to-parameter model at {p}; pass --f2p DIR from `charforge f2p train`"
+            )
         return p
     p = Path(path)
     if p.is_dir():
         if not (p / BUNDLE_NAME).is_file():
-            raise UserError(f"{p}: no {BUNDLE_NAME} in it; finish `charforge f2p train -o {p}` first (rerun it to resume)")
+            raise UserError(
+                f"{p}: no {BUNDLE_NAME} in it; finish `charforge f2p train -o {p}` first (rerun it to resume)"
+            )
         return p / BUNDLE_NAME
     if not p.is_file():
-        raise UserError(f"{p}: no such face-to-parameter model (give the folder `charforge f2p train` wrote, or its {BUNDLE_NAME})")
+        raise UserError(
+            f"{p}: no such face-to-parameter model (give the folder `charforge f2p train` wrote, or its {BUNDLE_NAME})"
+        )
     return p
 
 
@@ -127,8 +145,10 @@ def load_f2p(path: str | Path | None = None, *, detect: bool = True, creator: st
     try:
         f2p = _build(p, tensors, meta, detect)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise UserError(f"{p}: not an f2p model this version can load ({type(e).__name__}: {e}); retrain it "
-                        "with `charforge f2p train`") from e
+        raise UserError(
+            f"{p}: not an f2p model this version can load ({type(e).__name__}: {e}); retrain it "
+            "with `charforge f2p train`"
+        ) from e
     if creator is not None:
         f2p.creator_spec, f2p.trusted = creator, True
     return f2p
@@ -150,5 +170,16 @@ def _build(p: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], dete
     translator.load_state_dict(_sub(tensors, "translator"))
     if not isinstance(cfg["creator"], str):
         raise TypeError(f"creator must be a string, got {type(cfg['creator']).__name__}")
-    return F2P(cfg["creator"], space, embedder, imitator.eval(), translator.eval(), cfg.get("render_size", 64),
-               SearchConfig(**cfg.get("search", {})), meta.get("metrics", {}), p, file_sha256(p), trusted=False)
+    return F2P(
+        cfg["creator"],
+        space,
+        embedder,
+        imitator.eval(),
+        translator.eval(),
+        cfg.get("render_size", 64),
+        SearchConfig(**cfg.get("search", {})),
+        meta.get("metrics", {}),
+        p,
+        file_sha256(p),
+        trusted=False,
+    )

@@ -70,8 +70,10 @@ class Run:
         old = self.state.get("config")
         if old is not None and old != asdict(cfg):
             diff = sorted(k for k in set(old) | set(asdict(cfg)) if old.get(k) != asdict(cfg).get(k))
-            raise UserError(f"{self.out}: holds a run with different options ({', '.join(diff)}); "
-                            "rerun with the same options to resume, or use a new -o folder")
+            raise UserError(
+                f"{self.out}: holds a run with different options ({', '.join(diff)}); "
+                "rerun with the same options to resume, or use a new -o folder"
+            )
         self.state.update(config=asdict(cfg))
         self.state.setdefault("stages", {})
 
@@ -98,7 +100,10 @@ def render_cached(run: Run, creator: Creator, batch) -> np.ndarray:
             save_npy_atomic(path, creator.render(batch[s : s + CHUNK], size))
         return path
 
-    with progress(len(batch), desc="render", unit="img") as bar, ThreadPoolExecutor(max(1, run.cfg.workers)) as pool:
+    with (
+        progress(len(batch), desc="render", unit="img") as bar,
+        ThreadPoolExecutor(max(1, run.cfg.workers)) as pool,
+    ):
         paths = []
         for s, p in zip(starts, pool.map(one, starts)):
             paths.append(p)
@@ -129,11 +134,23 @@ def stage_embedder(run: Run, creator: Creator, images: np.ndarray, vecs: np.ndar
         tensors, meta = load_model(path, kind="f2p-embedder")
         return LearnedEmbedder.from_tensors(meta["charforge_config"], tensors)
     t0 = time.perf_counter()
-    enc_cfg = learned.EncoderConfig(in_size=cfg.size, width=cfg.emb_width, dim=cfg.emb_dim, out_dim=vecs.shape[1],
-                                    stages=min(4, int(np.log2(cfg.size // 4))))
+    enc_cfg = learned.EncoderConfig(
+        in_size=cfg.size,
+        width=cfg.emb_width,
+        dim=cfg.emb_dim,
+        out_dim=vecs.shape[1],
+        stages=min(4, int(np.log2(cfg.size // 4))),
+    )
     tcfg = learned.EncoderTrainConfig(steps=cfg.embedder_steps, seed=cfg.seed)
-    net = learned.train_encoder(images[:n_train], vecs[:n_train], creator.space.cat_slices(), creator.space.n_cont,
-                                enc_cfg, tcfg, learned.AugmentConfig(gray_p=cfg.gray_p))
+    net = learned.train_encoder(
+        images[:n_train],
+        vecs[:n_train],
+        creator.space.cat_slices(),
+        creator.space.n_cont,
+        enc_cfg,
+        tcfg,
+        learned.AugmentConfig(gray_p=cfg.gray_p),
+    )
     emb = LearnedEmbedder(net)
     save_model(path, net.state_dict(), kind="f2p-embedder", config=emb.config())
     run.finish("embedder", t0)
@@ -170,10 +187,17 @@ def stage_imitator(run: Run, vecs: np.ndarray, embs: np.ndarray, images: np.ndar
     if path.is_file():
         return _load_net(path, "f2p-imitator", Imitator, ImitatorConfig)
     t0 = time.perf_counter()
-    cfg = ImitatorConfig(in_dim=vecs.shape[1], emb_dim=embs.shape[1], hidden=run.cfg.hidden, img_size=min(32, run.cfg.size))
+    cfg = ImitatorConfig(
+        in_dim=vecs.shape[1], emb_dim=embs.shape[1], hidden=run.cfg.hidden, img_size=min(32, run.cfg.size)
+    )
     lows = low_res(images[:n_train], cfg.img_size)  # (N, 3, s, s) uint8
-    net = train_imitator(vecs[:n_train], embs[:n_train], lows, cfg,
-                         ImitatorTrainConfig(steps=run.cfg.imitator_steps, seed=run.cfg.seed))
+    net = train_imitator(
+        vecs[:n_train],
+        embs[:n_train],
+        lows,
+        cfg,
+        ImitatorTrainConfig(steps=run.cfg.imitator_steps, seed=run.cfg.seed),
+    )
     held = imitator_metrics(net, vecs[n_train:], embs[n_train:]) if n_train < len(vecs) else {}
     save_model(path, net.state_dict(), kind="f2p-imitator", config=asdict(cfg))
     run.finish("imitator", t0, heldout=held)
@@ -185,8 +209,15 @@ def stage_translator(run: Run, embs: np.ndarray, vecs: np.ndarray, n_train: int,
     if path.is_file():
         return _load_net(path, "f2p-translator", Translator, TranslatorConfig)
     t0 = time.perf_counter()
-    cfg = TranslatorConfig(emb_dim=embs.shape[1], cat_sizes=space.cat_sizes, n_cont=space.n_cont, hidden=run.cfg.hidden)
-    net = train_translator(embs[:n_train], vecs[:n_train], cfg, TranslatorTrainConfig(steps=run.cfg.translator_steps, seed=run.cfg.seed))
+    cfg = TranslatorConfig(
+        emb_dim=embs.shape[1], cat_sizes=space.cat_sizes, n_cont=space.n_cont, hidden=run.cfg.hidden
+    )
+    net = train_translator(
+        embs[:n_train],
+        vecs[:n_train],
+        cfg,
+        TranslatorTrainConfig(steps=run.cfg.translator_steps, seed=run.cfg.seed),
+    )
     save_model(path, net.state_dict(), kind="f2p-translator", config=asdict(cfg))
     run.finish("translator_gt", t0, heldout=param_metrics(net, embs[n_train:], vecs[n_train:], space))
     return net
@@ -203,7 +234,9 @@ def param_metrics(net: Translator, embs: np.ndarray, vecs: np.ndarray, space) ->
     return {"cat_accuracy": float(np.mean(acc)) if acc else 1.0, "cont_mae": mae}
 
 
-def stage_search(run: Run, imitator, translator: Translator, embs: np.ndarray, space, n_train: int) -> np.ndarray:
+def stage_search(
+    run: Run, imitator, translator: Translator, embs: np.ndarray, space, n_train: int
+) -> np.ndarray:
     """Search-optimised parameter vectors for the first n_search training targets (cached)."""
     path = run.out / "search_targets.npy"
     n = min(run.cfg.n_search, n_train)
@@ -225,8 +258,15 @@ def stage_search(run: Run, imitator, translator: Translator, embs: np.ndarray, s
     return vecs
 
 
-def stage_finetune(run: Run, translator: Translator, embs: np.ndarray, vecs: np.ndarray, searched: np.ndarray,
-                   n_train: int, space) -> Translator:
+def stage_finetune(
+    run: Run,
+    translator: Translator,
+    embs: np.ndarray,
+    vecs: np.ndarray,
+    searched: np.ndarray,
+    n_train: int,
+    space,
+) -> Translator:
     path = run.out / "translator.safetensors"
     if path.is_file():
         return _load_net(path, "f2p-translator", Translator, TranslatorConfig)
@@ -235,7 +275,9 @@ def stage_finetune(run: Run, translator: Translator, embs: np.ndarray, vecs: np.
         e = np.concatenate([embs[:n_train], embs[: len(searched)]])
         v = np.concatenate([vecs[:n_train], searched])
         tcfg = TranslatorTrainConfig(steps=run.cfg.finetune_steps, lr=5e-4, seed=run.cfg.seed + 1)
-        translator = train_translator(e, v, translator.cfg, tcfg, init=translator, desc="fine-tune translator")
+        translator = train_translator(
+            e, v, translator.cfg, tcfg, init=translator, desc="fine-tune translator"
+        )
     save_model(path, translator.state_dict(), kind="f2p-translator", config=asdict(translator.cfg))
     run.finish("translator", t0, heldout=param_metrics(translator, embs[n_train:], vecs[n_train:], space))
     return translator
@@ -248,10 +290,14 @@ def train_f2p(out: str | Path, cfg: TrainConfig, creator: Creator | None = None)
     run = Run(Path(out), cfg)
     images, vecs = load_data(run, creator)
     if len(images) < 20:
-        raise UserError(f"creator {cfg.creator!r}: only {len(images)} samples; face-to-parameter needs at least 20")
+        raise UserError(
+            f"creator {cfg.creator!r}: only {len(images)} samples; face-to-parameter needs at least 20"
+        )
     n_train = max(1, int(round(len(images) * (1 - cfg.holdout))))
     embedder = stage_embedder(run, creator, images, vecs, n_train)
-    embs = stage_embed(run, IdentityEmbedder(detect=False) if cfg.embedder == "identity" else embedder, images)
+    embs = stage_embed(
+        run, IdentityEmbedder(detect=False) if cfg.embedder == "identity" else embedder, images
+    )
     imitator = stage_imitator(run, vecs, embs, images, n_train)
     translator = stage_translator(run, embs, vecs, n_train, creator.space)
     searched = stage_search(run, imitator, translator, embs, creator.space, n_train)
@@ -260,7 +306,9 @@ def train_f2p(out: str | Path, cfg: TrainConfig, creator: Creator | None = None)
     if cfg.embedder == "identity":
         embedder = get_embedder("identity")
     metrics = {k: v for k, v in run.state["stages"].items() if isinstance(v, dict)}
-    f2p = F2P(spec, creator.space, embedder, imitator, translator, cfg.size, SearchConfig(**cfg.search), metrics)
+    f2p = F2P(
+        spec, creator.space, embedder, imitator, translator, cfg.size, SearchConfig(**cfg.search), metrics
+    )
     f2p.creator = creator
     save_f2p(f2p, run.out / BUNDLE_NAME)
     f2p.path = run.out / BUNDLE_NAME

@@ -34,7 +34,9 @@ def _score(f2p, vecs: np.ndarray, target: np.ndarray, embedder) -> np.ndarray:
     return embedder.embed(images) @ target
 
 
-def refine(f2p, vec: np.ndarray, target: np.ndarray, embedder, sweeps: int = 1, step: float = 0.12) -> tuple[np.ndarray, float]:
+def refine(
+    f2p, vec: np.ndarray, target: np.ndarray, embedder, sweeps: int = 1, step: float = 0.12
+) -> tuple[np.ndarray, float]:
     """Greedy coordinate refinement of one encoded vector (V,) toward a unit target (D,) -> (vec, real cosine)."""
     best = np.asarray(vec, np.float32).copy()
     best_score = float(_score(f2p, best[None], target, embedder)[0])

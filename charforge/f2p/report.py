@@ -24,7 +24,9 @@ def load_inputs(paths: Sequence[Path]) -> list[np.ndarray]:
         try:
             out.append(load_image(p, min_size=MIN_SIDE))
         except BadImage as e:
-            raise UserError(f"{p}: {e.reason}. Give a PNG or JPEG photo or drawing at least {MIN_SIDE} px on its shorter side") from e
+            raise UserError(
+                f"{p}: {e.reason}. Give a PNG or JPEG photo or drawing at least {MIN_SIDE} px on its shorter side"
+            ) from e
     if not out:
         raise UserError("fit: give at least one image")
     return out
@@ -35,10 +37,14 @@ def _fit_height(image: np.ndarray, height: int) -> np.ndarray:
 
     h, w = image.shape[:2]
     width = max(1, round(w * height / h))
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.asarray(
+        Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8
+    )
 
 
-def side_by_side(inputs: Sequence[np.ndarray], preview: np.ndarray, height: int = 256, gap: int = 8) -> np.ndarray:
+def side_by_side(
+    inputs: Sequence[np.ndarray], preview: np.ndarray, height: int = 256, gap: int = 8
+) -> np.ndarray:
     """(H, W, 3) uint8 strip: every input, then the render, at a common height, on white."""
     tiles = [_fit_height(im, height) for im in inputs] + [_fit_height(preview, height)]
     width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
@@ -50,8 +56,14 @@ def side_by_side(inputs: Sequence[np.ndarray], preview: np.ndarray, height: int 
     return canvas
 
 
-def write_fit_outputs(result: FitResult, images: np.ndarray | Sequence[np.ndarray], out: str | Path, *,
-                      input_paths: Sequence[Path] = (), keep_inputs: bool = False) -> dict[str, Path]:
+def write_fit_outputs(
+    result: FitResult,
+    images: np.ndarray | Sequence[np.ndarray],
+    out: str | Path,
+    *,
+    input_paths: Sequence[Path] = (),
+    keep_inputs: bool = False,
+) -> dict[str, Path]:
     """params.json (creator units), render.png, fit.json (score, timings, notes); returns {description: path}.
 
     Nothing written holds the inputs unless keep_inputs=True: then side_by_side.png (inputs | render) is written
@@ -62,15 +74,33 @@ def write_fit_outputs(result: FitResult, images: np.ndarray | Sequence[np.ndarra
     arrays = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"f2p parameters (JSON)": out / "params.json", "f2p render": out / "render.png",
-             "f2p summary (JSON)": out / "fit.json"}
+    paths = {
+        "f2p parameters (JSON)": out / "params.json",
+        "f2p render": out / "render.png",
+        "f2p summary (JSON)": out / "fit.json",
+    }
     write_json_atomic(paths["f2p parameters (JSON)"], result.params)
-    meta = {"kind": "f2p-fit", "model_sha256": result.model.get("sha256", ""), "creator": result.model.get("creator", ""),
-            "mode": result.mode, "similarity": round(result.similarity, 4), "params": result.params}
+    meta = {
+        "kind": "f2p-fit",
+        "model_sha256": result.model.get("sha256", ""),
+        "creator": result.model.get("creator", ""),
+        "mode": result.mode,
+        "similarity": round(result.similarity, 4),
+        "params": result.params,
+    }
     save_png(paths["f2p render"], result.preview, meta)
-    write_json_atomic(paths["f2p summary (JSON)"], {"similarity": result.similarity, "mode": result.mode,
-                                                    "scores": result.scores, "timings": result.timings, "notes": result.notes,
-                                                    "model": result.model, "n_inputs": len(arrays)})
+    write_json_atomic(
+        paths["f2p summary (JSON)"],
+        {
+            "similarity": result.similarity,
+            "mode": result.mode,
+            "scores": result.scores,
+            "timings": result.timings,
+            "notes": result.notes,
+            "model": result.model,
+            "n_inputs": len(arrays),
+        },
+    )
     if keep_inputs:
         paths["f2p input | render"] = out / "side_by_side.png"
         save_png(paths["f2p input | render"], side_by_side(arrays, result.preview), meta)

@@ -24,10 +24,14 @@ class SearchConfig:
     iters: int = 100  # Adam steps on the continuous parameters
     lr: float = 0.1  # Adam step size, in sigmoid-logit units
     beam: int = 8  # categorical assignments kept per target and sent to Adam
-    rounds: int = 2  # alternations of (categorical candidates, Adam on continuous); iters are split between them
+    rounds: int = (
+        2  # alternations of (categorical candidates, Adam on continuous); iters are split between them
+    )
     sweeps: int = 1  # coordinate sweeps over the categorical parameters (beam mode)
     max_enumerate: int = 256  # enumerate every combination when their count is at most this
-    img_weight: float = 0.0  # weight of the L1 content loss on the imitator's low-res image (needs target images)
+    img_weight: float = (
+        0.0  # weight of the L1 content loss on the imitator's low-res image (needs target images)
+    )
     refine_sweeps: int = 2  # greedy sweeps with the real creator afterwards (creators that render; 0 = off)
     refine_step: float = 0.12  # first continuous step of the refinement, in normalised [0, 1] units
 
@@ -49,7 +53,9 @@ def _split(vec: torch.Tensor, cat_sizes: list[int]) -> tuple[torch.Tensor, torch
     return cat, vec[:, s:]
 
 
-def _scores(net: Imitator, cats: torch.Tensor, u: torch.Tensor, target: torch.Tensor, cat_sizes: list[int]) -> torch.Tensor:
+def _scores(
+    net: Imitator, cats: torch.Tensor, u: torch.Tensor, target: torch.Tensor, cat_sizes: list[int]
+) -> torch.Tensor:
     """cats (T, K, C), u (T, K, n_cont) or (T, 1, n_cont), target (T, D) -> (T, K) cosine."""
     u = u.expand(cats.shape[0], cats.shape[1], u.shape[-1])
     vec = torch.cat([_one_hot(cats, cat_sizes), u], dim=-1)  # (T, K, V)
@@ -70,8 +76,15 @@ def _dedupe_mask(cats: torch.Tensor, salt: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(dup_sorted).scatter(1, order, dup_sorted)
 
 
-def beam_categoricals(net: Imitator, start: torch.Tensor, u: torch.Tensor, target: torch.Tensor,
-                      cat_sizes: list[int], beam: int, sweeps: int) -> torch.Tensor:
+def beam_categoricals(
+    net: Imitator,
+    start: torch.Tensor,
+    u: torch.Tensor,
+    target: torch.Tensor,
+    cat_sizes: list[int],
+    beam: int,
+    sweeps: int,
+) -> torch.Tensor:
     """start (T, C), u (T, n_cont), target (T, D) -> (T, K<=beam, C) assignments, best first."""
     salt = torch.randint(1, 2**61, (len(cat_sizes),), generator=torch.Generator().manual_seed(7))
     cats = start[:, None, :]  # (T, 1, C)
@@ -88,8 +101,15 @@ def beam_categoricals(net: Imitator, start: torch.Tensor, u: torch.Tensor, targe
     return cats
 
 
-def optimise_continuous(net: Imitator, cats: torch.Tensor, u0: torch.Tensor, target: torch.Tensor,
-                        cat_sizes: list[int], cfg: SearchConfig, target_img: torch.Tensor | None = None) -> torch.Tensor:
+def optimise_continuous(
+    net: Imitator,
+    cats: torch.Tensor,
+    u0: torch.Tensor,
+    target: torch.Tensor,
+    cat_sizes: list[int],
+    cfg: SearchConfig,
+    target_img: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Adam on the continuous part of every candidate. cats (T, K, C), u0 (T, K, n) -> u (T, K, n)."""
     if u0.shape[-1] == 0 or cfg.iters <= 0:
         return u0
@@ -102,7 +122,9 @@ def optimise_continuous(net: Imitator, cats: torch.Tensor, u0: torch.Tensor, tar
         if use_img:
             emb, img = net(vec.flatten(0, 1))
             emb, img = emb.view(*vec.shape[:2], -1), img.view(*vec.shape[:2], *img.shape[1:])
-            loss = (1 - (emb * target[:, None]).sum(-1)).sum() + cfg.img_weight * (img - target_img[:, None]).abs().mean((2, 3, 4)).sum()
+            loss = (1 - (emb * target[:, None]).sum(-1)).sum() + cfg.img_weight * (
+                img - target_img[:, None]
+            ).abs().mean((2, 3, 4)).sum()
         else:
             loss = (1 - (net.embed(vec) * target[:, None]).sum(-1)).sum()
         opt.zero_grad(set_to_none=True)
@@ -111,8 +133,14 @@ def optimise_continuous(net: Imitator, cats: torch.Tensor, u0: torch.Tensor, tar
     return torch.sigmoid(z).detach()
 
 
-def _candidates(net: Imitator, cat_sizes: list[int], target: torch.Tensor, start_cat: torch.Tensor,
-                start_u: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
+def _candidates(
+    net: Imitator,
+    cat_sizes: list[int],
+    target: torch.Tensor,
+    start_cat: torch.Tensor,
+    start_u: torch.Tensor,
+    cfg: SearchConfig,
+) -> torch.Tensor:
     """(T, K, C) categorical candidates: enumerated or beamed, pre-screened to the best `beam` at start_u."""
     t = len(target)
     if not cat_sizes:
@@ -128,9 +156,15 @@ def _candidates(net: Imitator, cat_sizes: list[int], target: torch.Tensor, start
     return torch.cat([start_cat[:, None, :], cats], dim=1)  # (T, K+1, C): the start point always competes
 
 
-def search_candidates(net: Imitator, cat_sizes: list[int], targets: np.ndarray, init: np.ndarray,
-                      cfg: SearchConfig | None = None, top: int = 1,
-                      target_imgs: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_candidates(
+    net: Imitator,
+    cat_sizes: list[int],
+    targets: np.ndarray,
+    init: np.ndarray,
+    cfg: SearchConfig | None = None,
+    top: int = 1,
+    target_imgs: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """targets (T, D) unit rows, init (T, V) start points -> the `top` best (T, top, V) encoded vectors, best first,
     and their imitator cosines (T, top).
 
@@ -149,7 +183,9 @@ def search_candidates(net: Imitator, cat_sizes: list[int], targets: np.ndarray, 
             cats = _candidates(net, cat_sizes, target, cat, u, cfg)
         iters = cfg.iters // max(1, cfg.rounds) + (cfg.iters % max(1, cfg.rounds) if r == 0 else 0)
         step_cfg = SearchConfig(**{**asdict(cfg), "iters": iters})
-        uk = optimise_continuous(net, cats, u[:, None, :].expand(-1, cats.shape[1], -1), target, cat_sizes, step_cfg, target_imgs)
+        uk = optimise_continuous(
+            net, cats, u[:, None, :].expand(-1, cats.shape[1], -1), target, cat_sizes, step_cfg, target_imgs
+        )
         with torch.no_grad():
             s = _scores(net, cats, uk, target, cat_sizes)  # (T, K+1)
             order = s.argsort(dim=1, descending=True)
@@ -162,8 +198,14 @@ def search_candidates(net: Imitator, cat_sizes: list[int], targets: np.ndarray, 
     return vec.numpy(), s.gather(1, idx).numpy()
 
 
-def search(net: Imitator, cat_sizes: list[int], targets: np.ndarray, init: np.ndarray, cfg: SearchConfig | None = None,
-           target_imgs: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search(
+    net: Imitator,
+    cat_sizes: list[int],
+    targets: np.ndarray,
+    init: np.ndarray,
+    cfg: SearchConfig | None = None,
+    target_imgs: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """targets (T, D) unit rows, init (T, V) encoded start points -> (best (T, V) encoded, imitator cosine (T,))."""
     vec, score = search_candidates(net, cat_sizes, targets, init, cfg, 1, target_imgs)
     return vec[:, 0], score[:, 0]

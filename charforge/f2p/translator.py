@@ -70,8 +70,14 @@ class TranslatorTrainConfig:
     seed: int = 0
 
 
-def train_translator(embeddings: np.ndarray, vectors: np.ndarray, cfg: TranslatorConfig, tcfg: TranslatorTrainConfig,
-                     init: Translator | None = None, desc: str = "train translator") -> Translator:
+def train_translator(
+    embeddings: np.ndarray,
+    vectors: np.ndarray,
+    cfg: TranslatorConfig,
+    tcfg: TranslatorTrainConfig,
+    init: Translator | None = None,
+    desc: str = "train translator",
+) -> Translator:
     """embeddings (N, D) unit rows, vectors (N, V) encoded targets -> a trained Translator."""
     torch.manual_seed(tcfg.seed)
     g = torch.Generator().manual_seed(tcfg.seed)

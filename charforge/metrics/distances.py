@@ -30,11 +30,20 @@ def _distance_metric(ctx: EvalContext, space: str, kind: str) -> dict:
             model.append(kid(gen, real_a, n_subsets=KID_SUBSETS, seed=ctx.seed + r)[0])
             base.append(kid(real_b, real_a, n_subsets=KID_SUBSETS, seed=ctx.seed + r)[0])
     dim = int(gen.shape[1])
-    return {"space": space, "feature_dim": dim, "samples_per_run": ctx.run_size, "runs": ctx.runs,
-            "model": summarise_runs(model), "real_baseline": summarise_runs(base),
-            # FID is positive and biased by sample size: read it as a ratio; KID is unbiased around 0: a difference
-            "vs_baseline": (float(np.mean(model) / max(np.mean(base), EPS)) if kind == "fid"
-                            else float(np.mean(model) - np.mean(base)))}
+    return {
+        "space": space,
+        "feature_dim": dim,
+        "samples_per_run": ctx.run_size,
+        "runs": ctx.runs,
+        "model": summarise_runs(model),
+        "real_baseline": summarise_runs(base),
+        # FID is positive and biased by sample size: read it as a ratio; KID is unbiased around 0: a difference
+        "vs_baseline": (
+            float(np.mean(model) / max(np.mean(base), EPS))
+            if kind == "fid"
+            else float(np.mean(model) - np.mean(base))
+        ),
+    }
 
 
 def fid_domain(ctx: EvalContext) -> dict:
@@ -88,7 +97,10 @@ def is_domain(ctx: EvalContext) -> dict:
         model.append(tag_inception_score(ctx.run_features("proba", r), ctx.data.schema))
         base.append(tag_inception_score(ctx.real_features("proba", a), ctx.data.schema))
     keys = list(model[0])
-    return {"samples_per_run": ctx.run_size, "runs": ctx.runs,
-            "model": {k: summarise_runs([m[k] for m in model]) for k in keys},
-            "real_baseline": {k: summarise_runs([b[k] for b in base]) for k in keys},
-            "note": "exp(E KL(p(y|x)||p(y))) from the tagger: per exclusive group, over independent tags, and total"}
+    return {
+        "samples_per_run": ctx.run_size,
+        "runs": ctx.runs,
+        "model": {k: summarise_runs([m[k] for m in model]) for k in keys},
+        "real_baseline": {k: summarise_runs([b[k] for b in base]) for k in keys},
+        "note": "exp(E KL(p(y|x)||p(y))) from the tagger: per exclusive group, over independent tags, and total",
+    }

@@ -36,6 +36,12 @@ def diversity(ctx: EvalContext) -> dict:
     real = ctx.real_features(space, a)
     d_gen, d_real = mean_pairwise_distance(gen, seed=ctx.seed), mean_pairwise_distance(real, seed=ctx.seed)
     ratio = d_gen / d_real if d_real > 0 else float("nan")
-    return {"space": space, "samples": len(gen), "generated_mean_distance": d_gen, "real_mean_distance": d_real,
-            "ratio": ratio, "threshold": ctx.collapse_threshold,
-            "mode_collapse": bool(not np.isfinite(ratio) or ratio < ctx.collapse_threshold)}
+    return {
+        "space": space,
+        "samples": len(gen),
+        "generated_mean_distance": d_gen,
+        "real_mean_distance": d_real,
+        "ratio": ratio,
+        "threshold": ctx.collapse_threshold,
+        "mode_collapse": bool(not np.isfinite(ratio) or ratio < ctx.collapse_threshold),
+    }

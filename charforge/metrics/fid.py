@@ -21,7 +21,9 @@ def _check_pair(a: np.ndarray, b: np.ndarray, *, min_rows: int, what: str) -> tu
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"{what}: feature sets must be (N, D) with equal D, got {a.shape} and {b.shape}")
     if len(a) < min_rows or len(b) < min_rows:
-        raise UserError(f"{what}: needs at least {min_rows} samples per set, got {len(a)} and {len(b)}; use a larger --n or dataset")
+        raise UserError(
+            f"{what}: needs at least {min_rows} samples per set, got {len(a)} and {len(b)}; use a larger --n or dataset"
+        )
     return a, b
 
 
@@ -62,8 +64,9 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float((off(kxx) + off(kyy) - 2.0 * off(kxy)) / (m * (m - 1)))
 
 
-def kid(feats_a: np.ndarray, feats_b: np.ndarray, *, n_subsets: int = 50, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    feats_a: np.ndarray, feats_b: np.ndarray, *, n_subsets: int = 50, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID (mean, std over subsets) between two feature sets.
 
     When both sets have the same length, row i of one is taken as the partner of row i of the other (as in

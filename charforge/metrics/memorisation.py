@@ -17,14 +17,20 @@ from charforge.utils.io import save_figure
 
 PIXEL_SIZE = 32  # px: images are compared at this size
 PAIRS_SHOWN = 16  # closest pairs drawn in the PNG
-COPY_FRACTION = 0.1  # a generated image closer than this share of the real median NN distance counts as a near copy
+COPY_FRACTION = (
+    0.1  # a generated image closer than this share of the real median NN distance counts as a near copy
+)
 
 
 def small_pixels(images: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
     """uint8 (N, S, S, 3) -> float32 (N, size*size*3) in 0-255 units."""
-    x = torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float()  # (N, 3, S, S)
+    x = (
+        torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
+    )  # (N, 3, S, S)
     if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     return x.reshape(len(x), -1).numpy()  # (N, 3*size*size)
 
 
@@ -34,17 +40,21 @@ def nearest(query: np.ndarray, ref: np.ndarray, chunk: int = 512) -> tuple[np.nd
     r_sq = (r * r).sum(axis=1)
     dist, idx = np.empty(len(q)), np.empty(len(q), np.int64)
     for s in range(0, len(q), chunk):
-        qc = q[s:s + chunk]
+        qc = q[s : s + chunk]
         d2 = (qc * qc).sum(axis=1)[:, None] + r_sq[None, :] - 2.0 * qc @ r.T
         j = d2.argmin(axis=1)
-        idx[s:s + chunk] = j
-        dist[s:s + chunk] = np.sqrt(np.clip(d2[np.arange(len(qc)), j], 0.0, None))
+        idx[s : s + chunk] = j
+        dist[s : s + chunk] = np.sqrt(np.clip(d2[np.arange(len(qc)), j], 0.0, None))
     return dist, idx
 
 
 def _pixel_nn(ctx: EvalContext, gen: np.ndarray, ref_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ref = np.concatenate([small_pixels(np.asarray(ctx.data.images[ref_idx[s:s + 1024]]))
-                          for s in range(0, len(ref_idx), 1024)])
+    ref = np.concatenate(
+        [
+            small_pixels(np.asarray(ctx.data.images[ref_idx[s : s + 1024]]))
+            for s in range(0, len(ref_idx), 1024)
+        ]
+    )
     d, j = nearest(small_pixels(gen), ref)
     return d / np.sqrt(ref.shape[1]), j  # RMS per channel value
 
@@ -69,17 +79,34 @@ def memorisation(ctx: EvalContext) -> dict:
     plot_pairs(pairs, ctx.out / "memorisation_pairs.png")
     plot_histograms(f_dist, r_dist, p_dist, rp_dist, space, ctx.out / "memorisation_hist.png")
     copy_cut = COPY_FRACTION * float(np.median(r_dist))
-    return {"space": space, "generated": k, "training_images": len(train),
-            "feature": _stats(f_dist) | {"real_reference": _stats(r_dist)},
-            "pixel_rms": _stats(p_dist) | {"real_reference": _stats(rp_dist)},
-            "near_copies": int((f_dist <= copy_cut).sum()), "near_copy_cutoff": copy_cut,
-            "closest_pairs": [{"generated": int(i), "training_index": int(train[f_idx[i]]), "feature_distance": float(f_dist[i]),
-                               "pixel_rms": float(p_dist[i])} for i in order],
-            "plots": {"pairs": "memorisation_pairs.png", "histogram": "memorisation_hist.png"}}
+    return {
+        "space": space,
+        "generated": k,
+        "training_images": len(train),
+        "feature": _stats(f_dist) | {"real_reference": _stats(r_dist)},
+        "pixel_rms": _stats(p_dist) | {"real_reference": _stats(rp_dist)},
+        "near_copies": int((f_dist <= copy_cut).sum()),
+        "near_copy_cutoff": copy_cut,
+        "closest_pairs": [
+            {
+                "generated": int(i),
+                "training_index": int(train[f_idx[i]]),
+                "feature_distance": float(f_dist[i]),
+                "pixel_rms": float(p_dist[i]),
+            }
+            for i in order
+        ],
+        "plots": {"pairs": "memorisation_pairs.png", "histogram": "memorisation_hist.png"},
+    }
 
 
 def _stats(d: np.ndarray) -> dict:
-    return {"min": float(d.min()), "p5": float(np.percentile(d, 5)), "median": float(np.median(d)), "mean": float(d.mean())}
+    return {
+        "min": float(d.min()),
+        "p5": float(np.percentile(d, 5)),
+        "median": float(np.median(d)),
+        "mean": float(d.mean()),
+    }
 
 
 def plot_pairs(pairs: list[tuple[np.ndarray, np.ndarray, float]], path) -> None:
@@ -119,8 +146,10 @@ def plot_histograms(f_gen, f_real, p_gen, p_real, space: str, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    for ax, gen, real, label in ((axes[0], f_gen, f_real, f"{space} feature distance"),
-                                 (axes[1], p_gen, p_real, "pixel RMS distance (32 px, 0-255)")):
+    for ax, gen, real, label in (
+        (axes[0], f_gen, f_real, f"{space} feature distance"),
+        (axes[1], p_gen, p_real, "pixel RMS distance (32 px, 0-255)"),
+    ):
         bins = np.linspace(0, max(gen.max(), real.max()) * 1.05 + 1e-9, 40)
         ax.hist(real, bins=bins, alpha=0.55, label="real vs other real", color="tab:gray")
         ax.hist(gen, bins=bins, alpha=0.65, label="generated vs training", color="tab:orange")

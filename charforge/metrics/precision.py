@@ -41,9 +41,13 @@ def attribute_precision(ctx: EvalContext) -> dict:
     # learned conflicts carries them in its own schema)
     independent = lambda c, n, rng: schema.sample_conditional(n, rng, ctx.data.tag_frequencies, c)  # noqa: E731
     plain = _precision_pass(ctx, independent, None, " (independent)") if learned else main
-    return {"images_per_tag": ctx.precision_n, **main, "label_conflicts": [list(c) for c in learned],
-            "independent_sampling": {k: plain[k] for k in ("per_tag", "mean", "min", "min_tag")},
-            "judge_on_real": judge_on_real(ctx)}
+    return {
+        "images_per_tag": ctx.precision_n,
+        **main,
+        "label_conflicts": [list(c) for c in learned],
+        "independent_sampling": {k: plain[k] for k in ("per_tag", "mean", "min", "min_tag")},
+        "judge_on_real": judge_on_real(ctx),
+    }
 
 
 def _precision_pass(ctx: EvalContext, sample, resolve, label: str) -> dict:
@@ -76,7 +80,11 @@ def judge_on_real(ctx: EvalContext) -> dict[str, float | None]:
         if len(rows) == 0:
             out[tag] = None
             continue
-        pick = np.sort(np.random.default_rng([ctx.seed, j, 37]).choice(rows, min(len(rows), ctx.precision_n), replace=False))
+        pick = np.sort(
+            np.random.default_rng([ctx.seed, j, 37]).choice(
+                rows, min(len(rows), ctx.precision_n), replace=False
+            )
+        )
         out[tag] = float(ctx.tagger.predict_tags(np.asarray(ctx.data.images[pick]))[:, j].mean())
     return out
 
@@ -86,9 +94,13 @@ def precision_table(per_tag: dict[str, float], columns: int = COLUMNS) -> str:
     tags = list(per_tag)
     lines = []
     for s in range(0, len(tags), columns):
-        chunk = tags[s:s + columns]
-        lines += ["| " + " | ".join(chunk) + " |", "|" + "---|" * len(chunk),
-                  "| " + " | ".join(f"{per_tag[t]:.2f}" for t in chunk) + " |", ""]
+        chunk = tags[s : s + columns]
+        lines += [
+            "| " + " | ".join(chunk) + " |",
+            "|" + "---|" * len(chunk),
+            "| " + " | ".join(f"{per_tag[t]:.2f}" for t in chunk) + " |",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -28,7 +28,9 @@ SampleTagsFn = Callable[[TagConstraints, int, np.random.Generator], np.ndarray] 
 class MetricSpec:
     name: str
     target: str  # "module:function" taking an EvalContext, returning a JSON-able dict
-    spaces: tuple[str, ...]  # feature spaces it reads of the generated FID runs ("domain", "generic", "proba", "auto")
+    spaces: tuple[
+        str, ...
+    ]  # feature spaces it reads of the generated FID runs ("domain", "generic", "proba", "auto")
     needs_tagger: bool
     help: str
 
@@ -38,17 +40,70 @@ class MetricSpec:
 
 
 _M = "charforge.metrics"
-METRICS: dict[str, MetricSpec] = {s.name: s for s in [
-    MetricSpec("fid_domain", f"{_M}.distances:fid_domain", ("domain",), True, "FID in the tagger's feature space, 5 runs"),
-    MetricSpec("kid_domain", f"{_M}.distances:kid_domain", ("domain",), True, "KID in the tagger's feature space, 5 runs"),
-    MetricSpec("fid_generic", f"{_M}.distances:fid_generic", ("generic",), False, "FID in EfficientNet-Lite0 ImageNet features"),
-    MetricSpec("kid_generic", f"{_M}.distances:kid_generic", ("generic",), False, "KID in EfficientNet-Lite0 ImageNet features"),
-    MetricSpec("is_domain", f"{_M}.distances:is_domain", ("proba",), True, "Inception-Score-style, from the tagger's predictions"),
-    MetricSpec("precision", f"{_M}.precision:attribute_precision", (), True, "per-tag attribute precision (paper Table 2)"),
-    MetricSpec("diversity", f"{_M}.diversity:diversity", ("auto",), False, "mean pairwise feature distance vs real; mode-collapse flag"),
-    MetricSpec("memorisation", f"{_M}.memorisation:memorisation", (), False, "nearest training neighbours of generated images"),
-    MetricSpec("tsne", f"{_M}.tsne:tsne_map", (), False, "t-SNE map of dataset features coloured by a tag group"),
-]}
+METRICS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in [
+        MetricSpec(
+            "fid_domain",
+            f"{_M}.distances:fid_domain",
+            ("domain",),
+            True,
+            "FID in the tagger's feature space, 5 runs",
+        ),
+        MetricSpec(
+            "kid_domain",
+            f"{_M}.distances:kid_domain",
+            ("domain",),
+            True,
+            "KID in the tagger's feature space, 5 runs",
+        ),
+        MetricSpec(
+            "fid_generic",
+            f"{_M}.distances:fid_generic",
+            ("generic",),
+            False,
+            "FID in EfficientNet-Lite0 ImageNet features",
+        ),
+        MetricSpec(
+            "kid_generic",
+            f"{_M}.distances:kid_generic",
+            ("generic",),
+            False,
+            "KID in EfficientNet-Lite0 ImageNet features",
+        ),
+        MetricSpec(
+            "is_domain",
+            f"{_M}.distances:is_domain",
+            ("proba",),
+            True,
+            "Inception-Score-style, from the tagger's predictions",
+        ),
+        MetricSpec(
+            "precision",
+            f"{_M}.precision:attribute_precision",
+            (),
+            True,
+            "per-tag attribute precision (paper Table 2)",
+        ),
+        MetricSpec(
+            "diversity",
+            f"{_M}.diversity:diversity",
+            ("auto",),
+            False,
+            "mean pairwise feature distance vs real; mode-collapse flag",
+        ),
+        MetricSpec(
+            "memorisation",
+            f"{_M}.memorisation:memorisation",
+            (),
+            False,
+            "nearest training neighbours of generated images",
+        ),
+        MetricSpec(
+            "tsne", f"{_M}.tsne:tsne_map", (), False, "t-SNE map of dataset features coloured by a tag group"
+        ),
+    ]
+}
 DEFAULT_METRICS = list(METRICS)
 
 
@@ -59,12 +114,18 @@ def parse_metrics(spec: str | list[str] | None, *, have_tagger: bool) -> list[st
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
-        raise UserError(f"--metrics: unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}. "
-                        f"Valid: {', '.join(METRICS)} (or all)", field="metrics")
+        raise UserError(
+            f"--metrics: unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}. "
+            f"Valid: {', '.join(METRICS)} (or all)",
+            field="metrics",
+        )
     need = [n for n in names if METRICS[n].needs_tagger and not have_tagger]
     if need:
-        raise UserError(f"--metrics: {', '.join(need)} need a tagger; pass --tagger PATH "
-                        "(train one with `charforge tagger train`) or drop them", field="tagger")
+        raise UserError(
+            f"--metrics: {', '.join(need)} need a tagger; pass --tagger PATH "
+            "(train one with `charforge tagger train`) or drop them",
+            field="tagger",
+        )
     return list(dict.fromkeys(names))
 
 
@@ -103,7 +164,7 @@ class EvalContext:
         if len(self.data) < 4:
             raise UserError(f"{self.data.root}: {len(self.data)} images; evaluation needs at least 4")
         m = self.run_size
-        pool = np.random.default_rng([self.seed, 17]).permutation(len(self.data))[:2 * m]
+        pool = np.random.default_rng([self.seed, 17]).permutation(len(self.data))[: 2 * m]
         perm = np.random.default_rng([self.seed, r, 19]).permutation(pool)
         return np.sort(perm[:m]), np.sort(perm[m:])
 
@@ -114,8 +175,13 @@ class EvalContext:
         out = []
         with progress(total=len(tags), desc=desc, unit="img") as bar:
             for s in range(0, len(tags), self.batch_size):
-                imgs = check_images(self.generate(np.asarray(tags[s:s + self.batch_size], np.float32),
-                                                  np.asarray(seeds[s:s + self.batch_size], np.int64)), source="generator output")
+                imgs = check_images(
+                    self.generate(
+                        np.asarray(tags[s : s + self.batch_size], np.float32),
+                        np.asarray(seeds[s : s + self.batch_size], np.int64),
+                    ),
+                    source="generator output",
+                )
                 out.append(imgs)
                 bar.update(len(imgs))
         return np.concatenate(out)
@@ -150,7 +216,9 @@ class EvalContext:
         if (space, r) not in self._runs:
             a, _ = self.split(r)
             seeds = np.random.default_rng([self.seed, r, 29]).integers(0, 2**31 - 1, size=len(a))
-            imgs = self.generate_images(np.asarray(self.data.tags[a], np.float32), seeds, desc=f"generate run {r + 1}/{self.runs}")
+            imgs = self.generate_images(
+                np.asarray(self.data.tags[a], np.float32), seeds, desc=f"generate run {r + 1}/{self.runs}"
+            )
             for s in sorted(self.spaces | {space}):
                 s = self.auto_space if s == "auto" else s
                 if (s, r) not in self._runs:

@@ -32,11 +32,15 @@ PARTIAL = ".partial"
 def _check_schemas(data: PackedDataset, tagger, model_schema=None) -> None:
     tags = data.schema.tags
     if model_schema is not None and list(model_schema.tags) != tags:
-        raise UserError(f"{data.root}: the dataset's tags differ from the model's; evaluate with the dataset the model was trained on "
-                        "(or one built with the same tag schema)")
+        raise UserError(
+            f"{data.root}: the dataset's tags differ from the model's; evaluate with the dataset the model was trained on "
+            "(or one built with the same tag schema)"
+        )
     if tagger is not None and list(tagger.schema.tags) != tags:
-        raise UserError(f"{getattr(tagger, 'path', 'tagger')}: the tagger's tags differ from the dataset's; train a tagger on this "
-                        "kind of data with `charforge tagger train`")
+        raise UserError(
+            f"{getattr(tagger, 'path', 'tagger')}: the tagger's tags differ from the dataset's; train a tagger on this "
+            "kind of data with `charforge tagger train`"
+        )
 
 
 def _run_metric(ctx: EvalContext, name: str, fingerprint: dict) -> dict:
@@ -52,24 +56,44 @@ def _run_metric(ctx: EvalContext, name: str, fingerprint: dict) -> dict:
     return result
 
 
-def evaluate(data: PackedDataset, generate_fn: GenerateFn, sample_tags_fn: SampleTagsFn, out: str | Path, *,
-             metrics: str | list[str] | None = None, tagger=None, model_info: dict | None = None,
-             model_schema=None, **options) -> dict:
+def evaluate(
+    data: PackedDataset,
+    generate_fn: GenerateFn,
+    sample_tags_fn: SampleTagsFn,
+    out: str | Path,
+    *,
+    metrics: str | list[str] | None = None,
+    tagger=None,
+    model_info: dict | None = None,
+    model_schema=None,
+    **options,
+) -> dict:
     """Run `metrics` (validated names; None = all the inputs allow), write the report folder, return the report."""
     names = parse_metrics(metrics, have_tagger=tagger is not None)
     _check_schemas(data, tagger, model_schema)
     out = Path(out)
-    ctx = EvalContext(data=data, generate=generate_fn, sample_tags=sample_tags_fn, out=out, tagger=tagger, **options)
+    ctx = EvalContext(
+        data=data, generate=generate_fn, sample_tags=sample_tags_fn, out=out, tagger=tagger, **options
+    )
     ctx.spaces = needed_spaces(names)
-    fingerprint = {"model": model_info or {}, "data": data.manifest_hash(),
-                   "tagger": sha256_file(tagger.path) if getattr(tagger, "path", None) else None, "options": options}
+    fingerprint = {
+        "model": model_info or {},
+        "data": data.manifest_hash(),
+        "tagger": sha256_file(tagger.path) if getattr(tagger, "path", None) else None,
+        "options": options,
+    }
     t0 = time.perf_counter()
     results = {name: _run_metric(ctx, name, fingerprint) for name in names}
-    report = {"model": model_info or {}, "data": {"path": str(data.root), "images": len(data), "image_size": data.size},
-              "tagger": _shown(tagger.path) if getattr(tagger, "path", None) else None,
-              "options": {k: v for k, v in options.items()}, "metrics": results,
-              "machine": {"cpu": _cpu_name(), "python": platform.python_version()},
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_seconds": round(time.perf_counter() - t0, 1)}
+    report = {
+        "model": model_info or {},
+        "data": {"path": str(data.root), "images": len(data), "image_size": data.size},
+        "tagger": _shown(tagger.path) if getattr(tagger, "path", None) else None,
+        "options": {k: v for k, v in options.items()},
+        "metrics": results,
+        "machine": {"cpu": _cpu_name(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
     if "precision" in results:
         from charforge.metrics.precision import plot_precision
 
@@ -79,8 +103,16 @@ def evaluate(data: PackedDataset, generate_fn: GenerateFn, sample_tags_fn: Sampl
     return report
 
 
-def evaluate_model(model: str | Path | None, data_dir: str | Path, out: str | Path, *, tagger_path=None,
-                   metrics: str | list[str] | None = None, truncation: float = 1.0, **options) -> dict:
+def evaluate_model(
+    model: str | Path | None,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    tagger_path=None,
+    metrics: str | list[str] | None = None,
+    truncation: float = 1.0,
+    **options,
+) -> dict:
     """Evaluate a charforge generator (None = shipped default) on a packed dataset, sampling its noise with
     the given truncation (1 = untruncated, the default every headline number uses)."""
     from charforge import sampling
@@ -101,10 +133,24 @@ def evaluate_model(model: str | Path | None, data_dir: str | Path, out: str | Pa
     def sample_tags_fn(constraints, n, rng):
         return sampling.sample_tags(bundle, constraints, n, rng)
 
-    info = {"path": _shown(bundle.path), "model_id": bundle.model_id, "sha256": bundle.sha256, "family": bundle.family,
-            "image_size": bundle.image_size} | ({"truncation": truncation} if truncation != 1.0 else {})
-    return evaluate(data, generate_fn, sample_tags_fn, out, metrics=metrics, tagger=tagger, model_info=info,
-                    model_schema=bundle.schema, **options)
+    info = {
+        "path": _shown(bundle.path),
+        "model_id": bundle.model_id,
+        "sha256": bundle.sha256,
+        "family": bundle.family,
+        "image_size": bundle.image_size,
+    } | ({"truncation": truncation} if truncation != 1.0 else {})
+    return evaluate(
+        data,
+        generate_fn,
+        sample_tags_fn,
+        out,
+        metrics=metrics,
+        tagger=tagger,
+        model_info=info,
+        model_schema=bundle.schema,
+        **options,
+    )
 
 
 def _cpu_name() -> str:
@@ -122,27 +168,51 @@ def _pm(s: dict, fmt: str = "{:.3f}") -> str:
 
 
 def _md_distances(m: dict) -> list[str]:
-    rows = ["| metric | feature space | model: mean (max-min) | real vs real: mean (max-min) | model vs real |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| metric | feature space | model: mean (max-min) | real vs real: mean (max-min) | model vs real |",
+        "|---|---|---|---|---|",
+    ]
     for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic"):
         if name in m:
             r = m[name]
             vs = f"x{r['vs_baseline']:.2f}" if name.startswith("fid") else f"{r['vs_baseline']:+.4g}"
-            rows.append(f"| {name} | {r['space']} ({r['feature_dim']}-D) | {_pm(r['model'], '{:.4g}')} | "
-                        f"{_pm(r['real_baseline'], '{:.4g}')} | {vs} |")
+            rows.append(
+                f"| {name} | {r['space']} ({r['feature_dim']}-D) | {_pm(r['model'], '{:.4g}')} | "
+                f"{_pm(r['real_baseline'], '{:.4g}')} | {vs} |"
+            )
     any_r = next(m[k] for k in ("fid_domain", "kid_domain", "fid_generic", "kid_generic") if k in m)
-    return ["## Distribution distances", "", f"{any_r['runs']} runs of {any_r['samples_per_run']} real and "
+    return (
+        [
+            "## Distribution distances",
+            "",
+            f"{any_r['runs']} runs of {any_r['samples_per_run']} real and "
             "generated images each; generated images use the tag vectors of the real images they are compared "
             "with. The real-vs-real column compares two disjoint halves of the data the same way: the floor "
             "finite samples allow. FID is compared as a ratio (x1 = as close as real data gets), KID as a "
-            "difference (+0 = the same).", ""] + rows + [""]
+            "difference (+0 = the same).",
+            "",
+        ]
+        + rows
+        + [""]
+    )
 
 
 def _md_is(r: dict) -> list[str]:
     rows = ["| block | model | real |", "|---|---|---|"]
-    rows += [f"| {k} | {_pm(r['model'][k], '{:.2f}')} | {_pm(r['real_baseline'][k], '{:.2f}')} |" for k in r["model"]]
-    return ["## Tag Inception Score (is_domain)", "", r["note"] + ". Higher is better; the real column is the "
-            "ceiling.", ""] + rows + [""]
+    rows += [
+        f"| {k} | {_pm(r['model'][k], '{:.2f}')} | {_pm(r['real_baseline'][k], '{:.2f}')} |"
+        for k in r["model"]
+    ]
+    return (
+        [
+            "## Tag Inception Score (is_domain)",
+            "",
+            r["note"] + ". Higher is better; the real column is the ceiling.",
+            "",
+        ]
+        + rows
+        + [""]
+    )
 
 
 def _md_precision(r: dict) -> list[str]:
@@ -150,17 +220,33 @@ def _md_precision(r: dict) -> list[str]:
 
     real = [v for v in r["judge_on_real"].values() if v is not None]
     pairs = r.get("label_conflicts") or []
-    how = ("free tags are drawn from the training frequencies, skipping pairs the data never shows together ("
-           + ", ".join(f"{a} + {b}" for a, b in pairs) + ")." if pairs else "free tags are drawn from the training frequencies.")
-    lines = ["## Attribute precision", "", f"{r['images_per_tag']} generated images per tag, judged by the tagger "
-             f"(paper Table 2 layout). Each tag is fixed on in turn; {how}", "", precision_table(r["per_tag"]),
-             f"**Mean {r['mean']:.3f}, minimum {r['min']:.3f}** ({r['min_tag']}). The tagger scores "
-             f"{np.mean(real):.3f} on average (min {np.min(real):.3f}) on real images carrying each tag."
-             if real else "", ""]
+    how = (
+        "free tags are drawn from the training frequencies, skipping pairs the data never shows together ("
+        + ", ".join(f"{a} + {b}" for a, b in pairs)
+        + ")."
+        if pairs
+        else "free tags are drawn from the training frequencies."
+    )
+    lines = [
+        "## Attribute precision",
+        "",
+        f"{r['images_per_tag']} generated images per tag, judged by the tagger "
+        f"(paper Table 2 layout). Each tag is fixed on in turn; {how}",
+        "",
+        precision_table(r["per_tag"]),
+        f"**Mean {r['mean']:.3f}, minimum {r['min']:.3f}** ({r['min_tag']}). The tagger scores "
+        f"{np.mean(real):.3f} on average (min {np.min(real):.3f}) on real images carrying each tag."
+        if real
+        else "",
+        "",
+    ]
     ind = r.get("independent_sampling")
     if pairs and ind:
-        lines += [f"With every free tag drawn independently (the paper's protocol; here it asks for pairs no training "
-                  f"image shows): mean {ind['mean']:.3f}, minimum {ind['min']:.3f} ({ind['min_tag']}).", ""]
+        lines += [
+            f"With every free tag drawn independently (the paper's protocol; here it asks for pairs no training "
+            f"image shows): mean {ind['mean']:.3f}, minimum {ind['min']:.3f} ({ind['min_tag']}).",
+            "",
+        ]
     return lines + ["![precision](precision.png)", ""]
 
 
@@ -169,32 +255,56 @@ def _md_other(m: dict) -> list[str]:
     if "diversity" in m:
         d = m["diversity"]
         flag = "**MODE COLLAPSE**" if d["mode_collapse"] else "no collapse"
-        lines += ["## Diversity", "", f"Mean pairwise {d['space']} feature distance: generated {d['generated_mean_distance']:.3f}, "
-                  f"real {d['real_mean_distance']:.3f}, ratio {d['ratio']:.3f} (flag below {d['threshold']}): {flag}.", ""]
+        lines += [
+            "## Diversity",
+            "",
+            f"Mean pairwise {d['space']} feature distance: generated {d['generated_mean_distance']:.3f}, "
+            f"real {d['real_mean_distance']:.3f}, ratio {d['ratio']:.3f} (flag below {d['threshold']}): {flag}.",
+            "",
+        ]
     if "memorisation" in m:
         r = m["memorisation"]
-        lines += ["## Memorisation", "", f"{r['generated']} generated images against {r['training_images']} training images. "
-                  f"Nearest-neighbour {r['space']} distance: median {r['feature']['median']:.3f} "
-                  f"(real vs real {r['feature']['real_reference']['median']:.3f}); pixel RMS median "
-                  f"{r['pixel_rms']['median']:.1f} (real vs real {r['pixel_rms']['real_reference']['median']:.1f}). "
-                  f"Near copies (closer than {r['near_copy_cutoff']:.3g}): {r['near_copies']}.", "",
-                  "![distances](memorisation_hist.png)", "", "![closest pairs](memorisation_pairs.png)", ""]
+        lines += [
+            "## Memorisation",
+            "",
+            f"{r['generated']} generated images against {r['training_images']} training images. "
+            f"Nearest-neighbour {r['space']} distance: median {r['feature']['median']:.3f} "
+            f"(real vs real {r['feature']['real_reference']['median']:.3f}); pixel RMS median "
+            f"{r['pixel_rms']['median']:.1f} (real vs real {r['pixel_rms']['real_reference']['median']:.1f}). "
+            f"Near copies (closer than {r['near_copy_cutoff']:.3g}): {r['near_copies']}.",
+            "",
+            "![distances](memorisation_hist.png)",
+            "",
+            "![closest pairs](memorisation_pairs.png)",
+            "",
+        ]
     if "tsne" in m:
         r = m["tsne"]
-        lines += ["## t-SNE", "", f"{r['images']} dataset images, {r['space']} features, coloured by {r['group']}.", "",
-                  "![t-SNE](tsne.png)", ""]
+        lines += [
+            "## t-SNE",
+            "",
+            f"{r['images']} dataset images, {r['space']} features, coloured by {r['group']}.",
+            "",
+            "![t-SNE](tsne.png)",
+            "",
+        ]
     return lines
 
 
 def render_markdown(report: dict) -> str:
     m = report["metrics"]
     model = report["model"]
-    lines = ["# Evaluation report", "", f"- model: `{model.get('path', 'custom generate function')}` "
-             f"{model.get('family', '')} sha256 {str(model.get('sha256', ''))[:12]}"
-             + (f", noise truncation {model['truncation']}" if "truncation" in model else ""),
-             f"- data: `{report['data']['path']}` ({report['data']['images']} images, {report['data']['image_size']} px)",
-             f"- tagger: `{report['tagger']}`", f"- {report['date']}, {report['machine']['cpu']}, "
-             f"wall time {report['wall_seconds']} s", ""]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"- model: `{model.get('path', 'custom generate function')}` "
+        f"{model.get('family', '')} sha256 {str(model.get('sha256', ''))[:12]}"
+        + (f", noise truncation {model['truncation']}" if "truncation" in model else ""),
+        f"- data: `{report['data']['path']}` ({report['data']['images']} images, {report['data']['image_size']} px)",
+        f"- tagger: `{report['tagger']}`",
+        f"- {report['date']}, {report['machine']['cpu']}, wall time {report['wall_seconds']} s",
+        "",
+    ]
     if any(k in m for k in ("fid_domain", "kid_domain", "fid_generic", "kid_generic")):
         lines += _md_distances(m)
     if "is_domain" in m:

@@ -25,9 +25,15 @@ def per_tag_precision_recall(pred: np.ndarray, true: np.ndarray, schema: TagSche
         tp = int((pred[m, j] & true[m, j]).sum())
         fp = int((pred[m, j] & ~true[m, j]).sum())
         fn = int((~pred[m, j] & true[m, j]).sum())
-        rows.append({"tag": tag, "group": schema.group_of(tag) or "independent",
-                     "precision": tp / (tp + fp) if tp + fp else None,
-                     "recall": tp / (tp + fn) if tp + fn else None, "support": tp + fn})
+        rows.append(
+            {
+                "tag": tag,
+                "group": schema.group_of(tag) or "independent",
+                "precision": tp / (tp + fp) if tp + fp else None,
+                "recall": tp / (tp + fn) if tp + fn else None,
+                "support": tp + fn,
+            }
+        )
     return rows
 
 
@@ -63,8 +69,15 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], title: str, path: Path
     for i in range(k):
         for j in range(k):
             if matrix[i, j]:
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path)
@@ -78,8 +91,12 @@ def _fmt(v) -> str:
 def summarise(rows: list[dict]) -> dict:
     prec = [r["precision"] for r in rows if r["precision"] is not None]
     rec = [r["recall"] for r in rows if r["recall"] is not None]
-    return {"mean_precision": float(np.mean(prec)) if prec else None, "min_precision": float(np.min(prec)) if prec else None,
-            "mean_recall": float(np.mean(rec)) if rec else None, "min_recall": float(np.min(rec)) if rec else None}
+    return {
+        "mean_precision": float(np.mean(prec)) if prec else None,
+        "min_precision": float(np.min(prec)) if prec else None,
+        "mean_recall": float(np.mean(rec)) if rec else None,
+        "min_recall": float(np.min(rec)) if rec else None,
+    }
 
 
 def write_tagger_report(out: Path, tagger, images: np.ndarray, tags: np.ndarray, *, info: dict) -> dict:
@@ -88,19 +105,42 @@ def write_tagger_report(out: Path, tagger, images: np.ndarray, tags: np.ndarray,
     pred = tagger.predict_tags(images) if len(images) else np.zeros((0, len(schema)), np.uint8)
     rows = per_tag_precision_recall(pred, tags, schema)
     report = {"info": info, "summary": summarise(rows), "per_tag": rows, "confusion": {}}
-    md = ["# Tagger held-out report", "", f"Held-out images: {len(images)}. Independent tags are on at p >= 0.25; "
-          "exclusive groups take their argmax.", "", "| tag | group | precision | recall | support |", "|---|---|---|---|---|"]
-    md += [f"| {r['tag']} | {r['group']} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {r['support']} |" for r in rows]
+    md = [
+        "# Tagger held-out report",
+        "",
+        f"Held-out images: {len(images)}. Independent tags are on at p >= 0.25; "
+        "exclusive groups take their argmax.",
+        "",
+        "| tag | group | precision | recall | support |",
+        "|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['tag']} | {r['group']} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {r['support']} |"
+        for r in rows
+    ]
     s = report["summary"]
-    md += ["", f"Mean precision {_fmt(s['mean_precision'])} (min {_fmt(s['min_precision'])}), "
-           f"mean recall {_fmt(s['mean_recall'])} (min {_fmt(s['min_recall'])}).", ""]
+    md += [
+        "",
+        f"Mean precision {_fmt(s['mean_precision'])} (min {_fmt(s['min_precision'])}), "
+        f"mean recall {_fmt(s['mean_recall'])} (min {_fmt(s['min_recall'])}).",
+        "",
+    ]
     confusions = group_confusions(pred, tags, schema)
     for g in schema.groups:
         m = confusions[g.name]
         name = f"confusion_{g.name.replace(' ', '_')}.png"
         plot_confusion(m, list(g.tags), f"{g.name}: held-out confusion", out / name)
-        report["confusion"][g.name] = {"png": name, "matrix": m.tolist(), "accuracy": float(np.trace(m) / max(m.sum(), 1))}
-        md += [f"## {g.name} (accuracy {report['confusion'][g.name]['accuracy']:.3f})", "", f"![{g.name}]({name})", ""]
+        report["confusion"][g.name] = {
+            "png": name,
+            "matrix": m.tolist(),
+            "accuracy": float(np.trace(m) / max(m.sum(), 1)),
+        }
+        md += [
+            f"## {g.name} (accuracy {report['confusion'][g.name]['accuracy']:.3f})",
+            "",
+            f"![{g.name}]({name})",
+            "",
+        ]
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", "\n".join(md))
     return report

@@ -32,7 +32,9 @@ def pick_group(schema, name: str | None):
         return 0
     names = [g.name for g in schema.groups]
     if name not in names:
-        raise UserError(f"--tsne-group: unknown group {name!r}. Valid: {', '.join(names)}", field="tsne_group")
+        raise UserError(
+            f"--tsne-group: unknown group {name!r}. Valid: {', '.join(names)}", field="tsne_group"
+        )
     return names.index(name)
 
 
@@ -50,8 +52,20 @@ def tsne_map(ctx: EvalContext) -> dict:
     tags = np.asarray(ctx.data.tags[idx])[:, sl]
     label = np.where(tags.sum(axis=1) > 0, tags.argmax(axis=1), -1)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    plot_tsne(xy, label, list(group.tags), f"t-SNE of {ctx.auto_space} features by {group.name}", ctx.out / "tsne.png")
-    return {"space": ctx.auto_space, "group": group.name, "images": n, "perplexity": perplexity, "plot": "tsne.png"}
+    plot_tsne(
+        xy,
+        label,
+        list(group.tags),
+        f"t-SNE of {ctx.auto_space} features by {group.name}",
+        ctx.out / "tsne.png",
+    )
+    return {
+        "space": ctx.auto_space,
+        "group": group.name,
+        "images": n,
+        "perplexity": perplexity,
+        "plot": "tsne.png",
+    }
 
 
 def plot_tsne(xy: np.ndarray, label: np.ndarray, names: list[str], title: str, path) -> None:
@@ -68,8 +82,14 @@ def plot_tsne(xy: np.ndarray, label: np.ndarray, names: list[str], title: str, p
     for k, name in enumerate(names):
         m = label == k
         if m.any():
-            ax.scatter(*xy[m].T, s=8, color=tag_colour(name, palette[k % len(palette)]), edgecolors="k",
-                       linewidths=0.2, label=name)
+            ax.scatter(
+                *xy[m].T,
+                s=8,
+                color=tag_colour(name, palette[k % len(palette)]),
+                edgecolors="k",
+                linewidths=0.2,
+                label=name,
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)

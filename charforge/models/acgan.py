@@ -28,13 +28,24 @@ from charforge.models.blocks import (
 
 
 class SRResNetGenerator(nn.Module):
-    def __init__(self, *, z_dim: int, n_tags: int, image_size: int, width: int = 64, blocks: int = 16,
-                 upscalers: int = 2, final_kernel: int = 9, cond_norm: bool = False, antialias: bool = False):
+    def __init__(
+        self,
+        *,
+        z_dim: int,
+        n_tags: int,
+        image_size: int,
+        width: int = 64,
+        blocks: int = 16,
+        upscalers: int = 2,
+        final_kernel: int = 9,
+        cond_norm: bool = False,
+        antialias: bool = False,
+    ):
         super().__init__()
-        if image_size % (2 ** upscalers):
-            raise ValueError(f"image_size {image_size} is not divisible by 2**upscalers ({2 ** upscalers})")
+        if image_size % (2**upscalers):
+            raise ValueError(f"image_size {image_size} is not divisible by 2**upscalers ({2**upscalers})")
         self.z_dim, self.n_tags, self.image_size, self.width = z_dim, n_tags, image_size, width
-        self.base = image_size // 2 ** upscalers
+        self.base = image_size // 2**upscalers
         self.dense = nn.Linear(z_dim + n_tags, width * self.base * self.base)
         k = n_tags if cond_norm else 0  # tag-conditional BN everywhere when cond_norm
         self.head = nn.Sequential(norm2d(width, k), nn.ReLU(inplace=True))
@@ -65,10 +76,22 @@ class SRResNetGenerator(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
-    per_sample = True  # no batch statistics: real and fake may share one forward pass (the trainer fuses them)
+    per_sample = (
+        True  # no batch statistics: real and fake may share one forward pass (the trainer fuses them)
+    )
 
-    def __init__(self, *, n_tags: int, image_size: int, width: int = 32, stages: int = 5, blocks: int = 2,
-                 max_width: int = 1024, slope: float = 0.2, projection: bool = False):
+    def __init__(
+        self,
+        *,
+        n_tags: int,
+        image_size: int,
+        width: int = 32,
+        stages: int = 5,
+        blocks: int = 2,
+        max_width: int = 1024,
+        slope: float = 0.2,
+        projection: bool = False,
+    ):
         super().__init__()
         final = image_size // 2 ** (stages + 1)
         if final < 1:
@@ -92,7 +115,9 @@ class ResNetDiscriminator(nn.Module):
         if self.proj is not None:
             nn.init.zeros_(self.proj.weight)  # starts as the plain logit, so it can be added to a trained D
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, 3, S, S); c (B, T) the tags x is paired with (used only by the projection term)."""
         assert_shape(x, (None, 3, self.image_size, self.image_size), "D input")
         h = self.features(x).flatten(1)  # (B, C*f*f)

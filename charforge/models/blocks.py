@@ -83,8 +83,11 @@ class GenResBlock(nn.Module):
     def __init__(self, ch: int, n_tags: int = 0):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(ch, ch, 3, padding=1, bias=False), norm2d(ch, n_tags), nn.ReLU(inplace=True),
-            nn.Conv2d(ch, ch, 3, padding=1, bias=False), norm2d(ch, n_tags),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+            norm2d(ch, n_tags),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+            norm2d(ch, n_tags),
         )
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,7 +100,9 @@ class DiscResBlock(nn.Module):
     def __init__(self, ch: int, slope: float = 0.2):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(ch, ch, 3, padding=1), nn.LeakyReLU(slope, inplace=True), nn.Conv2d(ch, ch, 3, padding=1),
+            nn.Conv2d(ch, ch, 3, padding=1),
+            nn.LeakyReLU(slope, inplace=True),
+            nn.Conv2d(ch, ch, 3, padding=1),
         )
         self.act = nn.LeakyReLU(slope)
 
@@ -111,7 +116,10 @@ class SubPixelUp(nn.Module):
     def __init__(self, ch: int, n_tags: int = 0, antialias: bool = False):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(ch, ch * 4, 3, padding=1, bias=False), nn.PixelShuffle(2), norm2d(ch, n_tags), nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch * 4, 3, padding=1, bias=False),
+            nn.PixelShuffle(2),
+            norm2d(ch, n_tags),
+            nn.ReLU(inplace=True),
         )
         self.aa = Blur3(ch) if antialias else None  # outside `body`, so the state-dict names do not move
 
@@ -129,7 +137,9 @@ class Blur3(nn.Module):
     def __init__(self, ch: int):
         super().__init__()
         k = torch.tensor([1.0, 2.0, 1.0])
-        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(ch, 1, 3, 3).clone(), persistent=False)
+        self.register_buffer(
+            "kernel", (k[:, None] * k[None, :] / 16).expand(ch, 1, 3, 3).clone(), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")

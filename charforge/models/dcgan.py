@@ -21,10 +21,10 @@ class DCGANGenerator(nn.Module):
     def __init__(self, *, z_dim: int, n_tags: int, image_size: int, width: int = 64):
         super().__init__()
         n_up = int(math.log2(image_size // 8))
-        if image_size < 16 or 8 * 2 ** n_up != image_size:
+        if image_size < 16 or 8 * 2**n_up != image_size:
             raise ValueError(f"dcgan needs an image size of 8 * 2**k >= 16, got {image_size}")
         self.z_dim, self.n_tags, self.image_size = z_dim, n_tags, image_size
-        self.c0 = width * 2 ** n_up  # 512 for 64px with width 64
+        self.c0 = width * 2**n_up  # 512 for 64px with width 64
         self.dense = nn.Linear(z_dim + n_tags, self.c0 * 8 * 8)
         ups: list[nn.Module] = []
         ch = self.c0
@@ -45,7 +45,9 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, *, n_tags: int, image_size: int, width: int = 64, dropout: float = 0.3, slope: float = 0.2):
+    def __init__(
+        self, *, n_tags: int, image_size: int, width: int = 64, dropout: float = 0.3, slope: float = 0.2
+    ):
         super().__init__()
         self.n_tags, self.image_size = n_tags, image_size
         chans = [3, width, width * 2, width * 2]

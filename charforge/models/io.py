@@ -24,8 +24,14 @@ from charforge.utils.io import atomic_path
 from charforge.utils.io import sha256_file as file_sha256  # noqa: F401  (re-exported for model callers)
 
 
-def save_model(path: str | Path, tensors: dict[str, torch.Tensor], *, kind: str, config: dict[str, Any],
-               extra: dict[str, Any] | None = None) -> Path:
+def save_model(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    *,
+    kind: str,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Atomically write weights + metadata. `extra` values are JSON-encoded."""
     meta = {"charforge_kind": kind, "charforge_config": json.dumps(config), "charforge_version": __version__}
     for k, v in (extra or {}).items():
@@ -57,11 +63,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def load_model(path: str | Path, *, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_model(
+    path: str | Path, *, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, decoded metadata). Checks `kind` when given."""
     meta = read_metadata(path)
     if kind is not None and meta.get("charforge_kind") != kind:
-        raise UserError(f"{path}: is a {meta.get('charforge_kind', 'non-charforge')!r} file, expected a {kind!r} model")
+        raise UserError(
+            f"{path}: is a {meta.get('charforge_kind', 'non-charforge')!r} file, expected a {kind!r} model"
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

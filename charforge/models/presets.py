@@ -29,7 +29,9 @@ class Preset:
     g_blocks: int = 16  # acgan residual blocks
     g_upscalers: int = 2  # acgan sub-pixel x2 steps (2 for 64px, 3 for 128px)
     g_final_kernel: int = 9  # acgan output conv kernel, px
-    g_cond_norm: bool = False  # acgan: tag-conditional batch norm in every G layer (tags also enter the dense input)
+    g_cond_norm: bool = (
+        False  # acgan: tag-conditional batch norm in every G layer (tags also enter the dense input)
+    )
     g_antialias: bool = False  # acgan: fixed 3x3 low-pass after each PixelShuffle (no checkerboard noise)
     # discriminator
     d_width: int = 32  # channels after the first conv
@@ -54,8 +56,12 @@ class Preset:
     cls_weight_g: float = 1.0  # weight of the tag loss in G's objective (the paper: 1)
     learn_conflicts: bool = True  # label sampling skips independent tag pairs the data never shows together
     cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
-    augment: str = ""  # differentiable augmentation in D: comma list of translation,cutout,color,degrade,noise
-    teacher: str = ""  # a trained tagger (file or folder) whose tag loss on the fakes G also minimises; frozen
+    augment: str = (
+        ""  # differentiable augmentation in D: comma list of translation,cutout,color,degrade,noise
+    )
+    teacher: str = (
+        ""  # a trained tagger (file or folder) whose tag loss on the fakes G also minimises; frozen
+    )
     teacher_weight: float = 1.0  # weight of the teacher's tag loss in G's objective
     # precision / speed
     bf16: bool = False  # bf16 autocast on CPU and CUDA
@@ -77,26 +83,94 @@ class Preset:
 
 
 _P = Preset
-PRESETS: dict[str, Preset] = {p.name: p for p in [
-    _P("dcgan-64", "dcgan", z_dim=100, g_width=64, d_width=64, ema_half_life=10_000, gp_weight=0.0, adv_weight=1.0,
-       bf16=True, channels_last=True),
-    _P("acgan-64", "acgan", bf16=True, channels_last=True),
-    _P("acgan-128", "acgan", resolution=128, g_upscalers=3, bf16=True, channels_last=True),
-    # CPU row, tuned by measurement on the 2-core dev machine (docs/generator.md): bf16 autocast + channels_last
-    # (2.7x a plain fp32 loop in bench/bench_train.py; same tag precision as fp32 in side-by-side fine-tunes),
-    # no augmentation (colour jitter corrupts the colour tags; 20k images need none), and lambda_adv = 4 (G's tag
-    # loss fell from 12 to 7.8 by step 350, vs no progress with 34).
-    _P("acgan-64-cpu", "acgan", g_width=32, g_blocks=4, g_final_kernel=3, d_width=16, d_stages=5, d_blocks=1,
-       d_max_width=256, batch=32, lr_decay_start=20_000, ema_half_life=5_000, gp_every=4, augment="",
-       adv_weight=4.0, bf16=True, channels_last=True, log_every=25, sample_every=250, ckpt_every=250,
-       eval_every=250),
-    _P("tiny", "acgan", resolution=16, z_dim=16, g_width=8, g_blocks=2, g_upscalers=2, g_final_kernel=3, d_width=4,
-       d_stages=2, d_blocks=1, d_max_width=8, batch=8, steps=20, lr_decay_start=10, ema_half_life=100,
-       log_every=1, sample_every=10, ckpt_every=10, eval_every=10, keep_ckpts=2),
-    _P("tiny-dcgan", "dcgan", resolution=16, z_dim=16, g_width=4, d_width=4, batch=8, steps=20, gp_weight=0.0,
-       adv_weight=1.0, lr_decay_start=10, ema_half_life=100, log_every=1, sample_every=10, ckpt_every=10,
-       eval_every=10, keep_ckpts=2),
-]}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        _P(
+            "dcgan-64",
+            "dcgan",
+            z_dim=100,
+            g_width=64,
+            d_width=64,
+            ema_half_life=10_000,
+            gp_weight=0.0,
+            adv_weight=1.0,
+            bf16=True,
+            channels_last=True,
+        ),
+        _P("acgan-64", "acgan", bf16=True, channels_last=True),
+        _P("acgan-128", "acgan", resolution=128, g_upscalers=3, bf16=True, channels_last=True),
+        # CPU row, tuned by measurement on the 2-core dev machine (docs/generator.md): bf16 autocast + channels_last
+        # (2.7x a plain fp32 loop in bench/bench_train.py; same tag precision as fp32 in side-by-side fine-tunes),
+        # no augmentation (colour jitter corrupts the colour tags; 20k images need none), and lambda_adv = 4 (G's tag
+        # loss fell from 12 to 7.8 by step 350, vs no progress with 34).
+        _P(
+            "acgan-64-cpu",
+            "acgan",
+            g_width=32,
+            g_blocks=4,
+            g_final_kernel=3,
+            d_width=16,
+            d_stages=5,
+            d_blocks=1,
+            d_max_width=256,
+            batch=32,
+            lr_decay_start=20_000,
+            ema_half_life=5_000,
+            gp_every=4,
+            augment="",
+            adv_weight=4.0,
+            bf16=True,
+            channels_last=True,
+            log_every=25,
+            sample_every=250,
+            ckpt_every=250,
+            eval_every=250,
+        ),
+        _P(
+            "tiny",
+            "acgan",
+            resolution=16,
+            z_dim=16,
+            g_width=8,
+            g_blocks=2,
+            g_upscalers=2,
+            g_final_kernel=3,
+            d_width=4,
+            d_stages=2,
+            d_blocks=1,
+            d_max_width=8,
+            batch=8,
+            steps=20,
+            lr_decay_start=10,
+            ema_half_life=100,
+            log_every=1,
+            sample_every=10,
+            ckpt_every=10,
+            eval_every=10,
+            keep_ckpts=2,
+        ),
+        _P(
+            "tiny-dcgan",
+            "dcgan",
+            resolution=16,
+            z_dim=16,
+            g_width=4,
+            d_width=4,
+            batch=8,
+            steps=20,
+            gp_weight=0.0,
+            adv_weight=1.0,
+            lr_decay_start=10,
+            ema_half_life=100,
+            log_every=1,
+            sample_every=10,
+            ckpt_every=10,
+            eval_every=10,
+            keep_ckpts=2,
+        ),
+    ]
+}
 
 
 def _coerce(name: str, raw: str, typ: type) -> Any:
@@ -126,7 +200,9 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if not sep:
             raise UserError(f"--set {item!r}: expected key=value, e.g. --set lr=1e-4")
         if key not in types:
-            raise UserError(f"--set {key}: unknown preset field. Valid fields: {', '.join(sorted(types))}", field=key)
+            raise UserError(
+                f"--set {key}: unknown preset field. Valid fields: {', '.join(sorted(types))}", field=key
+            )
         out[key] = _coerce(key, raw.strip(), types[key])
     return out
 
@@ -151,7 +227,16 @@ def validate_preset(p: Preset) -> Preset:
     from charforge.train.augment import parse_augment
 
     parse_augment(p.augment)
-    for name in ("batch", "steps", "log_every", "sample_every", "ckpt_every", "eval_every", "keep_ckpts", "gp_every"):
+    for name in (
+        "batch",
+        "steps",
+        "log_every",
+        "sample_every",
+        "ckpt_every",
+        "eval_every",
+        "keep_ckpts",
+        "gp_every",
+    ):
         if getattr(p, name) < 1:
             raise UserError(f"{name}={getattr(p, name)}: must be at least 1", field=name)
     _check_geometry(p)
@@ -168,8 +253,10 @@ def _check_geometry(p: Preset) -> None:
             build_generator(p, 1)
             build_discriminator(p, 1)
     except (ValueError, RuntimeError, AssertionError) as e:
-        raise UserError(f"preset {p.name!r}: these sizes do not fit together ({e}); check resolution, "
-                        "g_upscalers, d_stages and the widths") from e
+        raise UserError(
+            f"preset {p.name!r}: these sizes do not fit together ({e}); check resolution, "
+            "g_upscalers, d_stages and the widths"
+        ) from e
 
 
 def build_generator(p: Preset, n_tags: int) -> nn.Module:
@@ -180,9 +267,17 @@ def build_generator(p: Preset, n_tags: int) -> nn.Module:
         return DCGANGenerator(z_dim=p.z_dim, n_tags=t, image_size=p.resolution, width=p.g_width)
     from charforge.models.acgan import SRResNetGenerator
 
-    return SRResNetGenerator(z_dim=p.z_dim, n_tags=t, image_size=p.resolution, width=p.g_width, blocks=p.g_blocks,
-                             upscalers=p.g_upscalers, final_kernel=p.g_final_kernel, cond_norm=p.g_cond_norm,
-                             antialias=p.g_antialias)
+    return SRResNetGenerator(
+        z_dim=p.z_dim,
+        n_tags=t,
+        image_size=p.resolution,
+        width=p.g_width,
+        blocks=p.g_blocks,
+        upscalers=p.g_upscalers,
+        final_kernel=p.g_final_kernel,
+        cond_norm=p.g_cond_norm,
+        antialias=p.g_antialias,
+    )
 
 
 def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
@@ -191,11 +286,20 @@ def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
         from charforge.models.dcgan import DCGANDiscriminator
 
         if p.d_projection:
-            raise UserError("d_projection: only the acgan family has a projection discriminator; drop --set d_projection",
-                            field="d_projection")
+            raise UserError(
+                "d_projection: only the acgan family has a projection discriminator; drop --set d_projection",
+                field="d_projection",
+            )
 
         return DCGANDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, dropout=p.d_dropout)
     from charforge.models.acgan import ResNetDiscriminator
 
-    return ResNetDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, stages=p.d_stages,
-                               blocks=p.d_blocks, max_width=p.d_max_width, projection=p.d_projection)
+    return ResNetDiscriminator(
+        n_tags=t,
+        image_size=p.resolution,
+        width=p.d_width,
+        stages=p.d_stages,
+        blocks=p.d_blocks,
+        max_width=p.d_max_width,
+        projection=p.d_projection,
+    )

@@ -49,7 +49,9 @@ class TaggerConfig:
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class TaggerNet(nn.Module):
@@ -60,7 +62,9 @@ class TaggerNet(nn.Module):
         self.cfg = cfg
         widths = cfg.stage_widths()
         if cfg.pool not in ("flatten", "avg") or cfg.stem_stride not in (1, 2):
-            raise ValueError(f"tagger config: pool must be flatten/avg and stem_stride 1/2, got {cfg.pool!r}, {cfg.stem_stride}")
+            raise ValueError(
+                f"tagger config: pool must be flatten/avg and stem_stride 1/2, got {cfg.pool!r}, {cfg.stem_stride}"
+            )
         layers: list[nn.Module] = [_conv_bn(3, cfg.channels, cfg.stem_stride)]
         cin, res = cfg.channels, cfg.image_size // cfg.stem_stride
         for w in widths:
@@ -94,7 +98,9 @@ def tag_loss(logits: torch.Tensor, targets: torch.Tensor, schema: TagSchema) -> 
     if isl.stop > isl.start:
         # summed over tags (mean over rows), so each independent tag weighs as much as one exclusive group;
         # a mean over tags would give 11 tags the weight of one group and they would learn 11x slower
-        bce = F.binary_cross_entropy_with_logits(logits[:, isl].float(), targets[:, isl].float(), reduction="none")
+        bce = F.binary_cross_entropy_with_logits(
+            logits[:, isl].float(), targets[:, isl].float(), reduction="none"
+        )
         total = total + bce.sum(dim=1).mean()
     return total
 
@@ -123,10 +129,14 @@ def decide_tags(proba: np.ndarray, schema: TagSchema, threshold: float = INDEPEN
 
 def preprocess(images: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [-1, 1]."""
-    x = torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+    x = (
+        torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
+    )  # (B, 3, H, W)
     x = x.div_(127.5).sub_(1.0)
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     return x
 
 
@@ -143,7 +153,9 @@ class Tagger:
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images) if not isinstance(images, np.ndarray) else images
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise UserError(f"tagger input: expected uint8 images shaped (N, H, W, 3), got {images.dtype} {images.shape}")
+            raise UserError(
+                f"tagger input: expected uint8 images shaped (N, H, W, 3), got {images.dtype} {images.shape}"
+            )
         return images
 
     @torch.no_grad()
@@ -151,7 +163,7 @@ class Tagger:
         images = self._check(images)
         outs = []
         for start in range(0, len(images), self.batch_size):
-            x = preprocess(np.asarray(images[start:start + self.batch_size]), self.cfg.image_size)
+            x = preprocess(np.asarray(images[start : start + self.batch_size]), self.cfg.image_size)
             outs.append(fn(x).float().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
@@ -176,8 +188,13 @@ class Tagger:
 
 
 def save_tagger(path: str | Path, net: TaggerNet, schema: TagSchema, *, extra: dict | None = None) -> Path:
-    return save_model(path, net.state_dict(), kind=KIND, config=asdict(net.cfg),
-                      extra={"tag_schema": schema.to_dict(), **(extra or {})})
+    return save_model(
+        path,
+        net.state_dict(),
+        kind=KIND,
+        config=asdict(net.cfg),
+        extra={"tag_schema": schema.to_dict(), **(extra or {})},
+    )
 
 
 def resolve_tagger_path(path: str | Path) -> Path:
@@ -186,7 +203,9 @@ def resolve_tagger_path(path: str | Path) -> Path:
     if p.is_dir():
         p = p / WEIGHTS_NAME
         if not p.is_file():
-            raise UserError(f"{path}: folder holds no {WEIGHTS_NAME}; train one with `charforge tagger train --data DIR -o {path}`")
+            raise UserError(
+                f"{path}: folder holds no {WEIGHTS_NAME}; train one with `charforge tagger train --data DIR -o {path}`"
+            )
     elif not p.is_file():
         raise UserError(f"{path}: no such tagger file or folder; train one with `charforge tagger train`")
     return p
@@ -200,12 +219,16 @@ def load_tagger(path: str | Path, *, batch_size: int = 256) -> Tagger:
         cfg = TaggerConfig(**meta["charforge_config"])
         schema = TagSchema.from_dict(meta["tag_schema"])
     except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{p}: tagger metadata is incomplete or from an incompatible version ({e}); retrain it") from e
+        raise UserError(
+            f"{p}: tagger metadata is incomplete or from an incompatible version ({e}); retrain it"
+        ) from e
     net = TaggerNet(cfg)
     try:
         net.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
-        raise UserError(f"{p}: weights do not match the stored configuration ({str(e).splitlines()[0]}); retrain it") from e
+        raise UserError(
+            f"{p}: weights do not match the stored configuration ({str(e).splitlines()[0]}); retrain it"
+        ) from e
     return Tagger(net, schema, path=p, batch_size=batch_size)
 
 

@@ -93,7 +93,9 @@ def _lr_at(step: int, opts: TaggerTrainOptions) -> float:
     return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _save_checkpoint(path: Path, net: TaggerNet, opt: torch.optim.Optimizer, step: int, fingerprint: dict) -> None:
+def _save_checkpoint(
+    path: Path, net: TaggerNet, opt: torch.optim.Optimizer, step: int, fingerprint: dict
+) -> None:
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
@@ -107,7 +109,9 @@ def _load_checkpoint(path: Path, net: TaggerNet, opt: torch.optim.Optimizer, fin
         return 0
     tensors, meta = load_model(path, kind="tagger-checkpoint")
     if meta.get("charforge_config") != fingerprint:
-        raise UserError(f"{path}: an unfinished run with different settings is here; delete it or rerun the original command")
+        raise UserError(
+            f"{path}: an unfinished run with different settings is here; delete it or rerun the original command"
+        )
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     state = opt.state_dict()
     for i in range(len(state["param_groups"][0]["params"])):
@@ -123,11 +127,19 @@ def _batch(data: PackedDataset, idx: np.ndarray, step: int, opts: TaggerTrainOpt
     pick = np.sort(rng.choice(idx, size=min(opts.batch_size, len(idx)), replace=len(idx) < opts.batch_size))
     x = preprocess(np.asarray(data.images[pick]), size)  # (B, 3, size, size)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    return degrade(augment(x, gen, opts.shift), gen, opts.degrade), torch.from_numpy(np.asarray(data.tags[pick], dtype=np.float32))
+    return degrade(augment(x, gen, opts.shift), gen, opts.degrade), torch.from_numpy(
+        np.asarray(data.tags[pick], dtype=np.float32)
+    )
 
 
-def _train_loop(net: TaggerNet, data: PackedDataset, train_idx: np.ndarray, opts: TaggerTrainOptions, out: Path,
-                fingerprint: dict) -> None:
+def _train_loop(
+    net: TaggerNet,
+    data: PackedDataset,
+    train_idx: np.ndarray,
+    opts: TaggerTrainOptions,
+    out: Path,
+    fingerprint: dict,
+) -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     ckpt = out / CHECKPOINT_NAME
     start = _load_checkpoint(ckpt, net, opt, fingerprint)
@@ -158,15 +170,25 @@ def _reuse_finished(path: Path, net: TaggerNet, fingerprint: dict) -> float | No
     tensors, meta = load_model(path, kind=KIND)
     if meta.get("fingerprint") != fingerprint:
         what = "an older version" if "fingerprint" not in meta else "other data or settings"
-        raise UserError(f"{path}: this folder already holds a finished tagger trained with {what}; "
-                        "pick a new -o folder, or delete the file to retrain here")
+        raise UserError(
+            f"{path}: this folder already holds a finished tagger trained with {what}; "
+            "pick a new -o folder, or delete the file to retrain here"
+        )
     net.load_state_dict(tensors, strict=True)
     return float(meta.get("train", {}).get("seconds", 0.0))
 
 
-def train_tagger(data_dir: str | Path, out_dir: str | Path, *, opts: TaggerTrainOptions | None = None,
-                 image_size: int = 64, channels: int = 32, feat_dim: int = 256, pool: str = "flatten",
-                 stem_stride: int = 2) -> TaggerTrainResult:
+def train_tagger(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    opts: TaggerTrainOptions | None = None,
+    image_size: int = 64,
+    channels: int = 32,
+    feat_dim: int = 256,
+    pool: str = "flatten",
+    stem_stride: int = 2,
+) -> TaggerTrainResult:
     """Train a tagger on `data_dir`, write the model and its held-out report into `out_dir`."""
     from charforge.metrics.tagger_eval import write_tagger_report
 
@@ -187,25 +209,63 @@ def train_tagger(data_dir: str | Path, out_dir: str | Path, *, opts: TaggerTrain
     t0 = time.perf_counter()
     train_idx, held_idx = split_indices(len(data), opts.holdout, opts.seed)
     torch.manual_seed(opts.seed)
-    cfg = TaggerConfig(n_tags=len(data.schema), image_size=image_size, channels=channels, feat_dim=feat_dim, pool=pool,
-                       stem_stride=stem_stride)
+    cfg = TaggerConfig(
+        n_tags=len(data.schema),
+        image_size=image_size,
+        channels=channels,
+        feat_dim=feat_dim,
+        pool=pool,
+        stem_stride=stem_stride,
+    )
     net = TaggerNet(cfg).to(memory_format=torch.channels_last)
-    fingerprint = json.loads(json.dumps({"data": data.manifest_hash(), "config": asdict(cfg),
-                                         "opts": {**asdict(opts), "threads": None}}))
+    fingerprint = json.loads(
+        json.dumps(
+            {"data": data.manifest_hash(), "config": asdict(cfg), "opts": {**asdict(opts), "threads": None}}
+        )
+    )
     seconds = _reuse_finished(out / WEIGHTS_NAME, net, fingerprint)
     reused = seconds is not None
     if seconds is None:  # nothing finished here yet: train (resuming from a checkpoint if one is there)
         _train_loop(net, data, train_idx, opts, out, fingerprint)
         seconds = time.perf_counter() - t0
     tagger = Tagger(net, data.schema)
-    held = np.asarray(data.images[held_idx]) if len(held_idx) else np.zeros((0, data.size, data.size, 3), np.uint8)
-    report = write_tagger_report(out, tagger, held, np.asarray(data.tags[held_idx]),
-                                 info={"data": str(data_dir), "n_train": len(train_idx), "n_heldout": len(held_idx),
-                                       "train_seconds": round(seconds, 1), "options": asdict(opts), "config": asdict(cfg)})
-    path = save_tagger(out / WEIGHTS_NAME, net, data.schema,
-                       extra={"train": json.loads(json.dumps({"data": str(data_dir), "steps": opts.steps,
-                                                              "seed": opts.seed, "seconds": round(seconds, 1)})),
-                              "fingerprint": fingerprint,
-                              "heldout_summary": report["summary"]})
+    held = (
+        np.asarray(data.images[held_idx])
+        if len(held_idx)
+        else np.zeros((0, data.size, data.size, 3), np.uint8)
+    )
+    report = write_tagger_report(
+        out,
+        tagger,
+        held,
+        np.asarray(data.tags[held_idx]),
+        info={
+            "data": str(data_dir),
+            "n_train": len(train_idx),
+            "n_heldout": len(held_idx),
+            "train_seconds": round(seconds, 1),
+            "options": asdict(opts),
+            "config": asdict(cfg),
+        },
+    )
+    path = save_tagger(
+        out / WEIGHTS_NAME,
+        net,
+        data.schema,
+        extra={
+            "train": json.loads(
+                json.dumps(
+                    {
+                        "data": str(data_dir),
+                        "steps": opts.steps,
+                        "seed": opts.seed,
+                        "seconds": round(seconds, 1),
+                    }
+                )
+            ),
+            "fingerprint": fingerprint,
+            "heldout_summary": report["summary"],
+        },
+    )
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return TaggerTrainResult(path=path, report=report, seconds=seconds, reused=reused)

@@ -21,18 +21,27 @@ from charforge.utils.io import write_bytes_atomic
 
 AI_STATEMENT = "AI-generated image, made with charforge"
 WATERMARK_METHOD = "charforge-qim-v1"  # recorded in metadata; bump when the embedder changes
-MODEL_HASH_KEYS = ("model_sha256", "sha256", "model_hash")  # where the model tag for the watermark is read from
+MODEL_HASH_KEYS = (
+    "model_sha256",
+    "sha256",
+    "model_hash",
+)  # where the model tag for the watermark is read from
 
 
 def build_pnginfo(meta: dict[str, Any]) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     full = {"software": f"charforge {__version__}", "ai_generated": AI_STATEMENT, **meta}
     for k, v in full.items():
-        info.add_text(f"charforge:{k}" if not k.startswith("charforge:") else k, v if isinstance(v, str) else json.dumps(v))
+        info.add_text(
+            f"charforge:{k}" if not k.startswith("charforge:") else k,
+            v if isinstance(v, str) else json.dumps(v),
+        )
     return info
 
 
-def apply_watermark(image: np.ndarray, meta: dict[str, Any], watermark: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+def apply_watermark(
+    image: np.ndarray, meta: dict[str, Any], watermark: bool = True
+) -> tuple[np.ndarray, dict[str, Any]]:
     """(image to write, meta with the `watermark` fields recorded). Unmarkable images are recorded, not hidden."""
     from charforge.provenance import watermark as wm
 
@@ -62,7 +71,9 @@ def png_bytes(image: np.ndarray, meta: dict[str, Any] | None = None, *, watermar
     return buf.getvalue()
 
 
-def save_png(path: str | Path, image: np.ndarray, meta: dict[str, Any] | None = None, *, watermark: bool = True) -> Path:
+def save_png(
+    path: str | Path, image: np.ndarray, meta: dict[str, Any] | None = None, *, watermark: bool = True
+) -> Path:
     """Write an output PNG atomically with provenance text metadata and (by default) the watermark."""
     write_bytes_atomic(path, png_bytes(image, meta, watermark=watermark))
     return Path(path)

@@ -45,9 +45,11 @@ def licence_warning(manifest: Mapping[str, Any]) -> str | None:
     n_unknown, total = counts.get(UNKNOWN, 0), sum(counts.values())
     if not n_unknown:
         return None
-    return (f"warning: {n_unknown} of {total} training images have an unknown licence. You may not have the right to "
-            "train on them or to use what the model generates. Record licences with `charforge data import --license` "
-            "or a `license` column in the import CSV.")
+    return (
+        f"warning: {n_unknown} of {total} training images have an unknown licence. You may not have the right to "
+        "train on them or to use what the model generates. Record licences with `charforge data import --license` "
+        "or a `license` column in the import CSV."
+    )
 
 
 def source_group(source: str) -> str:
@@ -62,8 +64,10 @@ def source_group(source: str) -> str:
 
 
 def _source_table(manifest: Mapping[str, Any]) -> list[str]:
-    pairs = Counter((source_group(str(it.get("source", ""))), str(it.get("license") or UNKNOWN))
-                    for it in manifest.get("items", []))
+    pairs = Counter(
+        (source_group(str(it.get("source", ""))), str(it.get("license") or UNKNOWN))
+        for it in manifest.get("items", [])
+    )
     rows = ["| source | licence | images |", "|---|---|---:|"]
     ranked = pairs.most_common()
     for (src, lic), n in ranked[:MAX_SOURCE_ROWS]:
@@ -74,7 +78,9 @@ def _source_table(manifest: Mapping[str, Any]) -> list[str]:
     return rows
 
 
-def _tag_table(manifest: Mapping[str, Any], tag_freqs: Mapping[str, float] | Sequence[float] | None) -> list[str]:
+def _tag_table(
+    manifest: Mapping[str, Any], tag_freqs: Mapping[str, float] | Sequence[float] | None
+) -> list[str]:
     names = _schema_tags(manifest)
     if tag_freqs is None:
         tag_freqs = manifest.get("info", {}).get("tag_frequencies") or manifest.get("tag_frequencies")
@@ -102,7 +108,13 @@ def _metrics_lines(metrics: Mapping[str, Any] | None) -> list[str]:
         return ["No evaluation was recorded for this run (run `charforge eval` and regenerate the card)."]
     rows = ["| metric | value |", "|---|---:|"]
     for k, v in metrics.items():
-        shown = "n/a" if v is None else f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+        shown = (
+            "n/a"
+            if v is None
+            else f"{v:.4g}"
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else v
+        )
         rows.append(f"| {k} | {shown} |")
     return rows
 
@@ -112,42 +124,96 @@ def _format_duration(seconds: float) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
 
 
-def render_model_card(*, dataset_manifest: Mapping[str, Any], config: Mapping[str, Any], command: str, steps: int,
-                      wall_time_s: float, metrics: Mapping[str, Any] | None = None,
-                      tag_freqs: Mapping[str, float] | Sequence[float] | None = None, title: str | None = None) -> str:
+def render_model_card(
+    *,
+    dataset_manifest: Mapping[str, Any],
+    config: Mapping[str, Any],
+    command: str,
+    steps: int,
+    wall_time_s: float,
+    metrics: Mapping[str, Any] | None = None,
+    tag_freqs: Mapping[str, float] | Sequence[float] | None = None,
+    title: str | None = None,
+) -> str:
     """The card's markdown text (see `write_model_card`)."""
     counts = licence_counts(dataset_manifest)
     total = sum(counts.values())
     warning = licence_warning(dataset_manifest)
-    name = title or config.get("name") or config.get("preset") or config.get("family") or "charforge generator"
-    lines = [f"# Model card: {name}", "",
-             f"Written by charforge {__version__} on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-             "## Training data", "",
-             f"{total} images, {dataset_manifest.get('image_size', '?')} px"
-             f" (dataset created {dataset_manifest.get('created', 'at an unknown date')}).", "",
-             "Licence counts: " + (", ".join(f"{lic}: {n}" for lic, n in counts.items()) or "no items recorded") + ".", ""]
+    name = (
+        title or config.get("name") or config.get("preset") or config.get("family") or "charforge generator"
+    )
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"Written by charforge {__version__} on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "## Training data",
+        "",
+        f"{total} images, {dataset_manifest.get('image_size', '?')} px"
+        f" (dataset created {dataset_manifest.get('created', 'at an unknown date')}).",
+        "",
+        "Licence counts: "
+        + (", ".join(f"{lic}: {n}" for lic, n in counts.items()) or "no items recorded")
+        + ".",
+        "",
+    ]
     if warning:
         lines += [f"> **{warning.removeprefix('warning: ')}**", ""]
-    lines += _source_table(dataset_manifest) + ["", "## Tag distribution", ""] + _tag_table(dataset_manifest, tag_freqs)
+    lines += (
+        _source_table(dataset_manifest)
+        + ["", "## Tag distribution", ""]
+        + _tag_table(dataset_manifest, tag_freqs)
+    )
     cfg = "\n".join(f"  {k}: {v}" for k, v in config.items())
-    lines += ["", "## Training", "", "```", command, "```", "",
-              f"- steps: {steps}", f"- wall time: {_format_duration(wall_time_s)} ({wall_time_s:.0f} s)", "",
-              "Configuration:", "", "```", cfg or "  (none recorded)", "```", "",
-              "## Evaluation", ""] + _metrics_lines(metrics)
+    lines += [
+        "",
+        "## Training",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- steps: {steps}",
+        f"- wall time: {_format_duration(wall_time_s)} ({wall_time_s:.0f} s)",
+        "",
+        "Configuration:",
+        "",
+        "```",
+        cfg or "  (none recorded)",
+        "```",
+        "",
+        "## Evaluation",
+        "",
+    ] + _metrics_lines(metrics)
     lines += ["", "## Intended use", "", INTENDED_USE, "", "## Limits", "", LIMITS, ""]
     return "\n".join(lines)
 
 
-def write_model_card(run_dir: str | Path, *, dataset_manifest: dict, config: dict, command: str, steps: int,
-                     wall_time_s: float, metrics: dict | None = None,
-                     tag_freqs: Mapping[str, float] | Sequence[float] | None = None) -> Path:
+def write_model_card(
+    run_dir: str | Path,
+    *,
+    dataset_manifest: dict,
+    config: dict,
+    command: str,
+    steps: int,
+    wall_time_s: float,
+    metrics: dict | None = None,
+    tag_freqs: Mapping[str, float] | Sequence[float] | None = None,
+) -> Path:
     """Write `run_dir/MODEL_CARD.md` atomically and return its path.
 
     `tag_freqs` ({tag: share} or a (T,) array in schema order) defaults to the manifest's
     `info.tag_frequencies`; the trainer can pass `PackedDataset.tag_frequencies`.
     """
     path = Path(run_dir) / "MODEL_CARD.md"
-    text = render_model_card(dataset_manifest=dataset_manifest, config=config, command=command, steps=steps,
-                             wall_time_s=wall_time_s, metrics=metrics, tag_freqs=tag_freqs)
+    text = render_model_card(
+        dataset_manifest=dataset_manifest,
+        config=config,
+        command=command,
+        steps=steps,
+        wall_time_s=wall_time_s,
+        metrics=metrics,
+        tag_freqs=tag_freqs,
+    )
     write_text_atomic(path, text)
     return path

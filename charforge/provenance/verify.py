@@ -34,9 +34,17 @@ class VerifyResult:
         return self.payload == recorded
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": self.ok, "metadata": self.metadata, "watermark_detected": self.detected,
-                "watermark_score": round(self.score, 4), "watermark_payload": self.payload,
-                "tag_matches_metadata": self.tag_matches_metadata, "size": self.size, "error": self.error}
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "metadata": self.metadata,
+            "watermark_detected": self.detected,
+            "watermark_score": round(self.score, 4),
+            "watermark_payload": self.payload,
+            "tag_matches_metadata": self.tag_matches_metadata,
+            "size": self.size,
+            "error": self.error,
+        }
 
 
 def verify_bytes(data: bytes, name: str = "<bytes>") -> VerifyResult:

@@ -38,7 +38,7 @@ SIGNATURE = 0xC4A7F0E5  # the fixed 32-bit charforge signature
 SIGNATURE_BITS = 32
 TAG_BITS = 16  # bits of model tag (first 4 hex digits of the model sha256)
 THRESHOLD_Z = 5.0  # detection threshold in standard deviations of the null score (one-sided tail ~3e-7)
-NULL_SD = 3 ** -0.5  # sd of one slot's soft value on an unmarked image (uniform on [-1, 1])
+NULL_SD = 3**-0.5  # sd of one slot's soft value on an unmarked image (uniform on [-1, 1])
 MIN_SIZE = 32  # pixels; smaller images are left unmarked (too few slots for a reliable decision)
 KEY = 0x63686172  # seeds the dither and the slot permutation; public, like the rest of the code
 ITERATIONS = 4  # embed passes; later passes repair what uint8 rounding and clipping undid
@@ -82,7 +82,9 @@ def _basis() -> np.ndarray:
     fraction of the cost, since only five of the 64 coefficients are ever read or written.
     """
     n = np.arange(BLOCK)
-    d = np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * BLOCK)) * np.sqrt(2.0 / BLOCK)  # (freq, pixel)
+    d = np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * BLOCK)) * np.sqrt(
+        2.0 / BLOCK
+    )  # (freq, pixel)
     d[0] /= np.sqrt(2.0)
     return np.stack([np.outer(d[u], d[v]) for u, v in COEFFS])
 
@@ -94,7 +96,9 @@ def _luma(image: np.ndarray) -> np.ndarray:
 def _slot_values(y: np.ndarray) -> np.ndarray:
     """(H, W) luma -> (n_slots,) DCT coefficients, in block-major order."""
     hb, wb = y.shape[0] // BLOCK, y.shape[1] // BLOCK
-    blocks = y[: hb * BLOCK, : wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK).transpose(0, 2, 1, 3)  # (hb, wb, 8, 8)
+    blocks = (
+        y[: hb * BLOCK, : wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK).transpose(0, 2, 1, 3)
+    )  # (hb, wb, 8, 8)
     return np.einsum("hwij,kij->hwk", blocks, _basis()).reshape(-1)  # (hb * wb * len(COEFFS),)
 
 

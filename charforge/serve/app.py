@@ -52,17 +52,44 @@ class ServeSettings:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorBody, "description": text}
-    for code, text in [(400, "malformed request body (not JSON)"), (401, "missing or wrong bearer token"), (413, "upload too large"), (415, "not an image"),
-                       (422, "bad input; `field` names the culprit"), (503, "busy: retry shortly"), (504, "timed out")]
+    for code, text in [
+        (400, "malformed request body (not JSON)"),
+        (401, "missing or wrong bearer token"),
+        (413, "upload too large"),
+        (415, "not an image"),
+        (422, "bad input; `field` names the culprit"),
+        (503, "busy: retry shortly"),
+        (504, "timed out"),
+    ]
 }
 PNG = {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
 ZIP = {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}
 GIF = {"content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}}}
-FIT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary", "description": "a photo or drawing (PNG, JPEG, WEBP, GIF, BMP, TIFF)"},
-                   "mode": {"type": "string", "enum": list(FIT_MODES),
-                            "description": "fast (translator), search (slower, closer), both, attributes (photo colours)"}}}}}}}
+FIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "a photo or drawing (PNG, JPEG, WEBP, GIF, BMP, TIFF)",
+                        },
+                        "mode": {
+                            "type": "string",
+                            "enum": list(FIT_MODES),
+                            "description": "fast (translator), search (slower, closer), both, attributes (photo colours)",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def b64(data: bytes) -> str:
@@ -86,8 +113,16 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            body = json.dumps({"detail": f"request body over the limit of {self.max_bytes / 1e6:.0f} MB", "field": None})
-            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+            body = json.dumps(
+                {"detail": f"request body over the limit of {self.max_bytes / 1e6:.0f} MB", "field": None}
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
             return await send({"type": "http.response.body", "body": body.encode()})
         seen = 0
 
@@ -104,16 +139,30 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def create_app(settings: ServeSettings | None = None, *, generators: dict[str, Any] | None = None, f2p: Any = None,
-               creator: Any = None, sampler: Any = None, fitter: Any = None):
+def create_app(
+    settings: ServeSettings | None = None,
+    *,
+    generators: dict[str, Any] | None = None,
+    f2p: Any = None,
+    creator: Any = None,
+    sampler: Any = None,
+    fitter: Any = None,
+):
     """The studio app around already-loaded models. `sampler`/`fitter` replace charforge.sampling / f2p.fit in tests."""
     settings = settings or ServeSettings()
     studio = Studio(generators, f2p=f2p, creator=creator, sampler=sampler, fitter=fitter)
-    app = FastAPI(title="charforge studio", version=__version__, docs_url=None, redoc_url=None,
-                  description="Generate anime characters from tags, fit a creator to a photo, batch NPCs. "
-                              "All endpoints live under /api/v1.")
+    app = FastAPI(
+        title="charforge studio",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        description="Generate anime characters from tags, fit a creator to a photo, batch NPCs. "
+        "All endpoints live under /api/v1.",
+    )
     app.state.studio, app.state.settings = studio, settings
-    app.state.limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_queue, settings.queue_wait_s)
+    app.state.limiter = ConcurrencyLimiter(
+        settings.max_concurrency, settings.max_queue, settings.queue_wait_s
+    )
     _install_error_handlers(app)
     app.include_router(_api_router(app))
     _install_page(app)
@@ -136,10 +185,13 @@ def _install_docs(app) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
-                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-static/swagger-ui.css",
-                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
 
 
 def _error(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None):
@@ -182,8 +234,12 @@ def _auth_dependency(settings: ServeSettings):
             return
         given = cred.credentials if cred is not None and cred.scheme.lower() == "bearer" else ""
         if not secrets.compare_digest(given.encode(), settings.token.encode()):
-            raise ApiError(401, "missing or wrong token: send the header 'Authorization: Bearer <token>' "
-                                "with the token the server was started with", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "missing or wrong token: send the header 'Authorization: Bearer <token>' "
+                "with the token the server was started with",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return Depends(check)
 
@@ -216,45 +272,88 @@ def _meta_routes(r, app, studio: Studio) -> None:
     @r.get("/health", response_model=S.HealthResponse, summary="Liveness and what is loaded")
     async def health():
         lim = app.state.limiter
-        return S.HealthResponse(status="ok", version=__version__, models=list(studio.generators),
-                                creator=getattr(studio.creator, "name", None) if studio.creator is not None else None,
-                                f2p=studio.f2p is not None, active=lim.active, waiting=lim.waiting)
+        return S.HealthResponse(
+            status="ok",
+            version=__version__,
+            models=list(studio.generators),
+            creator=getattr(studio.creator, "name", None) if studio.creator is not None else None,
+            f2p=studio.f2p is not None,
+            active=lim.active,
+            waiting=lim.waiting,
+        )
 
-    @r.get("/models", response_model=S.ModelsResponse, summary="Loaded generators with tag schema and tag frequencies")
+    @r.get(
+        "/models",
+        response_model=S.ModelsResponse,
+        summary="Loaded generators with tag schema and tag frequencies",
+    )
     async def models():
         out = []
         for name, b in studio.generators.items():
             freqs = {t: round(float(p), 6) for t, p in zip(b.schema.tags, b.freqs)}
-            out.append(S.ModelInfo(name=name, model_id=str(b.model_id), sha256=str(b.sha256), image_size=int(b.image_size),
-                                   z_dim=int(b.z_dim), schema=b.schema.to_dict(), freqs=freqs))
+            out.append(
+                S.ModelInfo(
+                    name=name,
+                    model_id=str(b.model_id),
+                    sha256=str(b.sha256),
+                    image_size=int(b.image_size),
+                    z_dim=int(b.z_dim),
+                    schema=b.schema.to_dict(),
+                    freqs=freqs,
+                )
+            )
         return S.ModelsResponse(models=out, default=studio.default_model)
 
-    @r.get("/creator", response_model=S.CreatorResponse, summary="The creator's parameters (for the editor sliders)")
+    @r.get(
+        "/creator",
+        response_model=S.CreatorResponse,
+        summary="The creator's parameters (for the editor sliders)",
+    )
     async def creator():
         cr = studio._need_creator()
-        return S.CreatorResponse(name=getattr(cr, "name", "creator"), space=cr.space.to_dict(),
-                                 can_render=bool(getattr(cr, "can_render", True)))
+        return S.CreatorResponse(
+            name=getattr(cr, "name", "creator"),
+            space=cr.space.to_dict(),
+            can_render=bool(getattr(cr, "can_render", True)),
+        )
 
 
 def _image_meta(req_model: str, bundle: Any, g, names: list[str]) -> dict[str, Any]:
-    return {"generator": "charforge studio", "model": req_model, "model_id": str(bundle.model_id),
-            "model_sha256": str(bundle.sha256), "seed": g.seed, "tag_seed": g.tag_seed, "tags": names}
+    return {
+        "generator": "charforge studio",
+        "model": req_model,
+        "model_id": str(bundle.model_id),
+        "model_sha256": str(bundle.sha256),
+        "seed": g.seed,
+        "tag_seed": g.tag_seed,
+        "tags": names,
+    }
 
 
 def _images_zip(req: S.GenerateRequest, bundle: Any, items: list) -> bytes:
     """/generate's zip: the PNGs plus a manifest.json with each image's seeds and tags."""
     files = {f"{i:03d}_seed{g.seed}.png": data for i, (data, g, _, _) in enumerate(items)}
-    manifest = {"model": req.model, "model_id": str(bundle.model_id), "model_sha256": str(bundle.sha256),
-                "truncation": req.truncation,
-                "images": [{"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
-                           for f, (_, g, n, _) in zip(files, items)]}
+    manifest = {
+        "model": req.model,
+        "model_id": str(bundle.model_id),
+        "model_sha256": str(bundle.sha256),
+        "truncation": req.truncation,
+        "images": [
+            {"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
+            for f, (_, g, n, _) in zip(files, items)
+        ],
+    }
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
     return zip_bytes(files)
 
 
 def _generate_routes(r, app, studio: Studio) -> None:
-    @r.post("/generate", response_model=S.GenerateResponse, responses={200: ZIP},
-            summary="Images from tags and seeds (base64 JSON or a zip with a manifest)")
+    @r.post(
+        "/generate",
+        response_model=S.GenerateResponse,
+        responses={200: ZIP},
+        summary="Images from tags and seeds (base64 JSON or a zip with a manifest)",
+    )
     async def generate(req: S.GenerateRequest):
         seeds = _seeds(req)
 
@@ -263,38 +362,69 @@ def _generate_routes(r, app, studio: Studio) -> None:
             out = []
             for g in studio.generate(req.model, req.tags, seeds, req.fixed_noise, req.truncation):
                 names = bundle.schema.from_vector(g.tags)
-                meta = _image_meta(req.model, bundle, g, names) | ({"truncation": req.truncation} if req.truncation != 1.0 else {})
+                meta = _image_meta(req.model, bundle, g, names) | (
+                    {"truncation": req.truncation} if req.truncation != 1.0 else {}
+                )
                 out.append((png(g.image, meta), g, names, tag_form(bundle.schema, g.tags)))
             return bundle, out
 
         bundle, items = await _work(app, job)
         if req.format == "zip":
-            return Response(_images_zip(req, bundle, items), media_type="application/zip",
-                            headers={"Content-Disposition": 'attachment; filename="charforge_images.zip"'})
-        return S.GenerateResponse(model=req.model, model_id=str(bundle.model_id), images=[
-            S.GeneratedImage(seed=g.seed, tag_seed=g.tag_seed, tags=n, tag_form=form, png_base64=b64(data))
-            for data, g, n, form in items])
+            return Response(
+                _images_zip(req, bundle, items),
+                media_type="application/zip",
+                headers={"Content-Disposition": 'attachment; filename="charforge_images.zip"'},
+            )
+        return S.GenerateResponse(
+            model=req.model,
+            model_id=str(bundle.model_id),
+            images=[
+                S.GeneratedImage(
+                    seed=g.seed, tag_seed=g.tag_seed, tags=n, tag_form=form, png_base64=b64(data)
+                )
+                for data, g, n, form in items
+            ],
+        )
 
-    @r.post("/interpolate", response_model=S.InterpolateResponse, responses={200: GIF},
-            summary="Frames between two (seed, tags) end points, as PNGs in JSON or one GIF")
+    @r.post(
+        "/interpolate",
+        response_model=S.InterpolateResponse,
+        responses={200: GIF},
+        summary="Frames between two (seed, tags) end points, as PNGs in JSON or one GIF",
+    )
     async def interpolate(req: S.InterpolateRequest):
         def job():
             bundle = studio.bundle(req.model)
-            frames, ta, tb = studio.interpolate(req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames,
-                                                req.truncation)
-            meta = {"generator": "charforge studio", "model": req.model, "model_id": str(bundle.model_id),
-                    "model_sha256": str(bundle.sha256), "interpolation": {"a": req.a.seed, "b": req.b.seed}}
+            frames, ta, tb = studio.interpolate(
+                req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames, req.truncation
+            )
+            meta = {
+                "generator": "charforge studio",
+                "model": req.model,
+                "model_id": str(bundle.model_id),
+                "model_sha256": str(bundle.sha256),
+                "interpolation": {"a": req.a.seed, "b": req.b.seed},
+            }
             pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]
             return bundle, pngs, gif_bytes(frames, req.frame_ms, meta), ta, tb
 
         bundle, pngs, gif, ta, tb = await _work(app, job)
         if req.format == "gif":
             return Response(gif, media_type="image/gif")
-        return S.InterpolateResponse(model=req.model, frames=[b64(p) for p in pngs], gif_base64=b64(gif),
-                                     tags_a=bundle.schema.from_vector(ta), tags_b=bundle.schema.from_vector(tb))
+        return S.InterpolateResponse(
+            model=req.model,
+            frames=[b64(p) for p in pngs],
+            gif_base64=b64(gif),
+            tags_a=bundle.schema.from_vector(ta),
+            tags_b=bundle.schema.from_vector(tb),
+        )
 
-    @r.post("/npc", responses={200: ZIP}, response_class=Response,
-            summary="A batch of unique characters as a zip with manifest.json")
+    @r.post(
+        "/npc",
+        responses={200: ZIP},
+        response_class=Response,
+        summary="A batch of unique characters as a zip with manifest.json",
+    )
     async def npc(req: S.NpcRequest):
         def job():
             bundle = studio.bundle(req.model)
@@ -303,61 +433,103 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 names = bundle.schema.from_vector(g.tags)
                 name = f"npc_{i:03d}_seed{g.seed}.png"
                 files[name] = png(g.image, _image_meta(req.model, bundle, g, names))
-                rows.append({"file": name, "seed": g.seed, "tags": names, "tag_form": tag_form(bundle.schema, g.tags)})
-            manifest = {"model": req.model, "model_id": str(bundle.model_id), "model_sha256": str(bundle.sha256),
-                        "seed": req.seed, "count": len(rows), "constraints": req.tags, "characters": rows}
+                rows.append(
+                    {"file": name, "seed": g.seed, "tags": names, "tag_form": tag_form(bundle.schema, g.tags)}
+                )
+            manifest = {
+                "model": req.model,
+                "model_id": str(bundle.model_id),
+                "model_sha256": str(bundle.sha256),
+                "seed": req.seed,
+                "count": len(rows),
+                "constraints": req.tags,
+                "characters": rows,
+            }
             files["manifest.json"] = json.dumps(manifest, indent=2).encode()
             return zip_bytes(files)
 
         data = await _work(app, job)
-        return Response(data, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="npcs_seed{req.seed}.zip"'})
+        return Response(
+            data,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="npcs_seed{req.seed}.zip"'},
+        )
 
 
 def _creator_routes(r, app, studio: Studio, settings: ServeSettings) -> None:
-    @r.post("/render", responses={200: PNG}, response_class=Response,
-            summary="Creator parameters -> PNG render (backs the editor sliders)")
+    @r.post(
+        "/render",
+        responses={200: PNG},
+        response_class=Response,
+        summary="Creator parameters -> PNG render (backs the editor sliders)",
+    )
     async def render(req: S.RenderRequest):
         def job():
             image, clean = studio.render(req.params, req.size)
-            return png(image, {"generator": "charforge studio", "creator": getattr(studio.creator, "name", "creator"),
-                               "params": clean})
+            return png(
+                image,
+                {
+                    "generator": "charforge studio",
+                    "creator": getattr(studio.creator, "name", "creator"),
+                    "params": clean,
+                },
+            )
 
         return Response(await _work(app, job), media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @r.post("/fit", response_model=S.FitResponse, openapi_extra=FIT_BODY,
-            summary="Photo (multipart field 'file') -> creator parameters, preview and similarity")
+    @r.post(
+        "/fit",
+        response_model=S.FitResponse,
+        openapi_extra=FIT_BODY,
+        summary="Photo (multipart field 'file') -> creator parameters, preview and similarity",
+    )
     async def fit(request: Request):
         limit = settings.max_upload_bytes
         body = await read_body_limited(request.stream(), limit + MULTIPART_OVERHEAD, what="file")
         parts = parse_multipart(body, request.headers.get("content-type", ""), what="file")
         data, mode = parts.get("file"), parts.get("mode") or settings.fit_mode
         if not isinstance(data, bytes) or not data:
-            raise ApiError(422, "file: send the image as a non-empty multipart file field named 'file'", field="file")
+            raise ApiError(
+                422, "file: send the image as a non-empty multipart file field named 'file'", field="file"
+            )
         if len(data) > limit:
-            raise ApiError(413, f"file: {len(data) / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit", field="file")
+            raise ApiError(
+                413, f"file: {len(data) / 1e6:.1f} MB is over the {limit / 1e6:.0f} MB limit", field="file"
+            )
         if mode not in FIT_MODES:
-            raise ApiError(422, f"mode: {str(mode)[:40]!r} is not one of {', '.join(FIT_MODES)}", field="mode")
+            raise ApiError(
+                422, f"mode: {str(mode)[:40]!r} is not one of {', '.join(FIT_MODES)}", field="mode"
+            )
 
         def job():
             image = decode_upload(data, settings.max_pixels)  # (H, W, 3) uint8, in memory only
             res = studio.fit(image, mode)
-            preview = png(res.preview, {"generator": "charforge studio", "fit_mode": mode, "params": res.params})
+            preview = png(
+                res.preview, {"generator": "charforge studio", "fit_mode": mode, "params": res.params}
+            )
             return res, preview
 
         res, preview = await _work(app, job)
-        return S.FitResponse(params=res.params, preview_base64=b64(preview), similarity=float(res.similarity),
-                             mode=str(getattr(res, "mode", mode)), notes=[str(n) for n in getattr(res, "notes", [])],
-                             timings={k: float(v) for k, v in (res.timings or {}).items()})
+        return S.FitResponse(
+            params=res.params,
+            preview_base64=b64(preview),
+            similarity=float(res.similarity),
+            mode=str(getattr(res, "mode", mode)),
+            notes=[str(n) for n in getattr(res, "notes", [])],
+            timings={k: float(v) for k, v in (res.timings or {}).items()},
+        )
 
 
 def _install_page(app) -> None:
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
-    page_headers = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                                               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'",
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+    page_headers = {
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
     @app.get("/", include_in_schema=False)
     async def index():

@@ -44,8 +44,15 @@ def _field(record: Any, name: str) -> Any:
 
 
 class Studio:
-    def __init__(self, generators: dict[str, Any] | None = None, *, f2p: Any = None, creator: Any = None,
-                 sampler: Any = None, fitter: Any = None):
+    def __init__(
+        self,
+        generators: dict[str, Any] | None = None,
+        *,
+        f2p: Any = None,
+        creator: Any = None,
+        sampler: Any = None,
+        fitter: Any = None,
+    ):
         self.generators = dict(generators or {})
         self.f2p = f2p
         self.creator = creator if creator is not None else getattr(f2p, "creator", None)
@@ -66,8 +73,11 @@ class Studio:
     def bundle(self, name: str) -> Any:
         """Model names are keys of the loaded-model dict, never paths."""
         if not self.generators:
-            raise UserError("generation is off on this server: no generator is loaded. Start it with "
-                            "`charforge serve --model PATH` (a .safetensors file or a training run folder)", field="model")
+            raise UserError(
+                "generation is off on this server: no generator is loaded. Start it with "
+                "`charforge serve --model PATH` (a .safetensors file or a training run folder)",
+                field="model",
+            )
         if name == "default" and name not in self.generators and self.default_model:
             name = self.default_model
         if name not in self.generators:
@@ -79,21 +89,29 @@ class Studio:
         return bundle.schema.constraints_from_dict(form, source=source)
 
     def _tags_for(self, bundle: Any, constraints, tag_seed: int) -> np.ndarray:
-        return np.asarray(self.sampler.sample_tags_for_seeds(bundle, constraints, [tag_seed]), np.float32)[0]  # (T,)
+        return np.asarray(self.sampler.sample_tags_for_seeds(bundle, constraints, [tag_seed]), np.float32)[
+            0
+        ]  # (T,)
 
     # ---- generation ----------------------------------------------------------------------------
-    def generate(self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool,
-                 truncation: float = 1.0) -> list[Generated]:
+    def generate(
+        self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool, truncation: float = 1.0
+    ) -> list[Generated]:
         """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed).
         The recipe is `sampling.characters_for_seeds`, the same as the CLI's `generate`."""
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
-        images, noise, tags = self.sampler.characters_for_seeds(bundle, c, seeds, fixed_noise=fixed_noise,
-                                                                truncation=truncation)
-        return [Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
-                for i in range(len(seeds))]
+        images, noise, tags = self.sampler.characters_for_seeds(
+            bundle, c, seeds, fixed_noise=fixed_noise, truncation=truncation
+        )
+        return [
+            Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
+            for i in range(len(seeds))
+        ]
 
-    def interpolate(self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int, truncation: float = 1.0):
+    def interpolate(
+        self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int, truncation: float = 1.0
+    ):
         """(frames (F, S, S, 3) uint8, tags_a (T,), tags_b (T,)). Each end point matches /generate's image for it."""
         bundle = self.bundle(model)
         ta = self._tags_for(bundle, self.constraints(bundle, a[1], "a.tags"), a[0])
@@ -101,12 +119,21 @@ class Studio:
         out = self.sampler.interpolate(bundle, (a[0], ta), (b[0], tb), frames, truncation)
         return np.asarray(out, np.uint8), ta, tb
 
-    def npc(self, model: str, count: int, seed: int, form: dict[str, Any], min_distance: float) -> list[Generated]:
+    def npc(
+        self, model: str, count: int, seed: int, form: dict[str, Any], min_distance: float
+    ) -> list[Generated]:
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
         records = self.sampler.npc_batch(bundle, count, seed, constraints=c, min_distance=min_distance)
-        return [Generated(np.asarray(_field(r, "image"), np.uint8), int(_field(r, "seed")), int(_field(r, "seed")),
-                          np.asarray(_field(r, "tags"), np.float32)) for r in records]
+        return [
+            Generated(
+                np.asarray(_field(r, "image"), np.uint8),
+                int(_field(r, "seed")),
+                int(_field(r, "seed")),
+                np.asarray(_field(r, "tags"), np.float32),
+            )
+            for r in records
+        ]
 
     # ---- creator and face-to-parameter -----------------------------------------------------------
     def _need_creator(self):
@@ -117,7 +144,9 @@ class Studio:
     def render(self, params: dict[str, Any], size: int) -> tuple[np.ndarray, dict[str, Any]]:
         cr = self._need_creator()
         if not getattr(cr, "can_render", True):
-            raise UserError(f"creator {getattr(cr, 'name', '?')!r} cannot render (it only knows recorded samples)")
+            raise UserError(
+                f"creator {getattr(cr, 'name', '?')!r} cannot render (it only knows recorded samples)"
+            )
         try:
             clean = cr.space.validate(params, source="params")
         except UserError as e:  # name the field as the request spells it: params.<name>
@@ -127,7 +156,9 @@ class Studio:
 
     def fit(self, image: np.ndarray, mode: str):
         if self.f2p is None:
-            raise UserError("no face-to-parameter model loaded: start the server with --f2p (or ship the default)")
+            raise UserError(
+                "no face-to-parameter model loaded: start the server with --f2p (or ship the default)"
+            )
         fitter = self._fitter
         if fitter is None:
             fitter = importlib.import_module("charforge.f2p").fit

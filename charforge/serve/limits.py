@@ -31,7 +31,9 @@ MAGIC = (  # (prefix, offset, format name); WEBP also needs "WEBP" at offset 8
 class ApiError(Exception):
     """An HTTP error with a clear message; the app turns it into {"detail": message, "field": field}."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.message, self.field, self.headers = status, message, field, headers or {}
 
@@ -54,16 +56,24 @@ def decode_upload(data: bytes, max_pixels: int, *, field: str = "file") -> np.nd
 
     kind = sniff_image_format(data)
     if kind is None:
-        raise ApiError(415, f"{field}: not an image (the first bytes match no PNG, JPEG, GIF, WEBP, BMP or TIFF "
-                            "signature). Upload a photo or drawing in one of those formats", field=field)
+        raise ApiError(
+            415,
+            f"{field}: not an image (the first bytes match no PNG, JPEG, GIF, WEBP, BMP or TIFF "
+            "signature). Upload a photo or drawing in one of those formats",
+            field=field,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data), formats=[kind.upper()]) as im:
                 w, h = im.size
                 if w * h > max_pixels or w <= 0 or h <= 0:
-                    raise ApiError(413, f"{field}: image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}. "
-                                        "Shrink it and upload again", field=field)
+                    raise ApiError(
+                        413,
+                        f"{field}: image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}. "
+                        "Shrink it and upload again",
+                        field=field,
+                    )
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)  # animations: the first frame
                 im.load()  # full decode now, so truncated data fails here
@@ -73,8 +83,12 @@ def decode_upload(data: bytes, max_pixels: int, *, field: str = "file") -> np.nd
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ApiError(413, f"{field}: image too large to decode safely ({e})", field=field) from e
         except Exception as e:  # Pillow raises many kinds on corrupt data
-            raise ApiError(422, f"{field}: looks like {kind.upper()} but cannot be decoded "
-                                f"({type(e).__name__}); the file may be truncated or corrupt", field=field) from e
+            raise ApiError(
+                422,
+                f"{field}: looks like {kind.upper()} but cannot be decoded "
+                f"({type(e).__name__}); the file may be truncated or corrupt",
+                field=field,
+            ) from e
     return rgb
 
 
@@ -94,8 +108,10 @@ async def read_body_limited(chunks: AsyncIterator[bytes], max_bytes: int, *, wha
     async for chunk in chunks:
         buf += chunk
         if len(buf) > max_bytes:
-            raise ApiError(413, f"{what}: request body is over the limit of {max_bytes / 1e6:.0f} MB; "
-                                "send a smaller image")
+            raise ApiError(
+                413,
+                f"{what}: request body is over the limit of {max_bytes / 1e6:.0f} MB; send a smaller image",
+            )
     return bytes(buf)
 
 
@@ -132,8 +148,14 @@ def parse_multipart(body: bytes, content_type: str, *, what: str = "upload") -> 
             is_file = b"filename" in disp
             parts[name] = bytes(state["data"]) if is_file else state["data"].decode("utf-8", "replace")
 
-    callbacks = {"on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-                 "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end}
+    callbacks = {
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_begin": on_part_begin,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+    }
     try:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
@@ -170,12 +192,16 @@ class ConcurrencyLimiter:
         sem = self._semaphore()
         busy = {"Retry-After": "1"}
         if sem.locked() and self.waiting >= self.max_queue:
-            raise ApiError(503, "server busy: all workers and the queue are full; retry in a moment", headers=busy)
+            raise ApiError(
+                503, "server busy: all workers and the queue are full; retry in a moment", headers=busy
+            )
         self.waiting += 1
         try:
             await asyncio.wait_for(sem.acquire(), self.wait_s)
         except asyncio.TimeoutError as e:
-            raise ApiError(503, f"server busy: no worker free within {self.wait_s:g} s; retry in a moment", headers=busy) from e
+            raise ApiError(
+                503, f"server busy: no worker free within {self.wait_s:g} s; retry in a moment", headers=busy
+            ) from e
         finally:
             self.waiting -= 1
         self.active += 1
@@ -184,7 +210,9 @@ class ConcurrencyLimiter:
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except asyncio.TimeoutError as e:
-            raise ApiError(504, f"request took longer than {timeout_s:g} s and was abandoned; ask for fewer images") from e
+            raise ApiError(
+                504, f"request took longer than {timeout_s:g} s and was abandoned; ask for fewer images"
+            ) from e
 
     def _finished(self, task: asyncio.Future) -> None:
         if not task.cancelled():

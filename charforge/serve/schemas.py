@@ -10,7 +10,9 @@ SEED_MAX = 2**31 - 1  # seeds are non-negative 31-bit integers, so every client 
 MAX_COUNT = 64  # images per /generate call
 MAX_NPC = 500  # characters per /npc call
 MAX_FRAMES = 32  # frames per /interpolate call
-MODEL_NAME = Field("default", min_length=1, max_length=64, description="a name from GET /api/v1/models; never a path")
+MODEL_NAME = Field(
+    "default", min_length=1, max_length=64, description="a name from GET /api/v1/models; never a path"
+)
 
 TagValue = Union[bool, str, None]  # group: a tag name or "any"; independent tag: true, false or "any"
 TagForm = dict[str, TagValue]
@@ -29,23 +31,41 @@ class ErrorBody(BaseModel):
 
 class GenerateRequest(Strict):
     model: str = MODEL_NAME
-    tags: TagForm = Field(default_factory=dict, max_length=64,
-                          description='{"hair color": "blonde hair" | "any", "smile": true | false | "any"}; missing = any')
+    tags: TagForm = Field(
+        default_factory=dict,
+        max_length=64,
+        description='{"hair color": "blonde hair" | "any", "smile": true | false | "any"}; missing = any',
+    )
     seed: Seed | None = Field(None, description="first seed; image i uses seed + i. Random when absent")
-    seeds: list[Seed] | None = Field(None, min_length=1, max_length=MAX_COUNT,
-                                     description="explicit per-image seeds (overrides seed and count)")
+    seeds: list[Seed] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_COUNT,
+        description="explicit per-image seeds (overrides seed and count)",
+    )
     count: int = Field(4, ge=1, le=MAX_COUNT, description="number of images")
-    fixed_noise: bool = Field(False, description="keep the face: every image shares the first seed's noise, tags vary")
-    truncation: float = Field(1.0, gt=0.0, le=1.0, description="noise truncation psi: 1 = full variety, "
-                              "lower = tags drawn more reliably and faces more alike")
-    format: Literal["json", "zip"] = Field("json", description="base64 PNGs in JSON, or one zip with a manifest")
+    fixed_noise: bool = Field(
+        False, description="keep the face: every image shares the first seed's noise, tags vary"
+    )
+    truncation: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="noise truncation psi: 1 = full variety, "
+        "lower = tags drawn more reliably and faces more alike",
+    )
+    format: Literal["json", "zip"] = Field(
+        "json", description="base64 PNGs in JSON, or one zip with a manifest"
+    )
 
 
 class GeneratedImage(BaseModel):
     seed: int = Field(description="noise seed of this image")
     tag_seed: int = Field(description="seed the free tags were drawn with")
     tags: list[str] = Field(description="every tag that is on")
-    tag_form: TagForm = Field(description="the full tag set as a tag form: send it back to reproduce the image")
+    tag_form: TagForm = Field(
+        description="the full tag set as a tag form: send it back to reproduce the image"
+    )
     png_base64: str
 
 
@@ -82,14 +102,23 @@ class NpcRequest(Strict):
     model: str = MODEL_NAME
     count: int = Field(16, ge=1, le=MAX_NPC)
     seed: Seed = 0
-    tags: TagForm = Field(default_factory=dict, max_length=64, description="tags every NPC shares; missing = any")
-    min_distance: float = Field(0.04, ge=0.0, le=0.25,
-                                description="least RMS difference (0-1 pixel units) between two NPCs' 16 px thumbnails")
+    tags: TagForm = Field(
+        default_factory=dict, max_length=64, description="tags every NPC shares; missing = any"
+    )
+    min_distance: float = Field(
+        0.04,
+        ge=0.0,
+        le=0.25,
+        description="least RMS difference (0-1 pixel units) between two NPCs' 16 px thumbnails",
+    )
 
 
 class RenderRequest(Strict):
-    params: dict[str, ParamValue] = Field(default_factory=dict, max_length=512,
-                                          description="creator parameters by name; missing ones take their default")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict,
+        max_length=512,
+        description="creator parameters by name; missing ones take their default",
+    )
     size: int = Field(128, ge=32, le=512, description="output width and height in pixels")
 
 
@@ -98,7 +127,9 @@ class FitResponse(BaseModel):
     preview_base64: str = Field(description="PNG render of the fitted parameters")
     similarity: float
     mode: str = Field(description="the mode whose answer was kept")
-    notes: list[str] = Field(default_factory=list, description="messages such as 'several faces found, used the largest'")
+    notes: list[str] = Field(
+        default_factory=list, description="messages such as 'several faces found, used the largest'"
+    )
     timings: dict[str, float] = Field(description="seconds per step")
 
 
@@ -108,7 +139,9 @@ class ModelInfo(BaseModel):
     sha256: str
     image_size: int
     z_dim: int
-    schema_: dict = Field(alias="schema", description="the tag schema: exclusive groups, independent tags, conflicts")
+    schema_: dict = Field(
+        alias="schema", description="the tag schema: exclusive groups, independent tags, conflicts"
+    )
     freqs: dict[str, float] = Field(description="empirical P(tag) in the training data")
     model_config = ConfigDict(populate_by_name=True)
 

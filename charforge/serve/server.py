@@ -23,8 +23,10 @@ def check_bind(host: str, token: str | None) -> None:
     if is_loopback(host):
         return
     if not token:
-        raise UserError(f"--host {host}: not a loopback address, so anyone on the network could use the studio. "
-                        "Add --token SECRET (clients then send 'Authorization: Bearer SECRET'), or bind to 127.0.0.1")
+        raise UserError(
+            f"--host {host}: not a loopback address, so anyone on the network could use the studio. "
+            "Add --token SECRET (clients then send 'Authorization: Bearer SECRET'), or bind to 127.0.0.1"
+        )
     if len(token) < 8:
         raise UserError("--token: use at least 8 characters (a guessable token protects nothing)")
 
@@ -40,12 +42,26 @@ def parse_model_specs(specs: list[str] | None) -> dict[str, str | None]:
     for spec in specs or []:
         name, sep, path = spec.partition("=")
         if not sep:
-            name, path = (spec, None) if spec == "default" else (os.path.splitext(os.path.basename(spec.rstrip("/")))[0], spec)
+            name, path = (
+                (spec, None)
+                if spec == "default"
+                else (os.path.splitext(os.path.basename(spec.rstrip("/")))[0], spec)
+            )
         name = name.strip()
-        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 64:
-            raise UserError(f"--model {spec!r}: model names use letters, digits, '-', '_' and '.' (at most 64)", field="model")
+        if (
+            not name
+            or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+            or len(name) > 64
+        ):
+            raise UserError(
+                f"--model {spec!r}: model names use letters, digits, '-', '_' and '.' (at most 64)",
+                field="model",
+            )
         if name in out:
-            raise UserError(f"--model {spec!r}: the name {name!r} is given twice; use NAME=PATH to tell them apart", field="model")
+            raise UserError(
+                f"--model {spec!r}: the name {name!r} is given twice; use NAME=PATH to tell them apart",
+                field="model",
+            )
         out[name] = path
     return out
 
@@ -58,8 +74,9 @@ def load_generator_backend(spec: str | None, backend: str) -> Any:
     return sampling.load_generator(spec, backend, onnx_threads=1 if backend == "onnx" else None)
 
 
-def load_models(model_specs: list[str] | None, f2p_spec: str | None, creator: str, backend: str = "torch",
-                warn=print) -> dict[str, Any]:
+def load_models(
+    model_specs: list[str] | None, f2p_spec: str | None, creator: str, backend: str = "torch", warn=print
+) -> dict[str, Any]:
     """Everything the app needs, loaded once. Missing shipped defaults are a warning; missing explicit files an error."""
     from charforge.creators.base import get_creator
 
@@ -91,8 +108,14 @@ def load_models(model_specs: list[str] | None, f2p_spec: str | None, creator: st
     return {"generators": generators, "f2p": f2p, "creator": cr}
 
 
-def serve(settings, model_specs: list[str] | None = None, f2p_spec: str | None = None, creator: str = "builtin",
-          backend: str = "torch", log_level: str = "info") -> None:
+def serve(
+    settings,
+    model_specs: list[str] | None = None,
+    f2p_spec: str | None = None,
+    creator: str = "builtin",
+    backend: str = "torch",
+    log_level: str = "info",
+) -> None:
     """Check the address, load the models, run uvicorn until interrupted."""
     import uvicorn
 
@@ -104,5 +127,12 @@ def serve(settings, model_specs: list[str] | None = None, f2p_spec: str | None =
     app = create_app(settings, **load_models(model_specs, f2p_spec, creator, backend))
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"charforge studio on http://{host}:{settings.port}/  (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
-                timeout_keep_alive=5, limit_concurrency=512, h11_max_incomplete_event_size=64 * 1024)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_keep_alive=5,
+        limit_concurrency=512,
+        h11_max_incomplete_event_size=64 * 1024,
+    )

@@ -21,7 +21,9 @@ def parse_augment(spec: str) -> tuple[str, ...]:
     kinds = tuple(s.strip() for s in spec.split(",") if s.strip())
     bad = [k for k in kinds if k not in KINDS]
     if bad:
-        raise UserError(f"augment {spec!r}: unknown kind {bad[0]!r}. Valid kinds: {', '.join(KINDS)}", field="augment")
+        raise UserError(
+            f"augment {spec!r}: unknown kind {bad[0]!r}. Valid kinds: {', '.join(KINDS)}", field="augment"
+        )
     return kinds
 
 
@@ -43,7 +45,11 @@ def translation(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Shift each image by up to 1/8 of its side with zero padding (via grid_sample, so it is differentiable)."""
     b, _, h, w = x.shape
     shift = (_rand(g, b, 2, device=x.device) * 2 - 1) * TRANSLATE_FRAC * 2  # in normalised [-1,1] units
-    shift = (shift * torch.tensor([w, h], device=x.device) / 2).round() * 2 / torch.tensor([w, h], device=x.device)
+    shift = (
+        (shift * torch.tensor([w, h], device=x.device) / 2).round()
+        * 2
+        / torch.tensor([w, h], device=x.device)
+    )
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, :, 2] = shift.to(x.dtype)
@@ -59,7 +65,12 @@ def cutout(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     cx = (_rand(g, b, device=x.device) * (w - cw + 1)).long()
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
-    inside = (ys >= cy.view(b, 1, 1)) & (ys < (cy + ch).view(b, 1, 1)) & (xs >= cx.view(b, 1, 1)) & (xs < (cx + cw).view(b, 1, 1))
+    inside = (
+        (ys >= cy.view(b, 1, 1))
+        & (ys < (cy + ch).view(b, 1, 1))
+        & (xs >= cx.view(b, 1, 1))
+        & (xs < (cx + cw).view(b, 1, 1))
+    )
     return x * (~inside).unsqueeze(1).to(x.dtype)  # (B, 3, H, W)
 
 
@@ -88,8 +99,12 @@ def degrade(x: torch.Tensor, g: torch.Generator, p: float = DEGRADE_SHARE) -> to
     a = _rand(g, b, 1, 1, 1, device=x.device)
     y = x + a * (blurred - x)
     small = max(2, int(round(s * (0.5 + 0.5 * float(torch.rand(1, generator=g))))))
-    y = F.interpolate(F.interpolate(y, size=(small, small), mode="bilinear", antialias=True, align_corners=False),
-                      size=(s, s), mode="bilinear", align_corners=False)
+    y = F.interpolate(
+        F.interpolate(y, size=(small, small), mode="bilinear", antialias=True, align_corners=False),
+        size=(s, s),
+        mode="bilinear",
+        align_corners=False,
+    )
     y = y + _rand(g, b, 1, 1, 1, device=x.device) * 0.08 * torch.randn(x.shape, generator=g).to(x.device)
     return torch.where(on, y.clamp(-1, 1), x).to(dtype)
 

@@ -25,7 +25,9 @@ STATE_RE = re.compile(r"^state-(\d{7,})\.safetensors$")
 STATE_KIND = "train-state"
 
 
-def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(
+    opt: torch.optim.Optimizer, prefix: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Adam state_dict -> {prefix.state.<param>.<key>: tensor} + JSON for param_groups and non-tensor values."""
     sd = opt.state_dict()
     tensors, scalars = {}, {}
@@ -38,12 +40,14 @@ def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str) -> None:
+def restore_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     head = f"{prefix}.state."
     for name, val in tensors.items():
         if name.startswith(head):
-            pid, key = name[len(head):].split(".", 1)
+            pid, key = name[len(head) :].split(".", 1)
             state.setdefault(int(pid), {})[key] = val
     for name, val in meta.get("scalars", {}).items():
         pid, key = name.split(".", 1)
@@ -66,7 +70,10 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     npst = meta["numpy"]
-    npst = {**npst, "state": {"key": np.asarray(npst["state"]["key"], dtype=np.uint32), "pos": npst["state"]["pos"]}}
+    npst = {
+        **npst,
+        "state": {"key": np.asarray(npst["state"]["key"], dtype=np.uint32), "pos": npst["state"]["pos"]},
+    }
     np.random.set_state(npst)
     v, st, gauss = meta["python"]
     random.setstate((v, tuple(st), gauss))
@@ -78,7 +85,7 @@ def prefixed(prefix: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     head = prefix + "."
-    return {k[len(head):]: v for k, v in tensors.items() if k.startswith(head)}
+    return {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
 
 
 class CheckpointStore:
@@ -102,9 +109,19 @@ class CheckpointStore:
     def generator_path(self, step: int) -> Path:
         return self.dir / f"generator-{step:07d}.safetensors"
 
-    def save(self, step: int, *, state: dict[str, torch.Tensor], state_meta: dict[str, Any], config: dict[str, Any],
-             generator: dict[str, torch.Tensor], generator_extra: dict[str, Any]) -> Path:
-        save_model(self.generator_path(step), generator, kind="generator", config=config, extra=generator_extra)
+    def save(
+        self,
+        step: int,
+        *,
+        state: dict[str, torch.Tensor],
+        state_meta: dict[str, Any],
+        config: dict[str, Any],
+        generator: dict[str, torch.Tensor],
+        generator_extra: dict[str, Any],
+    ) -> Path:
+        save_model(
+            self.generator_path(step), generator, kind="generator", config=config, extra=generator_extra
+        )
         path = save_model(self.state_path(step), state, kind=STATE_KIND, config=config, extra=state_meta)
         self.prune()
         return path
@@ -113,9 +130,11 @@ class CheckpointStore:
         try:
             return load_model(self.state_path(step), kind=STATE_KIND)
         except UserError as e:
-            raise UserError(f"checkpoint at step {step} cannot be read ({e}); delete {self.state_path(step)} to fall back to an older one") from e
+            raise UserError(
+                f"checkpoint at step {step} cannot be read ({e}); delete {self.state_path(step)} to fall back to an older one"
+            ) from e
 
     def prune(self) -> None:
-        for s in self.steps()[:-self.keep]:
+        for s in self.steps()[: -self.keep]:
             self.state_path(s).unlink(missing_ok=True)
             self.generator_path(s).unlink(missing_ok=True)

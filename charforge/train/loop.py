@@ -52,7 +52,9 @@ class TrainOptions:
     tensorboard: bool = True  # write TensorBoard events
     show_progress: bool = True
     command: str = ""  # recorded in config.json and the model card
-    init_from: str | None = None  # fine-tune: start a new run from this run folder, state file or generator file
+    init_from: str | None = (
+        None  # fine-tune: start a new run from this run folder, state file or generator file
+    )
 
 
 class EMA:
@@ -74,14 +76,24 @@ def resolve_run_preset(out: str | Path, preset: Preset, *, resume: bool, overrid
     if not resume:
         return preset
     if not cfg.exists():
-        raise UserError(f"{out}: --resume given but there is no run here (no config.json); drop --resume to start one")
+        raise UserError(
+            f"{out}: --resume given but there is no run here (no config.json); drop --resume to start one"
+        )
     saved = json.loads(cfg.read_text())["preset"]
     return preset_from_dict({**saved, **overrides})
 
 
 class Trainer:
-    def __init__(self, data_dir: str | Path, run_dir: str | Path, preset: Preset, *, resume: bool = False,
-                 opts: TrainOptions | None = None, nan_hook: Callable[[int], bool] | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        run_dir: str | Path,
+        preset: Preset,
+        *,
+        resume: bool = False,
+        opts: TrainOptions | None = None,
+        nan_hook: Callable[[int], bool] | None = None,
+    ):
         self.p, self.opts, self.nan_hook = preset, opts or TrainOptions(), nan_hook
         self.run_dir = Path(run_dir)
         self.device = dd.pick_device(self.opts.device)
@@ -123,8 +135,9 @@ class Trainer:
         self.optG = torch.optim.Adam(self.G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), **fused)
         self.optD = torch.optim.Adam(self.D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), **fused)
         self.teacher = self._load_teacher(fmt) if p.teacher else None
-        self.loss = make_loss(self.G, self.D, self.schema, p, autocast=self.autocast, memory_format=fmt,
-                              teacher=self.teacher)
+        self.loss = make_loss(
+            self.G, self.D, self.schema, p, autocast=self.autocast, memory_format=fmt, teacher=self.teacher
+        )
         rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
         self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
         self.fixed_c = torch.from_numpy(self.schema.sample_training(N_FIXED, rng))
@@ -140,10 +153,12 @@ class Trainer:
         except UserError as e:
             raise UserError(f"teacher: {e}", field="teacher") from e
         if tagger.schema.tags != self.schema.tags:
-            raise UserError(f"teacher {self.p.teacher}: it was trained on other tags ({len(tagger.schema)} tags, "
-                            f"first {tagger.schema.tags[:3]}) than {self.data.root} ({len(self.schema)}, first "
-                            f"{self.schema.tags[:3]}); train a tagger on this dataset with `charforge tagger train`",
-                            field="teacher")
+            raise UserError(
+                f"teacher {self.p.teacher}: it was trained on other tags ({len(tagger.schema)} tags, "
+                f"first {tagger.schema.tags[:3]}) than {self.data.root} ({len(self.schema)}, first "
+                f"{self.schema.tags[:3]}); train a tagger on this dataset with `charforge tagger train`",
+                field="teacher",
+            )
         net = tagger.net.to(self.device, memory_format=fmt).eval()
         for q in net.parameters():
             q.requires_grad_(False)
@@ -158,14 +173,18 @@ class Trainer:
         latest = self.store.latest()
         dd.barrier(self.dist)  # every rank looks before rank 0 writes anything
         if latest is not None and not resume:
-            raise UserError(f"{self.run_dir}: already holds a run (checkpoint at step {latest}); "
-                            "pass --resume to continue it or choose another --out")
+            raise UserError(
+                f"{self.run_dir}: already holds a run (checkpoint at step {latest}); "
+                "pass --resume to continue it or choose another --out"
+            )
         cfg_path = self.run_dir / "config.json"
         if resume and cfg_path.exists():
             saved = json.loads(cfg_path.read_text())
             if saved.get("data_manifest_sha256") != self.manifest_sha:
-                raise UserError(f"{self.data.root}: this dataset differs from the one {self.run_dir} was trained on "
-                                "(manifest hash changed); resume with the original data or start a new --out")
+                raise UserError(
+                    f"{self.data.root}: this dataset differs from the one {self.run_dir} was trained on "
+                    "(manifest hash changed); resume with the original data or start a new --out"
+                )
         if resume and latest is not None:
             self.load_checkpoint(latest)
             if self.dist.is_main:
@@ -188,16 +207,25 @@ class Trainer:
         changed = {k: [saved["preset"].get(k), v] for k, v in now.items() if saved["preset"].get(k) != v}
         if not changed:
             return
-        history = saved.get("resumed", []) + [{"step": step, "command": self.opts.command, "changed": changed}]
+        history = saved.get("resumed", []) + [
+            {"step": step, "command": self.opts.command, "changed": changed}
+        ]
         write_json_atomic(cfg_path, {**saved, "preset": now, "resumed": history})
 
     def _config_record(self) -> dict[str, Any]:
-        return {"preset": self.p.to_dict(), "data": str(self.data.root), "data_manifest_sha256": self.manifest_sha,
-                "data_count": len(self.data), "command": self.opts.command, "world_size": self.dist.world,
-                "device": str(self.device), "charforge_version": __version__,
-                "init_from": getattr(self, "init_from", None),
-                "teacher_sha256": getattr(self, "teacher_sha256", None),
-                "learned_conflicts": [list(c) for c in self.learned_conflicts]}
+        return {
+            "preset": self.p.to_dict(),
+            "data": str(self.data.root),
+            "data_manifest_sha256": self.manifest_sha,
+            "data_count": len(self.data),
+            "command": self.opts.command,
+            "world_size": self.dist.world,
+            "device": str(self.device),
+            "charforge_version": __version__,
+            "init_from": getattr(self, "init_from", None),
+            "teacher_sha256": getattr(self, "teacher_sha256", None),
+            "learned_conflicts": [list(c) for c in self.learned_conflicts],
+        }
 
     # ---- one step ----------------------------------------------------------------------------------
     def _step_rngs(self, step: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -220,7 +248,7 @@ class Trainer:
 
     def _slice(self, a):
         b, r = self.p.batch, self.dist.rank
-        return a[r * b:(r + 1) * b]
+        return a[r * b : (r + 1) * b]
 
     def _real_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self._slice(rng.integers(0, len(self.data), size=self.p.batch * self.dist.world))
@@ -245,7 +273,9 @@ class Trainer:
         """Per-step EMA decay from the half-life in images, ramped up early so the EMA forgets the random init."""
         half_life = self.p.ema_half_life
         if self.p.ema_rampup > 0:
-            half_life = min(half_life, (self.images_seen + self.p.batch * self.dist.world) * self.p.ema_rampup)
+            half_life = min(
+                half_life, (self.images_seen + self.p.batch * self.dist.world) * self.p.ema_rampup
+            )
         return 0.5 ** (self.p.batch * self.dist.world / max(half_life, 1e-8))
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -280,22 +310,43 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------------------
     def generator_extra(self) -> dict[str, Any]:
-        return {"tag_schema": self.schema.to_dict(), "tag_freqs": [float(f) for f in self.freqs],
-                "model_id": f"{self.run_dir.name}@{self.step}", "data_manifest_sha256": self.manifest_sha,
-                "step": self.step}
+        return {
+            "tag_schema": self.schema.to_dict(),
+            "tag_freqs": [float(f) for f in self.freqs],
+            "model_id": f"{self.run_dir.name}@{self.step}",
+            "data_manifest_sha256": self.manifest_sha,
+            "step": self.step,
+        }
 
     def save_checkpoint(self) -> None:
         if self.dist.is_main:
-            state = (ck.prefixed("G", self.G.state_dict()) | ck.prefixed("G_ema", self.ema.net.state_dict())
-                     | ck.prefixed("D", self.D.state_dict()))
+            state = (
+                ck.prefixed("G", self.G.state_dict())
+                | ck.prefixed("G_ema", self.ema.net.state_dict())
+                | ck.prefixed("D", self.D.state_dict())
+            )
             tg, mg = ck.flatten_optimizer(self.optG, "optG")
             td, md = ck.flatten_optimizer(self.optD, "optD")
             tr, mr = ck.capture_rng()
-            meta = {"step": self.step, "lr_scale": self.lr_scale, "images_seen": self.images_seen,
-                    "elapsed_s": self.elapsed, "best_metric": self.best if math.isfinite(self.best) else None,
-                    "bad_evals": self.bad_evals, "optG": mg, "optD": md, "rng": mr}
-            self.store.save(self.step, state=state | tg | td | tr, state_meta=meta, config=self.p.to_dict(),
-                            generator=self.ema.net.state_dict(), generator_extra=self.generator_extra())
+            meta = {
+                "step": self.step,
+                "lr_scale": self.lr_scale,
+                "images_seen": self.images_seen,
+                "elapsed_s": self.elapsed,
+                "best_metric": self.best if math.isfinite(self.best) else None,
+                "bad_evals": self.bad_evals,
+                "optG": mg,
+                "optD": md,
+                "rng": mr,
+            }
+            self.store.save(
+                self.step,
+                state=state | tg | td | tr,
+                state_meta=meta,
+                config=self.p.to_dict(),
+                generator=self.ema.net.state_dict(),
+                generator_extra=self.generator_extra(),
+            )
         self.saved_step = self.step
         dd.barrier(self.dist)
 
@@ -316,9 +367,11 @@ class Trainer:
     def _rollback(self, err: NonFiniteLoss) -> None:
         self.nan_retries += 1
         if self.nan_retries > self.p.max_nan_retries:
-            raise UserError(f"{self.run_dir}: training diverged: {err} after {self.p.max_nan_retries} rollbacks "
-                            f"(lr already x{self.lr_scale:g}). Try a lower --set lr=..., --set bf16=false, or a "
-                            "smaller --set gp_weight=...; the last good checkpoint is kept")
+            raise UserError(
+                f"{self.run_dir}: training diverged: {err} after {self.p.max_nan_retries} rollbacks "
+                f"(lr already x{self.lr_scale:g}). Try a lower --set lr=..., --set bf16=false, or a "
+                "smaller --set gp_weight=...; the last good checkpoint is kept"
+            )
         scale = self.lr_scale * self.p.nan_lr_factor
         good = self.store.latest()
         self.load_checkpoint(good)
@@ -326,7 +379,9 @@ class Trainer:
         msg = f"warning: {err}; rolled back to step {good}, lr x{scale:g} (retry {self.nan_retries}/{self.p.max_nan_retries})"
         if self.dist.is_main:
             print(msg, file=sys.stderr)
-            self.log.write({"step": self.step, "event": "nan_rollback", "failed_step": err.step, "lr_scale": scale})
+            self.log.write(
+                {"step": self.step, "event": "nan_rollback", "failed_step": err.step, "lr_scale": scale}
+            )
 
     # ---- bookkeeping ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -338,8 +393,12 @@ class Trainer:
     def write_samples(self) -> Path:
         imgs = self.ema_images(self.fixed_z, self.fixed_c)
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        meta = {"generator": f"{self.p.family}/{self.p.name}", "model_id": f"{self.run_dir.name}@{self.step}",
-                "seed": self.p.seed, "tags": "fixed training-label sample (see config.json)"}
+        meta = {
+            "generator": f"{self.p.family}/{self.p.name}",
+            "model_id": f"{self.run_dir.name}@{self.step}",
+            "seed": self.p.seed,
+            "tags": "fixed training-label sample (see config.json)",
+        }
         save_png(path, image_grid(imgs, cols=int(math.sqrt(N_FIXED))), meta)
         return path
 
@@ -351,7 +410,9 @@ class Trainer:
         else:
             self.bad_evals += 1
         if self.p.patience and self.bad_evals >= self.p.patience:
-            self.stop_reason = f"early stop: hist_dist has not improved on {self.best:.4f} for {self.bad_evals} evaluations"
+            self.stop_reason = (
+                f"early stop: hist_dist has not improved on {self.best:.4f} for {self.bad_evals} evaluations"
+            )
         return dist
 
     def _bookkeeping(self, logs: dict[str, float], rate: float) -> None:
@@ -361,8 +422,16 @@ class Trainer:
             if dd.any_true(bool(self.stop_reason), self.dist, self.device) and not self.stop_reason:
                 self.stop_reason = "early stop (decided on rank 0)"
         if self.dist.is_main and (s % p.log_every == 0 or "hist_dist" in logs):
-            self.log.write({"step": s, **logs, "lr": self.lr_at(s - 1), "img_per_s": rate,
-                            "images": self.images_seen, "time_s": round(self.elapsed, 3)})
+            self.log.write(
+                {
+                    "step": s,
+                    **logs,
+                    "lr": self.lr_at(s - 1),
+                    "img_per_s": rate,
+                    "images": self.images_seen,
+                    "time_s": round(self.elapsed, 3),
+                }
+            )
         if self.dist.is_main and s % p.sample_every == 0:
             self.write_samples()
             plot_loss_curves(self.log.path, self.run_dir / "loss_curves.png")
@@ -372,8 +441,13 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train until `steps` (or early stop); checkpoint at exit. Returns a summary dict."""
         p, per_step = self.p, self.p.batch * self.dist.world
-        bar = progress(total=p.steps, desc="train", unit="step", initial=self.step,
-                       disable=None if (self.opts.show_progress and self.dist.is_main) else True)
+        bar = progress(
+            total=p.steps,
+            desc="train",
+            unit="step",
+            initial=self.step,
+            disable=None if (self.opts.show_progress and self.dist.is_main) else True,
+        )
         restore = self._stop_on_interrupt()
         try:
             while self.step < p.steps and not self.stop_reason:
@@ -385,10 +459,18 @@ class Trainer:
                     bar.n = self.step
                     continue
                 dt = time.perf_counter() - t0
-                self.step, self.images_seen, self.elapsed = self.step + 1, self.images_seen + per_step, self.elapsed + dt
+                self.step, self.images_seen, self.elapsed = (
+                    self.step + 1,
+                    self.images_seen + per_step,
+                    self.elapsed + dt,
+                )
                 self._bookkeeping(logs, per_step / max(dt, 1e-9))
                 bar.update(1)
-                bar.set_postfix(D=f"{logs['loss_D']:.3f}", G=f"{logs['loss_G']:.3f}", ips=f"{per_step / max(dt, 1e-9):.0f}")
+                bar.set_postfix(
+                    D=f"{logs['loss_D']:.3f}",
+                    G=f"{logs['loss_G']:.3f}",
+                    ips=f"{per_step / max(dt, 1e-9):.0f}",
+                )
         finally:
             bar.close()
             restore()
@@ -406,7 +488,9 @@ class Trainer:
         def handler(signum, _frame):
             if self.stop_reason:
                 raise KeyboardInterrupt
-            self.stop_reason = f"stopped by {signal.Signals(signum).name} at step {self.step}; saved, rerun with --resume"
+            self.stop_reason = (
+                f"stopped by {signal.Signals(signum).name} at step {self.step}; saved, rerun with --resume"
+            )
 
         old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         return lambda: [signal.signal(sig, h) for sig, h in old.items()] and None
@@ -416,14 +500,26 @@ class Trainer:
             self.save_checkpoint()
         if self.dist.is_main:
             plot_loss_curves(self.log.path, self.run_dir / "loss_curves.png")
-            write_model_card(self.run_dir, dataset_manifest=self.data.manifest, config=self.p.to_dict(),
-                             command=self.opts.command, steps=self.step, wall_time_s=self.elapsed,
-                             tag_freqs=self.freqs, metrics={"hist_dist (best)": None if not math.isfinite(self.best) else round(self.best, 4)})
+            write_model_card(
+                self.run_dir,
+                dataset_manifest=self.data.manifest,
+                config=self.p.to_dict(),
+                command=self.opts.command,
+                steps=self.step,
+                wall_time_s=self.elapsed,
+                tag_freqs=self.freqs,
+                metrics={"hist_dist (best)": None if not math.isfinite(self.best) else round(self.best, 4)},
+            )
             if self.stop_reason:
                 print(self.stop_reason, file=sys.stderr)
         self.log.close()
-        return {"step": self.step, "images": self.images_seen, "time_s": self.elapsed, "stop_reason": self.stop_reason,
-                "generator": str(self.store.generator_path(self.step))}
+        return {
+            "step": self.step,
+            "images": self.images_seen,
+            "time_s": self.elapsed,
+            "stop_reason": self.stop_reason,
+            "generator": str(self.store.generator_path(self.step)),
+        }
 
 
 def _init_source(source: str | Path) -> Path:
@@ -431,8 +527,10 @@ def _init_source(source: str | Path) -> Path:
     if path.is_dir():
         latest = ck.CheckpointStore(path).latest()
         if latest is None:
-            raise UserError(f"--init-from {path}: no checkpoint in this folder; give a run folder, a state-*.safetensors "
-                            "or a generator .safetensors file")
+            raise UserError(
+                f"--init-from {path}: no checkpoint in this folder; give a run folder, a state-*.safetensors "
+                "or a generator .safetensors file"
+            )
         path = ck.CheckpointStore(path).state_path(latest)
     return path
 
@@ -469,24 +567,37 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
         tensors = ck.prefixed("G", tensors) | ck.prefixed("G_ema", tensors)
         parts = {"G": trainer.G, "G_ema": trainer.ema.net}
     else:
-        raise UserError(f"--init-from {path}: is a {kind!r} file; expected a training state or a generator file")
+        raise UserError(
+            f"--init-from {path}: is a {kind!r} file; expected a training state or a generator file"
+        )
     missing_all: list[str] = []
     for prefix, net in parts.items():
         own = net.state_dict()
         src = ck.unprefixed(prefix, tensors)
         extra = sorted(set(src) - set(own))
         if extra:
-            raise UserError(f"--init-from {path}: {prefix} has weights this preset lacks ({', '.join(extra[:3])}); "
-                            "use the preset the source was trained with (see its config.json)")
+            raise UserError(
+                f"--init-from {path}: {prefix} has weights this preset lacks ({', '.join(extra[:3])}); "
+                "use the preset the source was trained with (see its config.json)"
+            )
         for k, v in src.items():
             if own[k].shape != v.shape:
-                raise UserError(f"--init-from {path}: {prefix}.{k} has shape {tuple(v.shape)}, this preset needs "
-                                f"{tuple(own[k].shape)}; use the source's preset and dataset tag schema")
+                raise UserError(
+                    f"--init-from {path}: {prefix}.{k} has shape {tuple(v.shape)}, this preset needs "
+                    f"{tuple(own[k].shape)}; use the source's preset and dataset tag schema"
+                )
         missing = sorted(set(own) - set(src))
         net.load_state_dict({**own, **src})
         missing_all += [f"{prefix}.{k}" for k in missing]
     if trainer.dist.is_main and missing_all:
-        print(f"--init-from: {len(missing_all)} tensors are new in this preset and start from their init: "
-              f"{', '.join(missing_all[:4])}", file=sys.stderr)
-    return {"path": str(path), "sha256": sha256_file(path), "step": meta.get("step"), "new_tensors": missing_all}
-
+        print(
+            f"--init-from: {len(missing_all)} tensors are new in this preset and start from their init: "
+            f"{', '.join(missing_all[:4])}",
+            file=sys.stderr,
+        )
+    return {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "step": meta.get("step"),
+        "new_tensors": missing_all,
+    }

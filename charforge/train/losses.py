@@ -32,7 +32,9 @@ from charforge.models.presets import Preset
 from charforge.train.augment import augment, parse_augment
 
 
-def classification_loss(logits: torch.Tensor, target: torch.Tensor, schema: TagSchema, mode: str) -> torch.Tensor:
+def classification_loss(
+    logits: torch.Tensor, target: torch.Tensor, schema: TagSchema, mode: str
+) -> torch.Tensor:
     """logits, target: (B, T). Sum over groups/tags, mean over batch; unlabelled groups are masked."""
     logits, target = logits.float(), target.float()
     b = logits.shape[0]
@@ -49,16 +51,25 @@ def classification_loss(logits: torch.Tensor, target: torch.Tensor, schema: TagS
         total = total + ce / b
     isl = schema.independent_slice
     if isl.stop > isl.start:
-        total = total + F.binary_cross_entropy_with_logits(logits[:, isl], target[:, isl], reduction="sum") / b
+        total = (
+            total + F.binary_cross_entropy_with_logits(logits[:, isl], target[:, isl], reduction="sum") / b
+        )
     return total
 
 
 class TagGANLoss:
     """Shared ACGAN/DCGAN loss. `autocast` is a zero-argument context factory supplied by the trainer."""
 
-    def __init__(self, G: nn.Module, D: nn.Module, schema: TagSchema, preset: Preset,
-                 autocast: Callable | None = None, memory_format=torch.contiguous_format,
-                 teacher: nn.Module | None = None):
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        schema: TagSchema,
+        preset: Preset,
+        autocast: Callable | None = None,
+        memory_format=torch.contiguous_format,
+        teacher: nn.Module | None = None,
+    ):
         self.G, self.D, self.schema, self.p = G, D, schema, preset
         self.teacher = teacher  # frozen tag classifier (TaggerNet) or None
         self.adv_weight = preset.adv_weight or float(len(schema))  # lambda_adv = number of tags by default
@@ -68,7 +79,9 @@ class TagGANLoss:
         self.memory_format = memory_format
         self.projection = getattr(D, "proj", None) is not None
 
-    def _d(self, x: torch.Tensor, g: torch.Generator, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _d(
+        self, x: torch.Tensor, g: torch.Generator, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D on (augmented) x; c is the tag vector x is shown with (real tags for real images, G's for fakes)."""
         if self.aug_kinds:
             x = augment(x, self.aug_kinds, g)
@@ -81,8 +94,16 @@ class TagGANLoss:
             return torch.zeros((), device=target.device)
         return classification_loss(logits, target, self.schema, self.p.cls_loss)
 
-    def accumulate_gradients(self, phase: str, real: torch.Tensor, real_tags: torch.Tensor, z: torch.Tensor,
-                             c: torch.Tensor, g: torch.Generator, gain: float = 1.0) -> dict[str, torch.Tensor]:
+    def accumulate_gradients(
+        self,
+        phase: str,
+        real: torch.Tensor,
+        real_tags: torch.Tensor,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        g: torch.Generator,
+        gain: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
         """Run one phase's forward and backward, accumulating into .grad. Returns detached loss terms."""
         if phase == "G":
             return self._phase_g(z, c, g, gain)
@@ -102,8 +123,17 @@ class TagGANLoss:
         out = {"G_adv": l_adv.detach(), "G_cls": l_cls.detach()}
         if self.teacher is not None:
             size = self.teacher.cfg.image_size
-            x = fake if fake.shape[-1] == size else F.interpolate(fake.float(), size=(size, size), mode="bilinear",
-                                                                  antialias=fake.shape[-1] > size, align_corners=False)
+            x = (
+                fake
+                if fake.shape[-1] == size
+                else F.interpolate(
+                    fake.float(),
+                    size=(size, size),
+                    mode="bilinear",
+                    antialias=fake.shape[-1] > size,
+                    align_corners=False,
+                )
+            )
             with self.autocast():
                 t_logits = self.teacher(x.contiguous(memory_format=self.memory_format))
             l_teacher = classification_loss(t_logits, c, self.schema, "group-ce")
@@ -116,9 +146,13 @@ class TagGANLoss:
         with torch.no_grad(), self.autocast():
             fake = self.G(z, c)
         with self.autocast():
-            if getattr(self.D, "per_sample", False):  # one pass over [fake; real]: same result, better CPU use
+            if getattr(
+                self.D, "per_sample", False
+            ):  # one pass over [fake; real]: same result, better CPU use
                 b = fake.shape[0]
-                adv, cls = self._d(torch.cat([fake, real.to(fake.dtype)]), g, torch.cat([c, real_tags.to(c.dtype)]))
+                adv, cls = self._d(
+                    torch.cat([fake, real.to(fake.dtype)]), g, torch.cat([c, real_tags.to(c.dtype)])
+                )
                 adv_f, adv_r, cls_r = adv[:b], adv[b:], (cls[b:] if cls is not None else None)
             else:  # batch norm: real and fake keep separate batch statistics
                 adv_f, _ = self._d(fake.detach(), g, c)
@@ -127,8 +161,13 @@ class TagGANLoss:
         l_cls = self._cls(cls_r, real_tags)
         loss = self.adv_weight * l_adv + l_cls
         (loss * gain).backward()
-        return {"loss_D": loss.detach(), "D_adv": l_adv.detach(), "D_cls": l_cls.detach(),
-                "D_real": adv_r.detach().mean(), "D_fake": adv_f.detach().mean()}
+        return {
+            "loss_D": loss.detach(),
+            "D_adv": l_adv.detach(),
+            "D_cls": l_cls.detach(),
+            "D_real": adv_r.detach().mean(),
+            "D_fake": adv_f.detach().mean(),
+        }
 
     def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
         if self.p.gp_weight <= 0:

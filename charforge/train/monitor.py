@@ -108,7 +108,7 @@ def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
     grid = np.zeros((rows * h, cols * w, 3), np.uint8)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = im
     return grid
 
 
@@ -116,7 +116,7 @@ def colour_histogram(images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (64,) normalised joint colour histogram."""
     q = (images.astype(np.int64) * HIST_BINS) // 256  # (N, H, W, 3) in 0..3
     idx = (q[..., 0] * HIST_BINS + q[..., 1]) * HIST_BINS + q[..., 2]
-    h = np.bincount(idx.ravel(), minlength=HIST_BINS ** 3).astype(np.float64)
+    h = np.bincount(idx.ravel(), minlength=HIST_BINS**3).astype(np.float64)
     return h / max(h.sum(), 1.0)
 
 

@@ -13,4 +13,13 @@ def progress(total: int | None = None, desc: str = "", unit: str = "it", disable
 
     if disable is None:
         disable = os.environ.get("CHARFORGE_PROGRESS", "1") == "0"
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=disable, mininterval=0.5, **kw)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=disable,
+        mininterval=0.5,
+        **kw,
+    )

@@ -8,7 +8,9 @@ from charforge.errors import UserError
 
 
 def test_build_from_plugin_creator_is_deterministic_and_resumable(tmp_path):
-    a = build_from_creator(tmp_path / "a", creator="core_toy_creator:make", n=10, size=16, seed=3, chunk=4, show_progress=False)
+    a = build_from_creator(
+        tmp_path / "a", creator="core_toy_creator:make", n=10, size=16, seed=3, chunk=4, show_progress=False
+    )
     assert len(a) == 10 and a.images.shape == (10, 16, 16, 3)
     # tags follow the parameters
     params = a.param_batch()
@@ -22,7 +24,9 @@ def test_build_from_plugin_creator_is_deterministic_and_resumable(tmp_path):
     w = PackedWriter(tmp_path / "b", n=10, size=16, schema=cr.schema, space=cr.space, config=cfg)
     w.write_chunk(0, 0, np.asarray(a.images[:4]), np.asarray(a.tags[:4]), np.asarray(a.params[:4]))
     del w
-    b = build_from_creator(tmp_path / "b", creator="core_toy_creator:make", n=10, size=16, seed=3, chunk=4, show_progress=False)
+    b = build_from_creator(
+        tmp_path / "b", creator="core_toy_creator:make", n=10, size=16, seed=3, chunk=4, show_progress=False
+    )
     np.testing.assert_array_equal(np.asarray(a.images), np.asarray(b.images))
     assert a.manifest["checksums"] == b.manifest["checksums"]
 

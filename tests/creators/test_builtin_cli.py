@@ -22,7 +22,9 @@ def run(argv, capsys):
 
 def test_sheet_writes_a_grid_with_provenance(tmp_path, capsys):
     path = tmp_path / "sheet.png"
-    code, out, _ = run(["creator", "sheet", "--n", "5", "--seed", "3", "--size", "32", "-o", str(path)], capsys)
+    code, out, _ = run(
+        ["creator", "sheet", "--n", "5", "--seed", "3", "--size", "32", "-o", str(path)], capsys
+    )
     assert code == 0 and "wrote" in out
     im = np.asarray(Image.open(path))
     assert im.shape == (64, 96, 3)  # 5 characters: 3 columns, 2 rows, the last cell empty
@@ -35,7 +37,9 @@ def test_render_partial_params(tmp_path, capsys):
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"hair_color": "pink", "hat": "witch", "eye_size": 1.1}))
     path = tmp_path / "out.png"
-    code, out, _ = run(["creator", "render", "--params", str(params), "-o", str(path), "--size", "48"], capsys)
+    code, out, _ = run(
+        ["creator", "render", "--params", str(params), "-o", str(path), "--size", "48"], capsys
+    )
     assert code == 0 and "pink hair" in out and "hat" in out
     assert np.asarray(Image.open(path)).shape == (48, 48, 3)
     meta = read_png_metadata(path)
@@ -71,4 +75,6 @@ def test_schema_prints_space_and_tags(capsys):
     doc = json.loads(out)
     assert code == 0
     assert len(doc["param_space"]["continuous"]) >= 20
-    assert sum(len(g["tags"]) for g in doc["tag_schema"]["groups"]) + len(doc["tag_schema"]["independent"]) == 34
+    assert (
+        sum(len(g["tags"]) for g in doc["tag_schema"]["groups"]) + len(doc["tag_schema"]["independent"]) == 34
+    )

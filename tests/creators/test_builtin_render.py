@@ -47,7 +47,9 @@ def test_sizes_agree_in_content(creator, batch):
 
 
 def test_characters_are_distinct(creator):
-    images = creator.render(creator.sample(16, np.random.default_rng(0)), 32).reshape(16, -1).astype(np.float32)
+    images = (
+        creator.render(creator.sample(16, np.random.default_rng(0)), 32).reshape(16, -1).astype(np.float32)
+    )
     dist = np.abs(images[:, None] - images[None]).mean(-1)
     assert dist[~np.eye(16, dtype=bool)].min() > 8
 

@@ -26,14 +26,36 @@ def test_space_is_rich_enough(creator):
 
 def test_derive_tags_from_known_parameters(creator):
     rows = [
-        {"hair_color": "aqua", "eye_color": "orange", "hair_length": "long", "hair_extra": "drill", "mouth": "open_smile", "glasses": "square"},
-        {"hair_color": "gray", "eye_color": "black", "hair_length": "short", "hat": "cap", "ribbon": "on", "blush": "on"},
+        {
+            "hair_color": "aqua",
+            "eye_color": "orange",
+            "hair_length": "long",
+            "hair_extra": "drill",
+            "mouth": "open_smile",
+            "glasses": "square",
+        },
+        {
+            "hair_color": "gray",
+            "eye_color": "black",
+            "hair_length": "short",
+            "hat": "cap",
+            "ribbon": "on",
+            "blush": "on",
+        },
         {"hair_length": "medium", "hair_extra": "ponytail", "mouth": "smile"},
     ]
     tags = creator.derive_tags(creator.space.from_dicts(rows))
     assert tags.shape == (3, 34) and tags.dtype == np.float32
     names = [set(creator.schema.from_vector(t)) for t in tags]
-    assert names[0] == {"aqua hair", "orange eyes", "long hair", "drill hair", "smile", "open mouth", "glasses"}
+    assert names[0] == {
+        "aqua hair",
+        "orange eyes",
+        "long hair",
+        "drill hair",
+        "smile",
+        "open mouth",
+        "glasses",
+    }
     assert names[1] == {"gray hair", "black eyes", "short hair", "hat", "ribbon", "blush"}
     assert names[2] == {"brown hair", "blue eyes", "ponytail", "smile"}
 
@@ -43,9 +65,23 @@ def test_sample_distribution(creator):
     tags = creator.derive_tags(batch)
     freq = tags.mean(0)
     assert np.all(np.abs(freq[:13] - 1 / 13) < 0.02) and np.all(np.abs(freq[13:23] - 1 / 10) < 0.02)
-    for tag in ("long hair", "short hair", "twintails", "drill hair", "ponytail", "blush", "smile", "open mouth", "hat", "ribbon", "glasses"):
+    for tag in (
+        "long hair",
+        "short hair",
+        "twintails",
+        "drill hair",
+        "ponytail",
+        "blush",
+        "smile",
+        "open mouth",
+        "hat",
+        "ribbon",
+        "glasses",
+    ):
         assert 0.22 < freq[creator.schema.index(tag)] < 0.36, tag
-    assert not np.any(tags[:, creator.schema.index("long hair")] * tags[:, creator.schema.index("short hair")])
+    assert not np.any(
+        tags[:, creator.schema.index("long hair")] * tags[:, creator.schema.index("short hair")]
+    )
     again = creator.sample(6000, np.random.default_rng(0))
     np.testing.assert_array_equal(batch.cat, again.cat)
     u = creator.space.normalise(batch.cont)
@@ -54,8 +90,13 @@ def test_sample_distribution(creator):
 
 @pytest.mark.parametrize(
     "text",
-    ["blonde hair, red eyes, long hair, twintails, smile, -open mouth, hat, glasses", "short hair, -smile, open mouth, -hat, ribbon, blush",
-     "silver hair, drill hair, -long hair, -short hair", "-twintails, -ponytail, -drill hair, -glasses, -ribbon", "ponytail, smile, open mouth"],
+    [
+        "blonde hair, red eyes, long hair, twintails, smile, -open mouth, hat, glasses",
+        "short hair, -smile, open mouth, -hat, ribbon, blush",
+        "silver hair, drill hair, -long hair, -short hair",
+        "-twintails, -ponytail, -drill hair, -glasses, -ribbon",
+        "ponytail, smile, open mouth",
+    ],
 )
 def test_sample_for_tags_shows_the_constraints(creator, text):
     c = creator.schema.parse(text)
@@ -76,7 +117,9 @@ def test_sample_for_tags_shows_the_constraints(creator, text):
 
 def test_sample_for_tags_rejects_undrawable_combinations(creator):
     with pytest.raises(UserError, match="hair_extra"):
-        creator.sample_for_tags(TagConstraints(independent={"twintails": True, "ponytail": True}), 4, np.random.default_rng(0))
+        creator.sample_for_tags(
+            TagConstraints(independent={"twintails": True, "ponytail": True}), 4, np.random.default_rng(0)
+        )
 
 
 def _pixels(box, head=True):
@@ -135,7 +178,9 @@ def test_hair_and_eye_colours_are_identifiable(creator):
     hair_r, hair_c = _pixels((-0.25, 0.25, -0.5, -0.36))
     for row, im in zip(rows, images):
         assert _nearest(im[hair_r, hair_c].reshape(-1, 3).mean(0), HAIR_RGB, HAIR_COLORS) == row["hair_color"]
-    eyes = creator.render(creator.space.from_dicts([{"eye_color": e} for e in EYE_COLORS]), SIZE).astype(np.float32)
+    eyes = creator.render(creator.space.from_dicts([{"eye_color": e} for e in EYE_COLORS]), SIZE).astype(
+        np.float32
+    )
     iris = np.abs(eyes - np.roll(eyes, 1, axis=0)).sum(-1).min(0) > 60  # pixels every eye colour changes
     assert 20 < iris.sum() < 200
     rows_, cols_ = np.nonzero(iris)

@@ -29,7 +29,9 @@ def test_from_json_rejects_bad_text_with_user_error():
     with pytest.raises(UserError, match="not valid JSON"):
         ParamSpace.from_json("{not json", source="space.json")
     with pytest.raises(UserError, match="space.json: not a valid parameter space"):
-        ParamSpace.from_json(json.dumps({"continuous": [{"name": "a", "lo": 1, "hi": 0}]}), source="space.json")
+        ParamSpace.from_json(
+            json.dumps({"continuous": [{"name": "a", "lo": 1, "hi": 0}]}), source="space.json"
+        )
 
 
 def test_encode_decode_round_trip(space):
@@ -66,7 +68,10 @@ def test_sampling_is_seeded_and_in_range(space):
 
 def test_defaults_and_partial_validation(space):
     assert space.validate({"tilt": 3}) == {"hair": "blue", "hat": "none", "eye_size": 1.0, "tilt": 3.0}
-    assert space.to_dicts(space.defaults(2)) == [{"hair": "blue", "hat": "none", "eye_size": 1.0, "tilt": 0.0}] * 2
+    assert (
+        space.to_dicts(space.defaults(2))
+        == [{"hair": "blue", "hat": "none", "eye_size": 1.0, "tilt": 0.0}] * 2
+    )
     with pytest.raises(UserError, match="missing parameter 'hat'"):
         space.validate({"hair": "red", "eye_size": 1.0, "tilt": 0.0}, partial=False)
 

@@ -56,9 +56,13 @@ def test_parse_errors(schema, text, message):
 
 
 def test_constraints_from_dict(schema):
-    c = schema.constraints_from_dict({"hair color": "Pink_Hair", "eye color": "any", "smile": True, "hat": "any", "glasses": False})
+    c = schema.constraints_from_dict(
+        {"hair color": "Pink_Hair", "eye color": "any", "smile": True, "hat": "any", "glasses": False}
+    )
     assert c.groups["hair color"] == "pink hair" and c.groups["eye color"] is None
-    assert c.independent["smile"] is True and c.independent["hat"] is None and c.independent["glasses"] is False
+    assert (
+        c.independent["smile"] is True and c.independent["hat"] is None and c.independent["glasses"] is False
+    )
     for bad, message in [
         ({"hair color": "plaid hair"}, "unknown value 'plaid hair'"),
         ({"wings": True}, "unknown tag or group 'wings'"),
@@ -111,22 +115,34 @@ def _style_matrix(schema, n=400, seed=0):
     """Rows with exactly one of twintails / drill hair / ponytail, smile independent of all."""
     rng = np.random.default_rng(seed)
     m = np.zeros((n, len(schema)), np.uint8)
-    m[np.arange(n), schema.index("twintails") + rng.integers(0, 3, n)] = 1  # twintails, drill hair, ponytail adjacent
+    m[np.arange(n), schema.index("twintails") + rng.integers(0, 3, n)] = (
+        1  # twintails, drill hair, ponytail adjacent
+    )
     m[:, schema.index("smile")] = rng.random(n) < 0.5
     return m
 
 
 def test_learn_conflicts_finds_pairs_never_seen_together(schema):
-    assert [schema.tags[schema.index("twintails") + k] for k in range(3)] == ["twintails", "drill hair", "ponytail"]
+    assert [schema.tags[schema.index("twintails") + k] for k in range(3)] == [
+        "twintails",
+        "drill hair",
+        "ponytail",
+    ]
     m = _style_matrix(schema)
     pairs = schema.learn_conflicts(m)
-    assert sorted(map(sorted, pairs)) == [["drill hair", "ponytail"], ["drill hair", "twintails"], ["ponytail", "twintails"]]
+    assert sorted(map(sorted, pairs)) == [
+        ["drill hair", "ponytail"],
+        ["drill hair", "twintails"],
+        ["ponytail", "twintails"],
+    ]
     # smile meets every style, and hat never occurs (expected together 0 < 20): neither is a conflict
     assert all("smile" not in p and "hat" not in p for p in pairs)
     assert schema.learn_conflicts(m[:40]) == []  # 40 rows: ~5 expected together, too few to call it a rule
     assert schema.learn_conflicts(m, min_expected=1e9) == []
     both = m.copy()
-    both[np.flatnonzero(both[:, schema.index("twintails")])[0], schema.index("ponytail")] = 1  # one twintails+ponytail
+    both[np.flatnonzero(both[:, schema.index("twintails")])[0], schema.index("ponytail")] = (
+        1  # one twintails+ponytail
+    )
     assert len(schema.learn_conflicts(both)) == 2
     m[:, schema.index("long hair")] = 1 - (np.arange(len(m)) % 2)
     m[:, schema.index("short hair")] = np.arange(len(m)) % 2
@@ -140,10 +156,11 @@ def test_learned_conflicts_shape_sampling(schema):
     ix = [schema.index(t) for t in ("twintails", "drill hair", "ponytail")]
     train = s2.sample_training(3000, np.random.default_rng(0))
     assert train[:, ix].sum(axis=1).max() == 1
-    cond = s2.sample_conditional(2000, np.random.default_rng(1), np.full(len(s2), 0.5),
-                                 s2.parse("twintails"))
+    cond = s2.sample_conditional(2000, np.random.default_rng(1), np.full(len(s2), 0.5), s2.parse("twintails"))
     assert cond[:, ix[0]].all() and not cond[:, ix[1:]].any()  # the asked tag stays, its rivals go
-    with pytest.raises(UserError, match="contradicting tags 'twintails' and 'ponytail'.*never shows them together"):
+    with pytest.raises(
+        UserError, match="contradicting tags 'twintails' and 'ponytail'.*never shows them together"
+    ):
         s2.parse("twintails, ponytail")
     free = np.ones((5, len(s2)), np.float32)
     fixed = np.zeros(len(s2), bool)

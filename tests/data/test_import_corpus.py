@@ -252,5 +252,7 @@ def test_estimate_tags_refuses_a_tagger_of_other_tags_before_any_work(tmp_path, 
     Image.fromarray(pattern(7, 64, 64)).save(src / "a.png")
     (tmp_path / "tagger.safetensors").write_bytes(b"fake")
     with pytest.raises(UserError, match="trained on other tags"):
-        import_folder(src, tmp_path / "out", size=16, estimate_tags=tmp_path / "tagger.safetensors", progress=False)
+        import_folder(
+            src, tmp_path / "out", size=16, estimate_tags=tmp_path / "tagger.safetensors", progress=False
+        )
     assert not (tmp_path / "out").exists()

@@ -26,9 +26,16 @@ class TinyGenerator(nn.Module):
         self.ch = ch
         self.fc = nn.Linear(z_dim + n_tags, ch * 4 * 4)
         self.body = nn.Sequential(
-            nn.BatchNorm2d(ch), nn.PReLU(ch), nn.Conv2d(ch, ch * 4, 3, padding=1), nn.PixelShuffle(2),  # (B, ch, 8, 8)
-            nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.LeakyReLU(0.2),  # (B, ch, 16, 16)
-            nn.Conv2d(ch, 3, 3, padding=1), nn.Tanh())
+            nn.BatchNorm2d(ch),
+            nn.PReLU(ch),
+            nn.Conv2d(ch, ch * 4, 3, padding=1),
+            nn.PixelShuffle(2),  # (B, ch, 8, 8)
+            nn.ConvTranspose2d(ch, ch, 4, 2, 1),
+            nn.BatchNorm2d(ch),
+            nn.LeakyReLU(0.2),  # (B, ch, 16, 16)
+            nn.Conv2d(ch, 3, 3, padding=1),
+            nn.Tanh(),
+        )
 
     def forward(self, z, tags):
         h = self.fc(torch.cat([z, tags], dim=1)).view(-1, self.ch, 4, 4)  # (B, ch, 4, 4)
@@ -46,8 +53,16 @@ def bundle():
                 m.running_var.uniform_(0.5, 2.0)
     schema = make_girls_moe_schema()
     freqs = np.linspace(0.05, 0.5, len(schema)).astype(np.float32)
-    return SimpleNamespace(net=net.eval(), schema=schema, freqs=freqs, z_dim=8, image_size=16, config={"family": "tiny"},
-                           model_id="tiny-test", sha256="ab" * 32)
+    return SimpleNamespace(
+        net=net.eval(),
+        schema=schema,
+        freqs=freqs,
+        z_dim=8,
+        image_size=16,
+        config={"family": "tiny"},
+        model_id="tiny-test",
+        sha256="ab" * 32,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +91,11 @@ def test_metadata_lets_a_game_sample_tags(bundle, onnx_path):
 def test_backend_interface_matches_bundle(bundle, onnx_path):
     gen = OnnxGenerator(onnx_path, threads=1)
     assert gen.schema.tags == bundle.schema.tags and gen.z_dim == 8 and gen.image_size == 16
-    assert np.allclose(gen.freqs, bundle.freqs) and gen.model_id == "tiny-test" and gen.config == {"family": "tiny"}
+    assert (
+        np.allclose(gen.freqs, bundle.freqs)
+        and gen.model_id == "tiny-test"
+        and gen.config == {"family": "tiny"}
+    )
     rng = np.random.default_rng(0)
     tags = gen.schema.sample_conditional(4, rng, gen.freqs)
     z = rng.standard_normal((4, 8)).astype(np.float32)
@@ -114,8 +133,13 @@ def test_unexportable_operator_is_reported(bundle, tmp_path):
 
 
 def test_f2p_parts_export_or_say_why(tmp_path):
-    embedder = SimpleNamespace(net=nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                                 nn.Flatten(), nn.Linear(4, 6)), image_size=16, dim=6)
+    embedder = SimpleNamespace(
+        net=nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6)
+        ),
+        image_size=16,
+        dim=6,
+    )
 
     class Translator(nn.Module):
         def __init__(self):
@@ -149,7 +173,10 @@ def test_cli_export_with_real_generator_if_available(tmp_path):
     res = CliRunner().invoke(app, ["export", "onnx", "-o", str(tmp_path / "g.onnx")])
     assert res.exit_code == 0, res.output
     gen = OnnxGenerator(tmp_path / "g.onnx")
-    assert gen.run(np.zeros((2, gen.z_dim), np.float32), np.zeros((2, len(gen.schema)), np.float32)).shape[0] == 2
+    assert (
+        gen.run(np.zeros((2, gen.z_dim), np.float32), np.zeros((2, len(gen.schema)), np.float32)).shape[0]
+        == 2
+    )
 
 
 def test_f2p_real_networks_if_available(tmp_path):
@@ -162,17 +189,29 @@ def test_f2p_real_networks_if_available(tmp_path):
         pytest.skip(f"charforge.f2p networks not available: {e}")
     torch.manual_seed(0)
     enc = Encoder(EncoderConfig(in_size=16, width=4, stages=2, dim=8, out_dim=7))
-    f2p = SimpleNamespace(embedder=LearnedEmbedder(enc), space=None,
-                          translator=Translator(TranslatorConfig(emb_dim=8, cat_sizes=[3, 2], n_cont=2, hidden=8, depth=1)).eval(),
-                          imitator=Imitator(ImitatorConfig(in_dim=7, emb_dim=8, hidden=8, depth=1, img_size=8, img_ch=16)).eval())
+    f2p = SimpleNamespace(
+        embedder=LearnedEmbedder(enc),
+        space=None,
+        translator=Translator(
+            TranslatorConfig(emb_dim=8, cat_sizes=[3, 2], n_cont=2, hidden=8, depth=1)
+        ).eval(),
+        imitator=Imitator(
+            ImitatorConfig(in_dim=7, emb_dim=8, hidden=8, depth=1, img_size=8, img_ch=16)
+        ).eval(),
+    )
     report = export_f2p_onnx(f2p, tmp_path)
     assert report["embedder"]["input"] == "image: float32 (batch, 3, 16, 16)", report
-    assert report["embedder"]["outputs"] == ["embedding"] and report["imitator"]["outputs"] == ["embedding", "image"]
+    assert report["embedder"]["outputs"] == ["embedding"] and report["imitator"]["outputs"] == [
+        "embedding",
+        "image",
+    ]
     assert all(r["parity_max_abs_error"] <= 1e-4 for r in report.values()), report
 
 
-@pytest.mark.parametrize("preset_name,conditional,opset", [("tiny", True, 17), ("tiny", True, 15),
-                                                           ("tiny-dcgan", True, 17), ("tiny-dcgan", False, 17)])
+@pytest.mark.parametrize(
+    "preset_name,conditional,opset",
+    [("tiny", True, 17), ("tiny", True, 15), ("tiny-dcgan", True, 17), ("tiny-dcgan", False, 17)],
+)
 def test_real_generator_presets_export_with_parity(tmp_path, preset_name, conditional, opset):
     try:
         from charforge.models.presets import build_generator, resolve_preset
@@ -183,8 +222,17 @@ def test_real_generator_presets_export_with_parity(tmp_path, preset_name, condit
     schema = make_girls_moe_schema()
     preset = resolve_preset(preset_name, {"conditional": conditional})
     net = build_generator(preset, len(schema)).eval()
-    bundle = GeneratorBundle(net, schema, np.full(len(schema), 0.2), preset.to_dict(), preset.z_dim,
-                             preset.resolution, preset_name, "0" * 64, tmp_path / "g.safetensors")
+    bundle = GeneratorBundle(
+        net,
+        schema,
+        np.full(len(schema), 0.2),
+        preset.to_dict(),
+        preset.z_dim,
+        preset.resolution,
+        preset_name,
+        "0" * 64,
+        tmp_path / "g.safetensors",
+    )
     path = export_generator_onnx(bundle, tmp_path / "g.onnx", opset=opset)
     assert generator_parity(bundle, path, batch_sizes=(1, 5)) <= 1e-4
     gen = OnnxGenerator(path)

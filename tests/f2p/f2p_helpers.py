@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 TOY_SPEC = "tests.f2p.f2p_toy:make"
-TINY_TRAIN = ["--n", "240", "--size", "16", "--emb-dim", "16", "--emb-width", "8", "--embedder-steps", "150",
-              "--imitator-steps", "250", "--translator-steps", "250", "--finetune-steps", "60", "--n-search", "32",
-              "--search-iters", "10", "--hidden", "64", "--threads", "1", "--workers", "2"]
+TINY_TRAIN = [
+    "--n",
+    "240",
+    "--size",
+    "16",
+    "--emb-dim",
+    "16",
+    "--emb-width",
+    "8",
+    "--embedder-steps",
+    "150",
+    "--imitator-steps",
+    "250",
+    "--translator-steps",
+    "250",
+    "--finetune-steps",
+    "60",
+    "--n-search",
+    "32",
+    "--search-iters",
+    "10",
+    "--hidden",
+    "64",
+    "--threads",
+    "1",
+    "--workers",
+    "2",
+]
 
 
 def run_cli(args: list[str]) -> tuple[int, str]:

@@ -42,8 +42,14 @@ def test_mapping_to_the_builtin_space_is_valid(astronaut_attrs):
     space = builtin.BuiltinCreator().space
     params = attributes_to_params(astronaut_attrs, space)
     assert space.validate(params, partial=False) == params
-    assert params["mouth"] == "open_smile" and params["glasses"] == "none" and params["hair_length"] == "short"
-    assert params["hair_color"] in ("blonde", "brown") and params["skin_tone"] in ("porcelain", "light", "warm")
+    assert (
+        params["mouth"] == "open_smile" and params["glasses"] == "none" and params["hair_length"] == "short"
+    )
+    assert params["hair_color"] in ("blonde", "brown") and params["skin_tone"] in (
+        "porcelain",
+        "light",
+        "warm",
+    )
 
 
 def test_mapping_to_a_space_without_matching_names_keeps_defaults(astronaut_attrs):

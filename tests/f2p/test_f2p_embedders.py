@@ -27,7 +27,9 @@ def test_registry_lists_and_refuses_unknown_names():
 
 def test_learned_embedder_shapes_and_crops():
     torch.manual_seed(0)
-    emb = get_embedder("learned", encoder=Encoder(EncoderConfig(in_size=16, width=4, stages=2, dim=8, out_dim=5)))
+    emb = get_embedder(
+        "learned", encoder=Encoder(EncoderConfig(in_size=16, width=4, stages=2, dim=8, out_dim=5))
+    )
     rng = np.random.default_rng(0)
     square = rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
     out = emb.embed(square)
@@ -49,8 +51,12 @@ def test_augment_keeps_range_and_changes_images():
 
 def test_generic_embedder_separates_different_photos():
     emb = get_embedder("generic", size=96)
-    images = np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(im).resize((96, 96)))
-                       for im in (skdata.chelsea(), skdata.coffee(), skdata.chelsea()[:, ::-1].copy())])
+    images = np.stack(
+        [
+            np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(im).resize((96, 96)))
+            for im in (skdata.chelsea(), skdata.coffee(), skdata.chelsea()[:, ::-1].copy())
+        ]
+    )
     out = emb.embed(images)
     assert out.shape == (3, 1280)
     _unit_rows(out)

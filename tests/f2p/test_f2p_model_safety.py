@@ -34,8 +34,11 @@ def _craft(src, dst, *, config=None, drop_tensor=False, meta_update=None):
 def test_module_function_creator_in_a_file_is_refused(toy_model, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "getcwd", lambda: calls.append("called") or "/")
-    bad = _craft(toy_model / "f2p.safetensors", tmp_path / "evil" / "f2p.safetensors",
-                 config=lambda c: {**c, "creator": "os:getcwd"})
+    bad = _craft(
+        toy_model / "f2p.safetensors",
+        tmp_path / "evil" / "f2p.safetensors",
+        config=lambda c: {**c, "creator": "os:getcwd"},
+    )
     f2p = load_f2p(bad)  # loading the networks is fine: no creator is touched
     with pytest.raises(UserError, match=r"not allowed to run code.*--creator os:getcwd"):
         _ = f2p.creator
@@ -43,13 +46,28 @@ def test_module_function_creator_in_a_file_is_refused(toy_model, tmp_path, monke
     from PIL import Image
 
     Image.new("RGB", (48, 48), (200, 120, 90)).save(tmp_path / "p.png")
-    code, log = run_cli(["fit", str(tmp_path / "p.png"), "--f2p", str(bad.parent), "-o", str(tmp_path / "o"), "--mode", "fast"])
+    code, log = run_cli(
+        [
+            "fit",
+            str(tmp_path / "p.png"),
+            "--f2p",
+            str(bad.parent),
+            "-o",
+            str(tmp_path / "o"),
+            "--mode",
+            "fast",
+        ]
+    )
     assert code == 2 and "--creator os:getcwd" in log and "Traceback" not in log, log
     assert calls == [] and not (tmp_path / "o" / "params.json").exists()
 
 
 def test_explicit_creator_is_honoured_and_checked(toy_model, tmp_path):
-    bad = _craft(toy_model / "f2p.safetensors", tmp_path / "evil.safetensors", config=lambda c: {**c, "creator": "os:getcwd"})
+    bad = _craft(
+        toy_model / "f2p.safetensors",
+        tmp_path / "evil.safetensors",
+        config=lambda c: {**c, "creator": "os:getcwd"},
+    )
     f2p = load_f2p(bad, creator=TOY_SPEC)  # the user says which creator to trust
     assert f2p.creator.space.names == f2p.space.names and f2p.creator_spec == TOY_SPEC
     with pytest.raises(UserError, match="trained for"):
@@ -57,18 +75,25 @@ def test_explicit_creator_is_honoured_and_checked(toy_model, tmp_path):
 
 
 def test_gone_recorded_folder_with_a_drive_letter_falls_back(toy_model, tmp_path):
-    gone = _craft(toy_model / "f2p.safetensors", tmp_path / "gone.safetensors",
-                  config=lambda c: {**c, "creator": "C:/captures/gone_creator"})
+    gone = _craft(
+        toy_model / "f2p.safetensors",
+        tmp_path / "gone.safetensors",
+        config=lambda c: {**c, "creator": "C:/captures/gone_creator"},
+    )
     assert load_f2p(gone).creator is None  # previews fall back to the imitator, as for any vanished folder
 
 
-@pytest.mark.parametrize("edit", [
-    {"config": lambda c: {k: v for k, v in c.items() if k != "imitator"}},
-    {"config": lambda c: {**c, "translator": {**c["translator"], "no_such_option": 1}}},
-    {"config": lambda c: {**c, "creator": 42}},
-    {"drop_tensor": True},
-    {"meta_update": {"param_space": "[]"}},
-], ids=["missing-imitator", "unknown-option", "creator-not-text", "missing-weights", "bad-space"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"config": lambda c: {k: v for k, v in c.items() if k != "imitator"}},
+        {"config": lambda c: {**c, "translator": {**c["translator"], "no_such_option": 1}}},
+        {"config": lambda c: {**c, "creator": 42}},
+        {"drop_tensor": True},
+        {"meta_update": {"param_space": "[]"}},
+    ],
+    ids=["missing-imitator", "unknown-option", "creator-not-text", "missing-weights", "bad-space"],
+)
 def test_incomplete_or_mismatched_files_are_user_errors(toy_model, tmp_path, edit):
     bad = _craft(toy_model / "f2p.safetensors", tmp_path / "bad.safetensors", **edit)
     with pytest.raises(UserError, match=r"bad\.safetensors"):

@@ -27,16 +27,22 @@ def test_train_writes_every_stage_and_a_loadable_bundle(toy_model):
 
 def test_rerun_resumes_without_retraining(toy_model):
     before = {p.name: p.stat().st_mtime_ns for p in toy_model.glob("*.safetensors")}
-    code, log = run_cli(["f2p", "train", "--creator", TOY_SPEC, "-o", str(toy_model),
-                         *TINY_TRAIN])
+    code, log = run_cli(["f2p", "train", "--creator", TOY_SPEC, "-o", str(toy_model), *TINY_TRAIN])
     assert code == 0, log
     after = {p.name: p.stat().st_mtime_ns for p in toy_model.glob("*.safetensors")}
-    for name in ("embedder.safetensors", "imitator.safetensors", "translator_gt.safetensors", "translator.safetensors"):
+    for name in (
+        "embedder.safetensors",
+        "imitator.safetensors",
+        "translator_gt.safetensors",
+        "translator.safetensors",
+    ):
         assert before[name] == after[name], f"{name} was retrained on resume"
 
 
 def test_changed_options_are_refused(toy_model):
-    code, log = run_cli(["f2p", "train", "--creator", TOY_SPEC, "-o", str(toy_model), "--n", "999", "--size", "16"])
+    code, log = run_cli(
+        ["f2p", "train", "--creator", TOY_SPEC, "-o", str(toy_model), "--n", "999", "--size", "16"]
+    )
     assert code == 2 and "different options" in log and "n" in log
 
 
@@ -89,8 +95,18 @@ def test_too_few_samples_is_a_user_error(tmp_path):
 
 def test_identity_embedder_pipeline_skips_detection_on_renders(tmp_path, toy_renders):
     """dlib finds no face in toy renders: training embeds them whole; fitting one needs --no-detect."""
-    cfg = TrainConfig(creator=TOY_SPEC, embedder="identity", n=20, size=32, hidden=32, imitator_steps=20,
-                      translator_steps=20, finetune_steps=5, n_search=4, search={"iters": 3})
+    cfg = TrainConfig(
+        creator=TOY_SPEC,
+        embedder="identity",
+        n=20,
+        size=32,
+        hidden=32,
+        imitator_steps=20,
+        translator_steps=20,
+        finetune_steps=5,
+        n_search=4,
+        search={"iters": 3},
+    )
     train_f2p(tmp_path / "m", cfg)
     _, images = toy_renders
     with pytest.raises(UserError, match="no face found"):

@@ -64,12 +64,25 @@ def test_recorded_bad_input_names_file_and_parameter(toy, tmp_path):
 
 def test_pipeline_trains_on_recorded_pairs_alone(toy, tmp_path):
     _, images = _record(toy, tmp_path / "rec")
-    cfg = TrainConfig(creator=str(tmp_path / "rec"), n=10_000, size=16, emb_dim=16, emb_width=8, hidden=64,
-                      embedder_steps=60, imitator_steps=80, translator_steps=80, finetune_steps=20, n_search=8,
-                      search={"iters": 5})
+    cfg = TrainConfig(
+        creator=str(tmp_path / "rec"),
+        n=10_000,
+        size=16,
+        emb_dim=16,
+        emb_width=8,
+        hidden=64,
+        embedder_steps=60,
+        imitator_steps=80,
+        translator_steps=80,
+        finetune_steps=20,
+        n_search=8,
+        search={"iters": 5},
+    )
     train_f2p(tmp_path / "model", cfg)
     f2p = load_f2p(tmp_path / "model")
-    assert json.loads((tmp_path / "model" / "f2p.json").read_text())["stages"]["data"]["n"] == 60  # pairs, not --n
+    assert (
+        json.loads((tmp_path / "model" / "f2p.json").read_text())["stages"]["data"]["n"] == 60
+    )  # pairs, not --n
     r = fit(f2p, [images[3]], "both", iters=5)
     f2p.space.validate(r.params, partial=False)
     recorded = RecordedCreator(tmp_path / "rec").images(16)

@@ -11,7 +11,9 @@ from charforge.f2p.search import SearchConfig, _dedupe_mask, search
 
 def _frozen_imitator(cat_sizes, n_cont, seed=0):
     torch.manual_seed(seed)
-    return Imitator(ImitatorConfig(in_dim=sum(cat_sizes) + n_cont, emb_dim=16, hidden=32, depth=2, img_size=8, img_ch=16)).eval()
+    return Imitator(
+        ImitatorConfig(in_dim=sum(cat_sizes) + n_cont, emb_dim=16, hidden=32, depth=2, img_size=8, img_ch=16)
+    ).eval()
 
 
 def _random_vectors(cat_sizes, n_cont, n, rng):
@@ -39,12 +41,16 @@ def test_search_enumerates_and_beats_start():
     np.testing.assert_allclose(score, check, atol=1e-5)  # reported score is the imitator cosine of the answer
     assert (score >= start_cos - 1e-6).all()
     assert score.mean() > 0.98
-    assert vec[:, :3].sum(1).tolist() == [1.0] * 4 and vec[:, 3:5].sum(1).tolist() == [1.0] * 4  # valid one-hots
+    assert (
+        vec[:, :3].sum(1).tolist() == [1.0] * 4 and vec[:, 3:5].sum(1).tolist() == [1.0] * 4
+    )  # valid one-hots
     assert ((vec[:, -3:] >= 0) & (vec[:, -3:] <= 1)).all()
 
 
 def test_search_beam_mode_when_combinations_are_many():
-    start_cos, _, score, check = _run([4, 4, 3, 3], SearchConfig(iters=150, lr=0.1, max_enumerate=8, beam=6, rounds=2))
+    start_cos, _, score, check = _run(
+        [4, 4, 3, 3], SearchConfig(iters=150, lr=0.1, max_enumerate=8, beam=6, rounds=2)
+    )
     np.testing.assert_allclose(score, check, atol=1e-5)
     assert (score >= start_cos - 1e-6).all()
     assert score.mean() > 0.95

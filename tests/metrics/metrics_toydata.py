@@ -16,8 +16,11 @@ EYES = {"yellow eyes": (240, 220, 30), "purple eyes": (150, 40, 180)}
 
 
 def toy_schema() -> TagSchema:
-    return TagSchema(groups=[TagGroup("hair color", tuple(HAIR)), TagGroup("eye color", tuple(EYES))],
-                     independent=["hat", "smile"], train_p=0.4)
+    return TagSchema(
+        groups=[TagGroup("hair color", tuple(HAIR)), TagGroup("eye color", tuple(EYES))],
+        independent=["hat", "smile"],
+        train_p=0.4,
+    )
 
 
 def render_toy(tags: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -30,11 +33,11 @@ def render_toy(tags: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     for i in range(n):
         img[i] = hair[int(tags[i, gs[0]].argmax())]
         q = s // 4
-        img[i, q:s - q, q:s - q] = eyes[int(tags[i, gs[1]].argmax())]
+        img[i, q : s - q, q : s - q] = eyes[int(tags[i, gs[1]].argmax())]
         if tags[i, schema.index("hat")]:
             img[i, : s // 4] = 250
         if tags[i, schema.index("smile")]:
-            img[i, s - s // 4:] = 20
+            img[i, s - s // 4 :] = 20
     img += rng.normal(0, 8, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 

@@ -34,7 +34,10 @@ class CopyGenerator:
         """Tag vectors of real rows that satisfy the constraints (so every request has a real match)."""
         ok = np.ones(len(self.tags), bool)
         schema_tags = self._schema.tags
-        for tag in [*(v for v in constraints.groups.values() if v), *(t for t, v in constraints.independent.items() if v)]:
+        for tag in [
+            *(v for v in constraints.groups.values() if v),
+            *(t for t, v in constraints.independent.items() if v),
+        ]:
             ok &= self.tags[:, schema_tags.index(tag)] == 1
         return self.tags[rng.choice(np.flatnonzero(ok), n)].astype(np.float32)
 
@@ -68,15 +71,26 @@ def test_tag_inception_score_known_answers(toy_tagger):
     p[:, 5:] = 0.5  # independent tags undecided -> IS = 1
     s = tag_inception_score(p, schema)
     assert s["hair color"] == pytest.approx(3.0, rel=1e-4)
-    assert s["eye color"] == pytest.approx(1.0, abs=1e-4) and s["independent tags"] == pytest.approx(1.0, abs=1e-4)
+    assert s["eye color"] == pytest.approx(1.0, abs=1e-4) and s["independent tags"] == pytest.approx(
+        1.0, abs=1e-4
+    )
     assert s["total"] == pytest.approx(3.0, rel=1e-4)
 
 
 def test_perfect_generator_scores_precision_one_and_no_distance(toy_data_dir, toy_tagger, tmp_path):
     data = load_packed(toy_data_dir)
     gen = _copy_gen(data)
-    rep = evaluate(data, gen, gen.sample_tags, tmp_path / "r", tagger=toy_tagger,
-                   metrics="precision,fid_domain,kid_domain,is_domain", n=40, runs=2, precision_n=30)
+    rep = evaluate(
+        data,
+        gen,
+        gen.sample_tags,
+        tmp_path / "r",
+        tagger=toy_tagger,
+        metrics="precision,fid_domain,kid_domain,is_domain",
+        n=40,
+        runs=2,
+        precision_n=30,
+    )
     m = rep["metrics"]
     assert m["precision"]["mean"] >= 0.97 and m["precision"]["min"] >= 0.85
     assert set(m["precision"]["per_tag"]) == set(data.schema.tags)
@@ -94,7 +108,9 @@ def test_diversity_flags_a_collapsed_generator(toy_data_dir, toy_tagger, tmp_pat
     data = load_packed(toy_data_dir)
     kw = dict(tagger=toy_tagger, metrics="diversity", n=40, runs=1)
     ok = evaluate(data, ToyGenerator(16), _freq_sampler(data), tmp_path / "ok", **kw)["metrics"]["diversity"]
-    bad = evaluate(data, ToyGenerator(16, collapse=True), _freq_sampler(data), tmp_path / "bad", **kw)["metrics"]["diversity"]
+    bad = evaluate(data, ToyGenerator(16, collapse=True), _freq_sampler(data), tmp_path / "bad", **kw)[
+        "metrics"
+    ]["diversity"]
     assert not ok["mode_collapse"] and ok["ratio"] > 0.7
     assert bad["mode_collapse"] and bad["ratio"] < 0.1
 
@@ -102,12 +118,30 @@ def test_diversity_flags_a_collapsed_generator(toy_data_dir, toy_tagger, tmp_pat
 def test_memorisation_finds_exact_copies(toy_data_dir, toy_tagger, tmp_path):
     data = load_packed(toy_data_dir)
     gen = _copy_gen(data)
-    r = evaluate(data, gen, gen.sample_tags, tmp_path / "m", tagger=toy_tagger, metrics="memorisation",
-                 n=40, sample_n=20)["metrics"]["memorisation"]
-    assert r["feature"]["min"] == pytest.approx(0.0, abs=1e-4) and r["pixel_rms"]["median"] == pytest.approx(0.0, abs=1e-4)
+    r = evaluate(
+        data,
+        gen,
+        gen.sample_tags,
+        tmp_path / "m",
+        tagger=toy_tagger,
+        metrics="memorisation",
+        n=40,
+        sample_n=20,
+    )["metrics"]["memorisation"]
+    assert r["feature"]["min"] == pytest.approx(0.0, abs=1e-4) and r["pixel_rms"]["median"] == pytest.approx(
+        0.0, abs=1e-4
+    )
     assert r["near_copies"] == 20 and len(r["closest_pairs"]) == 16
-    fresh = evaluate(data, ToyGenerator(16), _freq_sampler(data), tmp_path / "f", tagger=toy_tagger,
-                     metrics="memorisation", n=40, sample_n=20)["metrics"]["memorisation"]
+    fresh = evaluate(
+        data,
+        ToyGenerator(16),
+        _freq_sampler(data),
+        tmp_path / "f",
+        tagger=toy_tagger,
+        metrics="memorisation",
+        n=40,
+        sample_n=20,
+    )["metrics"]["memorisation"]
     assert fresh["pixel_rms"]["min"] > 1.0  # new noise: no pixel copy
     for name in ("memorisation_pairs.png", "memorisation_hist.png"):
         assert (tmp_path / "m" / name).stat().st_size > 1000
@@ -116,8 +150,15 @@ def test_memorisation_finds_exact_copies(toy_data_dir, toy_tagger, tmp_path):
 def test_generic_space_without_a_tagger(toy_data_dir, tmp_path):
     torch.set_num_threads(1)
     data = load_packed(toy_data_dir)
-    rep = evaluate(data, ToyGenerator(16), _freq_sampler(data), tmp_path / "g", metrics="fid_generic,kid_generic",
-                   n=4, runs=1)
+    rep = evaluate(
+        data,
+        ToyGenerator(16),
+        _freq_sampler(data),
+        tmp_path / "g",
+        metrics="fid_generic,kid_generic",
+        n=4,
+        runs=1,
+    )
     m = rep["metrics"]
     assert m["fid_generic"]["feature_dim"] == 1280 and m["fid_generic"]["model"]["mean"] > 0
     assert np.isfinite(m["kid_generic"]["real_baseline"]["mean"])
@@ -125,12 +166,29 @@ def test_generic_space_without_a_tagger(toy_data_dir, tmp_path):
 
 def test_tsne_colours_by_the_chosen_group(toy_data_dir, toy_tagger, tmp_path):
     data = load_packed(toy_data_dir)
-    rep = evaluate(data, ToyGenerator(16), _freq_sampler(data), tmp_path / "t", tagger=toy_tagger, metrics="tsne",
-                   tsne_n=30, tsne_group="eye color")
-    assert rep["metrics"]["tsne"]["group"] == "eye color" and (tmp_path / "t" / "tsne.png").stat().st_size > 1000
+    rep = evaluate(
+        data,
+        ToyGenerator(16),
+        _freq_sampler(data),
+        tmp_path / "t",
+        tagger=toy_tagger,
+        metrics="tsne",
+        tsne_n=30,
+        tsne_group="eye color",
+    )
+    assert (
+        rep["metrics"]["tsne"]["group"] == "eye color" and (tmp_path / "t" / "tsne.png").stat().st_size > 1000
+    )
     with pytest.raises(UserError, match="unknown group 'hat'"):
-        evaluate(data, ToyGenerator(16), _freq_sampler(data), tmp_path / "h", tagger=toy_tagger, metrics="tsne",
-                 tsne_group="hat")
+        evaluate(
+            data,
+            ToyGenerator(16),
+            _freq_sampler(data),
+            tmp_path / "h",
+            tagger=toy_tagger,
+            metrics="tsne",
+            tsne_group="hat",
+        )
 
 
 def test_finished_metrics_are_reused_on_rerun(toy_data_dir, toy_tagger, tmp_path):
@@ -170,14 +228,19 @@ def test_precision_free_tags_skip_pairs_the_data_never_shows(toy_tagger, tmp_pat
         seen.append(np.asarray(t).copy())
         return ToyGenerator(16)(t, seeds)
 
-    r = evaluate(data, gen, _freq_sampler(data), tmp_path / "r", tagger=toy_tagger, metrics="precision",
-                 precision_n=20)["metrics"]["precision"]
+    r = evaluate(
+        data, gen, _freq_sampler(data), tmp_path / "r", tagger=toy_tagger, metrics="precision", precision_n=20
+    )["metrics"]["precision"]
     assert r["label_conflicts"] == [["hat", "smile"]]
     per = len(schema) * 20
-    main, plain = np.concatenate(seen[:per // 20]), np.concatenate(seen)[per:]
+    main, plain = np.concatenate(seen[: per // 20]), np.concatenate(seen)[per:]
     assert len(main) == per and len(plain) == per
-    assert not (main[:, hat].astype(bool) & main[:, smile].astype(bool)).any()  # the headline pass: never both
-    assert (plain[:, hat].astype(bool) & plain[:, smile].astype(bool)).any()  # the paper's independent draw: some
+    assert not (
+        main[:, hat].astype(bool) & main[:, smile].astype(bool)
+    ).any()  # the headline pass: never both
+    assert (
+        plain[:, hat].astype(bool) & plain[:, smile].astype(bool)
+    ).any()  # the paper's independent draw: some
     # a model whose own sampler already skips the pair (trained with learned conflicts) still gets the plain draw
     seen.clear()
     strict = data.schema.with_conflicts([("hat", "smile")])

@@ -52,4 +52,6 @@ def test_onnx_and_torch_backends_agree():
     a = generic_features(imgs, backend="torch")
     b = generic_features(imgs, backend="onnx")
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    np.testing.assert_array_equal(a, generic_features(imgs, backend="torch"))  # exporting left the model in eval mode
+    np.testing.assert_array_equal(
+        a, generic_features(imgs, backend="torch")
+    )  # exporting left the model in eval mode

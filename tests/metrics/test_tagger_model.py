@@ -24,7 +24,9 @@ from charforge.models.tagger_train import TaggerTrainOptions, split_indices, tra
 def test_loss_masks_rows_without_a_group_tag():
     schema = toy_schema()  # hair (3), eyes (2), hat, smile
     logits = torch.randn(2, len(schema), requires_grad=True)
-    targets = torch.tensor([[1, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0, 1]], dtype=torch.float32)  # row 1: no hair tag
+    targets = torch.tensor(
+        [[1, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0, 1]], dtype=torch.float32
+    )  # row 1: no hair tag
     tag_loss(logits, targets, schema).backward()
     hair = schema.group_slices()[0]
     assert torch.all(logits.grad[1, hair] == 0)  # unlabelled group: no gradient
@@ -111,8 +113,13 @@ def test_load_tagger_errors_name_the_file(tmp_path):
         load_tagger(other)
     net = TaggerNet(TaggerConfig(n_tags=7, image_size=16, channels=4, feat_dim=8))
     bad = tmp_path / "bad.safetensors"
-    save_model(bad, net.state_dict(), kind="tagger", config={"n_tags": 7, "image_size": 16, "channels": 8, "feat_dim": 8},
-               extra={"tag_schema": toy_schema().to_dict()})
+    save_model(
+        bad,
+        net.state_dict(),
+        kind="tagger",
+        config={"n_tags": 7, "image_size": 16, "channels": 8, "feat_dim": 8},
+        extra={"tag_schema": toy_schema().to_dict()},
+    )
     with pytest.raises(UserError, match="do not match"):
         load_tagger(bad)
 
@@ -127,8 +134,15 @@ def test_bad_training_arguments(toy_data_dir, tmp_path):
 
 
 def test_full_resolution_stem_trains(toy_data_dir, tmp_path):
-    res = train_tagger(toy_data_dir, tmp_path / "s1", opts=TaggerTrainOptions(steps=2, batch_size=8), image_size=16,
-                       channels=4, feat_dim=8, stem_stride=1)
+    res = train_tagger(
+        toy_data_dir,
+        tmp_path / "s1",
+        opts=TaggerTrainOptions(steps=2, batch_size=8),
+        image_size=16,
+        channels=4,
+        feat_dim=8,
+        stem_stride=1,
+    )
     from charforge.models.tagger import load_tagger
 
     t = load_tagger(res.path)
@@ -166,5 +180,9 @@ def test_rerun_on_a_finished_folder_reuses_it_and_refuses_other_settings(toy_dat
     a, b = load_tagger(first.path).net.state_dict(), load_tagger(again.path).net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "t" / "report.json").read_text())["summary"] == first.report["summary"]
-    with pytest.raises(UserError, match="already holds a finished tagger trained with other data or settings"):
-        train_tagger(toy_data_dir, tmp_path / "t", opts=TaggerTrainOptions(steps=4, batch_size=8, amp=False), **kw)
+    with pytest.raises(
+        UserError, match="already holds a finished tagger trained with other data or settings"
+    ):
+        train_tagger(
+            toy_data_dir, tmp_path / "t", opts=TaggerTrainOptions(steps=4, batch_size=8, amp=False), **kw
+        )

@@ -57,7 +57,9 @@ def test_acgan_128_has_three_upscalers_and_paper_depths():
     assert len(g.up) == 3 and len(g.blocks) == 16
     assert sum(type(m).__name__ == "DiscResBlock" for m in d.modules()) == 10
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
-    g64 = SRResNetGenerator(z_dim=128, n_tags=T, image_size=64, width=8, blocks=1, upscalers=2, final_kernel=3)
+    g64 = SRResNetGenerator(
+        z_dim=128, n_tags=T, image_size=64, width=8, blocks=1, upscalers=2, final_kernel=3
+    )
     assert g64(torch.randn(2, 128), torch.zeros(2, T)).shape == (2, 3, 64, 64)
 
 
@@ -139,7 +141,9 @@ def test_fused_real_fake_pass_matches_two_passes():
     torch.manual_seed(0)
     p = resolve_preset("tiny")
     G, D = build_generator(p, T), build_discriminator(p, T)
-    assert D.per_sample and not getattr(build_discriminator(resolve_preset("tiny-dcgan"), T), "per_sample", False)
+    assert D.per_sample and not getattr(
+        build_discriminator(resolve_preset("tiny-dcgan"), T), "per_sample", False
+    )
     rng = np.random.default_rng(0)
     real = torch.rand(4, 3, 16, 16) * 2 - 1
     tags = torch.from_numpy(SCHEMA.sample_training(4, rng))
@@ -148,7 +152,9 @@ def test_fused_real_fake_pass_matches_two_passes():
     for fused in (True, False):
         D.per_sample = fused
         D.zero_grad(set_to_none=True)
-        out = make_loss(G, D, SCHEMA, p).accumulate_gradients("D", real, tags, z, tags, torch.Generator().manual_seed(0))
+        out = make_loss(G, D, SCHEMA, p).accumulate_gradients(
+            "D", real, tags, z, tags, torch.Generator().manual_seed(0)
+        )
         grads.append((out["loss_D"].item(), [q.grad.clone() for q in D.parameters()]))
     (l1, g1), (l2, g2) = grads
     assert l1 == pytest.approx(l2, rel=1e-5)
@@ -186,8 +192,16 @@ def test_conditional_bn_generator_exports_to_onnx(tmp_path):
         for name, p in net.named_parameters():
             if name.endswith("embed.weight"):
                 p.normal_(0, 0.1)
-    bundle = SimpleNamespace(net=net, schema=SCHEMA, freqs=np.full(T, 0.2, np.float32), z_dim=16, image_size=16,
-                             config={"family": "acgan"}, model_id="tiny-cbn", sha256="cd" * 32)
+    bundle = SimpleNamespace(
+        net=net,
+        schema=SCHEMA,
+        freqs=np.full(T, 0.2, np.float32),
+        z_dim=16,
+        image_size=16,
+        config={"family": "acgan"},
+        model_id="tiny-cbn",
+        sha256="cd" * 32,
+    )
     path = export_generator_onnx(bundle, tmp_path / "g.onnx")
     assert generator_parity(bundle, path, batch_sizes=(1, 4), seed=1) <= 1e-4
 
@@ -199,9 +213,14 @@ def test_antialias_keeps_state_names_and_removes_checkerboard():
     aa = build_generator(resolve_preset("tiny", {"g_antialias": True}), T)
     assert list(aa.state_dict()) == list(plain.state_dict())  # the filter is fixed, not a weight
     checker = torch.ones(1, 2, 8, 8)
-    checker[..., ::2, ::2] = checker[..., 1::2, 1::2] = -1  # the 2-px pattern of disagreeing sub-pixel filters
+    checker[..., ::2, ::2] = checker[
+        ..., 1::2, 1::2
+    ] = -1  # the 2-px pattern of disagreeing sub-pixel filters
     smooth = Blur3(2)(checker)
-    assert smooth[..., 2:-2, 2:-2].abs().max() < 1e-6 and Blur3(2)(torch.full((1, 2, 4, 4), 0.3)).sub(0.3).abs().max() < 1e-6
+    assert (
+        smooth[..., 2:-2, 2:-2].abs().max() < 1e-6
+        and Blur3(2)(torch.full((1, 2, 4, 4), 0.3)).sub(0.3).abs().max() < 1e-6
+    )
     aa.load_state_dict(plain.state_dict())
     z, c = torch.randn(2, 16), torch.from_numpy(SCHEMA.sample_training(2, np.random.default_rng(0)))
     assert aa.eval()(z, c).shape == (2, 3, 16, 16)
@@ -214,8 +233,16 @@ def test_antialiased_generator_exports_to_onnx(tmp_path):
 
     torch.manual_seed(0)
     net = build_generator(resolve_preset("tiny", {"g_antialias": True, "g_cond_norm": True}), T).eval()
-    bundle = SimpleNamespace(net=net, schema=SCHEMA, freqs=np.full(T, 0.2, np.float32), z_dim=16, image_size=16,
-                             config={"family": "acgan"}, model_id="tiny-aa", sha256="ef" * 32)
+    bundle = SimpleNamespace(
+        net=net,
+        schema=SCHEMA,
+        freqs=np.full(T, 0.2, np.float32),
+        z_dim=16,
+        image_size=16,
+        config={"family": "acgan"},
+        model_id="tiny-aa",
+        sha256="ef" * 32,
+    )
     path = export_generator_onnx(bundle, tmp_path / "g.onnx")
     assert generator_parity(bundle, path, batch_sizes=(1, 3), seed=2) <= 1e-4
 
@@ -235,7 +262,9 @@ def test_conditional_bn_inference_fold_matches_the_plain_formula():
     x = torch.randn(3, 6, 5, 5).contiguous(memory_format=torch.channels_last)
     c = torch.from_numpy(SCHEMA.sample_training(3, np.random.default_rng(4)))
     g, b = bn.embed(c).chunk(2, dim=1)
-    ref = torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    ref = torch.nn.functional.batch_norm(
+        x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+    )
     ref = ref * (1 + g[:, :, None, None]) + b[:, :, None, None]
     with torch.no_grad():
         out = bn(x, c)
@@ -256,5 +285,7 @@ def test_cls_weight_g_scales_only_g_tag_loss():
         loss = make_loss(G, D, SCHEMA, p)
         outs.append(loss.accumulate_gradients("G", real, tags, z, tags, torch.Generator().manual_seed(0)))
     a, b = outs
-    assert a["G_cls"].item() == pytest.approx(b["G_cls"].item()) and a["G_adv"].item() == pytest.approx(b["G_adv"].item())
+    assert a["G_cls"].item() == pytest.approx(b["G_cls"].item()) and a["G_adv"].item() == pytest.approx(
+        b["G_adv"].item()
+    )
     assert b["loss_G"].item() == pytest.approx(a["loss_G"].item() + 2.0 * a["G_cls"].item(), rel=1e-5)

@@ -11,8 +11,11 @@ def _dataset(tmp_path):
     n = 12
     tags = schema.sample_training(n, rng).astype(np.uint8)
     images = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
-    items = ([{"source": f"creator:builtin#seed0/{i}", "license": "CC0-1.0"} for i in range(8)]
-             + [{"source": f"art/cats/{i}.png", "license": ""} for i in range(3)] + [{"source": "x.png"}])
+    items = (
+        [{"source": f"creator:builtin#seed0/{i}", "license": "CC0-1.0"} for i in range(8)]
+        + [{"source": f"art/cats/{i}.png", "license": ""} for i in range(3)]
+        + [{"source": "x.png"}]
+    )
     return write_packed(tmp_path / "ds", images, tags, schema, items=items), tags
 
 
@@ -33,14 +36,23 @@ def test_source_groups():
 def test_model_card_contents(tmp_path):
     ds, tags = _dataset(tmp_path)
     run = tmp_path / "run"
-    path = write_model_card(run, dataset_manifest=ds.manifest, config={"family": "acgan", "z_dim": 16},
-                            command="charforge train --preset acgan-64 --data ds", steps=1234, wall_time_s=75.0,
-                            metrics={"fid": 41.25, "tag_precision": 0.8, "kid": None}, tag_freqs=ds.tag_frequencies)
+    path = write_model_card(
+        run,
+        dataset_manifest=ds.manifest,
+        config={"family": "acgan", "z_dim": 16},
+        command="charforge train --preset acgan-64 --data ds",
+        steps=1234,
+        wall_time_s=75.0,
+        metrics={"fid": 41.25, "tag_precision": 0.8, "kid": None},
+        tag_freqs=ds.tag_frequencies,
+    )
     text = path.read_text()
     assert path == run / "MODEL_CARD.md"
     assert "| `creator:builtin` | CC0-1.0 | 8 |" in text and "| `art/cats` | unknown | 3 |" in text
     assert "unknown licence" in text and "charforge train --preset acgan-64" in text
-    assert "steps: 1234" in text and "1m 15s" in text and "| fid | 41.25 |" in text and "| kid | n/a |" in text
+    assert (
+        "steps: 1234" in text and "1m 15s" in text and "| fid | 41.25 |" in text and "| kid | n/a |" in text
+    )
     top = int(np.argmax(tags.mean(0)))
     share = f"{100 * tags.mean(0)[top]:.1f}%"
     assert f"| {ds.schema.tags[top]} | {share} |" in text
@@ -48,7 +60,14 @@ def test_model_card_contents(tmp_path):
 
 
 def test_model_card_without_metrics_or_freqs(tmp_path):
-    path = write_model_card(tmp_path, dataset_manifest={"items": []}, config={}, command="c", steps=0,
-                            wall_time_s=0.0, metrics=None)
+    path = write_model_card(
+        tmp_path,
+        dataset_manifest={"items": []},
+        config={},
+        command="c",
+        steps=0,
+        wall_time_s=0.0,
+        metrics=None,
+    )
     text = path.read_text()
     assert "No evaluation was recorded" in text and "Not recorded" in text

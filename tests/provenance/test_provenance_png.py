@@ -10,8 +10,13 @@ from charforge.cli import app
 from charforge.provenance import png_bytes, read_png_metadata, save_png
 from charforge.provenance.verify import verify_bytes, verify_image
 
-META = {"generator": "acgan", "model_id": "tiny-1", "model_sha256": "c0ffee00" * 8, "seed": 42,
-        "tags": ["blonde hair", "smile"]}
+META = {
+    "generator": "acgan",
+    "model_id": "tiny-1",
+    "model_sha256": "c0ffee00" * 8,
+    "seed": 42,
+    "tags": ["blonde hair", "smile"],
+}
 
 
 def _portrait(size: int = 64) -> np.ndarray:
@@ -50,11 +55,24 @@ def test_verify_cli_table_and_bad_files(tmp_path):
     save_png(tmp_path / "plain.png", _portrait(), {"seed": 3}, watermark=False)
     (tmp_path / "notes.png").write_text("not an image")
     Image.fromarray(_portrait()).save(tmp_path / "other.jpg", quality=90)
-    res = CliRunner().invoke(app, ["verify", str(tmp_path / "good.png"), str(tmp_path / "notes.png"),
-                                   str(tmp_path / "plain.png"), str(tmp_path / "missing.png"), str(tmp_path / "other.jpg")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "verify",
+            str(tmp_path / "good.png"),
+            str(tmp_path / "notes.png"),
+            str(tmp_path / "plain.png"),
+            str(tmp_path / "missing.png"),
+            str(tmp_path / "other.jpg"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = {ln.split()[0].rsplit("/", 1)[-1]: ln for ln in res.output.splitlines()[1:]}
-    assert "detected" in lines["good.png"] and "c0ff" in lines["good.png"] and "model_id=tiny-1" in lines["good.png"]
+    assert (
+        "detected" in lines["good.png"]
+        and "c0ff" in lines["good.png"]
+        and "model_id=tiny-1" in lines["good.png"]
+    )
     assert "not an image file" in lines["notes.png"]
     assert "absent" in lines["plain.png"] and "watermark=none" in lines["plain.png"]
     assert "no such file" in lines["missing.png"]
@@ -73,8 +91,17 @@ def test_generator_png_meta_round_trips_through_verify(tmp_path):
     from charforge.data.tags import make_girls_moe_schema
 
     schema = make_girls_moe_schema()
-    bundle = sampling.GeneratorBundle(None, schema, np.full(len(schema), 0.1), {"family": "acgan", "name": "tiny"}, 16, 64,
-                                      "tiny-run", "9f3e" + "0" * 60, tmp_path / "g.safetensors")
+    bundle = sampling.GeneratorBundle(
+        None,
+        schema,
+        np.full(len(schema), 0.1),
+        {"family": "acgan", "name": "tiny"},
+        16,
+        64,
+        "tiny-run",
+        "9f3e" + "0" * 60,
+        tmp_path / "g.safetensors",
+    )
     tags = schema.to_vector(["blue hair", "smile"])
     save_png(tmp_path / "g.png", _portrait(), bundle.png_meta(7, tags))
     r = verify_image(tmp_path / "g.png")

@@ -28,9 +28,13 @@ def run(tmp_path_factory):
     tags = schema.sample_training(32, rng)
     tags[:, schema.index("hat")] = 0
     root = tmp_path_factory.mktemp("samp")
-    write_packed(root / "d", rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), tags.astype(np.uint8), schema)
+    write_packed(
+        root / "d", rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), tags.astype(np.uint8), schema
+    )
     p = resolve_preset("tiny", {"steps": 3, "ckpt_every": 3})
-    Trainer(root / "d", root / "run", p, opts=TrainOptions(device="cpu", show_progress=False, tensorboard=False)).run()
+    Trainer(
+        root / "d", root / "run", p, opts=TrainOptions(device="cpu", show_progress=False, tensorboard=False)
+    ).run()
     torch.set_num_threads(n)
     return root / "run"
 
@@ -80,7 +84,10 @@ def test_interpolate_endpoints_and_npc_uniqueness(run):
     frames = sampling.interpolate(b, (1, ta), (2, tb), 5)
     assert frames.shape == (5, 16, 16, 3)
     ends = sampling.generate(b, np.stack([ta, tb]), seeds=[1, 2])
-    assert np.abs(frames[0].astype(int) - ends[0]).max() <= 1 and np.abs(frames[-1].astype(int) - ends[1]).max() <= 1
+    assert (
+        np.abs(frames[0].astype(int) - ends[0]).max() <= 1
+        and np.abs(frames[-1].astype(int) - ends[1]).max() <= 1
+    )
     recs = sampling.npc_batch(b, 12, seed=3, min_distance=0.0)
     assert len({r.seed for r in recs}) == 12
     with pytest.raises(UserError, match="min-distance"):
@@ -102,29 +109,86 @@ def test_generate_cli_errors_and_metadata(run, tmp_path, capsys):
     assert code == 2 and "unknown tag 'blond hair'" in err and "blonde hair, brown hair" in err
     code, _, err = _cli(capsys, "generate", "-m", str(run), "--tags", "blonde hair, red hair")
     assert code == 2 and "contradicting tags" in err
-    code, _, err = _cli(capsys, "generate", "-m", str(run), "--tags", "blonde hair, blue eyes, smile", "--n", "4",
-                        "--seed", "7", "-o", str(tmp_path / "g.png"), "--each", str(tmp_path / "each"))
+    code, _, err = _cli(
+        capsys,
+        "generate",
+        "-m",
+        str(run),
+        "--tags",
+        "blonde hair, blue eyes, smile",
+        "--n",
+        "4",
+        "--seed",
+        "7",
+        "-o",
+        str(tmp_path / "g.png"),
+        "--each",
+        str(tmp_path / "each"),
+    )
     assert code == 0, err
     assert Image.open(tmp_path / "g.png").size == (32, 32)
     meta = read_png_metadata(tmp_path / "each" / "0001_seed8.png")
     b = sampling.load_generator(run)
     assert meta["seed"] == 8 and meta["model_id"] == "run@3" and meta["model_sha256"] == b.sha256
-    assert {"blonde hair", "blue eyes", "smile"} <= set(meta["tags"]) and meta["software"].startswith("charforge")
-    code, _, err = _cli(capsys, "generate", "-m", str(run), "--n", "3", "--seed", "5", "--fixed-noise",
-                        "-o", str(tmp_path / "f.png"))
+    assert {"blonde hair", "blue eyes", "smile"} <= set(meta["tags"]) and meta["software"].startswith(
+        "charforge"
+    )
+    code, _, err = _cli(
+        capsys,
+        "generate",
+        "-m",
+        str(run),
+        "--n",
+        "3",
+        "--seed",
+        "5",
+        "--fixed-noise",
+        "-o",
+        str(tmp_path / "f.png"),
+    )
     grid = read_png_metadata(tmp_path / "f.png")
     assert code == 0 and grid["seeds"] == [5, 5, 5] and grid["fixed_noise"] is True
 
 
 def test_interpolate_and_npc_cli(run, tmp_path, capsys):
-    code, _, err = _cli(capsys, "interpolate", "-m", str(run), "--seed-a", "1", "--seed-b", "2", "--tags-a", "red hair",
-                        "--tags-b", "blue hair", "--frames", "4", "-o", str(tmp_path / "i"))
+    code, _, err = _cli(
+        capsys,
+        "interpolate",
+        "-m",
+        str(run),
+        "--seed-a",
+        "1",
+        "--seed-b",
+        "2",
+        "--tags-a",
+        "red hair",
+        "--tags-b",
+        "blue hair",
+        "--frames",
+        "4",
+        "-o",
+        str(tmp_path / "i"),
+    )
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "i").glob("frame_*.png")) == [f"frame_{i:03d}.png" for i in range(4)]
+    assert sorted(p.name for p in (tmp_path / "i").glob("frame_*.png")) == [
+        f"frame_{i:03d}.png" for i in range(4)
+    ]
     with Image.open(tmp_path / "i" / "interpolation.gif") as gif:
         assert gif.n_frames >= 2  # PIL merges identical consecutive frames, so not exactly 2 * frames
-    code, _, err = _cli(capsys, "npc", "-m", str(run), "--n", "6", "--tags", "smile", "--min-distance", "0",
-                        "-o", str(tmp_path / "npc"))
+    code, _, err = _cli(
+        capsys,
+        "npc",
+        "-m",
+        str(run),
+        "--n",
+        "6",
+        "--tags",
+        "smile",
+        "--min-distance",
+        "0",
+        "-o",
+        str(tmp_path / "npc"),
+    )
     assert code == 0, err
     man = json.loads((tmp_path / "npc" / "manifest.json").read_text())
     assert len(man["items"]) == 6 and len({i["seed"] for i in man["items"]}) == 6
@@ -136,18 +200,36 @@ def test_truncation_scales_noise_and_is_recorded(run, tmp_path, capsys):
     z1, z6 = sampling.noise_for_seeds([3, 4], 16), sampling.noise_for_seeds([3, 4], 16, 0.6)
     assert torch.allclose(z6, z1 * 0.6)
     tags = sampling.sample_tags(b, None, 2, np.random.default_rng(0))
-    assert np.array_equal(sampling.generate(b, tags, seeds=[3, 4], truncation=0.6), sampling.generate(b, tags, z=z6))
+    assert np.array_equal(
+        sampling.generate(b, tags, seeds=[3, 4], truncation=0.6), sampling.generate(b, tags, z=z6)
+    )
     assert not np.array_equal(sampling.generate(b, tags, seeds=[3, 4]), sampling.generate(b, tags, z=z6))
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(UserError, match="truncation"):
             sampling.noise_for_seeds([1], 16, bad)
-    code, _, err = _cli(capsys, "generate", "-m", str(run), "--n", "2", "--truncation", "0.7", "-o", str(tmp_path / "t.png"))
+    code, _, err = _cli(
+        capsys, "generate", "-m", str(run), "--n", "2", "--truncation", "0.7", "-o", str(tmp_path / "t.png")
+    )
     assert code == 0, err
     assert read_png_metadata(tmp_path / "t.png")["truncation"] == 0.7
-    code, _, err = _cli(capsys, "generate", "-m", str(run), "--truncation", "2", "-o", str(tmp_path / "u.png"))
+    code, _, err = _cli(
+        capsys, "generate", "-m", str(run), "--truncation", "2", "-o", str(tmp_path / "u.png")
+    )
     assert code == 2 and "truncation=2.0: must be in (0, 1]" in err
-    code, _, err = _cli(capsys, "npc", "-m", str(run), "--n", "3", "--truncation", "0.5", "--min-distance", "0",
-                        "-o", str(tmp_path / "npcs"))
+    code, _, err = _cli(
+        capsys,
+        "npc",
+        "-m",
+        str(run),
+        "--n",
+        "3",
+        "--truncation",
+        "0.5",
+        "--min-distance",
+        "0",
+        "-o",
+        str(tmp_path / "npcs"),
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "npcs" / "manifest.json").read_text())["truncation"] == 0.5
 
@@ -155,8 +237,9 @@ def test_truncation_scales_noise_and_is_recorded(run, tmp_path, capsys):
 def test_eval_records_truncation(run, tmp_path):
     from charforge.metrics.report import evaluate_model
 
-    rep = evaluate_model(run, run.parent / "d", tmp_path / "rep", metrics=["diversity"], truncation=0.5, n=8,
-                         sample_n=8)
+    rep = evaluate_model(
+        run, run.parent / "d", tmp_path / "rep", metrics=["diversity"], truncation=0.5, n=8, sample_n=8
+    )
     assert rep["model"]["truncation"] == 0.5
     assert "noise truncation 0.5" in (tmp_path / "rep" / "report.md").read_text()
     with pytest.raises(UserError, match="truncation"):

@@ -34,8 +34,17 @@ def tiny_bundle(resolution: int, seed: int = 0) -> sampling.GeneratorBundle:
         [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight.mul_(8.0)
     freqs = schema.frequencies(schema.sample_training(300, np.random.default_rng(seed)))
     sha = hashlib.sha256(f"fix-{resolution}-{seed}".encode()).hexdigest()
-    return sampling.GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, resolution, "fix-test", sha,
-                                    Path("tiny.safetensors"))
+    return sampling.GeneratorBundle(
+        net,
+        schema,
+        freqs,
+        preset.to_dict(),
+        preset.z_dim,
+        resolution,
+        "fix-test",
+        sha,
+        Path("tiny.safetensors"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +52,13 @@ def model_file(tmp_path_factory) -> Path:
     """tiny_bundle(24) saved as a generator file the CLI can load."""
     b = tiny_bundle(24)
     path = tmp_path_factory.mktemp("fixmodel") / "gen.safetensors"
-    save_model(path, b.net.state_dict(), kind="generator", config=b.config,
-               extra={"tag_schema": b.schema.to_dict(), "tag_freqs": b.freqs.tolist(), "model_id": "fix-test"})
+    save_model(
+        path,
+        b.net.state_dict(),
+        kind="generator",
+        config=b.config,
+        extra={"tag_schema": b.schema.to_dict(), "tag_freqs": b.freqs.tolist(), "model_id": "fix-test"},
+    )
     return path
 
 
@@ -65,7 +79,7 @@ def test_thumbnails_are_16x16_at_any_resolution(size):
     assert th.shape == (3, 16 * 16 * 3) and th.dtype == np.float32
     assert 0.0 <= th.min() and th.max() <= 1.0
     halves = np.zeros((1, size, size, 3), np.uint8)
-    halves[:, :, size // 2:] = 200  # left half black, right half grey: the thumbnail keeps the layout
+    halves[:, :, size // 2 :] = 200  # left half black, right half grey: the thumbnail keeps the layout
     th2 = sampling._thumb(halves).reshape(16, 16, 3)
     assert np.allclose(th2[:, :7], 0.0) and np.allclose(th2[:, 9:], 200 / 255, atol=1e-6)
     if size == 32:  # a resolution that splits into 16 blocks: exact 2x2 block means
@@ -118,8 +132,23 @@ def test_generate_each_runs_the_generator_once(model_file, tmp_path, capsys, mon
     calls = []
     real = sampling.generate
     monkeypatch.setattr(sampling, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
-    code, _, err = _cli(capsys, "generate", "-m", model_file, "--n", "4", "--seed", "3", "--cols", "4",
-                        "-o", tmp_path / "g.png", "--each", tmp_path / "each", "--no-watermark")
+    code, _, err = _cli(
+        capsys,
+        "generate",
+        "-m",
+        model_file,
+        "--n",
+        "4",
+        "--seed",
+        "3",
+        "--cols",
+        "4",
+        "-o",
+        tmp_path / "g.png",
+        "--each",
+        tmp_path / "each",
+        "--no-watermark",
+    )
     assert code == 0, err
     assert len(calls) == 1
     grid = np.asarray(Image.open(tmp_path / "g.png").convert("RGB"))
@@ -136,14 +165,30 @@ def test_generate_each_runs_the_generator_once(model_file, tmp_path, capsys, mon
 
 @pytest.mark.parametrize("fps", ["0", "-2"])
 def test_interpolate_rejects_bad_fps(model_file, tmp_path, capsys, fps):
-    code, _, err = _cli(capsys, "interpolate", "-m", model_file, "--frames", "2", "--fps", fps, "-o", tmp_path / "i")
+    code, _, err = _cli(
+        capsys, "interpolate", "-m", model_file, "--frames", "2", "--fps", fps, "-o", tmp_path / "i"
+    )
     assert code == 2 and "--fps" in err and "0.1" in err
     assert not (tmp_path / "i").exists()
 
 
 def test_interpolate_gif_has_provenance_comment(model_file, tmp_path, capsys):
-    code, _, err = _cli(capsys, "interpolate", "-m", model_file, "--seed-a", "1", "--seed-b", "2", "--frames", "3",
-                        "--fps", "4", "-o", tmp_path / "i")
+    code, _, err = _cli(
+        capsys,
+        "interpolate",
+        "-m",
+        model_file,
+        "--seed-a",
+        "1",
+        "--seed-b",
+        "2",
+        "--frames",
+        "3",
+        "--fps",
+        "4",
+        "-o",
+        tmp_path / "i",
+    )
     assert code == 0, err
     with Image.open(tmp_path / "i" / "interpolation.gif") as gif:
         assert gif.info["duration"] == 250

@@ -27,7 +27,9 @@ def make_bundle(resolution: int = 32, seed: int = 0):
     schema = make_girls_moe_schema()
     torch.manual_seed(seed)
     net = build_generator(preset, len(schema)).eval().requires_grad_(False)
-    with torch.no_grad():  # more contrast than a fresh init, so different seeds give visibly different pictures
+    with (
+        torch.no_grad()
+    ):  # more contrast than a fresh init, so different seeds give visibly different pictures
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.fill_(0.05)  # eval-mode BN then amplifies, as a trained net's statistics would
@@ -35,8 +37,17 @@ def make_bundle(resolution: int = 32, seed: int = 0):
         last.weight.mul_(8.0)  # (3, C, k, k): saturate tanh into clear colours
     freqs = schema.frequencies(schema.sample_training(500, np.random.default_rng(seed)))
     sha = hashlib.sha256(f"tiny-{resolution}-{seed}".encode()).hexdigest()
-    return GeneratorBundle(net, schema, freqs, preset.to_dict(), preset.z_dim, resolution, f"tiny-test-{seed}", sha,
-                           Path("tiny.safetensors"))
+    return GeneratorBundle(
+        net,
+        schema,
+        freqs,
+        preset.to_dict(),
+        preset.z_dim,
+        resolution,
+        f"tiny-test-{seed}",
+        sha,
+        Path("tiny.safetensors"),
+    )
 
 
 class DiscCreator(Creator):
@@ -45,8 +56,11 @@ class DiscCreator(Creator):
     name = "disc"
 
     def __init__(self):
-        self.space = ParamSpace([Categorical("color", tuple(DISC_COLOURS), "red"), Categorical("ring", ("no", "yes"), "no")],
-                                [Continuous("radius", 0.1, 0.45, 0.3), Continuous("x", 0.3, 0.7, 0.5)], name="disc")
+        self.space = ParamSpace(
+            [Categorical("color", tuple(DISC_COLOURS), "red"), Categorical("ring", ("no", "yes"), "no")],
+            [Continuous("radius", 0.1, 0.45, 0.3), Continuous("x", 0.3, 0.7, 0.5)],
+            name="disc",
+        )
 
     def render(self, batch: ParamBatch, size: int) -> np.ndarray:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -82,8 +96,13 @@ def make_app(**settings):
     from charforge.serve.app import ServeSettings, create_app
 
     f2p = FakeF2P()
-    return create_app(ServeSettings(**settings), generators={"default": make_bundle()}, f2p=f2p, creator=f2p.creator,
-                      fitter=fake_fit)
+    return create_app(
+        ServeSettings(**settings),
+        generators={"default": make_bundle()},
+        f2p=f2p,
+        creator=f2p.creator,
+        fitter=fake_fit,
+    )
 
 
 class LiveServer:
@@ -103,7 +122,9 @@ class LiveServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()

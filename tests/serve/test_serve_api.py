@@ -36,7 +36,9 @@ def test_health_models_creator(client):
     info = m["models"][0]
     assert m["default"] == "default" and info["image_size"] == 32
     assert [g["name"] for g in info["schema"]["groups"]] == ["hair color", "eye color"]
-    assert set(info["freqs"]) == {t for g in info["schema"]["groups"] for t in g["tags"]} | set(info["schema"]["independent"])
+    assert set(info["freqs"]) == {t for g in info["schema"]["groups"] for t in g["tags"]} | set(
+        info["schema"]["independent"]
+    )
     space = client.get("/api/v1/creator").json()["space"]
     assert [p["name"] for p in space["continuous"]] == ["radius", "x"]
 
@@ -74,16 +76,19 @@ def test_generate_zip_has_manifest(client):
     assert all(zf.read(row["file"]).startswith(b"\x89PNG") for row in manifest["images"])
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"tags": {"hair color": "blond hair"}}, "tags.hair color"),
-    ({"tags": {"wings": True}}, "tags.wings"),
-    ({"tags": {"long hair": True, "short hair": True}}, "tags"),
-    ({"tags": {"smile": "yes"}}, "tags.smile"),
-    ({"count": 65}, "count"),
-    ({"seed": -1}, "seed"),
-    ({"seeds": [1, 2**40]}, "seeds.1"),
-    ({"model": "../../etc/passwd"}, "model"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"tags": {"hair color": "blond hair"}}, "tags.hair color"),
+        ({"tags": {"wings": True}}, "tags.wings"),
+        ({"tags": {"long hair": True, "short hair": True}}, "tags"),
+        ({"tags": {"smile": "yes"}}, "tags.smile"),
+        ({"count": 65}, "count"),
+        ({"seed": -1}, "seed"),
+        ({"seeds": [1, 2**40]}, "seeds.1"),
+        ({"model": "../../etc/passwd"}, "model"),
+    ],
+)
 def test_generate_bad_input_is_422_naming_the_field(client, body, field):
     r = client.post("/api/v1/generate", json=body)
     assert r.status_code == 422
@@ -117,17 +122,29 @@ def test_render_and_parameter_errors(client):
     r = client.post("/api/v1/render", json={"params": {"color": "blue", "radius": 0.2}, "size": 64})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     im = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
-    assert im.shape == (64, 64, 3) and np.abs(im[32, 32].astype(int) - (40, 60, 220)).max() <= 4  # watermark: +-few levels
-    bigger = client.post("/api/v1/render", json={"params": {"color": "blue", "radius": 0.4}, "size": 64}).content
+    assert (
+        im.shape == (64, 64, 3) and np.abs(im[32, 32].astype(int) - (40, 60, 220)).max() <= 4
+    )  # watermark: +-few levels
+    bigger = client.post(
+        "/api/v1/render", json={"params": {"color": "blue", "radius": 0.4}, "size": 64}
+    ).content
     assert (np.asarray(Image.open(io.BytesIO(bigger)).convert("RGB")) != im).any()
-    for params, field in [({"radius": 3}, "params.radius"), ({"color": "teal"}, "params.color"), ({"tail": 1}, "params.tail")]:
+    for params, field in [
+        ({"radius": 3}, "params.radius"),
+        ({"color": "teal"}, "params.color"),
+        ({"tail": 1}, "params.tail"),
+    ]:
         bad = client.post("/api/v1/render", json={"params": params})
         assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
 
 
 def test_fit_sniffs_content_not_names(client):
     # a real PNG sent with a misleading name and type is still an image
-    r = client.post("/api/v1/fit", files={"file": ("notes.txt", png_of((30, 50, 200)), "text/plain")}, data={"mode": "fast"})
+    r = client.post(
+        "/api/v1/fit",
+        files={"file": ("notes.txt", png_of((30, 50, 200)), "text/plain")},
+        data={"mode": "fast"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["params"]["color"] == "blue" and 0 <= body["similarity"] <= 1
@@ -138,8 +155,18 @@ def test_fit_sniffs_content_not_names(client):
     # a truncated PNG is an image that cannot be decoded
     r = client.post("/api/v1/fit", files={"file": ("cut.png", png_of()[:60], "image/png")})
     assert r.status_code == 422 and "decoded" in r.json()["detail"]
-    assert client.post("/api/v1/fit", files={"file": ("a.png", png_of(), "image/png")}, data={"mode": "slow"}).status_code == 422
-    assert client.post("/api/v1/fit", content=b"raw", headers={"content-type": "application/octet-stream"}).status_code == 415
+    assert (
+        client.post(
+            "/api/v1/fit", files={"file": ("a.png", png_of(), "image/png")}, data={"mode": "slow"}
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/api/v1/fit", content=b"raw", headers={"content-type": "application/octet-stream"}
+        ).status_code
+        == 415
+    )
 
 
 def test_fit_limits_size_and_pixels():
@@ -165,7 +192,9 @@ def test_fit_writes_nothing_to_disk(client, monkeypatch):
 
     for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
         monkeypatch.setattr(tempfile, name, refuse)
-    big = np.random.default_rng(1).integers(0, 255, (700, 700, 3), dtype=np.uint8)  # ~1.5 MB PNG: above any spool size
+    big = np.random.default_rng(1).integers(
+        0, 255, (700, 700, 3), dtype=np.uint8
+    )  # ~1.5 MB PNG: above any spool size
     buf = io.BytesIO()
     Image.fromarray(big).save(buf, format="PNG", compress_level=0)
     r = client.post("/api/v1/fit", files={"file": ("big.png", buf.getvalue(), "image/png")})
@@ -215,8 +244,12 @@ def test_truncation_changes_the_image_and_is_validated(client):
 def test_interpolate_end_points_match_generate_when_truncated(client):
     a = client.post("/api/v1/generate", json={"seeds": [21], "truncation": 0.6}).json()["images"][0]
     b = client.post("/api/v1/generate", json={"seeds": [22], "truncation": 0.6}).json()["images"][0]
-    body = {"a": {"seed": 21, "tags": a["tag_form"]}, "b": {"seed": 22, "tags": b["tag_form"]}, "frames": 3,
-            "truncation": 0.6}
+    body = {
+        "a": {"seed": 21, "tags": a["tag_form"]},
+        "b": {"seed": 22, "tags": b["tag_form"]},
+        "frames": 3,
+        "truncation": 0.6,
+    }
     r = client.post("/api/v1/interpolate", json=body).json()
     assert np.array_equal(decode(r["frames"][0]), decode(a["png_base64"]))
     assert np.array_equal(decode(r["frames"][-1]), decode(b["png_base64"]))

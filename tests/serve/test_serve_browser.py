@@ -25,7 +25,9 @@ PHONE = {"width": 390, "height": 844}
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
+    ),
 ]
 
 
@@ -39,8 +41,13 @@ def studio_app():
         models = load_models(None, None, "builtin", warn=lambda msg: None)
     fitter = None if models["f2p"] is not None else fake_fit
     creator = models["creator"] or DiscCreator()
-    return create_app(ServeSettings(), generators=models["generators"] or {"default": make_bundle()},
-                      f2p=models["f2p"] or FakeF2P(creator), creator=creator, fitter=fitter)
+    return create_app(
+        ServeSettings(),
+        generators=models["generators"] or {"default": make_bundle()},
+        f2p=models["f2p"] or FakeF2P(creator),
+        creator=creator,
+        fitter=fitter,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +61,11 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield b
         b.close()
 
@@ -68,7 +78,9 @@ def shots(tmp_path_factory) -> Path:
 
 
 def open_page(browser, server, viewport, panel="generate"):
-    ctx = browser.new_context(viewport=viewport, accept_downloads=True, bypass_csp=True)  # lets wait_for_function eval
+    ctx = browser.new_context(
+        viewport=viewport, accept_downloads=True, bypass_csp=True
+    )  # lets wait_for_function eval
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -85,13 +97,17 @@ def test_generate_with_tags_then_interpolate(browser, server, shots):
     page.click("label[for=tri-hat-off]")
     page.fill("#seed", "100")
     page.fill("#count", "6")
-    page.fill("#variety", "0.7")  # truncation: the request carries it, and the interpolation end points follow
+    page.fill(
+        "#variety", "0.7"
+    )  # truncation: the request carries it, and the interpolation end points follow
     assert page.inner_text("#variety-value") == "0.70"
     with page.expect_request(lambda r: r.url.endswith("/api/v1/generate") and r.method == "POST") as req:
         page.click("#generate")
     assert json.loads(req.value.post_data)["truncation"] == 0.7
     page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 6")
-    page.wait_for_function("[...document.querySelectorAll('#grid .tile img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid .tile img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     titles = page.eval_on_selector_all("#grid .tile", "ts => ts.map(t => t.title)")
     assert all("blonde hair" in t and "smile" in t and "hat" not in t.split(", ") for t in titles)
     assert page.inner_text("#grid .tile .meta span") == "#100"
@@ -146,11 +162,17 @@ def test_photo_fit_then_slider_rerenders(browser, server, shots):
     lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
     before = float(slider.input_value())
     target = lo if before - lo > hi - before else hi  # the far end: a visible change
-    slider.evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }", str(target))
-    page.wait_for_function("document.getElementById('preview').dataset.size === '256'")  # the sharp render, last
+    slider.evaluate(
+        "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }", str(target)
+    )
+    page.wait_for_function(
+        "document.getElementById('preview').dataset.size === '256'"
+    )  # the sharp render, last
     page.wait_for_function("document.getElementById('preview').complete")
     edited = _preview_pixels(page)
-    assert np.abs(edited.astype(int) - fitted.astype(int)).mean() > 0.5, f"moving {name} did not change the preview"
+    assert np.abs(edited.astype(int) - fitted.astype(int)).mean() > 0.5, (
+        f"moving {name} did not change the preview"
+    )
     with page.expect_download() as dl:
         page.click("#export-json")
     exported = json.loads(Path(dl.value.path()).read_text())

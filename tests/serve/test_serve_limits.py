@@ -84,7 +84,9 @@ def test_event_loop_stays_free_during_heavy_work():
 
     async def scenario():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            fit = asyncio.ensure_future(c.post("/api/v1/fit", files={"file": ("a.png", png_of(), "image/png")}))
+            fit = asyncio.ensure_future(
+                c.post("/api/v1/fit", files={"file": ("a.png", png_of(), "image/png")})
+            )
             while not started.is_set():
                 await asyncio.sleep(0.01)
             t0 = time.perf_counter()
@@ -97,11 +99,20 @@ def test_event_loop_stays_free_during_heavy_work():
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("host, token, ok", [
-    ("127.0.0.1", None, True), ("localhost", None, True), ("::1", None, True), ("127.0.0.5", None, True),
-    ("0.0.0.0", None, False), ("192.168.1.4", None, False), ("example.org", None, False),
-    ("0.0.0.0", "short", False), ("0.0.0.0", "long-enough-token", True),
-])
+@pytest.mark.parametrize(
+    "host, token, ok",
+    [
+        ("127.0.0.1", None, True),
+        ("localhost", None, True),
+        ("::1", None, True),
+        ("127.0.0.5", None, True),
+        ("0.0.0.0", None, False),
+        ("192.168.1.4", None, False),
+        ("example.org", None, False),
+        ("0.0.0.0", "short", False),
+        ("0.0.0.0", "long-enough-token", True),
+    ],
+)
 def test_bind_needs_token_off_loopback(host, token, ok):
     if ok:
         check_bind(host, token)
@@ -121,7 +132,10 @@ def test_cli_refuses_open_bind_without_token(capsys):
 
 def test_model_specs_are_names_not_paths():
     assert parse_model_specs(["default", "big=runs/big", "x/y/anime.safetensors"]) == {
-        "default": None, "big": "runs/big", "anime": "x/y/anime.safetensors"}
+        "default": None,
+        "big": "runs/big",
+        "anime": "x/y/anime.safetensors",
+    }
     with pytest.raises(UserError):
         parse_model_specs(["../evil=runs/a"])
     with pytest.raises(UserError):

@@ -26,7 +26,9 @@ def pixels(data: bytes) -> np.ndarray:
 
 def test_builtin_creator_editor_round_trip():
     creator = pytest.importorskip("charforge.creators.builtin").BuiltinCreator()
-    c = client_for(generators={"default": make_bundle()}, f2p=FakeF2P(creator), creator=creator, fitter=fake_fit)
+    c = client_for(
+        generators={"default": make_bundle()}, f2p=FakeF2P(creator), creator=creator, fitter=fake_fit
+    )
     space = c.get("/api/v1/creator").json()["space"]
     assert len(space["continuous"]) >= 10 and space["categorical"]
     base = c.post("/api/v1/render", json={"params": {}, "size": 96})
@@ -52,7 +54,9 @@ def test_shipped_generator_respects_tags():
     if "default" not in sampling.available_generators():
         pytest.skip("no shipped default generator yet (charforge/weights/generator_default.safetensors)")
     c = client_for(generators={"default": sampling.load_generator(None)})
-    r = c.post("/api/v1/generate", json={"tags": {"hair color": "silver hair", "hat": True}, "seed": 1, "count": 2})
+    r = c.post(
+        "/api/v1/generate", json={"tags": {"hair color": "silver hair", "hat": True}, "seed": 1, "count": 2}
+    )
     assert r.status_code == 200
     assert all("silver hair" in im["tags"] and "hat" in im["tags"] for im in r.json()["images"])
 
@@ -70,7 +74,9 @@ def test_shipped_f2p_fits_a_photo():
     c = client_for(f2p=f2p, creator=f2p.creator)
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, format="JPEG")
-    r = c.post("/api/v1/fit", files={"file": ("astronaut.jpg", buf.getvalue(), "image/jpeg")}, data={"mode": "fast"})
+    r = c.post(
+        "/api/v1/fit", files={"file": ("astronaut.jpg", buf.getvalue(), "image/jpeg")}, data={"mode": "fast"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     f2p.creator.space.validate(body["params"])  # every fitted parameter is a valid creator value

@@ -35,11 +35,21 @@ def setup(tmp_path_factory):
     torch.set_num_threads(1)
     b = make_bundle(32)
     path = tmp_path_factory.mktemp("shared") / "gen.safetensors"
-    save_model(path, b.net.state_dict(), kind="generator", config=b.config,
-               extra={"tag_schema": b.schema.to_dict(), "tag_freqs": b.freqs.tolist(), "model_id": "shared-test"})
+    save_model(
+        path,
+        b.net.state_dict(),
+        kind="generator",
+        config=b.config,
+        extra={"tag_schema": b.schema.to_dict(), "tag_freqs": b.freqs.tolist(), "model_id": "shared-test"},
+    )
     f2p = FakeF2P()
-    app = create_app(ServeSettings(), generators={"default": sampling.load_generator(path)}, f2p=f2p,
-                     creator=f2p.creator, fitter=fake_fit)
+    app = create_app(
+        ServeSettings(),
+        generators={"default": sampling.load_generator(path)},
+        f2p=f2p,
+        creator=f2p.creator,
+        fitter=fake_fit,
+    )
     with TestClient(app) as client:
         yield path, client
 
@@ -51,8 +61,21 @@ def _rgb(data: bytes) -> np.ndarray:
 @pytest.mark.parametrize("fixed", [False, True])
 def test_cli_and_studio_give_identical_images(setup, tmp_path, capsys, fixed):
     path, client = setup
-    args = ["generate", "-m", str(path), "--tags", TAGS, "--n", "3", "--seed", "40", "-o", str(tmp_path / "g.png"),
-            "--each", str(tmp_path / "each")] + (["--fixed-noise"] if fixed else [])
+    args = [
+        "generate",
+        "-m",
+        str(path),
+        "--tags",
+        TAGS,
+        "--n",
+        "3",
+        "--seed",
+        "40",
+        "-o",
+        str(tmp_path / "g.png"),
+        "--each",
+        str(tmp_path / "each"),
+    ] + (["--fixed-noise"] if fixed else [])
     try:
         main(args)
     except SystemExit as e:
@@ -80,7 +103,9 @@ def test_npc_tag_seed_reproduces_the_npc(setup):
     for row in rows[:2]:
         meta = read_png_metadata(zf.read(row["file"]))
         assert meta["tag_seed"] == meta["seed"] == row["seed"]
-        again = client.post("/api/v1/generate", json={"tags": FORM, "seeds": [meta["tag_seed"]]}).json()["images"][0]
+        again = client.post("/api/v1/generate", json={"tags": FORM, "seeds": [meta["tag_seed"]]}).json()[
+            "images"
+        ][0]
         assert again["tags"] == meta["tags"] == row["tags"]
         assert np.array_equal(_rgb(base64.b64decode(again["png_base64"])), _rgb(zf.read(row["file"])))
 

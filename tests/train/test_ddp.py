@@ -34,17 +34,35 @@ save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, f"rank{r
 def test_two_process_gloo_keeps_weights_identical(tmp_path):
     schema = make_girls_moe_schema()
     rng = np.random.default_rng(0)
-    write_packed(tmp_path / "d", rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
-                 schema.sample_training(16, rng).astype(np.uint8), schema)
+    write_packed(
+        tmp_path / "d",
+        rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+        schema.sample_training(16, rng).astype(np.uint8),
+        schema,
+    )
     (tmp_path / "worker.py").write_text(WORKER)
     env = {**os.environ, "CHARFORGE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(tmp_path / "worker.py"), str(tmp_path / "d"), str(tmp_path / "run"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(tmp_path / "worker.py"),
+        str(tmp_path / "d"),
+        str(tmp_path / "run"),
+        str(tmp_path),
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert a.keys() == b.keys()
-    bad = [k for k in a if not k.endswith("running_mean") and not k.endswith("running_var") and not torch.equal(a[k], b[k])]
+    bad = [
+        k
+        for k in a
+        if not k.endswith("running_mean") and not k.endswith("running_var") and not torch.equal(a[k], b[k])
+    ]
     assert not bad, f"parameters differ across ranks: {bad[:5]}"
     init = load_file(str(tmp_path / "run" / "checkpoints" / "generator-0000002.safetensors"))
     assert any(not torch.equal(init[k], a[f"E.{k}"]) for k in init), "training did not move the weights"

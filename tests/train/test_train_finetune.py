@@ -20,8 +20,12 @@ SCHEMA = make_girls_moe_schema()
 def data16(tmp_path_factory):
     rng = np.random.default_rng(2)
     root = tmp_path_factory.mktemp("ds") / "d16"
-    write_packed(root, rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
-                 SCHEMA.sample_training(24, rng).astype(np.uint8), SCHEMA)
+    write_packed(
+        root,
+        rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
+        SCHEMA.sample_training(24, rng).astype(np.uint8),
+        SCHEMA,
+    )
     return root
 
 
@@ -55,6 +59,7 @@ def test_init_from_copies_weights_and_adds_new_modules(data16, source_run, tmp_p
     p = resolve_preset("tiny", {"steps": 2, "d_projection": True})
     tr = Trainer(data16, tmp_path / "ft", p, opts=opts(init_from=str(source_run)))
     from charforge.models.io import load_model
+
     tensors, _ = load_model(state)
     for name, t in tr.G.state_dict().items():
         assert torch.equal(t, tensors[f"G.{name}"]), name
@@ -70,13 +75,21 @@ def test_init_from_a_generator_file_leaves_d_fresh(data16, source_run, tmp_path)
     gen = CheckpointStore(source_run).generator_path(3)
     tr = Trainer(data16, tmp_path / "ft", resolve_preset("tiny", {"steps": 1}), opts=opts(init_from=str(gen)))
     from charforge.models.io import load_model
+
     tensors, _ = load_model(gen)
     assert all(torch.equal(t, tensors[n]) for n, t in tr.ema.net.state_dict().items())
 
 
 def test_init_from_mismatch_names_the_tensor(data16, source_run, tmp_path):
-    with pytest.raises(UserError, match=r"G\.\S+ has shape \(8, 8, 3, 3\), this preset needs \(12, 12, 3, 3\)"):
-        Trainer(data16, tmp_path / "bad", resolve_preset("tiny", {"g_width": 12}), opts=opts(init_from=str(source_run)))
+    with pytest.raises(
+        UserError, match=r"G\.\S+ has shape \(8, 8, 3, 3\), this preset needs \(12, 12, 3, 3\)"
+    ):
+        Trainer(
+            data16,
+            tmp_path / "bad",
+            resolve_preset("tiny", {"g_width": 12}),
+            opts=opts(init_from=str(source_run)),
+        )
     with pytest.raises(UserError, match="no checkpoint"):
         Trainer(data16, tmp_path / "bad2", resolve_preset("tiny"), opts=opts(init_from=str(tmp_path)))
 
@@ -84,8 +97,20 @@ def test_init_from_mismatch_names_the_tensor(data16, source_run, tmp_path):
 def test_cli_rejects_resume_with_init_from(data16, source_run, tmp_path):
     from tests.f2p.f2p_helpers import run_cli
 
-    code, out = run_cli(["train", "--data", str(data16), "--out", str(tmp_path / "x"), "--preset", "tiny",
-                         "--resume", "--init-from", str(source_run)])
+    code, out = run_cli(
+        [
+            "train",
+            "--data",
+            str(data16),
+            "--out",
+            str(tmp_path / "x"),
+            "--preset",
+            "tiny",
+            "--resume",
+            "--init-from",
+            str(source_run),
+        ]
+    )
     assert code == 2 and "pass only one" in out and "Traceback" not in out
 
 
@@ -94,10 +119,27 @@ def test_cli_init_from_takes_the_source_architecture(data16, tmp_path):
     from tests.f2p.f2p_helpers import run_cli
 
     src = tmp_path / "src"
-    Trainer(data16, src, resolve_preset("tiny", {"steps": 2, "g_cond_norm": True, "d_projection": True}), opts=opts()).run()
+    Trainer(
+        data16,
+        src,
+        resolve_preset("tiny", {"steps": 2, "g_cond_norm": True, "d_projection": True}),
+        opts=opts(),
+    ).run()
     gen = CheckpointStore(src).generator_path(2)
-    code, out = run_cli(["train", "--data", str(data16), "--out", str(tmp_path / "ft"), "--init-from", str(gen),
-                         "--steps", "1", "--no-tensorboard"])
+    code, out = run_cli(
+        [
+            "train",
+            "--data",
+            str(data16),
+            "--out",
+            str(tmp_path / "ft"),
+            "--init-from",
+            str(gen),
+            "--steps",
+            "1",
+            "--no-tensorboard",
+        ]
+    )
     assert code == 0, out
     cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert cfg["preset"]["name"] == "tiny" and cfg["preset"]["g_cond_norm"] and cfg["preset"]["steps"] == 1
@@ -108,8 +150,14 @@ def test_resume_with_changed_settings_updates_config(data16, tmp_path):
     run = tmp_path / "run"
     Trainer(data16, run, resolve_preset("tiny", {"steps": 2}), opts=opts()).run()
     p = resolve_preset("tiny", {"steps": 3, "ema_half_life": 777.0})
-    Trainer(data16, run, p, resume=True, opts=opts(command="charforge train --resume --set ema_half_life=777")).run()
+    Trainer(
+        data16, run, p, resume=True, opts=opts(command="charforge train --resume --set ema_half_life=777")
+    ).run()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["preset"]["ema_half_life"] == 777.0 and cfg["preset"]["steps"] == 3
     (entry,) = cfg["resumed"]
-    assert entry["step"] == 2 and entry["changed"]["ema_half_life"][1] == 777.0 and "--resume" in entry["command"]
+    assert (
+        entry["step"] == 2
+        and entry["changed"]["ema_half_life"][1] == 777.0
+        and "--resume" in entry["command"]
+    )

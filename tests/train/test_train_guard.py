@@ -66,7 +66,9 @@ def test_nan_gives_up_after_bounded_retries(data32, tmp_path):
 def test_early_stopping_with_patience(data32, tmp_path):
     p = resolve_preset("tiny", {"steps": 200, "eval_every": 1, "patience": 2, "lr": 0.0, "ckpt_every": 50})
     summary = Trainer(data32, tmp_path / "run", p, opts=opts()).run()
-    assert summary["step"] < 10 and "early stop" in summary["stop_reason"]  # lr 0: the metric can never improve
+    assert (
+        summary["step"] < 10 and "early stop" in summary["stop_reason"]
+    )  # lr 0: the metric can never improve
     assert (tmp_path / "run" / "checkpoints" / f"state-{summary['step']:07d}.safetensors").exists()
 
 
@@ -82,8 +84,16 @@ def test_augment_is_seeded_and_differentiable():
 
 
 def test_augmented_bf16_channels_last_run(data32, tmp_path):
-    p = resolve_preset("tiny", {"steps": 3, "augment": "translation,cutout,color,noise", "bf16": True,
-                                "channels_last": True, "gp_every": 2})
+    p = resolve_preset(
+        "tiny",
+        {
+            "steps": 3,
+            "augment": "translation,cutout,color,noise",
+            "bf16": True,
+            "channels_last": True,
+            "gp_every": 2,
+        },
+    )
     Trainer(data32, tmp_path / "run", p, opts=opts()).run()
     rows = read_log(tmp_path / "run" / "log.jsonl")
     assert len(rows) == 3 and all(np.isfinite(r["loss_D"]) for r in rows)

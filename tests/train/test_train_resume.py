@@ -65,8 +65,14 @@ def test_smoke_run_leaves_a_resumable_run(data, tmp_path):
     assert summary["step"] == 12
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["preset"]["steps"] == 12 and len(cfg["data_manifest_sha256"]) == 64
-    for name in ("log.jsonl", "loss_curves.png", "MODEL_CARD.md", "samples/step_0000006.png",
-                 "checkpoints/state-0000012.safetensors", "checkpoints/generator-0000012.safetensors"):
+    for name in (
+        "log.jsonl",
+        "loss_curves.png",
+        "MODEL_CARD.md",
+        "samples/step_0000006.png",
+        "checkpoints/state-0000012.safetensors",
+        "checkpoints/generator-0000012.safetensors",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert "unknown" in (run / "MODEL_CARD.md").read_text()
@@ -81,16 +87,35 @@ def test_smoke_run_leaves_a_resumable_run(data, tmp_path):
 
 
 def _cli(data, out, *extra):
-    return [sys.executable, "-m", "charforge", "train", "--data", str(data), "--out", str(out), "--preset", "tiny",
-            "--threads", "1", "--no-tensorboard", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "charforge",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--threads",
+        "1",
+        "--no-tensorboard",
+        *extra,
+    ]
 
 
 def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path):
     sets = ["--set", "ckpt_every=3", "--set", "sample_every=1000", "--set", "eval_every=1000"]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(data, killed, "--steps", "5000", *sets), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cli(data, killed, "--steps", "5000", *sets),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while not (killed / "checkpoints" / "state-0000006.safetensors").exists():
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -100,8 +125,14 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path):
     proc.wait()
     resumed_from = max(int(p.stem.split("-")[1]) for p in (killed / "checkpoints").glob("state-*"))
     total = resumed_from + 4
-    r = subprocess.run(_cli(data, killed, "--steps", str(total), "--resume", *sets), cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        _cli(data, killed, "--steps", str(total), "--resume", *sets),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
 
     p = resolve_preset("tiny", {"steps": total, "ckpt_every": 3, "sample_every": 1000, "eval_every": 1000})
@@ -119,13 +150,36 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path):
 def test_ctrl_c_finishes_the_step_and_checkpoints(data, tmp_path):
     """SIGINT stops between steps and saves, so no finished step is lost even with rare checkpoints."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "charforge", "train", "--data", str(data), "--preset", "tiny", "--out", str(run),
-           "--steps", "100000", "--threads", "1", "--no-tensorboard", "--set", "ckpt_every=100000",
-           "--set", "sample_every=100000", "--set", "log_every=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "charforge",
+        "train",
+        "--data",
+        str(data),
+        "--preset",
+        "tiny",
+        "--out",
+        str(run),
+        "--steps",
+        "100000",
+        "--threads",
+        "1",
+        "--no-tensorboard",
+        "--set",
+        "ckpt_every=100000",
+        "--set",
+        "sample_every=100000",
+        "--set",
+        "log_every=1",
+    ]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(read_log(run / "log.jsonl") if (run / "log.jsonl").exists() else []) < 3:
+    while (
+        time.time() < deadline
+        and len(read_log(run / "log.jsonl") if (run / "log.jsonl").exists() else []) < 3
+    ):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

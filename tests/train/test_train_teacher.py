@@ -54,7 +54,9 @@ def test_degrade_kind_is_seeded_differentiable_and_keeps_dtype():
     a.sum().backward()
     assert x.grad.abs().sum() > 0
     softened = (a - x).abs().flatten(1).amax(dim=1) > 0
-    assert 0 < int(softened.sum()) < 6  # about half of the images are degraded, the rest pass through untouched
+    assert (
+        0 < int(softened.sum()) < 6
+    )  # about half of the images are degraded, the rest pass through untouched
     y = degrade(x.detach().bfloat16(), torch.Generator().manual_seed(1), 1.0)
     assert y.dtype == torch.bfloat16 and y.abs().max() <= 1
 
@@ -63,7 +65,9 @@ def test_teacher_loss_trains_g_and_stays_frozen(data16, tmp_path):
     schema = make_girls_moe_schema()
     path, net = _tagger(tmp_path / "teacher.safetensors", schema)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    p = resolve_preset("tiny", {"steps": 3, "teacher": str(path), "teacher_weight": 2.0, "augment": "degrade"})
+    p = resolve_preset(
+        "tiny", {"steps": 3, "teacher": str(path), "teacher_weight": 2.0, "augment": "degrade"}
+    )
     tr = Trainer(data16, tmp_path / "run", p, opts=opts())
     tr.run()
     rows = read_log(tmp_path / "run" / "log.jsonl")
@@ -78,8 +82,14 @@ def test_teacher_loss_trains_g_and_stays_frozen(data16, tmp_path):
     assert source_preset(tmp_path / "run").teacher == ""
     assert source_preset(tmp_path / "run", {"teacher": str(path)}).teacher == str(path)
     path.unlink()
-    Trainer(data16, tmp_path / "ft", source_preset(tmp_path / "run", {"steps": 1}),
-            opts=TrainOptions(device="cpu", show_progress=False, tensorboard=False, init_from=str(tmp_path / "run"))).run()
+    Trainer(
+        data16,
+        tmp_path / "ft",
+        source_preset(tmp_path / "run", {"steps": 1}),
+        opts=TrainOptions(
+            device="cpu", show_progress=False, tensorboard=False, init_from=str(tmp_path / "run")
+        ),
+    ).run()
 
 
 def test_teacher_term_is_the_teachers_tag_loss_on_the_fakes(data16, tmp_path):
@@ -95,7 +105,9 @@ def test_teacher_term_is_the_teachers_tag_loss_on_the_fakes(data16, tmp_path):
         want = classification_loss(tr.teacher(tr.G(z, c)), c, schema, "group-ce")
     assert float(logs["G_teacher"]) == pytest.approx(float(want), rel=1e-5)
     assert float(logs["loss_G"]) == pytest.approx(
-        tr.loss.adv_weight * float(logs["G_adv"]) + p.cls_weight_g * float(logs["G_cls"]) + 3.0 * float(want), rel=1e-5)
+        tr.loss.adv_weight * float(logs["G_adv"]) + p.cls_weight_g * float(logs["G_cls"]) + 3.0 * float(want),
+        rel=1e-5,
+    )
     with_teacher = [q.grad.clone() for q in tr.G.parameters()]
     tr.G.zero_grad()
     tr.loss.teacher = None
@@ -130,7 +142,9 @@ def test_training_labels_skip_pairs_the_data_never_shows(tmp_path):
     tags = schema.sample_training(n, rng).astype(np.uint8)
     styles = [schema.index(t) for t in ("twintails", "drill hair", "ponytail")]
     tags[:, styles] = 0
-    tags[np.arange(n), np.array(styles)[rng.integers(0, 3, n)]] = 1  # one hairstyle per image, like the creator
+    tags[np.arange(n), np.array(styles)[rng.integers(0, 3, n)]] = (
+        1  # one hairstyle per image, like the creator
+    )
     root = tmp_path / "d"
     write_packed(root, rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), tags, schema)
     tr = Trainer(root, tmp_path / "run", resolve_preset("tiny", {"steps": 2}), opts=opts())
@@ -140,8 +154,11 @@ def test_training_labels_skip_pairs_the_data_never_shows(tmp_path):
     assert labels[:, styles].sum(axis=1).max() == 1
     tr.run()
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert sorted(map(sorted, cfg["learned_conflicts"])) == [["drill hair", "ponytail"], ["drill hair", "twintails"],
-                                                             ["ponytail", "twintails"]]
+    assert sorted(map(sorted, cfg["learned_conflicts"])) == [
+        ["drill hair", "ponytail"],
+        ["drill hair", "twintails"],
+        ["ponytail", "twintails"],
+    ]
     from charforge.sampling import load_generator
 
     saved = load_generator(tmp_path / "run")

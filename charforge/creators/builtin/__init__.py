@@ -1,9 +1,9 @@
 """The built-in creator: a parametric anime head-and-shoulders portrait renderer owned by charforge.
 
-    creator = BuiltinCreator()
-    batch = creator.sample(64, np.random.default_rng(0))
-    images = creator.render(batch, 128)   # (64, 128, 128, 3) uint8
-    tags = creator.derive_tags(batch)     # (64, 34) float32, make.girls.moe tag order
+creator = BuiltinCreator()
+batch = creator.sample(64, np.random.default_rng(0))
+images = creator.render(batch, 128)   # (64, 128, 128, 3) uint8
+tags = creator.derive_tags(batch)     # (64, 34) float32, make.girls.moe tag order
 """
 
 from __future__ import annotations
@@ -32,9 +32,14 @@ class BuiltinCreator(Creator):
         from charforge.creators.builtin.render import render_batch
 
         if not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
-            raise UserError(f"image size {size!r}: must be a whole number of pixels in [{MIN_SIZE}, {MAX_SIZE}]", field="size")
+            raise UserError(
+                f"image size {size!r}: must be a whole number of pixels in [{MIN_SIZE}, {MAX_SIZE}]",
+                field="size",
+            )
         if batch.cat.shape[1] != self.space.n_cat or batch.cont.shape[1] != self.space.n_cont:
-            raise ValueError(f"parameter batch has {batch.cat.shape[1]}+{batch.cont.shape[1]} columns; the builtin space has {self.space.n_cat}+{self.space.n_cont}")
+            raise ValueError(
+                f"parameter batch has {batch.cat.shape[1]}+{batch.cont.shape[1]} columns; the builtin space has {self.space.n_cat}+{self.space.n_cont}"
+            )
         return render_batch(self.space, batch, int(size))
 
     def sample(self, n: int, rng: np.random.Generator) -> ParamBatch:

@@ -91,7 +91,10 @@ def draw_ribbon(cv, lk) -> None:
     u, v = win.uv
     lu, lv = rotate(u - bu, v - bv, math.cos(ang), math.sin(ang))
     loops = triangle(lu.abs(), lv, ((0.02, 0.0), (0.18, -0.1), (0.18, 0.1))) - 0.015
-    tails = union(segment(lu, lv, 0.0, 0.0, -0.06, 0.16, 0.028, 0.02), segment(lu, lv, 0.0, 0.0, 0.07, 0.15, 0.028, 0.02))
+    tails = union(
+        segment(lu, lv, 0.0, 0.0, -0.06, 0.16, 0.028, 0.02),
+        segment(lu, lv, 0.0, 0.0, 0.07, 0.15, 0.028, 0.02),
+    )
     knot = circle(lu, lv, 0.045)
     c, tk = lk.c, win.take
     win.fill(union(loops, tails), tk(c["ribbon"]), tk(c["ink"]), OUTLINE)

@@ -55,10 +55,15 @@ def draw_eyes(win, lk) -> None:
     glow = torch.maximum(ellipse(lx, ly - cy - 0.5 * ryi, 0.62 * rxi, 0.34 * ryi), iris)
     win.paint(win.cov(glow) * 0.8, c["iris_light"])
     ps = tk(t["pupil_size"])
-    win.paint(win.cov(torch.maximum(ellipse(lx, ly - cy + 0.05 * ryi, rxi * ps, ryi * ps * 1.1), white)), c["pupil"])
+    win.paint(
+        win.cov(torch.maximum(ellipse(lx, ly - cy + 0.05 * ryi, rxi * ps, ryi * ps * 1.1), white)), c["pupil"]
+    )
     side = torch.sign(u)  # highlights sit on the same (viewer's left) side in both eyes
     hl = tk(t["highlight_size"]) * rxi
-    shine = union(circle(lx + 0.32 * rxi * side, ly - cy + 0.4 * ryi, 0.3 * hl), circle(lx - 0.3 * rxi * side, ly - cy - 0.38 * ryi, 0.13 * hl))
+    shine = union(
+        circle(lx + 0.32 * rxi * side, ly - cy + 0.4 * ryi, 0.3 * hl),
+        circle(lx - 0.3 * rxi * side, ly - cy - 0.38 * ryi, 0.13 * hl),
+    )
     win.paint(win.cov(torch.maximum(shine, white)), c["white"])
     outline = ellipse(lx, ly, rx * 1.02, ry * 1.02).abs()
     upper = torch.maximum(outline - LASH * size, ly + 0.28 * ry)
@@ -75,7 +80,9 @@ def draw_brows(win, lk) -> None:
     by = v - (tk(t["eye_height"]) - tk(t["eye_ry"]) - 0.05 - tk(t["brow_height"]))
     lx, ly = rotate(bx, by, tk(t["brow_c"]), tk(t["brow_s"]))
     arch = 2.4  # curvature of the brow arc, 1/head units
-    d = torch.maximum((ly - arch * lx * lx).abs() / torch.sqrt(1.0 + 4.0 * arch * arch * lx * lx) - 0.012, lx.abs() - 0.075)
+    d = torch.maximum(
+        (ly - arch * lx * lx).abs() / torch.sqrt(1.0 + 4.0 * arch * arch * lx * lx) - 0.012, lx.abs() - 0.075
+    )
     win.paint(win.cov(d), lk.c["hair_dark"])
 
 
@@ -119,7 +126,9 @@ def draw_mouth(cv, lk) -> None:
         if kind in ("closed", "smile"):
             # curvature (1/head units), half width, half thickness
             bend, half, thick = (-4.0, 0.04, 0.011) if kind == "closed" else (-11.0, 0.085, 0.016)
-            arc = (my + 0.02 * (kind == "smile") - bend * mx * mx).abs() / torch.sqrt(1.0 + 4.0 * bend * bend * mx * mx)
+            arc = (my + 0.02 * (kind == "smile") - bend * mx * mx).abs() / torch.sqrt(
+                1.0 + 4.0 * bend * bend * mx * mx
+            )
             d = torch.maximum(arc - thick, mx.abs() - half) * k
             win.paint(win.cov(d), win.take(c["skin_line"]) * (0.8 if kind == "closed" else 0.6))
         else:

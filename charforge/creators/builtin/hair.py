@@ -94,7 +94,9 @@ def draw_side_locks(cv, lk) -> None:
     u, v = win.uv
     t, c = lk.t, lk.c
     au = u.abs()
-    d = segment(au, v, t["face_width"] - 0.02, -0.3, t["face_width"] + t["lock_drift"], t["lock_end"], 0.075, 0.025)
+    d = segment(
+        au, v, t["face_width"] - 0.02, -0.3, t["face_width"] + t["lock_drift"], t["lock_end"], 0.075, 0.025
+    )
     win.fill(d, c["hair"], c["ink"], 0.01)
     win.commit()
 
@@ -132,6 +134,9 @@ def draw_bangs(cv, lk) -> None:
     win = cv.window((-0.1, 0.25, -0.85, -0.5), idx)
     u, v = win.uv
     cy = -win.take(lk.t["cap_ry"]) - 0.08
-    d = union(segment(u, v, 0.0, cy + 0.04, 0.05, cy - 0.13, 0.02, 0.014), segment(u, v, 0.05, cy - 0.13, 0.15, cy - 0.09, 0.014, 0.006))
+    d = union(
+        segment(u, v, 0.0, cy + 0.04, 0.05, cy - 0.13, 0.02, 0.014),
+        segment(u, v, 0.05, cy - 0.13, 0.15, cy - 0.09, 0.014, 0.006),
+    )
     win.fill(d, win.take(lk.c["hair"]), win.take(lk.c["ink"]), 0.008)
     win.commit()

@@ -24,10 +24,23 @@ from charforge.data.tags import EYE_COLORS, HAIR_COLORS
 
 MAX_PIXELS_PER_CHUNK = 1 << 20  # images x pixels rendered at once: keeps tensors near cache size (~4 MB each)
 SHOULDER_Y = 0.62  # image y where the shoulders meet the neck
-EYE_SHAPES = {"round": (0.095, 0.118, 0.0), "almond": (0.104, 0.1, 4.0), "droopy": (0.1, 0.108, -9.0), "sharp": (0.106, 0.094, 11.0)}
+EYE_SHAPES = {
+    "round": (0.095, 0.118, 0.0),
+    "almond": (0.104, 0.1, 4.0),
+    "droopy": (0.1, 0.108, -9.0),
+    "sharp": (0.106, 0.094, 11.0),
+}
 FACE_ROUNDNESS = {"round": 0.95, "oval": 0.62, "pointed": 0.3}  # jaw curve: 0 = straight V, 1 = parabola
-HAIR_END = {"short": (0.2, 0.04), "medium": (0.64, 0.06), "long": (1.3, 0.1)}  # back hair end v and fine range
-LOCK_END = {"short": (0.12, 0.03, 0.04), "medium": (0.52, 0.05, 0.05), "long": (0.98, 0.06, 0.13)}  # side lock end v, fine range, outward drift
+HAIR_END = {
+    "short": (0.2, 0.04),
+    "medium": (0.64, 0.06),
+    "long": (1.3, 0.1),
+}  # back hair end v and fine range
+LOCK_END = {
+    "short": (0.12, 0.03, 0.04),
+    "medium": (0.52, 0.05, 0.05),
+    "long": (0.98, 0.06, 0.13),
+}  # side lock end v, fine range, outward drift
 HAIR_SPREAD = {"short": 0.0, "medium": 0.1, "long": 0.3}  # back hair widening per unit of v
 
 
@@ -92,12 +105,22 @@ def _geometry(lk: Look) -> None:
 
 def _colors(lk: Look) -> None:
     num = lk.num
-    hair = palette.jitter(palette.table(palette.HAIR_RGB, HAIR_COLORS)[lk.cat["hair_color"]], num["hair_hue"], num["hair_lightness"], light_amt=0.1)
+    hair = palette.jitter(
+        palette.table(palette.HAIR_RGB, HAIR_COLORS)[lk.cat["hair_color"]],
+        num["hair_hue"],
+        num["hair_lightness"],
+        light_amt=0.1,
+    )
     lk.color("hair", hair)
     lk.color("hair_shadow", hair * 0.74)
     lk.color("hair_dark", hair * 0.42)
     lk.color("hair_hi", hair + (1 - hair) * 0.5)
-    iris = palette.jitter(palette.table(palette.EYE_RGB, EYE_COLORS)[lk.cat["eye_color"]], num["eye_hue"], num["eye_lightness"], light_amt=0.1)
+    iris = palette.jitter(
+        palette.table(palette.EYE_RGB, EYE_COLORS)[lk.cat["eye_color"]],
+        num["eye_hue"],
+        num["eye_lightness"],
+        light_amt=0.1,
+    )
     lk.color("iris", iris)
     lk.color("iris_dark", iris * 0.5)
     lk.color("iris_light", iris * 1.2 + 0.08)
@@ -118,7 +141,12 @@ def _colors(lk: Look) -> None:
     hat = palette.table(palette.HAT_RGB, HAT_COLORS)[lk.cat["hat_color"]]
     lk.color("hat", hat)
     lk.color("hat_shadow", hat * 0.72)
-    lk.color("hat_band", np.where(hat.mean(axis=1, keepdims=True) > 0.5, np.array([[0.55, 0.2, 0.6]]), np.array([[0.85, 0.7, 0.25]])))
+    lk.color(
+        "hat_band",
+        np.where(
+            hat.mean(axis=1, keepdims=True) > 0.5, np.array([[0.55, 0.2, 0.6]]), np.array([[0.85, 0.7, 0.25]])
+        ),
+    )
     ribbons = palette.table(palette.RIBBON_RGB, RIBBON_COLORS)
     ribbon = palette.contrasting(ribbons[lk.cat["ribbon_color"]], ribbons, hair)
     lk.color("ribbon", ribbon)
@@ -150,7 +178,9 @@ def draw_body(cv: Canvas, lk: Look) -> None:
     vneck = triangle(x, y, ((-0.1, top - 0.05), (0.1, top - 0.05), (0.0, top + 0.2)))
     m = lambda s: torch.tensor(style == s, dtype=torch.float32).view(-1, 1, 1)  # noqa: E731
     sailor, shirt, sweater = m("sailor"), m("shirt"), m("sweater")
-    band = torch.maximum(torso, -ellipse(x, y - (top + 0.8 + 0.12 + 0.05 * shirt), t["shoulder_width"] * 0.97, 0.8))
+    band = torch.maximum(
+        torso, -ellipse(x, y - (top + 0.8 + 0.12 + 0.05 * shirt), t["shoulder_width"] * 0.97, 0.8)
+    )
     win.paint(win.cov(band) * (sailor + shirt), c["collar"])
     win.paint(win.cov(torch.maximum(vneck, torso - 0.02)) * (sailor + shirt), c["skin_shadow"])
     scarf = triangle(x, y, ((-0.07, top + 0.14), (0.07, top + 0.14), (0.0, top + 0.3)))

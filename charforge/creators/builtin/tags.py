@@ -55,7 +55,9 @@ def _wanted(schema: TagSchema, c: TagConstraints) -> dict[str, bool]:
         if chosen is None:
             continue
         if chosen not in g.tags:
-            raise UserError(f"tag constraints: {chosen!r} is not a tag of the group {g.name!r}. Valid: {', '.join(g.tags)}")
+            raise UserError(
+                f"tag constraints: {chosen!r} is not a tag of the group {g.name!r}. Valid: {', '.join(g.tags)}"
+            )
         want.update({t: t == chosen for t in g.tags})
     for t, v in c.independent.items():
         if v is not None:
@@ -76,12 +78,16 @@ def allowed_options(space: ParamSpace, schema: TagSchema, c: TagConstraints) -> 
         mask = np.array([all((t in opts[o]) == v for t, v in rules.items()) for o in cat.options])
         if not mask.any():
             shown = ", ".join(f"{t}={'on' if v else 'off'}" for t, v in rules.items())
-            raise UserError(f"tag constraints: no {name} option shows {shown}; the built-in creator cannot draw this combination")
+            raise UserError(
+                f"tag constraints: no {name} option shows {shown}; the built-in creator cannot draw this combination"
+            )
         out[name] = mask
     return out
 
 
-def sample_for_tags(space: ParamSpace, schema: TagSchema, c: TagConstraints, n: int, rng: np.random.Generator) -> ParamBatch:
+def sample_for_tags(
+    space: ParamSpace, schema: TagSchema, c: TagConstraints, n: int, rng: np.random.Generator
+) -> ParamBatch:
     """Parameters whose derived tags satisfy `c`; everything unconstrained follows sample_params."""
     batch = sample_params(space, n, rng)
     for name, mask in allowed_options(space, schema, c).items():
