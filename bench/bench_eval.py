@@ -64,12 +64,12 @@ def bench_features(images: np.ndarray, repeats: int, tagger) -> list[tuple[str, 
 
 
 def _tagger():
-    from charforge.models.tagger import Tagger, TaggerConfig, TaggerNet, default_tagger_path, load_tagger
+    from charforge.tagger.net import Tagger, TaggerConfig, TaggerNet, default_tagger_path, load_tagger
 
     path = default_tagger_path()
     if path is not None:
         return load_tagger(path), f"shipped ({path.name})"
-    from charforge.data.tags import make_girls_moe_schema
+    from charforge.core.tags import make_girls_moe_schema
 
     schema = make_girls_moe_schema()
     torch.manual_seed(0)
@@ -86,7 +86,7 @@ def _model_spec(model: str | None, schema, freqs, tmp: Path) -> tuple[str, str]:
     if "default" in sampling.available_generators():
         return "default", "shipped default"
     from charforge.models.io import save_model
-    from charforge.models.presets import build_generator, resolve_preset
+    from charforge.train.presets import build_generator, resolve_preset
 
     preset = resolve_preset("acgan-64-cpu")
     torch.manual_seed(0)

@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from charforge.core.images import load_image  # noqa: E402
 from charforge.data.dedupe import phash  # noqa: E402
 from charforge.data.faces import detect_faces  # noqa: E402
-from charforge.data.images import load_image  # noqa: E402
 from charforge.data.importer import import_folder  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

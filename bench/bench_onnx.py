@@ -21,15 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_watermark import machine, write_section  # noqa: E402
 
-from charforge.data.tags import make_girls_moe_schema  # noqa: E402
+from charforge.core.tags import make_girls_moe_schema  # noqa: E402
 from charforge.export.onnx import OnnxGenerator, export_generator_onnx  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bundles(presets: list[str]):
-    from charforge.models.presets import build_generator, resolve_preset
     from charforge.sampling import GeneratorBundle, available_generators, load_generator
+    from charforge.train.presets import build_generator, resolve_preset
 
     if "default" in available_generators():
         yield "shipped default (trained)", load_generator(None)

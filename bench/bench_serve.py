@@ -44,9 +44,9 @@ def child_models() -> tuple[dict, list[str]]:
     notes: list[str] = []
     models = load_models(None, None, "builtin", warn=lambda msg: None)
     if not models["generators"]:
-        from charforge.data.tags import make_girls_moe_schema
-        from charforge.models.presets import build_generator, resolve_preset
+        from charforge.core.tags import make_girls_moe_schema
         from charforge.sampling import GeneratorBundle
+        from charforge.train.presets import build_generator, resolve_preset
 
         preset, schema = resolve_preset("acgan-64-cpu"), make_girls_moe_schema()
         torch.manual_seed(0)
@@ -77,7 +77,7 @@ def stand_in_fit(f2p, images, mode="fast"):
 
     import numpy as np
 
-    from charforge.data.images import resize_square
+    from charforge.core.images import resize_square
 
     cr = f2p.creator
     small = resize_square(images[0], 64)

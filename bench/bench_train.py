@@ -32,11 +32,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from charforge.core.tags import make_girls_moe_schema  # noqa: E402
 from charforge.data.packed import load_packed, write_packed  # noqa: E402
-from charforge.data.tags import make_girls_moe_schema  # noqa: E402
-from charforge.models.presets import build_discriminator, build_generator, resolve_preset  # noqa: E402
 from charforge.train.loop import Trainer, TrainOptions  # noqa: E402
 from charforge.train.losses import classification_loss  # noqa: E402
+from charforge.train.presets import build_discriminator, build_generator, resolve_preset  # noqa: E402
 
 SCHEMA = make_girls_moe_schema()
 N_IMAGES = 512

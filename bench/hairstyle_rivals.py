@@ -17,8 +17,8 @@ import torch
 
 from charforge.data.packed import load_packed
 from charforge.metrics.precision import constraints_for
-from charforge.models.tagger import default_tagger_path, load_tagger
 from charforge.sampling import generate, load_generator
+from charforge.tagger.net import default_tagger_path, load_tagger
 
 
 def rival_table(bundle, tagger, data, n: int) -> list[dict]:

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from charforge.data.packed import load_packed
-from charforge.models.tagger import default_tagger_path, load_tagger
-from charforge.models.tagger_train import split_indices
+from charforge.tagger.net import default_tagger_path, load_tagger
+from charforge.train.tagger import split_indices
 
 
 def variants(imgs: np.ndarray) -> dict[str, np.ndarray]:

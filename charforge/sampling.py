@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charforge.data.tags import TagConstraints, TagSchema
+from charforge.core.tags import TagConstraints, TagSchema
 from charforge.errors import UserError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -74,14 +74,14 @@ def _resolve_path(spec: str | Path | None) -> Path:
         return named[spec]
     path = Path(spec)
     if path.is_dir():
-        from charforge.train.checkpoint import CheckpointStore
+        from charforge.models import runs
 
-        step = CheckpointStore(path).latest()
+        step = runs.latest_step(path)
         if step is None:
             raise UserError(
                 f"{path}: no finished checkpoint in this run folder yet (checkpoints/generator-*.safetensors)"
             )
-        return CheckpointStore(path).generator_path(step)
+        return runs.generator_path(path, step)
     if path.is_file():
         return path
     names = ", ".join(named) or "(none installed)"
@@ -164,7 +164,7 @@ def load_generator(
 
 def _load_torch(path: Path) -> GeneratorBundle:
     from charforge.models.io import file_sha256, load_model
-    from charforge.models.presets import build_generator, preset_from_dict
+    from charforge.train.presets import build_generator, preset_from_dict
 
     tensors, meta = load_model(path, kind="generator")
     try:
@@ -382,8 +382,8 @@ def save_sheet(
     """Write already generated images (N, S, S, 3) as one grid PNG with `meta`."""
     import math
 
+    from charforge.core.images import image_grid
     from charforge.provenance import save_png
-    from charforge.train.monitor import image_grid
 
     return save_png(
         path, image_grid(images, cols or math.ceil(math.sqrt(len(images)))), meta, watermark=watermark

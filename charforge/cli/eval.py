@@ -63,7 +63,7 @@ def eval_command(
         torch.set_num_threads(threads)
     from charforge.metrics.registry import parse_metrics
     from charforge.metrics.report import evaluate_model
-    from charforge.models.tagger import default_tagger_path
+    from charforge.tagger.net import default_tagger_path
 
     tagger_path = tagger if tagger is not None else _default_tagger_for(data, default_tagger_path())
     names = parse_metrics(None if metrics == "all" else metrics, have_tagger=tagger_path is not None)

@@ -38,7 +38,7 @@ def train(
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
 ) -> None:
     """Train a multi-label tagger; writes tagger.safetensors, report.json/md and confusion PNGs. Rerun to resume."""
-    from charforge.models.tagger_train import TaggerTrainOptions, train_tagger
+    from charforge.train.tagger import TaggerTrainOptions, train_tagger
 
     opts = TaggerTrainOptions(
         steps=steps,
@@ -84,9 +84,9 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files to tag."),
 ) -> None:
     """Print the tags the tagger reads in each image."""
-    from charforge.data.images import BadImage, load_image
+    from charforge.core.images import BadImage, load_image
     from charforge.errors import UserError
-    from charforge.models.tagger import load_tagger
+    from charforge.tagger.net import load_tagger
 
     t = load_tagger(tagger)
     for p in images:

@@ -46,8 +46,8 @@ def train(
     import torch
 
     from charforge.errors import UserError
-    from charforge.models.presets import build_discriminator, build_generator, parse_overrides, resolve_preset
     from charforge.train.loop import Trainer, TrainOptions, resolve_run_preset
+    from charforge.train.presets import build_discriminator, build_generator, parse_overrides, resolve_preset
 
     if resume and init_from:
         raise UserError(

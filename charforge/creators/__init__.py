@@ -1,7 +1,7 @@
 """Creators: parametric renderers (parameters -> image). See `base.Creator` and `get_creator`."""
 
+from charforge.core.space import Categorical, Continuous, ParamBatch, ParamSpace
 from charforge.creators.base import Creator, available_creators, get_creator
-from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
 
 __all__ = [
     "Categorical",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charforge.creators.space import ParamBatch, ParamSpace
-from charforge.data.tags import TagSchema
+from charforge.core.space import ParamBatch, ParamSpace
+from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 
 

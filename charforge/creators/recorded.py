@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from charforge.core.space import ParamBatch, ParamSpace
 from charforge.creators.base import Creator
-from charforge.creators.space import ParamBatch, ParamSpace
 from charforge.errors import UserError
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -101,7 +101,7 @@ class RecordedCreator(Creator):
 
     def images(self, size: int, indices: np.ndarray | None = None) -> np.ndarray:
         """(N, size, size, 3) uint8 recorded images, centre-cropped square and resized."""
-        from charforge.data.images import BadImage, load_image, resize_square
+        from charforge.core.images import BadImage, load_image, resize_square
 
         idx = np.arange(len(self)) if indices is None else np.asarray(indices)
         out = np.empty((len(idx), size, size, 3), np.uint8)

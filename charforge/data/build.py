@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charforge.core.space import ParamBatch
 from charforge.creators.base import Creator, get_creator
-from charforge.creators.space import ParamBatch
 from charforge.data.packed import PackedDataset, PackedWriter
 from charforge.errors import UserError
 from charforge.utils.progress import progress
@@ -62,7 +62,7 @@ def build_from_creator(
         )
     schema = cr.schema
     if schema is None:
-        from charforge.data.tags import TagSchema
+        from charforge.core.tags import TagSchema
 
         schema = TagSchema(groups=[], independent=[])
     params = cr.sample(n, np.random.default_rng(seed))

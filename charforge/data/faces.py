@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from charforge.data.images import resize_square
+from charforge.core.images import resize_square
 from charforge.errors import UserError
 
 HAAR_SCALE_STEP = 1.1  # image-pyramid step of the Haar cascade search (ratio between scales)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from charforge.data.tags import TagSchema
+from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 
 FILE_KEYS = ("file", "filename", "path", "image")  # header names accepted for the file column

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from charforge.core.images import IMAGE_EXTENSIONS, BadImage, is_image_path, load_image
+from charforge.core.tags import TagSchema, make_girls_moe_schema
 from charforge.data.dedupe import HashIndex, phash
 from charforge.data.faces import check_kind, crop_sample, detect_faces
-from charforge.data.images import IMAGE_EXTENSIONS, BadImage, is_image_path, load_image
 from charforge.data.import_tags import TagRow, match_rows, read_tags_file
 from charforge.data.packed import PackedDataset, PackedWriter
-from charforge.data.tags import TagSchema, make_girls_moe_schema
 from charforge.errors import UserError
 from charforge.utils.io import sha256_file, write_json_atomic, write_text_atomic
 from charforge.utils.progress import progress as progress_bar
@@ -430,7 +430,7 @@ def _estimate_missing_tags(
 
 def _load_tagger(path: Path, schema):
     try:
-        from charforge.models.tagger import load_tagger
+        from charforge.tagger.net import load_tagger
     except ImportError as e:
         raise UserError(
             f"--estimate-tags {path}: this charforge has no tagger module ({e}); import without it"

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from charforge import __version__
-from charforge.creators.space import ParamBatch, ParamSpace
-from charforge.data.tags import TagSchema
+from charforge.core.space import ParamBatch, ParamSpace
+from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 from charforge.utils.io import sha256_file, write_json_atomic
 

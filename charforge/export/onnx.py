@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from charforge import __version__
-from charforge.data.tags import TagSchema
+from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 from charforge.utils.io import atomic_path, write_json_atomic
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from charforge.creators.space import ParamSpace
+from charforge.core.space import ParamSpace
 from charforge.errors import UserError
 from charforge.f2p.embedders import Embedder, LearnedEmbedder, get_embedder
 from charforge.f2p.imitator import Imitator, ImitatorConfig

@@ -17,7 +17,7 @@ MIN_SIDE = 32  # px: smaller inputs carry too little to fit a face
 
 def load_inputs(paths: Sequence[Path]) -> list[np.ndarray]:
     """Decode every input to (H, W, 3) uint8, or raise a UserError naming the file."""
-    from charforge.data.images import BadImage, load_image
+    from charforge.core.images import BadImage, load_image
 
     out = []
     for p in paths:

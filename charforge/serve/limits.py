@@ -52,7 +52,7 @@ def decode_upload(data: bytes, max_pixels: int, *, field: str = "file") -> np.nd
     """Sniffed, size-checked decode of uploaded bytes to (H, W, 3) uint8 RGB. Raises ApiError 415/413/422."""
     from PIL import Image
 
-    from charforge.data.images import to_rgb
+    from charforge.core.images import to_rgb
 
     kind = sniff_image_format(data)
     if kind is None:

@@ -11,7 +11,6 @@ a complete checkpoint. The last K are kept.
 from __future__ import annotations
 
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ import numpy as np
 import torch
 
 from charforge.errors import UserError
+from charforge.models import runs
 from charforge.models.io import load_model, save_model
 
-STATE_RE = re.compile(r"^state-(\d{7,})\.safetensors$")
 STATE_KIND = "train-state"
 
 
@@ -90,24 +89,21 @@ def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch
 
 class CheckpointStore:
     def __init__(self, run_dir: str | Path, keep: int = 3):
-        self.dir = Path(run_dir) / "checkpoints"
+        self.run_dir = Path(run_dir)
+        self.dir = runs.checkpoint_dir(run_dir)
         self.keep = keep
 
     def steps(self) -> list[int]:
-        if not self.dir.is_dir():
-            return []
-        found = [int(m.group(1)) for p in self.dir.iterdir() if (m := STATE_RE.match(p.name))]
-        return sorted(s for s in found if self.generator_path(s).exists())
+        return runs.finished_steps(self.run_dir)
 
     def latest(self) -> int | None:
-        s = self.steps()
-        return s[-1] if s else None
+        return runs.latest_step(self.run_dir)
 
     def state_path(self, step: int) -> Path:
-        return self.dir / f"state-{step:07d}.safetensors"
+        return runs.state_path(self.run_dir, step)
 
     def generator_path(self, step: int) -> Path:
-        return self.dir / f"generator-{step:07d}.safetensors"
+        return runs.generator_path(self.run_dir, step)
 
     def save(
         self,

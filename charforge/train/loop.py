@@ -24,15 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from charforge import __version__
+from charforge.core.images import image_grid, to_uint8
 from charforge.data.packed import load_packed
 from charforge.errors import UserError
-from charforge.models.presets import Preset, build_discriminator, build_generator, preset_from_dict
 from charforge.provenance import save_png
 from charforge.provenance.modelcard import licence_warning, write_model_card
 from charforge.train import checkpoint as ck
 from charforge.train import distributed as dd
 from charforge.train.losses import make_loss
-from charforge.train.monitor import MetricsLog, histogram_distance, image_grid, plot_loss_curves, to_uint8
+from charforge.train.monitor import MetricsLog, histogram_distance, plot_loss_curves
+from charforge.train.presets import Preset, build_discriminator, build_generator, preset_from_dict
 from charforge.utils.io import sha256_file, write_json_atomic
 from charforge.utils.progress import progress
 
@@ -146,7 +147,7 @@ class Trainer:
 
     def _load_teacher(self, fmt) -> torch.nn.Module:
         """The preset's teacher tagger, frozen; its tags must be this dataset's tags, in the same order."""
-        from charforge.models.tagger import load_tagger
+        from charforge.tagger.net import load_tagger
 
         try:
             tagger = load_tagger(self.p.teacher)

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charforge.data.tags import TagSchema
-from charforge.models.presets import Preset
-from charforge.train.augment import augment, parse_augment
+from charforge.core.tags import TagSchema
+from charforge.models.augment import augment, parse_augment
+from charforge.train.presets import Preset
 
 
 def classification_loss(

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from charforge.utils.io import write_text_atomic
 
@@ -93,23 +92,6 @@ def plot_loss_curves(log_path: Path, out: Path) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(out)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """(N, H, W, 3) -> (rows*H, cols*W, 3), padding the last row with black."""
-    n, h, w, _ = images.shape
-    rows = math.ceil(n / cols)
-    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = im
-    return grid
 
 
 def colour_histogram(images: np.ndarray) -> np.ndarray:

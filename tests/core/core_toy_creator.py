@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from charforge.core.space import Categorical, Continuous, ParamBatch, ParamSpace
+from charforge.core.tags import TagGroup, TagSchema
 from charforge.creators.base import Creator
-from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
-from charforge.data.tags import TagGroup, TagSchema
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from charforge.creators.space import Categorical, Continuous, ParamSpace
+from charforge.core.space import Categorical, Continuous, ParamSpace
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import PackedWriter, load_packed, write_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.errors import UserError
 
 

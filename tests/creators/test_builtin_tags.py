@@ -4,10 +4,10 @@ and that every tag is visible in the rendered image where it should be."""
 import numpy as np
 import pytest
 
+from charforge.core.tags import EYE_COLORS, HAIR_COLORS, TagConstraints
 from charforge.creators.builtin import BuiltinCreator
 from charforge.creators.builtin.palette import EYE_RGB, HAIR_RGB
 from charforge.creators.builtin.sdf import HEAD_ZOOM, NECK_Y
-from charforge.data.tags import EYE_COLORS, HAIR_COLORS, TagConstraints
 from charforge.errors import UserError
 
 SIZE = 64

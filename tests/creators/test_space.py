@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
+from charforge.core.space import Categorical, Continuous, ParamBatch, ParamSpace
 from charforge.errors import UserError
 
 

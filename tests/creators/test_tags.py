@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charforge.data.tags import (
+from charforge.core.tags import (
     TagConstraints,
     TagSchema,
     make_girls_moe_schema,

@@ -1,4 +1,4 @@
-"""Safe image loading: odd modes become correct RGB, bad files become reasons (charforge.data.images)."""
+"""Safe image loading: odd modes become correct RGB, bad files become reasons (charforge.core.images)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from corpus import gif_bomb, patch_png_size, pattern, png_bytes
 from PIL import Image
 
-from charforge.data.images import BadImage, load_image, to_rgb
+from charforge.core.images import BadImage, load_image, to_rgb
 
 
 def _reason(path, **kw) -> str:

@@ -11,11 +11,11 @@ import pytest
 from corpus import KEEP, make_corpus, pattern
 from PIL import Image
 
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data import importer
 from charforge.data.faces import crop_sample
 from charforge.data.importer import import_folder
 from charforge.data.packed import PackedWriter, load_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.errors import UserError
 
 
@@ -214,9 +214,9 @@ def test_estimate_tags_fills_only_untagged_images(tmp_path, monkeypatch):
             out[:, schema.index("glasses")] = 1
             return out
 
-    fake = types.ModuleType("charforge.models.tagger")
+    fake = types.ModuleType("charforge.tagger.net")
     fake.load_tagger = lambda path: FakeTagger()
-    monkeypatch.setitem(sys.modules, "charforge.models.tagger", fake)
+    monkeypatch.setitem(sys.modules, "charforge.tagger.net", fake)
     src = tmp_path / "src"
     src.mkdir()
     for i in range(3):
@@ -238,15 +238,15 @@ def test_estimate_tags_fills_only_untagged_images(tmp_path, monkeypatch):
 
 
 def test_estimate_tags_refuses_a_tagger_of_other_tags_before_any_work(tmp_path, monkeypatch):
-    from charforge.data.tags import TagSchema
+    from charforge.core.tags import TagSchema
     from charforge.errors import UserError
 
     class OtherTagger:
         schema = TagSchema(groups=[], independent=["cat ears", "tail"])
 
-    fake = types.ModuleType("charforge.models.tagger")
+    fake = types.ModuleType("charforge.tagger.net")
     fake.load_tagger = lambda path: OtherTagger()
-    monkeypatch.setitem(sys.modules, "charforge.models.tagger", fake)
+    monkeypatch.setitem(sys.modules, "charforge.tagger.net", fake)
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray(pattern(7, 64, 64)).save(src / "a.png")

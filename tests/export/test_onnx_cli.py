@@ -8,13 +8,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 from charforge.cli import app
-from charforge.data.tags import make_girls_moe_schema
+from charforge.core.tags import make_girls_moe_schema
 from charforge.export.onnx import OnnxGenerator
 
 
 @pytest.fixture
 def generator_file(tmp_path):
-    presets = pytest.importorskip("charforge.models.presets")
+    presets = pytest.importorskip("charforge.train.presets")
     from charforge.models.io import save_model
 
     torch.manual_seed(0)

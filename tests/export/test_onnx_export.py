@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from charforge.data.tags import make_girls_moe_schema
+from charforge.core.tags import make_girls_moe_schema
 from charforge.errors import UserError
 from charforge.export.onnx import (
     OnnxGenerator,
@@ -214,8 +214,8 @@ def test_f2p_real_networks_if_available(tmp_path):
 )
 def test_real_generator_presets_export_with_parity(tmp_path, preset_name, conditional, opset):
     try:
-        from charforge.models.presets import build_generator, resolve_preset
         from charforge.sampling import GeneratorBundle
+        from charforge.train.presets import build_generator, resolve_preset
     except ImportError as e:
         pytest.skip(f"generators not available: {e}")
     torch.manual_seed(0)

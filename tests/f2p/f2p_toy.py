@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from charforge.core.space import Categorical, Continuous, ParamBatch, ParamSpace
 from charforge.creators.base import Creator
-from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 70, 230), "yellow": (240, 220, 40)}
 BACKGROUNDS = {"white": (250, 250, 250), "black": (15, 15, 15)}

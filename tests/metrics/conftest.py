@@ -6,8 +6,8 @@ import pytest
 import torch
 from metrics_toydata import make_toy_dataset
 
-from charforge.models.tagger import load_tagger
-from charforge.models.tagger_train import TaggerTrainOptions, train_tagger
+from charforge.tagger.net import load_tagger
+from charforge.train.tagger import TaggerTrainOptions, train_tagger
 
 os.environ.setdefault("CHARFORGE_PROGRESS", "0")
 TOY_N, TOY_SIZE = 160, 16

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from charforge.core.tags import TagGroup, TagSchema
 from charforge.data.packed import write_packed
-from charforge.data.tags import TagGroup, TagSchema
 
 HAIR = {"red hair": (220, 40, 40), "green hair": (40, 200, 60), "blue hair": (40, 70, 220)}
 EYES = {"yellow eyes": (240, 220, 30), "purple eyes": (150, 40, 180)}

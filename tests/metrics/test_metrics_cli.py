@@ -9,7 +9,7 @@ import torch
 from charforge.cli import main
 from charforge.data.packed import load_packed
 from charforge.models.io import save_model
-from charforge.models.presets import build_generator, resolve_preset
+from charforge.train.presets import build_generator, resolve_preset
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_tagger_train_cli(toy_data_dir, tmp_path, capsys):
 def test_eval_cli_without_a_matching_tagger_uses_generic_features(
     toy_data_dir, tiny_generator, tmp_path, capsys
 ):
-    from charforge.models.tagger import default_tagger_path
+    from charforge.tagger.net import default_tagger_path
 
     out = tmp_path / "r"
     main(

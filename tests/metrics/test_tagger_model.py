@@ -10,7 +10,7 @@ from metrics_toydata import toy_schema
 from charforge.data.packed import load_packed
 from charforge.errors import UserError
 from charforge.models.io import save_model
-from charforge.models.tagger import (
+from charforge.tagger.net import (
     TaggerConfig,
     TaggerNet,
     decide_tags,
@@ -18,7 +18,7 @@ from charforge.models.tagger import (
     tag_loss,
     tag_probabilities,
 )
-from charforge.models.tagger_train import TaggerTrainOptions, split_indices, train_tagger
+from charforge.train.tagger import TaggerTrainOptions, split_indices, train_tagger
 
 
 def test_loss_masks_rows_without_a_group_tag():
@@ -79,7 +79,7 @@ def test_split_is_deterministic_and_disjoint():
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(toy_data_dir, tmp_path, monkeypatch):
-    import charforge.models.tagger_train as tt
+    import charforge.train.tagger as tt
 
     kw = dict(image_size=16, channels=4, feat_dim=8)
     opts = TaggerTrainOptions(steps=12, batch_size=8, checkpoint_every=5, amp=False)
@@ -143,14 +143,14 @@ def test_full_resolution_stem_trains(toy_data_dir, tmp_path):
         feat_dim=8,
         stem_stride=1,
     )
-    from charforge.models.tagger import load_tagger
+    from charforge.tagger.net import load_tagger
 
     t = load_tagger(res.path)
     assert t.net.cfg.stem_stride == 1 and len(t.net.cfg.stage_widths()) == 2  # 16 -> 8 -> 4
 
 
 def test_degrade_keeps_colours_and_is_seeded():
-    from charforge.train.augment import degrade
+    from charforge.models.augment import degrade
 
     x = torch.zeros(8, 3, 16, 16)
     x[:, 0] = 0.8  # a flat red-ish picture: blur and resampling must not change its colour
@@ -168,7 +168,7 @@ def test_degrade_keeps_colours_and_is_seeded():
 
 
 def test_rerun_on_a_finished_folder_reuses_it_and_refuses_other_settings(toy_data_dir, tmp_path, monkeypatch):
-    import charforge.models.tagger_train as tt
+    import charforge.train.tagger as tt
 
     kw = dict(image_size=16, channels=4, feat_dim=8)
     opts = TaggerTrainOptions(steps=3, batch_size=8, amp=False)

@@ -7,18 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charforge.data.tags import make_girls_moe_schema
+from charforge.core.tags import make_girls_moe_schema
 from charforge.errors import UserError
 from charforge.models.acgan import ResNetDiscriminator, SRResNetGenerator
 from charforge.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from charforge.models.presets import (
+from charforge.train.losses import classification_loss, make_loss
+from charforge.train.presets import (
     PRESETS,
     build_discriminator,
     build_generator,
     parse_overrides,
     resolve_preset,
 )
-from charforge.train.losses import classification_loss, make_loss
 
 SCHEMA = make_girls_moe_schema()
 T = len(SCHEMA)

@@ -1,7 +1,7 @@
 import numpy as np
 
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.provenance.modelcard import licence_counts, licence_warning, source_group, write_model_card
 
 

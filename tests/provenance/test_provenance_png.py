@@ -88,7 +88,7 @@ def test_verify_cli_json(tmp_path):
 
 def test_generator_png_meta_round_trips_through_verify(tmp_path):
     sampling = pytest.importorskip("charforge.sampling")
-    from charforge.data.tags import make_girls_moe_schema
+    from charforge.core.tags import make_girls_moe_schema
 
     schema = make_girls_moe_schema()
     bundle = sampling.GeneratorBundle(

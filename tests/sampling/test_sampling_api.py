@@ -10,12 +10,12 @@ from PIL import Image
 
 from charforge import sampling
 from charforge.cli import main
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.errors import UserError
-from charforge.models.presets import resolve_preset
 from charforge.provenance import read_png_metadata
 from charforge.train.loop import Trainer, TrainOptions
+from charforge.train.presets import resolve_preset
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from PIL import Image
 
 from charforge import sampling
 from charforge.cli import main
-from charforge.data.tags import make_girls_moe_schema
+from charforge.core.tags import make_girls_moe_schema
 from charforge.errors import UserError
 from charforge.models.io import save_model
-from charforge.models.presets import build_generator, resolve_preset
 from charforge.provenance import read_png_metadata
 from charforge.provenance.watermark import detect_watermark
+from charforge.train.presets import build_generator, resolve_preset
 
 PIXEL_TOL = 2  # uint8 levels: onnxruntime vs PyTorch after rounding to pixels
 WEIGHT_STD = 0.3  # std of the random test weights (the default init gives near-constant grey images)

@@ -13,11 +13,11 @@ from PIL import Image
 
 from charforge import sampling
 from charforge.cli import main
-from charforge.data.tags import make_girls_moe_schema
+from charforge.core.tags import make_girls_moe_schema
 from charforge.models.io import save_model
-from charforge.models.presets import build_generator, resolve_preset
 from charforge.provenance import read_png_metadata
 from charforge.provenance.metadata import AI_STATEMENT
+from charforge.train.presets import build_generator, resolve_preset
 
 
 def tiny_bundle(resolution: int, seed: int = 0) -> sampling.GeneratorBundle:
@@ -155,7 +155,7 @@ def test_generate_each_runs_the_generator_once(model_file, tmp_path, capsys, mon
     files = sorted((tmp_path / "each").glob("*.png"))
     assert [f.name for f in files] == [f"{i:04d}_seed{3 + i}.png" for i in range(4)]
     each = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    from charforge.train.monitor import image_grid
+    from charforge.core.images import image_grid
 
     assert np.array_equal(grid, image_grid(np.stack(each), 4))  # grid and single files are the same images
     meta = read_png_metadata(files[2])

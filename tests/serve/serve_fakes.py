@@ -11,17 +11,17 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from charforge.core.space import Categorical, Continuous, ParamBatch, ParamSpace
+from charforge.core.tags import make_girls_moe_schema
 from charforge.creators.base import Creator
-from charforge.creators.space import Categorical, Continuous, ParamBatch, ParamSpace
-from charforge.data.tags import make_girls_moe_schema
 
 DISC_COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 
 
 def make_bundle(resolution: int = 32, seed: int = 0):
     """A real `GeneratorBundle` around an untrained tiny SRResNet generator (8 channels, 2 blocks)."""
-    from charforge.models.presets import build_generator, resolve_preset
     from charforge.sampling import GeneratorBundle
+    from charforge.train.presets import build_generator, resolve_preset
 
     preset = resolve_preset("tiny", {"resolution": resolution})
     schema = make_girls_moe_schema()

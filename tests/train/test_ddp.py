@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import make_girls_moe_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ WORKER = """
 import os, sys, torch
 torch.set_num_threads(1)
 from safetensors.torch import save_file
-from charforge.models.presets import resolve_preset
+from charforge.train.presets import resolve_preset
 from charforge.train.loop import Trainer, TrainOptions
 data, run, out = sys.argv[1:4]
 p = resolve_preset("tiny", {"steps": 3, "ckpt_every": 2, "batch": 4})

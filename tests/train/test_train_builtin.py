@@ -3,10 +3,10 @@
 import torch
 
 from charforge.data.build import build_from_creator
-from charforge.models.presets import resolve_preset
 from charforge.train.checkpoint import CheckpointStore
 from charforge.train.loop import Trainer, TrainOptions
 from charforge.train.monitor import read_log
+from charforge.train.presets import resolve_preset
 
 
 def _smoke(tmp_path, n_images: int, steps: int) -> None:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.errors import UserError
-from charforge.models.presets import build_discriminator, resolve_preset
 from charforge.train.checkpoint import CheckpointStore
 from charforge.train.loop import Trainer, TrainOptions
+from charforge.train.presets import build_discriminator, resolve_preset
 
 SCHEMA = make_girls_moe_schema()
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.errors import UserError
-from charforge.models.presets import resolve_preset
-from charforge.train.augment import augment
+from charforge.models.augment import augment
 from charforge.train.loop import Trainer, TrainOptions
 from charforge.train.monitor import read_log
+from charforge.train.presets import resolve_preset
 
 
 @pytest.fixture(autouse=True)

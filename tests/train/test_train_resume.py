@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from charforge.core.tags import make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import make_girls_moe_schema
 from charforge.errors import UserError
-from charforge.models.presets import resolve_preset
 from charforge.train.loop import Trainer, TrainOptions
 from charforge.train.monitor import read_log
+from charforge.train.presets import resolve_preset
 
 ROOT = Path(__file__).resolve().parents[2]
 LOSS_KEYS = ("loss_D", "loss_G", "D_gp", "G_cls", "D_cls")

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from charforge.core.tags import TagGroup, TagSchema, make_girls_moe_schema
 from charforge.data.packed import write_packed
-from charforge.data.tags import TagGroup, TagSchema, make_girls_moe_schema
 from charforge.errors import UserError
-from charforge.models.presets import resolve_preset
-from charforge.models.tagger import TaggerConfig, TaggerNet, save_tagger
-from charforge.train.augment import augment, degrade
+from charforge.models.augment import augment, degrade
+from charforge.tagger.net import TaggerConfig, TaggerNet, save_tagger
 from charforge.train.loop import Trainer, TrainOptions
 from charforge.train.losses import classification_loss
 from charforge.train.monitor import read_log
+from charforge.train.presets import resolve_preset
 
 
 @pytest.fixture(autouse=True)

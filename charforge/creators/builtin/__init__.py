@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from charforge.core.space import ParamBatch
+from charforge.core.tags import TagConstraints, make_girls_moe_schema
 from charforge.creators.base import Creator
 from charforge.creators.builtin import tags as _tags
 from charforge.creators.builtin.params import make_space
-from charforge.creators.space import ParamBatch
-from charforge.data.tags import TagConstraints, make_girls_moe_schema
 from charforge.errors import UserError
 
 MIN_SIZE, MAX_SIZE = 16, 1024  # renderable image sizes in pixels (32..512 is the tested range)

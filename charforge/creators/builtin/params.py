@@ -6,8 +6,8 @@ head frame with the face centre at (0, 0); lengths below are in those units unle
 
 from __future__ import annotations
 
-from charforge.creators.space import Categorical, Continuous, ParamSpace
-from charforge.data.tags import EYE_COLORS, HAIR_COLORS
+from charforge.core.space import Categorical, Continuous, ParamSpace
+from charforge.core.tags import EYE_COLORS, HAIR_COLORS
 
 SKIN_TONES = ("porcelain", "light", "warm", "tan", "brown")
 BACKGROUNDS = ("sky", "peach", "mint", "lavender", "cream", "slate")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from charforge.core.space import ParamBatch, ParamSpace
+from charforge.core.tags import EYE_COLORS, HAIR_COLORS
 from charforge.creators.builtin import accessories, face, hair, palette
 from charforge.creators.builtin.params import (
     BACKGROUNDS,
@@ -19,8 +21,6 @@ from charforge.creators.builtin.params import (
     SKIN_TONES,
 )
 from charforge.creators.builtin.sdf import Canvas, box, ellipse, triangle
-from charforge.creators.space import ParamBatch, ParamSpace
-from charforge.data.tags import EYE_COLORS, HAIR_COLORS
 
 MAX_PIXELS_PER_CHUNK = 1 << 20  # images x pixels rendered at once: keeps tensors near cache size (~4 MB each)
 SHOULDER_Y = 0.62  # image y where the shoulders meet the neck

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from charforge.core.space import ParamBatch, ParamSpace
+from charforge.core.tags import TagConstraints, TagSchema
 from charforge.creators.builtin.params import OPTION_TAGS, SAMPLE_PROBS
-from charforge.creators.space import ParamBatch, ParamSpace
-from charforge.data.tags import TagConstraints, TagSchema
 from charforge.errors import UserError
 
 

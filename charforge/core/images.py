@@ -9,11 +9,16 @@ reason in its report.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 40_000_000  # largest accepted width*height, in pixels (a 40 MP photo decodes to 120 MB)
@@ -148,3 +153,22 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
         return np.ascontiguousarray(image)
     out = Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(out, dtype=np.uint8).copy()
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    import torch
+
+    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
+    """(N, H, W, 3) -> (rows*H, cols*W, 3), padding the last row with black."""
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = im
+    return grid

@@ -224,7 +224,7 @@ def validate_preset(p: Preset) -> Preset:
         raise UserError(f"family {p.family!r}: valid families are {', '.join(FAMILIES)}", field="family")
     if p.cls_loss not in ("group-ce", "bce"):
         raise UserError(f"cls_loss {p.cls_loss!r}: valid values are group-ce, bce", field="cls_loss")
-    from charforge.train.augment import parse_augment
+    from charforge.models.augment import parse_augment
 
     parse_augment(p.augment)
     for name in (

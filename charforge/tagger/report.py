@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charforge.data.tags import TagSchema
+from charforge.core.tags import TagSchema
 from charforge.utils.io import save_figure, write_json_atomic, write_text_atomic
 
 

@@ -6,7 +6,7 @@ decisions (argmax per group, threshold 0.25 per independent tag, make.girls.moe 
 untagged imports and judge generated images.
 
 This module holds the network, the loss and the `Tagger` wrapper; training lives in
-`charforge.models.tagger_train`.
+`charforge.train.tagger`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charforge.data.tags import TagSchema
+from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 from charforge.models.io import load_model, save_model
 

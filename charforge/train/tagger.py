@@ -20,8 +20,9 @@ import torch
 
 from charforge.data.packed import PackedDataset, load_packed
 from charforge.errors import UserError
+from charforge.models.augment import degrade
 from charforge.models.io import load_model, save_model
-from charforge.models.tagger import (
+from charforge.tagger.net import (
     KIND,
     WEIGHTS_NAME,
     Tagger,
@@ -31,7 +32,6 @@ from charforge.models.tagger import (
     save_tagger,
     tag_loss,
 )
-from charforge.train.augment import degrade
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -190,7 +190,7 @@ def train_tagger(
     stem_stride: int = 2,
 ) -> TaggerTrainResult:
     """Train a tagger on `data_dir`, write the model and its held-out report into `out_dir`."""
-    from charforge.metrics.tagger_eval import write_tagger_report
+    from charforge.tagger.report import write_tagger_report
 
     opts = opts or TaggerTrainOptions()
     if opts.steps < 1 or opts.batch_size < 1:
