@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from charforge.errors import UserError
+from charforge.core.device import resolve_device
 
 
 @dataclass
@@ -31,23 +31,7 @@ class DistInfo:
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    valid = ("auto", "cpu", "cuda", "mps")
-    if name not in valid:
-        raise UserError(f"--device {name!r}: valid devices are {', '.join(valid)}", field="device")
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available; use --device cpu or auto")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps: MPS is not available on this machine; use --device cpu or auto")
-    return torch.device(name)
+    return resolve_device(name, local_rank)
 
 
 def init_distributed(device: torch.device) -> DistInfo:
