@@ -20,6 +20,7 @@ import torch
 
 from charforge.core.tags import TagConstraints, TagSchema
 from charforge.errors import UserError
+from charforge.models.families import Family, get_family
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_NAME = "default"
@@ -31,17 +32,34 @@ class GeneratorBundle:
     net: Any  # torch.nn.Module in eval mode with EMA weights, or an OnnxNet
     schema: TagSchema
     freqs: np.ndarray  # (T,) empirical tag frequencies of the training data
-    config: dict[str, Any]  # resolved preset
-    z_dim: int
+    config: dict[str, Any]  # the family's model config (architecture only), with "family"
+    z_dim: int  # size of the per-image noise vector (the family's noise_shape, flattened)
     image_size: int
     model_id: str
     sha256: str
     path: Path
     backend: str = "torch"  # "torch" (net is the module) or "onnx" (net is an OnnxNet over onnxruntime)
+    label: str = ""  # "family/preset" when the file records its preset name, else the family
+    device: str = "cpu"  # where `net` runs
 
     @property
     def family(self) -> str:
-        return f"{self.config.get('family')}/{self.config.get('name')}"
+        """A readable model label for provenance ("acgan/acgan-64-cpu")."""
+        return self.label or str(self.config.get("family"))
+
+    @property
+    def family_spec(self) -> Family:
+        return get_family(str(self.config.get("family")))
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        return (self.z_dim,)
+
+    def sample(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """One batch through the family's sampler: noise (B, *noise_shape), tags (B, T) -> (B, 3, S, S) in [-1, 1]."""
+        if self.backend == "onnx":  # every export has the same (z, tags) -> image graph interface
+            return self.net(z, c)
+        return self.family_spec.sample(self.net, z, c)
 
     def png_meta(self, seed: int | None, tags: np.ndarray) -> dict[str, Any]:
         """Provenance text for one output image (save_png adds the charforge version)."""
@@ -133,15 +151,23 @@ def _check_backend(backend: str) -> str:
 
 
 def load_generator(
-    spec: str | Path | None = None, backend: str = "torch", *, onnx_threads: int | None = None
+    spec: str | Path | None = None,
+    backend: str = "torch",
+    *,
+    onnx_threads: int | None = None,
+    device: str = "auto",
 ) -> GeneratorBundle:
     """None = the shipped default; a known name; a .safetensors generator file; or a run folder (latest EMA).
 
     backend "onnx" runs the generator with onnxruntime (`onnx_threads` CPU threads per call, None = its
     default): a .onnx export is loaded as is; any other spec is exported once into `onnx_cache_dir()`, keyed by
     the weights' sha256, and reused afterwards. The returned bundle works with every function below.
+    `device` is auto | cpu | cuda | mps (torch backend; the onnx backend runs on the CPU). A device this machine
+    lacks is a UserError; the noise is always drawn on the CPU, so a seed gives the same character everywhere
+    (up to the device's floating-point rounding).
     """
     _check_backend(backend)
+    dev = _check_device(device, backend)
     if backend == "torch" and str(spec or "").endswith(".onnx"):
         raise UserError(f"{spec}: an ONNX export runs with --backend onnx, not torch", field="model")
     onnx_file = backend == "onnx" and str(spec or "").endswith(".onnx")
@@ -149,44 +175,54 @@ def load_generator(
         raise UserError(f"{spec}: no such ONNX file; export one with `charforge export onnx`", field="model")
     path = Path(spec).resolve() if onnx_file else _resolve_path(spec).resolve()  # type: ignore[arg-type]
     st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size, backend, onnx_threads)
+    key = (str(path), st.st_mtime_ns, st.st_size, backend, onnx_threads, str(dev))
     if key not in _CACHE:
         if onnx_file:
             bundle = _load_onnx_file(path, onnx_threads)
         elif backend == "onnx":
             bundle = _load_via_onnx_cache(path, onnx_threads)
         else:
-            bundle = _load_torch(path)
+            bundle = _load_torch(path, dev)
         _CACHE.clear()  # keep one model resident; the studio switches rarely
         _CACHE[key] = bundle
     return _CACHE[key]
 
 
-def _load_torch(path: Path) -> GeneratorBundle:
-    from charforge.models.io import file_sha256, load_model
-    from charforge.train.presets import build_generator, preset_from_dict
+def _check_device(device: str, backend: str) -> torch.device:
+    from charforge.core.device import resolve_device
 
-    tensors, meta = load_model(path, kind="generator")
-    try:
-        preset = preset_from_dict(meta["charforge_config"])
-        schema = TagSchema.from_dict(meta["tag_schema"])
-        freqs = np.asarray(meta["tag_freqs"], dtype=np.float64)
-        net = build_generator(preset, len(schema))
-        net.load_state_dict(tensors)
-    except (KeyError, RuntimeError, TypeError) as e:
-        raise UserError(f"{path}: not a charforge generator this version can rebuild ({e})") from e
+    if backend == "onnx":
+        if device not in ("auto", "cpu"):
+            raise UserError(f"--device {device}: the onnx backend runs on the CPU here; use --backend torch "
+                            f"for --device {device}", field="device")
+        return torch.device("cpu")
+    return resolve_device(device)
+
+
+def _load_torch(path: Path, device: torch.device | None = None) -> GeneratorBundle:
+    from charforge.models.generator import read_generator
+    from charforge.models.io import file_sha256
+
+    gf = read_generator(path)
+    dev = device or torch.device("cpu")
+    net = gf.build()
     # channels_last: 1.5x the batched throughput of NCHW on this CPU's convs (BENCHMARKS.md), same fp32 maths.
-    net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    net = net.to(dev, memory_format=torch.channels_last)
+    prov = gf.meta.get("provenance") if isinstance(gf.meta.get("provenance"), dict) else {}
+    preset = prov.get("preset") if gf.format > 1 else gf.meta["charforge_config"].get("name")
+    label = f"{gf.config.family}/{preset}" if isinstance(preset, str) and preset else gf.config.family
     return GeneratorBundle(
         net,
-        schema,
-        freqs,
-        preset.to_dict(),
-        preset.z_dim,
-        preset.resolution,
-        str(meta.get("model_id", path.stem)),
+        gf.schema,
+        gf.freqs,
+        gf.config.to_dict(),
+        int(np.prod(gf.config.noise_shape())),
+        gf.config.resolution,
+        str(gf.meta.get("model_id", path.stem))[:200],
         file_sha256(path),
         path,
+        label=label,
+        device=str(dev),
     )
 
 
@@ -205,6 +241,7 @@ def _load_onnx_file(path: Path, threads: int | None) -> GeneratorBundle:
         g.sha256,
         path,
         backend="onnx",
+        label="/".join(str(g.config[k]) for k in ("family", "name") if k in g.config),
     )
 
 
@@ -234,6 +271,7 @@ def _load_via_onnx_cache(path: Path, threads: int | None) -> GeneratorBundle:
         ref.sha256,
         ref.path,
         backend="onnx",
+        label=ref.label,
     )
 
 
@@ -282,11 +320,11 @@ def generate(
     if z.shape != (n, bundle.z_dim):
         raise UserError(f"noise: expected shape ({n}, {bundle.z_dim}), got {tuple(z.shape)}")
     out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)
-    dev = next(bundle.net.parameters()).device
+    dev = torch.device(bundle.device) if bundle.backend == "torch" else torch.device("cpu")
     c = torch.from_numpy(tags)
     with torch.inference_mode():
         for i in range(0, n, batch_size):
-            x = bundle.net(
+            x = bundle.sample(
                 z[i : i + batch_size].to(dev, torch.float32), c[i : i + batch_size].to(dev)
             )  # (B, 3, S, S)
             x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -8,6 +8,7 @@ A tag vector is (T,) float32 of 0/1 in `schema.tags` order: group tags first, th
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ class TagSchema:
         self.groups = [g if isinstance(g, TagGroup) else TagGroup(g[0], tuple(g[1])) for g in self.groups]
         self.conflicts = [tuple(c) for c in self.conflicts]
         tags = self.tags
-        dup = {t for t in tags if tags.count(t) > 1}
+        dup = {t for t, k in Counter(tags).items() if k > 1}  # linear: schemas may be large
         if dup:
             raise ValueError(f"tags repeated in schema: {sorted(dup)}")
         self._index = {t: i for i, t in enumerate(tags)}

@@ -11,17 +11,35 @@ Loading never unpickles anything.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from charforge import __version__
 from charforge.errors import UserError
 from charforge.utils.io import atomic_path
 from charforge.utils.io import sha256_file as file_sha256  # noqa: F401  (re-exported for model callers)
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its header's metadata keys sorted.
+
+    safetensors writes `__metadata__` from a hash map, so the key order (and the file's sha256) changes from
+    process to process for identical weights; model ids and watermark tags hash the file, so they must not.
+    The header is re-serialised compactly with sorted metadata and padded with spaces to 8 bytes as the format
+    requires; tensor entries and the data block are untouched (offsets are relative to the data block).
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    out = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+    raw = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n :]
 
 
 def save_model(
@@ -37,9 +55,19 @@ def save_model(
     for k, v in (extra or {}).items():
         meta[k] = json.dumps(v)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(clean, str(tmp), metadata=meta)
-    return Path(path)
+    blob = canonical_safetensors(save(clean, metadata=meta))
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(blob)
+    except OSError as e:  # a full disk, a read-only folder: say where and how much, not a traceback
+        free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+        raise UserError(
+            f"{path.parent}: could not write {path.name} ({e.strerror or e}); it needs {len(blob) / 1e6:.1f} MB "
+            f"and {free / 1e6:.1f} MB are free there. Free some space (or choose another folder) and rerun; "
+            "finished files are kept"
+        ) from e
+    return path
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

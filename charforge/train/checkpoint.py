@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 from charforge.models import runs
+from charforge.models.config import ModelConfig
+from charforge.models.generator import save_generator
 from charforge.models.io import load_model, save_model
 
 STATE_KIND = "train-state"
@@ -113,10 +116,16 @@ class CheckpointStore:
         state_meta: dict[str, Any],
         config: dict[str, Any],
         generator: dict[str, torch.Tensor],
-        generator_extra: dict[str, Any],
+        generator_config: ModelConfig,
+        schema: TagSchema,
+        freqs: Any,
+        model_id: str,
+        provenance: dict[str, Any],
     ) -> Path:
-        save_model(
-            self.generator_path(step), generator, kind="generator", config=config, extra=generator_extra
+        """The generator file (format 2: model config only) first, then the training state (with the preset)."""
+        save_generator(
+            self.generator_path(step), generator, generator_config, schema, freqs,
+            model_id=model_id, provenance=provenance,
         )
         path = save_model(self.state_path(step), state, kind=STATE_KIND, config=config, extra=state_meta)
         self.prune()

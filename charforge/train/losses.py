@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,6 @@ from torch import nn
 
 from charforge.core.tags import TagSchema
 from charforge.models.augment import augment, parse_augment
-from charforge.train.presets import Preset
 
 
 def classification_loss(
@@ -57,27 +57,74 @@ def classification_loss(
     return total
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One step of a training iteration, as the loss declares it (after StyleGAN2-ADA's phases).
+
+    `module` is the trainable network whose optimiser steps after the phase group; consecutive phases on the
+    same module accumulate gradients into one optimiser step. `interval` runs the phase every N iterations
+    (lazy regularisation). The trainer draws fresh latents at the start of each module's group and freezes the
+    other modules while it runs.
+    """
+
+    name: str
+    module: str
+    interval: int = 1
+
+
+def group_phases(phases: list[Phase]) -> list[tuple[str, list[Phase]]]:
+    """Consecutive phases on one module -> (module, [phases]) groups, each ending in one optimiser step."""
+    groups: list[tuple[str, list[Phase]]] = []
+    for ph in phases:
+        if groups and groups[-1][0] == ph.module:
+            groups[-1][1].append(ph)
+        else:
+            groups.append((ph.module, [ph]))
+    return groups
+
+
 class TagGANLoss:
-    """Shared ACGAN/DCGAN loss. `autocast` is a zero-argument context factory supplied by the trainer."""
+    """Shared ACGAN/DCGAN loss. `autocast` is a zero-argument context factory supplied by the trainer.
+
+    Every weight is an explicit keyword (the training recipe maps a preset onto them), so the loss depends
+    on nothing else of the preset.
+    """
 
     def __init__(
         self,
         G: nn.Module,
         D: nn.Module,
         schema: TagSchema,
-        preset: Preset,
+        *,
+        conditional: bool = True,
+        adv_weight: float = 0.0,
+        gp_weight: float = 0.5,
+        gp_every: int = 1,
+        cls_weight_g: float = 1.0,
+        cls_loss: str = "group-ce",
+        augment: str = "",
+        teacher_weight: float = 1.0,
         autocast: Callable | None = None,
         memory_format=torch.contiguous_format,
         teacher: nn.Module | None = None,
     ):
-        self.G, self.D, self.schema, self.p = G, D, schema, preset
+        self.G, self.D, self.schema = G, D, schema
         self.teacher = teacher  # frozen tag classifier (TaggerNet) or None
-        self.adv_weight = preset.adv_weight or float(len(schema))  # lambda_adv = number of tags by default
-        self.cls_on = preset.conditional and len(schema) > 0
-        self.aug_kinds = parse_augment(preset.augment)
+        self.adv_weight = adv_weight or float(len(schema))  # lambda_adv = number of tags by default
+        self.gp_weight, self.gp_every = float(gp_weight), int(gp_every)
+        self.cls_weight_g, self.cls_loss, self.teacher_weight = float(cls_weight_g), cls_loss, float(teacher_weight)
+        self.cls_on = conditional and len(schema) > 0
+        self.aug_kinds = parse_augment(augment)
         self.autocast = autocast or contextlib.nullcontext
         self.memory_format = memory_format
         self.projection = getattr(D, "proj", None) is not None
+
+    def phases(self) -> list[Phase]:
+        """D (+ the lazy DRAGAN penalty every gp_every iterations, same optimiser step), then G."""
+        out = [Phase("D", "D")]
+        if self.gp_weight > 0:
+            out.append(Phase("Dreg", "D", self.gp_every))
+        return out + [Phase("G", "G")]
 
     def _d(
         self, x: torch.Tensor, g: torch.Generator, c: torch.Tensor | None = None
@@ -92,7 +139,7 @@ class TagGANLoss:
     def _cls(self, logits: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
         if not self.cls_on or logits is None:
             return torch.zeros((), device=target.device)
-        return classification_loss(logits, target, self.schema, self.p.cls_loss)
+        return classification_loss(logits, target, self.schema, self.cls_loss)
 
     def accumulate_gradients(
         self,
@@ -119,7 +166,7 @@ class TagGANLoss:
             adv, cls = self._d(fake, g, c)
         l_adv = F.softplus(-adv).mean()  # -log D(G(z, c))
         l_cls = self._cls(cls, c)
-        loss = self.adv_weight * l_adv + self.p.cls_weight_g * l_cls
+        loss = self.adv_weight * l_adv + self.cls_weight_g * l_cls
         out = {"G_adv": l_adv.detach(), "G_cls": l_cls.detach()}
         if self.teacher is not None:
             size = self.teacher.cfg.image_size
@@ -137,7 +184,7 @@ class TagGANLoss:
             with self.autocast():
                 t_logits = self.teacher(x.contiguous(memory_format=self.memory_format))
             l_teacher = classification_loss(t_logits, c, self.schema, "group-ce")
-            loss = loss + self.p.teacher_weight * l_teacher
+            loss = loss + self.teacher_weight * l_teacher
             out["G_teacher"] = l_teacher.detach()
         (loss * gain).backward()
         return {"loss_G": loss.detach(), **out}
@@ -170,7 +217,7 @@ class TagGANLoss:
         }
 
     def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
-        if self.p.gp_weight <= 0:
+        if self.gp_weight <= 0:
             return {}
         b = real.shape[0]
         noise = 0.5 * real.std() * torch.rand(real.shape, generator=g).to(real.device)
@@ -180,7 +227,7 @@ class TagGANLoss:
             adv, _ = self._d(x_hat, g, real_tags)
         (grad,) = torch.autograd.grad(adv.sum(), x_hat, create_graph=True)
         gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
-        (gp * self.p.gp_weight * self.p.gp_every * gain).backward()
+        (gp * self.gp_weight * self.gp_every * gain).backward()
         return {"D_gp": gp.detach()}
 
 
@@ -191,9 +238,8 @@ class ACGANLoss(TagGANLoss):
 class DCGANLoss(TagGANLoss):
     """DCGAN baseline: plain logistic GAN loss (lambda_adv = preset value, default 1), no gradient penalty."""
 
+    def phases(self) -> list[Phase]:
+        return [Phase("D", "D"), Phase("G", "G")]
+
     def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
         return {}
-
-
-def make_loss(G: nn.Module, D: nn.Module, schema: TagSchema, preset: Preset, **kw) -> TagGANLoss:
-    return (DCGANLoss if preset.family == "dcgan" else ACGANLoss)(G, D, schema, preset, **kw)

@@ -1,20 +1,22 @@
-"""One table of named presets: model family, widths, depth, resolution and training hyper-parameters.
+"""One table of named training presets: a model family's architecture fields, the discriminator, the
+schedule, loss weights and bookkeeping.
 
-`--preset NAME` picks a row, `--set key=value` overrides single fields. The resolved preset (as a dict)
-is stored in every model file and checkpoint, so loading never needs the command line that trained it.
+`--preset NAME` picks a row, `--set key=value` overrides single fields. The resolved preset is the training
+config: it goes into the run's config.json and its training-state checkpoints. A model file stores only
+`Preset.model_config()`, the family's architecture config (charforge.models.config), never training fields.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
 
 from charforge.errors import UserError
-
-FAMILIES = ("dcgan", "acgan")
+from charforge.models.config import ModelConfig
+from charforge.models.families import FAMILIES, build_network, get_family
 
 
 @dataclass
@@ -76,10 +78,14 @@ class Preset:
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
     max_nan_retries: int = 3  # rollbacks allowed after a non-finite loss
     nan_lr_factor: float = 0.5  # lr multiplier applied on each rollback
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def model_config(self) -> ModelConfig:
+        """The family's architecture config from this preset's fields: what a model file stores."""
+        cls = get_family(self.family).config
+        return cls(**{k: getattr(self, k) for k in cls.field_names()})
 
 
 _P = Preset
@@ -188,7 +194,7 @@ def _coerce(name: str, raw: str, typ: type) -> Any:
 
 def field_types() -> dict[str, type]:
     hints = {"int": int, "float": float, "str": str, "bool": bool}
-    return {f.name: hints.get(str(f.type), str) for f in fields(Preset) if f.name not in ("name", "extra")}
+    return {f.name: hints.get(str(f.type), str) for f in fields(Preset) if f.name != "name"}
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -222,6 +228,7 @@ def preset_from_dict(d: dict[str, Any]) -> Preset:
 def validate_preset(p: Preset) -> Preset:
     if p.family not in FAMILIES:
         raise UserError(f"family {p.family!r}: valid families are {', '.join(FAMILIES)}", field="family")
+    p.model_config().validate()
     if p.cls_loss not in ("group-ce", "bce"):
         raise UserError(f"cls_loss {p.cls_loss!r}: valid values are group-ce, bce", field="cls_loss")
     from charforge.models.augment import parse_augment
@@ -260,24 +267,7 @@ def _check_geometry(p: Preset) -> None:
 
 
 def build_generator(p: Preset, n_tags: int) -> nn.Module:
-    t = n_tags if p.conditional else 0
-    if p.family == "dcgan":
-        from charforge.models.dcgan import DCGANGenerator
-
-        return DCGANGenerator(z_dim=p.z_dim, n_tags=t, image_size=p.resolution, width=p.g_width)
-    from charforge.models.acgan import SRResNetGenerator
-
-    return SRResNetGenerator(
-        z_dim=p.z_dim,
-        n_tags=t,
-        image_size=p.resolution,
-        width=p.g_width,
-        blocks=p.g_blocks,
-        upscalers=p.g_upscalers,
-        final_kernel=p.g_final_kernel,
-        cond_norm=p.g_cond_norm,
-        antialias=p.g_antialias,
-    )
+    return build_network(p.model_config(), n_tags)
 
 
 def build_discriminator(p: Preset, n_tags: int) -> nn.Module:

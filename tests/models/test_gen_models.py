@@ -11,7 +11,8 @@ from charforge.core.tags import make_girls_moe_schema
 from charforge.errors import UserError
 from charforge.models.acgan import ResNetDiscriminator, SRResNetGenerator
 from charforge.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from charforge.train.losses import classification_loss, make_loss
+from charforge.train.gan import make_loss
+from charforge.train.losses import classification_loss
 from charforge.train.presets import (
     PRESETS,
     build_discriminator,

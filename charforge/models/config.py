@@ -1,0 +1,112 @@
+"""Model configs: exactly the arguments that rebuild a family's network, validated against bounds.
+
+A model file stores one of these (as JSON), never a training preset: loading a generator needs no training
+field, and an untrusted file cannot ask for a network that would not fit in memory (every size is bounded
+here, before anything is allocated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from charforge.errors import UserError
+
+MAX_TAGS = 4096  # tags in a model's schema
+MAX_RESOLUTION = 1024  # px
+MAX_WIDTH = 4096  # channels
+MAX_Z = 4096  # latent size
+MAX_BLOCKS = 64  # residual blocks
+MAX_PARAMS = 500_000_000  # network parameters a model file may ask for (2 GB in fp32)
+
+
+def _bounded(name: str, value: Any, lo: int | float, hi: int | float, typ: type) -> None:
+    ok = isinstance(value, typ) and not isinstance(value, bool) if typ is not bool else isinstance(value, bool)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise UserError(f"model config {name}={value!r}: expected a {typ.__name__}", field=name)
+    if typ is not bool and not (lo <= value <= hi and math.isfinite(value)):
+        raise UserError(f"model config {name}={value!r}: must be between {lo} and {hi}", field=name)
+
+
+@dataclass
+class ModelConfig:
+    """Base of every family's config. `family` names the registry entry that builds it."""
+
+    family: ClassVar[str] = ""
+    BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {}
+
+    resolution: int = 64  # output image side, px
+    conditional: bool = True  # the network takes the tag vector
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **dataclasses.asdict(self)}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: Any, *, source: str = "model config") -> ModelConfig:
+        """Strict: a dict whose keys are this config's fields (plus 'family'); values checked against BOUNDS."""
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        names = set(cls.field_names())
+        unknown = sorted(set(d) - names - {"family"})
+        if unknown:
+            raise UserError(f"{source}: unknown fields {', '.join(unknown)} for the {cls.family} family "
+                            f"(valid: {', '.join(sorted(names))})")
+        cfg = cls(**{k: v for k, v in d.items() if k in names})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> ModelConfig:
+        bounds = {"resolution": (8, MAX_RESOLUTION, int), "conditional": (0, 1, bool), **self.BOUNDS}
+        for name, (lo, hi, typ) in bounds.items():
+            _bounded(name, getattr(self, name), lo, hi, typ)
+        return self
+
+    def noise_shape(self) -> tuple[int, ...]:
+        """The per-image noise the family's sampler draws (standard normal)."""
+        raise NotImplementedError
+
+
+@dataclass
+class GANGeneratorConfig(ModelConfig):
+    z_dim: int = 128  # latent size
+
+    def noise_shape(self) -> tuple[int, ...]:
+        return (self.z_dim,)
+
+
+@dataclass
+class DCGANConfig(GANGeneratorConfig):
+    """The DCGAN baseline's generator (seed 001)."""
+
+    family: ClassVar[str] = "dcgan"
+    BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {"z_dim": (1, MAX_Z, int), "g_width": (1, MAX_WIDTH, int)}
+
+    z_dim: int = 100
+    g_width: int = 64  # channels of the last up-layer; the first has width * 2**(n_up)
+
+
+@dataclass
+class ACGANConfig(GANGeneratorConfig):
+    """make.girls.moe's SRResNet generator."""
+
+    family: ClassVar[str] = "acgan"
+    BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {
+        "z_dim": (1, MAX_Z, int), "g_width": (1, MAX_WIDTH, int), "g_blocks": (0, MAX_BLOCKS, int),
+        "g_upscalers": (0, 6, int), "g_final_kernel": (1, 15, int), "g_cond_norm": (0, 1, bool),
+        "g_antialias": (0, 1, bool),
+    }
+
+    g_width: int = 64  # channels in the residual trunk
+    g_blocks: int = 16  # residual blocks
+    g_upscalers: int = 2  # sub-pixel x2 steps (2 for 64 px, 3 for 128 px)
+    g_final_kernel: int = 9  # output conv kernel, px
+    g_cond_norm: bool = False  # tag-conditional batch norm in every layer (tags also enter the dense input)
+    g_antialias: bool = False  # fixed 3x3 low-pass after each PixelShuffle

@@ -1,0 +1,108 @@
+"""The family registry: one entry per model family, naming everything the rest of charforge needs.
+
+A family is
+  config    the model config dataclass (charforge.models.config): exactly what rebuilds the network
+  build     (config, n_tags) -> the network that makes images (a torch module)
+  sample    (net, noise (B, *noise_shape), tags (B, T)) -> images (B, 3, S, S) in [-1, 1]
+  recipe    "module:attribute" of its training recipe (networks it trains besides `build`'s, the loss and its
+            phases). A string, resolved only by training code, so inference never imports training.
+
+Adding a family is one config class, one build function, one sampler, one recipe and one `register(...)` call
+(docs/ARCHITECTURE.md shows the two GAN families as the example).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from charforge.errors import UserError
+from charforge.models.config import MAX_PARAMS, ACGANConfig, DCGANConfig, ModelConfig
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config: type[ModelConfig]
+    build: Callable[[Any, int], nn.Module]
+    sample: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    recipe: str  # "module:attribute" of the training recipe
+    summary: str = ""
+
+    def load_recipe(self) -> Any:
+        mod, _, attr = self.recipe.partition(":")
+        return getattr(importlib.import_module(mod), attr)
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    if family.config.family != family.name:
+        raise ValueError(f"family {family.name!r}: its config class says {family.config.family!r}")
+    FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise UserError(f"family {name!r}: valid families are {', '.join(FAMILIES)}", field="family")
+    return FAMILIES[name]
+
+
+def config_from_dict(d: Any, *, source: str = "model config") -> ModelConfig:
+    """A model config from its JSON form ({'family': ..., fields...}), validated against the family's bounds."""
+    if not isinstance(d, dict) or not isinstance(d.get("family"), str):
+        raise UserError(f"{source}: expected a JSON object with a 'family' name")
+    return get_family(d["family"]).config.from_dict(d, source=source)
+
+
+def build_network(cfg: ModelConfig, n_tags: int) -> nn.Module:
+    """The family's network for `cfg`, after checking on the meta device (no memory) that its sizes fit together
+    and that it is not absurdly large; a bad config is a UserError naming the problem, never a traceback or a
+    100 GB allocation."""
+    fam = get_family(cfg.family)
+    cfg.validate()
+    try:
+        with torch.device("meta"):
+            probe = fam.build(cfg, n_tags)
+    except (ValueError, RuntimeError, AssertionError) as e:
+        raise UserError(f"{cfg.family} model: these sizes do not fit together ({e}); check resolution, "
+                        "g_upscalers and the widths") from e
+    n = sum(p.numel() for p in probe.parameters())
+    if n > MAX_PARAMS:
+        raise UserError(f"{cfg.family} model: {n:,} parameters is over the limit of {MAX_PARAMS:,}; "
+                        "check the widths and block counts")
+    return fam.build(cfg, n_tags)
+
+
+# ---- the two GAN families ------------------------------------------------------------------------------
+def _gan_sample(net: nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return net(z, c)
+
+
+def _build_dcgan(cfg: DCGANConfig, n_tags: int) -> nn.Module:
+    from charforge.models.dcgan import DCGANGenerator
+
+    t = n_tags if cfg.conditional else 0
+    return DCGANGenerator(z_dim=cfg.z_dim, n_tags=t, image_size=cfg.resolution, width=cfg.g_width)
+
+
+def _build_acgan(cfg: ACGANConfig, n_tags: int) -> nn.Module:
+    from charforge.models.acgan import SRResNetGenerator
+
+    t = n_tags if cfg.conditional else 0
+    return SRResNetGenerator(z_dim=cfg.z_dim, n_tags=t, image_size=cfg.resolution, width=cfg.g_width,
+                             blocks=cfg.g_blocks, upscalers=cfg.g_upscalers, final_kernel=cfg.g_final_kernel,
+                             cond_norm=cfg.g_cond_norm, antialias=cfg.g_antialias)
+
+
+register(Family("dcgan", DCGANConfig, _build_dcgan, _gan_sample, "charforge.train.gan:DCGAN_RECIPE",
+                "DCGAN baseline (seed 001): transposed-conv G, BN D with a tag head"))
+register(Family("acgan", ACGANConfig, _build_acgan, _gan_sample, "charforge.train.gan:ACGAN_RECIPE",
+                "ACGAN + DRAGAN after make.girls.moe: SRResNet G, residual D with a tag head"))
