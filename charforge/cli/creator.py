@@ -35,10 +35,26 @@ def read_params_file(path: Path) -> object:
         )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except RecursionError as e:
+        raise UserError(
+            f"{path}: not valid parameter JSON (nested too deeply). Write a flat JSON object of "
+            'parameter name -> value, such as {"hair_color": "pink"}'
+        ) from e
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise UserError(
             f"{path}: not valid JSON ({e}). Write a JSON object of parameter name -> value"
         ) from e
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the parameter file ({e.strerror or e})") from e
+
+
+SIZE_RANGE = (32, 512)  # pixels per rendered character the creator commands accept
+
+
+def check_size(size: int) -> None:
+    lo, hi = SIZE_RANGE
+    if not lo <= size <= hi:
+        raise UserError(f"--size {size}: choose between {lo} and {hi} pixels", field="size")
 
 
 @creator_app.command("sheet")
@@ -54,6 +70,7 @@ def sheet(
 
     if not 1 <= n <= 4096:
         raise UserError(f"--n {n}: choose between 1 and 4096 characters", field="n")
+    check_size(size)
     creator = BuiltinCreator()
     batch = creator.sample(n, np.random.default_rng(seed))
     images = creator.render(batch, size)
@@ -73,6 +90,7 @@ def render(
     from charforge.creators.builtin import BuiltinCreator
     from charforge.provenance import save_png
 
+    check_size(size)
     creator = BuiltinCreator()
     raw = read_params_file(params)
     clean = creator.space.validate(raw, source=str(params))

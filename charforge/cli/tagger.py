@@ -78,16 +78,47 @@ def train(
     typer.echo(f"report       {Path(out) / 'report.md'}")
 
 
+def _split_predict_args(paths: list[Path]) -> tuple[Path, list[Path]]:
+    """`[TAGGER] IMAGE...`: the first path is the tagger when it is a folder or a .safetensors file;
+    otherwise every path is an image and the shipped tagger is used."""
+    from charforge.errors import UserError
+    from charforge.tagger.net import default_tagger_path
+
+    usage = "usage: charforge tagger predict [TAGGER] IMAGE..."
+    first = paths[0]
+    if first.is_dir() or first.suffix.lower() == ".safetensors":
+        if len(paths) == 1:
+            raise UserError(
+                f"no image given after the tagger {first}; {usage} (for example: "
+                f"charforge tagger predict {first} portrait.png)",
+                field="images",
+            )
+        return first, paths[1:]
+    shipped = default_tagger_path()
+    if shipped is None:
+        raise UserError(
+            f"no tagger given ({first} is taken as an image) and this install ships no default tagger; "
+            f"{usage}, with TAGGER a .safetensors file or a folder made by `charforge tagger train`",
+            field="tagger",
+        )
+    return shipped, paths
+
+
 @tagger_app.command("predict")
 def predict(
-    tagger: Path = typer.Argument(..., help="A tagger file or folder."),
-    images: list[Path] = typer.Argument(..., help="Image files to tag."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="[TAGGER] IMAGE",
+        help="An optional tagger (a .safetensors file or a folder made by `tagger train`; default: the "
+        "shipped tagger), then the image files to tag.",
+    ),
 ) -> None:
     """Print the tags the tagger reads in each image."""
     from charforge.core.images import BadImage, load_image
     from charforge.errors import UserError
     from charforge.tagger.net import load_tagger
 
+    tagger, images = _split_predict_args(paths)
     t = load_tagger(tagger)
     for p in images:
         try:

@@ -34,13 +34,21 @@ def verify_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
     full: bool = typer.Option(False, "--full", help="Print every metadata key under each row."),
 ) -> None:
-    """Report each image's charforge metadata and whether the watermark is detected (always exits 0)."""
+    """Report each image's charforge metadata and whether the watermark is detected.
+
+    Every file is checked even when some cannot be read; the exit status is 0 when all could be read
+    (watermark present or not), and 2 at the end, naming them, when some could not.
+    """
+    from charforge.errors import UserError
     from charforge.provenance.verify import verify_image
 
     if not as_json:
         typer.echo(f"{'file':<40} {'watermark':<10} {'score':>6} {'tag':<5} metadata")
+    bad: list[str] = []
     for path in images:
         r = verify_image(path)
+        if not r.ok:
+            bad.append(f"{path} ({r.error})")
         if as_json:
             typer.echo(json.dumps(r.to_dict()))
             continue
@@ -50,9 +58,18 @@ def verify_command(
             continue
         mark = "detected" if r.detected else "absent"
         typer.echo(f"{name:<40} {mark:<10} {r.score:>6.3f} {r.payload or '-':<5} {_meta_summary(r.metadata)}")
+        if r.error:
+            typer.echo(f"    note: {r.error}")
         if full:
             for k, v in r.metadata.items():
                 typer.echo(f"    {k}: {v if isinstance(v, str) else json.dumps(v)}")
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UserError(
+            f"{len(bad)} of {len(images)} files could not be checked: {shown}. "
+            "The others are reported above; give readable image files",
+            field="images",
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,14 +23,42 @@ from charforge.errors import UserError
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
+def _parse_json(text: str, src: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError as e:
+        raise UserError(f"{src}: not a readable JSON file (nested too deeply); fix or remove it") from e
+    except ValueError as e:  # JSONDecodeError, or an integer with too many digits
+        raise UserError(f"{src}: not a readable JSON file ({e})") from e
+
+
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a readable JSON file ({e})") from e
+    return _parse_json(text, str(path))
 
 
-def _pairs_from_files(root: Path) -> list[tuple[str, Path, dict]]:
+def _params(space: ParamSpace, raw: Any, src: str) -> dict[str, Any]:
+    """One capture's parameters: every parameter of the space must be recorded (no silent defaults)."""
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"{src}: the parameters must be a JSON object of name -> value, got {type(raw).__name__}"
+        )
+    clean = space.validate(raw, source=src)  # unknown names and bad values first, then what is missing
+    missing = [p for p in space.names if p not in raw]
+    if missing:
+        raise UserError(
+            f"{src}: the capture is missing parameter {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            + "; record every parameter of space.json for each capture",
+            field=missing[0],
+        )
+    return clean
+
+
+def _pairs_from_files(root: Path) -> list[tuple[str, Path, Any]]:
     out = []
     for js in sorted(root.glob("*.json")):
         if js.name == "space.json":
@@ -42,22 +70,44 @@ def _pairs_from_files(root: Path) -> list[tuple[str, Path, dict]]:
     return out
 
 
-def _pairs_from_jsonl(path: Path) -> list[tuple[str, Path, dict]]:
+def _inside(root: Path, name: Any, src: str) -> Path:
+    """The image a pairs.jsonl row names, refused unless it is a relative path inside the folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f'{src}: "image" must be a file name such as "cap_001.png", got {name!r}')
+    rel = Path(name.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or name.startswith(("/", "\\")):
+        raise UserError(
+            f"{src}: image {name!r} is not inside the recorded folder; name images relative to "
+            f"{root} (no absolute paths, no '..')"
+        )
+    img = root / rel
+    try:
+        ok = img.resolve().is_relative_to(root.resolve())
+    except OSError:
+        ok = False
+    if not ok:
+        raise UserError(
+            f"{src}: image {name!r} leads outside the recorded folder (a link?); copy the file in"
+        )
+    if not img.is_file():
+        raise UserError(f"{src}: image {name!r} not found in {root}")
+    return img
+
+
+def _pairs_from_jsonl(path: Path) -> list[tuple[str, Path, Any]]:
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable UTF-8 text file ({e})") from e
+    for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         src = f"{path} line {i}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{src}: not valid JSON ({e})") from e
+        row = _parse_json(line, src)
         if not isinstance(row, dict) or "image" not in row or "params" not in row:
             raise UserError(f'{src}: expected {{"image": "file.png", "params": {{...}}}}')
-        img = path.parent / str(row["image"])
-        if not img.is_file():
-            raise UserError(f"{src}: image {row['image']!r} not found in {path.parent}")
-        out.append((src, img, row["params"]))
+        out.append((src, _inside(path.parent, row["image"], src), row["params"]))
     return out
 
 
@@ -71,7 +121,14 @@ class RecordedCreator(Creator):
             raise UserError(
                 f"{self.path}: a recorded creator folder needs a space.json (the parameter space as JSON)"
             )
-        self.space = ParamSpace.from_json(space_file.read_text(encoding="utf-8"), source=str(space_file))
+        raw_space = _read_json(space_file)
+        if not isinstance(raw_space, dict):
+            raise UserError(
+                f"{space_file}: must be a JSON object "
+                '{"categorical": [...], "continuous": [...]}'
+                f", got {type(raw_space).__name__}"
+            )
+        self.space = ParamSpace.from_dict(raw_space, source=str(space_file))
         self.name = f"recorded:{self.path.name}"
         pairs = _pairs_from_files(self.path)
         if (self.path / "pairs.jsonl").is_file():
@@ -82,7 +139,9 @@ class RecordedCreator(Creator):
             )
         self.sources = [p[0] for p in pairs]
         self.image_paths = [p[1] for p in pairs]
-        self.batch = ParamBatch.concat([self.space.from_dicts([p[2]], source=p[0]) for p in pairs])
+        self.batch = ParamBatch.concat(
+            [self.space.from_dicts([_params(self.space, p[2], p[0])], source=p[0]) for p in pairs]
+        )
         self._vectors = self.space.encode(self.batch)
 
     def __len__(self) -> int:

@@ -72,6 +72,12 @@ def _make_row(path: Path, n: int, file: Any, tags: Any, lic: Any, schema: TagSch
         )
     c = schema.parse(tags, source=f"{path}: row {n} ({file.strip()})")
     on = [t for t in c.groups.values() if t] + [t for t, v in c.independent.items() if v]
+    if lic is not None and not isinstance(lic, str):
+        raise UserError(
+            f'{path}: row {n} ({file.strip()}): the licence must be a string such as "CC-BY-4.0", '
+            f"got {type(lic).__name__} {_clip(lic)}",
+            field="license",
+        )
     key = file.strip().replace("\\", "/").removeprefix("./")
     licence = lic.strip() if isinstance(lic, str) and lic.strip() else None
     return TagRow(key, schema.to_vector(on), licence, n)
@@ -79,17 +85,64 @@ def _make_row(path: Path, n: int, file: Any, tags: Any, lic: Any, schema: TagSch
 
 def _read_csv(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
     reader = csv.reader(io.StringIO(text))
-    cols, rows, first = (0, 1, 2), [], True
-    for cells in reader:
+    cols, rows, first, width = (0, 1, 2), [], True, 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # a field over the csv module's limit (an unclosed quote), a NUL byte...
+            raise UserError(
+                f"{path}: row {reader.line_num}: cannot read this CSV row ({e}); usually a quote that is "
+                'never closed. Write rows as file,"tag, tag",license',
+                field="tags",
+            ) from e
         if not any(c.strip() for c in cells):
             continue
         if first and cells[0].strip().lower() in FILE_KEYS:
-            cols, first = _csv_columns(path, cells), False
+            cols, first, width = _csv_columns(path, cells), False, len(cells)
             continue
+        n = reader.line_num
+        if width and len(cells) > width and any(c.strip() for c in cells[width:]):
+            raise UserError(
+                f"{path}: row {n}: {len(cells)} columns but the header names {width}; put the tags in "
+                'quotes ("blonde hair, blue eyes") so their commas do not split the row',
+                field="tags",
+            )
+        if not width:
+            _check_unheadered(path, n, cells, schema)
         first = False
         file, tags, lic = (cells[i] if i is not None and i < len(cells) else None for i in cols)
-        rows.append(_make_row(path, reader.line_num, file, tags, lic, schema))
+        rows.append(_make_row(path, n, file, tags, lic, schema))
     return rows
+
+
+def _check_unheadered(path: Path, n: int, cells: list[str], schema: TagSchema) -> None:
+    """Without a header, `file,tags,license` is the layout: catch tags that spilled into later columns."""
+    extra = [c for c in cells[3:] if c.strip()]
+    lic = cells[2].strip() if len(cells) > 2 else ""
+    if extra or (lic and _is_tag(lic, schema)):
+        spilled = [c.strip() for c in cells[2:] if c.strip()]
+        raise UserError(
+            f"{path}: row {n}: {', '.join(repr(c) for c in spilled)} after the tags column "
+            f"{'look like tags' if len(spilled) > 1 else 'looks like a tag'}, not a licence: the tags were "
+            f'not quoted. Write {cells[0].strip()},"{", ".join(c.strip() for c in cells[1:] if c.strip())}" '
+            "(tags in quotes), or add a header line file,tags,license",
+            field="tags",
+        )
+
+
+def _is_tag(text: str, schema: TagSchema) -> bool:
+    try:
+        schema.parse([text])
+    except UserError:
+        return False
+    return True
+
+
+def _clip(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _csv_columns(path: Path, header: list[str]) -> tuple[int, int, int | None]:
@@ -113,6 +166,16 @@ def _read_jsonl(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
         except json.JSONDecodeError as e:
             raise UserError(
                 f'{path}: row {n}: not valid JSON ({e.msg}); expected {{"file": ..., "tags": [...]}}',
+                field="tags",
+            ) from e
+        except RecursionError as e:
+            raise UserError(
+                f'{path}: row {n}: JSON nested too deeply; expected {{"file": ..., "tags": [...]}}',
+                field="tags",
+            ) from e
+        except ValueError as e:  # e.g. an integer with more digits than Python converts
+            raise UserError(
+                f'{path}: row {n}: unreadable JSON value ({e}); expected {{"file": ..., "tags": [...]}}',
                 field="tags",
             ) from e
         if not isinstance(obj, dict):

@@ -66,6 +66,12 @@ def inspect_dataset(ds: PackedDataset, out_dir: Path, *, n: int = 64, seed: int 
     """Write sheet.png and tag_frequencies.png into out_dir; returns their paths."""
     from PIL import Image
 
+    from charforge.errors import UserError
+
+    if not 1 <= n <= 4096:
+        raise UserError(f"--n {n}: the contact sheet shows between 1 and 4096 images", field="n")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"-o {out_dir}: exists and is a file; give a folder for the PNGs", field="out")
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(ds), size=min(n, len(ds)), replace=False)) if len(ds) else np.zeros(0, int)

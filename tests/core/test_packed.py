@@ -55,6 +55,7 @@ def test_missing_manifest_and_bad_shapes_are_clear_errors(tmp_path):
     write_packed(tmp_path / "d", images, tags, schema)
     m = json.loads((tmp_path / "d" / "manifest.json").read_text())
     m["count"] = 11
+    m["items"].append({"source": "extra", "license": "unknown"})
     (tmp_path / "d" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(UserError, match="does not match the manifest"):
         load_packed(tmp_path / "d")
