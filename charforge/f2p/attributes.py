@@ -41,9 +41,104 @@ SKIN_RGB = {
     "tan": (180, 130, 95),
     "brown": (115, 75, 50),
 }
-GLASSES_EDGE = 0.05  # mean |vertical gradient| (0-1 gray) on the nose bridge above which glasses are assumed
+GLASSES_EDGE = (
+    0.04  # mean |vertical gradient| (0-1 gray) of the nose bridge and the lower rims above which glasses
+)
+# are assumed (measured: astronaut 0.02, Grace Hopper's glasses 0.06, frames drawn on the astronaut 0.08-0.11)
 SMILE_LIFT = 0.06  # corner lift (fraction of mouth width) above which the mouth counts as smiling
 OPEN_GAP = 0.08  # inner-lip gap (fraction of mouth width) above which the mouth counts as open
+
+
+HAT_DARKER = 0.6  # a crown this much darker than the hair beside the temples (lightness ratio) reads as a hat
+HAT_CHROMA = 0.35  # ... or a crown this saturated (max - min of RGB, 0-1) where the side hair is not
+SAME_COLOUR = 0.3  # colour_distance below which two samples count as the same colour (skin, background)
+EYE_MIN_PX = 18  # eye width in pixels below which the iris colour is not estimated ("not visible")
+
+# Coarse hair-colour families: what a photo can tell apart reliably, and the creator options each one allows.
+HAIR_FAMILIES = {
+    "black": ("black",),
+    "brown": ("brown",),
+    "blonde": ("blonde",),
+    "red": ("red", "orange"),
+    "grey/white": ("silver", "white", "gray", "grey"),
+    "blue": ("blue", "aqua", "navy"),
+    "green": ("green",),
+    "purple/pink": ("purple", "pink"),
+}
+NATURAL_HAIR = ("black", "brown", "blonde", "red", "grey/white")
+EYE_FAMILIES = {
+    "dark": ("brown", "black"),
+    "blue": ("blue", "aqua"),
+    "green": ("green",),
+}
+
+
+def _hsl(rgb) -> tuple[float, float, float]:
+    """(hue in degrees, chroma 0-1, lightness 0-1 as the RGB mean) of an RGB triple."""
+    r, g, b = (float(v) / 255.0 for v in rgb)
+    mx, mn = max(r, g, b), min(r, g, b)
+    c = mx - mn
+    if c < 1e-6:
+        h = 0.0
+    elif mx == r:
+        h = 60.0 * (((g - b) / c) % 6)
+    elif mx == g:
+        h = 60.0 * ((b - r) / c + 2)
+    else:
+        h = 60.0 * ((r - g) / c + 4)
+    return h, c, (r + g + b) / 3
+
+
+SKIN_REF = (224, 172, 140)  # the skin chromaticity of a neutrally balanced photo (lightness does not matter)
+
+
+def skin_balance(skin) -> tuple[float, float, float]:
+    """Per-channel gains that bring the sampled skin to SKIN_REF's chromaticity (a skin-referenced white balance:
+    a warm or cool cast shifts hair and skin alike), each clipped to 0.75-1.33."""
+    s = np.asarray(skin, np.float32) + 1.0
+    r = np.asarray(SKIN_REF, np.float32) + 1.0
+    gains = (r / r.sum()) / (s / s.sum())
+    return tuple(float(g) for g in np.clip(gains, 0.75, 1.33))
+
+
+def balanced(rgb, gains) -> np.ndarray:
+    return np.clip(np.asarray(rgb, np.float32) * np.asarray(gains, np.float32), 0, 255)
+
+
+def hair_family(rgb) -> str:
+    """The coarse family of a hair colour sample (photos or drawings)."""
+    h, c, lum = _hsl(rgb)
+    if c < 0.12 or (
+        lum > 0.45 and c < 0.16
+    ):  # grey-ish (photos add a warm cast to grey): black, or grey / white
+        return "black" if lum < 0.3 else "grey/white"
+    if lum < 0.18:
+        return "black"
+    if h >= 345 or h < 20:
+        return "red" if c > 0.3 else "brown"
+    if h < 50:
+        if c > 0.45 and lum > 0.3:
+            return "red"  # ginger / orange
+        return "blonde" if lum > 0.55 else "brown"
+    if h < 70:
+        return "blonde" if lum > 0.45 else "brown"
+    if h < 170:
+        return "green"
+    if h < 255:
+        return "blue"
+    return "purple/pink"
+
+
+def eye_family(rgb) -> str | None:
+    """dark / blue / green, or None when the sample does not say clearly."""
+    h, c, lum = _hsl(rgb)
+    if lum < 0.3 or (c > 0.1 and 10 <= h < 60 and lum < 0.5):
+        return "dark"
+    if c > 0.08 and 170 <= h < 260:
+        return "blue"
+    if c > 0.08 and 70 <= h < 170:
+        return "green"
+    return None
 
 
 @dataclass
@@ -51,17 +146,30 @@ class FaceAttributes:
     hair_rgb: tuple[int, int, int]
     eye_rgb: tuple[int, int, int]
     skin_rgb: tuple[int, int, int]
-    glasses_score: float  # nose-bridge edge energy
+    glasses_score: float  # mean of the nose-bridge and lower-rim edge energies
     smile_score: float  # mouth-corner lift / mouth width
     open_score: float  # inner-lip gap / mouth width
     hair_length_score: float  # 0 = nothing hair-coloured beside the jaw, 1 = hair down both sides
     face_ratio: float  # jaw width / face height (brows to chin)
     eye_spacing: float  # eye-centre distance / jaw width
     n_faces: int
+    balance: tuple[float, float, float] = (
+        1.0,
+        1.0,
+        1.0,
+    )  # skin-referenced white-balance gains (skin_balance)
+    hat_score: float = (
+        0.0  # > 1 = a hat: crown darker or more saturated than the side hair (see estimate_attributes)
+    )
+    eye_px: float = 0.0  # mean eye width in pixels (the iris colour is trusted from EYE_MIN_PX)
 
     @property
     def glasses(self) -> bool:
         return self.glasses_score > GLASSES_EDGE
+
+    @property
+    def hat(self) -> bool:
+        return self.hat_score > 1.0
 
     @property
     def smile(self) -> bool:
@@ -71,8 +179,35 @@ class FaceAttributes:
     def mouth_open(self) -> bool:
         return self.open_score > OPEN_GAP
 
+    @property
+    def hair_family(self) -> str:
+        return hair_family(balanced(self.hair_rgb, self.balance))
+
+    @property
+    def eye_family(self) -> str | None:
+        return eye_family(balanced(self.eye_rgb, self.balance)) if self.eye_px >= EYE_MIN_PX else None
+
+    @property
+    def hair_length(self) -> str:
+        return (
+            "short"
+            if self.hair_length_score < 0.25
+            else "medium"
+            if self.hair_length_score < 0.75
+            else "long"
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "glasses": self.glasses, "smile": self.smile, "mouth_open": self.mouth_open}
+        return {
+            **asdict(self),
+            "glasses": self.glasses,
+            "hat": self.hat,
+            "smile": self.smile,
+            "mouth_open": self.mouth_open,
+            "hair_family": self.hair_family,
+            "eye_family": self.eye_family,
+            "hair_length": self.hair_length,
+        }
 
 
 def _median_rgb(image: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -98,15 +233,28 @@ def _eye_rgb(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return patch[light <= np.median(light)].mean(0)
 
 
+def _mean_dy(gray: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> float:
+    """Mean |d gray / dy| (gray in 0-1) in a box; 0 for an empty box."""
+    h, w = gray.shape
+    xa, xb = int(np.clip(x0, 0, w)), int(np.clip(x1, 0, w))
+    ya, yb = int(np.clip(y0, 0, h)), int(np.clip(y1, 0, h))
+    patch = gray[ya : yb + 1, xa:xb]
+    return float(np.abs(np.diff(patch, axis=0)).mean()) if patch.shape[0] > 1 and patch.shape[1] > 0 else 0.0
+
+
 def _bridge_edges(image: np.ndarray, lm: np.ndarray) -> float:
-    """Mean |d gray / dy| in a patch on the nose bridge between the inner eye corners."""
+    """Edge energy where glasses frames run: the nose bridge between the inner eye corners, and a strip under each
+    eye (the lower rims; bare cheeks are smooth there). Mean |d gray / dy| of the two, 0-1 gray."""
     gray = image.astype(np.float32).mean(2) / 255.0
     span = float(np.linalg.norm(lm[42] - lm[39]))
     cx, cy = (lm[39] + lm[42]) / 2
-    patch = gray[
-        int(cy - 0.35 * span) : int(cy + 0.15 * span) + 1, int(cx - 0.25 * span) : int(cx + 0.25 * span) + 1
-    ]
-    return float(np.abs(np.diff(patch, axis=0)).mean()) if patch.shape[0] > 1 and patch.shape[1] > 0 else 0.0
+    bridge = _mean_dy(gray, cx - 0.25 * span, cy - 0.35 * span, cx + 0.25 * span, cy + 0.15 * span)
+    rims = []
+    for eye in (lm[36:42], lm[42:48]):
+        x0, x1 = float(eye[:, 0].min()), float(eye[:, 0].max())
+        ew, yb = x1 - x0, float(eye[:, 1].max())
+        rims.append(_mean_dy(gray, x0, yb + 0.2 * ew, x1, yb + 0.75 * ew))
+    return (bridge + float(np.mean(rims))) / 2
 
 
 def _hair_length(image: np.ndarray, lm: np.ndarray, hair: np.ndarray, face_w: float) -> float:
@@ -119,20 +267,94 @@ def _hair_length(image: np.ndarray, lm: np.ndarray, hair: np.ndarray, face_w: fl
     return hits / 2
 
 
+def _distances(pixels: np.ndarray, ref) -> np.ndarray:
+    """colour_distance of every row of (N, 3) `pixels` to one RGB `ref`."""
+    p = np.asarray(pixels, np.float32) + 1.0
+    r = np.asarray(ref, np.float32) + 1.0
+    light = np.abs(p.mean(1) - r.mean()) / 255.0
+    return light + 3.0 * np.linalg.norm(p / p.sum(1, keepdims=True) - r / r.sum(), axis=1)
+
+
+def _patch(image: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    xa, xb = int(np.clip(x0, 0, w - 1)), int(np.clip(x1, 1, w))
+    ya, yb = int(np.clip(y0, 0, h - 1)), int(np.clip(y1, 1, h))
+    return image[ya : max(yb, ya + 1), xa : max(xb, xa + 1)].reshape(-1, 3).astype(np.float32)
+
+
+def _side_hair(image, lm, brow_y, face_w, skin, backgrounds, gains) -> np.ndarray | None:
+    """Median colour of the hair beside the cheeks (what a hat leaves visible): the pixels of two patches just
+    just outside the jaw line at ear to cheek height, that are like neither the skin nor the background; None when
+    fewer than a quarter of them are (short hair, ears)."""
+    pix = np.concatenate(
+        [
+            _patch(image, lm[2, 0] - 0.14 * face_w, lm[1, 1], lm[2, 0] - 0.02 * face_w, lm[3, 1]),
+            _patch(image, lm[14, 0] + 0.02 * face_w, lm[15, 1], lm[14, 0] + 0.14 * face_w, lm[13, 1]),
+        ]
+    )
+    chroma = (pix.max(1) - pix.min(1)) / 255.0
+    keep = (_distances(pix, skin) > SAME_COLOUR) & (
+        chroma < 0.55
+    )  # vivid props (flags, tassels) are rarely hair
+    for bg in backgrounds:
+        keep &= _distances(pix, bg) > SAME_COLOUR
+    if keep.mean() < 0.25:
+        return None
+    kept = pix[keep]
+    # the patches mix hair with ears, glasses arms and backdrop: vote over natural hair families (sky and props
+    # supply the vivid ones)
+    fams = np.array([hair_family(p) for p in balanced(kept, gains)])
+    natural = np.isin(fams, NATURAL_HAIR)
+    if natural.mean() < 0.1:
+        return None
+    kept, fams = kept[natural], fams[natural]
+    names, counts = np.unique(fams, return_counts=True)
+    return np.median(kept[fams == names[int(np.argmax(counts))]], axis=0)
+
+
+def _hat_score(crown: np.ndarray, side: np.ndarray | None, skin, backgrounds) -> float:
+    """> 1 when the crown above the forehead looks like headwear rather than the hair seen beside the temples:
+    much darker than that hair (hair on the crown is lit from above, so it is rarely the darker part), or saturated
+    where that hair is not. 0 when no side hair is visible, or the crown shows skin or background."""
+    if side is None or colour_distance(crown, skin) < SAME_COLOUR:
+        return 0.0
+    if any(colour_distance(crown, bg) < SAME_COLOUR for bg in backgrounds):
+        return 0.0
+    _, c_crown, l_crown = _hsl(crown)
+    _, c_side, l_side = _hsl(side)
+    darker = (1.0 - l_crown / max(l_side, 1e-3)) / (1.0 - HAT_DARKER)  # 1 at the HAT_DARKER ratio
+    vivid = c_crown / HAT_CHROMA if c_side < HAT_CHROMA * 0.6 else 0.0
+    return float(max(darker, vivid, 0.0))
+
+
 def estimate_attributes(image: np.ndarray, *, detect: bool = True, source: str = "image") -> FaceAttributes:
     """Attributes of the largest face in an (H, W, 3) uint8 photo."""
     box: FaceBox = find_face(image, detect=detect, source=source)
+    return attributes_from_box(image, box)
+
+
+def attributes_from_box(image: np.ndarray, box: FaceBox) -> FaceAttributes:
+    """Attributes of the face in `box` (68 landmarks, then colour and edge sampling around them)."""
     lm = landmarks68(image, box)  # (68, 2)
+    h, w = image.shape[:2]
     face_w = float(np.linalg.norm(lm[14] - lm[2]))
     brow_y = float(lm[17:27, 1].mean())
     face_h = max(float(lm[8, 1] - brow_y), 1.0)
-    top = min(box.top, brow_y - 0.25 * face_h)
-    hair = _median_rgb(image, lm[19, 0], top - 0.35 * face_h, lm[24, 0], top - 0.05 * face_h)
-    eye = (_eye_rgb(image, lm[36:42]) + _eye_rgb(image, lm[42:48])) / 2
     skin = (
         _median_rgb(image, *(lm[2] * 0.6 + lm[31] * 0.4 - 3), *(lm[2] * 0.6 + lm[31] * 0.4 + 3))
         + _median_rgb(image, *(lm[14] * 0.6 + lm[35] * 0.4 - 3), *(lm[14] * 0.6 + lm[35] * 0.4 + 3))
     ) / 2
+    backgrounds = [_median_rgb(image, 0, 0, 0.08 * w, 0.08 * h), _median_rgb(image, 0.92 * w, 0, w, 0.08 * h)]
+    crown = _median_rgb(image, lm[19, 0], brow_y - 0.55 * face_h, lm[24, 0], brow_y - 0.3 * face_h)
+    gains = skin_balance(skin)
+    side = _side_hair(image, lm, brow_y, face_w, skin, backgrounds, gains)
+    hat_score = _hat_score(crown, side, skin, backgrounds)
+    if hat_score > 1.0 and side is not None:
+        hair = side  # the hat hides the crown: the hair colour is what shows beside the temples
+    else:
+        top = min(box.top, brow_y - 0.25 * face_h)
+        hair = _median_rgb(image, lm[19, 0], top - 0.35 * face_h, lm[24, 0], top - 0.05 * face_h)
+    eye = (_eye_rgb(image, lm[36:42]) + _eye_rgb(image, lm[42:48])) / 2
     mouth_w = max(float(np.linalg.norm(lm[54] - lm[48])), 1.0)
     centre_y = (lm[51, 1] + lm[57, 1]) / 2
     return FaceAttributes(
@@ -146,6 +368,9 @@ def estimate_attributes(image: np.ndarray, *, detect: bool = True, source: str =
         face_ratio=face_w / face_h,
         eye_spacing=float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)) / face_w),
         n_faces=box.n_found,
+        balance=gains,
+        hat_score=hat_score,
+        eye_px=float((np.linalg.norm(lm[39] - lm[36]) + np.linalg.norm(lm[45] - lm[42])) / 2),
     )
 
 
@@ -171,7 +396,11 @@ def _pick(options: tuple[str, ...], wanted: list[str]) -> str | None:
 def _categorical_choice(name: str, options: tuple[str, ...], a: FaceAttributes) -> str | None:
     """The option a photo attribute implies for one categorical parameter, or None (keep the default)."""
     if "hair" in name and "color" in name:
-        return _nearest_option(options, a.hair_rgb, COLOUR_RGB)
+        family = tuple(o for o in options if o in HAIR_FAMILIES[a.hair_family])
+        return _nearest_option(family or options, a.hair_rgb, COLOUR_RGB)
+    if name in ("hat", "headwear"):
+        allowed = _yes_no(options, a.hat)
+        return allowed[0] if allowed else None
     if "eye" in name and "color" in name:
         return _nearest_option(options, a.eye_rgb, COLOUR_RGB)
     if name in ("skin_tone", "skin"):
@@ -247,5 +476,52 @@ def average_attributes(items: list[FaceAttributes]) -> FaceAttributes:
         return items[0]
     d = {k: np.mean([np.asarray(getattr(a, k), np.float32) for a in items], axis=0) for k in asdict(items[0])}
     rgb = {k: tuple(int(v) for v in d[k]) for k in ("hair_rgb", "eye_rgb", "skin_rgb")}
-    rest = {k: float(v) for k, v in d.items() if k not in rgb and k != "n_faces"}
-    return FaceAttributes(**rgb, **rest, n_faces=max(a.n_faces for a in items))
+    rest = {k: float(v) for k, v in d.items() if k not in rgb and k not in ("n_faces", "balance")}
+    balance = tuple(float(v) for v in d["balance"])
+    return FaceAttributes(**rgb, **rest, balance=balance, n_faces=max(a.n_faces for a in items))
+
+
+NONE_NAMES = ("none", "off", "no")
+
+
+def _yes_no(options: tuple[str, ...], on: bool) -> tuple[str, ...]:
+    off = tuple(o for o in options if o in NONE_NAMES)
+    if not off:
+        return ()
+    return tuple(o for o in options if o not in off) if on else off[:1]
+
+
+def attribute_constraints(attrs: FaceAttributes, space) -> dict[str, tuple[str, ...]]:
+    """The options a visible attribute allows, per categorical parameter of `space` (matched by name; parameters
+    no attribute speaks for are absent): hair colour within its family, eye colour within its family when the eyes
+    are large enough to see, glasses and hat on or off, hair length, no tails beside short hair, the two skin tones
+    nearest the sampled skin. The search and the translator's answer are kept inside these."""
+    out: dict[str, tuple[str, ...]] = {}
+    for p in space.categorical:
+        name, opts = p.name, tuple(p.options)
+        allowed: tuple[str, ...] = ()
+        if "hair" in name and "color" in name:
+            allowed = tuple(o for o in opts if o in HAIR_FAMILIES[attrs.hair_family])
+        elif "eye" in name and "color" in name and attrs.eye_family is not None:
+            allowed = tuple(o for o in opts if o in EYE_FAMILIES[attrs.eye_family])
+        elif name == "glasses":
+            allowed = _yes_no(opts, attrs.glasses)
+        elif name in ("hat", "headwear"):
+            allowed = _yes_no(opts, attrs.hat)
+        elif name == "hair_length":
+            allowed = tuple(o for o in opts if o == attrs.hair_length)
+        elif name == "hair_extra" and attrs.hair_length == "short":
+            allowed = tuple(o for o in opts if o in ("none", "ponytail"))
+        elif name in ("skin_tone", "skin"):
+            known = sorted(
+                (o for o in opts if o in SKIN_RGB), key=lambda o: colour_distance(SKIN_RGB[o], attrs.skin_rgb)
+            )
+            allowed = tuple(o for o in opts if o in known[:2])
+        if allowed:
+            out[name] = allowed
+    return out
+
+
+def agreement(params: dict[str, Any], constraints: dict[str, tuple[str, ...]]) -> dict[str, bool]:
+    """Per constrained parameter: does the fitted value lie within what the input shows?"""
+    return {name: params.get(name) in allowed for name, allowed in constraints.items()}
