@@ -193,8 +193,11 @@ def _check_device(device: str, backend: str) -> torch.device:
 
     if backend == "onnx":
         if device not in ("auto", "cpu"):
-            raise UserError(f"--device {device}: the onnx backend runs on the CPU here; use --backend torch "
-                            f"for --device {device}", field="device")
+            raise UserError(
+                f"--device {device}: the onnx backend runs on the CPU here; use --backend torch "
+                f"for --device {device}",
+                field="device",
+            )
         return torch.device("cpu")
     return resolve_device(device)
 

@@ -14,6 +14,7 @@ BACKEND_HELP = (
     "Runtime: torch, or onnx (onnxruntime; a safetensors model is exported once into the cache, "
     "$CHARFORGE_CACHE or ~/.cache/charforge)."
 )
+DEVICE_HELP = "Where the generator runs: auto (CUDA, then MPS, else CPU), cpu, cuda or mps (torch backend)."
 NO_WM_HELP = "Skip the invisible watermark (the PNG metadata then records watermark: none)."
 TRUNC_HELP = (
     "Truncation psi in (0, 1]: scales the noise towards the average face. 1 = full variety; 0.6-0.8 = "
@@ -39,6 +40,7 @@ def generate(
     ),
     cols: int | None = typer.Option(None, help="Grid columns (default: square-ish)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
 ) -> None:
@@ -46,7 +48,7 @@ def generate(
     from charforge import sampling
     from charforge.provenance import save_png
 
-    bundle = sampling.load_generator(model, backend)
+    bundle = sampling.load_generator(model, backend, device=device)
     images, seeds, tag_m = sampling.characters_for_request(
         bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
     )  # checks --tags first
@@ -78,6 +80,7 @@ def interpolate(
         Path("interpolation"), "-o", "--out", help="Output folder for frames and the GIF."
     ),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
 ) -> None:
@@ -88,7 +91,7 @@ def interpolate(
     from charforge.provenance import save_png
     from charforge.utils.io import write_bytes_atomic
 
-    bundle = sampling.load_generator(model, backend)
+    bundle = sampling.load_generator(model, backend, device=device)
     seed_b = seed_a if seed_b is None else seed_b
     ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[0]
     tb = (
@@ -130,6 +133,7 @@ def npc(
     ),
     out: Path = typer.Option(Path("npcs"), "-o", "--out", help="Output folder."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
 ) -> None:
@@ -138,7 +142,7 @@ def npc(
     from charforge.provenance import save_png
     from charforge.utils.io import write_json_atomic
 
-    bundle = sampling.load_generator(model, backend)
+    bundle = sampling.load_generator(model, backend, device=device)
     constraints = bundle.schema.parse(tags, source="--tags")
     records = sampling.npc_batch(
         bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation

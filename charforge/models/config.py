@@ -22,14 +22,17 @@ MAX_BLOCKS = 64  # residual blocks
 MAX_PARAMS = 500_000_000  # network parameters a model file may ask for (2 GB in fp32)
 
 
-def _bounded(name: str, value: Any, lo: int | float, hi: int | float, typ: type) -> None:
-    ok = isinstance(value, typ) and not isinstance(value, bool) if typ is not bool else isinstance(value, bool)
+def _bounded(name: str, value: Any, lo: int | float, hi: int | float, typ: type, source: str) -> None:
+    ok = (
+        isinstance(value, typ) and not isinstance(value, bool) if typ is not bool else isinstance(value, bool)
+    )
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True
     if not ok:
-        raise UserError(f"model config {name}={value!r}: expected a {typ.__name__}", field=name)
+        kind = {int: "an integer", float: "a number", bool: "true or false"}.get(typ, typ.__name__)
+        raise UserError(f"{source} {name}={value!r}: expected {kind}", field=name)
     if typ is not bool and not (lo <= value <= hi and math.isfinite(value)):
-        raise UserError(f"model config {name}={value!r}: must be between {lo} and {hi}", field=name)
+        raise UserError(f"{source} {name}={value!r}: must be between {lo} and {hi}", field=name)
 
 
 @dataclass
@@ -57,16 +60,18 @@ class ModelConfig:
         names = set(cls.field_names())
         unknown = sorted(set(d) - names - {"family"})
         if unknown:
-            raise UserError(f"{source}: unknown fields {', '.join(unknown)} for the {cls.family} family "
-                            f"(valid: {', '.join(sorted(names))})")
+            raise UserError(
+                f"{source}: unknown fields {', '.join(unknown)} for the {cls.family} family "
+                f"(valid: {', '.join(sorted(names))})"
+            )
         cfg = cls(**{k: v for k, v in d.items() if k in names})
-        cfg.validate()
+        cfg.validate(source=source)
         return cfg
 
-    def validate(self) -> ModelConfig:
+    def validate(self, *, source: str = "model config") -> ModelConfig:
         bounds = {"resolution": (8, MAX_RESOLUTION, int), "conditional": (0, 1, bool), **self.BOUNDS}
         for name, (lo, hi, typ) in bounds.items():
-            _bounded(name, getattr(self, name), lo, hi, typ)
+            _bounded(name, getattr(self, name), lo, hi, typ, source)
         return self
 
     def noise_shape(self) -> tuple[int, ...]:
@@ -87,7 +92,10 @@ class DCGANConfig(GANGeneratorConfig):
     """The DCGAN baseline's generator (seed 001)."""
 
     family: ClassVar[str] = "dcgan"
-    BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {"z_dim": (1, MAX_Z, int), "g_width": (1, MAX_WIDTH, int)}
+    BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {
+        "z_dim": (1, MAX_Z, int),
+        "g_width": (1, MAX_WIDTH, int),
+    }
 
     z_dim: int = 100
     g_width: int = 64  # channels of the last up-layer; the first has width * 2**(n_up)
@@ -99,8 +107,12 @@ class ACGANConfig(GANGeneratorConfig):
 
     family: ClassVar[str] = "acgan"
     BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {
-        "z_dim": (1, MAX_Z, int), "g_width": (1, MAX_WIDTH, int), "g_blocks": (0, MAX_BLOCKS, int),
-        "g_upscalers": (0, 6, int), "g_final_kernel": (1, 15, int), "g_cond_norm": (0, 1, bool),
+        "z_dim": (1, MAX_Z, int),
+        "g_width": (1, MAX_WIDTH, int),
+        "g_blocks": (0, MAX_BLOCKS, int),
+        "g_upscalers": (0, 6, int),
+        "g_final_kernel": (1, 15, int),
+        "g_cond_norm": (0, 1, bool),
         "g_antialias": (0, 1, bool),
     }
 

@@ -72,12 +72,16 @@ def build_network(cfg: ModelConfig, n_tags: int) -> nn.Module:
         with torch.device("meta"):
             probe = fam.build(cfg, n_tags)
     except (ValueError, RuntimeError, AssertionError) as e:
-        raise UserError(f"{cfg.family} model: these sizes do not fit together ({e}); check resolution, "
-                        "g_upscalers and the widths") from e
+        raise UserError(
+            f"{cfg.family} model: these sizes do not fit together ({e}); check resolution, "
+            "g_upscalers and the widths"
+        ) from e
     n = sum(p.numel() for p in probe.parameters())
     if n > MAX_PARAMS:
-        raise UserError(f"{cfg.family} model: {n:,} parameters is over the limit of {MAX_PARAMS:,}; "
-                        "check the widths and block counts")
+        raise UserError(
+            f"{cfg.family} model: {n:,} parameters is over the limit of {MAX_PARAMS:,}; "
+            "check the widths and block counts"
+        )
     return fam.build(cfg, n_tags)
 
 
@@ -97,12 +101,36 @@ def _build_acgan(cfg: ACGANConfig, n_tags: int) -> nn.Module:
     from charforge.models.acgan import SRResNetGenerator
 
     t = n_tags if cfg.conditional else 0
-    return SRResNetGenerator(z_dim=cfg.z_dim, n_tags=t, image_size=cfg.resolution, width=cfg.g_width,
-                             blocks=cfg.g_blocks, upscalers=cfg.g_upscalers, final_kernel=cfg.g_final_kernel,
-                             cond_norm=cfg.g_cond_norm, antialias=cfg.g_antialias)
+    return SRResNetGenerator(
+        z_dim=cfg.z_dim,
+        n_tags=t,
+        image_size=cfg.resolution,
+        width=cfg.g_width,
+        blocks=cfg.g_blocks,
+        upscalers=cfg.g_upscalers,
+        final_kernel=cfg.g_final_kernel,
+        cond_norm=cfg.g_cond_norm,
+        antialias=cfg.g_antialias,
+    )
 
 
-register(Family("dcgan", DCGANConfig, _build_dcgan, _gan_sample, "charforge.train.gan:DCGAN_RECIPE",
-                "DCGAN baseline (seed 001): transposed-conv G, BN D with a tag head"))
-register(Family("acgan", ACGANConfig, _build_acgan, _gan_sample, "charforge.train.gan:ACGAN_RECIPE",
-                "ACGAN + DRAGAN after make.girls.moe: SRResNet G, residual D with a tag head"))
+register(
+    Family(
+        "dcgan",
+        DCGANConfig,
+        _build_dcgan,
+        _gan_sample,
+        "charforge.train.gan:DCGAN_RECIPE",
+        "DCGAN baseline (seed 001): transposed-conv G, BN D with a tag head",
+    )
+)
+register(
+    Family(
+        "acgan",
+        ACGANConfig,
+        _build_acgan,
+        _gan_sample,
+        "charforge.train.gan:ACGAN_RECIPE",
+        "ACGAN + DRAGAN after make.girls.moe: SRResNet G, residual D with a tag head",
+    )
+)

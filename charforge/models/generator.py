@@ -47,15 +47,29 @@ class GeneratorFile:
         try:
             net.load_state_dict(self.tensors)
         except RuntimeError as e:
-            raise UserError(f"{self.meta.get('_path')}: its weights do not match its own config ({str(e)[:300]})") from e
+            raise UserError(
+                f"{self.meta.get('_path')}: its weights do not match its own config ({str(e)[:300]})"
+            ) from e
         return net.eval().requires_grad_(False)
 
 
-def save_generator(path: str | Path, state: dict[str, torch.Tensor], config: ModelConfig, schema: TagSchema,
-                   freqs: Any, *, model_id: str, provenance: dict[str, Any] | None = None) -> Path:
-    extra = {"charforge_format": str(FORMAT), "tag_schema": schema.to_dict(),
-             "tag_freqs": [float(f) for f in np.asarray(freqs, np.float64).reshape(-1)], "model_id": model_id,
-             "provenance": provenance or {}}
+def save_generator(
+    path: str | Path,
+    state: dict[str, torch.Tensor],
+    config: ModelConfig,
+    schema: TagSchema,
+    freqs: Any,
+    *,
+    model_id: str,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    extra = {
+        "charforge_format": str(FORMAT),
+        "tag_schema": schema.to_dict(),
+        "tag_freqs": [float(f) for f in np.asarray(freqs, np.float64).reshape(-1)],
+        "model_id": model_id,
+        "provenance": provenance or {},
+    }
     return save_model(path, state, kind=KIND, config=config.to_dict(), extra=extra)
 
 
@@ -65,13 +79,17 @@ def _v1_config(cfg: dict[str, Any], path: Path) -> ModelConfig:
     if fam not in FAMILIES:
         raise UserError(f"{path}: records family {fam!r}; this version knows {', '.join(FAMILIES)}")
     cls = get_family(fam).config
-    return cls.from_dict({k: cfg[k] for k in cls.field_names() if k in cfg}, source=f"{path}: charforge_config")
+    return cls.from_dict(
+        {k: cfg[k] for k in cls.field_names() if k in cfg}, source=f"{path}: charforge_config"
+    )
 
 
 def _schema(meta: dict[str, Any], path: Path) -> TagSchema:
     raw = meta.get("tag_schema")
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: tag_schema is missing or not a JSON object; not a generator this version reads")
+        raise UserError(
+            f"{path}: tag_schema is missing or not a JSON object; not a generator this version reads"
+        )
     groups, indep = raw.get("groups", []), raw.get("independent", [])
     if not isinstance(groups, list) or not isinstance(indep, list):
         raise UserError(f"{path}: tag_schema groups and independent must be lists")
@@ -88,7 +106,9 @@ def _schema(meta: dict[str, Any], path: Path) -> TagSchema:
 
 def _freqs(meta: dict[str, Any], schema: TagSchema, path: Path) -> np.ndarray:
     raw = meta.get("tag_freqs")
-    if not isinstance(raw, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+    if not isinstance(raw, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw
+    ):
         raise UserError(f"{path}: tag_freqs must be a list of numbers")
     f = np.asarray(raw, np.float64)
     if len(f) != len(schema):
@@ -111,8 +131,10 @@ def read_generator(path: str | Path) -> GeneratorFile:
     except (TypeError, ValueError):
         fmt = -1
     if fmt not in (1, FORMAT):
-        raise UserError(f"{path}: generator file format {fmt_raw!r}; this version reads formats 1 and {FORMAT}. "
-                        "Upgrade charforge to read it")
+        raise UserError(
+            f"{path}: generator file format {fmt_raw!r}; this version reads formats 1 and {FORMAT}. "
+            "Upgrade charforge to read it"
+        )
     if fmt == 1:
         config = _v1_config(cfg, path)
     else:

@@ -124,8 +124,13 @@ class CheckpointStore:
     ) -> Path:
         """The generator file (format 2: model config only) first, then the training state (with the preset)."""
         save_generator(
-            self.generator_path(step), generator, generator_config, schema, freqs,
-            model_id=model_id, provenance=provenance,
+            self.generator_path(step),
+            generator,
+            generator_config,
+            schema,
+            freqs,
+            model_id=model_id,
+            provenance=provenance,
         )
         path = save_model(self.state_path(step), state, kind=STATE_KIND, config=config, extra=state_meta)
         self.prune()

@@ -17,8 +17,16 @@ from charforge.core.tags import TagSchema
 from charforge.train.losses import ACGANLoss, DCGANLoss, TagGANLoss
 from charforge.train.presets import Preset, build_discriminator, build_generator
 
-LOSS_FIELDS = ("conditional", "adv_weight", "gp_weight", "gp_every", "cls_weight_g", "cls_loss", "augment",
-               "teacher_weight")
+LOSS_FIELDS = (
+    "conditional",
+    "adv_weight",
+    "gp_weight",
+    "gp_every",
+    "cls_weight_g",
+    "cls_loss",
+    "augment",
+    "teacher_weight",
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,9 @@ class GANRecipe:
 
     def loss(self, modules: dict[str, nn.Module], schema: TagSchema, p: Preset, **runtime: Any) -> TagGANLoss:
         """`runtime`: autocast, memory_format, teacher (what the trainer decides at run time)."""
-        return self.loss_class(modules["G"], modules["D"], schema, **{k: getattr(p, k) for k in LOSS_FIELDS},
-                               **runtime)
+        return self.loss_class(
+            modules["G"], modules["D"], schema, **{k: getattr(p, k) for k in LOSS_FIELDS}, **runtime
+        )
 
 
 ACGAN_RECIPE = GANRecipe(ACGANLoss)

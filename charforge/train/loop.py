@@ -130,9 +130,7 @@ class Trainer:
         fmt = torch.channels_last if p.channels_last else torch.contiguous_format
         self.memory_format = fmt
         self.recipe = get_family(p.family).load_recipe()
-        self.modules = {
-            k: m.to(self.device, memory_format=fmt) for k, m in self.recipe.modules(p, T).items()
-        }
+        self.modules = {k: m.to(self.device, memory_format=fmt) for k, m in self.recipe.modules(p, T).items()}
         for m in self.modules.values():
             dd.broadcast_module(m, self.dist)
         self.gen_name = self.recipe.generator
@@ -590,8 +588,10 @@ def source_preset(source: str | Path, overrides: dict[str, Any] | None = None) -
     if meta.get("charforge_kind") == "generator" and str(meta.get("charforge_format", "1")) != "1":
         prov = meta.get("provenance") if isinstance(meta.get("provenance"), dict) else {}
         named = PRESETS.get(str(prov.get("preset")))
-        base = named if named is not None and named.family == cfg["family"] else next(
-            (q for q in PRESETS.values() if q.family == cfg["family"]), None
+        base = (
+            named
+            if named is not None and named.family == cfg["family"]
+            else next((q for q in PRESETS.values() if q.family == cfg["family"]), None)
         )
         if base is None:
             raise UserError(f"--init-from {source}: no preset of family {cfg['family']!r}; pass --preset")

@@ -112,7 +112,11 @@ class TagGANLoss:
         self.teacher = teacher  # frozen tag classifier (TaggerNet) or None
         self.adv_weight = adv_weight or float(len(schema))  # lambda_adv = number of tags by default
         self.gp_weight, self.gp_every = float(gp_weight), int(gp_every)
-        self.cls_weight_g, self.cls_loss, self.teacher_weight = float(cls_weight_g), cls_loss, float(teacher_weight)
+        self.cls_weight_g, self.cls_loss, self.teacher_weight = (
+            float(cls_weight_g),
+            cls_loss,
+            float(teacher_weight),
+        )
         self.cls_on = conditional and len(schema) > 0
         self.aug_kinds = parse_augment(augment)
         self.autocast = autocast or contextlib.nullcontext
