@@ -17,7 +17,7 @@ from charforge.errors import UserError
 from charforge.models.config import ACGANConfig, DCGANConfig
 from charforge.models.families import FAMILIES, build_network, config_from_dict, get_family
 from charforge.models.generator import read_generator, save_generator
-from charforge.models.io import read_metadata, save_model
+from charforge.models.io import read_metadata
 from charforge.train.presets import PRESETS, Preset
 
 SCHEMA = make_girls_moe_schema()
