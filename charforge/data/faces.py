@@ -177,3 +177,163 @@ def crop_sample(
     """
     square = centre_square(*image.shape[:2]) if box is None else zoom_box(box, crop_scale)
     return resize_square(crop_padded(image, square), size), square
+
+
+# ---- real art: close-ups, sprites, several faces --------------------------------------------------
+CLOSEUP_PAD = 0.25  # a close-up is searched again with this fraction of its side added as edge padding
+TALL_RATIO = 1.5  # an image (or figure) this many times taller than wide is a standing sprite
+HEAD_SHARE = (
+    0.3  # the head square of a standing figure: this share of the figure's height (capped at its width)
+)
+SECOND_FACE_MIN_AREA = 0.2  # a further face counts when its box has at least this share of the largest's area
+BACKGROUND_TOLERANCE = 24  # max per-channel distance from the border colour still called background (0..255)
+SKIN_CENTRE_MIN = 0.35  # close-up test: share of skin-coloured pixels in the central half of the frame
+FEATURE_MIN, FEATURE_MAX = 0.02, 0.6  # close-up test: share of dark pixels (eyes, lines) in that centre
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One sample cut from an image: the square in source pixels, the face box (if any) and how it was found."""
+
+    square: Box
+    face: Box | None
+    how: str  # "face", "face (padded close-up)", "close-up", "head of a tall image", "centre"
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    """True when the two boxes share more than a third of the smaller one."""
+    ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    return ix * iy > min(a.area, b.area) / 3
+
+
+def select_faces(boxes: list[Box], max_faces: int) -> list[Box]:
+    """The faces worth a sample each: the largest, then others of comparable size that overlap none kept.
+
+    `boxes` come largest first (as `detect_faces` returns them).
+    """
+    kept: list[Box] = []
+    for b in boxes:
+        if len(kept) >= max_faces:
+            break
+        if kept and b.area < SECOND_FACE_MIN_AREA * kept[0].area:
+            continue
+        if not any(_overlaps(b, k) for k in kept):
+            kept.append(b)
+    return kept
+
+
+def border_colour(image: np.ndarray) -> np.ndarray:
+    """Median RGB of the outermost pixel ring, (3,) uint8: the background of a sprite or a flat canvas."""
+    ring = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])  # (2W+2H, 3)
+    return np.median(ring, axis=0).astype(np.uint8)
+
+
+def figure_box(image: np.ndarray) -> Box | None:
+    """Bounding box of the pixels that differ from the border colour (the drawn figure), or None."""
+    diff = np.abs(image.astype(np.int16) - border_colour(image).astype(np.int16)).max(axis=2)  # (H, W)
+    fg = diff > BACKGROUND_TOLERANCE
+    rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return Box(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+
+
+def head_square(image: np.ndarray) -> Box | None:
+    """For a standing figure (tall image or tall figure): the square around its head, else None.
+
+    A tall figure (see `figure_box`) gives the square at its top, `HEAD_SHARE` of its height (at most its
+    width), centred on the topmost band (the head, not the outstretched arms). A tall canvas with a
+    compact figure gives the square around that figure.
+    """
+    h, w = image.shape[:2]
+    fig = figure_box(image) or Box(0, 0, w, h)
+    if fig.h >= TALL_RATIO * fig.w:
+        side = max(1, min(fig.w, round(HEAD_SHARE * fig.h)))
+        band = image[fig.y : fig.y + max(1, side // 2), fig.x : fig.x + fig.w]  # the top of the figure
+        diff = np.abs(band.astype(np.int16) - border_colour(image).astype(np.int16)).max(axis=2)
+        cols = np.flatnonzero((diff > BACKGROUND_TOLERANCE).any(axis=0))
+        cx = fig.x + (cols[0] + cols[-1] + 1) / 2.0 if len(cols) else fig.x + fig.w / 2.0
+        cy = fig.y + side / 2.0 - side / 20.0  # a small margin above the hair
+    elif h >= TALL_RATIO * w:
+        side = max(1, min(max(fig.w, fig.h), w, h))
+        cx, cy = fig.x + fig.w / 2.0, fig.y + fig.h / 2.0
+    else:
+        return None
+    x = int(round(min(max(cx - side / 2.0, 0), w - side)))
+    y = int(round(min(max(cy - side / 2.0, 0), h - side)))
+    return Box(x, y, side, side)
+
+
+def skin_mask(image: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels in a broad skin-tone range (YCrCb box; covers drawn pale to brown skin)."""
+    x = image.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cr = 128 + 0.5 * r - 0.4187 * g - 0.0813 * b
+    cb = 128 - 0.1687 * r - 0.3313 * g + 0.5 * b
+    return (y > 70) & (cr >= 133) & (cr <= 175) & (cb >= 80) & (cb <= 128)
+
+
+def closeup_score(image: np.ndarray) -> tuple[bool, str]:
+    """Does the image look like a face filling the frame? (verdict, the measured shares as text).
+
+    Skin-coloured pixels fill the central half of the frame and a few dark pixels (eyes, line art) sit
+    among them. A cheap cue, not a detector: the import report names every image kept this way.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if max(h, w) > TALL_RATIO * min(h, w):
+        return False, "not square enough for a close-up"
+    small = np.asarray(Image.fromarray(image).resize((64, 64), Image.Resampling.BOX))  # (64, 64, 3)
+    centre = small[16:48, 16:48]
+    skin = float(skin_mask(centre).mean())
+    dark = float((centre.astype(np.float32) @ np.float32([0.299, 0.587, 0.114]) < 90).mean())
+    ok = skin >= SKIN_CENTRE_MIN and FEATURE_MIN <= dark <= FEATURE_MAX
+    return ok, f"{skin:.0%} skin-toned and {dark:.0%} dark pixels in the centre"
+
+
+def detect_padded(image: np.ndarray, kind: str, pad: float = CLOSEUP_PAD) -> list[Box]:
+    """Detect again on the image with edge padding around it: finds faces that touch the frame.
+
+    Boxes are in the coordinates of `image` (they may reach outside it).
+    """
+    h, w = image.shape[:2]
+    ph, pw = max(1, round(h * pad)), max(1, round(w * pad))
+    padded = np.pad(image, ((ph, ph), (pw, pw), (0, 0)), mode="edge")
+    return [Box(b.x - pw, b.y - ph, b.w, b.h) for b in detect_faces(padded, kind)]
+
+
+def find_crops(
+    image: np.ndarray, kind: str, *, closeups: bool = True, max_faces: int = 8
+) -> tuple[list[Crop], int, str]:
+    """Where the samples of one image are: ([Crop], faces detected, reason when there is none).
+
+    With a detector: every selected face; failing that the padded close-up search (on the head square of
+    a tall image), then the close-up test (`closeups`). Without one (kind "none"): the head square of a
+    tall image, else the centre square. Crop squares are before `crop_scale` for faces (see `face`).
+    """
+    h, w = image.shape[:2]
+    head = head_square(image)
+    if kind == "none":
+        if head is not None:
+            return [Crop(head, None, "head of a tall image")], 0, ""
+        return [Crop(centre_square(h, w), None, "centre")], 0, ""
+    boxes = select_faces(detect_faces(image, kind), max_faces)
+    if boxes:
+        return [Crop(b, b, "face") for b in boxes], len(boxes), ""
+    region = head if head is not None else Box(0, 0, w, h)
+    part = crop_padded(image, region)
+    found = select_faces(detect_padded(part, kind), max_faces)
+    if found:
+        shifted = [Box(b.x + region.x, b.y + region.y, b.w, b.h) for b in found]
+        return [Crop(b, b, "face (padded close-up)") for b in shifted], len(shifted), ""
+    if not closeups:
+        return [], 0, f"no face found by the {kind!r} detector (close-ups off)"
+    ok, detail = closeup_score(part)
+    if ok:
+        square = region if head is not None else centre_square(h, w)
+        how = "close-up (head of a tall image)" if head is not None else "close-up"
+        return [Crop(square, None, f"{how}: no face detected, but {detail}")], 0, ""
+    return [], 0, f"no face found by the {kind!r} detector, and not a close-up ({detail})"

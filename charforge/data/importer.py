@@ -1,26 +1,40 @@
 """Import a user's folder of art into a packed dataset.
 
-    SRC (recursive, sorted) -> safe load -> face box (optional) -> 1.5x square crop -> resize -> pHash dedupe
-    -> tags (file row | tagger | none) -> PackedWriter, chunk by chunk -> import_report.json + .md
+    SRC (recursive, sorted) -> safe load -> face boxes (optional) -> 1.5x square crops -> resize
+    -> dedupe (pHash, confirmed patch by patch) -> tags (file row | tagger | none) -> chunk files
+    -> import_report.json + .md + review sheets -> PackedWriter -> manifest.json
 
 Design choices:
-- One sample per image: with a detector, the LARGEST face is cropped (the paper's single-character art);
-  an image where the detector finds no face is skipped with that reason, as the paper drops them.
+- With a detector every face of comparable size becomes a sample (`faces.select_faces`, at most
+  `max_faces` per image). An image where the detector finds no face is searched again with padding
+  (faces that touch the frame), then kept whole when it looks like a face filling the frame (a
+  close-up); standing sprites (tall images or figures) are cut at the head. The report names the way
+  each sample was found, so nothing kept on a guess goes unmentioned.
+- Transparent pixels are composited onto white (`charforge.core.images.BACKGROUND`) by the loader.
 - Dedupe runs on the final sample in sorted-path order, so the first of a near-duplicate group is kept.
-- Resumable: each chunk of files is processed, its bookkeeping saved atomically to `.import_chunks/`, then
-  its rows written and marked done by the `PackedWriter`. The writer's config fingerprints the file
-  listing and every option, so a rerun of the same command continues; a changed folder is refused.
-- Nothing is skipped silently: bad files, non-image files, duplicates and unmatched tag rows are all in
-  the report. A tags file with an unknown tag stops the import before any work, naming the row
+  A hash match is confirmed patch by patch (`charforge.data.dedupe`): expression variants survive,
+  resized or re-encoded copies do not. Every dropped pair is drawn on import_duplicates.png.
+- Resumable in two phases: each chunk of files is processed and saved to `.import_chunks/` (samples,
+  tags and its record; the record last, atomically). When all chunks are there the packed dataset is
+  written with exactly as many rows as were kept (several faces per image make that unknown up front)
+  by a `PackedWriter`, itself resumable. A rerun of the same command continues; a changed folder is
+  refused; a rerun after a kill between the manifest and the cleanup finishes the cleanup.
+- Nothing is skipped silently: bad files, non-image files, unreadable folders, symlink loops,
+  duplicates and unmatched tag rows are all in the report, and large drops become warnings that name
+  the flag to change. A tags file with an unknown tag stops the import before any work, naming the row
   (`charforge.data.import_tags`).
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,32 +42,51 @@ from typing import Any
 
 import numpy as np
 
-from charforge.core.images import IMAGE_EXTENSIONS, BadImage, is_image_path, load_image
+from charforge.core.images import IMAGE_EXTENSIONS, BadImage, is_image_path, load_image, resize_square
 from charforge.core.tags import TagSchema, make_girls_moe_schema
-from charforge.data.dedupe import HashIndex, phash
-from charforge.data.faces import check_kind, crop_sample, detect_faces
+from charforge.data.dedupe import DETAIL_THRESHOLD, HashIndex, detail_thumb, phash
+from charforge.data.faces import check_kind, crop_padded, find_crops, zoom_box
 from charforge.data.import_tags import TagRow, match_rows, read_tags_file
 from charforge.data.packed import PackedDataset, PackedWriter
 from charforge.errors import UserError
-from charforge.utils.io import sha256_file, write_json_atomic, write_text_atomic
+from charforge.utils.io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 from charforge.utils.progress import progress as progress_bar
 
 CHUNK_FILES = 64  # source files per resumable chunk (a kill loses at most this much work)
 CHUNK_DIR = ".import_chunks"
+STATE_FILE = ".build_state.json"  # the PackedWriter's resume state (charforge.data.packed.STATE)
 REPORT_JSON, REPORT_MD = "import_report.json", "import_report.md"
+DUPES_SHEET, REVIEW_SHEET, TAGS_CSV = "import_duplicates.png", "import_tags_review.png", "import_tags.csv"
+SHEET_ROWS = 32  # rows (pairs or images) per sheet page; more pages are numbered _2, _3...
+REVIEW_MAX = 256  # images drawn on the tag review sheet (uncertain ones first)
+WARN_SHARE = 0.10  # warn when at least this share of the candidates is dropped for one reason
+TAG_SHARE_WARN = 0.6  # warn when an estimated independent tag is on for more than this share
+TAG_CONF_WARN = 0.6  # warn when the mean confidence of the estimates is below this
+MIN_FOR_STATS = 8  # estimated images needed before the distribution of estimates is judged
+UNSURE_MARGIN = 0.1  # an independent tag whose probability is this close to the threshold is uncertain
+DISK_MARGIN = 16 * 2**20  # bytes of free space kept in reserve beyond the estimate (reports, sheets)
+DEDUPE_OFF = -1
+
+
+def shown(rel: str) -> str:
+    """A path as text for reports: bytes that are not UTF-8 appear as \\xNN escapes (never an error)."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass
 class ImportReport:
     kept: int
     skipped: list[dict[str, str]]  # {"path", "reason"}: every file that did not become a sample
-    duplicates: list[dict[str, str]]  # {"path", "duplicate_of"}
+    duplicates: list[dict[str, Any]]  # {"path", "duplicate_of", "distance", "detail"}
     faces_found: int  # images in which the detector found at least one face
     dataset: PackedDataset
     report_path: Path
     total_files: int = 0
     tags_from: dict[str, int] = field(default_factory=dict)  # {"file"|"tagger"|"none": count of kept}
     warnings: list[str] = field(default_factory=list)
+    folders: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}: folders not read
+    found_by: dict[str, int] = field(default_factory=dict)  # {"face"|"close-up"|...: count of kept}
+    sheets: dict[str, list[str]] = field(default_factory=dict)  # {"duplicates"|"tags review": [png]}
 
     @property
     def untagged(self) -> int:
@@ -62,59 +95,135 @@ class ImportReport:
     def summary(self) -> str:
         reasons = Counter(_reason_kind(s["reason"]) for s in self.skipped)
         lines = [
-            f"imported     {self.kept} of {self.total_files} files into {self.dataset.root} ({self.dataset.size} px)",
+            f"imported     {self.kept} samples from {self.total_files} files into {self.dataset.root} "
+            f"({self.dataset.size} px)",
             f"skipped      {len(self.skipped)}"
             + "".join(f"\n  {n:5d}  {k}" for k, n in reasons.most_common()),
             f"duplicates   {len(self.duplicates)}",
             f"faces found  {self.faces_found}",
+            "found by     " + (", ".join(f"{k}: {n}" for k, n in sorted(self.found_by.items())) or "-"),
             "tags         "
             + ", ".join(f"{k}: {self.tags_from.get(k, 0)}" for k in ("file", "tagger", "none")),
         ]
-        if self.warnings:
-            lines.append(f"warnings     {len(self.warnings)} (see the report)")
+        if self.folders:
+            lines.append(f"not read     {len(self.folders)} folders or links (see the report)")
+        for name, pages in self.sheets.items():
+            lines.append(
+                f"{name + ' sheet':12} {pages[0]}" + (f" (+{len(pages) - 1} pages)" if len(pages) > 1 else "")
+            )
+        for w in self.warnings:
+            lines.append(f"warning      {w}")
         lines.append(f"report       {self.report_path} (and {REPORT_MD})")
         return "\n".join(lines)
 
 
 def _reason_kind(reason: str) -> str:
     """'corrupt or truncated image data (OSError: ...)' -> 'corrupt or truncated image data'."""
-    for sep in (":", "("):
+    for sep in (":", "(", ","):
         reason = reason.split(sep, 1)[0]
     return reason.strip()
 
 
 # ---- listing the source folder -------------------------------------------------------------------
-def list_sources(src: Path, *, exclude: list[Path] = ()) -> tuple[list[str], list[str]]:
-    """(image candidates, other files) as sorted posix paths relative to `src`, recursive.
+@dataclass
+class Listing:
+    images: list[str]  # image candidates, sorted, relative to SRC ('/'-separated; may hold surrogates)
+    others: list[str]  # other files
+    folders: list[dict[str, str]]  # {"path", "reason"}: folders and links that could not be read
 
-    A directory whose name has an image extension is a candidate (so it is reported, not lost).
+
+def _safe_resolve(path: Path) -> Path | None:
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop on Python < 3.13
+        return None
+
+
+def list_sources(src: Path, *, exclude: list[Path] = ()) -> Listing:
+    """Everything under `src`, recursive, following folder links once each (a loop is reported).
+
+    A directory whose name has an image extension is a candidate (so it is reported, not lost). A folder
+    that cannot be read, a symlink loop and a link that leads to a folder already listed are reported in
+    `folders` with the reason; the walk continues.
     """
-    skip = {p.resolve() for p in exclude}
-    images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(src):
-        base = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if (base / d).resolve() not in skip)
-        for name in filenames + [d for d in dirnames if is_image_path(Path(d))]:
-            p = base / name
-            if p.resolve() in skip:
+    skip = {r for r in (_safe_resolve(Path(p)) for p in exclude) if r is not None}
+    images, others, folders = [], [], []
+    try:
+        st = os.stat(src)
+        visited: dict[tuple[int, int], str] = {(st.st_dev, st.st_ino): "."}
+    except OSError as e:
+        raise UserError(f"{src}: cannot read the folder ({e.strerror})", field="src") from e
+    stack = [(str(src), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except PermissionError as e:
+            folders.append(
+                {
+                    "path": shown(prefix.rstrip("/") or "."),
+                    "reason": f"folder not readable: permission denied ({e.strerror}); its files were not "
+                    "imported (give read and execute permission, e.g. chmod u+rx, and rerun)",
+                }
+            )
+            continue
+        except OSError as e:
+            folders.append(
+                {"path": shown(prefix.rstrip("/") or "."), "reason": f"folder not readable ({e.strerror})"}
+            )
+            continue
+        subfolders = []
+        for entry in entries:
+            rel = prefix + entry.name
+            path = Path(entry.path)
+            if path in skip or (entry.is_symlink() and _safe_resolve(path) in skip):
                 continue
-            rel = p.relative_to(src).as_posix()
-            (images if is_image_path(p) else others).append(rel)
-    return sorted(images), sorted(others)
+            try:
+                target = os.stat(entry.path)  # follows links
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    folders.append(
+                        {"path": shown(rel), "reason": "symlink loop: the link leads back to itself"}
+                    )
+                    continue
+                target = None  # a broken link: an image name is reported by the loader ("does not exist")
+            is_dir = target is not None and entry.is_dir()
+            if is_dir:
+                key = (target.st_dev, target.st_ino)
+                if _safe_resolve(path) in skip:
+                    continue
+                if key in visited:
+                    folders.append(
+                        {
+                            "path": shown(rel),
+                            "reason": f"symlink loop: this folder is {shown(visited[key])!r}, already listed; skipped",
+                        }
+                    )
+                    continue
+                visited[key] = rel
+                subfolders.append((entry.path, rel + "/"))
+                if is_image_path(path):
+                    images.append(rel)
+                continue
+            (images if is_image_path(path) else others).append(rel)
+        stack.extend(reversed(subfolders))
+    return Listing(sorted(images), sorted(others), sorted(folders, key=lambda f: f["path"]))
 
 
 def _listing_digest(src: Path, rels: list[str]) -> str:
     h = hashlib.sha256()
     for rel in rels:
+        name = rel.encode("utf-8", "surrogateescape")
         try:
             st = (src / rel).stat()
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(name + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         except OSError:
-            h.update(f"{rel}\0?\n".encode())
+            h.update(name + b"\0?\n")
     return h.hexdigest()
 
 
-# ---- one file -> one sample or a reason ------------------------------------------------------------
+# ---- one file -> samples or a reason -----------------------------------------------------------------
 @dataclass(frozen=True)
 class _Opts:
     size: int
@@ -122,33 +231,44 @@ class _Opts:
     crop_scale: float
     min_size: int
     max_pixels: int
+    closeups: bool = True
+    max_faces: int = 8
 
 
 def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
-    """{"reason"} for a bad file, else {"sample" (S, S, 3) uint8, "face_box", "faces", "phash"}."""
+    """{"reason"} for a bad file, else {"crops": [{"sample" (S, S, 3) uint8, "face_box", "how", "phash"}],
+    "faces": faces detected, "small": crops dropped as too small}."""
     try:
         image = load_image(path, opts.max_pixels, min_size=opts.min_size)
     except BadImage as e:
         return {"reason": e.reason}
     try:
-        boxes = detect_faces(image, opts.faces)
+        crops, faces, why = find_crops(image, opts.faces, closeups=opts.closeups, max_faces=opts.max_faces)
     except Exception as e:  # a detector crashing on one odd picture must not stop the import
         return {"reason": f"face detector {opts.faces!r} failed ({type(e).__name__}: {e})"}
-    if opts.faces != "none" and not boxes:
-        return {"reason": f"no face found by the {opts.faces!r} detector"}
-    box = boxes[0] if boxes else None
-    sample, square = crop_sample(image, box, opts.size, opts.crop_scale)
-    if box is not None and square.w < opts.min_size:
+    if not crops:
+        return {"reason": why, "faces": faces}
+    out, small = [], []
+    for c in crops:
+        square = zoom_box(c.face, opts.crop_scale) if c.face is not None else c.square
+        if c.face is not None and square.w < opts.min_size:
+            small.append(square.w)
+            continue
+        sample = resize_square(crop_padded(image, square), opts.size)
+        out.append(
+            {
+                "sample": sample,
+                "face_box": c.face.to_list() if c.face is not None else None,
+                "how": c.how,
+                "phash": phash(sample),
+            }
+        )
+    if not out:
         return {
-            "reason": f"face too small: crop {square.w} px is below min_size {opts.min_size} px",
-            "faces": len(boxes),
+            "reason": f"face too small: crop {max(small)} px is below min_size {opts.min_size} px",
+            "faces": faces,
         }
-    return {
-        "sample": sample,
-        "face_box": box.to_list() if box else None,
-        "faces": len(boxes),
-        "phash": phash(sample),
-    }
+    return {"crops": out, "faces": faces, "small": len(small)}
 
 
 def _process_job(job: tuple[str, str, _Opts]) -> dict[str, Any]:
@@ -157,6 +277,29 @@ def _process_job(job: tuple[str, str, _Opts]) -> dict[str, Any]:
 
 
 # ---- the import ------------------------------------------------------------------------------------
+def resolve_tagger(estimate_tags: Path | str | None) -> Path | None:
+    """`--estimate-tags` value -> a tagger path: "default" (or "") is the shipped tagger."""
+    if estimate_tags is None:
+        return None
+    if str(estimate_tags) in ("", "default"):
+        from charforge.tagger.net import default_tagger_path
+
+        p = default_tagger_path()
+        if p is None:
+            raise UserError(
+                "--estimate-tags default: this install ships no tagger (charforge/weights/"
+                "tagger_default.safetensors); give a trained tagger file"
+            )
+        return p
+    p = Path(estimate_tags)
+    if not p.exists():
+        raise UserError(
+            f"--estimate-tags {p}: no such tagger file; give a trained tagger, 'default' for the shipped "
+            "one, or leave it out"
+        )
+    return p
+
+
 def import_folder(
     src: Path,
     out: Path,
@@ -167,42 +310,68 @@ def import_folder(
     crop_scale: float = 1.5,
     license: str | None = None,
     min_size: int = 32,
-    estimate_tags: Path | None = None,
+    estimate_tags: Path | str | None = None,
     dedupe_threshold: int = 6,
     max_pixels: int = 40_000_000,
     workers: int = 1,
     progress: bool = True,
+    closeups: bool = True,
+    max_faces: int = 8,
+    tag_min_confidence: float = 0.5,
 ) -> ImportReport:
     """Import every image under `src` into a packed dataset at `out`; see the module docstring."""
     src, out = Path(src), Path(out)
-    _check_args(src, size, faces, crop_scale, min_size, dedupe_threshold, max_pixels, workers)
-    if estimate_tags is not None and not Path(estimate_tags).is_file():
+    _check_args(src, size, faces, crop_scale, min_size, dedupe_threshold, max_pixels, workers, max_faces)
+    if not 0.0 <= tag_min_confidence < 1.0:
         raise UserError(
-            f"--estimate-tags {estimate_tags}: no such tagger file; give a trained tagger or leave it out"
+            "--tag-min-confidence: must be in [0, 1) (0 keeps every estimate)", field="tag_min_confidence"
         )
+    _check_out(src, out)
+    tagger_path = resolve_tagger(estimate_tags)
     schema = make_girls_moe_schema()
-    tagger = (
-        _load_tagger(Path(estimate_tags), schema) if estimate_tags is not None else None
-    )  # fail before any work
+    tagger = _load_tagger(tagger_path, schema) if tagger_path is not None else None  # fail before any work
     rows = read_tags_file(Path(tags_file), schema) if tags_file is not None else []
     exclude = [out] + ([Path(tags_file)] if tags_file is not None else [])
-    images, others = list_sources(src, exclude=exclude)
+    listing = list_sources(src, exclude=exclude)
+    images = listing.images
     if not images:
-        raise UserError(f"{src}: no image files found (looked recursively for {' '.join(IMAGE_EXTENSIONS)})")
-    by_rel, warnings = match_rows(rows, images, source=str(tags_file))
-    opts = _Opts(size, faces, float(crop_scale), min_size, max_pixels)
-    config = _config(src, images, opts, tags_file, license, estimate_tags, dedupe_threshold)
-    writer = PackedWriter(out, n=len(images), size=size, schema=schema, space=None, config=config)
-    job = _Job(src, out, images, opts, by_rel, license, estimate_tags, HashIndex(dedupe_threshold), schema)
-    job.tagger = tagger
-    records = _run_chunks(writer, job, workers, progress)
-    report = _assemble(records, _unsupported(others), warnings, len(images) + len(others))
-    report_path = _write_reports(out, report, src, config)
-    if report["kept"] == 0:
-        raise UserError(
-            f"{src}: none of the {len(images)} image files could be imported; see {report_path} for the reasons"
+        extra = (
+            f"; {len(listing.folders)} folders could not be read, e.g. {listing.folders[0]['path']}: "
+            f"{listing.folders[0]['reason']}"
+            if listing.folders
+            else ""
         )
-    ds = _finalize(writer, records, report, out)
+        raise UserError(
+            f"{src}: no image files found (looked recursively for {' '.join(IMAGE_EXTENSIONS)}){extra}"
+        )
+    by_rel, warnings = match_rows(rows, images, source=str(tags_file))
+    opts = _Opts(size, faces, float(crop_scale), min_size, max_pixels, bool(closeups), int(max_faces))
+    config = _config(src, images, opts, tags_file, license, tagger_path, dedupe_threshold, tag_min_confidence)
+    done = _finished_before(out, config)
+    if done is not None:
+        return done
+    try:
+        _check_free_space(out, len(images), size, len(schema))
+        (out / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
+        job = _Job(src, out, images, opts, by_rel, license, tagger_path, HashIndex(dedupe_threshold), schema)
+        job.tagger, job.min_conf = tagger, float(tag_min_confidence)
+        records = _run_chunks(job, workers, progress)
+        report = _assemble(records, _unsupported(listing.others), listing.folders, warnings, listing)
+        report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups)
+        report["sheets"] = _write_sheets(out, records, job, report)
+        report["warnings"] += _tag_warnings(report, records, schema)
+        report_path = _write_reports(out, report, src, config)
+        if report["kept"] == 0:
+            raise UserError(
+                f"{src}: none of the {len(images)} image files could be imported; see {report_path} for the reasons"
+            )
+        ds = _finalize(out, records, report, config, size, schema)
+    except OSError as e:
+        raise _write_error(e, out, len(images), size, len(schema)) from e
+    return _report_object(report, ds, report_path)
+
+
+def _report_object(report: dict[str, Any], ds: PackedDataset, report_path: Path) -> ImportReport:
     return ImportReport(
         report["kept"],
         report["skipped"],
@@ -213,31 +382,157 @@ def import_folder(
         report["total_files"],
         report["tags_from"],
         report["warnings"],
+        report.get("folders", []),
+        report.get("found_by", {}),
+        report.get("sheets", {}),
     )
+
+
+def _check_out(src: Path, out: Path) -> None:
+    """Refuse an output folder that is the art folder, inside it, or an existing file."""
+    if out.exists() and not out.is_dir():
+        raise UserError(
+            f"-o {out}: is an existing file, not a folder; give a new folder for the dataset", field="out"
+        )
+    s, o = _safe_resolve(src), _safe_resolve(out)
+    if s is not None and o is not None and (o == s or s in o.parents):
+        raise UserError(
+            f"-o {out}: is inside the art folder {src} being imported; the dataset would be written among "
+            "your images (and read back as art on the next import). Give a folder outside it, e.g. "
+            f"-o {src.resolve().parent / (src.resolve().name + '-dataset')}",
+            field="out",
+        )
+
+
+def _finished_before(out: Path, config: dict[str, Any]) -> ImportReport | None:
+    """A dataset from this very command is already there: finish its cleanup and return its report.
+
+    A finished dataset from other settings is refused (PackedWriter would say the same).
+    """
+    mpath = out / "manifest.json"
+    if not mpath.exists():
+        return None
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    leftovers = [out / CHUNK_DIR, out / STATE_FILE]
+    same = isinstance(manifest, dict) and manifest.get("config") == config
+    if not same or not any(p.exists() for p in leftovers) or not (out / REPORT_JSON).exists():
+        raise UserError(
+            f"{out}: a finished dataset is already there; choose another output folder or delete it"
+        )
+    from charforge.data.packed import load_packed
+
+    ds = load_packed(out)
+    for p in leftovers:  # the kill came after the manifest: only the cleanup was left
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    report = json.loads((out / REPORT_JSON).read_text())
+    report["warnings"] = list(report.get("warnings", [])) + [
+        "this import had finished before being stopped; the rerun only cleaned up its temporary files"
+    ]
+    return _report_object(report, ds, out / REPORT_JSON)
+
+
+def _estimate_bytes(n_images: int, size: int, n_tags: int) -> int:
+    """Disk an import needs at most: chunk files plus the packed arrays (one row per image, x2)."""
+    return 2 * n_images * (size * size * 3 + n_tags) + DISK_MARGIN
+
+
+def _free_bytes(out: Path) -> int | None:
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def _check_free_space(out: Path, n_images: int, size: int, n_tags: int) -> None:
+    need, free = _estimate_bytes(n_images, size, n_tags), _free_bytes(out)
+    if free is not None and free < need:
+        raise UserError(
+            f"-o {out}: not enough free disk space: this import needs about {_mb(need)} ({n_images} images "
+            f"at {size} px), the disk has {_mb(free)} free. Free some space, choose another -o folder or "
+            "a smaller --size"
+        )
+
+
+def _write_error(e: OSError, out: Path, n_images: int, size: int, n_tags: int) -> Exception:
+    """A write error as a clear message naming the folder (disk full: with the space needed)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        free = _free_bytes(out)
+        return UserError(
+            f"-o {out}: the disk is full ({e.strerror}) while writing the dataset; it needs about "
+            f"{_mb(_estimate_bytes(n_images, size, n_tags))}"
+            + (f", {_mb(free)} are free" if free is not None else "")
+            + ". Free some space and rerun the same command to resume, or choose another -o folder"
+        )
+    where = getattr(e, "filename", None) or out
+    return UserError(f"-o {out}: cannot write {where} ({e.strerror or e}); check the folder's permissions")
 
 
 def _unsupported(others: list[str]) -> list[dict[str, str]]:
     """Skip records for the files under the source folder that are not images."""
     return [
         {
-            "path": rel,
-            "reason": f"not an image file type ({Path(rel).suffix or 'no extension'}); "
+            "path": shown(rel),
+            "reason": f"not an image file type ({shown(Path(rel).suffix) or 'no extension'}); "
             f"supported: {' '.join(IMAGE_EXTENSIONS)}",
         }
         for rel in others
     ]
 
 
-def _finalize(writer: PackedWriter, records: list[dict[str, Any]], report: dict[str, Any], out: Path):
-    """Write the packed dataset from the finished chunks, then drop the chunk folder."""
+def _finalize(
+    out: Path,
+    records: list[dict[str, Any]],
+    report: dict[str, Any],
+    config: dict[str, Any],
+    size: int,
+    schema,
+) -> PackedDataset:
+    """Write the packed dataset from the finished chunks (exactly `kept` rows), then drop the chunks."""
+    writer = PackedWriter(out, n=report["kept"], size=size, schema=schema, space=None, config=config)
+    _reserve(out, ("images.npy", "tags.npy"))
+    row = 0
+    for ci, rec in enumerate(records):
+        if rec["count"] and not writer.is_done(ci):
+            arrays = _load_arrays(out, ci)
+            writer.write_chunk(ci, row, arrays["images"], arrays["tags"])
+        row += rec["count"]
     items = [it for r in records for it in r["items"]]
     ds = writer.finalize(
         items,
         count=report["kept"],
-        info={"import": {k: report[k] for k in ("kept", "total_files", "faces_found", "tags_from")}},
+        info={
+            "import": {k: report[k] for k in ("kept", "total_files", "faces_found", "tags_from", "found_by")}
+        },
     )
     shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)
     return ds
+
+
+def _reserve(out: Path, names: tuple[str, ...]) -> None:
+    """Allocate the memory-mapped arrays' blocks now: a full disk is then an error here, not a SIGBUS."""
+    for name in names:
+        path = out / name
+        if not path.exists() or not hasattr(os, "posix_fallocate"):
+            continue
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as e:
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without fallocate
+                continue
+            raise
+        finally:
+            os.close(fd)
 
 
 def _check_args(
@@ -249,6 +544,7 @@ def _check_args(
     dedupe_threshold: int,
     max_pixels: int,
     workers: int,
+    max_faces: int = 8,
 ) -> None:
     if not src.is_dir():
         raise UserError(f"{src}: not a folder. Give the folder that holds your images", field="src")
@@ -257,9 +553,10 @@ def _check_args(
         ("size", 8 <= size <= 1024, "between 8 and 1024 px"),
         ("crop_scale", 0.5 <= crop_scale <= 4.0, "between 0.5 and 4"),
         ("min_size", min_size >= 1, "at least 1 px"),
-        ("dedupe_threshold", -1 <= dedupe_threshold <= 64, "between 0 and 64 (-1 turns dedupe off)"),
+        ("dedupe_threshold", -1 <= dedupe_threshold <= 64, "0-64 bits, or 'off' (-1) to keep every image"),
         ("max_pixels", max_pixels >= 1, "positive"),
         ("workers", workers >= 1, "at least 1"),
+        ("max_faces", 1 <= max_faces <= 64, "between 1 and 64"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -274,6 +571,7 @@ def _config(
     license: str | None,
     estimate_tags: Path | None,
     dedupe_threshold: int,
+    tag_min_confidence: float,
 ) -> dict[str, Any]:
     """Everything that decides the result: a rerun with the same config resumes the same build."""
     tagger = None
@@ -283,10 +581,11 @@ def _config(
             "path": str(Path(estimate_tags).resolve()),
             "size": st.st_size if st else None,
             "mtime_ns": st.st_mtime_ns if st else None,
+            "min_confidence": tag_min_confidence,
         }
     return {
         "kind": "import",
-        "src": str(src.resolve()),
+        "src": shown(str(src.resolve())),
         "files": len(images),
         "listing_sha256": _listing_digest(src, images),
         "size": opts.size,
@@ -294,9 +593,12 @@ def _config(
         "crop_scale": opts.crop_scale,
         "min_size": opts.min_size,
         "max_pixels": opts.max_pixels,
+        "closeups": opts.closeups,
+        "max_faces": opts.max_faces,
         "dedupe_threshold": dedupe_threshold,
+        "dedupe_detail": DETAIL_THRESHOLD,
         "license": license,
-        "tags_file": str(tags_file) if tags_file else None,
+        "tags_file": shown(str(tags_file)) if tags_file else None,
         "tags_sha256": sha256_file(tags_file) if tags_file else None,
         "tagger": tagger,
         "chunk_files": CHUNK_FILES,
@@ -315,12 +617,12 @@ class _Job:
     index: HashIndex
     schema: TagSchema
     tagger: Any = None
+    min_conf: float = 0.5
 
 
-def _run_chunks(writer: PackedWriter, job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]:
+def _run_chunks(job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]:
     """Process every chunk in order, reusing chunks a killed run finished. Returns the chunk records."""
     records, row, resuming = [], 0, True
-    (job.out / CHUNK_DIR).mkdir(exist_ok=True)
     pool = _make_pool(workers)
     try:
         with progress_bar(
@@ -328,15 +630,16 @@ def _run_chunks(writer: PackedWriter, job: _Job, workers: int, progress: bool) -
         ) as bar:
             for ci, start in enumerate(range(0, len(job.images), CHUNK_FILES)):
                 rels = job.images[start : start + CHUNK_FILES]
-                rec = _load_record(job.out, ci, row) if resuming and writer.is_done(ci) else None
+                rec = _load_record(job.out, ci, row) if resuming else None
                 if rec is None:
                     resuming = False  # rows after a redone chunk may shift: redo everything after it too
-                    rec, samples, tags = _process_chunk(job, rels, row, pool)
-                    write_json_atomic(_record_path(job.out, ci), rec)
-                    writer.write_chunk(ci, row, samples, tags)
+                    rec, arrays = _process_chunk(job, rels, row, pool)
+                    _save_arrays(job.out, ci, arrays)
+                    write_json_atomic(_record_path(job.out, ci), rec)  # last: the chunk is done
                 else:
-                    for it in rec["items"]:
-                        job.index.add(int(it["phash"], 16), it["source"])
+                    samples = _load_arrays(job.out, ci)["images"] if rec["count"] else []
+                    for it, sample in zip(rec["items"], samples):
+                        job.index.add(int(it["phash"], 16), _name(it), detail_thumb(sample))
                 records.append(rec)
                 row += rec["count"]
                 bar.update(len(rels))
@@ -344,6 +647,11 @@ def _run_chunks(writer: PackedWriter, job: _Job, workers: int, progress: bool) -
         if pool is not None:
             pool.shutdown()
     return records
+
+
+def _name(item: dict[str, Any]) -> str:
+    """How a sample is named in reports: the source path, plus the face number when there are several."""
+    return item["source"] + (f" [face {item['face'] + 1}]" if item.get("faces_in_image", 1) > 1 else "")
 
 
 def _make_pool(workers: int):
@@ -358,49 +666,93 @@ def _record_path(out: Path, ci: int) -> Path:
     return out / CHUNK_DIR / f"chunk_{ci:06d}.json"
 
 
+def _arrays_path(out: Path, ci: int) -> Path:
+    return out / CHUNK_DIR / f"chunk_{ci:06d}.npz"
+
+
+def _save_arrays(out: Path, ci: int, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(_arrays_path(out, ci)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _load_arrays(out: Path, ci: int) -> dict[str, np.ndarray]:
+    with np.load(_arrays_path(out, ci), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def _load_record(out: Path, ci: int, row: int) -> dict[str, Any] | None:
     try:
         rec = json.loads(_record_path(out, ci).read_text())
-    except (OSError, json.JSONDecodeError):
+        arrays = _load_arrays(out, ci)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    return rec if rec.get("row_start") == row and len(rec.get("items", ())) == rec.get("count") else None
+    ok = (
+        isinstance(rec, dict)
+        and rec.get("row_start") == row
+        and len(rec.get("items", ())) == rec.get("count")
+        and len(arrays.get("images", ())) == rec.get("count")
+        and len(arrays.get("dups", ())) == len(rec.get("duplicates", ()))
+    )
+    return rec if ok else None
 
 
 def _process_chunk(
     job: _Job, rels: list[str], row: int, pool
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Load, crop and hash the files, then dedupe and tag in sorted order. Returns (record, samples, tags)."""
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Load, crop and hash the files, then dedupe and tag in sorted order. Returns (record, arrays)."""
     jobs = [(str(job.src), rel, job.opts) for rel in rels]
     results = (
         list(pool.map(_process_job, jobs, chunksize=4))
         if pool is not None
         else [_process_job(j) for j in jobs]
     )
-    rec: dict[str, Any] = {"row_start": row, "items": [], "skipped": [], "duplicates": [], "faces_found": 0}
-    samples, tag_rows = [], []
+    rec: dict[str, Any] = {
+        "row_start": row,
+        "items": [],
+        "skipped": [],
+        "duplicates": [],
+        "faces_found": 0,
+        "multi_face": [],
+    }
+    samples, tag_rows, dups = [], [], []
     for rel, res in zip(rels, results):
         rec["faces_found"] += int(res.get("faces", 0) > 0)
         if "reason" in res:
-            rec["skipped"].append({"path": rel, "reason": res["reason"]})
+            rec["skipped"].append({"path": shown(rel), "reason": res["reason"]})
             continue
-        first = job.index.find(res["phash"])
-        if first is not None:
-            rec["duplicates"].append({"path": rel, "duplicate_of": first})
-            continue
-        job.index.add(res["phash"], rel)
+        crops = res["crops"]
+        if len(crops) > 1:
+            rec["multi_face"].append({"path": shown(rel), "faces": len(crops)})
         tag_row = job.by_rel.get(rel)
         licence = (tag_row.license if tag_row and tag_row.license else None) or job.license or "unknown"
-        rec["items"].append(
-            {
-                "source": rel,
+        for k, c in enumerate(crops):
+            item = {
+                "source": shown(rel),
                 "license": licence,
-                "face_box": res["face_box"],
+                "face_box": c["face_box"],
+                "found_by": c["how"].split(":", 1)[0],
                 "tags_from": "file" if tag_row else "none",
-                "phash": f"{res['phash']:016x}",
+                "phash": f"{c['phash']:016x}",
             }
-        )
-        samples.append(res["sample"])
-        tag_rows.append(tag_row.vector if tag_row else np.zeros(len(job.schema), np.float32))
+            if len(crops) > 1:
+                item["face"], item["faces_in_image"] = k, len(crops)
+            if c["how"] not in ("face", "centre"):
+                item["note"] = c["how"]
+            thumb = detail_thumb(c["sample"])
+            m = job.index.match(c["phash"], thumb)
+            if m is not None:
+                rec["duplicates"].append(
+                    {"path": _name(item), "duplicate_of": m.name, "distance": m.distance, "detail": m.detail}
+                )
+                dups.append(c["sample"])
+                continue
+            job.index.add(c["phash"], _name(item), thumb)
+            rec["items"].append(item)
+            samples.append(c["sample"])
+            tag_rows.append(tag_row.vector if tag_row else np.zeros(len(job.schema), np.float32))
     s = job.opts.size
     images = np.stack(samples) if samples else np.zeros((0, s, s, 3), np.uint8)  # (B, S, S, 3)
     tags = (
@@ -408,24 +760,62 @@ def _process_chunk(
     )  # (B, T)
     _estimate_missing_tags(job, rec["items"], images, tags)
     rec["count"] = len(rec["items"])
-    return rec, images, tags
+    dup_arr = np.stack(dups) if dups else np.zeros((0, s, s, 3), np.uint8)
+    return rec, {"images": images, "tags": tags, "dups": dup_arr}
 
 
 def _estimate_missing_tags(
     job: _Job, items: list[dict[str, Any]], images: np.ndarray, tags: np.ndarray
 ) -> None:
-    """Fill the tag rows of untagged samples from the tagger, in place."""
+    """Fill the tag rows of untagged samples from the tagger, in place.
+
+    With probabilities (a tagger with `predict_proba`), an exclusive group whose best probability is
+    below `job.min_conf` is left all-zero ("unknown": training masks it) instead of a guess, and
+    independent tags within UNSURE_MARGIN of the threshold are listed as uncertain.
+    """
     missing = [i for i, it in enumerate(items) if it["tags_from"] == "none"]
     if job.estimate_tags is None or not missing:
         return
-    pred = np.asarray(job.tagger.predict_tags(images[missing]))  # (M, T) 0/1
-    if pred.shape != (len(missing), len(job.schema)):
+    schema = job.schema
+    proba = None
+    if hasattr(job.tagger, "predict_proba"):
+        from charforge.tagger.net import INDEPENDENT_THRESHOLD, decide_tags
+
+        proba = np.asarray(job.tagger.predict_proba(images[missing]), dtype=np.float32)  # (M, T)
+        _check_width(job, proba)
+        pred = decide_tags(proba, schema, INDEPENDENT_THRESHOLD)
+    else:
+        pred = np.asarray(job.tagger.predict_tags(images[missing]))  # (M, T) 0/1
+        _check_width(job, pred)
+    pred = (pred > 0).astype(np.uint8)
+    for j, i in enumerate(missing):
+        items[i]["tags_from"] = "tagger"
+        if proba is None:
+            continue
+        unsure, confs = [], []
+        for g, sl in zip(schema.groups, schema.group_slices()):
+            best = float(proba[j, sl].max())
+            confs.append(best)
+            if best < job.min_conf:
+                pred[j, sl] = 0  # unknown, not a guess
+                unsure.append(f"{g.name} unknown ({best:.2f})")
+        isl = schema.independent_slice
+        for k, t in enumerate(schema.independent):
+            p = float(proba[j, isl.start + k])
+            confs.append(max(p, 1 - p))
+            if abs(p - INDEPENDENT_THRESHOLD) < UNSURE_MARGIN:
+                unsure.append(f"{t} {p:.2f}")
+        items[i]["tag_confidence"] = round(float(np.mean(confs)), 3) if confs else None
+        if unsure:
+            items[i]["uncertain"] = unsure
+    tags[missing] = pred
+
+
+def _check_width(job: _Job, pred: np.ndarray) -> None:
+    if pred.ndim != 2 or pred.shape[1] != len(job.schema):
         raise UserError(
             f"{job.estimate_tags}: the tagger predicts {pred.shape[-1]} tags, the dataset schema has {len(job.schema)}"
         )
-    tags[missing] = (pred > 0).astype(np.uint8)
-    for i in missing:
-        items[i]["tags_from"] = "tagger"
 
 
 def _load_tagger(path: Path, schema):
@@ -448,55 +838,317 @@ def _load_tagger(path: Path, schema):
 
 # ---- the report ------------------------------------------------------------------------------------
 def _assemble(
-    records: list[dict[str, Any]], ignored: list[dict[str, str]], warnings: list[str], total: int
+    records: list[dict[str, Any]],
+    ignored: list[dict[str, str]],
+    folders: list[dict[str, str]],
+    warnings: list[str],
+    listing: Listing,
 ) -> dict[str, Any]:
     items = [it for r in records for it in r["items"]]
     skipped = sorted([s for r in records for s in r["skipped"]] + ignored, key=lambda s: s["path"])
+    warnings = list(warnings)
+    if folders:
+        warnings.append(
+            f"{len(folders)} folders or links could not be read and their files are not in the dataset "
+            f"(first: {folders[0]['path']}: {folders[0]['reason']}); see the report"
+        )
     return {
-        "total_files": total,
+        "total_files": len(listing.images) + len(listing.others),
+        "candidates": len(listing.images),
         "kept": len(items),
         "faces_found": sum(r["faces_found"] for r in records),
+        "found_by": dict(Counter(it.get("found_by", "centre") for it in items)),
         "tags_from": dict(Counter(it["tags_from"] for it in items)),
         "licences": dict(Counter(it["license"] for it in items)),
         "skipped": skipped,
+        "folders": folders,
         "duplicates": [d for r in records for d in r["duplicates"]],
+        "multi_face": [m for r in records for m in r.get("multi_face", [])],
+        "noted": [{"path": _name(it), "note": it["note"]} for it in items if "note" in it],
+        "uncertain": [{"path": _name(it), "tags": it["uncertain"]} for it in items if it.get("uncertain")],
         "warnings": warnings,
     }
 
 
+def _share(n: int, total: int) -> str:
+    return f"{n} of {total} ({n / max(total, 1):.0%})"
+
+
+def _drop_warnings(report: dict[str, Any], faces: str, threshold: int, closeups: bool) -> list[str]:
+    """Warnings for large drops: how many, why, and the flag that changes it."""
+    out, total = [], report["candidates"]
+    dups = len(report["duplicates"])
+    if dups and dups >= WARN_SHARE * total:
+        out.append(
+            f"{_share(dups, total)} images were dropped as near-duplicates (perceptual hash within "
+            f"{threshold} bits of 64 and no patch differing by more than {DETAIL_THRESHOLD:.0f}/255); check "
+            f"{DUPES_SHEET}; --dedupe-threshold lower (e.g. 2) keeps more, --dedupe-threshold off keeps all"
+        )
+    noface = [s for s in report["skipped"] if s["reason"].startswith("no face found")]
+    if noface and len(noface) >= WARN_SHARE * total:
+        hint = "" if closeups else "; drop --no-closeups to keep close-ups that fill the frame"
+        out.append(
+            f"{_share(len(noface), total)} images were skipped because the {faces!r} detector found no face"
+            f"; try another --faces detector ({', '.join(k for k in ('anime', 'human', 'human-dlib') if k != faces)}) "
+            f"or --faces none to keep the centre (or head) square of every image{hint}"
+        )
+    small = [s for s in report["skipped"] if s["reason"].startswith("face too small")]
+    if small and len(small) >= WARN_SHARE * total:
+        out.append(
+            f"{_share(len(small), total)} images were skipped as too small faces; lower --min-size to keep them"
+        )
+    closeup = report["found_by"].get("close-up", 0) + report["found_by"].get(
+        "close-up (head of a tall image)", 0
+    )
+    if closeup and closeup >= WARN_SHARE * max(report["kept"], 1):
+        out.append(
+            f"{closeup} samples were kept as close-ups without a detected face (see 'Kept without a detected "
+            "face' in the report); --no-closeups skips them instead"
+        )
+    return out
+
+
+def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema: TagSchema) -> list[str]:
+    """Warnings when the estimated tags look implausible or unsure (point at the review sheet and CSV)."""
+    items = [it for r in records for it in r["items"]]
+    est = [i for i, it in enumerate(items) if it["tags_from"] == "tagger"]
+    if not est:
+        return []
+    review = f"review {REVIEW_SHEET}, correct {TAGS_CSV} and re-import with --tags {TAGS_CSV}"
+    out = []
+    confs = [items[i]["tag_confidence"] for i in est if items[i].get("tag_confidence") is not None]
+    if confs and float(np.mean(confs)) < TAG_CONF_WARN:
+        out.append(
+            f"the estimated tags are unsure (mean confidence {np.mean(confs):.2f} < {TAG_CONF_WARN}); {review}"
+        )
+    unsure = sum(1 for i in est if items[i].get("uncertain"))
+    if unsure:
+        out.append(
+            f"{_share(unsure, len(est))} estimated images have uncertain tags (listed in the report); {review}"
+        )
+    if len(est) < MIN_FOR_STATS:
+        return out
+    tags = _all_tags(report, records)[est]  # (E, T)
+    isl = schema.independent_slice
+    for k, t in enumerate(schema.independent):
+        share = float(tags[:, isl.start + k].mean())
+        if share > TAG_SHARE_WARN:
+            out.append(
+                f"the tagger put {t!r} on {share:.0%} of the {len(est)} estimated images, which is unlikely "
+                f"for most art; {review}"
+            )
+    for g, sl in zip(schema.groups, schema.group_slices()):
+        block = tags[:, sl]
+        known = block.any(axis=1)
+        if known.sum() >= MIN_FOR_STATS and (block[known] == block[known][0]).all():
+            value = schema.tags[sl.start + int(block[known][0].argmax())]
+            out.append(
+                f"every estimated image got the same {g.name} ({value!r}); the tagger may not see this style; {review}"
+            )
+    return out
+
+
+def _all_tags(report: dict[str, Any], records: list[dict[str, Any]]) -> np.ndarray:
+    if "_tags" not in report:
+        out = report["_out"]
+        parts = [_load_arrays(out, ci)["tags"] for ci, r in enumerate(records) if r["count"]]
+        report["_tags"] = np.concatenate(parts) if parts else np.zeros((0, 0), np.uint8)
+    return report["_tags"]
+
+
+def _write_sheets(
+    out: Path, records: list[dict[str, Any]], job: _Job, report: dict[str, Any]
+) -> dict[str, list[str]]:
+    """import_duplicates.png (every dropped pair) and import_tags_review.png + import_tags.csv (estimates)."""
+    report["_out"] = out
+    sheets: dict[str, list[str]] = {}
+    kept_at: dict[str, tuple[int, int]] = {}
+    for ci, r in enumerate(records):
+        for k, it in enumerate(r["items"]):
+            kept_at[_name(it)] = (ci, k)
+    cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def arrays(ci: int) -> dict[str, np.ndarray]:
+        if ci not in cache:
+            cache.clear()  # one chunk in memory at a time
+            cache[ci] = _load_arrays(out, ci)
+        return cache[ci]
+
+    if report["duplicates"]:
+        rows = []
+        for ci, r in enumerate(records):
+            for k, d in enumerate(r["duplicates"]):
+                dropped = arrays(ci)["dups"][k]
+                where = kept_at.get(d["duplicate_of"])
+                kept = arrays(where[0])["images"][where[1]] if where else np.zeros_like(dropped)
+                detail = "-" if d.get("detail") is None else f"{d['detail']:.0f}"
+                caption = [
+                    f"kept: {d['duplicate_of']}",
+                    f"dropped: {d['path']}",
+                    f"hash distance {d['distance']} <= {job.index.threshold}, patch diff {detail} <= {DETAIL_THRESHOLD:.0f}",
+                ]
+                rows.append(([kept, dropped], caption))
+        sheets["duplicates"] = _sheet_pages(
+            out,
+            DUPES_SHEET,
+            rows,
+            f"near-duplicates dropped: hash threshold {job.index.threshold} (--dedupe-threshold), "
+            f"patch threshold {DETAIL_THRESHOLD:.0f}/255",
+        )
+    est = [
+        (ci, k, it)
+        for ci, r in enumerate(records)
+        for k, it in enumerate(r["items"])
+        if it["tags_from"] == "tagger"
+    ]
+    if est:
+        est.sort(key=lambda e: (not e[2].get("uncertain"), e[0], e[1]))  # uncertain ones first
+        rows = []
+        for ci, k, it in est[:REVIEW_MAX]:
+            a = arrays(ci)
+            names = job.schema.from_vector(a["tags"][k])
+            caption = [_name(it), ", ".join(names) or "(no tags)"]
+            if it.get("uncertain"):
+                caption.append("uncertain: " + ", ".join(it["uncertain"]))
+            rows.append(([a["images"][k]], caption))
+        title = (
+            f"estimated tags ({len(est)} images"
+            + (f", first {REVIEW_MAX} shown" if len(est) > REVIEW_MAX else "")
+            + ")"
+        )
+        sheets["tags review"] = _sheet_pages(out, REVIEW_SHEET, rows, title)
+        _write_tags_csv(out, records, job)
+        sheets["tags csv"] = [str(out / TAGS_CSV)]
+    return sheets
+
+
+def _write_tags_csv(out: Path, records: list[dict[str, Any]], job: _Job) -> None:
+    """import_tags.csv: file,tags,license for every image, re-importable with --tags after editing."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "tags", "license"])
+    seen = set()
+    for ci, r in enumerate(records):
+        if not r["count"]:
+            continue
+        tags = _load_arrays(out, ci)["tags"]
+        for k, it in enumerate(r["items"]):
+            if (
+                it["source"] in seen or "\\x" in it["source"]
+            ):  # one row per file; undecodable names cannot match
+                continue
+            seen.add(it["source"])
+            w.writerow([it["source"], ", ".join(job.schema.from_vector(tags[k])), it["license"]])
+    write_text_atomic(out / TAGS_CSV, buf.getvalue())
+
+
+def _sheet_pages(
+    out: Path, name: str, rows: list[tuple[list[np.ndarray], list[str]]], title: str
+) -> list[str]:
+    """Draw rows of (images, caption lines) on numbered PNG pages; returns their paths."""
+    from PIL import Image, ImageDraw
+
+    cell, line_h, text_w = 96, 12, 520
+    paths = []
+    for p, start in enumerate(range(0, len(rows), SHEET_ROWS)):
+        page = rows[start : start + SHEET_ROWS]
+        width = 8 + 2 * (cell + 4) + text_w
+        sheet = Image.new("RGB", (width, 24 + len(page) * (cell + 6)), (255, 255, 255))
+        draw = ImageDraw.Draw(sheet)
+        draw.text((8, 6), f"{title} - page {p + 1}", fill=(0, 0, 0))
+        for i, (ims, caption) in enumerate(page):
+            y = 24 + i * (cell + 6)
+            for j, im in enumerate(ims):
+                sheet.paste(
+                    Image.fromarray(resize_square(np.ascontiguousarray(im), cell)), (8 + j * (cell + 4), y)
+                )
+            x = 8 + 2 * (cell + 4)
+            for li, text in enumerate(caption[: cell // line_h]):
+                draw.text((x, y + li * line_h), _ascii(text)[:90], fill=(0, 0, 0))
+        path = out / (name if p == 0 else name.replace(".png", f"_{p + 1}.png"))
+        with atomic_path(path) as tmp:
+            sheet.save(tmp, format="PNG")
+        paths.append(str(path))
+    return paths
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
 def _write_reports(out: Path, report: dict[str, Any], src: Path, config: dict[str, Any]) -> Path:
     """import_report.json (machine-readable) and import_report.md (for people), both atomic."""
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
     path = out / REPORT_JSON
-    write_json_atomic(path, {"src": str(src), "out": str(out), "options": config, **report})
-    write_text_atomic(out / REPORT_MD, _report_markdown(report, src))
+    write_json_atomic(path, {"src": shown(str(src)), "out": shown(str(out)), "options": config, **public})
+    write_text_atomic(out / REPORT_MD, _report_markdown(public, src))
     return path
 
 
+def _esc(value: Any) -> str:
+    """One markdown table cell: pipes, backslashes and control characters (newlines) escaped."""
+    out = []
+    for ch in str(value):
+        if ch == "|":
+            out.append("\\|")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch < " " or ch == "\x7f":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{ord(ch):02x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _report_markdown(r: dict[str, Any], src: Path) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
     lines = [
-        f"# Import report: {src}",
+        f"# Import report: {_esc(shown(str(src)))}",
         "",
         f"- files seen: {r['total_files']}",
-        f"- imported: {r['kept']}",
+        f"- imported: {r['kept']} samples",
         f"- skipped: {len(r['skipped'])}",
         f"- near-duplicates removed: {len(r['duplicates'])}",
         f"- images with a face found: {r['faces_found']}",
+        f"- found by: {', '.join(f'{k} {v}' for k, v in sorted(r.get('found_by', {}).items())) or '-'}",
         f"- tags from: {', '.join(f'{k} {v}' for k, v in sorted(r['tags_from'].items())) or '-'}",
         f"- licences: {', '.join(f'{k} {v}' for k, v in sorted(r['licences'].items())) or '-'}",
         "",
     ]
+    if r["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {_esc(w)}" for w in r["warnings"]] + [""]
+    if r.get("sheets"):
+        lines += ["## Review sheets", ""]
+        lines += [f"- {k}: {', '.join(_esc(Path(p).name) for p in v)}" for k, v in r["sheets"].items()] + [""]
+    if r.get("folders"):
+        lines += ["## Folders and links not read", "", "| folder | reason |", "|---|---|"]
+        lines += [f"| {_esc(s['path'])} | {_esc(s['reason'])} |" for s in r["folders"]] + [""]
     if r["skipped"]:
         lines += ["## Skipped files", "", "| file | reason |", "|---|---|"]
-        lines += [f"| {esc(s['path'])} | {esc(s['reason'])} |" for s in r["skipped"]] + [""]
+        lines += [f"| {_esc(s['path'])} | {_esc(s['reason'])} |" for s in r["skipped"]] + [""]
+    if r.get("noted"):
+        lines += [
+            "## Kept without a detected face, or found on a second look",
+            "",
+            "| sample | how |",
+            "|---|---|",
+        ]
+        lines += [f"| {_esc(s['path'])} | {_esc(s['note'])} |" for s in r["noted"]] + [""]
+    if r.get("multi_face"):
+        lines += ["## Images with several faces (one sample each)", "", "| file | faces |", "|---|---|"]
+        lines += [f"| {_esc(s['path'])} | {s['faces']} |" for s in r["multi_face"]] + [""]
     if r["duplicates"]:
         lines += [
             "## Near-duplicates (removed; the first in sorted order is kept)",
             "",
-            "| file | duplicate of |",
-            "|---|---|",
+            "| file | duplicate of | hash distance | patch difference |",
+            "|---|---|---|---|",
         ]
-        lines += [f"| {esc(d['path'])} | {esc(d['duplicate_of'])} |" for d in r["duplicates"]] + [""]
-    if r["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {esc(w)}" for w in r["warnings"]] + [""]
+        lines += [
+            f"| {_esc(d['path'])} | {_esc(d['duplicate_of'])} | {d.get('distance', '-')} | "
+            f"{'-' if d.get('detail') is None else d['detail']} |"
+            for d in r["duplicates"]
+        ] + [""]
+    if r.get("uncertain"):
+        lines += ["## Uncertain tag estimates", "", "| sample | uncertain |", "|---|---|"]
+        lines += [f"| {_esc(u['path'])} | {_esc(', '.join(u['tags']))} |" for u in r["uncertain"]] + [""]
     return "\n".join(lines)

@@ -91,15 +91,21 @@ def test_anime_detector_finds_faces_in_builtin_renders(tmp_path):
         assert 20 < b.x + b.w / 2 < 108 and 20 < b.y + b.h / 2 < 108 and 16 < b.w < 110, b
     from charforge.data.importer import import_folder
 
+    (tmp_path / "src").mkdir()
     for i, im in enumerate(images):
-        Image.fromarray(im).save(tmp_path / f"r{i}.png")
-    report = import_folder(tmp_path, tmp_path / "out", size=32, faces="anime", progress=False)
-    with_face = [i for i, im in enumerate(images) if detect_faces(np.ascontiguousarray(im), "anime")]
-    assert [it["source"] for it in report.dataset.manifest["items"]] == [f"r{i}.png" for i in with_face]
-    assert all(it["face_box"] is not None for it in report.dataset.manifest["items"])
-    assert report.kept + len(report.skipped) + len(report.duplicates) == 8 and report.faces_found == len(
-        with_face
+        Image.fromarray(im).save(tmp_path / "src" / f"r{i}.png")
+    report = import_folder(
+        tmp_path / "src", tmp_path / "out", size=32, faces="anime", closeups=False, progress=False
     )
+    with_face = [i for i, im in enumerate(images) if detect_faces(np.ascontiguousarray(im), "anime")]
+    items = report.dataset.manifest["items"]
+    direct = [it["source"] for it in items if it["found_by"] == "face"]
+    assert direct == [f"r{i}.png" for i in with_face]  # found at once: exactly what the detector sees
+    second = [it for it in items if it["found_by"] != "face"]  # the rest only on the padded second look
+    assert all(it["found_by"] == "face (padded close-up)" for it in second)
+    assert all(it["face_box"] is not None for it in items)  # close-ups off: nothing kept without a box
+    assert report.kept + len(report.skipped) + len(report.duplicates) == 8
+    assert report.faces_found == len(with_face) + len(second)
 
 
 def test_import_with_human_faces_crops_the_face(tmp_path):
@@ -113,7 +119,9 @@ def test_import_with_human_faces_crops_the_face(tmp_path):
     Image.new("RGB", (128, 128), (90, 90, 90)).save(src / "wall.png")
     report = import_folder(src, tmp_path / "out", size=32, faces="human", progress=False)
     assert report.kept == 1 and report.faces_found == 1
-    assert report.skipped == [{"path": "wall.png", "reason": "no face found by the 'human' detector"}]
+    [wall] = report.skipped
+    assert wall["path"] == "wall.png" and wall["reason"].startswith("no face found by the 'human' detector")
+    assert "not a close-up" in wall["reason"]  # a flat wall is not kept as a face filling the frame
     item = report.dataset.manifest["items"][0]
     x, y, w, h = item["face_box"]
     assert item["source"] == "astronaut.png" and 190 < x + w / 2 < 250

@@ -40,7 +40,9 @@ def test_corpus_import_keeps_exactly_the_good_files(corpus, tmp_path):
     assert set(reasons) == set(bad)
     for rel, why in bad.items():
         assert why in reasons[rel].lower(), (rel, reasons[rel])
-    assert report.duplicates == [{"path": "good/z_copy_of_a.jpg", "duplicate_of": "good/a_rgb.png"}]
+    [dup] = report.duplicates
+    assert (dup["path"], dup["duplicate_of"]) == ("good/z_copy_of_a.jpg", "good/a_rgb.png")
+    assert dup["distance"] <= 6 and dup["detail"] is not None
     saved = json.loads(report.report_path.read_text())
     assert saved["skipped"] == report.skipped and saved["kept"] == 16
     md = (report.report_path.parent / "import_report.md").read_text()
@@ -52,7 +54,8 @@ def test_corpus_import_keeps_exactly_the_good_files(corpus, tmp_path):
         for it in ds.manifest["items"]
     )
     assert not (tmp_path / "out" / importer.CHUNK_DIR).exists()
-    assert "imported     16 of" in report.summary() and "decompression bomb" in report.summary()
+    assert "imported     16 samples from" in report.summary() and "decompression bomb" in report.summary()
+    assert (tmp_path / "out" / "import_duplicates.png").is_file()  # the dropped pair is drawn
 
 
 def test_odd_modes_reach_the_dataset_correctly(corpus, tmp_path):
@@ -160,30 +163,39 @@ def test_killed_import_resumes_without_redoing_work(corpus, tmp_path, monkeypatc
     src, _ = corpus
     monkeypatch.setattr(importer, "CHUNK_FILES", 5)  # 38 candidates -> 8 chunks
     clean = import_folder(src, tmp_path / "clean", size=16, progress=False)
-    real_write = PackedWriter.write_chunk
+    real_process = importer.process_file
     calls = {"write": 0, "process": 0}
+
+    def dying_process(*a, **k):
+        calls["process"] += 1
+        if calls["process"] == 13:
+            raise KeyboardInterrupt  # killed in the 3rd chunk: chunks 0 and 1 are saved
+        return real_process(*a, **k)
+
+    monkeypatch.setattr(importer, "process_file", dying_process)
+    with pytest.raises(KeyboardInterrupt):
+        import_folder(src, tmp_path / "out", size=16, progress=False)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    calls["process"] = -(10**6)  # no more kills
+    real_write = PackedWriter.write_chunk
 
     def dying_write(self, *a, **k):
         calls["write"] += 1
         if calls["write"] == 4:
-            raise KeyboardInterrupt  # killed while the 4th chunk is being written
+            raise KeyboardInterrupt  # killed while the packed dataset's 4th chunk is being written
         return real_write(self, *a, **k)
 
     monkeypatch.setattr(PackedWriter, "write_chunk", dying_write)
     with pytest.raises(KeyboardInterrupt):
         import_folder(src, tmp_path / "out", size=16, progress=False)
+    assert calls["process"] == -(10**6) + 38 - 2 * 5  # the two finished chunks were not redone
     with pytest.raises(UserError, match="unfinished build"):
         load_packed(tmp_path / "out")
     monkeypatch.setattr(PackedWriter, "write_chunk", real_write)
-    real_process = importer.process_file
-
-    def counting_process(*a, **k):
-        calls["process"] += 1
-        return real_process(*a, **k)
-
-    monkeypatch.setattr(importer, "process_file", counting_process)
+    calls["process"] = 0
     resumed = import_folder(src, tmp_path / "out", size=16, progress=False)
-    assert calls["process"] == 38 - 3 * 5  # the three finished chunks were not redone
+    monkeypatch.setattr(importer, "process_file", real_process)
+    assert calls["process"] == 0  # every chunk was processed before: only the packing is finished
     np.testing.assert_array_equal(resumed.dataset.images, clean.dataset.images)
     assert resumed.dataset.manifest["items"] == clean.dataset.manifest["items"]
     assert resumed.skipped == clean.skipped and resumed.duplicates == clean.duplicates
