@@ -339,7 +339,7 @@ def verify_training_data(ds: PackedDataset, *, checksums: bool = True, chunk: in
             if not ok.all():
                 r, c = (int(v) for v in np.argwhere(~ok)[0])
                 raise UserError(
-                    f"{root / 'params.npy'}: row {start + r} (0-based), column {c} is {block[r, c]!r}; "
+                    f"{root / 'params.npy'}: row {start + r} (0-based), column {c} is {float(block[r, c])}; "
                     "encoded parameters must be finite numbers. The file is corrupt, rebuild the dataset",
                     field="params",
                 )
