@@ -1,0 +1,165 @@
+"""The foreign-style benchmark's label logic (bench/foreign/mapping.py): pure Python, no npm, tiny inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FOREIGN = Path(__file__).resolve().parents[2] / "bench" / "foreign"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"foreign_{name}", FOREIGN / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+m = _load("mapping")
+hand = _load("handlabels")
+
+
+# ---- colour rule ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "hex_colour, name, family",
+    [
+        ("0e0e0e", "black", "black/brown"),
+        ("6a4e35", "brown", "black/brown"),
+        ("d6b370", "blonde", "blonde/orange"),
+        ("d56c0c", "orange", "blonde/orange"),
+        ("c93305", "red", "red/pink"),
+        ("f59797", "pink", "red/pink"),
+        ("3eac2c", "green", "green"),
+        ("605de4", "blue", "blue/aqua/purple"),
+        ("e8e1e1", "white", "white/grey/silver"),
+        ("#afafaf", "silver", "white/grey/silver"),
+    ],
+)
+def test_nearest_hair_colour(hex_colour, name, family):
+    lab = m.hair_colour_label(hex_colour)
+    assert (lab.name, lab.family) == (name, family)
+
+
+def test_reference_colours_label_themselves():
+    for c, rgb in m.HAIR_REFERENCE_RGB.items():
+        lab = m.hair_colour_label("".join(f"{v:02x}" for v in rgb))
+        assert lab.name == c and lab.delta_e < 1e-6
+
+
+def test_ambiguous_colours_are_not_sampled():
+    lab = m.hair_colour_label("f27d65")  # salmon: red 27.7, orange 30.7
+    assert lab.ambiguous and (lab.name, lab.other_family) == ("red", "orange")
+    assert not m.hair_colour_label("0e0e0e").ambiguous
+    for spec in m.STYLES.values():
+        usable = spec.usable_palette()
+        assert usable, spec.name
+        assert not any(m.hair_colour_label(h).ambiguous or h in m.EXCLUDED_HEX for h in usable)
+        assert set(usable) | set(spec.ambiguous_palette()) | set(m.EXCLUDED_HEX) >= set(spec.hair_palette)
+
+
+def test_lab_of_white_and_black():
+    assert np.allclose(m.srgb_to_lab((255, 255, 255)), (100, 0, 0), atol=0.05)
+    assert np.allclose(m.srgb_to_lab((0, 0, 0)), (0, 0, 0), atol=1e-6)
+    with pytest.raises(ValueError):
+        m.hex_to_rgb("fff")
+
+
+def test_families_partition_the_13_colours():
+    members = [c for cs in m.HAIR_FAMILIES.values() for c in cs]
+    assert sorted(members) == sorted(m.HAIR_COLORS) and len(members) == 13
+    assert len(m.TAGS) == 34
+
+
+# ---- option -> tag tables ------------------------------------------------------------------------------
+def test_every_choice_labels_known_tags_only():
+    for spec in m.STYLES.values():
+        for slot, choices in spec.slots.items():
+            assert choices, (spec.name, slot)
+            for ch in choices:
+                assert set(ch.labels) <= set(m.TAGS), (spec.name, ch.labels)
+                assert all(v in (0, 1, None) for v in ch.labels.values())
+                assert ch.weight > 0
+                if ch.labels.get("long hair") == 1:
+                    assert ch.labels.get("short hair") == 0  # the schema's long/short conflict
+
+
+def test_sampled_avatars_are_deterministic_and_consistent():
+    a = m.sample_style("avataaars", 40, seed=3)
+    assert a == m.sample_style("avataaars", 40, seed=3)
+    assert a != m.sample_style("avataaars", 40, seed=4)
+    for it in a:
+        lab = it["labels"]
+        hairs = [lab[f"{c} hair"] for c in m.HAIR_COLORS]
+        if lab["hat"] == 1:  # avataaars hats hide the hair: colour not scored
+            assert it["hair_color"] is None and all(v is None for v in hairs)
+        else:
+            assert sum(hairs) == 1 and lab[f"{it['hair_color']} hair"] == 1
+            assert it["hair_family"] == m.FAMILY_OF[it["hair_color"]]
+        assert all(lab[f"{c} eyes"] is None for c in m.EYE_COLORS)  # no style shows eye colour
+        assert it["options"]["hairColor"] == [it["hair_hex"]]
+        assert it["hair_hex"] in m.STYLES["avataaars"].usable_palette()
+
+
+def test_known_absent_and_glasses_options():
+    for it in m.sample_style("adventurer", 30):
+        assert it["labels"]["hat"] == 0  # the style has no headwear
+        glasses = it["labels"]["glasses"]
+        assert it["options"]["glassesProbability"] == 100 * glasses
+        if glasses:
+            assert "variant01" not in it["options"]["glasses"]  # variant01 is sunglasses
+    for it in m.sample_style("personas", 30):
+        assert (it["options"]["eyes"] == ["glasses"]) == (it["labels"]["glasses"] == 1)
+
+
+def test_hand_labels_use_known_tags():
+    for labels in list(hand.PHOTOS.values()) + list(hand.WESNOTH.values()):
+        for k, v in labels.items():
+            if k == "hair color":
+                assert v in m.HAIR_COLORS
+            elif k == "hair family":
+                assert v in m.HAIR_FAMILIES
+            elif k != "face":
+                assert k in m.TAGS and v in (0, 1)
+
+
+# ---- metrics -------------------------------------------------------------------------------------------
+def test_wilson_interval():
+    lo, hi = m.wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert m.wilson(0, 5)[0] == 0.0 and m.wilson(5, 5)[1] == pytest.approx(1.0)
+    assert all(math.isnan(x) for x in m.wilson(0, 0))
+
+
+def test_binary_metrics_skip_not_applicable():
+    truth = [1, 1, 0, 0, None, 1]
+    pred = [1, 0, 1, 0, 1, 1]
+    r = m.binary_metrics(truth, pred)
+    assert (r["n"], r["tp"], r["fp"], r["fn"], r["tn"]) == (5, 2, 1, 1, 1)
+    assert r["precision"]["value"] == pytest.approx(2 / 3)
+    assert r["recall"]["value"] == pytest.approx(2 / 3)
+    assert r["f1"] == pytest.approx(2 / 3)
+    assert r["chance"]["base_rate"] == pytest.approx(0.6)
+    assert r["chance"]["f1_always_yes"] == pytest.approx(2 * 0.6 / 1.6)
+    assert r["chance"]["accuracy_majority"] == pytest.approx(0.6)
+    lo, hi = r["f1_ci95"]
+    assert 0.0 <= lo <= r["f1"] <= hi <= 1.0
+
+
+def test_binary_metrics_without_positives():
+    r = m.binary_metrics([0, 0, 0, 0], [1, 0, 0, 1])
+    assert r["f1"] is None and r["f1_ci95"] is None
+    assert r["false_positive_rate"]["value"] == pytest.approx(0.5)
+
+
+def test_multiclass_metrics():
+    r = m.multiclass_metrics(["red", "red", "blue", None], ["red", "blue", "blue", "green"])
+    assert r["accuracy"]["k"] == 2 and r["accuracy"]["n"] == 3
+    assert r["chance"]["majority"] == pytest.approx(2 / 3)
+    assert r["chance"]["random_at_label_distribution"] == pytest.approx((2 / 3) ** 2 + (1 / 3) ** 2)
+    assert r["confusion"]["red"] == {"red": 1, "blue": 1}
