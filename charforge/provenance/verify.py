@@ -73,8 +73,13 @@ def verify_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAUL
                 fmt = im.format
     except UnidentifiedImageError:
         return VerifyResult(name, False, error="not an image file (unknown format); skipped")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return VerifyResult(name, False, error=f"decompression bomb ({e}); skipped")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return VerifyResult(
+            name,
+            False,
+            error=f"too many pixels: the header declares more than {max_pixels:,} "
+            "(possible decompression bomb); skipped",
+        )
     except MemoryError:
         return VerifyResult(name, False, error="out of memory while decoding; skipped")
     except (OSError, ValueError) as e:
