@@ -10,6 +10,12 @@ from pathlib import Path
 import typer
 
 
+def _presets() -> str:
+    from charforge.train.presets import preset_help
+
+    return preset_help()
+
+
 def train(
     data: Path = typer.Option(
         ..., "--data", help="Packed dataset folder (from `charforge data build/import`)."
@@ -17,8 +23,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME."),
     preset: str | None = typer.Option(
         None,
-        help="Preset name: dcgan-64, acgan-64, acgan-128, acgan-64-cpu, tiny "
-        "(default: acgan-64-cpu, or with --init-from the source's own settings).",
+        help=f"Preset: {_presets()}. Default: acgan-64-cpu, or with --init-from the source's own settings.",
     ),
     steps: int | None = typer.Option(None, help="Total optimiser steps (overrides the preset)."),
     batch: int | None = typer.Option(None, help="Images per step per process (overrides the preset)."),
@@ -47,7 +52,13 @@ def train(
 
     from charforge.errors import UserError
     from charforge.train.loop import Trainer, TrainOptions, resolve_run_preset
-    from charforge.train.presets import build_discriminator, build_generator, parse_overrides, resolve_preset
+    from charforge.train.presets import (
+        build_discriminator,
+        build_generator,
+        parse_overrides,
+        preset_sections,
+        resolve_preset,
+    )
 
     if resume and init_from:
         raise UserError(
@@ -70,7 +81,7 @@ def train(
         ds = load_packed(data)
         g, d = build_generator(p, len(ds.schema)), build_discriminator(p, len(ds.schema))
         count = lambda m: sum(t.numel() for t in m.parameters())  # noqa: E731
-        typer.echo(json.dumps(p.to_dict(), indent=2))
+        typer.echo(json.dumps({"preset": p.name, "family": p.family, **preset_sections(p)}, indent=2))
         typer.echo(f"data: {len(ds)} images of {ds.size}px, {len(ds.schema)} tags")
         typer.echo(f"G: {count(g) / 1e6:.2f} M parameters, D: {count(d) / 1e6:.2f} M parameters")
         return

@@ -316,5 +316,3 @@ class ParamSpace:
     def cat_index(self, name: str) -> int:
         return self._cat_index[name]
 
-    def cont_index(self, name: str) -> int:
-        return self._cont_index[name]

@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from charforge.errors import UserError
 from charforge.models.config import MAX_PARAMS, ACGANConfig, DCGANConfig, ModelConfig
+
+if TYPE_CHECKING:  # torch is imported where a network is built, so listing families stays light
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def build_network(cfg: ModelConfig, n_tags: int) -> nn.Module:
     """The family's network for `cfg`, after checking on the meta device (no memory) that its sizes fit together
     and that it is not absurdly large; a bad config is a UserError naming the problem, never a traceback or a
     100 GB allocation."""
+    import torch
+
     fam = get_family(cfg.family)
     cfg.validate()
     try:

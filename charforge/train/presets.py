@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from charforge.errors import UserError
 from charforge.models.config import ModelConfig
 from charforge.models.families import FAMILIES, build_network, get_family
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
@@ -177,6 +178,31 @@ PRESETS: dict[str, Preset] = {
         ),
     ]
 }
+
+
+# discriminator fields each family's recipe reads (the D is trained, never saved in a model file)
+D_FIELDS = {
+    "dcgan": ("d_width", "d_dropout"),
+    "acgan": ("d_width", "d_stages", "d_blocks", "d_max_width", "d_projection"),
+}
+
+
+def preset_sections(p: Preset) -> dict[str, dict[str, Any]]:
+    """The preset split as it is used: the model config (what the model file stores), the discriminator, and
+    training. Architecture fields of other families are left out (a dcgan run has no residual blocks)."""
+    d = p.to_dict()
+    model = p.model_config().to_dict()
+    disc = {k: d[k] for k in D_FIELDS.get(p.family, ())}
+    arch = {f for fam in FAMILIES.values() for f in fam.config.field_names()} | {
+        f for fs in D_FIELDS.values() for f in fs
+    }
+    train = {k: v for k, v in d.items() if k not in arch and k != "family"}
+    return {"model": model, "discriminator": disc, "training": train}
+
+
+def preset_help() -> str:
+    """One line per preset for --help and errors, from the table itself."""
+    return "; ".join(f"{name} ({q.family}, {q.resolution}px)" for name, q in PRESETS.items())
 
 
 def _coerce(name: str, raw: str, typ: type) -> Any:

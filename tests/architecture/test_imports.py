@@ -113,3 +113,13 @@ def test_the_checkers_catch_planted_violations():
     graph_sampling = set(planted["charforge.sampling"]) | {"charforge.models.planted"}
     planted["charforge.sampling"] = graph_sampling
     assert any(o.startswith("charforge.sampling reaches charforge.train") for o in _training_reach(planted))
+
+
+def test_the_cli_starts_without_torch():
+    """`charforge --help` and argument errors stay fast: heavy libraries load inside the commands that use them."""
+    import subprocess
+    import sys
+
+    code = "import sys, charforge.cli; print(sorted(m for m in ('torch', 'onnxruntime', 'fastapi', 'dlib') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stdout

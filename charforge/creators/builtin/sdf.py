@@ -48,11 +48,6 @@ def box(x: Tensor, y: Tensor, hx, hy, r=0.0) -> Tensor:
     return outside + torch.maximum(qx, qy).clamp(max=0) - r
 
 
-def halfplane(x: Tensor, y: Tensor, px, py, nx, ny) -> Tensor:
-    """Distance to the line through p with unit outward normal n (numbers or (n,1,1) tensors)."""
-    return (x - px) * nx + (y - py) * ny
-
-
 def triangle(x: Tensor, y: Tensor, pts) -> Tensor:
     """Convex triangle (counter-clockwise in y-down frame does not matter): max of the three edge distances."""
     (x0, y0), (x1, y1), (x2, y2) = pts
@@ -75,11 +70,6 @@ def teeth(x: Tensor, period, amp, phase=0.0) -> tuple[Tensor, Tensor]:
     f = t - torch.floor(t)
     s = torch.sign(f - 0.5)
     return amp * (1.0 - (2.0 * f - 1.0).abs()), (-2.0 * amp / period) * s
-
-
-def below_curve(y: Tensor, edge: Tensor, slope) -> Tensor:
-    """Distance to the curve y = edge(x), negative above it (smaller y)."""
-    return (y - edge) / torch.sqrt(1.0 + slope * slope)
 
 
 def rotate(x: Tensor, y: Tensor, c, s) -> tuple[Tensor, Tensor]:
