@@ -509,7 +509,10 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{_fmt(m['glasses_recall'])} | {_fmt(m['hat_false_positive_rate'])} | {_fmt(m['hat_recall'])} | "
                 f"{_num(m['mean_similarity'])} | {_num(m['seconds_per_image'])} |"
             )
-            lines.append(f"\nfitted hair colours ({mode}): {m['fit_hair_counts']}\n")
+        lines.append("")
+        for mode, m in ft["modes"].items():
+            lines.append(f"- fitted hair colours ({mode}): {m['fit_hair_counts']}")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -541,6 +544,82 @@ def contact_sheet(set_dir: Path, items: list[dict[str, Any]], path: Path, n: int
     sheet.save(path)
 
 
+def _pool_binary(ms: list[dict[str, Any]]) -> dict[str, Any]:
+    tp, fp, fn, tn = (sum(m[k] for m in ms) for k in ("tp", "fp", "fn", "tn"))
+    return {
+        "n": tp + fp + fn + tn,
+        "positives": tp + fn,
+        "precision": mapping._ratio(tp, tp + fp),
+        "recall": mapping._ratio(tp, tp + fn),
+        "false_positive_rate": mapping._ratio(fp, fp + tn),
+        "f1": mapping.f1_from_counts(tp, fp, fn) if tp + fn else None,
+    }
+
+
+def summary(results_dir: Path) -> str:
+    """One table of the issue's goal measures per set and pooled over every set in results_dir."""
+    rows, pooled = [], {"hair13": [0, 0], "family": [0, 0], "glasses": [], "hat": []}
+    fit_rows = []
+    for path in sorted(results_dir.glob("*.json")):
+        res = json.loads(path.read_text())
+        tg = res.get("tagger") or {}
+        if "per_tag" in tg:
+            h13, fam = tg["hair_color_13"]["accuracy"], tg["hair_family"]["accuracy"]
+            gl, hat = tg["per_tag"].get("glasses"), tg["per_tag"].get("hat")
+            for key, r in (("hair13", h13), ("family", fam)):
+                pooled[key][0] += r["k"]
+                pooled[key][1] += r["n"]
+            pooled["glasses"] += [gl] if gl else []
+            pooled["hat"] += [hat] if hat else []
+
+            def f1(m):
+                return (
+                    "-" if not m or m["f1"] is None else f"{m['f1']:.2f} (n={m['n']}, pos={m['positives']})"
+                )
+
+            def fpr(m):
+                return _fmt(m["false_positive_rate"]) if m else "-"
+
+            rows.append(
+                f"| {res['set']} | {_fmt(h13)} | {_fmt(fam)} | {f1(gl)} | {f1(hat)} | {fpr(hat)} | 0 |"
+            )
+        for mode, m in (res.get("fit") or {}).get("modes", {}).items():
+            fit_rows.append(
+                f"| {res['set']} | {mode} | {_fmt(m['hair_family_agreement'])} | {_fmt(m['glasses_accuracy'])} | "
+                f"{_fmt(m['hat_false_positive_rate'])} | {_num(m['mean_similarity'])} |"
+            )
+    lines = [
+        "# Foreign-style benchmarks: summary",
+        "",
+        "Goals (issue 13): tagger hair colour >= 0.8, glasses and hat F1 >= 0.8 (abstention reported); "
+        "fit hair family >= 0.8, glasses accuracy >= 0.9, hat false positives <= 5 %.",
+        "",
+        "## Shipped tagger",
+        "",
+        "| set | hair colour 13-way | hair family 6-way | glasses F1 | hat F1 | hat false-positive rate | abstained |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    if rows:
+        g, h = _pool_binary(pooled["glasses"]), _pool_binary(pooled["hat"])
+        lines.append(
+            f"| **pooled** | {_fmt(mapping._ratio(*pooled['hair13']))} | {_fmt(mapping._ratio(*pooled['family']))} | "
+            f"{_num(g['f1'])} (n={g['n']}) | {_num(h['f1'])} (n={h['n']}) | {_fmt(h['false_positive_rate'])} | 0 |"
+        )
+    lines += [
+        "",
+        "The shipped tagger has no abstention: it always answers, so the abstention rate is 0.",
+        "",
+        "## f2p fitting (shipped model)",
+        "",
+        "| set | mode | hair family agreement | glasses accuracy | hat false-positive rate | mean reported similarity |",
+        "|---|---|---|---|---|---|",
+        *fit_rows,
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _commit(root: Path = ROOT) -> str:
     try:
         return subprocess.run(
@@ -564,6 +643,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit-n", type=int, default=12, help="images fitted per set")
     ap.add_argument("--fit-modes", default="fast", help="comma list of fit modes")
     ap.add_argument(
+        "--fit-detect",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="face detection in fit: auto = on for photos, off (--no-detect) for drawings",
+    )
+    ap.add_argument(
         "--threshold", type=float, default=None, help="independent-tag threshold (default: tagger's)"
     )
     ap.add_argument("--out", type=Path, default=HERE / "results", help="where <set>.json and <set>.md go")
@@ -574,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
         help="measure a clean export of this commit (e.g. HEAD) instead of the working tree",
     )
     args = ap.parse_args(argv)
+    if not args.set and not args.summary:
+        ap.error("give --set NAME (repeatable) and/or --summary")
 
     cache = cache_dir()
     src, code_label = use_charforge(args.at, cache)
@@ -612,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             modes = args.import_modes.split(",") if args.import_modes else None
             res["import"] = eval_import(set_dir, items, modes)
         if "fit" in parts:
-            detect = name in ("photos",)
+            detect = name == "photos" if args.fit_detect == "auto" else args.fit_detect == "on"
             res["fit"] = eval_fit(set_dir, items, args.fit_modes.split(","), args.fit_n, detect)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
@@ -620,6 +707,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.md").write_text(md)
         print(md)
         print(f"wrote {args.out / (name + '.json')}, {args.out / (name + '.md')}; sheet {sheet}")
+    if args.summary:
+        text = summary(args.out)
+        (args.out / "SUMMARY.md").write_text(text)
+        print(text)
     return 0
 
 
