@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 data_app = typer.Typer(help="Build, import and inspect packed datasets.", no_args_is_help=True)
 
@@ -27,15 +28,53 @@ def build(
     typer.echo(summarise(ds))
 
 
-@data_app.command("import")
+class _ImportCommand(TyperCommand):
+    """`--estimate-tags` may be given without a value: then it means the shipped tagger ("default")."""
+
+    def parse_args(self, ctx, args):
+        args = list(args)
+        for i, a in enumerate(args):
+            if a == "--":
+                break
+            if a == "--estimate-tags" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+                args.insert(i + 1, "default")
+                break
+        return super().parse_args(ctx, args)
+
+
+def _dedupe_threshold(value: str) -> int:
+    v = value.strip().lower()
+    if v in ("off", "none", "-1"):
+        return -1
+    try:
+        n = int(v)
+    except ValueError:
+        n = None
+    if n is None or not 0 <= n <= 64:
+        from charforge.errors import UserError
+
+        raise UserError(
+            f"--dedupe-threshold {value}: must be a whole number of bits 0-64 (0 drops only exact "
+            "copies, 6 the default) or 'off' to keep every image",
+            field="dedupe_threshold",
+        )
+    return n
+
+
+@data_app.command("import", cls=_ImportCommand)
 def import_(
     src: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder for the packed dataset."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Output folder for the packed dataset (not inside SRC)."
+    ),
     size: int = typer.Option(64, help="Output side in pixels."),
     tags: Path | None = typer.Option(
         None, "--tags", help="CSV (file,tags[,license]) or JSONL of tags per file."
     ),
-    faces: str = typer.Option("none", help="Face detector: anime, human, human-dlib or none (centre crop)."),
+    faces: str = typer.Option(
+        "none",
+        help="Face detector: anime, human, human-dlib or none (centre crop; the head of tall sprites).",
+    ),
     crop_scale: float = typer.Option(
         1.5, help="Zoom the detected face box out by this factor to keep the hair."
     ),
@@ -43,10 +82,28 @@ def import_(
         None, "--license", help="Licence for images the tags file gives none."
     ),
     min_size: int = typer.Option(32, help="Skip images whose shorter side is below this, in pixels."),
-    estimate_tags: Path | None = typer.Option(None, help="A tagger to fill tags of untagged images."),
-    dedupe_threshold: int = typer.Option(
-        6, help="Max perceptual-hash Hamming distance counted as a duplicate (0-64)."
+    estimate_tags: str | None = typer.Option(
+        None,
+        "--estimate-tags",
+        help="Fill the tags of untagged images with a tagger: a tagger file, or 'default' (also "
+        "--estimate-tags alone) for the shipped one. Writes a review sheet and an editable tags CSV.",
     ),
+    tag_min_confidence: float = typer.Option(
+        0.5,
+        help="With --estimate-tags: an exclusive group (hair colour...) whose best probability is below "
+        "this is left unknown instead of guessed (0 = always guess).",
+    ),
+    dedupe_threshold: str = typer.Option(
+        "6",
+        help="Near-duplicate removal: max perceptual-hash distance in bits, 0-64 (0 = only exact "
+        "copies; a match must also look the same patch by patch), or 'off' (-1) to keep every image.",
+    ),
+    closeups: bool = typer.Option(
+        True,
+        "--closeups/--no-closeups",
+        help="With a detector: keep images with no detected face that look like a face filling the frame.",
+    ),
+    max_faces: int = typer.Option(8, help="With a detector: most faces (samples) taken from one image."),
     max_pixels: int = typer.Option(
         40_000_000, help="Refuse images with more pixels than this (decompression bombs)."
     ),
@@ -54,10 +111,9 @@ def import_(
 ) -> None:
     """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report."""
     from charforge.data.importer import import_folder
+    from charforge.errors import UserError
 
     if not src.is_dir():
-        from charforge.errors import UserError
-
         raise UserError(f"{src}: not a folder. Give the folder that holds your images")
     report = import_folder(
         src,
@@ -69,9 +125,12 @@ def import_(
         license=license,
         min_size=min_size,
         estimate_tags=estimate_tags,
-        dedupe_threshold=dedupe_threshold,
+        dedupe_threshold=_dedupe_threshold(dedupe_threshold),
         max_pixels=max_pixels,
         workers=workers,
+        closeups=closeups,
+        max_faces=max_faces,
+        tag_min_confidence=tag_min_confidence,
     )
     typer.echo(report.summary())
 

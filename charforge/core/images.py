@@ -57,7 +57,7 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_si
         except BadImage:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise BadImage(f"decompression bomb: {e}") from e
+            raise BadImage(_bomb_reason(e, max_pixels)) from e
         except UnidentifiedImageError as e:
             raise BadImage(
                 f"not an image: no known image format in this {path.suffix or 'extensionless'} file (damaged or misnamed)"
@@ -68,6 +68,20 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_si
             raise BadImage("out of memory while decoding; lower --max-pixels or shrink the image") from e
         except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, struct.error... on bad data
             raise BadImage(f"corrupt or truncated image data ({type(e).__name__}: {_short(e)})") from e
+
+
+def _bomb_reason(e: Exception, max_pixels: int) -> str:
+    """Pillow refused a header before our own check could: say so in terms of --max-pixels."""
+    import re
+
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    declared = f"declares {int(m.group(1)):,} pixels" if m else "declares a huge size"
+    if m and int(m.group(1)) <= max_pixels:  # within --max-pixels, but over Pillow's own hard limit
+        return (
+            f"decompression bomb: {declared}, more than the image library's hard limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,} pixels (--max-pixels {max_pixels:,} cannot raise it)"
+        )
+    return f"decompression bomb: {declared}, more than --max-pixels {max_pixels:,}"
 
 
 def _short(e: Exception, limit: int = 120) -> str:
@@ -91,7 +105,8 @@ def _check_size(im: Image.Image, max_pixels: int, min_size: int) -> None:
         raise BadImage(f"declares an empty size {w}x{h}")
     if w * h > max_pixels:
         raise BadImage(
-            f"too many pixels: {w}x{h} = {w * h:,} > max_pixels {max_pixels:,} (possible decompression bomb)"
+            f"too many pixels: {w}x{h} = {w * h:,} > --max-pixels {max_pixels:,} (possible decompression bomb; "
+            "raise --max-pixels if the image is real)"
         )
     if min(w, h) < min_size:
         raise BadImage(f"too small: {w}x{h}, the shorter side is below min_size {min_size} px")

@@ -108,9 +108,7 @@ class ImportReport:
         if self.folders:
             lines.append(f"not read     {len(self.folders)} folders or links (see the report)")
         for name, pages in self.sheets.items():
-            lines.append(
-                f"{name + ' sheet':12} {pages[0]}" + (f" (+{len(pages) - 1} pages)" if len(pages) > 1 else "")
-            )
+            lines.append(f"{name:12} {pages[0]}" + (f" (+{len(pages) - 1} pages)" if len(pages) > 1 else ""))
         for w in self.warnings:
             lines.append(f"warning      {w}")
         lines.append(f"report       {self.report_path} (and {REPORT_MD})")
@@ -259,6 +257,7 @@ def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
             {
                 "sample": sample,
                 "face_box": c.face.to_list() if c.face is not None else None,
+                "crop": square.to_list(),
                 "how": c.how,
                 "phash": phash(sample),
             }
@@ -268,7 +267,11 @@ def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
             "reason": f"face too small: crop {max(small)} px is below min_size {opts.min_size} px",
             "faces": faces,
         }
-    return {"crops": out, "faces": faces, "small": len(small)}
+    return {
+        "crops": out,
+        "faces": faces,
+        "small": len(small),
+    }
 
 
 def _process_job(job: tuple[str, str, _Opts]) -> dict[str, Any]:
@@ -733,6 +736,7 @@ def _process_chunk(
                 "source": shown(rel),
                 "license": licence,
                 "face_box": c["face_box"],
+                "crop": c["crop"],
                 "found_by": c["how"].split(":", 1)[0],
                 "tags_from": "file" if tag_row else "none",
                 "phash": f"{c['phash']:016x}",
@@ -914,7 +918,11 @@ def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema:
     est = [i for i, it in enumerate(items) if it["tags_from"] == "tagger"]
     if not est:
         return []
-    review = f"review {REVIEW_SHEET}, correct {TAGS_CSV} and re-import with --tags {TAGS_CSV}"
+    out_dir = report["_out"]
+    review = (
+        f"review {out_dir / REVIEW_SHEET}, correct {out_dir / TAGS_CSV} and re-import with "
+        f"--tags {out_dir / TAGS_CSV} (or --tag-min-confidence to leave unsure groups unknown)"
+    )
     out = []
     confs = [items[i]["tag_confidence"] for i in est if items[i].get("tag_confidence") is not None]
     if confs and float(np.mean(confs)) < TAG_CONF_WARN:
@@ -966,6 +974,7 @@ def _write_sheets(
     for ci, r in enumerate(records):
         for k, it in enumerate(r["items"]):
             kept_at[_name(it)] = (ci, k)
+            kept_at.setdefault(it["source"], (ci, k))
     cache: dict[int, dict[str, np.ndarray]] = {}
 
     def arrays(ci: int) -> dict[str, np.ndarray]:
@@ -1018,7 +1027,7 @@ def _write_sheets(
         )
         sheets["tags review"] = _sheet_pages(out, REVIEW_SHEET, rows, title)
         _write_tags_csv(out, records, job)
-        sheets["tags csv"] = [str(out / TAGS_CSV)]
+        sheets["tags file"] = [str(out / TAGS_CSV)]
     return sheets
 
 
@@ -1052,7 +1061,8 @@ def _sheet_pages(
     paths = []
     for p, start in enumerate(range(0, len(rows), SHEET_ROWS)):
         page = rows[start : start + SHEET_ROWS]
-        width = 8 + 2 * (cell + 4) + text_w
+        ncols = max(len(ims) for ims, _ in page)
+        width = 8 + ncols * (cell + 4) + text_w
         sheet = Image.new("RGB", (width, 24 + len(page) * (cell + 6)), (255, 255, 255))
         draw = ImageDraw.Draw(sheet)
         draw.text((8, 6), f"{title} - page {p + 1}", fill=(0, 0, 0))
@@ -1062,7 +1072,7 @@ def _sheet_pages(
                 sheet.paste(
                     Image.fromarray(resize_square(np.ascontiguousarray(im), cell)), (8 + j * (cell + 4), y)
                 )
-            x = 8 + 2 * (cell + 4)
+            x = 8 + ncols * (cell + 4)
             for li, text in enumerate(caption[: cell // line_h]):
                 draw.text((x, y + li * line_h), _ascii(text)[:90], fill=(0, 0, 0))
         path = out / (name if p == 0 else name.replace(".png", f"_{p + 1}.png"))

@@ -174,3 +174,89 @@ def write_bad(root: Path) -> dict[str, str]:
 def make_corpus(root: Path) -> dict[str, str]:
     root.mkdir(parents=True, exist_ok=True)
     return {**write_good(root), **write_duplicates(root), **write_bad(root)}
+
+
+# ---- real art: close-ups, expression variants, sprites, several faces ------------------------------
+def _builtin_renders(n: int, seed: int, size: int = 256, **set_cat):
+    """n built-in portraits (N, size, size, 3) with categorical parameters forced by name, + the batch."""
+    from charforge.core.space import ParamBatch
+    from charforge.creators import get_creator
+
+    creator = get_creator("builtin")
+    batch = creator.sample(n, np.random.default_rng(seed))
+    names = [c.name for c in creator.space.categorical]
+    cat = batch.cat.copy()
+    for name, option in set_cat.items():
+        cat[:, names.index(name)] = creator.space.categorical[names.index(name)].options.index(option)
+    cont = batch.cont.copy()
+    cont[:, [c.name for c in creator.space.continuous].index("bg_gradient")] = 0.0  # flat background
+    batch = ParamBatch(cat, cont)
+    return creator, batch, creator.render(batch, size)
+
+
+def closeup(portrait: np.ndarray, frac: float = 0.5) -> np.ndarray:
+    """The face of a 256-px built-in portrait cut so that it fills the frame."""
+    h, w = portrait.shape[:2]
+    s = int(w * frac)
+    y0, x0 = h // 2 - s // 2 - h // 25, w // 2 - s // 2
+    return np.ascontiguousarray(portrait[y0 : y0 + s, x0 : x0 + s])
+
+
+def keyed(portrait: np.ndarray, tol: int = 6) -> np.ndarray:
+    """RGBA: the flat background (the corner colour) made transparent, (H, W, 4) uint8."""
+    bg = portrait[0, 0].astype(np.int16)
+    alpha = np.where(np.abs(portrait.astype(np.int16) - bg).max(axis=2) <= tol, 0, 255).astype(np.uint8)
+    return np.dstack([portrait, alpha])
+
+
+def tall_sprite(portrait_rgba: np.ndarray, height: int = 640) -> np.ndarray:
+    """A standing sprite on transparency: the keyed portrait on top of a long body, (height, W, 4)."""
+    h, w = portrait_rgba.shape[:2]
+    out = np.zeros((height, w, 4), np.uint8)
+    out[:h] = portrait_rgba
+    body = portrait_rgba[h - 8, w // 2, :3]  # the clothing colour at the bottom of the portrait
+    x0, x1 = int(w * 0.25), int(w * 0.75)
+    out[h - 8 : height - 20, x0:x1, :3] = body
+    out[h - 8 : height - 20, x0:x1, 3] = 255
+    legs = (int(w * 0.3), int(w * 0.45)), (int(w * 0.55), int(w * 0.7))
+    for a, b in legs:
+        out[height - 20 :, a:b] = (90, 70, 60, 255)
+    return out
+
+
+def write_real_art(root: Path) -> dict[str, str]:
+    """Real-art cases built from the built-in creator, {relative path: what the import must do}.
+
+    "closeup"   a face filling the frame (every one must be kept)
+    "variant"   expression variants of one character (all must survive dedupe)
+    "copy"      a resized, re-encoded copy of a variant (must be dropped as a duplicate)
+    "sprite"    a portrait on transparency (kept, on a white background)
+    "tall"      a standing sprite (kept, cropped at the head)
+    "two"       two faces side by side (two samples)
+    """
+    from charforge.data.faces import detect_faces
+
+    root.mkdir(parents=True, exist_ok=True)
+    expect: dict[str, str] = {}
+    _, _, portraits = _builtin_renders(12, seed=0)
+    for i, p in enumerate(portraits[:8]):
+        _save(root, f"closeups/face_{i:02d}.png", Image.fromarray(closeup(p)))
+        expect[f"closeups/face_{i:02d}.png"] = "closeup"
+    for mouth in ("closed", "smile", "open"):
+        _, _, vs = _builtin_renders(3, seed=5, mouth=mouth)
+        for j, v in enumerate(vs):
+            _save(root, f"variants/char{j}_{mouth}.png", Image.fromarray(v))
+            expect[f"variants/char{j}_{mouth}.png"] = "variant"
+    copy = Image.fromarray(vs[0]).resize((180, 180), Image.Resampling.BILINEAR)
+    _save(root, "variants/zz_char0_open_copy.jpg", copy, quality=75)
+    expect["variants/zz_char0_open_copy.jpg"] = "copy"
+    found = [p for p in portraits if detect_faces(p, "anime")]  # portraits the detector sees at once
+    for k, p in enumerate(found[2:4]):  # other characters than the group picture's
+        _save(root, f"sprites/sprite_{k}.png", Image.fromarray(keyed(p)))
+        expect[f"sprites/sprite_{k}.png"] = "sprite"
+    for k, p in enumerate(found[4:6]):
+        _save(root, f"sprites/tall_{k}.png", Image.fromarray(tall_sprite(keyed(p))))
+        expect[f"sprites/tall_{k}.png"] = "tall"
+    _save(root, "group/two_faces.png", Image.fromarray(np.concatenate([found[0], found[1]], axis=1)))
+    expect["group/two_faces.png"] = "two"
+    return expect
