@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _variants(vec: np.ndarray, cat_slices: list[slice], n_cont: int, step: float) -> np.ndarray:
-    """All single-parameter changes of one encoded vector (V,) -> (M, V)."""
+def _variants(
+    vec: np.ndarray, cat_slices: list[slice], n_cont: int, step: float, allowed: list[list[int]] | None = None
+) -> np.ndarray:
+    """All single-parameter changes of one encoded vector (V,) -> (M, V) (categorical ones within `allowed`)."""
     out = []
-    for sl in cat_slices:
-        for k in range(sl.stop - sl.start):
+    for j, sl in enumerate(cat_slices):
+        for k in allowed[j] if allowed is not None else range(sl.stop - sl.start):
             v = vec.copy()
             v[sl] = 0.0
             v[sl.start + k] = 1.0
@@ -35,13 +37,20 @@ def _score(f2p, vecs: np.ndarray, target: np.ndarray, embedder) -> np.ndarray:
 
 
 def refine(
-    f2p, vec: np.ndarray, target: np.ndarray, embedder, sweeps: int = 1, step: float = 0.12
+    f2p,
+    vec: np.ndarray,
+    target: np.ndarray,
+    embedder,
+    sweeps: int = 1,
+    step: float = 0.12,
+    allowed: list[list[int]] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Greedy coordinate refinement of one encoded vector (V,) toward a unit target (D,) -> (vec, real cosine)."""
+    """Greedy coordinate refinement of one encoded vector (V,) toward a unit target (D,) -> (vec, real cosine).
+    `allowed` (see search.allowed_options) keeps every categorical change inside what the input shows."""
     best = np.asarray(vec, np.float32).copy()
     best_score = float(_score(f2p, best[None], target, embedder)[0])
     for s in range(max(0, sweeps)):
-        cands = _variants(best, f2p.space.cat_slices(), f2p.space.n_cont, step / (s + 1))
+        cands = _variants(best, f2p.space.cat_slices(), f2p.space.n_cont, step / (s + 1), allowed)
         scores = _score(f2p, cands, target, embedder)  # (M,)
         # apply every single-parameter change that helped, then keep the combination only if it is better still
         gain = scores - best_score

@@ -5,6 +5,10 @@ else a beam, swept coordinate-wise over the parameters (each sweep tries every o
 every beam entry and keeps the best B distinct assignments). Continuous parameters: Adam through the
 imitator on all candidates at once, in [0, 1] space via a sigmoid. Everything is batched over targets.
 The start point (the translator's answer) is always kept as a candidate.
+
+`allowed` (optional, from `allowed_options`): per categorical parameter the option indices the search may use
+(what the input visibly shows, see `charforge.f2p.attributes.attribute_constraints`); `project` moves a start
+point inside them. Enumeration, the beam and the refinement then only ever try allowed options.
 """
 
 from __future__ import annotations
@@ -36,6 +40,36 @@ class SearchConfig:
     refine_step: float = 0.12  # first continuous step of the refinement, in normalised [0, 1] units
 
 
+Allowed = list[list[int]]  # per categorical parameter: the option indices the search may use
+
+
+def allowed_options(space, constraints: dict[str, tuple[str, ...]] | None) -> Allowed | None:
+    """{parameter name: allowed option names} -> per-categorical allowed indices (None = no constraint)."""
+    if not constraints:
+        return None
+    out = []
+    for p in space.categorical:
+        names = constraints.get(p.name)
+        idx = [i for i, o in enumerate(p.options) if names is None or o in names]
+        out.append(idx or list(range(len(p.options))))
+    return out
+
+
+def project(vecs: np.ndarray, cat_sizes: list[int], allowed: Allowed | None) -> np.ndarray:
+    """(T, V) encoded vectors -> the same with every categorical block one-hot on its best allowed option."""
+    if allowed is None:
+        return vecs
+    out = np.array(vecs, np.float32, copy=True)
+    s = 0
+    for k, idx in zip(cat_sizes, allowed):
+        block = out[:, s : s + k]
+        best = np.asarray(idx)[block[:, idx].argmax(1)]
+        block[:] = 0.0
+        block[np.arange(len(block)), best] = 1.0
+        s += k
+    return out
+
+
 def _one_hot(cats: torch.Tensor, cat_sizes: list[int]) -> torch.Tensor:
     """(..., C) option indices -> (..., sum(cat_sizes)) one-hot."""
     if not cat_sizes:
@@ -62,8 +96,12 @@ def _scores(
     return (net.embed(vec) * target[:, None, :]).sum(-1)
 
 
-def _enumerate(cat_sizes: list[int], t: int) -> torch.Tensor:
-    combos = torch.tensor(list(itertools.product(*[range(k) for k in cat_sizes])), dtype=torch.long)  # (K, C)
+def _choices(cat_sizes: list[int], allowed: Allowed | None) -> list[list[int]]:
+    return allowed if allowed is not None else [list(range(k)) for k in cat_sizes]
+
+
+def _enumerate(cat_sizes: list[int], t: int, allowed: Allowed | None = None) -> torch.Tensor:
+    combos = torch.tensor(list(itertools.product(*_choices(cat_sizes, allowed))), dtype=torch.long)  # (K, C)
     return combos.view(1, -1, len(cat_sizes)).expand(t, -1, -1).clone()
 
 
@@ -84,16 +122,20 @@ def beam_categoricals(
     cat_sizes: list[int],
     beam: int,
     sweeps: int,
+    allowed: Allowed | None = None,
 ) -> torch.Tensor:
     """start (T, C), u (T, n_cont), target (T, D) -> (T, K<=beam, C) assignments, best first."""
     salt = torch.randint(1, 2**61, (len(cat_sizes),), generator=torch.Generator().manual_seed(7))
     cats = start[:, None, :]  # (T, 1, C)
     u3 = u[:, None, :]
+    choices = _choices(cat_sizes, allowed)
     for _ in range(sweeps):
-        for j, k in enumerate(cat_sizes):
+        for j in range(len(cat_sizes)):
+            opts = torch.tensor(choices[j], dtype=torch.long)
+            k = len(opts)
             t, b, c = cats.shape
             exp = cats[:, :, None, :].repeat(1, 1, k, 1)  # (T, B, k, C)
-            exp[..., j] = torch.arange(k)
+            exp[..., j] = opts
             exp = exp.reshape(t, b * k, c)
             s = _scores(net, exp, u3, target, cat_sizes).masked_fill(_dedupe_mask(exp, salt), -2.0)
             top = s.topk(min(beam, b * k), dim=1).indices  # (T, B')
@@ -140,15 +182,16 @@ def _candidates(
     start_cat: torch.Tensor,
     start_u: torch.Tensor,
     cfg: SearchConfig,
+    allowed: Allowed | None = None,
 ) -> torch.Tensor:
     """(T, K, C) categorical candidates: enumerated or beamed, pre-screened to the best `beam` at start_u."""
     t = len(target)
     if not cat_sizes:
         return start_cat[:, None, :]
-    if int(np.prod(cat_sizes)) <= cfg.max_enumerate:
-        cats = _enumerate(cat_sizes, t)
+    if int(np.prod([len(c) for c in _choices(cat_sizes, allowed)])) <= cfg.max_enumerate:
+        cats = _enumerate(cat_sizes, t, allowed)
     else:
-        cats = beam_categoricals(net, start_cat, start_u, target, cat_sizes, cfg.beam, cfg.sweeps)
+        cats = beam_categoricals(net, start_cat, start_u, target, cat_sizes, cfg.beam, cfg.sweeps, allowed)
     if cats.shape[1] > cfg.beam:
         s = _scores(net, cats, start_u[:, None, :], target, cat_sizes)
         top = s.topk(cfg.beam, dim=1).indices
@@ -164,9 +207,11 @@ def search_candidates(
     cfg: SearchConfig | None = None,
     top: int = 1,
     target_imgs: torch.Tensor | None = None,
+    allowed: Allowed | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """targets (T, D) unit rows, init (T, V) start points -> the `top` best (T, top, V) encoded vectors, best first,
-    and their imitator cosines (T, top).
+    and their imitator cosines (T, top). With `allowed`, the start is projected inside it and only allowed options
+    are tried.
 
     `rounds` alternate categorical candidates (at the current continuous values) and Adam on the continuous; the
     last round's candidates are ranked, so callers that can render may re-rank the top few for real.
@@ -176,11 +221,11 @@ def search_candidates(
     for p in net.parameters():
         p.requires_grad_(False)
     target = torch.from_numpy(np.asarray(targets, np.float32))
-    cat, u = _split(torch.from_numpy(np.asarray(init, np.float32)), cat_sizes)
+    cat, u = _split(torch.from_numpy(project(np.asarray(init, np.float32), cat_sizes, allowed)), cat_sizes)
     ar = torch.arange(len(target))
     for r in range(max(1, cfg.rounds)):
         with torch.no_grad():
-            cats = _candidates(net, cat_sizes, target, cat, u, cfg)
+            cats = _candidates(net, cat_sizes, target, cat, u, cfg, allowed)
         iters = cfg.iters // max(1, cfg.rounds) + (cfg.iters % max(1, cfg.rounds) if r == 0 else 0)
         step_cfg = SearchConfig(**{**asdict(cfg), "iters": iters})
         uk = optimise_continuous(
@@ -205,9 +250,10 @@ def search(
     init: np.ndarray,
     cfg: SearchConfig | None = None,
     target_imgs: torch.Tensor | None = None,
+    allowed: Allowed | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """targets (T, D) unit rows, init (T, V) encoded start points -> (best (T, V) encoded, imitator cosine (T,))."""
-    vec, score = search_candidates(net, cat_sizes, targets, init, cfg, 1, target_imgs)
+    vec, score = search_candidates(net, cat_sizes, targets, init, cfg, 1, target_imgs, allowed)
     return vec[:, 0], score[:, 0]
 
 

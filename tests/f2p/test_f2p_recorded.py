@@ -87,7 +87,9 @@ def test_pipeline_trains_on_recorded_pairs_alone(toy, tmp_path):
     f2p.space.validate(r.params, partial=False)
     recorded = RecordedCreator(tmp_path / "rec").images(16)
     assert any(np.array_equal(r.preview, im) for im in recorded)  # the preview is a recorded capture
-    assert any("nearest recorded sample" in n for n in r.notes)
+    assert r.preview_kind == "nearest recorded capture"
+    assert any("nearest recorded capture, not a render of the fitted parameters" in n for n in r.notes)
+    assert r.fit_similarity is not None and -1 <= r.fit_similarity <= 1.0001  # the fit itself, reported apart
     # the recorded folder gone: previews fall back to the imitator's image output
     import shutil
 
@@ -95,3 +97,4 @@ def test_pipeline_trains_on_recorded_pairs_alone(toy, tmp_path):
     f2p = load_f2p(tmp_path / "model")
     r = fit(f2p, [images[3]], "fast")
     assert r.preview.shape == (16, 16, 3) and any("imitator's image" in n for n in r.notes)
+    assert r.preview_kind == "imitator image" and r.percentile is None and r.check_space == ""
