@@ -10,6 +10,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import threading
 
 # OpenMP workers that spin while waiting collapse throughput (10x measured) when the cores are shared with
 # other jobs; passive waiting costs little on an idle machine. Must be set before torch is imported.
@@ -43,18 +44,94 @@ def _register_all() -> None:
             register(app)
 
 
+class Interrupted(Exception):
+    """A command stopped early by a signal, after saving what it could: main() prints `message`, exits `code`."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+# What an interrupted command kept and how to go on, by command path; the rest get RESUME_DEFAULT.
+RESUME_HINTS = {
+    "data build": "finished chunks are kept: rerun the same command to resume",
+    "data import": "finished chunks are kept: rerun the same command to resume",
+    "train": "the last periodic checkpoint is kept: rerun the same command with --resume to continue",
+    "serve": "the studio server has shut down",
+}
+RESUME_DEFAULT = "its work is not finished: rerun the same command to start it again"
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report a process killed by it
+_received: list[int] = []  # signals seen by _on_sigterm / SIGINT, newest last
+
+
+def _on_sigterm(signum, _frame) -> None:
+    """SIGTERM unwinds like Ctrl-C (finally blocks run, files get closed), then main() exits 143."""
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _command_path(argv: list[str]) -> str:
+    """The subcommand words of argv, e.g. 'data build' (options and their values are not included)."""
+    import typer.main
+
+    try:
+        cmd = typer.main.get_command(app)
+    except Exception:  # never let the exit message fail: fall back to the leading plain words
+        cmd = None
+    words = []
+    for a in argv:
+        if cmd is None:
+            if a.startswith("-") or len(words) == 2:
+                break
+            words.append(a)
+            continue
+        if a.startswith("-") or not hasattr(cmd, "commands") or a not in cmd.commands:
+            break
+        words.append(a)
+        cmd = cmd.commands[a]
+    return " ".join(words)
+
+
+def _interrupted_exit(argv: list[str]) -> None:
+    import signal
+
+    term = bool(_received) and _received[-1] == signal.SIGTERM
+    name, code = ("SIGTERM", EXIT_SIGTERM) if term else ("Ctrl-C (SIGINT)", EXIT_SIGINT)
+    path = _command_path(argv)
+    hint = RESUME_HINTS.get(path, RESUME_DEFAULT)
+    print(f"interrupted by {name}: `charforge {path}` stopped early; {hint}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
 _register_all()
 
 
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(args=argv, standalone_mode=False)
+        _run(argv)
+    finally:
+        if previous is not None:  # in-process callers (tests, notebooks) get their own handler back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str]) -> None:
+    try:
+        rv = app(args=argv, standalone_mode=False)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+    except Interrupted as e:
+        if e.message:
+            print(e.message, file=sys.stderr, flush=True)
+        sys.exit(e.code)
+    except KeyboardInterrupt:  # raised outside the command itself (typer turns the rest into exit code 130)
+        _interrupted_exit(argv)
     except SystemExit:
         raise
     except Exception as e:
@@ -66,3 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         if type(e).__name__ == "Abort":
             sys.exit(1)
         raise
+    # With standalone_mode=False typer returns an exit code instead of exiting: 130 after Ctrl-C (or our
+    # SIGTERM handler), or the code of an explicit typer.Exit.
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        if rv == EXIT_SIGINT:
+            _interrupted_exit(argv)
+        sys.exit(rv)

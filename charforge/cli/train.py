@@ -26,6 +26,22 @@ def train(
         help=f"Preset: {_presets()}. Default: acgan-64-cpu, or with --init-from the source's own settings.",
     ),
     steps: int | None = typer.Option(None, help="Total optimiser steps (overrides the preset)."),
+    epochs: float | None = typer.Option(
+        None,
+        min=0.01,
+        help="Train for this many passes over the data instead of --steps; samples, checkpoints and the "
+        "early-stop metric then come once per epoch (small sets: a few hundred images are a few steps an epoch).",
+    ),
+    patience: int | None = typer.Option(
+        None,
+        min=0,
+        help="Early stopping: stop after this many evaluations (every eval_every steps, or every epoch with "
+        "--epochs) without improvement of the colour-histogram distance to the data; 0 = never (the default).",
+    ),
+    verify_checksums: bool = typer.Option(
+        True,
+        help="Check the dataset's sha256 sums before training (sizes and tag values are always checked).",
+    ),
     batch: int | None = typer.Option(None, help="Images per step per process (overrides the preset)."),
     seed: int | None = typer.Option(None, help="Master seed (overrides the preset)."),
     set_: list[str] | None = typer.Option(
@@ -51,7 +67,7 @@ def train(
     import torch
 
     from charforge.errors import UserError
-    from charforge.train.loop import Trainer, TrainOptions, resolve_run_preset
+    from charforge.train.loop import Trainer, TrainOptions, epoch_schedule, resolve_run_preset
     from charforge.train.presets import (
         build_discriminator,
         build_generator,
@@ -67,7 +83,10 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     overrides = parse_overrides(set_)
-    overrides |= {k: v for k, v in {"steps": steps, "batch": batch, "seed": seed}.items() if v is not None}
+    if epochs is not None and steps is not None:
+        raise UserError("--epochs and --steps both set the run's length; pass only one")
+    given = {"steps": steps, "batch": batch, "seed": seed, "patience": patience}
+    overrides |= {k: v for k, v in given.items() if v is not None}
     if preset is None and init_from and not resume:
         from charforge.train.loop import source_preset
 
@@ -75,6 +94,8 @@ def train(
     else:
         base = resolve_preset(preset or "acgan-64-cpu", overrides)
     p = resolve_run_preset(out, base, resume=resume, overrides=overrides)
+    if epochs is not None:
+        p = epoch_schedule(p, data, epochs, explicit=tuple(overrides))
     if dry_run:
         from charforge.data.packed import load_packed
 
@@ -91,14 +112,41 @@ def train(
         out,
         p,
         resume=resume,
-        opts=TrainOptions(device=device, tensorboard=tensorboard, command=command, init_from=init_from),
+        opts=TrainOptions(
+            device=device,
+            tensorboard=tensorboard,
+            command=command,
+            init_from=init_from,
+            verify_checksums=verify_checksums,
+            explicit=tuple(overrides),
+        ),
     )
     summary = trainer.run()
+    signal_name = _stopped_by_signal(str(summary.get("stop_reason") or ""))
+    if signal_name:  # the trainer finished the step, checkpointed and returned: say so and exit non-zero
+        from charforge.cli import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
+
+        raise Interrupted(
+            EXIT_SIGTERM if signal_name == "SIGTERM" else EXIT_SIGINT,
+            f"interrupted by {signal_name}: training stopped after step {summary['step']} and that step is "
+            f"checkpointed in {out}; rerun the same command with --resume to continue"
+            if trainer.dist.is_main
+            else "",
+        )
     if trainer.dist.is_main:
         typer.echo(
             f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "
             f"EMA generator: {summary['generator']}"
         )
+
+
+def _stopped_by_signal(stop_reason: str) -> str | None:
+    """'SIGINT' / 'SIGTERM' when Trainer.run() stopped because of that signal (its stop_reason names it), else None
+    (finished, or an early stop, which is a success)."""
+    for name in ("SIGTERM", "SIGINT"):
+        if name in stop_reason:
+            return name
+    return None
 
 
 def register(app: typer.Typer) -> None:
