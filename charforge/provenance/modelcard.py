@@ -24,7 +24,7 @@ INTENDED_USE = """\
 
 LIMITS = """\
 - Output is low resolution and can show GAN artefacts (broken eyes, smeared hair, mismatched tags);
-  check the tag precision above before relying on a tag.
+  measure the tag precision (`charforge eval --metrics precision`) before relying on a tag.
 - The model reproduces the style and the biases of its training data; tags that are rare in the data
   (see the distribution above) are generated less reliably.
 - Images it writes carry PNG metadata and an invisible watermark saying they are AI-generated. Do not
@@ -134,6 +134,8 @@ def render_model_card(
     metrics: Mapping[str, Any] | None = None,
     tag_freqs: Mapping[str, float] | Sequence[float] | None = None,
     title: str | None = None,
+    base_model: Mapping[str, Any] | None = None,
+    untrained_tags: Sequence[str] | None = None,
 ) -> str:
     """The card's markdown text (see `write_model_card`)."""
     counts = licence_counts(dataset_manifest)
@@ -159,11 +161,27 @@ def render_model_card(
     ]
     if warning:
         lines += [f"> **{warning.removeprefix('warning: ')}**", ""]
+    if base_model:
+        lines += [
+            "## Base model",
+            "",
+            "Fine-tuned from "
+            + ", ".join(f"{k}: `{v}`" for k, v in base_model.items() if v not in (None, "", []))
+            + ". The base model's own card lists the data it was trained on; its licences apply too.",
+            "",
+        ]
     lines += (
         _source_table(dataset_manifest)
         + ["", "## Tag distribution", ""]
         + _tag_table(dataset_manifest, tag_freqs)
     )
+    if untrained_tags:
+        lines += [
+            "",
+            f"**{len(untrained_tags)} tags have no training example** and cannot be generated reliably: "
+            + ", ".join(untrained_tags)
+            + ". Generation warns when asked for them; evaluation leaves them out of the precision mean.",
+        ]
     cfg = "\n".join(f"  {k}: {v}" for k, v in config.items())
     lines += [
         "",
@@ -199,6 +217,8 @@ def write_model_card(
     wall_time_s: float,
     metrics: dict | None = None,
     tag_freqs: Mapping[str, float] | Sequence[float] | None = None,
+    base_model: Mapping[str, Any] | None = None,
+    untrained_tags: Sequence[str] | None = None,
 ) -> Path:
     """Write `run_dir/MODEL_CARD.md` atomically and return its path.
 
@@ -214,6 +234,8 @@ def write_model_card(
         wall_time_s=wall_time_s,
         metrics=metrics,
         tag_freqs=tag_freqs,
+        base_model=base_model,
+        untrained_tags=untrained_tags,
     )
     write_text_atomic(path, text)
     return path

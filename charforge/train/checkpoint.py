@@ -136,6 +136,20 @@ class CheckpointStore:
         self.prune()
         return path
 
+    def remove_stale_temps(self) -> int:
+        """Delete temp files an interrupted checkpoint write left (atomic writes name them .NAME.*.tmp); they
+        are never a finished checkpoint. Returns how many were removed."""
+        if not self.dir.is_dir():
+            return 0
+        stale = [
+            p
+            for p in self.dir.iterdir()
+            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()
+        ]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
+
     def load(self, step: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         try:
             return load_model(self.state_path(step), kind=STATE_KIND)

@@ -8,8 +8,10 @@ what an uninterrupted run would have done, given the restored weights and optimi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from charforge import __version__
 from charforge.core.device import use_bf16
 from charforge.core.images import image_grid, to_uint8
-from charforge.data.packed import load_packed
+from charforge.data.packed import load_packed, verify_training_data
 from charforge.errors import UserError
 from charforge.models.families import get_family
 from charforge.provenance import save_png
@@ -55,9 +57,11 @@ class TrainOptions:
     tensorboard: bool = True  # write TensorBoard events
     show_progress: bool = True
     command: str = ""  # recorded in config.json and the model card
-    init_from: str | None = (
-        None  # fine-tune: start a new run from this run folder, state file or generator file
-    )
+    init_from: str | None = None  # fine-tune: start a new run from a run folder, state file or generator file
+    verify_checksums: bool = True  # sha256 of every dataset array before training (sizes and values always)
+    explicit: tuple[
+        str, ...
+    ] = ()  # preset fields the user set on the command line (fine-tune defaults skip them)
 
 
 class EMA:
@@ -71,6 +75,65 @@ class EMA:
         torch._foreach_lerp_(list(self.net.parameters()), list(G.parameters()), 1.0 - beta)
         for be, b in zip(self.net.buffers(), G.buffers()):
             be.copy_(b)
+
+
+def untrained_warning(tags: list[str], total: int) -> str:
+    shown = ", ".join(tags[:12]) + (f" and {len(tags) - 12} more" if len(tags) > 12 else "")
+    return (
+        f"warning: {len(tags)} of {total} tags have no example in the training data ({shown}). The model cannot "
+        "learn them: generating with them warns, and `charforge eval` leaves them out of the precision mean. "
+        "Add tagged examples (`charforge data import --tags ...`) if you need them."
+    )
+
+
+# fine-tuning on a small set: the EMA must follow the new data within the run, not average over the source's
+FINETUNE_EMA_IMAGES_PER_ITEM = 10  # EMA half-life, in images seen, per training image (bounded below)
+FINETUNE_EMA_MIN = 500.0
+FINETUNE_EMA_RAMPUP = 0.05
+
+
+def finetune_preset(p: Preset, n_images: int, explicit: tuple[str, ...] = (), say: bool = True) -> Preset:
+    """Sensible EMA for a fine-tune on `n_images`: half-life min(source, max(500, 10 x n_images)) images and a
+    ramp-up, so the averaged weights move to the new data within a few hundred steps (a fine-tune that kept
+    the shipped model's 20,000-image half-life and no ramp-up had not moved after 439 steps). The learning
+    rate is the source's (already the fine-tuning rate for the shipped model). Fields the user set with
+    --set (`explicit`) are left alone."""
+    changes: dict[str, Any] = {}
+    half = max(FINETUNE_EMA_MIN, FINETUNE_EMA_IMAGES_PER_ITEM * float(n_images))
+    if "ema_half_life" not in explicit and p.ema_half_life > half:
+        changes["ema_half_life"] = half
+    if "ema_rampup" not in explicit and p.ema_rampup <= 0:
+        changes["ema_rampup"] = FINETUNE_EMA_RAMPUP
+    if "lr_decay_start" not in explicit and p.lr_decay_start > p.steps:
+        changes["lr_decay_start"] = p.steps  # no decay inside the run, stated rather than implied
+    if not changes:
+        return p
+    if say:
+        text = ", ".join(f"{k} {getattr(p, k):g} -> {v:g}" for k, v in changes.items())
+        print(f"fine-tune on {n_images} images: {text} (override with --set)", file=sys.stderr)
+    return dataclasses.replace(p, **changes)
+
+
+def epoch_schedule(p: Preset, data_dir: str | Path, epochs: float, explicit: tuple[str, ...] = ()) -> Preset:
+    """`--epochs E`: steps = ceil(E x images / (batch x processes)); samples, checkpoints and the early-stop
+    metric once per epoch unless set with --set (seed 001's DCGAN study monitors per epoch)."""
+    from charforge.data.packed import load_packed
+
+    n = len(load_packed(data_dir))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_epoch = max(1, math.ceil(n / (p.batch * world)))
+    changes: dict[str, Any] = {"steps": max(1, math.ceil(epochs * per_epoch))}
+    for name in ("sample_every", "ckpt_every", "eval_every"):
+        if name not in explicit:
+            changes[name] = per_epoch
+    if "log_every" not in explicit:
+        changes["log_every"] = min(p.log_every, per_epoch)
+    print(
+        f"{epochs:g} epochs of {n} images = {changes['steps']} steps ({per_epoch} per epoch); "
+        "samples, checkpoints and the early-stop metric every epoch",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(p, **changes)
 
 
 def resolve_run_preset(out: str | Path, preset: Preset, *, resume: bool, overrides: dict[str, Any]) -> Preset:
@@ -106,7 +169,13 @@ class Trainer:
         self.data = load_packed(data_dir)
         if len(self.data) == 0:
             raise UserError(f"{data_dir}: the dataset is empty; build one with `charforge data build`")
+        verify_training_data(self.data, checksums=self.opts.verify_checksums)
         self.schema, self.freqs = self.data.schema, self.data.tag_frequencies
+        self.untrained_tags = [t for t, f in zip(self.schema.tags, self.freqs) if f <= 0]
+        if self.dist.is_main and self.untrained_tags and not resume:
+            print(untrained_warning(self.untrained_tags, len(self.schema)), file=sys.stderr)
+        if self.opts.init_from and not resume:
+            self.p = preset = finetune_preset(preset, len(self.data), self.opts.explicit, self.dist.is_main)
         # pairs the data never shows together (e.g. two hairstyles from a one-hairstyle creator) join the schema's
         # conflicts: G is not trained on impossible label combinations, and the saved model samples free tags
         # (generate, studio, npc) the same way
@@ -116,6 +185,11 @@ class Trainer:
             print(warning, file=sys.stderr)
         self.manifest_sha = self.data.manifest_hash()
         self.store = ck.CheckpointStore(self.run_dir, keep=preset.keep_ckpts)
+        if self.dist.is_main and (stale := self.store.remove_stale_temps()):
+            print(
+                f"note: removed {stale} unfinished checkpoint file(s) left by an interrupted write",
+                file=sys.stderr,
+            )
         self._build()
         self.step, self.lr_scale, self.nan_retries, self.images_seen, self.elapsed = 0, 1.0, 0, 0, 0.0
         self.best, self.bad_evals, self.stop_reason, self.saved_step = math.inf, 0, "", -1
@@ -252,6 +326,7 @@ class Trainer:
             "init_from": getattr(self, "init_from", None),
             "teacher_sha256": getattr(self, "teacher_sha256", None),
             "learned_conflicts": [list(c) for c in self.learned_conflicts],
+            "untrained_tags": self.untrained_tags,
         }
 
     # ---- one step ----------------------------------------------------------------------------------
@@ -524,12 +599,29 @@ class Trainer:
         def handler(signum, _frame):
             if self.stop_reason:
                 raise KeyboardInterrupt
+            # the step in progress finishes and is checkpointed; finish() and the CLI report the step count
+            self.stop_signal = signal.Signals(signum).name
             self.stop_reason = (
-                f"stopped by {signal.Signals(signum).name} at step {self.step}; saved, rerun with --resume"
+                f"stopped by {self.stop_signal}; the last step is checkpointed, rerun with --resume"
             )
 
         old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         return lambda: [signal.signal(sig, h) for sig, h in old.items()] and None
+
+    def _base_model_record(self) -> dict[str, Any] | None:
+        """For a fine-tune's card: the source file's name, model id, hash and step (config.json keeps the path)."""
+        rec = getattr(self, "init_from", None)
+        if not rec:
+            cfg = self.run_dir / "config.json"
+            rec = json.loads(cfg.read_text()).get("init_from") if cfg.exists() else None
+        if not rec:
+            return None
+        return {
+            "file": Path(rec["path"]).name,
+            "model_id": rec.get("model_id"),
+            "sha256": rec.get("sha256"),
+            "step": rec.get("step"),
+        }
 
     def finish(self) -> dict[str, Any]:
         if self.saved_step != self.step:  # in memory: ranks must agree without racing on the file system
@@ -545,8 +637,12 @@ class Trainer:
                 wall_time_s=self.elapsed,
                 tag_freqs=self.freqs,
                 metrics={"hist_dist (best)": None if not math.isfinite(self.best) else round(self.best, 4)},
+                base_model=self._base_model_record(),
+                untrained_tags=self.untrained_tags,
             )
-            if self.stop_reason:
+            if self.stop_reason and not getattr(
+                self, "stop_signal", None
+            ):  # a signal stop: the CLI reports it
                 print(self.stop_reason, file=sys.stderr)
         self.log.close()
         return {

@@ -77,14 +77,26 @@ def plot_loss_curves(log_path: Path, out: Path) -> None:
 
     rows = read_log(log_path) if log_path.exists() else []
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    drawn = 0
     for key in CURVES:
         pts = [(r["step"], r[key]) for r in rows if key in r]
-        if pts:
+        if pts and any(v != 0 for _, v in pts):  # an unconditional run's tag losses are all 0: not a curve
             ax.plot(*zip(*pts), label=key, lw=1)
+            drawn += 1
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("symlog")
-    ax.legend(loc="upper right", fontsize=8)
+    if drawn:
+        ax.legend(loc="upper right", fontsize=8)
+    else:  # a run shorter than log_every has no rows yet: say so instead of an empty legend warning
+        ax.text(
+            0.5,
+            0.5,
+            "no losses logged yet (log_every steps)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,159 @@
+"""A user's first training run says what it did: untrained tags, fine-tune EMA, epochs, verified data,
+stale temp files, honest loss plots and model cards (issues #19 and #21)."""
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from charforge.core.tags import make_girls_moe_schema
+from charforge.data.packed import write_packed
+from charforge.errors import UserError
+from charforge.train.checkpoint import CheckpointStore
+from charforge.train.loop import Trainer, TrainOptions, epoch_schedule, finetune_preset
+from charforge.train.monitor import plot_loss_curves
+from charforge.train.presets import resolve_preset
+
+SCHEMA = make_girls_moe_schema()
+
+
+def opts(**kw):
+    return TrainOptions(device="cpu", tensorboard=False, show_progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def hatless(tmp_path_factory):
+    """40 images whose labels never include hat or glasses."""
+    rng = np.random.default_rng(5)
+    tags = SCHEMA.sample_training(40, rng).astype(np.uint8)
+    tags[:, [SCHEMA.index("hat"), SCHEMA.index("glasses")]] = 0
+    root = tmp_path_factory.mktemp("ds") / "hatless"
+    write_packed(root, rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8), tags, SCHEMA)
+    return root
+
+
+def test_untrained_tags_are_named_at_training_and_in_the_card(hatless, tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(hatless, run, resolve_preset("tiny", {"steps": 2}), opts=opts()).run()
+    err = capsys.readouterr().err
+    assert "tags have no example in the training data" in err and "hat" in err and "glasses" in err
+    cfg = json.loads((run / "config.json").read_text())
+    assert {"hat", "glasses"} <= set(cfg["untrained_tags"])
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "have no training example" in card and "glasses" in card
+    assert (
+        "check the tag precision above" not in card
+    )  # the card lists no precision; it says how to measure it
+
+
+def test_finetune_picks_an_ema_for_the_data_size(hatless, tmp_path, capsys):
+    src = tmp_path / "src"
+    Trainer(
+        hatless,
+        src,
+        resolve_preset("tiny", {"steps": 2, "ema_half_life": 20000, "ema_rampup": 0}),
+        opts=opts(),
+    ).run()
+    p = resolve_preset("tiny", {"steps": 3, "ema_half_life": 20000, "ema_rampup": 0})
+    ft = tmp_path / "ft"
+    Trainer(hatless, ft, p, opts=opts(init_from=str(src))).run()
+    err = capsys.readouterr().err
+    assert "fine-tune on 40 images: ema_half_life 20000 -> 500" in err
+    saved = json.loads((ft / "config.json").read_text())["preset"]
+    assert saved["ema_half_life"] == 500 and saved["ema_rampup"] == 0.05
+    card = (ft / "MODEL_CARD.md").read_text()
+    assert "## Base model" in card and "state-0000002.safetensors" in card and "sha256" in card
+    assert "40 images" in card  # and the data it was fine-tuned on
+    # a field the user set on the command line wins
+    kept = finetune_preset(p, 40, explicit=("ema_half_life",), say=False)
+    assert kept.ema_half_life == 20000 and kept.ema_rampup == 0.05
+
+
+def test_epochs_set_steps_and_monitor_every_epoch(hatless, capsys):
+    p = epoch_schedule(resolve_preset("tiny"), hatless, 3, explicit=())
+    per_epoch = 5  # 40 images / batch 8
+    assert p.steps == 3 * per_epoch and p.sample_every == p.ckpt_every == p.eval_every == per_epoch
+    assert "3 epochs of 40 images = 15 steps" in capsys.readouterr().err
+    q = epoch_schedule(resolve_preset("tiny", {"ckpt_every": 2}), hatless, 1, explicit=("ckpt_every",))
+    assert q.ckpt_every == 2 and q.steps == per_epoch
+
+
+def test_stale_checkpoint_temps_are_removed_on_resume(hatless, tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(hatless, run, resolve_preset("tiny", {"steps": 2}), opts=opts()).run()
+    junk = run / "checkpoints" / ".state-0000003.safetensors.abc123.tmp"
+    junk.write_bytes(b"half a checkpoint")
+    Trainer(hatless, run, resolve_preset("tiny", {"steps": 3}), resume=True, opts=opts()).run()
+    assert not junk.exists()
+    assert "removed 1 unfinished checkpoint file" in capsys.readouterr().err
+    assert CheckpointStore(run).latest() == 3
+
+
+def test_train_refuses_corrupt_tags_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    tags = SCHEMA.sample_training(16, rng).astype(np.uint8)
+    tags[3, 0] = 7
+    root = tmp_path / "bad"
+    write_packed(root, rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8), tags, SCHEMA)
+    with pytest.raises(UserError, match="tags.npy"):
+        Trainer(root, tmp_path / "run", resolve_preset("tiny", {"steps": 1}), opts=opts())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charforge",
+            "train",
+            "--data",
+            str(root),
+            "--out",
+            str(tmp_path / "r2"),
+            "--preset",
+            "tiny",
+            "--steps",
+            "1",
+            "--no-tensorboard",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "tags.npy" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r2" / "checkpoints").exists()
+
+
+def test_flipped_image_bytes_fail_the_checksum(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "flip"
+    write_packed(
+        root,
+        rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+        SCHEMA.sample_training(16, rng).astype(np.uint8),
+        SCHEMA,
+    )
+    arr = np.load(root / "images.npy", mmap_mode="r+")
+    arr[2, 3, 4, 0] ^= 0xFF
+    arr.flush()
+    del arr
+    with pytest.raises(UserError, match="images.npy"):
+        Trainer(root, tmp_path / "run", resolve_preset("tiny", {"steps": 1}), opts=opts())
+    # --no-verify-checksums trains anyway (sizes and values are still checked)
+    Trainer(root, tmp_path / "run2", resolve_preset("tiny", {"steps": 1}), opts=opts(verify_checksums=False))
+
+
+def test_loss_plot_has_no_flat_tag_lines_and_no_legend_warning(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"step": s, "loss_D": 1.0 / s, "loss_G": 2.0, "G_cls": 0.0, "D_cls": 0.0}) + "\n"
+            for s in range(1, 6)
+        )
+    )
+    out = tmp_path / "curves.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_loss_curves(log, out)
+        (tmp_path / "empty.jsonl").write_text("")
+        plot_loss_curves(tmp_path / "empty.jsonl", tmp_path / "empty.png")
+    assert out.stat().st_size > 1000 and (tmp_path / "empty.png").exists()
