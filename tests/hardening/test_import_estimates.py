@@ -1,0 +1,144 @@
+"""Estimated tags that speak: warnings on implausible or unsure estimates, review sheet, editable CSV,
+uncertain groups left unknown, and `--estimate-tags` alone meaning the shipped tagger."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from charforge.cli import main
+from charforge.core.tags import make_girls_moe_schema
+from charforge.data.importer import import_folder
+
+
+def _src(tmp_path, n: int):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        low = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+        Image.fromarray(low).resize((64, 64), Image.Resampling.BICUBIC).save(src / f"{i:02d}.png")
+    return src
+
+
+def _fake(monkeypatch, proba_fn):
+    """A tagger module whose tagger returns `proba_fn(n)` as (n, T) probabilities."""
+    schema = make_girls_moe_schema()
+
+    class FakeTagger:
+        def predict_proba(self, images):
+            return proba_fn(len(images), schema)
+
+    import charforge.tagger.net as real
+
+    fake = types.ModuleType("charforge.tagger.net")
+    fake.load_tagger = lambda path: FakeTagger()
+    fake.decide_tags, fake.INDEPENDENT_THRESHOLD = real.decide_tags, real.INDEPENDENT_THRESHOLD
+    fake.default_tagger_path = real.default_tagger_path
+    monkeypatch.setitem(sys.modules, "charforge.tagger.net", fake)
+    return schema
+
+
+def _confident(n, schema, hat=0.9, hair="blonde hair", hair_p=0.95):
+    p = np.full((n, len(schema)), 0.02, np.float32)
+    for sl in schema.group_slices():  # every group: its first tag at 0.95
+        p[:, sl] = (1 - 0.95) / (sl.stop - sl.start - 1)
+        p[:, sl.start] = 0.95
+    sl = schema.group_slices()[0]  # the hair colour group: `hair` at `hair_p`
+    p[:, sl] = (1 - hair_p) / (sl.stop - sl.start - 1)
+    p[:, schema.index(hair)] = hair_p
+    p[:, schema.index("hat")] = hat
+    return p
+
+
+def test_implausible_estimates_warn_and_point_to_the_review_sheet(tmp_path, monkeypatch):
+    schema = _fake(monkeypatch, lambda n, s: _confident(n, s))
+    src = _src(tmp_path, 10)
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    r = import_folder(
+        src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False
+    )
+    hat = [w for w in r.warnings if "'hat'" in w]
+    assert hat and "100%" in hat[0] and "import_tags_review.png" in hat[0] and "--tags" in hat[0]
+    assert any("same" in w and schema.groups[0].name in w for w in r.warnings)  # all blonde: suspicious
+    sheet = tmp_path / "out" / "import_tags_review.png"
+    assert str(sheet) in r.sheets["tags review"]
+    with Image.open(sheet) as im:
+        assert im.height >= 10 * 96
+    csv_path = tmp_path / "out" / "import_tags.csv"
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "file,tags,license" and len(lines) == 11 and "hat" in lines[1]
+    # the CSV re-imports as a tags file (after editing: here unchanged)
+    again = import_folder(src, tmp_path / "again", size=16, tags_file=csv_path, progress=False)
+    np.testing.assert_array_equal(again.dataset.tags, r.dataset.tags)
+    assert again.tags_from == {"file": 10}
+    assert all(f"warning      {w}" in r.summary() for w in r.warnings)
+
+
+def test_plausible_estimates_raise_no_tag_warning(tmp_path, monkeypatch):
+    def varied(n, schema):
+        p = _confident(n, schema, hat=0.02)
+        for sl in schema.group_slices():  # every group varies across the images
+            p[:, sl] = 0.01
+            for i in range(n):
+                p[i, sl.start + i % (sl.stop - sl.start)] = 0.9
+        return p
+
+    _fake(monkeypatch, varied)
+    src = _src(tmp_path, 10)
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    r = import_folder(
+        src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False
+    )
+    assert not any("tagger" in w or "estimated" in w for w in r.warnings), r.warnings
+
+
+def test_unsure_groups_become_unknown_and_are_listed(tmp_path, monkeypatch):
+    schema = _fake(monkeypatch, lambda n, s: _confident(n, s, hat=0.3, hair_p=0.3))
+    src = _src(tmp_path, 4)
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    r = import_folder(
+        src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False
+    )
+    hair = schema.group_slices()[0]
+    assert r.dataset.tags[:, hair].sum() == 0  # unknown (all-zero group, masked in training), not a guess
+    assert r.dataset.tags[:, schema.index("hat")].all()  # 0.3 passes the 0.25 threshold, but ...
+    items = r.dataset.manifest["items"]
+    assert all(any("unknown" in u for u in it["uncertain"]) for it in items)
+    assert all(any(u.startswith("hat ") for u in it["uncertain"]) for it in items)  # ... is listed as unsure
+    md = (tmp_path / "out" / "import_report.md").read_text()
+    assert "Uncertain tag estimates" in md and "unknown (0.30)" in md
+    assert any("uncertain tags" in w for w in r.warnings)
+    keep = import_folder(
+        src,
+        tmp_path / "guess",
+        size=16,
+        estimate_tags=tmp_path / "t.safetensors",
+        tag_min_confidence=0.0,
+        progress=False,
+    )
+    assert keep.dataset.tags[:, schema.index("blonde hair")].all()  # 0 = always guess
+
+
+def test_estimate_tags_alone_or_default_uses_the_shipped_tagger(tmp_path, capsys):
+    from charforge.tagger.net import default_tagger_path
+
+    if default_tagger_path() is None:
+        pytest.skip("this install ships no tagger")
+    src = _src(tmp_path, 3)
+    for i, args in enumerate((["--estimate-tags"], ["--estimate-tags", "default"])):
+        with pytest.raises(SystemExit) as e:
+            main(["data", "import", str(src), "-o", str(tmp_path / f"o{i}"), "--size", "32", *args])
+            sys.exit(0)
+        text = "".join(capsys.readouterr())
+        assert (e.value.code or 0) == 0, text
+        assert "tagger: 3" in text and "tags review" in text and "Traceback" not in text
+    with pytest.raises(SystemExit) as e:
+        main(
+            ["data", "import", str(src), "-o", str(tmp_path / "o3"), "--estimate-tags", str(tmp_path / "no")]
+        )
+    assert e.value.code == 2 and "'default' for the shipped" in capsys.readouterr().err
