@@ -1,11 +1,71 @@
-"""`charforge f2p train | eval` and the top-level `charforge fit IMAGE...`."""
+"""`charforge f2p train | eval` and the top-level `charforge fit IMAGE...`.
+
+The training defaults and most of their help text come from `TrainConfig` (charforge/f2p/pipeline.py) and
+`SearchConfig` (charforge/f2p/search.py), read from their source without importing them (the CLI starts without
+torch): one place to change a default. The fit modes come from `MODES` in charforge/f2p/fit.py the same way.
+"""
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
+
+import charforge
+
+
+@functools.cache
+def config_fields(relpath: str, cls: str) -> dict[str, tuple[Any, str]]:
+    """{field: (default, comment)} of a dataclass in charforge/`relpath`, parsed (not imported). Fields whose
+    default is not a literal (default_factory) are left out."""
+    src = (Path(charforge.__file__).parent / relpath).read_text(encoding="utf-8")
+    lines = src.splitlines()
+    out: dict[str, tuple[Any, str]] = {}
+    for node in ast.parse(src).body:
+        if not (isinstance(node, ast.ClassDef) and node.name == cls):
+            continue
+        for st in node.body:
+            if not (
+                isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is not None
+            ):
+                continue
+            try:
+                default = ast.literal_eval(st.value)
+            except ValueError:
+                continue
+            text = " ".join(lines[st.lineno - 1 : st.end_lineno])
+            comment = text.split("#", 1)[1].strip() if "#" in text else ""
+            out[st.target.id] = (default, comment)
+    return out
+
+
+@functools.cache
+def module_constant(relpath: str, name: str) -> Any:
+    """A literal module-level constant of charforge/`relpath`, parsed (not imported)."""
+    src = (Path(charforge.__file__).parent / relpath).read_text(encoding="utf-8")
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise KeyError(f"{relpath}: no constant {name}")
+
+
+def _train(name: str) -> Any:
+    return config_fields("f2p/pipeline.py", "TrainConfig")[name][0]
+
+
+def _help(name: str, cls: str = "TrainConfig", relpath: str = "f2p/pipeline.py", extra: str = "") -> str:
+    comment = config_fields(relpath, cls)[name][1]
+    text = (comment[:1].upper() + comment[1:]) if comment else name.replace("_", " ")
+    return text.rstrip(".") + "." + (f" {extra}" if extra else "")
+
+
+MODES = module_constant("f2p/fit.py", "MODES")
 
 CREATOR_HELP = (
     "Creator to use instead of the one the model names. The model's own is used only when it is builtin, "
@@ -21,24 +81,26 @@ f2p_app = typer.Typer(
 @f2p_app.command("train")
 def train(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (rerun the same command to resume)."),
-    creator: str = typer.Option(
-        "builtin", help="Creator: builtin, an entry-point name, module:function, or a recorded folder."
+    creator: str = typer.Option(_train("creator"), help=_help("creator")),
+    embedder: str = typer.Option(_train("embedder"), help=_help("embedder")),
+    n: int = typer.Option(_train("n"), help=_help("n")),
+    size: int = typer.Option(_train("size"), help=_help("size")),
+    seed: int = typer.Option(_train("seed"), help=_help("seed")),
+    holdout: float = typer.Option(_train("holdout"), help=_help("holdout")),
+    workers: int = typer.Option(_train("workers"), help=_help("workers")),
+    embedder_steps: int = typer.Option(_train("embedder_steps"), help=_help("embedder_steps")),
+    imitator_steps: int = typer.Option(_train("imitator_steps"), help=_help("imitator_steps")),
+    translator_steps: int = typer.Option(_train("translator_steps"), help=_help("translator_steps")),
+    finetune_steps: int = typer.Option(_train("finetune_steps"), help=_help("finetune_steps")),
+    n_search: int = typer.Option(_train("n_search"), help=_help("n_search")),
+    search_iters: int = typer.Option(
+        config_fields("f2p/search.py", "SearchConfig")["iters"][0],
+        help=_help("iters", "SearchConfig", "f2p/search.py", "(SearchConfig.iters)"),
     ),
-    embedder: str = typer.Option("learned", help="Embedder: learned, identity or generic."),
-    n: int = typer.Option(20000, help="Sampled settings to render (a recorded creator uses all its pairs)."),
-    size: int = typer.Option(64, help="Render side in pixels."),
-    seed: int = typer.Option(0, help="Seed for sampling and training."),
-    workers: int = typer.Option(2, help="Render threads."),
-    embedder_steps: int = typer.Option(3000, help="Optimiser steps of the learned embedder."),
-    imitator_steps: int = typer.Option(4000, help="Optimiser steps of the imitator."),
-    translator_steps: int = typer.Option(3000, help="Optimiser steps of the translator on ground truth."),
-    finetune_steps: int = typer.Option(1000, help="Optimiser steps of the translator on search targets."),
-    n_search: int = typer.Option(500, help="Training targets optimised by search for the fine-tune set."),
-    search_iters: int = typer.Option(100, help="Adam steps per search."),
-    hidden: int = typer.Option(512, help="Imitator and translator width."),
-    emb_width: int = typer.Option(16, help="Base channels of the learned embedder's CNN."),
-    emb_dim: int = typer.Option(128, help="Learned embedding size."),
-    gray_p: float = typer.Option(0.0, help="Grayscale augmentation probability (raise for line drawings)."),
+    hidden: int = typer.Option(_train("hidden"), help=_help("hidden")),
+    emb_width: int = typer.Option(_train("emb_width"), help=_help("emb_width")),
+    emb_dim: int = typer.Option(_train("emb_dim"), help=_help("emb_dim")),
+    gray_p: float = typer.Option(_train("gray_p"), help=_help("gray_p")),
     threads: int = typer.Option(2, help="CPU threads torch may use."),
 ) -> None:
     """Sample, render, embed; train the imitator and the translator(s); write OUT/f2p.safetensors."""
@@ -53,6 +115,7 @@ def train(
         n=n,
         size=size,
         seed=seed,
+        holdout=holdout,
         workers=workers,
         embedder_steps=embedder_steps,
         imitator_steps=imitator_steps,
@@ -85,18 +148,23 @@ def evaluate(
     out: Path = typer.Option(
         Path("f2p_eval"), "-o", "--out", help="Where to write eval.md, eval.json and examples.png."
     ),
-    n: int = typer.Option(200, help="Held-out renders to fit."),
+    n: int = typer.Option(200, help="Held-out targets to fit."),
     seed: int = typer.Option(12345, help="Seed of the held-out renders (differs from training seeds)."),
+    split: str = typer.Option(
+        "heldout",
+        help="Recorded creators: which captures to fit: heldout (never seen in training, the default), train "
+        "or all. Creators that render always get fresh renders.",
+    ),
     iters: int | None = typer.Option(None, help="Adam steps for search mode (default: the model's)."),
     n_search: int | None = typer.Option(None, help="Fit only this many with search mode (it is slower)."),
     creator: str | None = typer.Option(None, help=CREATOR_HELP),
 ) -> None:
-    """Self-reconstruction on held-out creator renders: cosine, accuracy, MAE, time per image."""
+    """Self-reconstruction on targets the model never trained on: cosine, accuracy, MAE, time per image."""
     from charforge.f2p.evaluate import evaluate_f2p, write_report
     from charforge.f2p.model import load_f2p
 
     model = load_f2p(f2p, creator=creator)
-    result = evaluate_f2p(model, n=n, seed=seed, iters=iters, n_search=n_search)
+    result = evaluate_f2p(model, n=n, seed=seed, iters=iters, n_search=n_search, split=split)
     md = write_report(result, out)
     typer.echo(md.read_text())
 
@@ -109,8 +177,8 @@ def fit_cmd(
     ),
     mode: str = typer.Option(
         "both",
-        help="fast (translator), search (through the imitator), both (keep the closer), "
-        "or attributes (photo landmarks and colours -> parameters).",
+        help=f"One of {', '.join(MODES)}: fast (translator), search (through the imitator), both (keep the "
+        "closer), attributes (photo landmarks and colours -> parameters).",
     ),
     iters: int | None = typer.Option(None, help="Adam steps for search (default: the model's)."),
     no_detect: bool = typer.Option(
@@ -122,22 +190,36 @@ def fit_cmd(
         help="Also write files holding the inputs: a copy of "
         "each and side_by_side.png (inputs | render). Off: no input is written to disk.",
     ),
+    no_constrain: bool = typer.Option(
+        False,
+        "--no-constrain",
+        help="Do not keep the fit inside the visible attributes (hair colour, glasses, hat...); they are still "
+        "estimated and their agreement reported.",
+    ),
     creator: str | None = typer.Option(None, help=CREATOR_HELP),
 ) -> None:
-    """Fit creator parameters to IMAGE(s): writes params.json and the render, prints the similarity."""
+    """Fit creator parameters to IMAGE(s): writes params.json and the render, prints a calibrated similarity."""
     from charforge.f2p.fit import fit
     from charforge.f2p.model import load_f2p
-    from charforge.f2p.report import load_inputs, write_fit_outputs
+    from charforge.f2p.report import load_inputs, summary_line, write_fit_outputs
 
     model = load_f2p(f2p, detect=not no_detect, creator=creator)
     arrays = load_inputs(images)
-    result = fit(model, arrays, mode, iters=iters, detect=not no_detect)
+    result = fit(
+        model,
+        arrays,
+        mode,
+        iters=iters,
+        detect=not no_detect,
+        sources=[str(p) for p in images],
+        constrain=not no_constrain,
+    )
     paths = write_fit_outputs(result, arrays, out, input_paths=images, keep_inputs=keep_inputs)
     for note in result.notes:
         typer.echo(f"note: {note}")
-    typer.echo(
-        f"similarity {result.similarity:.3f} ({result.mode}); wrote {', '.join(str(p) for p in paths.values())}"
-    )
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"{summary_line(result)}; wrote {', '.join(str(p) for p in paths.values())}")
     if not keep_inputs:
         typer.echo(
             "inputs were not written to disk; add --keep-inputs for side_by_side.png (inputs | render)"

@@ -2,7 +2,8 @@
 
 Objective: parameter regression (cross-entropy per categorical block, MSE on normalised continuous values)
 read from the L2-normalised embedding, so the embedding has to carry everything that tells two settings
-apart. Augmentation (mild colour jitter, small shifts and scale, blur, optional grayscale) makes it robust
+apart. Training runs under bf16 autocast only where the CPU has native bf16 (on AVX2-only CPUs it is ~10x slower
+than fp32, so there it runs in fp32 and says so once). Augmentation (mild colour jitter, small shifts and scale, blur, optional grayscale) makes it robust
 to drawings and crops that are not pixel-exact renders.
 """
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charforge.core.device import use_bf16
 from charforge.utils.progress import progress
 
 
@@ -148,6 +150,9 @@ class EncoderTrainConfig:
     lr: float = 2e-3  # AdamW peak learning rate (10% warm-up, then cosine decay to 0)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     seed: int = 0
+    bf16: bool = (
+        True  # bf16 autocast where the CPU computes it natively (charforge.core.device.use_bf16), else fp32
+    )
 
 
 def train_encoder(
@@ -167,13 +172,14 @@ def train_encoder(
     sched = warmup_cosine(opt, train_cfg.steps, 0.1)
     aug = aug or AugmentConfig()
     vec = torch.from_numpy(np.asarray(vectors, np.float32))
+    bf16 = use_bf16("cpu", train_cfg.bf16, what="f2p embedder training")
     net.train()
     with progress(train_cfg.steps, desc="train learned embedder", unit="step") as bar:
         for _ in range(train_cfg.steps):
             idx = torch.randint(0, len(images), (min(train_cfg.batch, len(images)),), generator=g)
             x = augment(to_tensor(images[np.sort(idx.numpy())], enc_cfg.in_size), aug, g)
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 _, pred = net(x)
             loss = param_loss(pred.float(), vec[np.sort(idx.numpy())], cat_slices, n_cont)
             optimiser_step(opt, sched, loss, bar, ".3f")

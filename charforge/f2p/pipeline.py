@@ -41,11 +41,11 @@ CHUNK = 500  # renders per cached chunk file (a kill loses at most one chunk)
 @dataclass
 class TrainConfig:
     creator: str = "builtin"  # creator spec: builtin, entry point, module:function, or recorded folder
-    embedder: str = "learned"  # embedder name (see embedders.available_embedders)
+    embedder: str = "learned"  # embedder: learned, identity or generic (embedders.available_embedders)
     n: int = 20000  # sampled settings (a recorded creator uses all its pairs instead)
     size: int = 64  # render side, px
-    seed: int = 0
-    holdout: float = 0.05  # fraction of samples kept out of training for the fidelity metrics
+    seed: int = 0  # seed for sampling, the recorded-capture split and training
+    holdout: float = 0.05  # fraction of samples kept out of training (metrics; f2p eval's held-out captures)
     workers: int = 2  # render threads
     emb_dim: int = 128  # learned embedding size
     emb_width: int = 16  # learned encoder base channels
@@ -111,18 +111,48 @@ def render_cached(run: Run, creator: Creator, batch) -> np.ndarray:
     return np.concatenate([np.load(p) for p in paths])
 
 
+def recorded_order(n: int, seed: int) -> np.ndarray:
+    """The order a recorded creator's captures are used in: shuffled with the run's seed, so the held-out tail is
+    a random subset of the captures rather than the last ones recorded."""
+    return np.random.default_rng(seed + 7919).permutation(n)
+
+
+def capture_name(creator, i: int) -> str:
+    """A capture's image path relative to its recorded folder (how the split is recorded in the model)."""
+    p = Path(creator.image_paths[int(i)])
+    try:
+        return p.resolve().relative_to(Path(creator.path).resolve()).as_posix()
+    except ValueError:
+        return p.name
+
+
 def load_data(run: Run, creator: Creator) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, S, S, 3) uint8, encoded vectors (N, V))."""
+    """(images (N, S, S, 3) uint8, encoded vectors (N, V)). A recorded creator's captures come in recorded_order,
+    and the names of those held out of training are stored (f2p eval uses them)."""
     t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
     if not getattr(creator, "can_render", True):
-        batch = creator.batch
-        images = creator.images(run.cfg.size)
+        old_run = run.done("data") and "heldout_captures" not in run.state["stages"]["data"]
+        order = (
+            np.arange(len(creator)) if old_run else recorded_order(len(creator), run.cfg.seed)
+        )  # resume as cached
+        batch = creator.batch[order]
+        images = creator.images(run.cfg.size, order)
+        n_train = n_train_of(len(order), run.cfg.holdout)
+        extra = {
+            "n_train": n_train,
+            "heldout_captures": sorted(capture_name(creator, i) for i in order[n_train:]),
+        }
     else:
         batch = sample_settings(creator, run.cfg.n, run.cfg.seed)
         images = render_cached(run, creator, batch)
     if not run.done("data"):
-        run.finish("data", t0, n=len(batch))
+        run.finish("data", t0, n=len(batch), **extra)
     return images, creator.space.encode(batch)
+
+
+def n_train_of(n: int, holdout: float) -> int:
+    return max(1, int(round(n * (1 - holdout))))
 
 
 def stage_embedder(run: Run, creator: Creator, images: np.ndarray, vecs: np.ndarray, n_train: int):
@@ -293,7 +323,7 @@ def train_f2p(out: str | Path, cfg: TrainConfig, creator: Creator | None = None)
         raise UserError(
             f"creator {cfg.creator!r}: only {len(images)} samples; face-to-parameter needs at least 20"
         )
-    n_train = max(1, int(round(len(images) * (1 - cfg.holdout))))
+    n_train = n_train_of(len(images), cfg.holdout)
     embedder = stage_embedder(run, creator, images, vecs, n_train)
     embs = stage_embed(
         run, IdentityEmbedder(detect=False) if cfg.embedder == "identity" else embedder, images

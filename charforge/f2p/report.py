@@ -32,6 +32,26 @@ def load_inputs(paths: Sequence[Path]) -> list[np.ndarray]:
     return out
 
 
+def summary_line(result: FitResult) -> str:
+    """One line for the terminal: the calibrated similarity, the attribute agreement, the search-space cosine."""
+    if result.percentile is not None:
+        sim = (
+            f"similarity {result.similarity:.2f}: the {result.preview_kind} beats {result.percentile:.0f} % of "
+            f"random creator renders ({result.check_space} features, not the ones the search used)"
+        )
+    else:
+        sim = f"similarity {result.similarity:.3f} (search-space cosine; no independent check: creator unavailable)"
+    parts = [sim]
+    if result.fit_similarity is not None:
+        parts.append(f"fit itself (imitator estimate) {result.fit_similarity:.3f}")
+    if result.agreement:
+        ok = sum(result.agreement.values())
+        shown = ", ".join(f"{k} {'/'.join(v)}" for k, v in result.constraints.items())
+        parts.append(f"visible attributes agreed {ok}/{len(result.agreement)} ({shown})")
+    parts.append(f"search-space cosine {result.search_cosine:.3f} ({result.mode})")
+    return "; ".join(parts)
+
+
 def _fit_height(image: np.ndarray, height: int) -> np.ndarray:
     from PIL import Image
 
@@ -86,6 +106,9 @@ def write_fit_outputs(
         "creator": result.model.get("creator", ""),
         "mode": result.mode,
         "similarity": round(result.similarity, 4),
+        "similarity_percentile": None if result.percentile is None else round(result.percentile, 1),
+        "search_cosine": round(result.search_cosine, 4),
+        "preview": result.preview_kind,
         "params": result.params,
     }
     save_png(paths["f2p render"], result.preview, meta)
@@ -93,6 +116,21 @@ def write_fit_outputs(
         paths["f2p summary (JSON)"],
         {
             "similarity": result.similarity,
+            "similarity_means": "percentile / 100 of the preview among random creator renders, in check_space"
+            if result.percentile is not None
+            else "search-space cosine (no independent check ran)",
+            "percentile": result.percentile,
+            "check_space": result.check_space,
+            "check_cosine": result.check_cosine,
+            "search_cosine": result.search_cosine,
+            "preview": result.preview_kind,
+            "fit_similarity": result.fit_similarity,
+            "attributes": result.attributes,
+            "constraints": result.constraints,
+            "agreement": result.agreement,
+            "attribute_agreement": result.attribute_agreement,
+            "faces": result.faces,
+            "warnings": result.warnings,
             "mode": result.mode,
             "scores": result.scores,
             "timings": result.timings,
