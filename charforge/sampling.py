@@ -335,6 +335,22 @@ def generate(
     return out
 
 
+def untrained_requested(bundle: GeneratorBundle, constraints: TagConstraints | None) -> list[str]:
+    """The tags `constraints` turn on that the model never saw in training (frequency 0): it cannot draw them."""
+    if constraints is None:
+        return []
+    on = [t for t in constraints.groups.values() if t] + [t for t, v in constraints.independent.items() if v]
+    freq = dict(zip(bundle.schema.tags, np.asarray(bundle.freqs, np.float64)))
+    return [t for t in on if freq.get(t, 1.0) <= 0]
+
+
+def untrained_message(tags: list[str]) -> str:
+    return (
+        f"warning: the model saw no training image with {', '.join(repr(t) for t in tags)}; it was never taught "
+        "to draw them, so the images will likely not show them (its model card lists the tags it was trained on)"
+    )
+
+
 def sample_tags(
     bundle: GeneratorBundle, constraints: TagConstraints | None, n: int, rng: np.random.Generator
 ) -> np.ndarray:

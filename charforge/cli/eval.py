@@ -136,6 +136,9 @@ def summary_lines(report: dict) -> str:
         lines.append(
             f"{'memorisation':12} near copies {m['memorisation']['near_copies']} of {m['memorisation']['generated']}"
         )
+    for name in ("precision", "memorisation"):
+        if m.get(name, {}).get("note"):
+            lines.append(f"{'':12} note: {m[name]['note']}")
     lines.append(f"{'wall time':12} {report['wall_seconds']} s")
     return "\n".join(lines)
 

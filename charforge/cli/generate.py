@@ -22,6 +22,15 @@ TRUNC_HELP = (
 )
 
 
+def _warn_untrained(bundle, tags: str, source: str) -> None:
+    """Say so (stderr) when a requested tag had no training example; the run goes on."""
+    from charforge import sampling
+
+    missing = sampling.untrained_requested(bundle, bundle.schema.parse(tags, source=source))
+    if missing:
+        typer.echo(sampling.untrained_message(missing), err=True)
+
+
 def generate(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     tags: str = typer.Option(
@@ -49,6 +58,7 @@ def generate(
     from charforge.provenance import save_png
 
     bundle = sampling.load_generator(model, backend, device=device)
+    _warn_untrained(bundle, tags, "--tags")
     images, seeds, tag_m = sampling.characters_for_request(
         bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
     )  # checks --tags first
@@ -93,6 +103,9 @@ def interpolate(
 
     bundle = sampling.load_generator(model, backend, device=device)
     seed_b = seed_a if seed_b is None else seed_b
+    _warn_untrained(bundle, tags_a, "--tags-a")
+    if tags_b is not None:
+        _warn_untrained(bundle, tags_b, "--tags-b")
     ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[0]
     tb = (
         ta
@@ -144,6 +157,7 @@ def npc(
 
     bundle = sampling.load_generator(model, backend, device=device)
     constraints = bundle.schema.parse(tags, source="--tags")
+    _warn_untrained(bundle, tags, "--tags")
     records = sampling.npc_batch(
         bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation
     )

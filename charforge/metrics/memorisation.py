@@ -79,9 +79,17 @@ def memorisation(ctx: EvalContext) -> dict:
     plot_pairs(pairs, ctx.out / "memorisation_pairs.png")
     plot_histograms(f_dist, r_dist, p_dist, rp_dist, space, ctx.out / "memorisation_hist.png")
     copy_cut = COPY_FRACTION * float(np.median(r_dist))
+    capped = (
+        f"{k} generated images, not the {ctx.sample_n} asked for: the check is capped at the real pool's half "
+        f"({len(a)} images of {len(ctx.data)}) so generated and real reference counts match"
+        if k < ctx.sample_n
+        else ""
+    )
     return {
         "space": space,
         "generated": k,
+        "requested": ctx.sample_n,
+        "note": capped,
         "training_images": len(train),
         "feature": _stats(f_dist) | {"real_reference": _stats(r_dist)},
         "pixel_rms": _stats(p_dist) | {"real_reference": _stats(rp_dist)},

@@ -46,6 +46,11 @@ def attribute_precision(ctx: EvalContext) -> dict:
         **main,
         "label_conflicts": [list(c) for c in learned],
         "independent_sampling": {k: plain[k] for k in ("per_tag", "mean", "min", "min_tag")},
+        "note": (
+            f"{len(main['untrained_tags'])} tags with no training example are left out of the mean and minimum"
+            if main["untrained_tags"]
+            else ""
+        ),
         "judge_on_real": judge_on_real(ctx),
     }
 
@@ -66,9 +71,17 @@ def _precision_pass(ctx: EvalContext, sample, resolve, label: str) -> dict:
         imgs = ctx.generate_images(tags, seeds, desc=f"precision{label} {j + 1}/{len(schema)} {tag}")
         judged = ctx.tagger.predict_tags(imgs)
         per_tag[tag] = float(judged[:, j].mean())
-    values = np.array(list(per_tag.values()))
-    worst = min(per_tag, key=per_tag.get)
-    return {"per_tag": per_tag, "mean": float(values.mean()), "min": float(values.min()), "min_tag": worst}
+    untrained = [t for t in schema.tags if t in set(ctx.untrained_tags)]
+    scored = {t: v for t, v in per_tag.items() if t not in untrained} or per_tag
+    values = np.array(list(scored.values()))
+    worst = min(scored, key=scored.get)
+    return {
+        "per_tag": per_tag,
+        "mean": float(values.mean()),
+        "min": float(values.min()),
+        "min_tag": worst,
+        "untrained_tags": untrained,
+    }
 
 
 def judge_on_real(ctx: EvalContext) -> dict[str, float | None]:

@@ -146,6 +146,7 @@ class EvalContext:
     seed: int = 0
     batch_size: int = 64  # images per generator / feature-extractor call
     spaces: set[str] = field(default_factory=set)  # feature spaces computed for every generated run
+    untrained_tags: tuple[str, ...] = ()  # tags with no training example: reported apart, not averaged
     _real: dict = field(default_factory=dict, repr=False)
     _runs: dict = field(default_factory=dict, repr=False)
 

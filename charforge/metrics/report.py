@@ -66,9 +66,13 @@ def evaluate(
     tagger=None,
     model_info: dict | None = None,
     model_schema=None,
+    untrained_tags: list[str] | tuple[str, ...] = (),
     **options,
 ) -> dict:
-    """Run `metrics` (validated names; None = all the inputs allow), write the report folder, return the report."""
+    """Run `metrics` (validated names; None = all the inputs allow), write the report folder, return the report.
+
+    `untrained_tags`: tags the model saw no example of (frequency 0 in its training data); precision reports
+    them apart and leaves them out of its mean and minimum."""
     names = parse_metrics(metrics, have_tagger=tagger is not None)
     _check_schemas(data, tagger, model_schema)
     out = Path(out)
@@ -76,11 +80,13 @@ def evaluate(
         data=data, generate=generate_fn, sample_tags=sample_tags_fn, out=out, tagger=tagger, **options
     )
     ctx.spaces = needed_spaces(names)
+    ctx.untrained_tags = tuple(untrained_tags)
     fingerprint = {
         "model": model_info or {},
         "data": data.manifest_hash(),
         "tagger": sha256_file(tagger.path) if getattr(tagger, "path", None) else None,
         "options": options,
+        "untrained_tags": list(untrained_tags),
     }
     t0 = time.perf_counter()
     results = {name: _run_metric(ctx, name, fingerprint) for name in names}
@@ -149,6 +155,7 @@ def evaluate_model(
         tagger=tagger,
         model_info=info,
         model_schema=bundle.schema,
+        untrained_tags=[t for t, f in zip(bundle.schema.tags, bundle.freqs) if f <= 0],
         **options,
     )
 
@@ -234,7 +241,13 @@ def _md_precision(r: dict) -> list[str]:
         f"(paper Table 2 layout). Each tag is fixed on in turn; {how}",
         "",
         precision_table(r["per_tag"]),
-        f"**Mean {r['mean']:.3f}, minimum {r['min']:.3f}** ({r['min_tag']}). The tagger scores "
+        (
+            f"Left out of the mean and minimum: {', '.join(r['untrained_tags'])} (no training example; the "
+            "model cannot have learned them, whatever the tagger says).\n"
+            if r.get("untrained_tags")
+            else ""
+        )
+        + f"**Mean {r['mean']:.3f}, minimum {r['min']:.3f}** ({r['min_tag']}). The tagger scores "
         f"{np.mean(real):.3f} on average (min {np.min(real):.3f}) on real images carrying each tag."
         if real
         else "",
@@ -267,7 +280,8 @@ def _md_other(m: dict) -> list[str]:
         lines += [
             "## Memorisation",
             "",
-            f"{r['generated']} generated images against {r['training_images']} training images. "
+            (f"Note: {r['note']}. " if r.get("note") else "")
+            + f"{r['generated']} generated images against {r['training_images']} training images. "
             f"Nearest-neighbour {r['space']} distance: median {r['feature']['median']:.3f} "
             f"(real vs real {r['feature']['real_reference']['median']:.3f}); pixel RMS median "
             f"{r['pixel_rms']['median']:.1f} (real vs real {r['pixel_rms']['real_reference']['median']:.1f}). "

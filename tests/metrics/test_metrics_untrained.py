@@ -1,0 +1,124 @@
+"""Tags a model never saw are reported apart from the precision mean, and generating with them warns."""
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from metrics_toydata import ToyGenerator
+
+from charforge import sampling
+from charforge.core.tags import make_girls_moe_schema
+from charforge.data.packed import load_packed
+from charforge.metrics.report import evaluate
+from charforge.models.config import ACGANConfig
+from charforge.models.families import build_network
+from charforge.models.generator import save_generator
+
+
+def test_precision_leaves_untrained_tags_out_of_the_mean(toy_data_dir, toy_tagger, tmp_path):
+    data = load_packed(toy_data_dir)
+    hat = data.schema.index("hat")
+    draw = ToyGenerator(size=16)
+
+    def no_hats(tags, seeds):  # a generator that never learned "hat"
+        tags = np.array(tags)
+        tags[:, hat] = 0
+        return draw(tags, seeds)
+
+    sample = lambda c, n, rng: data.schema.sample_conditional(n, rng, data.tag_frequencies, c)  # noqa: E731
+    plain = evaluate(
+        data, no_hats, sample, tmp_path / "a", tagger=toy_tagger, metrics="precision", precision_n=20
+    )["metrics"]["precision"]
+    assert plain["min_tag"] == "hat" and plain["per_tag"]["hat"] < 0.2  # counted, it drags the mean down
+    rep = evaluate(
+        data,
+        no_hats,
+        sample,
+        tmp_path / "b",
+        tagger=toy_tagger,
+        metrics="precision",
+        precision_n=20,
+        untrained_tags=["hat"],
+    )
+    r = rep["metrics"]["precision"]
+    assert r["untrained_tags"] == ["hat"] and r["min_tag"] != "hat"
+    assert r["mean"] > plain["mean"] and "hat" in r["per_tag"]  # still shown, not averaged
+    assert "left out of the mean" in r["note"]
+    assert "Left out of the mean and minimum: hat" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_generate_warns_about_a_tag_the_model_never_saw(tmp_path):
+    schema = make_girls_moe_schema()
+    freqs = np.full(len(schema), 0.2)
+    freqs[schema.index("hat")] = 0.0
+    cfg = ACGANConfig(resolution=16, z_dim=16, g_width=8, g_blocks=1, g_upscalers=2, g_final_kernel=3)
+    torch.manual_seed(0)
+    path = save_generator(
+        tmp_path / "g.safetensors",
+        build_network(cfg, len(schema)).state_dict(),
+        cfg,
+        schema,
+        freqs,
+        model_id="nohat",
+    )
+    bundle = sampling.load_generator(path)
+    assert sampling.untrained_requested(bundle, schema.parse("hat, blue eyes")) == ["hat"]
+    assert sampling.untrained_requested(bundle, schema.parse("-hat, smile")) == []
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charforge",
+            "generate",
+            "--model",
+            str(path),
+            "--tags",
+            "hat",
+            "--n",
+            "2",
+            "-o",
+            str(tmp_path / "g.png"),
+            "--no-watermark",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "saw no training image with 'hat'" in r.stderr
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charforge",
+            "generate",
+            "--model",
+            str(path),
+            "--tags",
+            "smile",
+            "--n",
+            "1",
+            "-o",
+            str(tmp_path / "s.png"),
+            "--no-watermark",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "warning" not in r.stderr
+
+
+def test_memorisation_says_when_it_generated_fewer_than_asked(toy_data_dir, toy_tagger, tmp_path):
+    data = load_packed(toy_data_dir)
+    sample = lambda c, n, rng: data.schema.sample_conditional(n, rng, data.tag_frequencies, c)  # noqa: E731
+    m = evaluate(
+        data,
+        ToyGenerator(size=16),
+        sample,
+        tmp_path / "m",
+        tagger=toy_tagger,
+        metrics="memorisation",
+        sample_n=200,
+    )["metrics"]["memorisation"]
+    assert m["generated"] == 80 and m["requested"] == 200
+    assert "80 generated images, not the 200 asked for" in m["note"]
+    assert "not the 200 asked for" in (tmp_path / "m" / "report.md").read_text()
