@@ -1,7 +1,8 @@
 """Face-to-parameter: a photo or drawing -> character-creator parameters.
 
 `load_f2p(path=None)` loads a trained bundle (None = the shipped default for the built-in creator);
-`fit(f2p, images, mode="fast"|"search"|"both")` returns a `FitResult`. Training lives in `pipeline.train_f2p`.
+`fit(f2p, images, mode=...)` returns a `FitResult`; the modes are `charforge.f2p.fit.MODES` (fast, search, both,
+attributes). Training lives in `pipeline.train_f2p`.
 """
 
 from charforge.f2p.fit import FitResult, fit

@@ -38,6 +38,20 @@ def toy_renders(toy):
     return batch, toy.render(batch, 16)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _f2p_cache(tmp_path_factory):
+    """The similarity check caches random-render references: keep them out of the user's cache."""
+    import os
+
+    old = os.environ.get("CHARFORGE_CACHE")
+    os.environ["CHARFORGE_CACHE"] = str(tmp_path_factory.mktemp("charforge_cache"))
+    yield
+    if old is None:
+        os.environ.pop("CHARFORGE_CACHE", None)
+    else:
+        os.environ["CHARFORGE_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny networks run faster on one thread, and the test machine is shared; restored afterwards."""

@@ -1,0 +1,84 @@
+"""Fitting inputs charforge did not draw: the scikit-image astronaut (short brown hair, no glasses, no hat) and
+matplotlib's Grace Hopper (naval cap, glasses, grey hair). The visible attributes must carry over into the fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charforge.errors import UserError
+from charforge.f2p.attributes import HAIR_FAMILIES, estimate_attributes
+from charforge.f2p.model import default_f2p_path
+
+skdata = pytest.importorskip("skimage.data")
+
+
+def _grace() -> np.ndarray:
+    from matplotlib import cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.asarray(Image.open(f).convert("RGB"))
+
+
+PHOTOS = {
+    "astronaut": (skdata.astronaut, {"hair_family": "brown", "glasses": False, "hat": False}),
+    "grace_hopper": (_grace, {"hair_family": "grey/white", "glasses": True, "hat": True}),
+}
+
+
+@pytest.mark.parametrize("name", list(PHOTOS))
+def test_visible_attributes_of_the_sample_photos(name):
+    load, truth = PHOTOS[name]
+    a = estimate_attributes(load())
+    assert {"hair_family": a.hair_family, "glasses": a.glasses, "hat": a.hat} == truth
+    assert a.hair_length == "short"  # both wear short hair
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not default_f2p_path().is_file():
+        pytest.skip("shipped f2p model not trained yet")
+    pytest.importorskip("charforge.creators.builtin")
+    from charforge.f2p import load_f2p
+
+    return load_f2p()
+
+
+@pytest.mark.parametrize("name", list(PHOTOS))
+def test_fitting_the_sample_photos_keeps_hair_glasses_and_hat(shipped, name):
+    from charforge.f2p import fit
+
+    load, truth = PHOTOS[name]
+    r = fit(shipped, [load()], "both", iters=30, sources=[f"{name}.jpg"])
+    assert r.faces == ["face"]
+    assert r.params["hair_color"] in HAIR_FAMILIES[truth["hair_family"]]
+    assert (r.params["glasses"] != "none") == truth["glasses"]
+    assert (r.params["hat"] != "none") == truth["hat"]
+    assert r.params["hair_length"] == "short"
+    assert r.agreement and all(r.agreement.values()) and r.attribute_agreement == 1.0
+    # the reported similarity is the calibrated check in a space the search did not use
+    assert r.check_space == "generic" and r.percentile is not None and r.similarity == r.percentile / 100
+    assert -1 <= r.search_cosine <= 1.0001 and r.preview_kind == "re-render of the fitted parameters"
+
+
+def test_unconstrained_fit_still_reports_agreement(shipped):
+    from charforge.f2p import fit
+
+    r = fit(shipped, [_grace()], "fast", constrain=False, check=False)
+    assert set(r.agreement) >= {"hair_color", "glasses", "hat"}  # estimated, not enforced
+    assert r.check_space == "" and r.similarity == r.search_cosine
+
+
+def test_a_photo_without_a_face_is_an_error_naming_it():
+    from charforge.f2p.fit import prepare_inputs
+
+    with pytest.raises(UserError, match=r"coffee\.jpg: no face found in this photo.*--no-detect"):
+        prepare_inputs([skdata.coffee()], sources=["coffee.jpg"])
+    # a drawing without a detectable face is used whole, and says so
+    drawing = np.full((96, 96, 3), 240, np.uint8)
+    drawing[20:70, 25:70] = (230, 180, 150)
+    notes: list[str] = []
+    prep = prepare_inputs([drawing], sources=["sketch.png"], notes=notes)
+    assert prep.faces == ["drawing (whole image)"] and prep.attributes == [None]
+    assert any("sketch.png" in n and "whole image" in n for n in notes)
