@@ -26,6 +26,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check charforge tests bench
+	$(VENV)/bin/ruff format --check charforge tests bench
 
 bench: $(STAMP)
 	$(PY) bench/bench_creator.py
