@@ -8,9 +8,13 @@ This module imports FastAPI: import it lazily (the CLI does, inside `charforge s
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import math
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +24,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from charforge import __version__
 from charforge.errors import UserError
+from charforge.f2p.fit import MODES as FIT_MODES
 from charforge.serve import schemas as S
-from charforge.serve.engine import Studio, gif_bytes, tag_form, zip_bytes
+from charforge.serve.engine import Studio, WorkStopped, gif_bytes, tag_form, zip_bytes
+from charforge.serve.guards import BodyTimeout, LoopbackGuard, SecurityHeaders
 from charforge.serve.limits import (
     ApiError,
     ConcurrencyLimiter,
@@ -31,7 +37,7 @@ from charforge.serve.limits import (
 )
 
 STATIC = Path(__file__).parent / "static"
-FIT_MODES = ("fast", "search", "both", "attributes")
+LONG_FIT_MODES = ("search", "both")  # photo fits that run an optimiser: long jobs, like NPC batches
 MULTIPART_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed on top of the upload limit
 
 
@@ -48,6 +54,20 @@ class ServeSettings:
     max_pixels: int = 25_000_000  # /fit decoded-size limit, in pixels -> 413 above it
     fit_mode: str = "fast"  # default /fit mode: "fast" | "search" | "both"
     torch_threads: int | None = None  # torch intra-op threads per job; None leaves torch's setting alone
+    body_timeout_s: float = 15.0  # a request body must arrive in full within this -> 408 and close
+    npc_time_s: float = 20.0  # time budget of one /npc request -> 503 with Retry-After past it
+    npc_max_candidates: int = 2000  # portraits one /npc request may draw -> 422 (lower count/min_distance)
+    loopback_only: bool | None = (
+        None  # Host/Origin checks; None: on exactly when `host` is a loopback address
+    )
+
+    @property
+    def guards_loopback(self) -> bool:
+        if self.loopback_only is not None:
+            return self.loopback_only
+        from charforge.serve.guards import is_loopback_name
+
+        return is_loopback_name(self.host.strip("[]"))
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,10 +75,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in [
         (400, "malformed request body (not JSON)"),
         (401, "missing or wrong bearer token"),
+        (403, "refused: Host is not this computer, or a cross-origin request"),
+        (408, "the request body did not arrive in time"),
         (413, "upload too large"),
         (415, "not an image"),
         (422, "bad input; `field` names the culprit"),
-        (503, "busy: retry shortly"),
+        (503, "busy or over this request's time budget: retry after the Retry-After seconds"),
         (504, "timed out"),
     ]
 }
@@ -172,26 +194,43 @@ def create_app(
 
         torch.set_num_threads(settings.torch_threads)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(BodyTimeout, seconds=settings.body_timeout_s)
+    if settings.guards_loopback:
+        app.add_middleware(LoopbackGuard)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers, refusals too
     return app
 
 
 def _install_docs(app) -> None:
     """OpenAPI docs at /docs from the Swagger UI files shipped in `swagger-ui-bundle`: no CDN, works offline."""
     import swagger_ui_bundle
-    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
 
     app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
 
+    page = DOCS_PAGE.format(title=f"{app.title} API").encode()
+
     @app.get("/docs", include_in_schema=False)
     async def docs():
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url="/docs-static/swagger-ui-bundle.js",
-            swagger_css_url="/docs-static/swagger-ui.css",
-            swagger_favicon_url="/docs-static/favicon-32x32.png",
-        )
+        # no inline script (the CSP allows none): /static/docs.js starts Swagger UI on /openapi.json
+        return Response(page, media_type="text/html")
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<link rel="stylesheet" href="/docs-static/swagger-ui.css">
+<link rel="icon" type="image/png" href="/docs-static/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs-static/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script>
+</body>
+</html>
+"""
 
 
 def _error(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None):
@@ -227,11 +266,12 @@ def _install_error_handlers(app) -> None:
 
 
 def _auth_dependency(settings: ServeSettings):
-    bearer = HTTPBearer(auto_error=False, description="needed when the server was started with --token")
+    """The bearer check, only on a server started with a token (so the OpenAPI document only then declares it)."""
+    if not settings.token:
+        return None
+    bearer = HTTPBearer(auto_error=False, description="the token the server was started with")
 
     async def check(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if not settings.token:
-            return
         given = cred.credentials if cred is not None and cred.scheme.lower() == "bearer" else ""
         if not secrets.compare_digest(given.encode(), settings.token.encode()):
             raise ApiError(
@@ -244,11 +284,41 @@ def _auth_dependency(settings: ServeSettings):
     return Depends(check)
 
 
-async def _work(app, fn, *args):
-    """Run fn(*args) in a worker thread under the concurrency limit and the request timeout."""
+async def _work(
+    app, fn, *args, long: bool = False, request: Request | None = None, stop: threading.Event | None = None
+):
+    """Run fn(*args) in a worker thread under the concurrency limit and the request timeout.
+
+    With `stop`, the job is asked to end early (the event is set) when the request times out, is cancelled,
+    or (with `request`) the client disconnects; the job itself must look at the event between batches.
+    """
     from starlette.concurrency import run_in_threadpool
 
-    return await app.state.limiter.run(lambda: run_in_threadpool(fn, *args), app.state.settings.timeout_s)
+    settings: ServeSettings = app.state.settings
+    watcher = None
+    if stop is not None and request is not None:
+        watcher = asyncio.ensure_future(_watch_disconnect(request, stop))
+    retry = math.ceil(settings.npc_time_s) if long else 1
+    try:
+        return await app.state.limiter.run(
+            lambda: run_in_threadpool(fn, *args),
+            settings.timeout_s,
+            long=long,
+            on_abandon=stop.set if stop is not None else None,
+            retry_after_s=retry,
+        )
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _watch_disconnect(request: Request, stop: threading.Event, every_s: float = 0.25) -> None:
+    """Set `stop` as soon as the client hangs up (its own timeout, a closed tab), so its work ends too."""
+    while not stop.is_set():
+        if await request.is_disconnected():
+            stop.set()
+            return
+        await asyncio.sleep(every_s)
 
 
 def _seeds(req: S.GenerateRequest) -> list[int]:
@@ -261,7 +331,9 @@ def _seeds(req: S.GenerateRequest) -> list[int]:
 def _api_router(app):
     settings: ServeSettings = app.state.settings
     studio: Studio = app.state.studio
-    r = APIRouter(prefix="/api/v1", dependencies=[_auth_dependency(settings)], responses=ERRORS)
+    auth = _auth_dependency(settings)
+    responses = {k: v for k, v in ERRORS.items() if k != 401 or auth is not None}
+    r = APIRouter(prefix="/api/v1", dependencies=[auth] if auth is not None else [], responses=responses)
     _meta_routes(r, app, studio)
     _generate_routes(r, app, studio)
     _creator_routes(r, app, studio, settings)
@@ -425,11 +497,45 @@ def _generate_routes(r, app, studio: Studio) -> None:
         response_class=Response,
         summary="A batch of unique characters as a zip with manifest.json",
     )
-    async def npc(req: S.NpcRequest):
+    async def npc(req: S.NpcRequest, request: Request):
+        settings: ServeSettings = app.state.settings
+        stop = threading.Event()
+        budget = {"deadline": None}
+
+        def should_stop() -> str | None:
+            if stop.is_set():
+                return "cancelled"
+            if budget["deadline"] is not None and time.monotonic() > budget["deadline"]:
+                return "time"
+            return None
+
         def job():
+            budget["deadline"] = time.monotonic() + settings.npc_time_s  # from when a worker starts on it
             bundle = studio.bundle(req.model)
             files, rows = {}, []
-            for i, g in enumerate(studio.npc(req.model, req.count, req.seed, req.tags, req.min_distance)):
+            try:
+                found = studio.npc(
+                    req.model,
+                    req.count,
+                    req.seed,
+                    req.tags,
+                    req.min_distance,
+                    max_candidates=settings.npc_max_candidates,
+                    should_stop=should_stop,
+                )
+            except WorkStopped as e:
+                if e.reason == "cancelled":
+                    raise ApiError(503, "npc: stopped, the request was abandoned") from e
+                raise ApiError(
+                    503,
+                    f"npc: not finished within this server's budget of {settings.npc_time_s:g} s per request "
+                    f"({e.drawn:,} portraits drawn for {req.count} characters at min_distance "
+                    f"{req.min_distance:g}); ask for fewer characters (count) or a smaller min_distance, or "
+                    f"retry in {math.ceil(settings.npc_time_s)} s when the server is less busy",
+                    field="count",
+                    headers={"Retry-After": str(math.ceil(settings.npc_time_s))},
+                ) from e
+            for i, g in enumerate(found):
                 names = bundle.schema.from_vector(g.tags)
                 name = f"npc_{i:03d}_seed{g.seed}.png"
                 files[name] = png(g.image, _image_meta(req.model, bundle, g, names))
@@ -448,7 +554,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
             files["manifest.json"] = json.dumps(manifest, indent=2).encode()
             return zip_bytes(files)
 
-        data = await _work(app, job)
+        data = await _work(app, job, long=True, request=request, stop=stop)
         return Response(
             data,
             media_type="application/zip",
@@ -509,7 +615,7 @@ def _creator_routes(r, app, studio: Studio, settings: ServeSettings) -> None:
             )
             return res, preview
 
-        res, preview = await _work(app, job)
+        res, preview = await _work(app, job, long=mode in LONG_FIT_MODES)
         return S.FitResponse(
             params=res.params,
             preview_base64=b64(preview),
@@ -524,15 +630,8 @@ def _install_page(app) -> None:
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
-    page_headers = {
-        "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-        "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-    }
-
     @app.get("/", include_in_schema=False)
-    async def index():
-        return FileResponse(STATIC / "index.html", headers=page_headers)
+    async def index():  # the CSP and the other headers come from guards.SecurityHeaders, as on every answer
+        return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -7,9 +7,11 @@ Every method is synchronous and CPU-bound: the app runs them in a worker thread.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,38 @@ def tag_form(schema, vec: np.ndarray) -> dict[str, Any]:
 
 def _field(record: Any, name: str) -> Any:
     return record[name] if isinstance(record, dict) else getattr(record, name)
+
+
+class WorkStopped(Exception):
+    """Raised inside a job when its request ran out of its time budget ("time") or went away ("cancelled")."""
+
+    def __init__(self, reason: str, drawn: int):
+        super().__init__(f"stopped ({reason}) after {drawn} candidates")
+        self.reason, self.drawn = reason, drawn
+
+
+class _StoppableNet:
+    """Wraps a generator net: before each forward pass asks `should_stop()`; counts the images drawn."""
+
+    def __init__(self, net: Any, should_stop: Callable[[], str | None]):
+        self._net, self._should_stop, self.drawn = net, should_stop, 0
+
+    def __call__(self, z, *args, **kwargs):
+        reason = self._should_stop()
+        if reason:
+            raise WorkStopped(reason, self.drawn)
+        self.drawn += len(z)
+        return self._net(z, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # parameters(), eval(), ... of the real net
+        return getattr(self._net, name)
+
+
+def _stoppable(bundle: Any, should_stop: Callable[[], str | None]) -> Any:
+    """A shallow copy of `bundle` whose net checks `should_stop` between batches (the loaded bundle is shared)."""
+    view = copy.copy(bundle)
+    view.net = _StoppableNet(bundle.net, should_stop)
+    return view
 
 
 class Studio:
@@ -120,11 +154,40 @@ class Studio:
         return np.asarray(out, np.uint8), ta, tb
 
     def npc(
-        self, model: str, count: int, seed: int, form: dict[str, Any], min_distance: float
+        self,
+        model: str,
+        count: int,
+        seed: int,
+        form: dict[str, Any],
+        min_distance: float,
+        *,
+        max_candidates: int | None = None,
+        should_stop: Callable[[], str | None] | None = None,
     ) -> list[Generated]:
+        """`sampling.npc_batch`, bounded: at most `max_candidates` portraits are drawn, and before each batch
+        of them `should_stop()` may end the work (it returns why: "time" or "cancelled") -> WorkStopped."""
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
-        records = self.sampler.npc_batch(bundle, count, seed, constraints=c, min_distance=min_distance)
+        view = _stoppable(bundle, should_stop) if should_stop is not None else bundle
+        try:
+            records = self.sampler.npc_batch(
+                view, count, seed, constraints=c, min_distance=min_distance, max_tries=max_candidates
+            )
+        except UserError as e:
+            if e.field != "min_distance":
+                raise
+            limit = (
+                f"; this server draws at most {max_candidates:,} candidates per request"
+                if max_candidates
+                else ""
+            )
+            raise UserError(
+                str(e)
+                .replace("--min-distance", "min_distance")
+                .replace("lower min_distance", "ask for fewer characters (count), lower min_distance")
+                + limit,
+                field="min_distance",
+            ) from e
         return [
             Generated(
                 np.asarray(_field(r, "image"), np.uint8),

@@ -167,56 +167,104 @@ def parse_multipart(body: bytes, content_type: str, *, what: str = "upload") -> 
 
 @dataclass
 class ConcurrencyLimiter:
-    """At most `max_active` jobs at once; up to `max_queue` more wait up to `wait_s` seconds, the rest get 503."""
+    """At most `max_active` jobs at once; up to `max_queue` more wait up to `wait_s` seconds, the rest get 503.
+
+    Long jobs (`long=True`: NPC batches, photo search) may hold at most `max_long` of the slots (by default
+    all but one), so quick requests such as a single /generate always find a worker within one quick job.
+    """
 
     max_active: int = 2  # jobs running at once (about one per CPU core)
     max_queue: int = 32  # requests allowed to wait for a slot
     wait_s: float = 10.0  # seconds a queued request waits before giving up with 503
+    max_long: int | None = None  # slots long jobs may hold; None: max_active - 1 (at least 1)
 
     def __post_init__(self):
         self._sem: asyncio.Semaphore | None = None
+        self._long: asyncio.Semaphore | None = None
         self.waiting = 0
         self.active = 0
+        self.long_active = 0
+        if self.max_long is None:
+            self.max_long = max(1, self.max_active - 1)
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _semaphores(self) -> tuple[asyncio.Semaphore, asyncio.Semaphore]:
         if self._sem is None:  # created lazily, inside the server's event loop
             self._sem = asyncio.Semaphore(self.max_active)
-        return self._sem
+            self._long = asyncio.Semaphore(max(1, min(int(self.max_long or 1), self.max_active)))
+        assert self._long is not None
+        return self._sem, self._long
 
-    async def run(self, job: Callable[[], Awaitable[Any]], timeout_s: float) -> Any:
-        """Run `job()` under the limit. 503 when the queue is full or the wait is too long; 504 past timeout_s.
+    async def run(
+        self,
+        job: Callable[[], Awaitable[Any]],
+        timeout_s: float,
+        *,
+        long: bool = False,
+        on_abandon: Callable[[], None] | None = None,
+        retry_after_s: int = 1,
+    ) -> Any:
+        """Run `job()` under the limit. 503 (with Retry-After) when the queue is full or the wait is too long;
+        504 past timeout_s, and then `on_abandon()` asks the job to stop early.
 
-        On a timeout the slot stays taken until the worker thread really finishes, so timed-out work
-        cannot pile up beyond the limit.
+        On a timeout (or a cancelled request) the slot stays taken until the worker thread really finishes,
+        so abandoned work cannot pile up beyond the limit.
         """
-        sem = self._semaphore()
-        busy = {"Retry-After": "1"}
-        if sem.locked() and self.waiting >= self.max_queue:
+        sem, long_sem = self._semaphores()
+        retry = max(1, int(retry_after_s))
+        busy = {"Retry-After": str(retry)}
+        if (sem.locked() or (long and long_sem.locked())) and self.waiting >= self.max_queue:
             raise ApiError(
-                503, "server busy: all workers and the queue are full; retry in a moment", headers=busy
+                503,
+                f"server busy: all workers and the queue are full; retry in {retry} s",
+                headers=busy,
             )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
         self.waiting += 1
+        got_long = False
         try:
-            await asyncio.wait_for(sem.acquire(), self.wait_s)
+            if long:
+                await asyncio.wait_for(long_sem.acquire(), self.wait_s)
+                got_long = True
+            await asyncio.wait_for(sem.acquire(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError as e:
+            if got_long:
+                long_sem.release()
+            what = "no worker for long jobs" if long and not got_long else "no worker"
             raise ApiError(
-                503, f"server busy: no worker free within {self.wait_s:g} s; retry in a moment", headers=busy
+                503,
+                f"server busy: {what} free within {self.wait_s:g} s; retry in {retry} s",
+                headers=busy,
             ) from e
+        except BaseException:  # the request itself was cancelled while it waited
+            if got_long:
+                long_sem.release()
+            raise
         finally:
             self.waiting -= 1
         self.active += 1
+        self.long_active += int(long)
         task = asyncio.ensure_future(job())
-        task.add_done_callback(self._finished)
+        task.add_done_callback(lambda t: self._finished(t, long))
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except asyncio.TimeoutError as e:
+            if on_abandon is not None:
+                on_abandon()
             raise ApiError(
                 504, f"request took longer than {timeout_s:g} s and was abandoned; ask for fewer images"
             ) from e
+        except asyncio.CancelledError:  # the client went away: let the job know, keep its slot until it ends
+            if on_abandon is not None:
+                on_abandon()
+            raise
 
-    def _finished(self, task: asyncio.Future) -> None:
+    def _finished(self, task: asyncio.Future, long: bool = False) -> None:
         if not task.cancelled():
-            task.exception()  # mark a timed-out job's error as seen; its caller already answered 504
+            task.exception()  # mark an abandoned job's error as seen; its caller already answered
         self.active -= 1
-        assert self._sem is not None
+        assert self._sem is not None and self._long is not None
         self._sem.release()
+        if long:
+            self.long_active -= 1
+            self._long.release()

@@ -21,7 +21,10 @@ Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields are refused, and values are not coerced (`false` is not the number 0,
+    `"64"` is not the integer 64); an integer is still a valid float."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorBody(BaseModel):
@@ -107,6 +110,7 @@ class NpcRequest(Strict):
     )
     min_distance: float = Field(
         0.04,
+        strict=True,
         ge=0.0,
         le=0.25,
         description="least RMS difference (0-1 pixel units) between two NPCs' 16 px thumbnails",

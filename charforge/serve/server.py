@@ -18,17 +18,63 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
+MIN_TOKEN = 16  # characters: long enough that guessing over HTTP is hopeless
+
+
+def check_token(token: str | None, source: str = "--token") -> None:
+    """A token protects only if it is not blank or short, and must fit in an HTTP header."""
+    if token is None:
+        return
+    if not token.strip():
+        raise UserError(
+            f"{source}: the token is empty or only spaces; give a random secret of {MIN_TOKEN}+ characters"
+        )
+    if token != token.strip() or any(c.isspace() for c in token):
+        raise UserError(
+            f"{source}: the token contains spaces or line breaks; use letters, digits and punctuation"
+        )
+    if not token.isascii() or not token.isprintable():
+        raise UserError(f"{source}: the token must be printable ASCII (it travels in an HTTP header)")
+    if len(token) < MIN_TOKEN:
+        raise UserError(
+            f"{source}: use at least {MIN_TOKEN} characters, got {len(token)} (a guessable token protects "
+            "nothing). For example: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
+
+
+def read_token_file(path: str) -> str:
+    """The token from a file (its first line, surrounding whitespace removed), e.g. one only you can read."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(
+            f"--token-file {path}: no such file; write the token into it first", field="token_file"
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(
+            f"--token-file {path}: cannot read it ({type(e).__name__}: {e})", field="token_file"
+        ) from e
+    lines = text.strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    check_token(token, f"--token-file {path}")
+    return token
+
+
 def check_bind(host: str, token: str | None) -> None:
-    """Loopback is always allowed; any other address needs a token, since anyone on the network could connect."""
+    """Loopback is always allowed; any other address needs a token, since anyone on the network could connect.
+    A token, wherever it is used, must not be blank or short."""
+    check_token(token)
     if is_loopback(host):
         return
     if not token:
         raise UserError(
             f"--host {host}: not a loopback address, so anyone on the network could use the studio. "
-            "Add --token SECRET (clients then send 'Authorization: Bearer SECRET'), or bind to 127.0.0.1"
+            "Set a token (CHARFORGE_TOKEN=SECRET, --token-file FILE or --token SECRET; clients then send "
+            "'Authorization: Bearer SECRET'), or bind to 127.0.0.1"
         )
-    if len(token) < 8:
-        raise UserError("--token: use at least 8 characters (a guessable token protects nothing)")
 
 
 def torch_threads_per_job(max_concurrency: int) -> int:
@@ -132,7 +178,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=log_level,
-        timeout_keep_alive=5,
-        limit_concurrency=512,
-        h11_max_incomplete_event_size=64 * 1024,
+        timeout_keep_alive=5,  # an idle keep-alive connection is closed after 5 s
+        limit_concurrency=512,  # connections at once; beyond it 503 at once
+        h11_max_incomplete_event_size=64 * 1024,  # request line + headers; a body's arrival is BodyTimeout's
+        timeout_graceful_shutdown=10,
     )

@@ -15,6 +15,7 @@ from charforge.core.space import Categorical, Continuous, ParamBatch, ParamSpace
 from charforge.core.tags import make_girls_moe_schema
 from charforge.creators.base import Creator
 
+LOCAL = "http://127.0.0.1:8000"  # test clients' base URL: a loopback studio refuses other Host names
 DISC_COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 
 

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from serve_fakes import make_app, png_of
+from serve_fakes import LOCAL, make_app, png_of
 
 from charforge.provenance import read_png_metadata
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def client():
     from fastapi.testclient import TestClient
 
-    with TestClient(make_app()) as c:
+    with TestClient(make_app(), base_url=LOCAL) as c:
         yield c
 
 
@@ -172,7 +172,7 @@ def test_fit_sniffs_content_not_names(client):
 def test_fit_limits_size_and_pixels():
     from fastapi.testclient import TestClient
 
-    with TestClient(make_app(max_upload_bytes=3000, max_pixels=50 * 50)) as c:
+    with TestClient(make_app(max_upload_bytes=3000, max_pixels=50 * 50), base_url=LOCAL) as c:
         big = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
         buf = io.BytesIO()
         Image.fromarray(big).save(buf, format="PNG")  # ~4.8 kB of noise: over the 3000-byte limit
@@ -204,7 +204,7 @@ def test_fit_writes_nothing_to_disk(client, monkeypatch):
 def test_token_required_when_set():
     from fastapi.testclient import TestClient
 
-    with TestClient(make_app(token="s3cret-token")) as c:
+    with TestClient(make_app(token="s3cret-token"), base_url=LOCAL) as c:
         assert c.get("/api/v1/health").status_code == 401
         assert c.get("/api/v1/health", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
         r = c.post("/api/v1/generate", json={"count": 1})

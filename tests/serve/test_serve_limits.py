@@ -83,7 +83,9 @@ def test_event_loop_stays_free_during_heavy_work():
     app = create_app(ServeSettings(), generators={"default": make_bundle()}, f2p=FakeF2P(), fitter=slow_fit)
 
     async def scenario():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+        ) as c:
             fit = asyncio.ensure_future(
                 c.post("/api/v1/fit", files={"file": ("a.png", png_of(), "image/png")})
             )

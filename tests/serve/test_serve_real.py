@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from serve_fakes import FakeF2P, fake_fit, make_bundle
+from serve_fakes import LOCAL, FakeF2P, fake_fit, make_bundle
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -17,7 +17,7 @@ def client_for(**models):
 
     from charforge.serve.app import ServeSettings, create_app
 
-    return TestClient(create_app(ServeSettings(), **models))
+    return TestClient(create_app(ServeSettings(), **models), base_url=LOCAL)
 
 
 def pixels(data: bytes) -> np.ndarray:

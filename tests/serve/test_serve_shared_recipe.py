@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serve_fakes import FakeF2P, fake_fit, make_bundle
+from serve_fakes import LOCAL, FakeF2P, fake_fit, make_bundle
 
 from charforge import sampling
 from charforge.cli import main
@@ -50,7 +50,7 @@ def setup(tmp_path_factory):
         creator=f2p.creator,
         fitter=fake_fit,
     )
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         yield path, client
 
 
