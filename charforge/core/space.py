@@ -315,4 +315,3 @@ class ParamSpace:
 
     def cat_index(self, name: str) -> int:
         return self._cat_index[name]
-
