@@ -6,12 +6,15 @@ and small colour shifts move few bits; different pictures differ in about half o
 images are near-duplicates when the Hamming distance of their hashes is <= a threshold (default 6).
 
 The hash alone also merges expression variants: one character smiling and with an open mouth differ
-in 0-6 bits. So a hash match is only a candidate; it is confirmed as "the same picture" when no small
-patch differs much: both images at 64x64, a global colour shift taken out (the per-channel median of
-the difference), then the largest 2x2-patch mean difference must stay <= DETAIL_THRESHOLD. A resized or
-re-encoded copy differs a little everywhere (at most ~55/255 in a patch, measured on built-in renders
-and colour fields down to 0.4x scale and JPEG quality 60); a changed mouth, eye or accessory differs a
-lot in a few patches (>= 90/255 on built-in expression variants). threshold < 0 turns dedupe off.
+in 0-6 bits. So a hash match is only a candidate; it is confirmed as "the same picture" patch by patch:
+both images at 64x64, a global colour shift taken out (the per-channel median of the difference), then
+the mean difference of every 2x2 patch. A resized or re-encoded copy differs a little everywhere: its
+largest patch difference is at most a few times its 90th percentile (<= 2.9x, measured on built-in
+renders and colour fields down to 0.4x scale and JPEG quality 50). A changed mouth, eye or accessory
+differs in a few patches only: its largest patch is >= 39x the 90th percentile on built-in expression
+variants. Two images are the same picture when the largest patch difference is <= DETAIL_THRESHOLD and
+not a localised change (>= LOCAL_MIN and more than LOCAL_RATIO x (90th percentile + 1)).
+threshold < 0 turns dedupe off.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ DEFAULT_THRESHOLD = 6  # max Hamming distance (bits of 64) still called a near-d
 DETAIL_SIDE = 64  # side of the thumbnail the patch check compares, in pixels
 DETAIL_PATCH = 2  # side of the patches whose mean difference is checked, in thumbnail pixels
 DETAIL_THRESHOLD = 72.0  # largest patch difference (0..255) of two images that are still the same picture
+LOCAL_MIN = 16.0  # a patch difference below this (0..255) is not a visible change
+LOCAL_RATIO = 8.0  # a largest patch this many times the 90th percentile (+1) is a local edit, not noise
 _BIT_WEIGHTS = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
@@ -64,13 +69,26 @@ def detail_thumb(image: np.ndarray) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
-def detail_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest 2x2-patch mean absolute difference (0..255) of two thumbnails, a global colour shift removed."""
+def patch_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference (0..255) of every 2x2 patch of two thumbnails, a global colour shift removed."""
     d = a.astype(np.float32) - b.astype(np.float32)  # (S, S, 3)
     d -= np.median(d.reshape(-1, 3), axis=0)
     d = np.abs(d).mean(axis=2)  # (S, S)
     n, p = d.shape[0] // DETAIL_PATCH, DETAIL_PATCH
-    return float(d[: n * p, : n * p].reshape(n, p, n, p).mean(axis=(1, 3)).max())
+    return d[: n * p, : n * p].reshape(n, p, n, p).mean(axis=(1, 3)).ravel()  # (n*n,)
+
+
+def detail_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest 2x2-patch mean absolute difference (0..255) of two thumbnails, a global colour shift removed."""
+    return float(patch_differences(a, b).max())
+
+
+def same_picture(a: np.ndarray, b: np.ndarray, detail: float = DETAIL_THRESHOLD) -> tuple[bool, float, float]:
+    """(same, largest patch difference, its 90th percentile) of two thumbnails; see the module docstring."""
+    patches = patch_differences(a, b)
+    top, p90 = float(patches.max()), float(np.percentile(patches, 90))
+    local = top >= LOCAL_MIN and top > LOCAL_RATIO * (p90 + 1.0)
+    return (top <= detail and not local), top, p90
 
 
 @dataclass(frozen=True)
@@ -79,7 +97,8 @@ class Match:
 
     name: str
     distance: int
-    detail: float | None  # None when no thumbnails were given (hash only)
+    detail: float | None  # largest patch difference; None when no thumbnails were given (hash only)
+    spread: float | None = None  # 90th percentile of the patch differences
 
 
 class HashIndex:
@@ -107,10 +126,18 @@ class HashIndex:
             kept = self._thumbs[int(i)]
             if self.detail is None or thumb is None or kept is None:
                 return Match(self._names[int(i)], int(d[i]), None)
-            diff = detail_difference(thumb, kept)
-            if diff <= self.detail:
-                return Match(self._names[int(i)], int(d[i]), round(diff, 1))
+            same, top, p90 = same_picture(thumb, kept, self.detail)
+            if same:
+                return Match(self._names[int(i)], int(d[i]), round(top, 1), round(p90, 1))
         return None
+
+    def candidates(self, h: int) -> list[tuple[str, int]]:
+        """(name, hash distance) of every kept hash within the threshold, in keeping order."""
+        n = len(self._names)
+        if n == 0 or self.threshold < 0:
+            return []
+        d = hamming_to_many(h, self._hashes[:n])
+        return [(self._names[int(i)], int(d[i])) for i in np.flatnonzero(d <= self.threshold)]
 
     def find(self, h: int, thumb: np.ndarray | None = None) -> str | None:
         m = self.match(h, thumb)

@@ -44,8 +44,16 @@ import numpy as np
 
 from charforge.core.images import IMAGE_EXTENSIONS, BadImage, is_image_path, load_image, resize_square
 from charforge.core.tags import TagSchema, make_girls_moe_schema
-from charforge.data.dedupe import DETAIL_THRESHOLD, HashIndex, detail_thumb, phash
-from charforge.data.faces import check_kind, crop_padded, find_crops, zoom_box
+from charforge.data.dedupe import (
+    DETAIL_THRESHOLD,
+    LOCAL_RATIO,
+    HashIndex,
+    Match,
+    detail_thumb,
+    phash,
+    same_picture,
+)
+from charforge.data.faces import Box, check_kind, crop_padded, find_crops, zoom_box
 from charforge.data.import_tags import TagRow, match_rows, read_tags_file
 from charforge.data.packed import PackedDataset, PackedWriter
 from charforge.errors import UserError
@@ -66,6 +74,7 @@ MIN_FOR_STATS = 8  # estimated images needed before the distribution of estimate
 UNSURE_MARGIN = 0.1  # an independent tag whose probability is this close to the threshold is uncertain
 DISK_MARGIN = 16 * 2**20  # bytes of free space kept in reserve beyond the estimate (reports, sheets)
 DEDUPE_OFF = -1
+PREVIEW_SIDE = 512  # longer side of the copy of each image kept to re-crop it for the whole-picture check
 
 
 def shown(rel: str) -> str:
@@ -267,11 +276,21 @@ def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
             "reason": f"face too small: crop {max(small)} px is below min_size {opts.min_size} px",
             "faces": faces,
         }
-    return {
-        "crops": out,
-        "faces": faces,
-        "small": len(small),
-    }
+    h, w = image.shape[:2]
+    result = {"crops": out, "faces": faces, "small": len(small)}
+    if opts.faces != "none":  # detector boxes move between copies: keep what the whole-picture check needs
+        scale = min(1.0, PREVIEW_SIDE / max(h, w))
+        preview = image
+        if scale < 1.0:
+            from PIL import Image
+
+            preview = np.asarray(
+                Image.fromarray(image).resize(
+                    (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX
+                )
+            )
+        result.update(image_phash=phash(image), image_size=[w, h], preview=preview)
+    return result
 
 
 def _process_job(job: tuple[str, str, _Opts]) -> dict[str, Any]:
@@ -358,6 +377,7 @@ def import_folder(
         (out / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
         job = _Job(src, out, images, opts, by_rel, license, tagger_path, HashIndex(dedupe_threshold), schema)
         job.tagger, job.min_conf = tagger, float(tag_min_confidence)
+        job.pictures = HashIndex(dedupe_threshold, detail=None) if faces != "none" else None
         records = _run_chunks(job, workers, progress)
         report = _assemble(records, _unsupported(listing.others), listing.folders, warnings, listing)
         report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups)
@@ -600,6 +620,7 @@ def _config(
         "max_faces": opts.max_faces,
         "dedupe_threshold": dedupe_threshold,
         "dedupe_detail": DETAIL_THRESHOLD,
+        "dedupe_local_ratio": LOCAL_RATIO,
         "license": license,
         "tags_file": shown(str(tags_file)) if tags_file else None,
         "tags_sha256": sha256_file(tags_file) if tags_file else None,
@@ -621,6 +642,27 @@ class _Job:
     schema: TagSchema
     tagger: Any = None
     min_conf: float = 0.5
+    pictures: HashIndex | None = None  # whole source images (with a detector): copies whose face boxes moved
+    kept_crops: dict[str, list[tuple[list[int], str, int, int]]] = field(default_factory=dict)
+    image_sizes: dict[str, list[int]] = field(default_factory=dict)
+    _arrays: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def kept_sample(self, ci: int, k: int) -> np.ndarray:
+        """A kept sample of an earlier chunk (one chunk cached)."""
+        if ci not in self._arrays:
+            self._arrays.clear()
+            self._arrays[ci] = _load_arrays(self.out, ci)["images"]
+        return self._arrays[ci][k]
+
+    def remember(self, item: dict[str, Any], ci: int, k: int) -> None:
+        """Note a kept sample for the whole-picture check (the first sample of a source adds the picture)."""
+        if self.pictures is None or "image_phash" not in item:
+            return
+        src = item["source"]
+        if src not in self.kept_crops:
+            self.pictures.add(int(item["image_phash"], 16), src)
+            self.kept_crops[src], self.image_sizes[src] = [], item["image_size"]
+        self.kept_crops[src].append((item["crop"], _name(item), ci, k))
 
 
 def _run_chunks(job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]:
@@ -636,13 +678,14 @@ def _run_chunks(job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]
                 rec = _load_record(job.out, ci, row) if resuming else None
                 if rec is None:
                     resuming = False  # rows after a redone chunk may shift: redo everything after it too
-                    rec, arrays = _process_chunk(job, rels, row, pool)
+                    rec, arrays = _process_chunk(job, rels, row, pool, ci)
                     _save_arrays(job.out, ci, arrays)
                     write_json_atomic(_record_path(job.out, ci), rec)  # last: the chunk is done
                 else:
                     samples = _load_arrays(job.out, ci)["images"] if rec["count"] else []
-                    for it, sample in zip(rec["items"], samples):
+                    for k, (it, sample) in enumerate(zip(rec["items"], samples)):
                         job.index.add(int(it["phash"], 16), _name(it), detail_thumb(sample))
+                        job.remember(it, ci, k)
                 records.append(rec)
                 row += rec["count"]
                 bar.update(len(rels))
@@ -703,7 +746,7 @@ def _load_record(out: Path, ci: int, row: int) -> dict[str, Any] | None:
 
 
 def _process_chunk(
-    job: _Job, rels: list[str], row: int, pool
+    job: _Job, rels: list[str], row: int, pool, ci: int = 0
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Load, crop and hash the files, then dedupe and tag in sorted order. Returns (record, arrays)."""
     jobs = [(str(job.src), rel, job.opts) for rel in rels]
@@ -731,6 +774,21 @@ def _process_chunk(
             rec["multi_face"].append({"path": shown(rel), "faces": len(crops)})
         tag_row = job.by_rel.get(rel)
         licence = (tag_row.license if tag_row and tag_row.license else None) or job.license or "unknown"
+        copy = _copy_of(job, res, ci, samples)
+        if copy is not None:  # the whole picture repeats a kept one, whatever the detector boxed this time
+            for c in crops:
+                rec["duplicates"].append(
+                    {
+                        "path": shown(rel),
+                        "duplicate_of": copy.name,
+                        "distance": copy.distance,
+                        "detail": copy.detail,
+                        "spread": copy.spread,
+                        "level": "whole picture (re-cropped where the kept one was cut)",
+                    }
+                )
+                dups.append(c["sample"])
+            continue
         for k, c in enumerate(crops):
             item = {
                 "source": shown(rel),
@@ -749,11 +807,20 @@ def _process_chunk(
             m = job.index.match(c["phash"], thumb)
             if m is not None:
                 rec["duplicates"].append(
-                    {"path": _name(item), "duplicate_of": m.name, "distance": m.distance, "detail": m.detail}
+                    {
+                        "path": _name(item),
+                        "duplicate_of": m.name,
+                        "distance": m.distance,
+                        "detail": m.detail,
+                        "spread": m.spread,
+                    }
                 )
                 dups.append(c["sample"])
                 continue
             job.index.add(c["phash"], _name(item), thumb)
+            if "image_phash" in res:
+                item["image_phash"], item["image_size"] = f"{res['image_phash']:016x}", res["image_size"]
+            job.remember(item, ci, len(samples))
             rec["items"].append(item)
             samples.append(c["sample"])
             tag_rows.append(tag_row.vector if tag_row else np.zeros(len(job.schema), np.float32))
@@ -766,6 +833,38 @@ def _process_chunk(
     rec["count"] = len(rec["items"])
     dup_arr = np.stack(dups) if dups else np.zeros((0, s, s, 3), np.uint8)
     return rec, {"images": images, "tags": tags, "dups": dup_arr}
+
+
+def _copy_of(job: _Job, res: dict[str, Any], ci: int, samples: list[np.ndarray]) -> Match | None:
+    """The kept picture this image is a copy of, re-cropping it where the kept one was cut, or None.
+
+    A resized copy's face box comes out elsewhere, so its crops do not match; cut at the kept picture's
+    squares (scaled to this image), it is the same picture patch by patch. Expression variants are not:
+    their mouth or eyes stand out as a local edit.
+    """
+    if job.pictures is None or "image_phash" not in res:
+        return None
+    w1, h1 = res["image_size"]
+    preview = res["preview"]
+    ps = preview.shape[1] / w1
+    for name, dist in job.pictures.candidates(res["image_phash"]):
+        w0, h0 = job.image_sizes[name]
+        if abs(w1 / h1 - w0 / h0) > 0.02 * (w0 / h0):
+            continue  # another shape: cropped or padded differently, not a plain copy
+        sx = w1 / w0 * ps
+        worst = None
+        for (x, y, w, h), _crop_name, cci, ck in job.kept_crops[name]:
+            box = Box(round(x * sx), round(y * sx), max(1, round(w * sx)), max(1, round(h * sx)))
+            thumb = detail_thumb(resize_square(crop_padded(preview, box), job.opts.size))
+            kept = samples[ck] if cci == ci else job.kept_sample(cci, ck)
+            same, top, p90 = same_picture(thumb, detail_thumb(kept), job.index.detail or DETAIL_THRESHOLD)
+            if not same:
+                worst = None
+                break
+            worst = (top, p90) if worst is None or top > worst[0] else worst
+        if worst is not None:
+            return Match(name, dist, round(worst[0], 1), round(worst[1], 1))
+    return None
 
 
 def _estimate_missing_tags(
@@ -885,7 +984,8 @@ def _drop_warnings(report: dict[str, Any], faces: str, threshold: int, closeups:
     if dups and dups >= WARN_SHARE * total:
         out.append(
             f"{_share(dups, total)} images were dropped as near-duplicates (perceptual hash within "
-            f"{threshold} bits of 64 and no patch differing by more than {DETAIL_THRESHOLD:.0f}/255); check "
+            f"{threshold} bits of 64, and no patch differing by more than {DETAIL_THRESHOLD:.0f}/255 or "
+            f"standing out as a local edit); check "
             f"{DUPES_SHEET}; --dedupe-threshold lower (e.g. 2) keeps more, --dedupe-threshold off keeps all"
         )
     noface = [s for s in report["skipped"] if s["reason"].startswith("no face found")]
@@ -991,10 +1091,12 @@ def _write_sheets(
                 where = kept_at.get(d["duplicate_of"])
                 kept = arrays(where[0])["images"][where[1]] if where else np.zeros_like(dropped)
                 detail = "-" if d.get("detail") is None else f"{d['detail']:.0f}"
+                spread = "-" if d.get("spread") is None else f"{d['spread']:.1f}"
                 caption = [
                     f"kept: {d['duplicate_of']}",
                     f"dropped: {d['path']}",
-                    f"hash distance {d['distance']} <= {job.index.threshold}, patch diff {detail} <= {DETAIL_THRESHOLD:.0f}",
+                    f"hash distance {d['distance']} <= {job.index.threshold}",
+                    f"largest patch diff {detail} <= {DETAIL_THRESHOLD:.0f}, 90th pct {spread}",
                 ]
                 rows.append(([kept, dropped], caption))
         sheets["duplicates"] = _sheet_pages(
@@ -1002,7 +1104,7 @@ def _write_sheets(
             DUPES_SHEET,
             rows,
             f"near-duplicates dropped: hash threshold {job.index.threshold} (--dedupe-threshold), "
-            f"patch threshold {DETAIL_THRESHOLD:.0f}/255",
+            f"patch threshold {DETAIL_THRESHOLD:.0f}/255, local edit at {LOCAL_RATIO:.0f}x the 90th pct",
         )
     est = [
         (ci, k, it)
@@ -1150,12 +1252,12 @@ def _report_markdown(r: dict[str, Any], src: Path) -> str:
         lines += [
             "## Near-duplicates (removed; the first in sorted order is kept)",
             "",
-            "| file | duplicate of | hash distance | patch difference |",
-            "|---|---|---|---|",
+            "| file | duplicate of | hash distance | largest patch difference | 90th percentile |",
+            "|---|---|---|---|---|",
         ]
         lines += [
             f"| {_esc(d['path'])} | {_esc(d['duplicate_of'])} | {d.get('distance', '-')} | "
-            f"{'-' if d.get('detail') is None else d['detail']} |"
+            f"{'-' if d.get('detail') is None else d['detail']} | {'-' if d.get('spread') is None else d['spread']} |"
             for d in r["duplicates"]
         ] + [""]
     if r.get("uncertain"):

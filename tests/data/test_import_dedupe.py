@@ -61,3 +61,23 @@ def test_phash_matches_a_matrix_dct_reference():
     low = (c @ luma @ c.T)[:8, :8].ravel()
     bits = low > np.median(low[1:])
     assert phash(img) == sum(1 << i for i in np.flatnonzero(bits))
+
+
+def test_expression_variants_are_not_the_same_picture_but_copies_are():
+    from corpus import _builtin_renders, closeup
+
+    from charforge.core.images import resize_square
+    from charforge.data.dedupe import detail_thumb, same_picture
+
+    def sample(im):
+        return detail_thumb(resize_square(np.ascontiguousarray(im), 64))
+
+    renders = {m: _builtin_renders(3, seed=11, mouth=m)[2] for m in ("closed", "smile", "open")}
+    for view in (lambda x: x, closeup):  # whole portraits and faces filling the frame
+        for j in range(3):
+            a, b, c = (sample(view(renders[m][j])) for m in ("closed", "smile", "open"))
+            for x, y in ((a, b), (a, c), (b, c)):  # smile vs open mouth of one character: different
+                assert hamming(phash(x), phash(y)) <= 6 and not same_picture(x, y)[0]
+            original = view(renders["open"][j])
+            for scale, q in ((0.5, 60), (0.8, 85), (1.5, 75)):  # resized, re-encoded: the same picture
+                assert same_picture(c, sample(recompressed(original, scale, q)))[0]
