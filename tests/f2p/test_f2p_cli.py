@@ -48,6 +48,10 @@ def test_fit_writes_params_render_and_score_but_no_input(toy_model, toy, tmp_pat
     toy.space.validate(params, partial=False)
     summary = json.loads((out / "fit.json").read_text())
     assert summary["n_inputs"] == 2 and set(summary["scores"]) == {"fast", "search"}
+    assert "% of random creator renders" in log and "search-space cosine" in log
+    assert summary["check_space"] == "generic" and 0 <= summary["percentile"] <= 100
+    assert summary["similarity"] == summary["percentile"] / 100 and summary["search_cosine"] > 0
+    assert summary["faces"] == ["drawing (whole image)"] * 2 and summary["preview"].startswith("re-render")
     assert read_png_metadata(out / "render.png")["params"] == params
 
 
@@ -147,6 +151,7 @@ def test_eval_writes_table_json_and_png(toy_model, tmp_path):
     assert code == 0, log
     res = json.loads((out / "eval.json").read_text())
     assert res["n"] == 16 and res["modes"]["fast"]["n"] == 16 and res["modes"]["search"]["n"] == 4
+    assert res["split"]["name"] == "fresh renders" and "Split: fresh renders" in (out / "eval.md").read_text()
     for r in res["modes"].values():
         assert -1 <= r["mean_cosine"] <= 1 and 0 <= r["cont_mae"] <= 1 and r["ms_per_image"] > 0
         assert set(r["cat_accuracy"]) == {"face_color", "background", "eyes"}

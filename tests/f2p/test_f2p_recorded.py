@@ -98,3 +98,49 @@ def test_pipeline_trains_on_recorded_pairs_alone(toy, tmp_path):
     r = fit(f2p, [images[3]], "fast")
     assert r.preview.shape == (16, 16, 3) and any("imitator's image" in n for n in r.notes)
     assert r.preview_kind == "imitator image" and r.percentile is None and r.check_space == ""
+
+
+def test_eval_on_a_recorded_creator_holds_out_by_default(toy, tmp_path):
+    from charforge.f2p.evaluate import eval_targets, evaluate_f2p, markdown_table, recorded_split
+    from charforge.f2p.pipeline import capture_name
+
+    _record(toy, tmp_path / "rec")
+    cfg = TrainConfig(
+        creator=str(tmp_path / "rec"),
+        size=16,
+        holdout=0.2,
+        emb_dim=16,
+        emb_width=8,
+        hidden=32,
+        embedder_steps=20,
+        imitator_steps=20,
+        translator_steps=20,
+        finetune_steps=5,
+        n_search=4,
+        search={"iters": 3},
+    )
+    train_f2p(tmp_path / "model", cfg)
+    f2p = load_f2p(tmp_path / "model")
+    held = set(f2p.metrics["data"]["heldout_captures"])
+    assert len(held) == 12 and f2p.metrics["data"]["n_train"] == 48
+    names = [capture_name(f2p.creator, i) for i in range(len(f2p.creator))]
+    assert held <= set(names)
+    assert sorted(held) != sorted(names[-12:])  # a random subset, not the last captures recorded
+
+    idx, info = recorded_split(f2p)  # default: held out
+    assert info["name"] == "heldout" and {names[i] for i in idx} == held
+    train_idx, _ = recorded_split(f2p, "train")
+    assert not held & {names[i] for i in train_idx} and len(train_idx) == 48
+    images, _, info = eval_targets(f2p, 200, seed=1)
+    assert len(images) == 12 and info["n_used"] == 12  # never more than the held-out captures
+
+    res = evaluate_f2p(f2p, n=200, n_search=2, iters=2)
+    assert res["split"]["name"] == "heldout" and res["n"] == 12
+    assert res["preview"] == "nearest recorded capture"
+    for r in res["modes"].values():  # the fit's own cosine apart from the nearest capture's
+        assert "nearest_capture_cosine" in r and r["cosine_source"].startswith("imitator")
+    md = markdown_table(res)
+    assert "Split: heldout" in md and "nearest recorded capture" in md
+    assert evaluate_f2p(f2p, n=5, n_search=1, iters=2, split="all")["split"]["name"] == "all"
+    with pytest.raises(UserError, match="unknown split"):
+        recorded_split(f2p, "test")
