@@ -8,6 +8,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
+        ctx: typer.Context,
         model: list[str] = typer.Option(
             None,
             "--model",
@@ -21,7 +22,9 @@ def register(app: typer.Typer) -> None:
         creator: str = typer.Option(
             "builtin", help="Creator for the parameter editor, when the f2p model names none."
         ),
-        host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback needs a token (see below)."),
+        host: str = typer.Option(
+            "127.0.0.1", help="Address to bind. Anything but loopback needs a token (see below)."
+        ),
         port: int = typer.Option(8000, help="TCP port."),
         token: str | None = typer.Option(
             None,
@@ -85,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 )
             token = read_token_file(token_file)
         else:
-            check_token(token, _token_source())
+            check_token(token, _token_source(ctx))
 
         settings = ServeSettings(
             host=host,
@@ -102,16 +105,10 @@ def register(app: typer.Typer) -> None:
         run_server(settings, model, f2p, creator, backend)
 
 
-def _token_source() -> str:
+def _token_source(ctx) -> str:
     """Where the token came from, for error messages: '--token' or 'CHARFORGE_TOKEN'."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
     try:
-        from click.core import ParameterSource
-
-        if ctx is not None and ctx.get_parameter_source("token") == ParameterSource.ENVIRONMENT:
-            return "CHARFORGE_TOKEN"
-    except Exception:  # typer bundles its own click in some versions: the message is then just less specific
-        pass
-    return "--token"
+        source = ctx.get_parameter_source("token")
+    except Exception:  # an older click without parameter sources: the message is then just less specific
+        return "--token"
+    return "CHARFORGE_TOKEN" if getattr(source, "name", "") == "ENVIRONMENT" else "--token"
