@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 from corpus import write_real_art
 from PIL import Image
@@ -126,3 +127,26 @@ def test_no_face_drops_raise_a_warning_naming_the_flag(art):
     if len(skipped) >= 0.1 * report.total_files:
         assert any("--faces" in w and f"{len(skipped)} of" in w for w in report.warnings)
     assert all(f"warning      {w}" in report.summary() for w in report.warnings)
+
+
+def test_a_killed_import_with_a_detector_resumes_to_the_same_dataset(art, tmp_path, monkeypatch):
+    from charforge.data import importer
+
+    root, _, clean = art
+    monkeypatch.setattr(importer, "CHUNK_FILES", 4)
+    real, calls = importer.process_file, {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 19:  # in the 5th chunk: the copy's original (chunk 4+) must be remembered
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(importer, "process_file", dying)
+    with pytest.raises(KeyboardInterrupt):
+        import_folder(root / "src", tmp_path / "out", size=64, faces="anime", progress=False)
+    monkeypatch.setattr(importer, "process_file", real)
+    resumed = import_folder(root / "src", tmp_path / "out", size=64, faces="anime", progress=False)
+    assert resumed.dataset.manifest["items"] == clean.dataset.manifest["items"]
+    assert resumed.duplicates == clean.duplicates
+    np.testing.assert_array_equal(resumed.dataset.images, clean.dataset.images)
