@@ -32,7 +32,21 @@ def _parse_json(text: str, src: str) -> Any:
         raise UserError(f"{src}: not a readable JSON file ({e})") from e
 
 
-def _read_json(path: Path) -> Any:
+def _own_file(root: Path, path: Path) -> Path:
+    """`path` must be a regular file that stays inside the recorded folder (no device, FIFO or link out)."""
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        inside = False
+    if not inside:
+        raise UserError(f"{path}: leads outside the recorded folder {root} (a link?); copy the file in")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file; a recorded folder holds JSON and image files only")
+    return path
+
+
+def _read_json(path: Path, root: Path | None = None) -> Any:
+    _own_file(path.parent if root is None else root, path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -63,10 +77,11 @@ def _pairs_from_files(root: Path) -> list[tuple[str, Path, Any]]:
     for js in sorted(root.glob("*.json")):
         if js.name == "space.json":
             continue
-        img = next((js.with_suffix(e) for e in _IMAGE_EXTS if js.with_suffix(e).is_file()), None)
+        img = next((js.with_suffix(e) for e in _IMAGE_EXTS if js.with_suffix(e).exists()), None)
         if img is None:
             raise UserError(f"{js}: no image next to it; save the capture as {js.with_suffix('.png').name}")
-        out.append((str(js), img, _read_json(js)))
+        params = _read_json(js, root)
+        out.append((str(js), _own_file(root, img), params))
     return out
 
 
@@ -96,6 +111,7 @@ def _inside(root: Path, name: Any, src: str) -> Path:
 
 def _pairs_from_jsonl(path: Path) -> list[tuple[str, Path, Any]]:
     out = []
+    _own_file(path.parent, path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -117,7 +133,7 @@ class RecordedCreator(Creator):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         space_file = self.path / "space.json"
-        if not space_file.is_file():
+        if not space_file.exists():
             raise UserError(
                 f"{self.path}: a recorded creator folder needs a space.json (the parameter space as JSON)"
             )
@@ -131,7 +147,7 @@ class RecordedCreator(Creator):
         self.space = ParamSpace.from_dict(raw_space, source=str(space_file))
         self.name = f"recorded:{self.path.name}"
         pairs = _pairs_from_files(self.path)
-        if (self.path / "pairs.jsonl").is_file():
+        if (self.path / "pairs.jsonl").exists():
             pairs += _pairs_from_jsonl(self.path / "pairs.jsonl")
         if not pairs:
             raise UserError(

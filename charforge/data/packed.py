@@ -127,6 +127,8 @@ def _is_int(v: Any) -> bool:
 
 def _read_manifest(mpath: Path) -> dict[str, Any]:
     """The manifest as a dict whose fields have the types the readers rely on, else a UserError naming the field."""
+    if not mpath.is_file():  # a device or FIFO would be read forever
+        raise UserError(f"{mpath}: not a regular file, so not a manifest; rebuild the dataset")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
@@ -412,6 +414,8 @@ class PackedWriter:
         if not self.state_path.exists():
             return None
         fix = f"delete {self.state_path.name} (or the whole folder) to start the build over"
+        if not self.state_path.is_file():
+            raise UserError(f"{self.state_path}: the build state is damaged (not a regular file); {fix}")
         try:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError, RecursionError, OSError) as e:

@@ -209,6 +209,17 @@ def test_manifest_nested_too_deeply(tmp_path, capsys):
     assert_user_error(code, err, "manifest.json", "nested too deeply")
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "folder"])
+def test_manifest_that_is_not_a_regular_file(kind, tmp_path, capsys):
+    small_dataset(tmp_path / "d")
+    m = tmp_path / "d" / "manifest.json"
+    m.unlink()
+    {"dev-zero": lambda: m.symlink_to("/dev/zero"), "fifo": lambda: os.mkfifo(m), "folder": m.mkdir}[kind]()
+    code, _, err = run(["data", "inspect", tmp_path / "d"], capsys)
+    assert_user_error(code, err, "manifest.json", "not a regular file")
+
+
 def _truncate(path: Path, keep: int) -> None:
     data = path.read_bytes()
     path.write_bytes(data[:keep])
@@ -341,14 +352,26 @@ def test_image_size_string_does_not_give_the_confusing_shape_message(tmp_path):
     assert e.value.field == "image_size"
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "state",
-    ["{not json", "[1, 2]", '{"config": {}, "done": "all"}', '{"config": {}, "done": [-1]}', "[" * 100_000],
+    [
+        "{not json",
+        "[1, 2]",
+        '{"config": {}, "done": "all"}',
+        '{"config": {}, "done": [-1]}',
+        "[" * 100_000,
+        "\xff\xfe",
+        "/dev/zero",
+    ],
 )
 def test_corrupt_build_state_is_a_clear_error(state, tmp_path, capsys):
     out = tmp_path / "ds"
     out.mkdir()
-    (out / ".build_state.json").write_text(state)
+    if state == "/dev/zero":
+        (out / ".build_state.json").symlink_to(state)
+    else:
+        (out / ".build_state.json").write_text(state)
     code, _, err = run(["data", "build", "--creator", TOY, "--n", "4", "--size", "16", "-o", out], capsys)
     assert_user_error(code, err, ".build_state.json", "build state is damaged", "start the build over")
 

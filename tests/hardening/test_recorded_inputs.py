@@ -7,6 +7,7 @@ DIR`); the CLI cases go through `data build`, which must fail with exit 2 before
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +83,16 @@ def _drop_param_file(root: Path, d: dict) -> None:
     (root / "cap_000.json").write_text(json.dumps(d))
 
 
+def _replace_with_link(path: Path, target: Path | str) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
 DEEP = "[" * 200_000 + "]" * 200_000
 
 CASES = {
@@ -153,6 +164,28 @@ CASES = {
         _drop_param_file,
         ["cap_000.json", "missing parameter 'ring'"],
     ),
+    "capture-json-is-dev-zero": (
+        lambda r, d: _replace_with_link(r / "cap_000.json", "/dev/zero"),
+        ["cap_000.json", "outside the recorded folder"],
+    ),
+    "capture-json-links-out": (
+        lambda r, d: (
+            (r.parent / "p.json").write_text(json.dumps(d)),
+            _replace_with_link(r / "cap_000.json", r.parent / "p.json"),
+        ),
+        ["cap_000.json", "outside the recorded folder"],
+    ),
+    "capture-image-links-out": (
+        lambda r, d: _replace_with_link(r / "cap_000.png", _secret(r)),
+        ["cap_000.png", "outside the recorded folder"],
+    ),
+    "capture-image-is-a-fifo": (lambda r, d: _fifo(r / "cap_000.png"), ["cap_000.png", "not a regular file"]),
+    "pairs-jsonl-is-a-fifo": (lambda r, d: _fifo(r / "pairs.jsonl"), ["pairs.jsonl", "not a regular file"]),
+    "space-json-is-a-fifo": (lambda r, d: _fifo(r / "space.json"), ["space.json", "not a regular file"]),
+    "space-json-is-dev-zero": (
+        lambda r, d: _replace_with_link(r / "space.json", "/dev/zero"),
+        ["space.json", "outside the recorded folder"],
+    ),
     "file-capture-empty-object": (
         lambda r, d: (r / "cap_000.json").write_text("{}"),
         ["cap_000.json", "missing parameter 'color'", "and 3 more"],
@@ -160,6 +193,7 @@ CASES = {
 }
 
 
+@pytest.mark.timeout(60)  # a FIFO or /dev/zero would block or read forever
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_recorded_folder_is_a_clear_error(case, tmp_path, capsys, monkeypatch):
     fn, fragments = CASES[case]
