@@ -29,6 +29,8 @@ def contact_sheet(images: np.ndarray, cols: int | None = None) -> np.ndarray:
 
 def read_params_file(path: Path) -> object:
     """The JSON in `path`, with a UserError naming the file for a missing file or broken JSON."""
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path}: not a regular file; give a JSON file of parameter name -> value")
     if not path.is_file():
         raise UserError(
             f'{path}: no such parameter file. Write a JSON object such as {{"hair_color": "pink", "eye_size": 1.1}}'

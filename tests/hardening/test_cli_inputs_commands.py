@@ -59,6 +59,18 @@ def test_render_bad_params_file(case, tmp_path, capsys):
     assert not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("target", ["/dev/zero", "folder"])
+def test_render_params_that_are_not_a_regular_file(target, tmp_path, capsys):
+    f = tmp_path / "p.json"
+    if target == "folder":
+        f.mkdir()
+    else:
+        f.symlink_to(target)
+    code, _, err = run(["creator", "render", "--params", f, "-o", tmp_path / "o.png"], capsys)
+    assert_user_error(code, err, str(f), "not a regular file")
+
+
 @pytest.mark.parametrize("size", [16, 31, 513, 1024, 0, -5])
 @pytest.mark.parametrize("command", ["render", "sheet"])
 def test_creator_size_outside_32_to_512_is_refused(command, size, tmp_path, capsys):
