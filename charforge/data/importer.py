@@ -697,7 +697,7 @@ def _run_chunks(job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]
 
 def _name(item: dict[str, Any]) -> str:
     """How a sample is named in reports: the source path, plus the face number when there are several."""
-    return item["source"] + (f" [face {item['face'] + 1}]" if item.get("faces_in_image", 1) > 1 else "")
+    return item["source"] + (f"#{item['face'] + 1}" if item.get("faces_in_image", 1) > 1 else "")
 
 
 def _make_pool(workers: int):

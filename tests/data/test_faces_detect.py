@@ -126,3 +126,46 @@ def test_import_with_human_faces_crops_the_face(tmp_path):
     x, y, w, h = item["face_box"]
     assert item["source"] == "astronaut.png" and 190 < x + w / 2 < 250
     assert report.dataset.images.shape == (1, 32, 32, 3)
+
+
+def test_select_faces_keeps_comparable_separate_faces():
+    from charforge.data.faces import select_faces
+
+    big, twin, inside, tiny = (
+        Box(0, 0, 100, 100),
+        Box(150, 0, 90, 90),
+        Box(10, 10, 80, 80),
+        Box(300, 0, 30, 30),
+    )
+    assert select_faces([big, twin, inside, tiny], max_faces=8) == [big, twin]  # overlap and a speck dropped
+    assert select_faces([big, twin], max_faces=1) == [big]
+
+
+def test_head_square_of_a_standing_figure():
+    from charforge.data.faces import figure_box, head_square
+
+    img = np.full((600, 200, 3), 255, np.uint8)  # white canvas
+    img[20:100, 60:140] = (200, 80, 60)  # head
+    img[100:580, 40:160] = (30, 30, 120)  # body, wider than the head
+    assert figure_box(img) == Box(40, 20, 120, 560)
+    head = head_square(img)
+    assert head.y <= 20 and head.y + head.h >= 100 and head.h <= 200  # covers the head, not the body
+    assert abs(head.x + head.w / 2 - 100) <= 2  # centred on the head
+    assert head_square(np.full((100, 100, 3), 255, np.uint8)) is None  # not tall: no head crop
+    squat = np.full((400, 200, 3), 255, np.uint8)  # a tall canvas with a compact figure at the top
+    squat[10:110, 50:150] = (10, 200, 10)
+    sq = head_square(squat)
+    assert sq.y <= 10 and sq.y + sq.h >= 110
+
+
+def test_closeup_score_needs_skin_and_features():
+    from charforge.data.faces import closeup_score
+
+    assert not closeup_score(np.full((64, 64, 3), 128, np.uint8))[0]  # a grey wall
+    assert not closeup_score(np.full((64, 64, 3), (252, 212, 186), np.uint8))[0]  # skin-coloured, featureless
+    face = np.full((64, 64, 3), (253, 224, 204), np.uint8)  # light skin with two dark eyes and a mouth
+    face[24:32, 18:26] = face[24:32, 38:46] = (40, 30, 60)
+    face[44:47, 26:38] = (120, 40, 40)
+    ok, detail = closeup_score(face)
+    assert ok and "skin-toned" in detail
+    assert not closeup_score(np.full((64, 200, 3), (253, 224, 204), np.uint8))[0]  # too wide for a face
