@@ -54,8 +54,8 @@ def _dedupe_threshold(value: str) -> int:
         from charforge.errors import UserError
 
         raise UserError(
-            f"--dedupe-threshold {value}: must be a whole number of bits 0-64 (0 drops only exact "
-            "copies, 6 the default) or 'off' to keep every image",
+            f"--dedupe-threshold {value}: must be a whole number of bits 0-64 (lower keeps more, 6 the "
+            "default) or 'off' to keep every image",
             field="dedupe_threshold",
         )
     return n
@@ -95,8 +95,9 @@ def import_(
     ),
     dedupe_threshold: str = typer.Option(
         "6",
-        help="Near-duplicate removal: max perceptual-hash distance in bits, 0-64 (0 = only exact "
-        "copies; a match must also look the same patch by patch), or 'off' (-1) to keep every image.",
+        help="Near-duplicate removal: max perceptual-hash distance in bits, 0-64 (lower keeps more; a "
+        "match must also look the same patch by patch, so expression variants stay), or 'off' (-1) to "
+        "keep every image. Dropped pairs are drawn on import_duplicates.png.",
     ),
     closeups: bool = typer.Option(
         True,
