@@ -53,8 +53,8 @@ def train(
     init_from: str | None = typer.Option(
         None,
         "--init-from",
-        help="Fine-tune: start this new run from the weights "
-        "of a run folder, a state-*.safetensors or a generator file (new optimisers, step 0).",
+        help="Fine-tune: start this new run from the weights of 'default' (the shipped generator), a run folder, "
+        "a state-*.safetensors or a generator file (new optimisers, step 0; the EMA is set for your data size).",
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),

@@ -655,7 +655,16 @@ class Trainer:
 
 
 def _init_source(source: str | Path) -> Path:
+    """A run folder (its latest state), a file, or the name of a shipped generator ("default")."""
+    shipped = Path(__file__).resolve().parents[1] / "weights" / f"generator_{source}.safetensors"
     path = Path(source)
+    if not path.exists() and "/" not in str(source) and shipped.is_file():
+        return shipped
+    if not path.exists():
+        raise UserError(
+            f"--init-from {source}: no such file or run folder; give a run folder, a .safetensors file or "
+            "'default' (the shipped generator)"
+        )
     if path.is_dir():
         latest = ck.CheckpointStore(path).latest()
         if latest is None:
@@ -693,8 +702,10 @@ def source_preset(source: str | Path, overrides: dict[str, Any] | None = None) -
             raise UserError(f"--init-from {source}: no preset of family {cfg['family']!r}; pass --preset")
         cfg = {**base.to_dict(), **{k: v for k, v in cfg.items() if k != "family"}}
     # the source's teacher tagger is a file on the machine and dataset it was trained with: a fine-tune starts
-    # without one unless --set teacher=... names one for the new data
-    return preset_from_dict({**cfg, "teacher": "", **(overrides or {})})
+    # without one unless --set teacher=... names one for the new data; its checkpoint bookkeeping (how many to
+    # keep) is the source run's, not a fine-tune's
+    fresh = {"teacher": "", "keep_ckpts": Preset("", cfg["family"]).keep_ckpts}
+    return preset_from_dict({**cfg, **fresh, **(overrides or {})})
 
 
 def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:

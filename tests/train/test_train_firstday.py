@@ -157,3 +157,12 @@ def test_loss_plot_has_no_flat_tag_lines_and_no_legend_warning(tmp_path):
         (tmp_path / "empty.jsonl").write_text("")
         plot_loss_curves(tmp_path / "empty.jsonl", tmp_path / "empty.png")
     assert out.stat().st_size > 1000 and (tmp_path / "empty.png").exists()
+
+
+def test_init_from_default_names_the_shipped_generator(tmp_path):
+    from charforge.train.loop import source_preset
+
+    p = source_preset("default")
+    assert p.family == "acgan" and p.g_cond_norm and p.teacher == "" and p.keep_ckpts == 3
+    with pytest.raises(UserError, match="no such file or run folder.*'default'"):
+        source_preset(str(tmp_path / "nope"))
