@@ -41,6 +41,7 @@ def eval_command(
         "(1 = untruncated; lower trades diversity for fidelity).",
     ),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
+    device: str = typer.Option("auto", help="Where the generator runs: auto, cpu, cuda or mps."),
     list_metrics: bool = typer.Option(False, "--list", help="List the metric names and exit."),
 ) -> None:
     """Evaluate a generator against a dataset; writes report.json, report.md and PNGs. Rerun to resume."""
@@ -85,6 +86,7 @@ def eval_command(
         collapse_threshold=collapse_threshold,
         seed=seed,
         truncation=truncation,
+        device=device,
     )
     typer.echo(summary_lines(report))
     typer.echo(f"report       {Path(out) / 'report.md'}")

@@ -117,6 +117,7 @@ def evaluate_model(
     tagger_path=None,
     metrics: str | list[str] | None = None,
     truncation: float = 1.0,
+    device: str = "auto",
     **options,
 ) -> dict:
     """Evaluate a charforge generator (None = shipped default) on a packed dataset, sampling its noise with
@@ -125,7 +126,7 @@ def evaluate_model(
 
     truncation = sampling.check_truncation(truncation)
 
-    bundle = sampling.load_generator(model)
+    bundle = sampling.load_generator(model, device=device)
     data = load_packed(data_dir)
     tagger = None
     if tagger_path is not None:
