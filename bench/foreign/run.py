@@ -632,7 +632,10 @@ def _commit(root: Path = ROOT) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--set", action="append", required=True, choices=SETS, help="set to build and measure (repeat)"
+        "--set", action="append", default=[], choices=SETS, help="set to build and measure (repeat)"
+    )
+    ap.add_argument(
+        "--summary", action="store_true", help="then write <out>/SUMMARY.md from every <set>.json"
     )
     ap.add_argument("--n", type=int, default=120, help="DiceBear avatars per style")
     ap.add_argument("--seed", type=int, default=0)
@@ -708,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         print(md)
         print(f"wrote {args.out / (name + '.json')}, {args.out / (name + '.md')}; sheet {sheet}")
     if args.summary:
+        args.out.mkdir(parents=True, exist_ok=True)
         text = summary(args.out)
         (args.out / "SUMMARY.md").write_text(text)
         print(text)
