@@ -12,6 +12,14 @@ Phase 1 (latency, one client, sequential): /generate with 1 image, /render at 12
 --reps requests, next to the same library call made in-process (the baseline: HTTP + PNG + watermark overhead).
 Phase 2 (load): --clients async clients for --seconds, mixing /generate (8 images), /render and /fit; every
 non-200 answer counts as an error. Peak RSS of the server is read from /proc/PID/status (VmHWM).
+
+    python bench/bench_serve.py --scenario npc [--seconds 60] [--clients 32] [--npc-clients 4] [--out FILE]
+
+The hostile-traffic scenario (issue #19): the server runs with `charforge serve`'s defaults (2 workers, queue
+32, 10 s queue wait, 20 s /npc budget); --npc-clients of the clients send /npc at the schema's limits (count
+500, min_distance 0.25 and 0.04 in turn) back to back, the rest single-image /generate. The goal: p95 of
+/generate <= 2 s, and no errors but 503s that say when to retry (a Retry-After header and "retry" in the
+message). Every request has a 120 s client timeout and no client starts one after --seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MIX = (("generate8", 0.4), ("render", 0.4), ("fit", 0.2))  # share of requests per endpoint in the load phase
+NPC_LIMITS = ({"count": 500, "min_distance": 0.25}, {"count": 500, "min_distance": 0.04})  # schema limits
+GENERATE_P95_GOAL_S = 2.0
 
 
 # ---------------------------------------------------------------- the server child
@@ -86,7 +96,7 @@ def stand_in_fit(f2p, images, mode="fast"):
     return SimpleNamespace(params=params, preview=preview, similarity=0.0, timings={}, mode=mode, notes=[])
 
 
-def run_child(port: int, concurrency: int) -> None:
+def run_child(port: int, concurrency: int, scenario: str = "mix") -> None:
     import uvicorn
 
     from charforge.serve.app import ServeSettings, create_app
@@ -101,14 +111,19 @@ def run_child(port: int, concurrency: int) -> None:
         fitter = stand_in_fit
         notes.append("fit: stand-in (decode + resize + render); no shipped f2p model")
     print(json.dumps({"notes": notes}), flush=True)
-    settings = ServeSettings(
-        port=port,
-        max_concurrency=concurrency,
-        max_queue=256,
-        queue_wait_s=60.0,
-        timeout_s=60.0,
-        torch_threads=torch_threads_per_job(concurrency),
-    )
+    if scenario == "npc":  # what `charforge serve` runs with by default
+        settings = ServeSettings(
+            port=port, max_concurrency=concurrency, torch_threads=torch_threads_per_job(concurrency)
+        )
+    else:
+        settings = ServeSettings(
+            port=port,
+            max_concurrency=concurrency,
+            max_queue=256,
+            queue_wait_s=60.0,
+            timeout_s=60.0,
+            torch_threads=torch_threads_per_job(concurrency),
+        )
     app = create_app(settings, fitter=fitter, **models)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -189,6 +204,101 @@ async def load_phase(url: str, clients: int, seconds: float, photo: bytes) -> tu
         await asyncio.gather(*(client(i) for i in range(clients)))
         wall = time.monotonic() - t0
     return lat, errors, wall
+
+
+async def npc_load_phase(url: str, clients: int, npc_clients: int, seconds: float) -> dict:
+    """`clients` concurrent clients for `seconds`: `npc_clients` of them send /npc at the schema's limits, the
+    others single-image /generate. Returns latencies (ms) and outcomes per kind."""
+    import httpx
+
+    lat: dict[str, list[float]] = {"generate1": [], "npc": []}
+    outcomes: dict[str, int] = {}
+    bad: list[str] = []
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    def note(key: str) -> None:
+        outcomes[key] = outcomes.get(key, 0) + 1
+
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
+
+        async def client(i: int) -> None:
+            rng, k = random.Random(i), 0
+            kind = "npc" if i < npc_clients else "generate1"
+            while time.monotonic() < deadline:  # bounded by the deadline (and each request by its timeout)
+                body = (
+                    {**NPC_LIMITS[k % len(NPC_LIMITS)], "seed": rng.randrange(2**31)}
+                    if kind == "npc"
+                    else {"count": 1, "seed": rng.randrange(2**31 - 64)}
+                )
+                k += 1
+                t = time.perf_counter()
+                try:
+                    r = await c.post("/api/v1/npc" if kind == "npc" else "/api/v1/generate", json=body)
+                except Exception as e:  # a refused or dropped connection is an error
+                    note(f"{kind}:{type(e).__name__}")
+                    bad.append(f"{kind}: {type(e).__name__}: {e}"[:200])
+                    continue
+                lat[kind].append((time.perf_counter() - t) * 1000)
+                if r.status_code == 200:
+                    note(f"{kind}:200")
+                    continue
+                detail = ""
+                try:
+                    detail = str(r.json().get("detail", ""))
+                except ValueError:
+                    pass
+                says_when = r.status_code == 503 and r.headers.get("retry-after") and "retry" in detail
+                note(
+                    f"{kind}:{r.status_code}{' (Retry-After ' + r.headers['retry-after'] + ' s)' if says_when else ''}"
+                )
+                if not says_when:
+                    bad.append(f"{kind}: {r.status_code} {detail[:160]}")
+                elif r.headers.get("retry-after"):
+                    await asyncio.sleep(min(float(r.headers["retry-after"]), 2.0))  # as a polite client does
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        wall = time.monotonic() - t0
+    return {"lat": lat, "outcomes": outcomes, "bad": bad, "wall": wall}
+
+
+def npc_report(args, notes, res: dict, rss: float, loadavg: tuple[float, float]) -> str:
+    lat, gen = res["lat"], res["lat"]["generate1"]
+    rows = ["| request | answers | p50 ms | p95 ms | max ms |", "|---|---|---|---|---|"]
+    for k in ("generate1", "npc"):
+        v = lat[k]
+        if v:
+            rows.append(f"| {k} | {len(v)} | {pct(v, 50):.0f} | {pct(v, 95):.0f} | {max(v):.0f} |")
+    p95 = pct(gen, 95) / 1000 if gen else float("inf")
+    outcomes = ", ".join(f"{k} x{n}" for k, n in sorted(res["outcomes"].items()))
+    met = p95 <= GENERATE_P95_GOAL_S and not res["bad"]
+    return "\n".join(
+        [
+            "## Studio under hostile load (bench/bench_serve.py --scenario npc)",
+            "",
+            f"Machine: {os.cpu_count()}-core CPU ({cpu_model()}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"server defaults (--max-concurrency {args.concurrency}, queue 32, 10 s wait, 20 s /npc budget). "
+            f"1-minute load average before / after: {loadavg[0]:.1f} / {loadavg[1]:.1f}"
+            f"{' (other jobs were sharing the CPU)' if loadavg[0] > 1.5 else ''}.",
+            "Models: "
+            + ("; ".join(notes) if notes else "shipped generator, f2p model and builtin creator")
+            + ".",
+            "",
+            f"{args.clients} clients for {args.seconds:.0f} s ({res['wall']:.0f} s until the last answer): "
+            f"{args.npc_clients} send /npc at the schema's limits (count 500, min_distance 0.25 / 0.04), "
+            f"the rest single-image /generate.",
+            "",
+            *rows,
+            "",
+            f"Outcomes: {outcomes}. Server peak RSS {rss:.0f} MB.",
+            f"Errors other than 503-with-Retry-After: {len(res['bad'])}"
+            + (f" (first: {res['bad'][0]})" if res["bad"] else ""),
+            f"Goal (/generate p95 <= {GENERATE_P95_GOAL_S:g} s, no other errors): {'met' if met else 'NOT met'} "
+            f"(p95 {p95:.2f} s).",
+            "",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- baseline, stats, report
@@ -305,23 +415,27 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32, help="concurrent clients in the load phase")
     ap.add_argument("--reps", type=int, default=60, help="requests per kind in the latency phase")
     ap.add_argument("--concurrency", type=int, default=2, help="server --max-concurrency (jobs at once)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.md")
+    ap.add_argument("--out", type=Path, default=None, help="results file (default bench/results/serve.md)")
+    ap.add_argument(
+        "--scenario", choices=("mix", "npc"), default="mix", help="mix: latency + mixed load; npc: see above"
+    )
+    ap.add_argument("--npc-clients", type=int, default=4, help="clients sending /npc in --scenario npc")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        return run_child(args.child, args.concurrency)
+        return run_child(args.child, args.concurrency, args.scenario)
+    if not (1 <= args.clients <= 256 and 1 <= args.seconds <= 600 and 0 <= args.npc_clients < args.clients):
+        raise SystemExit("--clients 1..256, --seconds 1..600, --npc-clients 0..clients-1")
+    if args.scenario == "npc":
+        return main_npc(args)
+    args.out = args.out or ROOT / "bench" / "results" / "serve.md"
     import torch
 
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(port), "--concurrency", str(args.concurrency)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CHARFORGE_PROGRESS": "0"},
-    )
+    proc = start_child(args, port)
     try:
         notes = json.loads(proc.stdout.readline())["notes"]
         wait_until_up(url, proc)
@@ -337,6 +451,36 @@ def main() -> None:
     text = report(args, notes, lat1, base, load, errors, wall, rss, (load_before, os.getloadavg()[0]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    print(text)
+
+
+def start_child(args, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--child", str(port), "--concurrency", str(args.concurrency)]
+        + ["--scenario", args.scenario],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CHARFORGE_PROGRESS": "0"},
+    )
+
+
+def main_npc(args) -> None:
+    load_before = os.getloadavg()[0]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"  # loopback only
+    proc = start_child(args, port)
+    try:
+        notes = json.loads(proc.stdout.readline())["notes"]
+        wait_until_up(url, proc)
+        res = asyncio.run(npc_load_phase(url, args.clients, args.npc_clients, args.seconds))
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = npc_report(args, notes, res, rss, (load_before, os.getloadavg()[0]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
     print(text)
 
 

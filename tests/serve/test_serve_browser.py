@@ -233,8 +233,13 @@ def test_docs_page_works_offline_under_its_csp(browser, server):
     ctx, page, errors = csp_page(browser, f"{server.url}/docs")
     page.wait_for_selector(".opblock", timeout=20_000)  # Swagger UI rendered the operations
     assert page.locator(".opblock-summary-path", has_text="/api/v1/generate").count() >= 1
-    page.locator(".opblock-summary", has_text="/api/v1/health").first.click()  # expand: still no violation
-    page.wait_for_selector(".opblock.is-open")
+    health = page.locator(".opblock", has_text="/api/v1/health").first
+    health.locator(".opblock-summary").click()  # expand, try it out: a live call under the same policy
+    health.locator(".try-out__btn").click()
+    health.locator(".execute").click()
+    page.wait_for_selector(".live-responses-table tr.response .response-col_status", timeout=20_000)
+    status = health.locator(".live-responses-table tr.response .response-col_status").first
+    assert status.inner_text().strip() == "200"
     assert page.evaluate("window.__csp") == []
     assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
     ctx.close()
