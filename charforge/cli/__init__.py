@@ -57,7 +57,7 @@ RESUME_HINTS = {
     "data build": "finished chunks are kept: rerun the same command to resume",
     "data import": "finished chunks are kept: rerun the same command to resume",
     "train": "the last periodic checkpoint is kept: rerun the same command with --resume to continue",
-    "serve": "the studio server has shut down",
+    "serve": "the studio server is not running",
 }
 RESUME_DEFAULT = "its work is not finished: rerun the same command to start it again"
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report a process killed by it

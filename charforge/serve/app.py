@@ -57,9 +57,8 @@ class ServeSettings:
     body_timeout_s: float = 15.0  # a request body must arrive in full within this -> 408 and close
     npc_time_s: float = 20.0  # time budget of one /npc request -> 503 with Retry-After past it
     npc_max_candidates: int = 2000  # portraits one /npc request may draw -> 422 (lower count/min_distance)
-    loopback_only: bool | None = (
-        None  # Host/Origin checks; None: on exactly when `host` is a loopback address
-    )
+    # Host and Origin checks (guards.LoopbackGuard); None: on exactly when `host` is a loopback address
+    loopback_only: bool | None = None
 
     @property
     def guards_loopback(self) -> bool:
