@@ -525,3 +525,57 @@ def attribute_constraints(attrs: FaceAttributes, space) -> dict[str, tuple[str, 
 def agreement(params: dict[str, Any], constraints: dict[str, tuple[str, ...]]) -> dict[str, bool]:
     """Per constrained parameter: does the fitted value lie within what the input shows?"""
     return {name: params.get(name) in allowed for name, allowed in constraints.items()}
+
+
+DRAWING_SIDE = 128  # px a drawing is reduced to for the layout-based estimate
+
+
+def _colour_codes(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) codes of a 8x8x8 RGB quantisation."""
+    q = np.asarray(image, np.int32) // 32
+    return q[..., 0] * 64 + q[..., 1] * 8 + q[..., 2]
+
+
+def _mode(codes: np.ndarray, exclude: tuple[int, ...] = ()) -> int | None:
+    vals, counts = np.unique(codes.ravel(), return_counts=True)
+    keep = ~np.isin(vals, exclude)
+    return int(vals[keep][np.argmax(counts[keep])]) if keep.any() else None
+
+
+def drawing_hair_rgb(image: np.ndarray) -> tuple[int, int, int] | None:
+    """Hair colour of a drawn portrait with no detectable face, from the layout alone: the background is the
+    commonest colour of the border, the skin the commonest other colour at the image centre, and the hair the
+    commonest remaining colour above the face centre (flat fills make these modes clean). None when nothing is
+    left. A heuristic for head-and-shoulders drawings: a hat counts as hair."""
+    from PIL import Image
+
+    im = np.asarray(
+        Image.fromarray(np.asarray(image)).resize((DRAWING_SIDE, DRAWING_SIDE), Image.Resampling.NEAREST)
+    )
+    codes = _colour_codes(im)
+    h, w = codes.shape
+    border = np.concatenate([codes[0], codes[-1], codes[:, 0], codes[:, -1]])
+    bg = _mode(border)
+    skin = _mode(codes[int(0.42 * h) : int(0.6 * h), int(0.4 * w) : int(0.6 * w)], (bg,))
+    upper = codes[: int(0.45 * h)]
+    hair = _mode(upper, tuple(c for c in (bg, skin) if c is not None))
+    if hair is None:
+        return None
+    return tuple(int(v) for v in np.median(im[: int(0.45 * h)][upper == hair], axis=0))
+
+
+def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """(summary, constraints) for drawings without a detectable face: only the hair-colour family, and only when
+    every drawing agrees on it."""
+    rgbs = [drawing_hair_rgb(im) for im in images]
+    fams = {hair_family(rgb) for rgb in rgbs if rgb is not None}
+    if len(fams) != 1 or None in rgbs:
+        return {}, {}
+    fam = fams.pop()
+    out: dict[str, tuple[str, ...]] = {}
+    for p in space.categorical:
+        if "hair" in p.name and "color" in p.name:
+            allowed = tuple(o for o in p.options if o in HAIR_FAMILIES[fam])
+            if allowed:
+                out[p.name] = allowed
+    return {"hair_family": fam, "hair_rgb": rgbs[0], "source": "drawing layout (no face detected)"}, out

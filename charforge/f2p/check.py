@@ -130,3 +130,20 @@ def calibrate(input_feat: np.ndarray, fit_feat: np.ndarray, reference: np.ndarra
     ref = reference @ input_feat
     pct = 100.0 * (float((ref < cos).sum()) + 0.5 * float((ref == cos).sum())) / max(1, len(ref))
     return cos, pct
+
+
+FAMILIAR_SPACE = "generic"  # familiarity is judged in ImageNet features whatever the model's embedder
+
+
+def familiar(f2p, images: np.ndarray) -> bool | None:
+    """Whether `images` look like the creator's own renders: every image's nearest reference render is at least as
+    close as the 5th percentile of the reference renders' own nearest-neighbour cosines (leave-one-out).
+    Built-in renders score 0.76-0.83 against 0.70 or less for foreign avatar drawings. None without a creator."""
+    ref = reference_features(f2p, FAMILIAR_SPACE)
+    if ref is None or len(ref) < 3:
+        return None
+    gram = ref @ ref.T
+    np.fill_diagonal(gram, -np.inf)
+    threshold = float(np.percentile(gram.max(1), 5))
+    feats = check_features(np.asarray(images), FAMILIAR_SPACE)
+    return bool((feats @ ref.T).max(1).min() >= threshold)

@@ -219,13 +219,28 @@ def _imitator_preview(f2p: F2P, vecs: np.ndarray, targets: np.ndarray, notes: li
     return images, (emb.numpy() * np.asarray(targets, np.float32)).sum(1)
 
 
-def _constraints(f2p: F2P, prepared: Prepared) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-    """(attributes summary, allowed options per parameter) from the inputs where a face was read."""
-    from charforge.f2p.attributes import attribute_constraints, average_attributes
+def _constraints(
+    f2p: F2P, prepared: Prepared, notes: list[str]
+) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
+    """(attributes summary, allowed options per parameter) from the inputs where a face was read; for drawings
+    without a detectable face that do not look like the creator's own renders, the hair-colour family alone."""
+    from charforge.f2p.attributes import attribute_constraints, average_attributes, drawing_constraints
+    from charforge.f2p.check import familiar
 
     attrs = [a for a in prepared.attributes if a is not None]
     if not attrs:
-        return {}, {}
+        drawings = [c for c, k in zip(prepared.crops, prepared.faces) if k.startswith("drawing")]
+        if not drawings:
+            return {}, {}
+        if familiar(f2p, np.stack([_resize(c) for c in drawings])):
+            notes.append(
+                "the drawing looks like this creator's own renders: fitted without attribute constraints"
+            )
+            return {}, {}
+        summary, constraints = drawing_constraints(drawings, f2p.space)
+        if constraints:
+            notes.append(f"drawing: hair colour read from the layout as {summary['hair_family']}")
+        return summary, constraints
     avg = average_attributes(attrs)
     summary = {
         k: v
@@ -302,7 +317,7 @@ def fit(
     notes: list[str] = []
     t0 = time.perf_counter()
     prepared = prepare_inputs(images, detect=detect, sources=sources, notes=notes)
-    attrs, constraints = _constraints(f2p, prepared)
+    attrs, constraints = _constraints(f2p, prepared, notes)
     allowed = allowed_options(f2p.space, constraints) if constrain else None
     timings = {"detect": time.perf_counter() - t0}
     t = time.perf_counter()

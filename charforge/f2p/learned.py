@@ -81,7 +81,7 @@ def warmup_cosine(
 
 def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, size, size) float in [0, 1], area-resized."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W)
+    x = torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(
             x, size=(size, size), mode="area" if x.shape[-1] > size else "bilinear", align_corners=None
