@@ -522,7 +522,7 @@ def _finalize(
 ) -> PackedDataset:
     """Write the packed dataset from the finished chunks (exactly `kept` rows), then drop the chunks."""
     writer = PackedWriter(out, n=report["kept"], size=size, schema=schema, space=None, config=config)
-    _reserve(out, ("images.npy", "tags.npy"))
+    # the writer checks the free space and reserves the arrays' blocks: a full disk is an error, not SIGBUS
     row = 0
     for ci, rec in enumerate(records):
         if rec["count"] and not writer.is_done(ci):
@@ -539,23 +539,6 @@ def _finalize(
     )
     shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)
     return ds
-
-
-def _reserve(out: Path, names: tuple[str, ...]) -> None:
-    """Allocate the memory-mapped arrays' blocks now: a full disk is then an error here, not a SIGBUS."""
-    for name in names:
-        path = out / name
-        if not path.exists() or not hasattr(os, "posix_fallocate"):
-            continue
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-        except OSError as e:
-            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem without fallocate
-                continue
-            raise
-        finally:
-            os.close(fd)
 
 
 def _check_args(
