@@ -45,7 +45,9 @@ class GeneratorBundle:
     @property
     def family(self) -> str:
         """A readable model label for provenance ("acgan/acgan-64-cpu")."""
-        return self.label or str(self.config.get("family"))
+        if self.label:
+            return self.label
+        return "/".join(str(self.config[k]) for k in ("family", "name") if self.config.get(k))
 
     @property
     def family_spec(self) -> Family:

@@ -66,7 +66,7 @@ def test_verify_cli_table_and_bad_files(tmp_path):
             str(tmp_path / "other.jpg"),
         ],
     )
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2, res.output  # unreadable files are reported and make the run fail, after the rest
     lines = {ln.split()[0].rsplit("/", 1)[-1]: ln for ln in res.output.splitlines()[1:]}
     assert (
         "detected" in lines["good.png"]
