@@ -335,6 +335,7 @@ def eval_import(set_dir: Path, items: list[dict[str, Any]], modes: list[str] | N
         skipped = rep.get("skipped", [])
         no_face = [s["path"] for s in skipped if "no face" in s.get("reason", "")]
         faces_truth = {it["file"]: it.get("face") for it in items}
+        by_file = {it["file"]: it for it in items}
         base = lambda p: str(p).split("#", 1)[0]  # noqa: E731  (a multi-face crop may be named file#k)
         dup_files = {base(d["path"]) for d in rep.get("duplicates", [])}
         kept_files = sorted(set(faces_truth) - {base(s["path"]) for s in skipped} - dup_files)
@@ -353,10 +354,23 @@ def eval_import(set_dir: Path, items: list[dict[str, Any]], modes: list[str] | N
             "images_per_s": len(items) / seconds if seconds > 0 else None,
             "seconds": seconds,
             "error": error,
-            "duplicate_pairs": rep.get("duplicates", [])[:20],
+            "duplicate_pairs": rep.get("duplicates", []),
+            "duplicates_with_different_labels": sum(
+                1
+                for d in rep.get("duplicates", [])
+                if _differ(by_file, base(d["path"]), base(d["duplicate_of"]))
+            ),
             "no_face_files": no_face[:50],
         }
     return out
+
+
+def _differ(by_file: dict[str, dict[str, Any]], a: str, b: str) -> bool:
+    """True when two images' known labels differ (a dropped "duplicate" that shows other tags)."""
+    if a not in by_file or b not in by_file:
+        return False
+    known = lambda it: {k: v for k, v in it["labels"].items() if v is not None}  # noqa: E731
+    return known(by_file[a]) != known(by_file[b])
 
 
 # ---- fitting ------------------------------------------------------------------------------------------------
@@ -483,7 +497,8 @@ def markdown(res: dict[str, Any]) -> str:
     if im:
         lines += ["## Import keep rate", "", f"{im['files']} files", ""]
         lines += [
-            "| --faces | files kept [95 % CI] | samples | no face found | other skips | duplicates dropped | images/s |",
+            "| --faces | files kept [95 % CI] | samples | no face found | other skips | "
+            "duplicates dropped (of which labels differ) | images/s |",
             "|---|---|---|---|---|---|---|",
         ]
         for mode, m in im["modes"].items():
@@ -492,7 +507,8 @@ def markdown(res: dict[str, Any]) -> str:
                 continue
             lines.append(
                 f"| {mode} | {_fmt(m['keep_rate'])} | {m['kept']} | {m['no_face_found']} | {m['other_skips']} | "
-                f"{m['duplicates_dropped']} | {_num(m['images_per_s'])} |"
+                f"{m['duplicates_dropped']} ({m.get('duplicates_with_different_labels', '?')}) | "
+                f"{_num(m['images_per_s'])} |"
             )
         lines.append("")
     ft = res.get("fit")
@@ -696,6 +712,11 @@ def main(argv: list[str] | None = None) -> int:
             "set_dir": str(set_dir),
             "sheet": str(sheet),
         }
+        prev_path = args.out / f"{name}.json"
+        if prev_path.exists():  # keep the parts not rerun this time, when they measured the same code
+            prev = json.loads(prev_path.read_text())
+            if prev.get("charforge_measured") == code_label and prev.get("images") == len(items):
+                res = {**{k: prev[k] for k in PARTS if k in prev}, **res}
         if "tagger" in parts:
             res["tagger"] = eval_tagger(set_dir, items, args.threshold)
         if "import" in parts:
