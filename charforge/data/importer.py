@@ -996,46 +996,42 @@ def _drop_warnings(report: dict[str, Any], faces: str, threshold: int, closeups:
 
 
 def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema: TagSchema) -> list[str]:
-    """Warnings when the estimated tags look implausible or unsure (point at the review sheet and CSV)."""
+    """Warnings when the estimated tags look implausible or unsure; the last one says what to do."""
     items = [it for r in records for it in r["items"]]
     est = [i for i, it in enumerate(items) if it["tags_from"] == "tagger"]
     if not est:
         return []
-    out_dir = report["_out"]
-    review = (
-        f"review {out_dir / REVIEW_SHEET}, correct {out_dir / TAGS_CSV} and re-import with "
-        f"--tags {out_dir / TAGS_CSV} (or --tag-min-confidence to leave unsure groups unknown)"
-    )
     out = []
     confs = [items[i]["tag_confidence"] for i in est if items[i].get("tag_confidence") is not None]
     if confs and float(np.mean(confs)) < TAG_CONF_WARN:
-        out.append(
-            f"the estimated tags are unsure (mean confidence {np.mean(confs):.2f} < {TAG_CONF_WARN}); {review}"
-        )
+        out.append(f"the estimated tags are unsure: mean confidence {np.mean(confs):.2f} < {TAG_CONF_WARN}")
     unsure = sum(1 for i in est if items[i].get("uncertain"))
     if unsure:
+        out.append(f"{_share(unsure, len(est))} estimated images have uncertain tags (listed in the report)")
+    if len(est) >= MIN_FOR_STATS:
+        tags = _all_tags(report, records)[est]  # (E, T)
+        isl = schema.independent_slice
+        shares = [(t, float(tags[:, isl.start + k].mean())) for k, t in enumerate(schema.independent)]
+        high = [f"{t!r} on {v:.0%}" for t, v in shares if v > TAG_SHARE_WARN]
+        if high:
+            out.append(
+                f"the estimates look implausible: the tagger put {', '.join(high)} of the {len(est)} "
+                "estimated images"
+            )
+        for g, sl in zip(schema.groups, schema.group_slices()):
+            block = tags[:, sl]
+            known = block.any(axis=1)
+            if known.sum() >= MIN_FOR_STATS and (block[known] == block[known][0]).all():
+                value = schema.tags[sl.start + int(block[known][0].argmax())]
+                out.append(
+                    f"every estimated image got the same {g.name} ({value!r}): the tagger may not know this style"
+                )
+    if out:
+        d = report["_out"]
         out.append(
-            f"{_share(unsure, len(est))} estimated images have uncertain tags (listed in the report); {review}"
+            f"check the estimated tags: review {d / REVIEW_SHEET}, correct {d / TAGS_CSV} and re-import with "
+            f"--tags {d / TAGS_CSV}; a higher --tag-min-confidence leaves more unsure groups unknown"
         )
-    if len(est) < MIN_FOR_STATS:
-        return out
-    tags = _all_tags(report, records)[est]  # (E, T)
-    isl = schema.independent_slice
-    for k, t in enumerate(schema.independent):
-        share = float(tags[:, isl.start + k].mean())
-        if share > TAG_SHARE_WARN:
-            out.append(
-                f"the tagger put {t!r} on {share:.0%} of the {len(est)} estimated images, which is unlikely "
-                f"for most art; {review}"
-            )
-    for g, sl in zip(schema.groups, schema.group_slices()):
-        block = tags[:, sl]
-        known = block.any(axis=1)
-        if known.sum() >= MIN_FOR_STATS and (block[known] == block[known][0]).all():
-            value = schema.tags[sl.start + int(block[known][0].argmax())]
-            out.append(
-                f"every estimated image got the same {g.name} ({value!r}); the tagger may not see this style; {review}"
-            )
     return out
 
 

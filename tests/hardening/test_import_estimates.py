@@ -63,7 +63,8 @@ def test_implausible_estimates_warn_and_point_to_the_review_sheet(tmp_path, monk
         src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False
     )
     hat = [w for w in r.warnings if "'hat'" in w]
-    assert hat and "100%" in hat[0] and "import_tags_review.png" in hat[0] and "--tags" in hat[0]
+    assert hat and "'hat' on 100%" in hat[0] and "implausible" in hat[0]
+    assert "import_tags_review.png" in r.warnings[-1] and "--tags" in r.warnings[-1]  # what to do, once
     assert any("same" in w and schema.groups[0].name in w for w in r.warnings)  # all blonde: suspicious
     sheet = tmp_path / "out" / "import_tags_review.png"
     assert str(sheet) in r.sheets["tags review"]
