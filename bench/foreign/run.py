@@ -366,11 +366,11 @@ def eval_import(set_dir: Path, items: list[dict[str, Any]], modes: list[str] | N
 
 
 def _differ(by_file: dict[str, dict[str, Any]], a: str, b: str) -> bool:
-    """True when two images' known labels differ (a dropped "duplicate" that shows other tags)."""
+    """True when two images disagree on a tag both know (a dropped "duplicate" that shows other tags)."""
     if a not in by_file or b not in by_file:
         return False
-    known = lambda it: {k: v for k, v in it["labels"].items() if v is not None}  # noqa: E731
-    return known(by_file[a]) != known(by_file[b])
+    la, lb = by_file[a]["labels"], by_file[b]["labels"]
+    return any(v is not None and lb.get(t) is not None and lb[t] != v for t, v in la.items())
 
 
 # ---- fitting ------------------------------------------------------------------------------------------------

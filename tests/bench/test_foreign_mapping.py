@@ -163,3 +163,39 @@ def test_multiclass_metrics():
     assert r["chance"]["majority"] == pytest.approx(2 / 3)
     assert r["chance"]["random_at_label_distribution"] == pytest.approx((2 / 3) ** 2 + (1 / 3) ** 2)
     assert r["confusion"]["red"] == {"red": 1, "blue": 1}
+
+
+# ---- the runner's reporting (no npm, no torch: fed a tiny made-up result) --------------------------------
+def test_summary_and_markdown_from_a_tiny_result(tmp_path):
+    import json
+
+    run = _load("run")
+    truth, pred = [1, 0, 1, None], [1, 1, 0, 0]
+    res = {
+        "set": "tiny",
+        "images": 4,
+        "command": "python bench/foreign/run.py --set tiny",
+        "commit": "abc",
+        "date": "2026-12-01",
+        "tagger": {
+            "threshold": 0.25,
+            "images": 4,
+            "hair_color_13": m.multiclass_metrics(["red", "blue", None, "red"], ["red", "red", "red", "red"]),
+            "hair_family": m.multiclass_metrics(["red/pink"] * 3 + [None], ["red/pink"] * 4),
+            "per_tag": {
+                "glasses": m.binary_metrics(truth, pred),
+                "hat": m.binary_metrics([0, 0, 0, 0], [1, 0, 0, 0]),
+            },
+            "predicted_hair_counts": {"red": 4},
+        },
+    }
+    (tmp_path / "tiny.json").write_text(json.dumps(res))
+    text = run.summary(tmp_path)
+    assert "| tiny | 0.67 [" in text and "(2/3)" in text  # hair colour 13-way: 2 of 3 labelled
+    assert "| **pooled** |" in text
+    md = run.markdown(res)
+    assert "| glasses | 3 | 2 |" in md and "hair colour, 13-way" in md
+    by_file = {"a": {"labels": {"hat": 1, "smile": None}}, "b": {"labels": {"hat": 1, "smile": 0}}}
+    assert not run._differ(by_file, "a", "b")  # a tag one image does not know is no disagreement
+    by_file["b"]["labels"]["hat"] = 0
+    assert run._differ(by_file, "a", "b")
