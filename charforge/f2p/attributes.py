@@ -565,17 +565,23 @@ def drawing_hair_rgb(image: np.ndarray) -> tuple[int, int, int] | None:
 
 
 def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-    """(summary, constraints) for drawings without a detectable face: only the hair-colour family, and only when
-    every drawing agrees on it."""
+    """(summary, constraints) for drawings without a detectable face: the hair-colour family when every drawing
+    agrees on it, and no hat (a hat is fitted only where one is seen, and nothing here can see one: on 90 DiceBear
+    avatars the unconstrained search put a hat on 47 % of the hatless ones). Glasses are left to the search."""
+    out: dict[str, tuple[str, ...]] = {}
+    summary: dict[str, Any] = {"source": "drawing layout (no face detected)", "hat": False}
     rgbs = [drawing_hair_rgb(im) for im in images]
     fams = {hair_family(rgb) for rgb in rgbs if rgb is not None}
-    if len(fams) != 1 or None in rgbs:
-        return {}, {}
-    fam = fams.pop()
-    out: dict[str, tuple[str, ...]] = {}
+    fam = fams.pop() if len(fams) == 1 and None not in rgbs else None
     for p in space.categorical:
-        if "hair" in p.name and "color" in p.name:
+        if fam is not None and "hair" in p.name and "color" in p.name:
             allowed = tuple(o for o in p.options if o in HAIR_FAMILIES[fam])
-            if allowed:
-                out[p.name] = allowed
-    return {"hair_family": fam, "hair_rgb": rgbs[0], "source": "drawing layout (no face detected)"}, out
+        elif p.name in ("hat", "headwear"):
+            allowed = _yes_no(tuple(p.options), False)
+        else:
+            continue
+        if allowed:
+            out[p.name] = allowed
+    if fam is not None:
+        summary.update(hair_family=fam, hair_rgb=rgbs[0])
+    return summary, out

@@ -238,7 +238,7 @@ def _constraints(
             )
             return {}, {}
         summary, constraints = drawing_constraints(drawings, f2p.space)
-        if constraints:
+        if "hair_family" in summary:
             notes.append(f"drawing: hair colour read from the layout as {summary['hair_family']}")
         return summary, constraints
     avg = average_attributes(attrs)

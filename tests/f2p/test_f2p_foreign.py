@@ -82,3 +82,40 @@ def test_a_photo_without_a_face_is_an_error_naming_it():
     prep = prepare_inputs([drawing], sources=["sketch.png"], notes=notes)
     assert prep.faces == ["drawing (whole image)"] and prep.attributes == [None]
     assert any("sketch.png" in n and "whole image" in n for n in notes)
+
+
+def _avatar(hair=(200, 40, 40)) -> np.ndarray:
+    """A flat-colour head-and-shoulders drawing: background, hair cap, skin face, shirt."""
+    im = np.full((128, 128, 3), (120, 160, 230), np.uint8)
+    yy, xx = np.mgrid[0:128, 0:128]
+    im[((xx - 64) / 40.0) ** 2 + ((yy - 52) / 42.0) ** 2 <= 1] = hair
+    im[((xx - 64) / 28.0) ** 2 + ((yy - 66) / 30.0) ** 2 <= 1] = (240, 200, 170)
+    im[100:, 30:98] = (40, 60, 120)
+    return im
+
+
+def test_faceless_drawings_get_hair_family_and_no_hat():
+    pytest.importorskip("charforge.creators.builtin")
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.f2p.attributes import drawing_constraints
+
+    space = BuiltinCreator().space
+    summary, cons = drawing_constraints([_avatar()], space)
+    assert summary["hair_family"] == "red" and cons["hair_color"] == ("red", "orange")
+    assert cons["hat"] == ("none",) and "glasses" not in cons
+    _, cons = drawing_constraints(
+        [_avatar(), _avatar((240, 220, 120))], space
+    )  # they disagree: no hair family
+    assert "hair_color" not in cons and cons["hat"] == ("none",)
+
+
+def test_renders_of_the_creator_itself_are_not_constrained(shipped):
+    from charforge.f2p import fit
+
+    creator = shipped.creator
+    im = creator.render(creator.sample(1, np.random.default_rng(8)), 128)[0]
+    r = fit(shipped, [im], "fast")
+    assert r.constraints == {} and any("own renders" in n for n in r.notes)
+    r = fit(shipped, [_avatar()], "fast")  # a foreign drawing is
+    assert r.constraints["hair_color"] == ["red", "orange"] and r.params["hair_color"] in ("red", "orange")
+    assert r.params["hat"] == "none"
