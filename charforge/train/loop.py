@@ -92,13 +92,22 @@ FINETUNE_EMA_MIN = 500.0
 FINETUNE_EMA_RAMPUP = 0.05
 
 
-def finetune_preset(p: Preset, n_images: int, explicit: tuple[str, ...] = (), say: bool = True) -> Preset:
+def finetune_preset(
+    p: Preset, n_images: int, explicit: tuple[str, ...] = (), say: bool = True, *, fresh_d: bool = False
+) -> Preset:
     """Sensible EMA for a fine-tune on `n_images`: half-life min(source, max(500, 10 x n_images)) images and a
     ramp-up, so the averaged weights move to the new data within a few hundred steps (a fine-tune that kept
     the shipped model's 20,000-image half-life and no ramp-up had not moved after 439 steps). The learning
     rate is the source's (already the fine-tuning rate for the shipped model). Fields the user set with
-    --set (`explicit`) are left alone."""
+    --set (`explicit`) are left alone.
+
+    `fresh_d`: the source has no discriminator (a generator file), so D starts from scratch; its first steps
+    would then push G with noise (a fine-tune of the shipped generator washed out within 100 steps). D then
+    trains alone for the first max(100, 3 epochs) steps (at most a quarter of the run): `d_warmup`."""
     changes: dict[str, Any] = {}
+    if fresh_d and "d_warmup" not in explicit and p.d_warmup == 0:
+        per_epoch = max(1, math.ceil(n_images / p.batch))
+        changes["d_warmup"] = int(min(max(100, 3 * per_epoch), max(1, p.steps // 4)))
     half = max(FINETUNE_EMA_MIN, FINETUNE_EMA_IMAGES_PER_ITEM * float(n_images))
     if "ema_half_life" not in explicit and p.ema_half_life > half:
         changes["ema_half_life"] = half
@@ -175,7 +184,10 @@ class Trainer:
         if self.dist.is_main and self.untrained_tags and not resume:
             print(untrained_warning(self.untrained_tags, len(self.schema)), file=sys.stderr)
         if self.opts.init_from and not resume:
-            self.p = preset = finetune_preset(preset, len(self.data), self.opts.explicit, self.dist.is_main)
+            fresh_d = _source_kind(self.opts.init_from) == "generator"  # a generator file carries no D
+            self.p = preset = finetune_preset(
+                preset, len(self.data), self.opts.explicit, self.dist.is_main, fresh_d=fresh_d
+            )
         # pairs the data never shows together (e.g. two hairstyles from a one-hairstyle creator) join the schema's
         # conflicts: G is not trained on impossible label combinations, and the saved model samples free tags
         # (generate, studio, npc) the same way
@@ -390,6 +402,8 @@ class Trainer:
                 group["lr"] = lr
         logs: dict[str, torch.Tensor] = {}
         for module, phases in self.phase_groups:
+            if module == self.gen_name and step < self.p.d_warmup:
+                continue  # warm-up: a fresh discriminator learns the data before it may steer the generator
             z, c = self._latents(rng, g)
             net, opt = self.modules[module], self.optims[module]
             opt.zero_grad(set_to_none=True)
@@ -674,6 +688,12 @@ def _init_source(source: str | Path) -> Path:
             )
         path = ck.CheckpointStore(path).state_path(latest)
     return path
+
+
+def _source_kind(source: str | Path) -> str | None:
+    from charforge.models.io import read_metadata
+
+    return read_metadata(_init_source(source)).get("charforge_kind")
 
 
 def source_preset(source: str | Path, overrides: dict[str, Any] | None = None) -> Preset:

@@ -79,6 +79,7 @@ class Preset:
     patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
     max_nan_retries: int = 3  # rollbacks allowed after a non-finite loss
     nan_lr_factor: float = 0.5  # lr multiplier applied on each rollback
+    d_warmup: int = 0  # first steps train only the discriminator (a fine-tune whose source has no D sets it)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

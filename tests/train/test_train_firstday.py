@@ -166,3 +166,28 @@ def test_init_from_default_names_the_shipped_generator(tmp_path):
     assert p.family == "acgan" and p.g_cond_norm and p.teacher == "" and p.keep_ckpts == 3
     with pytest.raises(UserError, match="no such file or run folder.*'default'"):
         source_preset(str(tmp_path / "nope"))
+
+
+def test_finetune_from_a_generator_file_warms_up_a_fresh_discriminator(hatless, tmp_path, capsys):
+    import torch
+
+    src = tmp_path / "src"
+    Trainer(hatless, src, resolve_preset("tiny", {"steps": 2}), opts=opts()).run()
+    gen_file = CheckpointStore(src).generator_path(2)
+    ft = tmp_path / "ft"
+    tr = Trainer(hatless, ft, resolve_preset("tiny", {"steps": 12}), opts=opts(init_from=str(gen_file)))
+    assert tr.p.d_warmup == 3  # max(100, 3 epochs) capped at a quarter of the 12 steps
+    assert "d_warmup 0 -> 3" in capsys.readouterr().err
+    g0 = {k: v.detach().clone() for k, v in tr.G.named_parameters()}  # weights (BN statistics may move)
+    d0 = {k: v.detach().clone() for k, v in tr.D.named_parameters()}
+    for step in range(3):
+        tr.train_step(step)
+    assert all(torch.equal(g0[k], v) for k, v in tr.G.named_parameters())  # G untouched while D warms up
+    assert any(not torch.equal(d0[k], v) for k, v in tr.D.named_parameters())
+    tr.train_step(3)
+    assert any(not torch.equal(g0[k], v) for k, v in tr.G.named_parameters())
+    # a state file carries its D: no warm-up
+    state = Trainer(
+        hatless, tmp_path / "ft2", resolve_preset("tiny", {"steps": 12}), opts=opts(init_from=str(src))
+    )
+    assert state.p.d_warmup == 0
