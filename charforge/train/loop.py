@@ -591,11 +591,10 @@ class Trainer:
                 )
                 self._bookkeeping(logs, per_step / max(dt, 1e-9))
                 bar.update(1)
-                bar.set_postfix(
-                    D=f"{logs['loss_D']:.3f}",
-                    G=f"{logs['loss_G']:.3f}",
-                    ips=f"{per_step / max(dt, 1e-9):.0f}",
-                )
+                shown = {
+                    k[5:]: f"{v:.3f}" for k, v in logs.items() if k.startswith("loss_")
+                }  # D, G (not in warm-up)
+                bar.set_postfix(**shown, ips=f"{per_step / max(dt, 1e-9):.0f}")
         finally:
             bar.close()
             restore()

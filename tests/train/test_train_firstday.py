@@ -186,6 +186,10 @@ def test_finetune_from_a_generator_file_warms_up_a_fresh_discriminator(hatless, 
     assert any(not torch.equal(d0[k], v) for k, v in tr.D.named_parameters())
     tr.train_step(3)
     assert any(not torch.equal(g0[k], v) for k, v in tr.G.named_parameters())
+    summary = Trainer(
+        hatless, tmp_path / "ft3", resolve_preset("tiny", {"steps": 5}), opts=opts(init_from=str(gen_file))
+    ).run()  # the loop and its logs cope with D-only steps
+    assert summary["step"] == 5
     # a state file carries its D: no warm-up
     state = Trainer(
         hatless, tmp_path / "ft2", resolve_preset("tiny", {"steps": 12}), opts=opts(init_from=str(src))
