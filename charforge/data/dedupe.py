@@ -118,18 +118,21 @@ class HashIndex:
         return len(self._names)
 
     def match(self, h: int, thumb: np.ndarray | None = None) -> Match | None:
+        """The kept image this one repeats: of those within the hash threshold that are the same picture,
+        the closest (smallest largest-patch difference, then the first kept)."""
         n = len(self._names)
         if n == 0 or self.threshold < 0:
             return None
         d = hamming_to_many(h, self._hashes[:n])
+        best = None
         for i in np.flatnonzero(d <= self.threshold):
             kept = self._thumbs[int(i)]
             if self.detail is None or thumb is None or kept is None:
                 return Match(self._names[int(i)], int(d[i]), None)
             same, top, p90 = same_picture(thumb, kept, self.detail)
-            if same:
-                return Match(self._names[int(i)], int(d[i]), round(top, 1), round(p90, 1))
-        return None
+            if same and (best is None or top < best.detail):
+                best = Match(self._names[int(i)], int(d[i]), round(top, 1), round(p90, 1))
+        return best
 
     def candidates(self, h: int) -> list[tuple[str, int]]:
         """(name, hash distance) of every kept hash within the threshold, in keeping order."""

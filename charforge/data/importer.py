@@ -830,6 +830,7 @@ def _copy_of(job: _Job, res: dict[str, Any], ci: int, samples: list[np.ndarray])
     w1, h1 = res["image_size"]
     preview = res["preview"]
     ps = preview.shape[1] / w1
+    best = None
     for name, dist in job.pictures.candidates(res["image_phash"]):
         w0, h0 = job.image_sizes[name]
         if abs(w1 / h1 - w0 / h0) > 0.02 * (w0 / h0):
@@ -845,9 +846,9 @@ def _copy_of(job: _Job, res: dict[str, Any], ci: int, samples: list[np.ndarray])
                 worst = None
                 break
             worst = (top, p90) if worst is None or top > worst[0] else worst
-        if worst is not None:
-            return Match(name, dist, round(worst[0], 1), round(worst[1], 1))
-    return None
+        if worst is not None and (best is None or worst[0] < best.detail):  # the closest kept picture
+            best = Match(name, dist, round(worst[0], 1), round(worst[1], 1))
+    return best
 
 
 def _estimate_missing_tags(
