@@ -112,7 +112,7 @@ class HashIndex:
         self.detail = detail
         self._hashes = np.zeros(1024, dtype=np.uint64)
         self._names: list[str] = []
-        self._thumbs: list[np.ndarray | None] = []
+        self._thumbs: list = []  # (S, S, 3) uint8 arrays, callables returning one, or None
 
     def __len__(self) -> int:
         return len(self._names)
@@ -127,6 +127,7 @@ class HashIndex:
         best = None
         for i in np.flatnonzero(d <= self.threshold):
             kept = self._thumbs[int(i)]
+            kept = kept() if callable(kept) else kept  # a loader: thumbnails may live on disk
             if self.detail is None or thumb is None or kept is None:
                 return Match(self._names[int(i)], int(d[i]), None)
             same, top, p90 = same_picture(thumb, kept, self.detail)
@@ -145,6 +146,10 @@ class HashIndex:
     def find(self, h: int, thumb: np.ndarray | None = None) -> str | None:
         m = self.match(h, thumb)
         return m.name if m is not None else None
+
+    def swap_thumbs(self, start: int, loaders: list) -> None:
+        """Replace the thumbnails kept from position `start` on by loaders (callables returning them)."""
+        self._thumbs[start : start + len(loaders)] = loaders
 
     def add(self, h: int, name: str, thumb: np.ndarray | None = None) -> None:
         n = len(self._names)

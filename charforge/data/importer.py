@@ -659,16 +659,18 @@ def _run_chunks(job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]
             for ci, start in enumerate(range(0, len(job.images), CHUNK_FILES)):
                 rels = job.images[start : start + CHUNK_FILES]
                 rec = _load_record(job.out, ci, row) if resuming else None
+                first = len(job.index)
                 if rec is None:
                     resuming = False  # rows after a redone chunk may shift: redo everything after it too
                     rec, arrays = _process_chunk(job, rels, row, pool, ci)
                     _save_arrays(job.out, ci, arrays)
                     write_json_atomic(_record_path(job.out, ci), rec)  # last: the chunk is done
                 else:
-                    samples = _load_arrays(job.out, ci)["images"] if rec["count"] else []
-                    for k, (it, sample) in enumerate(zip(rec["items"], samples)):
-                        job.index.add(int(it["phash"], 16), _name(it), detail_thumb(sample))
+                    for k, it in enumerate(rec["items"]):
+                        job.index.add(int(it["phash"], 16), _name(it))
                         job.remember(it, ci, k)
+                # thumbnails of finished chunks are read back from disk on a hash match (rare), not held
+                job.index.swap_thumbs(first, [_ThumbLoader(job, ci, k) for k in range(rec["count"])])
                 records.append(rec)
                 row += rec["count"]
                 bar.update(len(rels))
@@ -676,6 +678,18 @@ def _run_chunks(job: _Job, workers: int, progress: bool) -> list[dict[str, Any]]
         if pool is not None:
             pool.shutdown()
     return records
+
+
+@dataclass(frozen=True)
+class _ThumbLoader:
+    """The dedupe thumbnail of kept sample k of chunk ci, read from the chunk file when needed."""
+
+    job: Any
+    ci: int
+    k: int
+
+    def __call__(self) -> np.ndarray:
+        return detail_thumb(self.job.kept_sample(self.ci, self.k))
 
 
 def _name(item: dict[str, Any]) -> str:
