@@ -73,7 +73,6 @@ TAG_CONF_WARN = 0.6  # warn when the mean confidence of the estimates is below t
 MIN_FOR_STATS = 8  # estimated images needed before the distribution of estimates is judged
 UNSURE_MARGIN = 0.1  # an independent tag whose probability is this close to the threshold is uncertain
 DISK_MARGIN = 16 * 2**20  # bytes of free space kept in reserve beyond the estimate (reports, sheets)
-DEDUPE_OFF = -1
 PREVIEW_SIDE = 512  # longer side of the copy of each image kept to re-crop it for the whole-picture check
 
 
