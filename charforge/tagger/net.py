@@ -26,6 +26,11 @@ from charforge.models.io import load_model, save_model
 KIND = "tagger"
 WEIGHTS_NAME = "tagger.safetensors"
 INDEPENDENT_THRESHOLD = 0.25  # an independent tag is on when its sigmoid passes this (paper §3.2)
+# Abstention (`decide_or_unknown`): an exclusive group is unknown when its top probability is below the
+# group value; an independent tag is unknown when the probability of the decided value (on: p, off: 1 - p,
+# decided at 0.5) is below the independent value. Meant for calibrated probabilities (a tagger file with
+# a "calibration" entry); a file may store its own defaults.
+MIN_CONFIDENCE = {"group": 0.5, "independent": 0.7}
 
 
 @dataclass
@@ -127,6 +132,126 @@ def decide_tags(proba: np.ndarray, schema: TagSchema, threshold: float = INDEPEN
     return out
 
 
+def decide_or_unknown(
+    proba: np.ndarray, schema: TagSchema, min_confidence: dict | float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T) probabilities -> (tags (N, T) uint8, unknown (N, T) bool).
+
+    Exclusive group: the argmax, or unknown (the group's row is all zero: "unlabelled", which training and
+    the importer already treat as not known) when the top probability is below min_confidence["group"].
+    Independent tag: on at p >= 0.5, unknown (and 0 in `tags`) when max(p, 1 - p) is below
+    min_confidence["independent"]. A float sets both. Defaults: MIN_CONFIDENCE."""
+    mc = dict(MIN_CONFIDENCE)
+    if isinstance(min_confidence, (int, float)):
+        mc = {"group": float(min_confidence), "independent": float(min_confidence)}
+    elif min_confidence:
+        mc.update(min_confidence)
+    proba = np.asarray(proba, dtype=np.float32)
+    tags = np.zeros(proba.shape, dtype=np.uint8)
+    unknown = np.zeros(proba.shape, dtype=bool)
+    rows = np.arange(len(proba))
+    for sl in schema.group_slices():
+        top = proba[:, sl].max(axis=1) if sl.stop > sl.start else np.zeros(len(proba))
+        known = top >= mc["group"]
+        tags[rows[known], sl.start + proba[known, sl].argmax(axis=1)] = 1
+        unknown[~known, sl] = True
+    isl = schema.independent_slice
+    p = proba[:, isl]
+    unknown[:, isl] = np.maximum(p, 1 - p) < mc["independent"]
+    tags[:, isl] = (p >= 0.5) & ~unknown[:, isl]
+    return tags, unknown
+
+
+def _scaled(logits: torch.Tensor | np.ndarray, temperature: np.ndarray | None):
+    if temperature is None:
+        return logits
+    if isinstance(logits, np.ndarray):
+        return logits / temperature
+    return logits / torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+
+
+def _nll_terms(logits: np.ndarray, targets: np.ndarray, schema: TagSchema, temperature: np.ndarray | None):
+    """{name: mean NLL over labelled rows} per exclusive group and per independent tag."""
+    z = np.asarray(_scaled(np.asarray(logits, np.float64), temperature))
+    t = np.asarray(targets)
+    out = {}
+    for g, sl in zip(schema.groups, schema.group_slices()):
+        has = t[:, sl].sum(axis=1) > 0
+        if has.any():
+            zz = z[has, sl]
+            m = zz.max(axis=1, keepdims=True)
+            lse = m[:, 0] + np.log(np.exp(zz - m).sum(axis=1))
+            out[g.name] = float(np.mean(lse - zz[np.arange(len(zz)), t[has, sl].argmax(axis=1)]))
+    isl = schema.independent_slice
+    for j, tag in zip(range(isl.start, isl.stop), schema.independent):
+        zz, yy = z[:, j], t[:, j]
+        out[tag] = float(np.mean(np.logaddexp(0, zz) - yy * zz))
+    return out
+
+
+def fit_temperatures(
+    logits: np.ndarray, targets: np.ndarray, schema: TagSchema, grid: np.ndarray | None = None
+) -> np.ndarray:
+    """(T,) temperatures, one per exclusive group (shared by its tags) and one per independent tag, each the
+    value on a log grid (0.05-20) that minimises the NLL on (logits, targets). Groups with no labelled row
+    and tags keep 1."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241)) if grid is None else grid
+    logits, targets = np.asarray(logits, np.float64), np.asarray(targets)
+    temp = np.ones(logits.shape[1], dtype=np.float64)
+    for sl in schema.group_slices():
+        has = targets[:, sl].sum(axis=1) > 0
+        if not has.any():
+            continue
+        z, y = logits[has, sl], targets[has, sl].argmax(axis=1)
+        zs = z[None] / grid[:, None, None]  # (G, N, K)
+        m = zs.max(axis=2, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(zs - m).sum(axis=2))
+        nll = (lse - zs[:, np.arange(len(z)), y]).mean(axis=1)
+        temp[sl] = grid[int(nll.argmin())]
+    isl = schema.independent_slice
+    for j in range(isl.start, isl.stop):
+        zs = logits[None, :, j] / grid[:, None]  # (G, N)
+        nll = (np.logaddexp(0, zs) - targets[None, :, j] * zs).mean(axis=1)
+        temp[j] = grid[int(nll.argmin())]
+    return temp.astype(np.float32)
+
+
+def calibration_summary(
+    logits: np.ndarray, targets: np.ndarray, schema: TagSchema, temperature: np.ndarray | None
+) -> dict:
+    """Mean NLL (per group / tag and overall), expected calibration error of the hair group's top
+    probability, and abstention at MIN_CONFIDENCE with the accuracy of what is left."""
+    terms = _nll_terms(logits, targets, schema, temperature)
+    proba = tag_probabilities(
+        torch.as_tensor(np.asarray(_scaled(np.asarray(logits, np.float32), temperature))), schema
+    ).numpy()
+    tags, unknown = decide_or_unknown(proba, schema)
+    out: dict = {"nll_mean": float(np.mean(list(terms.values()))) if terms else None, "nll": terms}
+    for g, sl in zip(schema.groups, schema.group_slices()):
+        has = np.asarray(targets)[:, sl].sum(axis=1) > 0
+        if not has.any():
+            continue
+        p = proba[has, sl]
+        truth = np.asarray(targets)[has, sl].argmax(axis=1)
+        conf, pred = p.max(axis=1), p.argmax(axis=1)
+        correct = pred == truth
+        bins = np.minimum((conf * 10).astype(int), 9)
+        ece = sum(
+            abs(correct[bins == k].mean() - conf[bins == k].mean()) * (bins == k).mean()
+            for k in range(10)
+            if (bins == k).any()
+        )
+        answered = ~unknown[has, sl.start]
+        out[g.name] = {
+            "accuracy": float(correct.mean()),
+            "ece": float(ece),
+            "abstained": float(1 - answered.mean()),
+            "accuracy_answered": float(correct[answered].mean()) if answered.any() else None,
+            "n": int(has.sum()),
+        }
+    return out
+
+
 def preprocess(images: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, size, size) in [-1, 1]."""
     x = (
@@ -143,12 +268,28 @@ def preprocess(images: np.ndarray, size: int) -> torch.Tensor:
 class Tagger:
     """A trained tagger ready for inference. All methods take uint8 (N, S, S, 3) images of any size S."""
 
-    def __init__(self, net: TaggerNet, schema: TagSchema, *, path: Path | None = None, batch_size: int = 256):
+    def __init__(
+        self,
+        net: TaggerNet,
+        schema: TagSchema,
+        *,
+        path: Path | None = None,
+        batch_size: int = 256,
+        temperature: np.ndarray | None = None,
+        min_confidence: dict | None = None,
+    ):
         self.net = net.eval()
         self.schema = schema
         self.cfg = net.cfg
         self.path = path
         self.batch_size = batch_size  # images per forward pass
+        # (T,) logits are divided by this before softmax/sigmoid (calibration); None = uncalibrated (1)
+        self.temperature = None if temperature is None else np.asarray(temperature, np.float32)
+        self.min_confidence = {**MIN_CONFIDENCE, **(min_confidence or {})}
+
+    @property
+    def calibrated(self) -> bool:
+        return self.temperature is not None
 
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images) if not isinstance(images, np.ndarray) else images
@@ -168,17 +309,41 @@ class Tagger:
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
+        """(N, T) raw logits (before the temperature)."""
         return self._map(images, self.net)  # (N, T)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """(N, T) float32: group softmax + independent sigmoid."""
+        """(N, T) float32: group softmax + independent sigmoid, of logits / temperature when calibrated."""
         if len(images) == 0:
             return np.zeros((0, len(self.schema)), np.float32)
-        return self._map(images, lambda x: tag_probabilities(self.net(x), self.schema))
+        return self._map(
+            images, lambda x: tag_probabilities(_scaled(self.net(x), self.temperature), self.schema)
+        )
 
-    def predict_tags(self, images: np.ndarray, threshold: float = INDEPENDENT_THRESHOLD) -> np.ndarray:
-        """(N, T) uint8 0/1: argmax per exclusive group, `threshold` for independent tags."""
-        return decide_tags(self.predict_proba(images), self.schema, threshold)
+    @property
+    def threshold(self) -> float:
+        """The independent-tag threshold `predict_tags` uses by default: INDEPENDENT_THRESHOLD (0.25, the
+        paper's) for an uncalibrated tagger, 0.5 for a calibrated one (its probabilities mean what they say)."""
+        return 0.5 if self.calibrated else INDEPENDENT_THRESHOLD
+
+    def predict_tags(
+        self,
+        images: np.ndarray,
+        threshold: float | None = None,
+        *,
+        abstain: bool = False,
+        min_confidence: dict | float | None = None,
+    ):
+        """(N, T) uint8 0/1: argmax per exclusive group, `threshold` (default `self.threshold`) for
+        independent tags.
+
+        abstain=True returns (tags, unknown) from `decide_or_unknown` instead (independent tags decided at
+        0.5, `threshold` unused): unknown groups are all-zero rows in `tags`. min_confidence defaults to the
+        file's own (`self.min_confidence`)."""
+        proba = self.predict_proba(images)
+        if abstain:
+            return decide_or_unknown(proba, self.schema, min_confidence or self.min_confidence)
+        return decide_tags(proba, self.schema, self.threshold if threshold is None else threshold)
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """(N, feat_dim) float32 penultimate-layer activations: the domain feature space."""
@@ -229,10 +394,36 @@ def load_tagger(path: str | Path, *, batch_size: int = 256) -> Tagger:
         raise UserError(
             f"{p}: weights do not match the stored configuration ({str(e).splitlines()[0]}); retrain it"
         ) from e
-    return Tagger(net, schema, path=p, batch_size=batch_size)
+    cal = meta.get("calibration") or {}
+    temperature = cal.get("temperature")
+    if temperature is not None and len(temperature) != cfg.n_tags:
+        raise UserError(
+            f"{p}: calibration has {len(temperature)} temperatures for {cfg.n_tags} tags; retrain it"
+        )
+    return Tagger(
+        net,
+        schema,
+        path=p,
+        batch_size=batch_size,
+        temperature=None if temperature is None else np.asarray(temperature, np.float32),
+        min_confidence=cal.get("min_confidence"),
+    )
 
 
-def default_tagger_path() -> Path | None:
-    """The shipped tagger, if this install has one."""
-    p = Path(__file__).resolve().parent.parent / "weights" / "tagger_default.safetensors"
+ROLES = {"judge": "tagger_default.safetensors", "estimate": "tagger_estimate.safetensors"}
+
+
+def default_tagger_path(role: str = "judge") -> Path | None:
+    """A shipped tagger, if this install has it. role "judge" (default): tagger_default, trained and measured
+    on the creator's own renders, the judge of generators (precision, domain FID). role "estimate":
+    tagger_estimate, trained to hold on art the creator did not draw, calibrated, for estimating the tags
+    of imported images (see charforge/weights/tagger_estimate.md)."""
+    if role not in ROLES:
+        raise ValueError(f"tagger role {role!r}: use one of {', '.join(ROLES)}")
+    p = Path(__file__).resolve().parent.parent / "weights" / ROLES[role]
     return p if p.is_file() else None
+
+
+def estimate_tagger_path() -> Path | None:
+    """The shipped tag estimator for imports (`default_tagger_path("estimate")`), or None when not shipped."""
+    return default_tagger_path("estimate")

@@ -99,17 +99,38 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
+def _calibration_md(cal: dict) -> list[str]:
+    b, a = cal["before"], cal["after"]
+    md = [
+        "## Calibration and abstention",
+        "",
+        f"Temperatures fitted on {cal['fitted_on']}; measured on {cal['measured_on']}. "
+        f"Abstention: min_confidence {cal['min_confidence']}.",
+        "",
+        "| measure | before (T = 1) | after |",
+        "|---|---|---|",
+        f"| mean NLL over groups and tags | {_fmt(b['nll_mean'])} | {_fmt(a['nll_mean'])} |",
+    ]
+    for g in ("hair color", "eye color"):
+        if g in b:
+            for k in ("accuracy", "ece", "abstained", "accuracy_answered"):
+                md.append(f"| {g}: {k} | {_fmt(b[g][k])} | {_fmt(a[g][k])} |")
+    return md + [""]
+
+
 def write_tagger_report(out: Path, tagger, images: np.ndarray, tags: np.ndarray, *, info: dict) -> dict:
     """Judge the held-out images, write report.json, report.md and confusion_<group>.png into `out`."""
     schema = tagger.schema
     pred = tagger.predict_tags(images) if len(images) else np.zeros((0, len(schema)), np.uint8)
     rows = per_tag_precision_recall(pred, tags, schema)
     report = {"info": info, "summary": summarise(rows), "per_tag": rows, "confusion": {}}
+    thr = getattr(tagger, "threshold", 0.25)
     md = [
         "# Tagger held-out report",
         "",
-        f"Held-out images: {len(images)}. Independent tags are on at p >= 0.25; "
-        "exclusive groups take their argmax.",
+        f"Held-out images: {len(images)}. Independent tags are on at p >= {thr:g}"
+        + (" (calibrated probabilities)" if getattr(tagger, "calibrated", False) else "")
+        + "; exclusive groups take their argmax.",
         "",
         "| tag | group | precision | recall | support |",
         "|---|---|---|---|---|",
@@ -141,6 +162,9 @@ def write_tagger_report(out: Path, tagger, images: np.ndarray, tags: np.ndarray,
             f"![{g.name}]({name})",
             "",
         ]
+    cal = info.get("calibration")
+    if cal:
+        md += _calibration_md(cal)
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", "\n".join(md))
     return report

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from charforge.data.packed import PackedDataset, load_packed
 from charforge.errors import UserError
@@ -28,10 +29,13 @@ from charforge.tagger.net import (
     Tagger,
     TaggerConfig,
     TaggerNet,
+    calibration_summary,
+    fit_temperatures,
     preprocess,
     save_tagger,
     tag_loss,
 )
+from charforge.train import tagger_augment
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -50,6 +54,14 @@ class TaggerTrainOptions:
     checkpoint_every: int = 250  # steps between resumable checkpoints
     amp: bool = True  # bf16 autocast on CPU (about 2x faster on AVX-512 BF16 machines)
     threads: int | None = None  # torch intra-op threads (None: leave as is)
+    # ---- generalising to art the creator did not draw (charforge.train.tagger_augment) ----
+    recolour: float = (
+        0.0  # per colour part (hair, eyes, skin, clothes, hat, background): chance of a new colour
+    )
+    recolour_n: int = 12000  # training images that get part renders (built-in creator datasets only)
+    style: bool = False  # style/framing augmentation (zoom, outlines, posterisation, JPEG, ...)
+    calibrate: bool = False  # fit temperatures on held-out renders under a held-out style shift; store them
+    parts_cache: str | None = None  # folder caching the part renders (None: <out>/part_renders)
 
 
 @dataclass
@@ -122,14 +134,26 @@ def _load_checkpoint(path: Path, net: TaggerNet, opt: torch.optim.Optimizer, fin
     return int(meta["step"])
 
 
-def _batch(data: PackedDataset, idx: np.ndarray, step: int, opts: TaggerTrainOptions, size: int):
+def _batch(data: PackedDataset, idx: np.ndarray, step: int, opts: TaggerTrainOptions, size: int, parts=None):
     rng = np.random.default_rng([opts.seed, step])  # per-step stream: a resumed run draws the same batches
-    pick = np.sort(rng.choice(idx, size=min(opts.batch_size, len(idx)), replace=len(idx) < opts.batch_size))
-    x = preprocess(np.asarray(data.images[pick]), size)  # (B, 3, size, size)
+    if parts is not None:  # recoloured part renders (a subset of the training images)
+        pick = np.sort(rng.choice(len(parts), size=min(opts.batch_size, len(parts)), replace=False))
+        img, tags = tagger_augment.recolour(parts, pick, rng, data.schema, p_part=opts.recolour)
+        x = torch.from_numpy(img).permute(0, 3, 1, 2).mul(2).sub(1)  # (B, 3, S, S) in [-1, 1]
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        y = torch.from_numpy(tags)
+    else:
+        pick = np.sort(
+            rng.choice(idx, size=min(opts.batch_size, len(idx)), replace=len(idx) < opts.batch_size)
+        )
+        x = preprocess(np.asarray(data.images[pick]), size)  # (B, 3, size, size)
+        y = torch.from_numpy(np.asarray(data.tags[pick], dtype=np.float32))
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    return degrade(augment(x, gen, opts.shift), gen, opts.degrade), torch.from_numpy(
-        np.asarray(data.tags[pick], dtype=np.float32)
-    )
+    x = augment(x, gen, opts.shift)
+    if opts.style:
+        x = tagger_augment.style_augment(x, gen)
+    return degrade(x, gen, opts.degrade), y
 
 
 def _train_loop(
@@ -139,6 +163,7 @@ def _train_loop(
     opts: TaggerTrainOptions,
     out: Path,
     fingerprint: dict,
+    parts=None,
 ) -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     ckpt = out / CHECKPOINT_NAME
@@ -148,7 +173,8 @@ def _train_loop(
         for step in range(start, opts.steps):
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, opts)
-            x, y = _batch(data, train_idx, step, opts, net.cfg.image_size)
+            extra = {} if parts is None else {"parts": parts}  # (the 5-argument call stays as it was)
+            x, y = _batch(data, train_idx, step, opts, net.cfg.image_size, **extra)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opts.amp):
                 loss = tag_loss(net(x.contiguous(memory_format=torch.channels_last)), y, data.schema)
             opt.zero_grad(set_to_none=True)
@@ -176,6 +202,36 @@ def _reuse_finished(path: Path, net: TaggerNet, fingerprint: dict) -> float | No
         )
     net.load_state_dict(tensors, strict=True)
     return float(meta.get("train", {}).get("seconds", 0.0))
+
+
+def _calibrate(
+    tagger: Tagger, data: PackedDataset, held_idx: np.ndarray, opts: TaggerTrainOptions, cache: str
+) -> dict:
+    """Fit one temperature per exclusive group and per independent tag on half of the held-out renders under
+    the held-out style shift (`tagger_augment.shifted_validation`); measure on the other half. Sets
+    `tagger.temperature` and returns what goes into the file's metadata."""
+    if data.params is not None and data.space is not None and data.space.name == "builtin":
+        parts = tagger_augment.cached_part_renders(data, held_idx, cache)
+        images, tags = tagger_augment.shifted_validation(parts, data.schema, seed=opts.seed)
+        source = "held-out renders, recoloured and under the held-out style shift"
+    else:
+        images, tags = np.asarray(data.images[held_idx]), np.asarray(data.tags[held_idx], np.float32)
+        source = "held-out images"
+    fit, test = np.arange(len(images)) % 2 == 0, np.arange(len(images)) % 2 == 1
+    tagger.temperature = None
+    logits = tagger.logits(images)
+    temperature = fit_temperatures(logits[fit], tags[fit], data.schema)
+    before = calibration_summary(logits[test], tags[test], data.schema, None)
+    after = calibration_summary(logits[test], tags[test], data.schema, temperature)
+    tagger.temperature = temperature
+    return {
+        "temperature": [round(float(t), 4) for t in temperature],
+        "min_confidence": dict(tagger.min_confidence),
+        "fitted_on": f"{int(fit.sum())} {source} (even positions)",
+        "measured_on": f"{int(test.sum())} {source} (odd positions)",
+        "before": before,
+        "after": after,
+    }
 
 
 def train_tagger(
@@ -225,10 +281,17 @@ def train_tagger(
     )
     seconds = _reuse_finished(out / WEIGHTS_NAME, net, fingerprint)
     reused = seconds is not None
+    cache = opts.parts_cache or str(out / "part_renders")
     if seconds is None:  # nothing finished here yet: train (resuming from a checkpoint if one is there)
-        _train_loop(net, data, train_idx, opts, out, fingerprint)
+        parts = None
+        if opts.recolour > 0:
+            parts = tagger_augment.cached_part_renders(data, train_idx[: opts.recolour_n], cache)
+        _train_loop(net, data, train_idx, opts, out, fingerprint, parts)
         seconds = time.perf_counter() - t0
     tagger = Tagger(net, data.schema)
+    calibration = None
+    if opts.calibrate and len(held_idx) >= 4:
+        calibration = _calibrate(tagger, data, held_idx, opts, cache)
     held = (
         np.asarray(data.images[held_idx])
         if len(held_idx)
@@ -246,6 +309,7 @@ def train_tagger(
             "train_seconds": round(seconds, 1),
             "options": asdict(opts),
             "config": asdict(cfg),
+            **({"calibration": calibration} if calibration else {}),
         },
     )
     path = save_tagger(
@@ -265,6 +329,7 @@ def train_tagger(
             ),
             "fingerprint": fingerprint,
             "heldout_summary": report["summary"],
+            **({"calibration": calibration} if calibration else {}),
         },
     )
     (out / CHECKPOINT_NAME).unlink(missing_ok=True)

@@ -1,0 +1,235 @@
+"""Score any tagger file on the foreign-style sets of bench/foreign (test data only: never train on them).
+
+    python bench/tagger_foreign.py judge=charforge/weights/tagger_default.safetensors \\
+        estimate=charforge/weights/tagger_estimate.safetensors --n 200 --out /tmp/foreign_taggers
+
+Reads the sets, images and labels through bench/foreign/run.py and mapping.py (read-only: `build_set`,
+`load_set_images`, `multiclass_metrics`, `binary_metrics`), so the images are exactly what the benchmark's
+tagger part scores (the centre square at 64 px). Two decision rules per tagger:
+
+* **forced**: always answers (argmax per group; an independent tag is on at --threshold, default 0.25 for an
+  uncalibrated tagger as in bench/foreign, 0.5 for a calibrated one);
+* **abstain**: `charforge.tagger.net.decide_or_unknown` with the file's own min_confidence; accuracy / F1 are
+  over the answered images and the abstention rate is reported next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench" / "foreign"))
+sys.path.insert(0, str(ROOT))
+
+import mapping  # noqa: E402
+import run as foreign  # noqa: E402
+
+SETS = ("dicebear-adventurer", "dicebear-avataaars", "dicebear-personas", "wesnoth", "photos")
+SCORED_TAGS = ("glasses", "hat", "long hair", "short hair", "smile", "open mouth", "blush")
+
+
+def _scored_items(items):
+    return [it for it in items if any(v is not None for v in it["labels"].values()) or it.get("hair_family")]
+
+
+def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None) -> dict:
+    from charforge.tagger.net import decide_or_unknown
+
+    proba = np.asarray(tagger.predict_proba(images))
+    tags = list(tagger.schema.tags)
+    hair_idx = [tags.index(f"{c} hair") for c in mapping.HAIR_COLORS]
+    thr = threshold if threshold is not None else (0.5 if getattr(tagger, "calibrated", False) else 0.25)
+    dec, unknown = decide_or_unknown(proba, tagger.schema, getattr(tagger, "min_confidence", None))
+    pred_colour = [mapping.HAIR_COLORS[int(np.argmax(r[hair_idx]))] for r in proba]
+    hair_known = ~unknown[:, hair_idx[0]]
+    truth_c = [it.get("hair_color") for it in items]
+    truth_f = [it.get("hair_family") for it in items]
+    pred_f = [mapping.FAMILY_OF[c] for c in pred_colour]
+    out = {
+        "threshold": thr,
+        "forced": {
+            "hair_color_13": mapping.multiclass_metrics(truth_c, pred_colour),
+            "hair_family": mapping.multiclass_metrics(truth_f, pred_f),
+            "tags": {},
+        },
+        "abstain": {
+            "min_confidence": getattr(tagger, "min_confidence", None),
+            "hair_color_13": mapping.multiclass_metrics(
+                [t if k else None for t, k in zip(truth_c, hair_known)], pred_colour
+            ),
+            "hair_family": mapping.multiclass_metrics(
+                [t if k else None for t, k in zip(truth_f, hair_known)], pred_f
+            ),
+            "hair_abstained": mapping._ratio(
+                int(sum(1 for t, k in zip(truth_c, hair_known) if t is not None and not k)),
+                sum(1 for t in truth_c if t is not None),
+            ),
+            "tags": {},
+        },
+        "predicted_hair_counts": {c: pred_colour.count(c) for c in sorted(set(pred_colour))},
+    }
+    for t in SCORED_TAGS:
+        truth = [it["labels"].get(t) for it in items]
+        if all(v is None for v in truth):
+            continue
+        j = tags.index(t)
+        out["forced"]["tags"][t] = mapping.binary_metrics(truth, [int(p >= thr) for p in proba[:, j]])
+        known = ~unknown[:, j]
+        m = mapping.binary_metrics(
+            [v if k else None for v, k in zip(truth, known)], [int(x) for x in dec[:, j]]
+        )
+        n_lab = sum(v is not None for v in truth)
+        m["abstained"] = mapping._ratio(
+            sum(1 for v, k in zip(truth, known) if v is not None and not k), n_lab
+        )
+        out["abstain"]["tags"][t] = m
+    return out
+
+
+def _pool(results: list[dict], rule: str) -> dict:
+    def acc(key):
+        k = sum(r[rule][key]["accuracy"]["k"] for r in results if r[rule][key]["accuracy"])
+        n = sum(r[rule][key]["accuracy"]["n"] for r in results if r[rule][key]["accuracy"])
+        return mapping._ratio(k, n)
+
+    pooled = {"hair_color_13": acc("hair_color_13"), "hair_family": acc("hair_family"), "tags": {}}
+    names = {t for r in results for t in r[rule]["tags"]}
+    for t in sorted(names):
+        ms = [r[rule]["tags"][t] for r in results if t in r[rule]["tags"]]
+        tp, fp, fn, tn = (sum(m[k] for m in ms) for k in ("tp", "fp", "fn", "tn"))
+        pos = tp + fn
+        base = pos / max(1, tp + fp + fn + tn)
+        pooled["tags"][t] = {
+            "n": tp + fp + fn + tn,
+            "positives": pos,
+            "f1": mapping.f1_from_counts(tp, fp, fn) if pos else None,
+            "precision": mapping._ratio(tp, tp + fp),
+            "recall": mapping._ratio(tp, tp + fn),
+            "false_positive_rate": mapping._ratio(fp, fp + tn),
+            "chance_f1_always_yes": 2 * base / (1 + base) if pos else None,
+            "chance_f1_random_at_base_rate": base if pos else None,
+        }
+    if rule == "abstain":
+        k = sum(r["abstain"]["hair_abstained"]["k"] for r in results)
+        n = sum(r["abstain"]["hair_abstained"]["n"] for r in results)
+        pooled["hair_abstained"] = mapping._ratio(k, n)
+        for t in pooled["tags"]:
+            ms = [r["abstain"]["tags"][t]["abstained"] for r in results if t in r["abstain"]["tags"]]
+            pooled["tags"][t]["abstained"] = mapping._ratio(sum(m["k"] for m in ms), sum(m["n"] for m in ms))
+    return pooled
+
+
+def _f(r) -> str:
+    if not r or r.get("value") is None:
+        return "-"
+    return f"{r['value']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({r['k']}/{r['n']})"
+
+
+def _n(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def markdown(all_res: dict) -> str:
+    lines = ["# Taggers on the foreign-style sets", "", f"command: `{all_res['command']}`", ""]
+    for rule in ("forced", "abstain"):
+        lines += [
+            f"## {rule}",
+            "",
+            "| tagger | set | hair colour 13-way | hair family 6-way | glasses F1 | hat F1 | hat FPR | "
+            "abstained: hair / glasses / hat |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, res in all_res["taggers"].items():
+            rows = [(s, r) for s, r in res["sets"].items()] + [("**pooled**", res["pooled"])]
+            for s, r in rows:
+                rr = r[rule] if s != "**pooled**" else r[rule]
+                tg = rr["tags"]
+                ab = "-"
+                if rule == "abstain":
+                    ha = rr.get("hair_abstained")
+                    ab = " / ".join(
+                        _n(x["value"]) if x and x.get("value") is not None else "-"
+                        for x in (
+                            ha,
+                            tg.get("glasses", {}).get("abstained"),
+                            tg.get("hat", {}).get("abstained"),
+                        )
+                    )
+                lines.append(
+                    f"| {name} | {s} | {_f(rr['hair_color_13'].get('accuracy', rr['hair_color_13']))} | "
+                    f"{_f(rr['hair_family'].get('accuracy', rr['hair_family']))} | "
+                    f"{_n(tg.get('glasses', {}).get('f1'))} | {_n(tg.get('hat', {}).get('f1'))} | "
+                    f"{_f(tg.get('hat', {}).get('false_positive_rate'))} | {ab} |"
+                )
+        lines.append("")
+    lines += ["## chance baselines (pooled)", ""]
+    first = next(iter(all_res["taggers"].values()))["pooled"]["forced"]
+    for t in ("glasses", "hat"):
+        m = first["tags"].get(t)
+        if m:
+            lines.append(
+                f"- {t}: n {m['n']}, positives {m['positives']}; chance F1 always-yes "
+                f"{_n(m['chance_f1_always_yes'])}, random at base rate {_n(m['chance_f1_random_at_base_rate'])}"
+            )
+    for key in ("hair_color_13", "hair_family"):
+        ch = [r["forced"][key]["chance"] for r in next(iter(all_res["taggers"].values()))["sets"].values()]
+        lines.append(
+            f"- {key} per set, majority / random-at-label-mix: "
+            + ", ".join(f"{_n(c['majority'])}/{_n(c['random_at_label_distribution'])}" for c in ch)
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("taggers", nargs="+", help="NAME=PATH (a tagger .safetensors or training folder)")
+    ap.add_argument("--set", action="append", default=[], choices=SETS)
+    ap.add_argument("--n", type=int, default=200, help="DiceBear avatars per style (the set's --n)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threshold", type=float, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="folder for tagger_foreign.json / .md")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from charforge.tagger.net import load_tagger
+
+    torch.set_num_threads(args.threads)
+    cache = foreign.cache_dir()
+    sets = args.set or list(SETS)
+    data = {}
+    for s in sets:
+        d = foreign.build_set(s, args.n, args.seed, cache)
+        items = _scored_items(json.loads((d / "manifest.json").read_text())["items"])
+        data[s] = (foreign.load_set_images(d, items), items)
+    out = {
+        "command": "python bench/tagger_foreign.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "taggers": {},
+    }
+    for spec in args.taggers:
+        name, _, path = spec.partition("=")
+        tagger = load_tagger(path or name)
+        res = {"path": str(path or name), "calibrated": tagger.calibrated, "sets": {}}
+        for s, (images, items) in data.items():
+            res["sets"][s] = score(tagger, images, items, args.threshold)
+        res["pooled"] = {rule: _pool(list(res["sets"].values()), rule) for rule in ("forced", "abstain")}
+        out["taggers"][name] = res
+    md = markdown(out)
+    print(md)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "tagger_foreign.json").write_text(json.dumps(out, indent=1, default=str))
+        (args.out / "tagger_foreign.md").write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

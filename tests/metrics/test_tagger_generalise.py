@@ -1,0 +1,204 @@
+"""The generalising tag estimator: colour-keeping augmentation, part recolouring, calibration, abstention,
+and the shipped tagger_estimate file (issue 13 point 3)."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import pytest
+import torch
+
+from charforge.core.tags import HAIR_COLORS, make_girls_moe_schema
+from charforge.tagger.net import (
+    decide_or_unknown,
+    default_tagger_path,
+    estimate_tagger_path,
+    fit_temperatures,
+    load_tagger,
+    tag_probabilities,
+)
+from charforge.train import tagger_augment as ta
+
+
+def _flat(rgb, n=4, s=32):
+    c = torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1) * 2 - 1
+    return c.expand(n, 3, s, s).clone()
+
+
+def _hue(x: torch.Tensor) -> float:
+    """Hue (turns) of the centre pixel of image 0."""
+    r, g, b = ((x[0, :, x.shape[2] // 2, x.shape[3] // 2].clamp(-1, 1) + 1) / 2).tolist()
+    return colorsys.rgb_to_hsv(r, g, b)[0]
+
+
+@pytest.mark.parametrize("rgb", [(0.8, 0.4, 0.2), (0.2, 0.5, 0.9), (0.3, 0.8, 0.4)])
+def test_style_steps_keep_the_hue_of_a_flat_patch(rgb):
+    g = torch.Generator().manual_seed(0)
+    x = _flat(rgb)
+    h0 = _hue(x)
+    exact = {
+        "posterise": ta.posterise(x, torch.full((4,), 6.0)),
+        "median": ta.median3(x),
+        "thicken": ta.thicken_lines(x),
+        "outlines": ta.add_outlines(x, g),
+        "blur": ta.blur(x, torch.full((4,), 1.0)),
+        "resample": ta.resample(x, g),
+        "frame": ta.frame(x, g),
+        "texture": ta.texture(x, g),
+    }
+    for name, y in exact.items():
+        assert y.shape == x.shape, name
+        # posterise rounds each channel to 6 levels: the hue moves by up to ~1/30 turn, the others keep it
+        assert abs(_hue(y) - h0) < (0.05 if name == "posterise" else 1e-3), (name, _hue(y), h0)
+    for y in (exact["median"], exact["thicken"], exact["blur"]):
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=0)  # a flat patch has no edge to move: unchanged
+    # tone: scalar contrast/brightness/saturation keep the hue exactly; the per-channel gamma moves it a little
+    assert abs(_hue(ta.tone(x, g)) - h0) < 0.02
+    assert abs(_hue(ta.jpeg(x, g)) - h0) < 0.03
+    y = ta.style_augment(x, g)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+
+
+def test_outline_steps_keep_shapes():
+    """A dark 1 px line on a flat patch: thickening widens it, the median removes it, and neither moves the
+    coloured square beside it."""
+    x = _flat((0.9, 0.8, 0.3), n=1, s=24)
+    x[:, :, :, 12] = -0.9  # a dark vertical line
+    x[:, :, 4:10, 2:8] = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1) * 2 - 1  # a blue square
+    thick = ta.thicken_lines(x)
+    assert (thick[0, 0, :, 11:14] < -0.5).all() and (thick[0, 0, :, 15] > 0).all()
+    med = ta.median3(x)
+    assert (med[0, 0, :, 12] > 0).all()  # the 1 px line is gone
+    torch.testing.assert_close(med[:, :, 5:9, 3:7], x[:, :, 5:9, 3:7])  # the square's inside is kept
+    torch.testing.assert_close(thick[:, :, 4:10, 2:8], x[:, :, 4:10, 2:8])
+
+
+def test_cutouts_are_small():
+    g = torch.Generator().manual_seed(1)
+    x = _flat((0.5, 0.5, 0.5), n=64, s=32)
+    y = ta.cutouts(x, g, frac=0.2)
+    changed = (y != x).any(dim=1).float().mean(dim=(1, 2))
+    assert changed.max() <= (0.2 * 32 + 1) ** 2 / 32**2 + 1e-6
+
+
+def test_nearest_tag_is_the_palette_colour_and_ambiguous_is_unlabelled():
+    from charforge.creators.builtin import palette
+
+    table = palette.table(palette.HAIR_RGB, HAIR_COLORS)
+    fam = ta.colour_family(HAIR_COLORS)
+    assert list(ta.nearest_tag(table, table, fam)) == list(range(len(HAIR_COLORS)))
+    mid = (table[HAIR_COLORS.index("blue")] + table[HAIR_COLORS.index("green")]) / 2
+    lab = ta.srgb_to_lab(np.stack([table[HAIR_COLORS.index("blue")], table[HAIR_COLORS.index("green")]]))
+    assert np.allclose(
+        ta.lab_to_srgb(lab), table[[HAIR_COLORS.index("blue"), HAIR_COLORS.index("green")]], atol=1e-6
+    )
+    far = ta.nearest_tag(mid[None], table, fam, margin=1000.0)
+    assert far[0] == -1
+
+
+def test_part_recolouring_reproduces_the_creator_render():
+    """Painting the hair in the palette's blue reproduces the creator's own render with blue hair."""
+    from charforge.creators.builtin import BuiltinCreator, palette
+
+    creator = BuiltinCreator()
+    batch = creator.sample(6, np.random.default_rng(3))
+    j = creator.space.cat_index("hair_color")
+    batch.cat[:, j] = HAIR_COLORS.index("brown")
+    batch.cat[:, creator.space.cat_index("ribbon")] = 0  # the ribbon swaps colour with the hair: keep it off
+    parts = ta.render_parts(creator, batch, 32)
+    blue = palette.table(palette.HAIR_RGB, HAIR_COLORS)[HAIR_COLORS.index("blue")]
+    img = (
+        parts.base.astype(np.float32) / 255
+        + parts.coef["hair"].astype(np.float32)
+        / ta.COEF_SCALE
+        * (blue - parts.colour["hair"])[:, None, None, :]
+    )
+    cat = batch.cat.copy()
+    cat[:, j] = HAIR_COLORS.index("blue")
+    cont = batch.cont.copy()
+    for name in ta.ZEROED:
+        cont[:, [p.name for p in creator.space.continuous].index(name)] = 0
+    truth = creator.render(type(batch)(cat, cont), 32).astype(np.float32) / 255
+    err = np.abs(np.clip(img, 0, 1) - truth)
+    assert err.mean() < 2 / 255 and np.quantile(err, 0.99) < 8 / 255
+
+    schema = make_girls_moe_schema()
+    out, tags = ta.recolour(parts, np.arange(6), np.random.default_rng(0), schema, p_part=1.0)
+    assert out.shape == (6, 32, 32, 3) and 0 <= out.min() and out.max() <= 1
+    hair = tags[:, :13]
+    assert set(hair.sum(axis=1)) <= {0.0, 1.0}  # one hair tag, or unlabelled (ambiguous colour)
+
+
+def test_temperature_calibration_reduces_the_nll():
+    schema = make_girls_moe_schema()
+    rng = np.random.default_rng(0)
+    n, t = 400, len(schema)
+    targets = np.zeros((n, t), np.float32)
+    targets[np.arange(n), rng.integers(0, 13, n)] = 1
+    targets[np.arange(n), 13 + rng.integers(0, 10, n)] = 1
+    targets[:, 23:] = rng.random((n, 11)) < 0.3
+    # over-confident logits: the right answer 70 % of the time, stated at ~x8 the scale it deserves
+    signal = np.where(rng.random((n, t)) < 0.7, targets, 1 - targets) * 2 - 1
+    logits = (signal * 8 + rng.normal(0, 1, (n, t))).astype(np.float32)
+    fit, val = slice(0, 200), slice(200, None)
+    temp = fit_temperatures(logits[fit], targets[fit], schema)
+    assert temp.shape == (t,) and (temp > 1).all()
+
+    def nll(tmp):
+        p = tag_probabilities(torch.from_numpy(logits[val] / tmp), schema).numpy()
+        y = targets[val]
+        eps = 1e-7
+        group = -np.log(np.maximum((p[:, :23] * y[:, :23]).sum(axis=1) / 2, eps)).mean()
+        ind = -(y[:, 23:] * np.log(p[:, 23:] + eps) + (1 - y[:, 23:]) * np.log(1 - p[:, 23:] + eps)).mean()
+        return group + ind
+
+    assert nll(temp) < 0.7 * nll(np.ones(t, np.float32))
+
+
+def test_abstention_says_unknown_below_the_confidence():
+    schema = make_girls_moe_schema()
+    p = np.zeros((3, len(schema)), np.float32)
+    p[:, :13] = 0.5 / 12
+    p[0, 2] = 0.5 + 0.5 / 12  # sure enough: black hair at 0.54
+    p[1, :13] = 1 / 13  # flat: unknown
+    p[2, :13] = 0.1
+    p[2, 4] = 1 - 0.1 * 12  # 0.4 < 0.5
+    p[:, 13:23] = 0.1
+    hat, glasses = schema.index("hat"), schema.index("glasses")
+    p[:, hat] = [0.95, 0.6, 0.1]
+    p[:, glasses] = [0.05, 0.35, 0.8]
+    tags, unknown = decide_or_unknown(p, schema, {"group": 0.5, "independent": 0.7})
+    assert tags[0, 2] == 1 and not unknown[0, :13].any()
+    assert unknown[1, :13].all() and tags[1, :13].sum() == 0  # an unknown group is an all-zero row
+    assert unknown[2, :13].all() and tags[2, :13].sum() == 0
+    assert list(tags[:, hat]) == [1, 0, 0] and list(unknown[:, hat]) == [False, True, False]
+    assert list(tags[:, glasses]) == [0, 0, 1] and list(unknown[:, glasses]) == [False, True, False]
+    # a float sets both; 0 abstains never
+    _, none = decide_or_unknown(p, schema, 0.0)
+    assert not none.any()
+
+
+ESTIMATE = estimate_tagger_path()
+
+
+@pytest.mark.skipif(ESTIMATE is None, reason="this install ships no tagger_estimate")
+def test_shipped_estimator_loads_calibrated_and_reads_creator_renders():
+    from charforge.creators.builtin import BuiltinCreator
+
+    assert default_tagger_path() != ESTIMATE and default_tagger_path("estimate") == ESTIMATE
+    tagger = load_tagger(ESTIMATE)
+    assert tagger.calibrated and tagger.temperature.shape == (len(tagger.schema),)
+    assert np.all(tagger.temperature > 0)
+    creator = BuiltinCreator()
+    batch = creator.sample(24, np.random.default_rng(12345))
+    images, truth = creator.render(batch, 64), creator.derive_tags(batch)
+    proba = tagger.predict_proba(images)
+    assert proba.shape == (24, len(tagger.schema))
+    assert (proba[:, :13].argmax(1) == truth[:, :13].argmax(1)).mean() >= 0.9
+    pred = tagger.predict_tags(images)
+    for tag in ("glasses", "hat"):
+        j = tagger.schema.index(tag)
+        assert (pred[:, j] == truth[:, j]).mean() >= 0.9, tag
+    tags, unknown = tagger.predict_tags(images, abstain=True)
+    assert tags.shape == unknown.shape == (24, len(tagger.schema)) and unknown.mean() < 0.3
