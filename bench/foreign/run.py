@@ -589,9 +589,11 @@ def summary(results_dir: Path) -> str:
             pooled["hat"] += [hat] if hat else []
 
             def f1(m):
-                return (
-                    "-" if not m or m["f1"] is None else f"{m['f1']:.2f} (n={m['n']}, pos={m['positives']})"
-                )
+                if not m or m["f1"] is None:
+                    return "-"
+                ci = m.get("f1_ci95")
+                band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+                return f"{m['f1']:.2f}{band} (n={m['n']}, pos={m['positives']})"
 
             def fpr(m):
                 return _fmt(m["false_positive_rate"]) if m else "-"
@@ -612,7 +614,8 @@ def summary(results_dir: Path) -> str:
         "",
         "## Shipped tagger",
         "",
-        "| set | hair colour 13-way | hair family 6-way | glasses F1 | hat F1 | hat false-positive rate | abstained |",
+        "| set | hair colour 13-way | hair family 6-way | glasses F1 [bootstrap 95 %] | hat F1 [bootstrap 95 %] | "
+        "hat false-positive rate | abstained |",
         "|---|---|---|---|---|---|---|",
         *rows,
     ]
