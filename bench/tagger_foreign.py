@@ -186,6 +186,59 @@ def markdown(all_res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mark(value, letter: str) -> str:
+    """'G' on, 'g' off, '-' not labelled, '?' unknown."""
+    if value is None:
+        return "-"
+    if value == "?":
+        return "?"
+    return letter if value else letter.lower()
+
+
+def sheet(path: Path, data: dict, taggers: dict, per_set: int = 12) -> None:
+    """Per set, the first `per_set` scored images (64 px, as scored) with the truth (T) and each tagger's
+    reading: hair colour ('?' appended when the abstaining rule leaves it unknown), G = glasses, H = hat
+    (upper case on, lower case off, '?' unknown, '-' not labelled)."""
+    from PIL import Image, ImageDraw
+
+    from charforge.tagger.net import decide_or_unknown
+
+    cell, text_h = 128, 12 * (1 + len(taggers))
+    rows = []
+    for images, items in data.values():
+        imgs, its = images[:per_set], items[:per_set]
+        row = Image.new("RGB", (cell * per_set, cell + text_h), "white")
+        d = ImageDraw.Draw(row)
+        for i, (im, it) in enumerate(zip(imgs, its)):
+            row.paste(Image.fromarray(im).resize((cell, cell), Image.NEAREST), (i * cell, 0))
+            lab = it["labels"]
+            truth = f"T {it.get('hair_color') or '-'} {_mark(lab.get('glasses'), 'G')}{_mark(lab.get('hat'), 'H')}"
+            d.text((i * cell + 2, cell), truth, fill="black")
+        for k, (name, tagger) in enumerate(taggers.items()):
+            proba = tagger.predict_proba(imgs)
+            _, unknown = decide_or_unknown(proba, tagger.schema, tagger.min_confidence)
+            unknown = unknown & tagger.calibrated
+            names = list(tagger.schema.tags)
+            gl, ht = names.index("glasses"), names.index("hat")
+            for i in range(len(imgs)):
+                hair = names[int(proba[i, :13].argmax())].removesuffix(" hair") + (
+                    "?" if unknown[i, 0] else ""
+                )
+                marks = "".join(
+                    _mark("?" if unknown[i, j] else int(proba[i, j] >= tagger.threshold), c)
+                    for j, c in ((gl, "G"), (ht, "H"))
+                )
+                d.text((i * cell + 2, cell + 12 * (k + 1)), f"{name[:6]} {hair} {marks}", fill="black")
+        rows.append(row)
+    out = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("taggers", nargs="+", help="NAME=PATH (a tagger .safetensors or training folder)")
@@ -195,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--out", type=Path, default=None, help="folder for tagger_foreign.json / .md")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sheet", type=Path, default=None, help="write a PNG of images with truth and readings")
     args = ap.parse_args(argv)
 
     import torch
@@ -214,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "taggers": {},
     }
+    loaded = {}
     for spec in args.taggers:
         name, _, path = spec.partition("=")
-        tagger = load_tagger(path or name)
+        tagger = loaded[name] = load_tagger(path or name)
         res = {"path": str(path or name), "calibrated": tagger.calibrated, "sets": {}}
         for s, (images, items) in data.items():
             res["sets"][s] = score(tagger, images, items, args.threshold)
@@ -224,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         out["taggers"][name] = res
     md = markdown(out)
     print(md)
+    if args.sheet:
+        sheet(args.sheet, data, loaded)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "tagger_foreign.json").write_text(json.dumps(out, indent=1, default=str))
