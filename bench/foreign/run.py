@@ -243,15 +243,27 @@ def build_set(name: str, n: int, seed: int, cache: Path) -> Path:
 
 
 # ---- the tagger ------------------------------------------------------------------------------------------
-def load_set_images(set_dir: Path, items: list[dict[str, Any]], size: int = 64) -> np.ndarray:
-    """What `data import --faces none` would store: the centre square, resized (alpha on white)."""
+def load_set_images(
+    set_dir: Path, items: list[dict[str, Any]], size: int = 64, crop: str = "centre"
+) -> tuple[np.ndarray, int]:
+    """What `data import` would store: crop="centre" is `--faces none` (the centre square); a detector name
+    crops the largest face it finds, zoomed out 1.5x, and falls back to the centre square. Alpha on white.
+    Returns (images, how many fell back)."""
     from charforge.core.images import load_image
-    from charforge.data.faces import crop_sample
+    from charforge.data.faces import crop_sample, detect_faces
 
-    return np.stack([crop_sample(load_image(set_dir / "images" / it["file"]), None, size)[0] for it in items])
+    out, fallback = [], 0
+    for it in items:
+        image = load_image(set_dir / "images" / it["file"])
+        boxes = detect_faces(image, crop) if crop != "centre" else []
+        fallback += int(crop != "centre" and not boxes)
+        out.append(crop_sample(image, boxes[0] if boxes else None, size)[0])
+    return np.stack(out), fallback
 
 
-def eval_tagger(set_dir: Path, items: list[dict[str, Any]], threshold: float | None) -> dict[str, Any]:
+def eval_tagger(
+    set_dir: Path, items: list[dict[str, Any]], threshold: float | None, crop: str = "centre"
+) -> dict[str, Any]:
     from charforge.tagger.net import INDEPENDENT_THRESHOLD, default_tagger_path, load_tagger
 
     path = default_tagger_path()
@@ -262,7 +274,7 @@ def eval_tagger(set_dir: Path, items: list[dict[str, Any]], threshold: float | N
     scored = [
         it for it in items if any(v is not None for v in it["labels"].values()) or it.get("hair_family")
     ]
-    images = load_set_images(set_dir, scored)
+    images, fallback = load_set_images(set_dir, scored, crop=crop)
     t0 = time.perf_counter()
     proba = np.asarray(tagger.predict_proba(images))
     seconds = time.perf_counter() - t0
@@ -301,6 +313,8 @@ def eval_tagger(set_dir: Path, items: list[dict[str, Any]], threshold: float | N
         "tagger": str(path),
         "tagger_sha256": _sha(path),
         "threshold": thr,
+        "crop": crop,
+        "crop_fell_back_to_centre": fallback,
         "images": len(scored),
         "images_per_s": len(scored) / seconds if seconds > 0 else None,
         "hair_color_13": mapping.multiclass_metrics(colour_truth, pred_colour),
@@ -464,7 +478,18 @@ def markdown(res: dict[str, Any]) -> str:
     lines += [f"- charforge measured: {res.get('charforge_measured', res['commit'])}; date {res['date']}", ""]
     tg = res.get("tagger")
     if tg and "error" not in tg:
-        lines += ["## Shipped tagger", "", f"threshold {tg['threshold']}, {tg['images']} images scored", ""]
+        crop = tg.get("crop", "centre")
+        how = (
+            "centre square"
+            if crop == "centre"
+            else f"{crop} face crop ({tg.get('crop_fell_back_to_centre')} fell back to the centre)"
+        )
+        lines += [
+            "## Shipped tagger",
+            "",
+            f"threshold {tg['threshold']}, {tg['images']} images scored, {how}",
+            "",
+        ]
         lines += [
             "| measure | value [95 % CI] | chance: majority | chance: random at label mix |",
             "|---|---|---|---|",
@@ -673,6 +698,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--threshold", type=float, default=None, help="independent-tag threshold (default: tagger's)"
     )
+    ap.add_argument(
+        "--tagger-crop",
+        default="centre",
+        help="what the tagger sees: centre (the --faces none square) or a detector's face crop (anime, human, ...)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results", help="where <set>.json and <set>.md go")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument(
@@ -721,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
             if prev.get("charforge_measured") == code_label and prev.get("images") == len(items):
                 res = {**{k: prev[k] for k in PARTS if k in prev}, **res}
         if "tagger" in parts:
-            res["tagger"] = eval_tagger(set_dir, items, args.threshold)
+            res["tagger"] = eval_tagger(set_dir, items, args.threshold, args.tagger_crop)
         if "import" in parts:
             modes = args.import_modes.split(",") if args.import_modes else None
             res["import"] = eval_import(set_dir, items, modes)
