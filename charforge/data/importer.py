@@ -475,8 +475,22 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.0f} MB"
 
 
+def _bytes_written(out: Path) -> int:
+    """What a killed run already wrote into `out` (a resumed import needs that much less)."""
+    total = 0
+    for root, _dirs, files in os.walk(out):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
 def _check_free_space(out: Path, n_images: int, size: int, n_tags: int) -> None:
-    need, free = _estimate_bytes(n_images, size, n_tags), _free_bytes(out)
+    estimate = _estimate_bytes(n_images, size, n_tags)
+    need = max(DISK_MARGIN, estimate - _bytes_written(out)) if out.is_dir() else estimate
+    free = _free_bytes(out)
     if free is not None and free < need:
         raise UserError(
             f"-o {out}: not enough free disk space: this import needs about {_mb(need)} ({n_images} images "

@@ -215,3 +215,31 @@ def test_dedupe_threshold_range_and_off(tmp_path, capsys):
         assert rc == 2 and "0-64" in text and "'off'" in text and "Traceback" not in text
     rc, text = _cli(capsys, "data", "import", "--help")
     assert "0-64" in " ".join(text.split()) and "'off'" in text
+
+
+def test_a_resume_needs_only_the_space_still_to_write(tmp_path, monkeypatch):
+    src = _folder(tmp_path / "src", 3)
+    real = importer.process_file
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(importer, "CHUNK_FILES", 2)
+    monkeypatch.setattr(importer, "process_file", dying)
+    with pytest.raises(KeyboardInterrupt):
+        import_folder(src, tmp_path / "out", size=64, progress=False)
+    monkeypatch.setattr(importer, "process_file", real)
+    written = importer._bytes_written(tmp_path / "out")
+    full = importer._estimate_bytes(3, 64, 34)
+    assert written > 0
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(  # enough for what is left, not for a fresh import
+        importer.shutil, "disk_usage", lambda p: usage._replace(free=full - written + 1)
+    )
+    with pytest.raises(UserError, match="not enough free disk space"):
+        import_folder(src, tmp_path / "fresh", size=64, progress=False)
+    importer._check_free_space(tmp_path / "out", 3, 64, 34)  # the resume is allowed
