@@ -59,6 +59,9 @@ class TaggerTrainOptions:
         0.0  # per colour part (hair, eyes, skin, clothes, hat, background): chance of a new colour
     )
     recolour_n: int = 12000  # training images that get part renders (built-in creator datasets only)
+    clean_share: float = (
+        0.0  # with recolour: share of each batch drawn as plain renders (flip/shift/degrade only)
+    )
     style: bool = False  # style/framing augmentation (zoom, outlines, posterisation, JPEG, ...)
     calibrate: bool = False  # fit temperatures on held-out renders under a held-out style shift; store them
     parts_cache: str | None = None  # folder caching the part renders (None: <out>/part_renders)
@@ -136,23 +139,28 @@ def _load_checkpoint(path: Path, net: TaggerNet, opt: torch.optim.Optimizer, fin
 
 def _batch(data: PackedDataset, idx: np.ndarray, step: int, opts: TaggerTrainOptions, size: int, parts=None):
     rng = np.random.default_rng([opts.seed, step])  # per-step stream: a resumed run draws the same batches
-    if parts is not None:  # recoloured part renders (a subset of the training images)
-        pick = np.sort(rng.choice(len(parts), size=min(opts.batch_size, len(parts)), replace=False))
+    n_clean = opts.batch_size if parts is None else int(round(opts.batch_size * opts.clean_share))
+    xs, ys = [], []
+    if parts is not None and opts.batch_size - n_clean > 0:  # recoloured part renders (training images only)
+        n = opts.batch_size - n_clean
+        pick = np.sort(rng.choice(len(parts), size=min(n, len(parts)), replace=False))
         img, tags = tagger_augment.recolour(parts, pick, rng, data.schema, p_part=opts.recolour)
         x = torch.from_numpy(img).permute(0, 3, 1, 2).mul(2).sub(1)  # (B, 3, S, S) in [-1, 1]
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        y = torch.from_numpy(tags)
-    else:
-        pick = np.sort(
-            rng.choice(idx, size=min(opts.batch_size, len(idx)), replace=len(idx) < opts.batch_size)
-        )
-        x = preprocess(np.asarray(data.images[pick]), size)  # (B, 3, size, size)
-        y = torch.from_numpy(np.asarray(data.tags[pick], dtype=np.float32))
+        xs.append(x)
+        ys.append(torch.from_numpy(tags))
+    if n_clean > 0:
+        pick = np.sort(rng.choice(idx, size=min(n_clean, len(idx)), replace=len(idx) < n_clean))
+        xs.append(preprocess(np.asarray(data.images[pick]), size))  # (B, 3, size, size)
+        ys.append(torch.from_numpy(np.asarray(data.tags[pick], dtype=np.float32)))
+    x, y = torch.cat(xs), torch.cat(ys)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     x = augment(x, gen, opts.shift)
-    if opts.style:
-        x = tagger_augment.style_augment(x, gen)
+    if opts.style:  # style/framing on the recoloured share only: the clean share keeps the creator's look
+        k = len(x) - n_clean if parts is not None else len(x)
+        if k > 0:
+            x = torch.cat([tagger_augment.style_augment(x[:k], gen), x[k:]])
     return degrade(x, gen, opts.degrade), y
 
 
