@@ -81,22 +81,28 @@ def check_features(images: np.ndarray, space: str) -> np.ndarray:
     return GenericEmbedder().embed(square_resize(images, CHECK_SIZE))
 
 
-def _reference_key(f2p, space: str) -> str:
+def _reference_key(f2p, space: str, low: int | None) -> str:
     creator = f2p.creator
     spec = f2p.creator_spec
     if creator is not None and not getattr(creator, "can_render", True):
         spec = f"{spec}|{len(creator)}"  # a recorded folder that grew gets a new reference
-    text = "|".join([spec, f2p.space.to_json(), space, str(CHECK_N), str(CHECK_SIZE), str(CHECK_SEED)])
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    parts = [spec, f2p.space.to_json(), space, str(CHECK_N), str(CHECK_SIZE), str(CHECK_SEED), str(low)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-def reference_features(f2p, space: str) -> np.ndarray | None:
+def blur_to(images: np.ndarray, low: int) -> np.ndarray:
+    """Down to `low` px and back up to CHECK_SIZE: what a small input looks like after resizing."""
+    return square_resize(square_resize(images, low), CHECK_SIZE)
+
+
+def reference_features(f2p, space: str, low: int | None = None) -> np.ndarray | None:
     """(CHECK_N, D) features of random renders of the model's creator (random captures of a recorded one), cached
-    per creator in memory and under cache_dir(); None when the creator is not available."""
+    per creator in memory and under cache_dir(); None when the creator is not available. `low`: the renders are
+    made at `low` px and scaled up (the reference for small inputs)."""
     creator = f2p.creator
     if creator is None:
         return None
-    key = _reference_key(f2p, space)
+    key = _reference_key(f2p, space, low)
     if key in _MEMO:
         return _MEMO[key]
     path = cache_dir() / f"reference-{key}.npy"
@@ -108,11 +114,14 @@ def reference_features(f2p, space: str) -> np.ndarray | None:
         except (OSError, ValueError):
             pass  # a damaged cache file is rebuilt
     rng = np.random.default_rng(CHECK_SEED)
+    size = low or CHECK_SIZE
     if getattr(creator, "can_render", True):
-        images = creator.render(creator.sample(CHECK_N, rng), CHECK_SIZE)
+        images = creator.render(creator.sample(CHECK_N, rng), size)
     else:
         idx = np.sort(rng.choice(len(creator), size=min(CHECK_N, len(creator)), replace=False))
-        images = creator.images(CHECK_SIZE, idx)
+        images = creator.images(size, idx)
+    if low:
+        images = blur_to(images, low)
     feats = check_features(images, space).astype(np.float32)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,17 +142,27 @@ def calibrate(input_feat: np.ndarray, fit_feat: np.ndarray, reference: np.ndarra
 
 
 FAMILIAR_SPACE = "generic"  # familiarity is judged in ImageNet features whatever the model's embedder
+FAMILIAR_LOW = 64  # px of the second, blurred reference (inputs at a model's render size are this small)
 
 
-def familiar(f2p, images: np.ndarray) -> bool | None:
-    """Whether `images` look like the creator's own renders: every image's nearest reference render is at least as
-    close as the 5th percentile of the reference renders' own nearest-neighbour cosines (leave-one-out).
-    Built-in renders score 0.76-0.83 against 0.70 or less for foreign avatar drawings. None without a creator."""
-    ref = reference_features(f2p, FAMILIAR_SPACE)
-    if ref is None or len(ref) < 3:
-        return None
+def _loo_floor(ref: np.ndarray, pct: float = 1.0) -> float:
     gram = ref @ ref.T
     np.fill_diagonal(gram, -np.inf)
-    threshold = float(np.percentile(gram.max(1), 5))
-    feats = check_features(np.asarray(images), FAMILIAR_SPACE)
-    return bool((feats @ ref.T).max(1).min() >= threshold)
+    return float(np.percentile(gram.max(1), pct))
+
+
+def familiar(f2p, images) -> bool | None:
+    """Whether `images` look like the creator's own renders: each image's nearest reference render, sharp (128 px)
+    or blurred (64 px scaled up, compared with the image equally blurred), is at least as close as the 1st
+    percentile of the references' own nearest-neighbour cosines (leave-one-out). Measured on the built-in creator:
+    98 of 100 renders at 64 px and all at 128 and 256 px count as its own, none of 90 foreign avatar drawings
+    (DiceBear) do: a narrow margin (nearest cosines 0.72+ against 0.71 or less). `images`: (H, W, 3) uint8 arrays of
+    any sizes, as given (resizing them first would change the blurred comparison). None without a creator."""
+    sharp = reference_features(f2p, FAMILIAR_SPACE)
+    blurred = reference_features(f2p, FAMILIAR_SPACE, low=FAMILIAR_LOW)
+    if sharp is None or blurred is None or len(sharp) < 3:
+        return None
+    threshold = min(_loo_floor(sharp), _loo_floor(blurred))
+    a = (check_features(square_resize(images, CHECK_SIZE), FAMILIAR_SPACE) @ sharp.T).max(1)
+    b = (check_features(blur_to(images, FAMILIAR_LOW), FAMILIAR_SPACE) @ blurred.T).max(1)
+    return bool(np.maximum(a, b).min() >= threshold)

@@ -232,7 +232,7 @@ def _constraints(
         drawings = [c for c, k in zip(prepared.crops, prepared.faces) if k.startswith("drawing")]
         if not drawings:
             return {}, {}
-        if familiar(f2p, np.stack([_resize(c) for c in drawings])):
+        if familiar(f2p, drawings):
             notes.append(
                 "the drawing looks like this creator's own renders: fitted without attribute constraints"
             )
