@@ -81,3 +81,33 @@ def test_expression_variants_are_not_the_same_picture_but_copies_are():
             original = view(renders["open"][j])
             for scale, q in ((0.5, 60), (0.8, 85), (1.5, 75)):  # resized, re-encoded: the same picture
                 assert same_picture(c, sample(recompressed(original, scale, q)))[0]
+
+
+def _flat_face(hair):
+    """A flat cartoon head: a hair cap in one colour, skin, white background (DiceBear-like)."""
+    y, x = np.mgrid[0:128, 0:128]
+    img = np.full((128, 128, 3), 235, np.uint8)
+    head = (x - 64) ** 2 + (y - 70) ** 2 < 40**2
+    hair_m = ((x - 64) ** 2 + (y - 55) ** 2 < 50**2) & ~((x - 64) ** 2 + (y - 78) ** 2 < 34**2)
+    img[hair_m] = hair
+    img[head & ~hair_m] = (240, 200, 170)
+    return img
+
+
+def test_a_recoloured_character_is_not_a_copy():
+    """One drawing with brown and with red hair: same hash and outline, patch differences within the copy
+    limits, but the coarse colours differ, so both are kept; re-encoded and resized copies are still copies."""
+    from charforge.data.dedupe import DETAIL_THRESHOLD, detail_thumb, same_picture
+
+    brown, red = _flat_face((110, 70, 40)), _flat_face((150, 60, 30))
+    assert hamming(phash(brown), phash(red)) <= 6  # the hash alone calls them duplicates
+    same, top, _ = same_picture(detail_thumb(brown), detail_thumb(red))
+    assert top <= DETAIL_THRESHOLD and not same
+    buf = io.BytesIO()
+    Image.fromarray(brown).save(buf, "JPEG", quality=30)
+    jpeg = np.asarray(Image.open(buf).convert("RGB"))
+    small = np.asarray(
+        Image.fromarray(brown).resize((48, 48), Image.BICUBIC).resize((128, 128), Image.BICUBIC)
+    )
+    assert same_picture(detail_thumb(brown), detail_thumb(jpeg))[0]
+    assert same_picture(detail_thumb(brown), detail_thumb(small))[0]
