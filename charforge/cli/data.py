@@ -109,6 +109,13 @@ def import_(
         40_000_000, help="Refuse images with more pixels than this (decompression bombs)."
     ),
     workers: int = typer.Option(1, help="Decoding processes."),
+    extra_tags: str = typer.Option(
+        "",
+        help="Your own tags beyond the 34 built-in ones, comma-separated (e.g. 'earrings, freckles'); they join "
+        "the dataset's schema, so the tags file may use them and models trained on it generate them. The tags "
+        "file can declare them too: a first line `# extra tags: earrings, freckles` (CSV) or "
+        '{"extra_tags": [...]} (JSONL).',
+    ),
 ) -> None:
     """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report."""
     from charforge.data.importer import import_folder
@@ -132,6 +139,7 @@ def import_(
         closeups=closeups,
         max_faces=max_faces,
         tag_min_confidence=tag_min_confidence,
+        extra_tags=[t for t in extra_tags.split(",") if t.strip()],
     )
     typer.echo(report.summary())
 

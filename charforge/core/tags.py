@@ -251,6 +251,32 @@ class TagSchema:
                 out.append((a, b))
         return out
 
+    def with_independent(self, extra: Iterable[str], *, source: str = "extra tags") -> TagSchema:
+        """A copy with a user's own independent tags appended (after every existing tag, so the existing
+        tags keep their indices and a tagger of the base schema still reads its columns)."""
+        add: list[str] = []
+        for raw in extra:
+            t = normalise_tag(str(raw))
+            if not t:
+                continue
+            if t in self._index:
+                continue  # already in the schema (e.g. declared twice, or a built-in tag): nothing to add
+            if len(t) > 64 or not all(ch.isalnum() or ch in " -'" for ch in t):
+                raise UserError(
+                    f"{source}: {str(raw).strip()!r} is not a usable tag name (letters, digits, spaces, - and ', at most 64)",
+                    field="tags",
+                )
+            if t not in add:
+                add.append(t)
+        if not add:
+            return self
+        return TagSchema(
+            groups=list(self.groups),
+            independent=list(self.independent) + add,
+            conflicts=list(self.conflicts),
+            train_p=self.train_p,
+        )
+
     def with_conflicts(self, extra: Sequence[tuple[str, str]]) -> TagSchema:
         """A copy with `extra` conflict pairs added (duplicates ignored)."""
         have = {frozenset(c) for c in self.conflicts}

@@ -32,6 +32,41 @@ class TagRow:
     row: int  # 1-based line number in the tags file
 
 
+EXTRA_KEYS = ("extra tags", "extra_tags", "extra-tags")
+
+
+def declared_extra_tags(path: Path) -> list[str]:
+    """Your own tags, declared at the top of the tags file so they join the schema:
+    CSV: a comment line `# extra tags: earrings, freckles`; JSONL: a line `{"extra_tags": ["earrings"]}`.
+    Returns [] when the file declares none (or does not exist: read_tags_file reports that)."""
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError):
+        return []  # read_tags_file names the problem
+    out: list[str] = []
+    jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+    for line in text.splitlines():
+        line = line.strip()
+        if jsonl and line.startswith("{") and "extra" in line:
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(obj, dict) and not any(k in obj for k in FILE_KEYS):
+                vals = next((obj[k] for k in EXTRA_KEYS if k in obj), None)
+                if vals is not None:
+                    if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+                        raise UserError(f'{path}: "extra_tags" must be a list of tag names', field="tags")
+                    out += vals
+        elif not jsonl and line.startswith("#"):
+            key, sep, rest = line.lstrip("#").partition(":")
+            if sep and key.strip().lower() in EXTRA_KEYS:
+                out += [t for t in rest.split(",") if t.strip()]
+    return out
+
+
 def read_tags_file(path: Path, schema: TagSchema) -> list[TagRow]:
     """Parse a CSV (file,tags[,license], optional header) or JSONL ({"file", "tags", "license"}) tags file.
 
@@ -70,7 +105,17 @@ def _make_row(path: Path, n: int, file: Any, tags: Any, lic: Any, schema: TagSch
         raise UserError(
             f"{path}: row {n}: tags must be a string 'a, b' or a list of strings, got {tags!r}", field="tags"
         )
-    c = schema.parse(tags, source=f"{path}: row {n} ({file.strip()})")
+    try:
+        c = schema.parse(tags, source=f"{path}: row {n} ({file.strip()})")
+    except UserError as e:
+        if "unknown tag" not in str(e):
+            raise
+        raise UserError(
+            f"{e}. Your own tags join the schema: declare them at the top of the tags file "
+            '(CSV: `# extra tags: earrings, freckles`; JSONL: {"extra_tags": ["earrings"]}) or pass '
+            "--extra-tags",
+            field="tags",
+        ) from e
     on = [t for t in c.groups.values() if t] + [t for t, v in c.independent.items() if v]
     if lic is not None and not isinstance(lic, str):
         raise UserError(
@@ -98,6 +143,8 @@ def _read_csv(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
                 field="tags",
             ) from e
         if not any(c.strip() for c in cells):
+            continue
+        if cells[0].lstrip().startswith("#"):  # a comment, e.g. the `# extra tags: ...` declaration
             continue
         if first and cells[0].strip().lower() in FILE_KEYS:
             cols, first, width = _csv_columns(path, cells), False, len(cells)
@@ -180,6 +227,8 @@ def _read_jsonl(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
             ) from e
         if not isinstance(obj, dict):
             raise UserError(f'{path}: row {n}: expected a JSON object with "file" and "tags"', field="tags")
+        if any(k in obj for k in EXTRA_KEYS) and not any(k in obj for k in FILE_KEYS):
+            continue  # the {"extra_tags": [...]} declaration
         file = next((obj[k] for k in FILE_KEYS if k in obj), None)
         lic = next((obj[k] for k in LICENSE_KEYS if k in obj), None)
         rows.append(_make_row(path, n, file, obj.get("tags"), lic, schema))

@@ -54,7 +54,7 @@ from charforge.data.dedupe import (
     same_picture,
 )
 from charforge.data.faces import Box, check_kind, crop_padded, find_crops, zoom_box
-from charforge.data.import_tags import TagRow, match_rows, read_tags_file
+from charforge.data.import_tags import TagRow, declared_extra_tags, match_rows, read_tags_file
 from charforge.data.packed import PackedDataset, PackedWriter
 from charforge.errors import UserError
 from charforge.utils.io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
@@ -339,8 +339,12 @@ def import_folder(
     closeups: bool = True,
     max_faces: int = 8,
     tag_min_confidence: float = 0.5,
+    extra_tags: list[str] | tuple[str, ...] | None = None,
 ) -> ImportReport:
-    """Import every image under `src` into a packed dataset at `out`; see the module docstring."""
+    """Import every image under `src` into a packed dataset at `out`; see the module docstring.
+
+    `extra_tags` (and a `# extra tags: ...` declaration in the tags file) are your own independent tags,
+    appended to the make.girls.moe schema; the dataset, and models trained on it, carry them."""
     src, out = Path(src), Path(out)
     _check_args(src, size, faces, crop_scale, min_size, dedupe_threshold, max_pixels, workers, max_faces)
     if not 0.0 <= tag_min_confidence < 1.0:
@@ -349,7 +353,10 @@ def import_folder(
         )
     _check_out(src, out)
     tagger_path = resolve_tagger(estimate_tags)
-    schema = make_girls_moe_schema()
+    declared = declared_extra_tags(Path(tags_file)) if tags_file is not None else []
+    schema = make_girls_moe_schema().with_independent(
+        [*declared, *(extra_tags or [])], source="--extra-tags / the tags file's extra tags"
+    )
     tagger = _load_tagger(tagger_path, schema) if tagger_path is not None else None  # fail before any work
     rows = read_tags_file(Path(tags_file), schema) if tags_file is not None else []
     exclude = [out] + ([Path(tags_file)] if tags_file is not None else [])
@@ -368,6 +375,14 @@ def import_folder(
     by_rel, warnings = match_rows(rows, images, source=str(tags_file))
     opts = _Opts(size, faces, float(crop_scale), min_size, max_pixels, bool(closeups), int(max_faces))
     config = _config(src, images, opts, tags_file, license, tagger_path, dedupe_threshold, tag_min_confidence)
+    base_n = len(make_girls_moe_schema())
+    if len(schema) > base_n:  # your own tags decide the result too (a rerun with other ones is another build)
+        config["extra_tags"] = schema.tags[base_n:]
+        if tagger is not None:
+            warnings.append(
+                f"the tagger knows none of your own tags ({', '.join(schema.tags[base_n:])}): images whose tags it "
+                "estimates get them off; tag those images in the tags file if they show them"
+            )
     done = _finished_before(out, config)
     if done is not None:
         return done
@@ -895,11 +910,11 @@ def _estimate_missing_tags(
     if hasattr(job.tagger, "predict_proba"):
         from charforge.tagger.net import INDEPENDENT_THRESHOLD, decide_tags
 
-        proba = np.asarray(job.tagger.predict_proba(images[missing]), dtype=np.float32)  # (M, T)
+        proba = _widen(job, np.asarray(job.tagger.predict_proba(images[missing]), dtype=np.float32))  # (M, T)
         _check_width(job, proba)
         pred = decide_tags(proba, schema, INDEPENDENT_THRESHOLD)
     else:
-        pred = np.asarray(job.tagger.predict_tags(images[missing]))  # (M, T) 0/1
+        pred = _widen(job, np.asarray(job.tagger.predict_tags(images[missing])))  # (M, T) 0/1
         _check_width(job, pred)
     pred = (pred > 0).astype(np.uint8)
     for j, i in enumerate(missing):
@@ -925,6 +940,14 @@ def _estimate_missing_tags(
     tags[missing] = pred
 
 
+def _widen(job: _Job, pred: np.ndarray) -> np.ndarray:
+    """A tagger of the base schema fills the first columns; the user's own tags (appended) stay 0 (off)."""
+    t = len(job.schema)
+    if pred.ndim == 2 and pred.shape[1] < t:
+        pred = np.concatenate([pred, np.zeros((len(pred), t - pred.shape[1]), pred.dtype)], axis=1)
+    return pred
+
+
 def _check_width(job: _Job, pred: np.ndarray) -> None:
     if pred.ndim != 2 or pred.shape[1] != len(job.schema):
         raise UserError(
@@ -941,7 +964,7 @@ def _load_tagger(path: Path, schema):
         ) from e
     tagger = load_tagger(path)
     theirs = getattr(getattr(tagger, "schema", None), "tags", None)
-    if theirs is not None and list(theirs) != list(schema.tags):
+    if theirs is not None and list(theirs) != list(schema.tags)[: len(theirs)]:
         raise UserError(
             f"--estimate-tags {path}: the tagger was trained on other tags ({len(theirs)} tags, "
             f"starting {', '.join(list(theirs)[:3])}) than the dataset schema; use a tagger trained on "
