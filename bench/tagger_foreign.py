@@ -248,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--out", type=Path, default=None, help="folder for tagger_foreign.json / .md")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--crop",
+        default="centre",
+        help="centre (as `data import --faces none`) or a face detector name (run.py)",
+    )
     ap.add_argument("--sheet", type=Path, default=None, help="write a PNG of images with truth and readings")
     args = ap.parse_args(argv)
 
@@ -262,7 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     for s in sets:
         d = foreign.build_set(s, args.n, args.seed, cache)
         items = _scored_items(json.loads((d / "manifest.json").read_text())["items"])
-        data[s] = (foreign.load_set_images(d, items), items)
+        loaded_images = (
+            foreign.load_set_images(d, items, crop=args.crop)
+            if args.crop != "centre"
+            else foreign.load_set_images(d, items)
+        )
+        if isinstance(loaded_images, tuple):  # newer run.py: (images, how many fell back to the centre)
+            loaded_images = loaded_images[0]
+        data[s] = (loaded_images, items)
     out = {
         "command": "python bench/tagger_foreign.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
