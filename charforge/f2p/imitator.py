@@ -6,7 +6,7 @@ study it maps parameters straight into the embedding space, so search never rend
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -115,7 +115,3 @@ def imitator_metrics(net: Imitator, vectors: np.ndarray, embeddings: np.ndarray)
         "embedding_cosine": float((pred * e).sum(1).mean()),
         "n": len(e),
     }
-
-
-def imitator_config_dict(cfg: ImitatorConfig) -> dict:
-    return asdict(cfg)

@@ -9,7 +9,7 @@ to drawings and crops that are not pixel-exact renders.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -184,7 +184,3 @@ def train_encoder(
             loss = param_loss(pred.float(), vec[np.sort(idx.numpy())], cat_slices, n_cont)
             optimiser_step(opt, sched, loss, bar, ".3f")
     return net.eval()
-
-
-def encoder_config_dict(cfg: EncoderConfig) -> dict:
-    return asdict(cfg)

@@ -255,7 +255,3 @@ def search(
     """targets (T, D) unit rows, init (T, V) encoded start points -> (best (T, V) encoded, imitator cosine (T,))."""
     vec, score = search_candidates(net, cat_sizes, targets, init, cfg, 1, target_imgs, allowed)
     return vec[:, 0], score[:, 0]
-
-
-def search_config_dict(cfg: SearchConfig) -> dict:
-    return asdict(cfg)

@@ -6,7 +6,7 @@ on the ground-truth parameters of renders, then fine-tuned on search-optimised t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -94,7 +94,3 @@ def train_translator(
             loss = translator_loss(net, net(x), v[idx])
             optimiser_step(opt, sched, loss, bar, ".4f")
     return net.eval()
-
-
-def translator_config_dict(cfg: TranslatorConfig) -> dict:
-    return asdict(cfg)
