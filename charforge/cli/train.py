@@ -138,6 +138,12 @@ def train(
             f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "
             f"EMA generator: {summary['generator']}"
         )
+        best = summary.get("best")
+        if best and best.get("step") is not None and best["step"] != summary["step"]:
+            typer.echo(
+                f"best:  step {best['step']} (hist_dist {best['hist_dist']}, lower is closer to the data's colours): "
+                f"{best['path']}; look at samples/ and use the one that looks right"
+            )
 
 
 def _stopped_by_signal(stop_reason: str) -> str | None:

@@ -26,6 +26,11 @@ def generator_path(run_dir: str | Path, step: int) -> Path:
     return checkpoint_dir(run_dir) / f"generator-{step:07d}.safetensors"
 
 
+def best_generator_path(run_dir: str | Path) -> Path:
+    """The EMA generator at the best early-stop metric so far (written by the trainer when it improves)."""
+    return checkpoint_dir(run_dir) / "generator-best.safetensors"
+
+
 def finished_steps(run_dir: str | Path) -> list[int]:
     d = checkpoint_dir(run_dir)
     if not d.is_dir():

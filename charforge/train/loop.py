@@ -30,7 +30,9 @@ from charforge.core.device import use_bf16
 from charforge.core.images import image_grid, to_uint8
 from charforge.data.packed import load_packed, verify_training_data
 from charforge.errors import UserError
+from charforge.models import runs
 from charforge.models.families import get_family
+from charforge.models.generator import save_generator
 from charforge.provenance import save_png
 from charforge.provenance.modelcard import licence_warning, write_model_card
 from charforge.train import checkpoint as ck
@@ -458,6 +460,7 @@ class Trainer:
                 "images_seen": self.images_seen,
                 "elapsed_s": self.elapsed,
                 "best_metric": self.best if math.isfinite(self.best) else None,
+                "best_step": getattr(self, "best_step", None),
                 "bad_evals": self.bad_evals,
                 "rng": mr,
             }
@@ -487,6 +490,7 @@ class Trainer:
         self.saved_step = self.step
         self.images_seen, self.elapsed = int(meta["images_seen"]), float(meta["elapsed_s"])
         self.best = math.inf if meta.get("best_metric") is None else float(meta["best_metric"])
+        self.best_step = meta.get("best_step")
         self.bad_evals = int(meta["bad_evals"])
 
     def _rollback(self, err: NonFiniteLoss) -> None:
@@ -531,7 +535,8 @@ class Trainer:
         """Early-stop metric: colour-histogram distance of EMA samples to real images (lower is better)."""
         dist = histogram_distance(self.eval_real, self.ema_images(self.fixed_z, self.fixed_c))
         if dist < self.best - 1e-4:
-            self.best, self.bad_evals = dist, 0
+            self.best, self.bad_evals, self.best_step = dist, 0, self.step
+            self._save_best()
         else:
             self.bad_evals += 1
         if self.p.patience and self.bad_evals >= self.p.patience:
@@ -539,6 +544,21 @@ class Trainer:
                 f"early stop: hist_dist has not improved on {self.best:.4f} for {self.bad_evals} evaluations"
             )
         return dist
+
+    def _save_best(self) -> None:
+        """Keep the EMA generator at the best metric: a run that later degrades (a small set overfitting its
+        discriminator) still has its best model, not only its last."""
+        if not self.dist.is_main:
+            return
+        save_generator(
+            runs.best_generator_path(self.run_dir),
+            self.ema.net.state_dict(),
+            self.p.model_config(),
+            self.schema,
+            self.freqs,
+            model_id=f"{self.run_dir.name}@{self.step}",
+            provenance={**self.provenance(), "best_hist_dist": round(float(self.best), 6)},
+        )
 
     def _bookkeeping(self, logs: dict[str, float], rate: float) -> None:
         s, p = self.step, self.p
@@ -621,6 +641,12 @@ class Trainer:
         old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         return lambda: [signal.signal(sig, h) for sig, h in old.items()] and None
 
+    def _best_record(self) -> dict[str, Any] | None:
+        path = runs.best_generator_path(self.run_dir)
+        if not path.exists() or not math.isfinite(self.best):
+            return None
+        return {"path": str(path), "step": getattr(self, "best_step", None), "hist_dist": round(self.best, 4)}
+
     def _base_model_record(self) -> dict[str, Any] | None:
         """For a fine-tune's card: the source file's name, model id, hash and step (config.json keeps the path)."""
         rec = getattr(self, "init_from", None)
@@ -664,6 +690,7 @@ class Trainer:
             "time_s": self.elapsed,
             "stop_reason": self.stop_reason,
             "generator": str(self.store.generator_path(self.step)),
+            "best": self._best_record(),
         }
 
 

@@ -195,3 +195,17 @@ def test_finetune_from_a_generator_file_warms_up_a_fresh_discriminator(hatless, 
         hatless, tmp_path / "ft2", resolve_preset("tiny", {"steps": 12}), opts=opts(init_from=str(src))
     )
     assert state.p.d_warmup == 0
+
+
+def test_the_best_generator_is_kept_apart_from_the_last(hatless, tmp_path):
+    from charforge.models.generator import read_generator
+    from charforge.models.runs import best_generator_path
+
+    run = tmp_path / "run"
+    summary = Trainer(hatless, run, resolve_preset("tiny", {"steps": 6, "eval_every": 2}), opts=opts()).run()
+    best = summary["best"]
+    assert best is not None and best["step"] in (2, 4, 6) and best_generator_path(run).exists()
+    gf = read_generator(best_generator_path(run))
+    assert gf.meta["model_id"] == f"run@{best['step']}" and gf.meta["provenance"]["best_hist_dist"] >= 0
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if "hist_dist" in x]
+    assert min(r["hist_dist"] for r in rows) == pytest.approx(best["hist_dist"], abs=1e-4)
