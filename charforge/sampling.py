@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -555,6 +555,10 @@ def npc_batch(
     max_tries: int | None = None,
     batch_size: int = 64,
     truncation: float = 1.0,
+    *,
+    should_stop: Callable[[], Any] | None = None,
+    partial: bool = False,
+    report: dict[str, Any] | None = None,
 ) -> list[NPCRecord]:
     """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
     least `min_distance` RMS (pixel units in [0, 1]). Each NPC's free tags are drawn from its own seed
@@ -569,8 +573,10 @@ def npc_batch(
     used: set[int] = set()
     out: list[NPCRecord] = []
     feats = np.zeros((0, NPC_THUMB * NPC_THUMB * 3), np.float32)
-    tried = 0
+    tried, stopped = 0, None
     while len(out) < n and tried < max_tries:
+        if should_stop is not None and (stopped := should_stop()):
+            break  # a caller's budget (time, a cancelled request): stop between batches
         m = min(batch_size, max_tries - tried)
         seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=m) if int(s) not in used]
         used.update(seeds)
@@ -584,7 +590,9 @@ def npc_batch(
                 continue
             out.append(NPCRecord(img, s, t))
             feats = np.vstack([feats, f[None]])
-    if len(out) < n:
+    if report is not None:
+        report.update(tried=tried, stopped=stopped or ("candidates" if len(out) < n else None))
+    if len(out) < n and not partial:
         raise UserError(
             f"npc: only {len(out)} of {n} portraits were distinct enough after {tried} tries; "
             f"lower --min-distance (now {min_distance}) or relax the tag constraints",

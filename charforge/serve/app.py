@@ -511,7 +511,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
         def job():
             budget["deadline"] = time.monotonic() + settings.npc_time_s  # from when a worker starts on it
             bundle = studio.bundle(req.model)
-            files, rows = {}, []
+            files, rows, info = {}, [], {}
             try:
                 found = studio.npc(
                     req.model,
@@ -521,6 +521,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                     req.min_distance,
                     max_candidates=settings.npc_max_candidates,
                     should_stop=should_stop,
+                    info=info,
                 )
             except WorkStopped as e:
                 if e.reason == "cancelled":
@@ -547,18 +548,30 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 "model_sha256": str(bundle.sha256),
                 "seed": req.seed,
                 "count": len(rows),
+                "requested": req.count,
+                "complete": len(rows) == req.count,
                 "constraints": req.tags,
                 "characters": rows,
             }
+            if len(rows) < req.count:  # a budget ran out: what was found, and why the batch is short
+                why = (
+                    f"this server's budget of {settings.npc_time_s:g} s per request ran out"
+                    if info.get("stopped") == "time"
+                    else f"only these were distinct enough within this server's {settings.npc_max_candidates:,} "
+                    f"candidates per request (min_distance {req.min_distance:g})"
+                )
+                manifest["note"] = (
+                    f"{len(rows)} of {req.count} characters: {why}; ask for fewer characters (count) or a "
+                    "smaller min_distance, or send another request with another seed for more"
+                )
             files["manifest.json"] = json.dumps(manifest, indent=2).encode()
-            return zip_bytes(files)
+            return zip_bytes(files), manifest["complete"]
 
-        data = await _work(app, job, long=True, request=request, stop=stop)
-        return Response(
-            data,
-            media_type="application/zip",
-            headers={"Content-Disposition": f'attachment; filename="npcs_seed{req.seed}.zip"'},
-        )
+        data, complete = await _work(app, job, long=True, request=request, stop=stop)
+        headers = {"Content-Disposition": f'attachment; filename="npcs_seed{req.seed}.zip"'}
+        if not complete:
+            headers["X-Charforge-Complete"] = "false"  # fewer than asked: manifest.json's note says why
+        return Response(data, media_type="application/zip", headers=headers)
 
 
 def _creator_routes(r, app, studio: Studio, settings: ServeSettings) -> None:

@@ -163,16 +163,43 @@ class Studio:
         *,
         max_candidates: int | None = None,
         should_stop: Callable[[], str | None] | None = None,
+        info: dict[str, Any] | None = None,
     ) -> list[Generated]:
         """`sampling.npc_batch`, bounded: at most `max_candidates` portraits are drawn, and before each batch
-        of them `should_stop()` may end the work (it returns why: "time" or "cancelled") -> WorkStopped."""
+        of them `should_stop()` may end the work (it returns why: "time" or "cancelled") -> WorkStopped.
+
+        With `info` (a dict), a budget that runs out after some portraits were found returns those, and
+        `info` says why the batch is short ("candidates" or "time"); with none found it is still an error."""
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
         view = _stoppable(bundle, should_stop) if should_stop is not None else bundle
         try:
-            records = self.sampler.npc_batch(
-                view, count, seed, constraints=c, min_distance=min_distance, max_tries=max_candidates
-            )
+            if info is not None:
+                report: dict[str, Any] = {}
+                records = self.sampler.npc_batch(
+                    bundle,
+                    count,
+                    seed,
+                    constraints=c,
+                    min_distance=min_distance,
+                    max_tries=max_candidates,
+                    should_stop=should_stop,
+                    partial=True,
+                    report=report,
+                )
+                if report.get("stopped") == "cancelled" or (report.get("stopped") == "time" and not records):
+                    raise WorkStopped(report["stopped"], int(report.get("tried", 0)))
+                if not records:
+                    raise UserError(
+                        f"npc: only 0 of {count} portraits were distinct enough after {report.get('tried', 0)} "
+                        "tries; lower --min-distance or relax the tag constraints",
+                        field="min_distance",
+                    )
+                info.update(report)
+            else:
+                records = self.sampler.npc_batch(
+                    view, count, seed, constraints=c, min_distance=min_distance, max_tries=max_candidates
+                )
         except UserError as e:
             if e.field != "min_distance":
                 raise
