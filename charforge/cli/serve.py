@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
             "torch",
             help="Generator runtime: torch, or onnx (any model; safetensors are exported once into a cache).",
         ),
+        device: str = typer.Option(
+            "auto",
+            help="Where generators run (torch backend): auto (CUDA, then MPS, else CPU), cpu, cuda or mps.",
+        ),
         max_upload_mb: float = typer.Option(10.0, min=0.1, max=100.0, help="Largest /fit upload, in MB."),
         npc_seconds: float = typer.Option(
             20.0,
@@ -102,7 +106,7 @@ def register(app: typer.Typer) -> None:
             npc_time_s=npc_seconds,
             npc_max_candidates=npc_candidates,
         )
-        run_server(settings, model, f2p, creator, backend)
+        run_server(settings, model, f2p, creator, backend, device=device)
 
 
 def _token_source(ctx) -> str:

@@ -112,16 +112,26 @@ def parse_model_specs(specs: list[str] | None) -> dict[str, str | None]:
     return out
 
 
-def load_generator_backend(spec: str | None, backend: str) -> Any:
+def load_generator_backend(spec: str | None, backend: str, device: str = "auto") -> Any:
     """A GeneratorBundle. With backend 'onnx' it runs through onnxruntime (one thread per call): a .onnx export
-    as is, or a safetensors model exported once into charforge's ONNX cache (see sampling.load_generator)."""
+    as is, or a safetensors model exported once into charforge's ONNX cache (see sampling.load_generator).
+    `device` (torch backend): auto | cpu | cuda | mps."""
     from charforge import sampling
 
-    return sampling.load_generator(spec, backend, onnx_threads=1 if backend == "onnx" else None)
+    if backend == "onnx" and device == "auto":
+        device = "cpu"
+    return sampling.load_generator(
+        spec, backend, onnx_threads=1 if backend == "onnx" else None, device=device
+    )
 
 
 def load_models(
-    model_specs: list[str] | None, f2p_spec: str | None, creator: str, backend: str = "torch", warn=print
+    model_specs: list[str] | None,
+    f2p_spec: str | None,
+    creator: str,
+    backend: str = "torch",
+    warn=print,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Everything the app needs, loaded once. Missing shipped defaults are a warning; missing explicit files an error."""
     from charforge.creators.base import get_creator
@@ -129,7 +139,7 @@ def load_models(
     generators = {}
     for name, spec in parse_model_specs(model_specs or ["default"]).items():
         try:
-            generators[name] = load_generator_backend(spec, backend)
+            generators[name] = load_generator_backend(spec, backend, device)
         except UserError as e:
             if model_specs:
                 raise
@@ -161,16 +171,19 @@ def serve(
     creator: str = "builtin",
     backend: str = "torch",
     log_level: str = "info",
+    device: str = "auto",
 ) -> None:
-    """Check the address, load the models, run uvicorn until interrupted."""
+    """Check the address and the device, load the models, run uvicorn until interrupted."""
     import uvicorn
 
+    from charforge.core.device import resolve_device
     from charforge.serve.app import create_app
 
     check_bind(settings.host, settings.token)
+    resolve_device(device)  # a device this machine lacks is an error before anything loads
     if settings.torch_threads is None:
         settings.torch_threads = torch_threads_per_job(settings.max_concurrency)
-    app = create_app(settings, **load_models(model_specs, f2p_spec, creator, backend))
+    app = create_app(settings, **load_models(model_specs, f2p_spec, creator, backend, device=device))
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"charforge studio on http://{host}:{settings.port}/  (API docs at /docs)", flush=True)
     uvicorn.run(

@@ -81,3 +81,25 @@ def test_shipped_f2p_fits_a_photo():
     body = r.json()
     f2p.creator.space.validate(body["params"])  # every fitted parameter is a valid creator value
     assert -1.0 <= body["similarity"] <= 1.0
+
+
+def test_serve_device_cuda_is_refused_where_there_is_none(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = subprocess.run(
+        [sys.executable, "-m", "charforge", "serve", "--device", "cuda", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "--device cuda: no CUDA device is available" in r.stderr
+    assert "Traceback" not in r.stderr
+    from charforge.serve.server import load_generator_backend
+
+    b = load_generator_backend(None, "torch", "cpu")
+    assert b.device == "cpu"
