@@ -67,9 +67,11 @@ def test_finetune_picks_an_ema_for_the_data_size(hatless, tmp_path, capsys):
     card = (ft / "MODEL_CARD.md").read_text()
     assert "## Base model" in card and "state-0000002.safetensors" in card and "sha256" in card
     assert "40 images" in card  # and the data it was fine-tuned on
+    assert saved["augment"] == "translation,cutout"  # a small set: D gets differentiable augmentation
     # a field the user set on the command line wins
-    kept = finetune_preset(p, 40, explicit=("ema_half_life",), say=False)
-    assert kept.ema_half_life == 20000 and kept.ema_rampup == 0.05
+    kept = finetune_preset(p, 40, explicit=("ema_half_life", "augment"), say=False)
+    assert kept.ema_half_life == 20000 and kept.ema_rampup == 0.05 and kept.augment == ""
+    assert finetune_preset(p, 50_000, say=False).augment == ""  # a large set needs none
 
 
 def test_epochs_set_steps_and_monitor_every_epoch(hatless, capsys):
