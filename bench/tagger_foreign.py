@@ -79,11 +79,13 @@ def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None
         if all(v is None for v in truth):
             continue
         j = tags.index(t)
-        out["forced"]["tags"][t] = mapping.binary_metrics(truth, [int(p >= thr) for p in proba[:, j]])
+        forced_pred = [int(p >= thr) for p in proba[:, j]]
+        out["forced"]["tags"][t] = mapping.binary_metrics(truth, forced_pred)
+        out["forced"]["tags"][t]["pairs"] = [(int(v), q) for v, q in zip(truth, forced_pred) if v is not None]
         known = ~unknown[:, j]
-        m = mapping.binary_metrics(
-            [v if k else None for v, k in zip(truth, known)], [int(x) for x in dec[:, j]]
-        )
+        kept = [v if k else None for v, k in zip(truth, known)]
+        m = mapping.binary_metrics(kept, [int(x) for x in dec[:, j]])
+        m["pairs"] = [(int(v), int(q)) for v, q in zip(kept, dec[:, j]) if v is not None]
         n_lab = sum(v is not None for v in truth)
         m["abstained"] = mapping._ratio(
             sum(1 for v, k in zip(truth, known) if v is not None and not k), n_lab
@@ -105,10 +107,12 @@ def _pool(results: list[dict], rule: str) -> dict:
         tp, fp, fn, tn = (sum(m[k] for m in ms) for k in ("tp", "fp", "fn", "tn"))
         pos = tp + fn
         base = pos / max(1, tp + fp + fn + tn)
+        pairs = np.array([pr for m in ms for pr in m.get("pairs", [])], dtype=bool).reshape(-1, 2)
         pooled["tags"][t] = {
             "n": tp + fp + fn + tn,
             "positives": pos,
             "f1": mapping.f1_from_counts(tp, fp, fn) if pos else None,
+            "f1_ci95": mapping.bootstrap_f1(pairs[:, 0], pairs[:, 1]) if len(pairs) else None,
             "precision": mapping._ratio(tp, tp + fp),
             "recall": mapping._ratio(tp, tp + fn),
             "false_positive_rate": mapping._ratio(fp, fp + tn),
@@ -129,6 +133,13 @@ def _f(r) -> str:
     if not r or r.get("value") is None:
         return "-"
     return f"{r['value']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] ({r['k']}/{r['n']})"
+
+
+def _f1(m) -> str:
+    if not m or m.get("f1") is None:
+        return "-"
+    ci = m.get("f1_ci95")
+    return f"{m['f1']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def _n(x) -> str:
@@ -164,7 +175,7 @@ def markdown(all_res: dict) -> str:
                 lines.append(
                     f"| {name} | {s} | {_f(rr['hair_color_13'].get('accuracy', rr['hair_color_13']))} | "
                     f"{_f(rr['hair_family'].get('accuracy', rr['hair_family']))} | "
-                    f"{_n(tg.get('glasses', {}).get('f1'))} | {_n(tg.get('hat', {}).get('f1'))} | "
+                    f"{_f1(tg.get('glasses'))} | {_f1(tg.get('hat'))} | "
                     f"{_f(tg.get('hat', {}).get('false_positive_rate'))} | {ab} |"
                 )
         lines.append("")
