@@ -1187,26 +1187,33 @@ def _sheet_pages(
     out: Path, name: str, rows: list[tuple[list[np.ndarray], list[str]]], title: str
 ) -> list[str]:
     """Draw rows of (images, caption lines) on numbered PNG pages; returns their paths."""
+    import textwrap
+
     from PIL import Image, ImageDraw
 
-    cell, line_h, text_w = 96, 12, 520
+    cell, line_h = 96, 12
+    single = all(len(ims) == 1 for ims, _ in rows)
+    # one image per entry (the tag review): entries side by side, 4 a row, captions wrapped beside each
+    per_row, text_w, wrap = (4, 250, 40) if single else (1, 520, 90)
     paths = []
     for p, start in enumerate(range(0, len(rows), SHEET_ROWS)):
         page = rows[start : start + SHEET_ROWS]
         ncols = max(len(ims) for ims, _ in page)
-        width = 8 + ncols * (cell + 4) + text_w
-        sheet = Image.new("RGB", (width, 24 + len(page) * (cell + 6)), (255, 255, 255))
+        entry_w = ncols * (cell + 4) + text_w
+        n_lines = -(-len(page) // per_row)
+        sheet = Image.new("RGB", (8 + per_row * entry_w, 24 + n_lines * (cell + 6)), (255, 255, 255))
         draw = ImageDraw.Draw(sheet)
         draw.text((8, 6), f"{title} - page {p + 1}", fill=(0, 0, 0))
         for i, (ims, caption) in enumerate(page):
-            y = 24 + i * (cell + 6)
+            x0, y = 8 + (i % per_row) * entry_w, 24 + (i // per_row) * (cell + 6)
             for j, im in enumerate(ims):
                 sheet.paste(
-                    Image.fromarray(resize_square(np.ascontiguousarray(im), cell)), (8 + j * (cell + 4), y)
+                    Image.fromarray(resize_square(np.ascontiguousarray(im), cell)), (x0 + j * (cell + 4), y)
                 )
-            x = 8 + ncols * (cell + 4)
-            for li, text in enumerate(caption[: cell // line_h]):
-                draw.text((x, y + li * line_h), _ascii(text)[:90], fill=(0, 0, 0))
+            x = x0 + ncols * (cell + 4)
+            lines = [w for text in caption for w in (textwrap.wrap(_ascii(text), wrap) or [""])]
+            for li, text in enumerate(lines[: cell // line_h]):
+                draw.text((x, y + li * line_h), text, fill=(0, 0, 0))
         path = out / (name if p == 0 else name.replace(".png", f"_{p + 1}.png"))
         with atomic_path(path) as tmp:
             sheet.save(tmp, format="PNG")
