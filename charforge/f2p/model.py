@@ -15,6 +15,7 @@ from charforge.core.space import ParamSpace
 from charforge.errors import UserError
 from charforge.f2p.embedders import Embedder, LearnedEmbedder, get_embedder
 from charforge.f2p.imitator import Imitator, ImitatorConfig
+from charforge.f2p.learned import Encoder, EncoderConfig
 from charforge.f2p.search import SearchConfig
 from charforge.f2p.translator import Translator, TranslatorConfig
 from charforge.models.io import file_sha256, load_model, save_model
@@ -143,8 +144,9 @@ def load_f2p(path: str | Path | None = None, *, detect: bool = True, creator: st
     p = resolve_f2p_path(path)
     tensors, meta = load_model(p, kind=KIND)
     try:
+        _check_sizes(p, meta["charforge_config"])
         f2p = _build(p, tensors, meta, detect)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, MemoryError) as e:
         raise UserError(
             f"{p}: not an f2p model this version can load ({type(e).__name__}: {e}); retrain it "
             "with `charforge f2p train`"
@@ -152,6 +154,27 @@ def load_f2p(path: str | Path | None = None, *, detect: bool = True, creator: st
     if creator is not None:
         f2p.creator_spec, f2p.trusted = creator, True
     return f2p
+
+
+MAX_F2P_PARAMS = 50_000_000  # parameters an f2p file may ask for (the shipped one has about 1.5 M)
+
+
+def _check_sizes(p: Path, cfg: dict[str, Any]) -> None:
+    """Build the networks the file describes on the meta device (no memory) and refuse absurd sizes, so an
+    untrusted file cannot make loading allocate gigabytes (an embedder size of 1,000,000 did)."""
+    nets = []
+    with torch.device("meta"):
+        emb_cfg = dict(cfg["embedder"])
+        if emb_cfg.get("name") == "learned":
+            nets.append(Encoder(EncoderConfig(**emb_cfg["encoder"])))
+        nets.append(Imitator(ImitatorConfig(**cfg["imitator"])))
+        nets.append(Translator(TranslatorConfig(**cfg["translator"])))
+    n = sum(t.numel() for net in nets for t in net.parameters())
+    if n > MAX_F2P_PARAMS:
+        raise UserError(
+            f"{p}: its config asks for networks of {n:,} parameters (limit {MAX_F2P_PARAMS:,}); not a "
+            "face-to-parameter model charforge wrote. Retrain it with `charforge f2p train`"
+        )
 
 
 def _build(p: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any], detect: bool) -> F2P:

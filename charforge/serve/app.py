@@ -52,7 +52,7 @@ class ServeSettings:
     timeout_s: float = 60.0  # seconds a job may run before the client gets 504
     max_upload_bytes: int = 10_000_000  # /fit upload limit (10 MB) -> 413 above it
     max_pixels: int = 25_000_000  # /fit decoded-size limit, in pixels -> 413 above it
-    fit_mode: str = "fast"  # default /fit mode: "fast" | "search" | "both"
+    fit_mode: str = "fast"  # default /fit mode: one of charforge.f2p.fit.MODES
     torch_threads: int | None = None  # torch intra-op threads per job; None leaves torch's setting alone
     body_timeout_s: float = 15.0  # a request body must arrive in full within this -> 408 and close
     npc_time_s: float = 20.0  # time budget of one /npc request -> 503 with Retry-After past it

@@ -100,3 +100,17 @@ def test_incomplete_or_mismatched_files_are_user_errors(toy_model, tmp_path, edi
         load_f2p(bad)
     code, log = run_cli(["f2p", "eval", "--f2p", str(bad), "-o", str(tmp_path / "ev")])
     assert code == 2 and "bad.safetensors" in log and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(
+    "part, key", [("imitator", "emb_dim"), ("translator", "hidden"), ("imitator", "hidden")]
+)
+def test_absurd_network_sizes_are_refused_before_allocating(toy_model, tmp_path, part, key):
+    def huge(c):
+        c = json.loads(json.dumps(c))
+        c[part][key] = 1_000_000
+        return c
+
+    bad = _craft(toy_model / "f2p.safetensors", tmp_path / part / "f2p.safetensors", config=huge)
+    with pytest.raises(UserError, match=r"parameters \(limit"):
+        load_f2p(bad)
