@@ -299,13 +299,14 @@ def _process_job(job: tuple[str, str, _Opts]) -> dict[str, Any]:
 
 # ---- the import ------------------------------------------------------------------------------------
 def resolve_tagger(estimate_tags: Path | str | None) -> Path | None:
-    """`--estimate-tags` value -> a tagger path: "default" (or "") is the shipped tagger."""
+    """`--estimate-tags` value -> a tagger path: "default" (or "") is the shipped tag estimator (trained to hold
+    on art the creator did not draw, calibrated), else the shipped judge tagger when no estimator is installed."""
     if estimate_tags is None:
         return None
     if str(estimate_tags) in ("", "default"):
         from charforge.tagger.net import default_tagger_path
 
-        p = default_tagger_path()
+        p = default_tagger_path("estimate") or default_tagger_path()
         if p is None:
             raise UserError(
                 "--estimate-tags default: this install ships no tagger (charforge/weights/"
