@@ -50,7 +50,9 @@ def main() -> None:
     ap.add_argument("--before", type=Path, required=True)
     ap.add_argument("--after", type=Path, required=True)
     ap.add_argument("--estimator", type=Path, default=Path("charforge/weights/tagger_estimate.md"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "foreign.md")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "foreign.md"
+    )
     a = ap.parse_args()
     lines = [
         "## Foreign-style sets: art and photos charforge did not draw (bench/foreign)",
@@ -79,8 +81,10 @@ def main() -> None:
         if not b or not f or "import" not in b or "import" not in f:
             continue
         bm, fm = b["import"]["modes"], f["import"]["modes"]
-        cells = [f"{_rate(bm.get(k, {}).get('keep_rate'))} -> {_rate(fm.get(k, {}).get('keep_rate'))}"
-                 for k in ("anime", "human", "none")]
+        cells = [
+            f"{_rate(bm.get(k, {}).get('keep_rate'))} -> {_rate(fm.get(k, {}).get('keep_rate'))}"
+            for k in ("anime", "human", "none")
+        ]
         diff = [m.get("none", {}).get("duplicates_with_different_labels") for m in (bm, fm)]
         shown = " -> ".join("-" if v is None else str(v) for v in diff)
         lines.append(f"| {s} | {b['import']['files']} | " + " | ".join(cells) + f" | {shown} |")
@@ -96,7 +100,10 @@ def main() -> None:
         if not b or not f or "fit" not in b or "fit" not in f:
             continue
         rb, rf = b["fit"].get("modes", {}).get("both", {}), f["fit"].get("modes", {}).get("both", {})
-        cells = [f"{_rate(rb.get(k))} -> {_rate(rf.get(k))}" for k in ("hair_family_agreement", "glasses_accuracy", "hat_false_positive_rate")]
+        cells = [
+            f"{_rate(rb.get(k))} -> {_rate(rf.get(k))}"
+            for k in ("hair_family_agreement", "glasses_accuracy", "hat_false_positive_rate")
+        ]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += [
         "",
