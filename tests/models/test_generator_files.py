@@ -189,3 +189,24 @@ def test_unknown_format_says_to_upgrade(tmp_path):
     with pytest.raises(UserError, match="format '9'.*Upgrade charforge"):
         read_generator(path)
     assert json.loads(json.dumps(meta["provenance"])) == {"preset": "tiny"}
+
+
+def test_a_full_disk_while_saving_a_model_is_a_clear_message(tmp_path, monkeypatch):
+    """Training checkpoints go through save_model: ENOSPC becomes a UserError naming the folder and sizes."""
+    import errno
+    from pathlib import Path
+
+    real = Path.write_bytes
+
+    def full(self, data):
+        if self.name.endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(
+        UserError, match=r"could not write g\.safetensors \(No space left on device\); it needs"
+    ) as e:
+        _write(tmp_path)
+    assert str(tmp_path) in str(e.value) and "MB are free there" in str(e.value)
+    assert not any(tmp_path.iterdir())  # no temp file left behind
