@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charforge.core.device import use_bf16
 from charforge.data.packed import PackedDataset, load_packed
 from charforge.errors import UserError
 from charforge.models.augment import degrade
@@ -177,13 +178,14 @@ def _train_loop(
     ckpt = out / CHECKPOINT_NAME
     start = _load_checkpoint(ckpt, net, opt, fingerprint)
     net.train()
+    bf16 = use_bf16("cpu", opts.amp, what="tagger training")  # native bf16 only; else fp32, said once
     with progress(total=opts.steps, desc="tagger", unit="step", initial=start) as bar:
         for step in range(start, opts.steps):
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, opts)
             extra = {} if parts is None else {"parts": parts}  # (the 5-argument call stays as it was)
             x, y = _batch(data, train_idx, step, opts, net.cfg.image_size, **extra)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=opts.amp):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = tag_loss(net(x.contiguous(memory_format=torch.channels_last)), y, data.schema)
             opt.zero_grad(set_to_none=True)
             loss.backward()
