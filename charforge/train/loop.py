@@ -199,6 +199,19 @@ class Trainer:
         self.untrained_tags = [t for t, f in zip(self.schema.tags, self.freqs) if f <= 0]
         if self.dist.is_main and self.untrained_tags and not resume:
             print(untrained_warning(self.untrained_tags, len(self.schema)), file=sys.stderr)
+        if (
+            self.untrained_tags
+            and preset.train_labels == "schema"
+            and "train_labels" not in self.opts.explicit
+        ):
+            # the paper's labels would ask G for tags no real image shows, which D's tag head can only reject
+            self.p = preset = dataclasses.replace(preset, train_labels="data")
+            if self.dist.is_main and not resume:
+                print(
+                    "note: G's training labels are drawn from your data's own tag rows (train_labels=data), "
+                    "since it lacks some tags; --set train_labels=schema for the paper's draw",
+                    file=sys.stderr,
+                )
         if self.opts.init_from and not resume:
             fresh_d = _source_kind(self.opts.init_from) == "generator"  # a generator file carries no D
             self.p = preset = finetune_preset(
@@ -251,7 +264,7 @@ class Trainer:
         self.phase_groups = group_phases(self.loss.phases())
         rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
         self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
-        self.fixed_c = torch.from_numpy(self.schema.sample_training(N_FIXED, rng))
+        self.fixed_c = torch.from_numpy(self._labels(N_FIXED, rng))
         idx = np.sort(rng.choice(len(self.data), size=min(N_EVAL_REAL, len(self.data)), replace=False))
         self.eval_real = self._resize_uint8(np.asarray(self.data.images[idx]))
 
@@ -392,8 +405,16 @@ class Trainer:
     def _latents(self, rng: np.random.Generator, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.p.batch * self.dist.world
         z = self._slice(torch.randn(n, self.p.z_dim, generator=g))  # (B, Z)
-        c = self._slice(torch.from_numpy(self.schema.sample_training(n, rng)))  # (B, T)
+        c = self._slice(torch.from_numpy(self._labels(n, rng)))  # (B, T)
         return z.to(self.device), c.to(self.device)
+
+    def _labels(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """G's training labels: the paper's draw from the schema, or ("data") the tag rows of random training
+        images, so a dataset that never shows a tag never asks G for it."""
+        if self.p.train_labels == "data":
+            rows = np.sort(rng.integers(0, len(self.data), size=n))
+            return np.asarray(self.data.tags[rows], dtype=np.float32)
+        return self.schema.sample_training(n, rng)
 
     def lr_at(self, step: int) -> float:
         decay = self.p.lr_decay_rate ** (max(0, step - self.p.lr_decay_start) / 1000.0)

@@ -80,6 +80,9 @@ class Preset:
     max_nan_retries: int = 3  # rollbacks allowed after a non-finite loss
     nan_lr_factor: float = 0.5  # lr multiplier applied on each rollback
     d_warmup: int = 0  # first steps train only the discriminator (a fine-tune whose source has no D sets it)
+    train_labels: str = (
+        "schema"  # G's labels: "schema" (the paper: every tag at the schema's rates) or "data"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,6 +259,10 @@ def validate_preset(p: Preset) -> Preset:
     if p.family not in FAMILIES:
         raise UserError(f"family {p.family!r}: valid families are {', '.join(FAMILIES)}", field="family")
     p.model_config().validate()
+    if p.train_labels not in ("schema", "data"):
+        raise UserError(
+            f"train_labels {p.train_labels!r}: valid values are schema, data", field="train_labels"
+        )
     if p.cls_loss not in ("group-ce", "bce"):
         raise UserError(f"cls_loss {p.cls_loss!r}: valid values are group-ce, bce", field="cls_loss")
     from charforge.models.augment import parse_augment

@@ -211,3 +211,22 @@ def test_the_best_generator_is_kept_apart_from_the_last(hatless, tmp_path):
     assert gf.meta["model_id"] == f"run@{best['step']}" and gf.meta["provenance"]["best_hist_dist"] >= 0
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if "hist_dist" in x]
     assert min(r["hist_dist"] for r in rows) == pytest.approx(best["hist_dist"], abs=1e-4)
+
+
+def test_labels_come_from_the_data_when_it_lacks_tags(hatless, tmp_path, capsys):
+    import numpy as np
+
+    tr = Trainer(hatless, tmp_path / "run", resolve_preset("tiny", {"steps": 1}), opts=opts())
+    assert tr.p.train_labels == "data" and "train_labels=data" in capsys.readouterr().err
+    c = tr._labels(200, np.random.default_rng(0))
+    assert c[:, SCHEMA.index("hat")].sum() == 0 and c[:, SCHEMA.index("glasses")].sum() == 0
+    assert tr.fixed_c[:, SCHEMA.index("hat")].sum() == 0
+    kept = Trainer(
+        hatless,
+        tmp_path / "run2",
+        resolve_preset("tiny", {"steps": 1}),
+        opts=opts(explicit=("train_labels",)),
+    )
+    assert kept.p.train_labels == "schema"  # the user's --set wins
+    with pytest.raises(UserError, match="train_labels 'both'"):
+        resolve_preset("tiny", {"train_labels": "both"})
