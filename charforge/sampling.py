@@ -76,9 +76,9 @@ class GeneratorBundle:
 
 def available_generators() -> dict[str, Path]:
     """Shipped generators by name: weights/generator_<name>.safetensors. The web API only accepts these names."""
-    if not WEIGHTS_DIR.is_dir():
-        return {}
-    return {p.stem[len("generator_") :]: p for p in sorted(WEIGHTS_DIR.glob("generator_*.safetensors"))}
+    from charforge.models.generator import shipped_generators
+
+    return shipped_generators(WEIGHTS_DIR)
 
 
 def _resolve_path(spec: str | Path | None) -> Path:

@@ -30,6 +30,14 @@ from charforge.models.io import load_model, save_model
 
 KIND = "generator"
 FORMAT = 2
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_generators(weights_dir: Path = SHIPPED_DIR) -> dict[str, Path]:
+    """Shipped generators by name: weights/generator_<name>.safetensors ("default" is the shipped one)."""
+    if not weights_dir.is_dir():
+        return {}
+    return {p.stem[len("generator_") :]: p for p in sorted(weights_dir.glob("generator_*.safetensors"))}
 
 
 @dataclass

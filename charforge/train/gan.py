@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from charforge.core.tags import TagSchema
+from charforge.models.families import get_family
 from charforge.train.losses import ACGANLoss, DCGANLoss, TagGANLoss
 from charforge.train.presets import Preset, build_discriminator, build_generator
 
@@ -50,5 +51,4 @@ DCGAN_RECIPE = GANRecipe(DCGANLoss)
 
 def make_loss(G: nn.Module, D: nn.Module, schema: TagSchema, p: Preset, **runtime: Any) -> TagGANLoss:
     """The preset's family loss over an existing G and D (for tests, benches and notebooks)."""
-    recipe = {"acgan": ACGAN_RECIPE, "dcgan": DCGAN_RECIPE}[p.family]
-    return recipe.loss({"G": G, "D": D}, schema, p, **runtime)
+    return get_family(p.family).load_recipe().loss({"G": G, "D": D}, schema, p, **runtime)

@@ -32,7 +32,7 @@ from charforge.data.packed import load_packed, verify_training_data
 from charforge.errors import UserError
 from charforge.models import runs
 from charforge.models.families import get_family
-from charforge.models.generator import save_generator
+from charforge.models.generator import save_generator, shipped_generators
 from charforge.provenance import save_png
 from charforge.provenance.modelcard import licence_warning, write_model_card
 from charforge.train import checkpoint as ck
@@ -731,9 +731,9 @@ class Trainer:
 
 def _init_source(source: str | Path) -> Path:
     """A run folder (its latest state), a file, or the name of a shipped generator ("default")."""
-    shipped = Path(__file__).resolve().parents[1] / "weights" / f"generator_{source}.safetensors"
+    shipped = shipped_generators().get(str(source))
     path = Path(source)
-    if not path.exists() and "/" not in str(source) and shipped.is_file():
+    if not path.exists() and "/" not in str(source) and shipped is not None:
         return shipped
     if not path.exists():
         raise UserError(
