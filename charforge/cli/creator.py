@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from charforge.creators.builtin.styles import STYLES
 from charforge.errors import UserError
 
 creator_app = typer.Typer(
@@ -65,19 +66,31 @@ def sheet(
     seed: int = typer.Option(0, "--seed", help="random seed of the character draw"),
     size: int = typer.Option(128, "--size", help="pixels per character (32..512)"),
     output: Path = typer.Option(Path("sheet.png"), "-o", "--output", help="PNG to write"),
+    style: str = typer.Option(
+        "cel",
+        "--style",
+        help=f"render style: {', '.join(STYLES)}, or 'all' (one row of the same characters per style)",
+    ),
 ) -> None:
-    """Render a grid of n random characters (sqrt layout)."""
+    """Render a grid of n random characters (sqrt layout), in one render style or all of them."""
     from charforge.creators.builtin import BuiltinCreator
+    from charforge.creators.builtin.styles import check_style
     from charforge.provenance import save_png
 
     if not 1 <= n <= 4096:
         raise UserError(f"--n {n}: choose between 1 and 4096 characters", field="n")
     check_size(size)
-    creator = BuiltinCreator()
-    batch = creator.sample(n, np.random.default_rng(seed))
-    images = creator.render(batch, size)
-    save_png(output, contact_sheet(images), {"creator": "builtin", "seed": seed, "n": n, "size": size})
-    typer.echo(f"wrote {output} ({n} characters, {size} px each, seed {seed})")
+    batch = BuiltinCreator().sample(n, np.random.default_rng(seed))
+    if style.strip().lower() == "all":
+        rows = [BuiltinCreator(style=s).render(batch, size) for s in STYLES]
+        sheet = contact_sheet(np.concatenate(rows), cols=n)
+        shown = "all styles, one row each"
+    else:
+        chosen = check_style(style)
+        sheet = contact_sheet(BuiltinCreator(style=chosen).render(batch, size))
+        shown = f"style {chosen}"
+    save_png(output, sheet, {"creator": "builtin", "style": style, "seed": seed, "n": n, "size": size})
+    typer.echo(f"wrote {output} ({n} characters, {size} px each, seed {seed}, {shown})")
 
 
 @creator_app.command("render")
@@ -87,13 +100,14 @@ def render(
     ),
     output: Path = typer.Option(Path("out.png"), "-o", "--output", help="PNG to write"),
     size: int = typer.Option(256, "--size", help="image size in pixels (32..512)"),
+    style: str = typer.Option("cel", "--style", help=f"render style: {', '.join(STYLES)}"),
 ) -> None:
     """Render one character from a parameter JSON file."""
     from charforge.creators.builtin import BuiltinCreator
     from charforge.provenance import save_png
 
     check_size(size)
-    creator = BuiltinCreator()
+    creator = BuiltinCreator(style=style)
     raw = read_params_file(params)
     clean = creator.space.validate(raw, source=str(params))
     batch = creator.space.from_dicts([clean], source=str(params))

@@ -19,11 +19,28 @@ def build(
     seed: int = typer.Option(0, help="Seed for the sampled parameters."),
     workers: int = typer.Option(1, help="Render processes (each uses one thread)."),
     chunk: int = typer.Option(512, min=1, help="Images per resumable chunk."),
+    styles: str = typer.Option(
+        None,
+        "--styles",
+        help="Render styles of the built-in creator, comma-separated, or 'all' (cel, flat, painterly, manga, "
+        "pixel, chibi). Each image draws one style uniformly; the schema gains the 'style' tag group. "
+        "Same as --creator builtin-styles=LIST.",
+    ),
 ) -> None:
     """Render a tagged dataset from a creator (stores the parameters too). Rerun to resume."""
     from charforge.data.build import build_from_creator
     from charforge.data.inspect import summarise
+    from charforge.errors import UserError
 
+    if styles is not None:
+        if creator != "builtin":
+            raise UserError(
+                "--styles belongs to the built-in creator; leave --creator out or set it to builtin"
+            )
+        from charforge.creators.builtin.styles import check_style
+
+        chosen = [check_style(s) for s in styles.split(",") if s.strip() and s.strip() != "all"]
+        creator = "builtin-styles" if not chosen else "builtin-styles=" + ",".join(chosen)
     ds = build_from_creator(out, creator=creator, n=n, size=size, seed=seed, chunk=chunk, workers=workers)
     typer.echo(summarise(ds))
 

@@ -251,6 +251,27 @@ class TagSchema:
                 out.append((a, b))
         return out
 
+    def with_group(self, name: str, tags: Sequence[str]) -> TagSchema:
+        """A copy with one more exclusive group after the existing groups (e.g. the render-style tokens).
+
+        Group tags come before independent tags in a tag vector, so the independent tags move by len(tags);
+        code that carries weights or columns between schemas maps them by tag name (see `column_map`)."""
+        if any(g.name == name for g in self.groups):
+            raise ValueError(f"tag group {name!r} is already in the schema")
+        return TagSchema(
+            groups=[*self.groups, TagGroup(name, tuple(normalise_tag(t) for t in tags))],
+            independent=list(self.independent),
+            conflicts=list(self.conflicts),
+            train_p=self.train_p,
+        )
+
+    def column_map(self, other: TagSchema) -> tuple[np.ndarray, np.ndarray]:
+        """(mine, theirs): index arrays of the tags both schemas share, pairing column mine[k] with theirs[k]."""
+        pairs = [(i, other._index[t]) for i, t in enumerate(self.tags) if t in other._index]
+        a = np.array([p[0] for p in pairs], dtype=np.int64)
+        b = np.array([p[1] for p in pairs], dtype=np.int64)
+        return a, b
+
     def with_independent(self, extra: Iterable[str], *, source: str = "extra tags") -> TagSchema:
         """A copy with a user's own independent tags appended (after every existing tag, so the existing
         tags keep their indices and a tagger of the base schema still reads its columns)."""

@@ -44,7 +44,16 @@ def _builtin() -> Creator:
     return BuiltinCreator()
 
 
-_REGISTRY = {"builtin": _builtin}
+def _builtin_styles(spec: str = "") -> Creator:
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.creators.builtin.styles import STYLES
+
+    chosen = [s for s in spec.split(",") if s.strip()] if spec else list(STYLES)
+    return BuiltinCreator(styles=chosen)
+
+
+_REGISTRY = {"builtin": _builtin, "builtin-styles": _builtin_styles}
+STYLES_PREFIX = "builtin-styles="  # "builtin-styles=cel,pixel": the multi-style creator over some styles
 
 
 def available_creators() -> list[str]:
@@ -74,6 +83,8 @@ def get_creator(name: str) -> Creator:
     """'builtin', an entry-point name, 'module:function', or a recorded-creator folder."""
     if name in _REGISTRY:
         return _REGISTRY[name]()
+    if name.startswith(STYLES_PREFIX):
+        return _builtin_styles(name[len(STYLES_PREFIX) :])
     for ep in entry_points(group="charforge.creators"):
         if ep.name == name:
             return ep.load()()

@@ -152,7 +152,7 @@ def build_from_creator(
             ]
             _render_in_pool(creator, jobs, todo, workers, finish)
     bar.close()
-    license_ = BUILTIN_LICENSE if creator == "builtin" else "unknown"
+    license_ = BUILTIN_LICENSE if creator.split("=")[0] in ("builtin", "builtin-styles") else "unknown"
     items = [{"source": f"creator:{creator}#seed{seed}/{i}", "license": license_} for i in range(n)]
     return writer.finalize(items, info={"creator": creator, "seed": seed})
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from charforge import __version__
 from charforge.core.device import use_bf16
 from charforge.core.images import image_grid, to_uint8
+from charforge.core.tags import TagSchema
 from charforge.data.packed import load_packed, verify_training_data
 from charforge.errors import UserError
 from charforge.models import runs
@@ -811,10 +812,23 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
         raise UserError(
             f"--init-from {path}: is a {kind!r} file; expected a training state or a generator file"
         )
+    old_schema = _source_schema(path, meta)
+    remap = old_schema is not None and old_schema.tags != trainer.schema.tags
+    if remap and len(old_schema) == len(trainer.schema):
+        raise UserError(
+            f"--init-from {path}: its {len(old_schema)} tags differ from this dataset's by name at the same count; "
+            "fine-tuning onto another schema needs added or removed tags (e.g. the style group), not renamed ones"
+        )
     missing_all: list[str] = []
+    remapped: list[str] = []
     for prefix, net in parts.items():
         own = net.state_dict()
         src = ck.unprefixed(prefix, tensors)
+        if remap:
+            for k, v in list(src.items()):
+                if k in own and own[k].shape != v.shape:
+                    src[k] = transfer_tag_weights(own[k], v, old_schema, trainer.schema, name=f"{prefix}.{k}")
+                    remapped.append(f"{prefix}.{k}")
         extra = sorted(set(src) - set(own))
         if extra:
             raise UserError(
@@ -836,9 +850,70 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
             f"{', '.join(missing_all[:4])}",
             file=sys.stderr,
         )
+    if trainer.dist.is_main and remapped:
+        added = [t for t in trainer.schema.tags if t not in set(old_schema.tags)]
+        print(
+            f"--init-from: the source has {len(old_schema)} tags, this dataset {len(trainer.schema)}; carried "
+            f"{len(remapped)} tag-sized tensors over by tag name (new tags start with no effect: "
+            f"{', '.join(added[:6])}{' ...' if len(added) > 6 else ''})",
+            file=sys.stderr,
+        )
     return {
         "path": str(path),
         "sha256": sha256_file(path),
         "step": meta.get("step"),
         "new_tensors": missing_all,
+        "remapped_tensors": remapped,
+        "source_tags": None if old_schema is None else len(old_schema),
     }
+
+
+def _source_schema(path: Path, meta: dict[str, Any]) -> TagSchema | None:
+    """The tag schema an --init-from source was trained on: a generator file's own, or (for a state file)
+    that of the generator file written with it."""
+    from charforge.models.io import read_metadata
+
+    raw = meta.get("tag_schema")
+    if raw is None and meta.get("charforge_kind") == ck.STATE_KIND:
+        sibling = path.with_name(path.name.replace("state-", "generator-", 1))
+        raw = read_metadata(sibling).get("tag_schema") if sibling.is_file() else None
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    try:
+        return TagSchema.from_dict(raw) if isinstance(raw, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def transfer_tag_weights(
+    own: torch.Tensor, src: torch.Tensor, old: TagSchema, new: TagSchema, *, name: str = "tensor"
+) -> torch.Tensor:
+    """`src` (trained on `old` tags) reshaped to `own` (built for `new` tags), matching tag columns by name.
+
+    In every family the tags are the last entries of one axis: the input of a Linear (G's dense layer on
+    [z, tags], conditional-BN embeddings, D's projection) or the output of D's tag head. Entries before the
+    tag block are copied; tag entries go to the column of the same tag; a new tag's input weights are zero
+    (so the fine-tuned model starts as the source) and its output rows keep their fresh init."""
+    diff = [a for a in range(own.dim()) if own.shape[a] != src.shape[a]]
+    to, tn = len(old), len(new)
+    if own.dim() != src.dim() or len(diff) != 1:
+        raise UserError(
+            f"--init-from: {name} has shape {tuple(src.shape)}, this preset needs {tuple(own.shape)}; "
+            "use the source's preset"
+        )
+    a = diff[0]
+    if own.shape[a] - src.shape[a] != tn - to or src.shape[a] < to:
+        raise UserError(
+            f"--init-from: {name} has shape {tuple(src.shape)}, this preset needs {tuple(own.shape)}; the "
+            f"difference is not the tag count ({to} -> {tn}); use the source's preset"
+        )
+    off_o, off_n = src.shape[a] - to, own.shape[a] - tn
+    out = own.clone()
+    if a == own.dim() - 1 and own.dim() > 1:  # an input axis: new tags start with no effect
+        out.narrow(a, off_n, tn).zero_()
+    mine, theirs = new.column_map(old)
+    idx_n = torch.as_tensor(off_n + mine, dtype=torch.long)
+    idx_o = torch.as_tensor(off_o + theirs, dtype=torch.long)
+    out.narrow(a, 0, off_n).copy_(src.narrow(a, 0, off_o))
+    out.index_copy_(a, idx_n, src.index_select(a, idx_o).to(out.dtype))
+    return out

@@ -161,3 +161,61 @@ def test_resume_with_changed_settings_updates_config(data16, tmp_path):
         and entry["changed"]["ema_half_life"][1] == 777.0
         and "--resume" in entry["command"]
     )
+
+
+def test_init_from_onto_a_grown_schema_maps_tags_by_name(data16, source_run, tmp_path):
+    """Fine-tuning the 34-tag model on a multi-style dataset (34 tags + the style group): the shared tags
+    keep their weights by name, the style tags start with no effect, so G starts as the source."""
+    from charforge.creators.builtin import styles_schema
+    from charforge.models.io import load_model
+
+    big = styles_schema()
+    rng = np.random.default_rng(5)
+    root = tmp_path / "styled"
+    write_packed(
+        root,
+        rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
+        big.sample_training(24, rng).astype(np.uint8),
+        big,
+    )
+    gen = CheckpointStore(source_run).generator_path(3)
+    tr = Trainer(root, tmp_path / "ft", resolve_preset("tiny", {"steps": 1}), opts=opts(init_from=str(gen)))
+    rec = json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"]
+    assert rec["source_tags"] == 34 and "G.dense.weight" in rec["remapped_tensors"]
+
+    from charforge.models.generator import read_generator
+
+    old = read_generator(gen).build().eval()
+    tensors, _ = load_model(gen)
+    new = tr.ema.net.eval()
+    c_old = torch.from_numpy(SCHEMA.sample_training(4, np.random.default_rng(1)))
+    c_new = torch.zeros(4, len(big))
+    mine, theirs = big.column_map(SCHEMA)
+    c_new[:, mine] = c_old[:, theirs]
+    c_new[:, big.index("pixel art")] = 1.0  # a style tag: no effect yet
+    z = torch.randn(4, old.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(old(z, c_old), new(z, c_new), atol=1e-6)
+    w = new.dense.weight
+    assert torch.count_nonzero(w[:, old.z_dim + big.index("pixel art")]) == 0
+    assert torch.equal(
+        w[:, old.z_dim + big.index("smile")], tensors["dense.weight"][:, old.z_dim + SCHEMA.index("smile")]
+    )
+    assert tr.run()["step"] == 1  # and it trains
+
+
+def test_init_from_refuses_renamed_tags_at_the_same_count(data16, source_run, tmp_path):
+    renamed = make_girls_moe_schema().to_dict()
+    renamed["independent"][0] = "very long hair"
+    from charforge.core.tags import TagSchema
+
+    schema = TagSchema.from_dict({**renamed, "conflicts": []})
+    rng = np.random.default_rng(5)
+    write_packed(
+        tmp_path / "r",
+        rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
+        schema.sample_training(24, rng).astype(np.uint8),
+        schema,
+    )
+    with pytest.raises(UserError, match="renamed"):
+        Trainer(tmp_path / "r", tmp_path / "ft", resolve_preset("tiny"), opts=opts(init_from=str(source_run)))

@@ -20,12 +20,36 @@ from charforge.errors import UserError
 MIN_SIZE, MAX_SIZE = 16, 1024  # renderable image sizes in pixels (32..512 is the tested range)
 
 
+def styles_schema():
+    """The 34 make.girls.moe tags plus the exclusive group "style" (one tag per render style)."""
+    from charforge.creators.builtin.styles import STYLE_TAGS, STYLES
+
+    return make_girls_moe_schema().with_group("style", [STYLE_TAGS[s] for s in STYLES])
+
+
 class BuiltinCreator(Creator):
+    """`styles=None`: the original creator ("builtin": cel style, 34 tags). `styles=("cel", "pixel", ...)`:
+    the multi-style creator ("builtin-styles"): a `style` parameter drawn uniformly over `styles`, and the
+    schema gains the style group (all six style tags, so every multi-style dataset shares one layout).
+    `style="pixel"` draws the original creator's characters (same space, same tags) in one other style."""
+
     name = "builtin"
 
-    def __init__(self):
-        self.space = make_space()
-        self.schema = make_girls_moe_schema()
+    def __init__(self, styles: tuple[str, ...] | list[str] | None = None, style: str = "cel"):
+        from charforge.creators.builtin.styles import check_style
+
+        self.style = check_style(style)
+        if styles is not None:
+            styles = tuple(dict.fromkeys(check_style(s) for s in styles))
+            if not styles:
+                raise UserError("choose at least one render style", field="styles")
+            self.space = make_space(styles)
+            self.schema = styles_schema()
+            self.name = "builtin-styles"
+        else:
+            self.space = make_space()
+            self.schema = make_girls_moe_schema()
+        self.styles = styles
 
     def render(self, batch: ParamBatch, size: int) -> np.ndarray:
         """(N, size, size, 3) uint8; deterministic, no randomness inside."""
@@ -40,7 +64,7 @@ class BuiltinCreator(Creator):
             raise ValueError(
                 f"parameter batch has {batch.cat.shape[1]}+{batch.cont.shape[1]} columns; the builtin space has {self.space.n_cat}+{self.space.n_cont}"
             )
-        return render_batch(self.space, batch, int(size))
+        return render_batch(self.space, batch, int(size), self.style)
 
     def sample(self, n: int, rng: np.random.Generator) -> ParamBatch:
         """The dataset distribution: uniform hair/eye colours, each independent tag on for ~25-35 %."""

@@ -83,8 +83,19 @@ CONTINUOUS = [
 ]
 
 
-def make_space() -> ParamSpace:
-    return ParamSpace(list(CATEGORICAL), list(CONTINUOUS), name="builtin")
+def make_space(styles: tuple[str, ...] | None = None) -> ParamSpace:
+    """The builtin space; with `styles`, one more categorical, `style`, at the end (space "builtin-styles")."""
+    if styles is None:
+        return ParamSpace(list(CATEGORICAL), list(CONTINUOUS), name="builtin")
+    from charforge.creators.builtin.styles import STYLE_HELP
+
+    style = Categorical(
+        "style",
+        tuple(styles),
+        styles[0],
+        "render style: " + "; ".join(f"{s}: {STYLE_HELP[s]}" for s in styles),
+    )
+    return ParamSpace([*CATEGORICAL, style], list(CONTINUOUS), name="builtin-styles")
 
 
 # Sampling probabilities of the dataset distribution; parameters not listed are uniform.

@@ -11,7 +11,7 @@ import torch
 
 from charforge.core.space import ParamBatch, ParamSpace
 from charforge.core.tags import EYE_COLORS, HAIR_COLORS
-from charforge.creators.builtin import accessories, face, hair, palette
+from charforge.creators.builtin import accessories, face, hair, palette, restyle, styles
 from charforge.creators.builtin.params import (
     BACKGROUNDS,
     CLOTHING_COLORS,
@@ -72,12 +72,14 @@ class Look:
         self.c[name] = torch.tensor(np.clip(rgb, 0.0, 1.0), dtype=torch.float32).view(-1, 3)
 
 
-def prepare(space: ParamSpace, batch: ParamBatch) -> Look:
+def prepare(space: ParamSpace, batch: ParamBatch, style: str = "cel") -> Look:
     lk = Look(space, batch)
+    styles.adjust_numbers(lk.num, style)
     for name, v in lk.num.items():
         lk.set(name, v)
     _geometry(lk)
     _colors(lk)
+    restyle.adjust_colours(lk.c, style)
     return lk
 
 
@@ -192,9 +194,17 @@ def draw_body(cv: Canvas, lk: Look) -> None:
     win.commit()
 
 
-def render_chunk(space: ParamSpace, batch: ParamBatch, size: int) -> np.ndarray:
-    lk = prepare(space, batch)
-    cv = Canvas(size, lk.num["head_x"], lk.num["head_tilt"], lk.num["head_scale"])
+def render_chunk(space: ParamSpace, batch: ParamBatch, size: int, style: str = "cel") -> np.ndarray:
+    """(N, size, size, 3) uint8 of one render style."""
+    lk = prepare(space, batch, style)
+    canvas = styles.render_size(style, size)
+    cv = Canvas(
+        canvas,
+        lk.num["head_x"],
+        lk.num["head_tilt"],
+        lk.num["head_scale"],
+        line=styles.line_factor(style, canvas),
+    )
     with torch.no_grad():
         draw_background(cv, lk)
         hair.draw_back(cv, lk)
@@ -208,13 +218,32 @@ def render_chunk(space: ParamSpace, batch: ParamBatch, size: int) -> np.ndarray:
         accessories.draw_glasses(cv, lk)
         accessories.draw_hats(cv, lk)
         accessories.draw_ribbon(cv, lk)
-        out = (cv.img.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)  # (N, 3, S, S)
+        img = cv.img if style == "cel" else restyle.post(cv.img, style, size)
+        out = (img.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)  # (N, 3, S, S)
     return out.permute(0, 2, 3, 1).contiguous().numpy()  # (N, S, S, 3)
 
 
-def render_batch(space: ParamSpace, batch: ParamBatch, size: int) -> np.ndarray:
-    """(N, size, size, 3) uint8, rendered in chunks of at most MAX_PIXELS_PER_CHUNK pixels."""
+def _render_style(space: ParamSpace, batch: ParamBatch, size: int, style: str) -> np.ndarray:
     per = max(1, MAX_PIXELS_PER_CHUNK // (size * size))
+    return np.concatenate(
+        [render_chunk(space, batch[i : i + per], size, style) for i in range(0, len(batch), per)]
+    )
+
+
+def render_batch(space: ParamSpace, batch: ParamBatch, size: int, style: str | None = None) -> np.ndarray:
+    """(N, size, size, 3) uint8, rendered in chunks of at most MAX_PIXELS_PER_CHUNK pixels.
+
+    A space with a `style` parameter draws each image in its own style (grouped by style, put back in
+    order); otherwise every image is drawn in `style` (default cel).
+    """
     if len(batch) == 0:
         return np.zeros((0, size, size, 3), np.uint8)
-    return np.concatenate([render_chunk(space, batch[i : i + per], size) for i in range(0, len(batch), per)])
+    if "style" not in space.names:
+        return _render_style(space, batch, size, style or "cel")
+    options = space.categorical[space.cat_index("style")].options
+    col = batch.cat[:, space.cat_index("style")]
+    out = np.zeros((len(batch), size, size, 3), np.uint8)
+    for k in np.unique(col):
+        rows = np.flatnonzero(col == k)
+        out[rows] = _render_style(space, batch[rows], size, options[int(k)])
+    return out

@@ -95,8 +95,11 @@ def union(*ds: Tensor) -> Tensor:
 class Canvas:
     """(N, 3, S, S) float image plus per-image head transforms; layers paint through `window`s."""
 
-    def __init__(self, size: int, head_x: np.ndarray, tilt_deg: np.ndarray, scale: np.ndarray):
+    def __init__(
+        self, size: int, head_x: np.ndarray, tilt_deg: np.ndarray, scale: np.ndarray, line: float = 1.0
+    ):
         self.size, self.n = size, len(head_x)
+        self.line = float(line)  # outline width factor of the render style (0: no outlines)
         self.px = 2.0 / size  # one pixel in frame units
         self.img = torch.zeros((self.n, 3, size, size), dtype=torch.float32)  # (N, 3, S, S)
         self.grid = (torch.arange(size, dtype=torch.float32) + 0.5) * self.px - 1.0  # pixel centres (S,)
@@ -167,8 +170,8 @@ class Window:
 
     def fill(self, d: Tensor, color: Tensor, outline: Tensor | None = None, width: float = 0.0) -> Tensor:
         """Paint a shape (optionally with an outline `width` wide outside it); returns its fill coverage."""
-        if outline is not None:
-            self.paint(self.cov(d - width), outline)
+        if outline is not None and self.cv.line > 0:
+            self.paint(self.cov(d - (width if self.cv.line == 1.0 else width * self.cv.line)), outline)
         a = self.cov(d)
         self.paint(a, color)
         return a

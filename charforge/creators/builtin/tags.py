@@ -17,10 +17,20 @@ def option_probs(space: ParamSpace, name: str) -> np.ndarray:
     return p / p.sum()
 
 
+def option_tags(space: ParamSpace) -> dict[str, dict[str, tuple[str, ...]]]:
+    """OPTION_TAGS, plus the style group's tag per style when the space has a style parameter."""
+    if "style" not in space.names:
+        return OPTION_TAGS
+    from charforge.creators.builtin.styles import STYLE_TAGS
+
+    options = space.categorical[space.cat_index("style")].options
+    return {**OPTION_TAGS, "style": {o: (STYLE_TAGS[o],) for o in options}}
+
+
 def tag_tables(space: ParamSpace, schema: TagSchema) -> dict[str, np.ndarray]:
     """Per tag-bearing parameter, an (n_options, T) 0/1 table of the tags each option shows."""
     tables = {}
-    for name, opts in OPTION_TAGS.items():
+    for name, opts in option_tags(space).items():
         cat = space.categorical[space.cat_index(name)]
         table = np.zeros((len(cat.options), len(schema)), dtype=np.float32)
         for i, opt in enumerate(cat.options):
@@ -41,9 +51,15 @@ def derive_tags(space: ParamSpace, schema: TagSchema, batch: ParamBatch) -> np.n
 def sample_params(space: ParamSpace, n: int, rng: np.random.Generator) -> ParamBatch:
     """The dataset distribution: categoricals from option_probs, continuous uniform over their ranges."""
     cat = np.zeros((n, space.n_cat), dtype=np.int64)
+    styled = "style" in space.names
     for j, p in enumerate(space.categorical):
+        if styled and p.name == "style":
+            continue
         cat[:, j] = rng.choice(len(p.options), size=n, p=option_probs(space, p.name))
     u = rng.random((n, space.n_cont), dtype=np.float32)
+    if styled:  # drawn last, so seed s gives the same characters as the plain builtin creator, in styles
+        j = space.cat_index("style")
+        cat[:, j] = rng.choice(space.cat_sizes[j], size=n)
     return ParamBatch(cat, space.denormalise(u))
 
 
@@ -71,7 +87,7 @@ def allowed_options(space: ParamSpace, schema: TagSchema, c: TagConstraints) -> 
     """Per tag-bearing parameter, a boolean mask of the options consistent with the constraints."""
     want = _wanted(schema, c)
     out = {}
-    for name, opts in OPTION_TAGS.items():
+    for name, opts in option_tags(space).items():
         cat = space.categorical[space.cat_index(name)]
         own = {t for tags in opts.values() for t in tags}
         rules = {t: v for t, v in want.items() if t in own}
