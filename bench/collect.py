@@ -6,7 +6,18 @@ import platform
 import subprocess
 from pathlib import Path
 
-ORDER = ["creator", "data_import", "foreign", "train", "generate", "eval", "f2p", "serve", "provenance"]
+ORDER = [
+    "creator",
+    "data_import",
+    "foreign",
+    "styles_tagger",
+    "train",
+    "generate",
+    "eval",
+    "f2p",
+    "serve",
+    "provenance",
+]
 
 
 def cpu_name() -> str:

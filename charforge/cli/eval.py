@@ -64,9 +64,8 @@ def eval_command(
         torch.set_num_threads(threads)
     from charforge.metrics.registry import parse_metrics
     from charforge.metrics.report import evaluate_model
-    from charforge.tagger.net import default_tagger_path
 
-    tagger_path = tagger if tagger is not None else _default_tagger_for(data, default_tagger_path())
+    tagger_path = tagger if tagger is not None else _default_tagger_for(data)
     names = parse_metrics(None if metrics == "all" else metrics, have_tagger=tagger_path is not None)
     if tagger_path is None and metrics == "all":
         skipped = [m for m, spec in METRICS.items() if spec.needs_tagger]
@@ -92,22 +91,20 @@ def eval_command(
     typer.echo(f"report       {Path(out) / 'report.md'}")
 
 
-def _default_tagger_for(data: Path, path: Path | None) -> Path | None:
-    """The shipped tagger, but only when it reads this dataset's tags (a custom schema needs its own tagger)."""
-    if path is None:
-        return None
+def _default_tagger_for(data: Path) -> Path | None:
+    """The shipped judge that reads this dataset's tags (tagger_default for the 34 tags, tagger_styles for the
+    multi-style creator's 40); a custom schema needs its own tagger."""
     from charforge.data.packed import load_packed
-    from charforge.models.io import read_metadata
+    from charforge.tagger.net import default_tagger_path, judge_for
 
-    schema = read_metadata(path).get("tag_schema", {})
-    if [t for g in schema.get("groups", []) for t in g["tags"]] + schema.get(
-        "independent", []
-    ) != load_packed(data).schema.tags:
+    if default_tagger_path() is None:
+        return None
+    path = judge_for(load_packed(data).schema.tags)
+    if path is None:
         typer.echo(
-            "note: the shipped tagger does not know this dataset's tags; pass --tagger for the tagger metrics",
+            "note: no shipped tagger knows this dataset's tags; pass --tagger for the tagger metrics",
             err=True,
         )
-        return None
     return path
 
 

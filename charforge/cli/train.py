@@ -38,6 +38,13 @@ def train(
         help="Early stopping: stop after this many evaluations (every eval_every steps, or every epoch with "
         "--epochs) without improvement of the colour-histogram distance to the data; 0 = never (the default).",
     ),
+    minutes: float | None = typer.Option(
+        None,
+        "--minutes",
+        min=0.1,
+        help="Wall-clock budget of this command: stop at the first step boundary after it, checkpoint and "
+        "exit 0 (the run is resumable; --resume gets a new budget). With --steps/--epochs as the upper bound.",
+    ),
     verify_checksums: bool = typer.Option(
         True,
         help="Check the dataset's sha256 sums before training (sizes and tag values are always checked).",
@@ -119,6 +126,7 @@ def train(
             init_from=init_from,
             verify_checksums=verify_checksums,
             explicit=tuple(overrides),
+            max_minutes=minutes,
         ),
     )
     summary = trainer.run()

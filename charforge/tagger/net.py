@@ -11,6 +11,7 @@ This module holds the network, the loss and the `Tagger` wrapper; training lives
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -411,6 +412,27 @@ def load_tagger(path: str | Path, *, batch_size: int = 256) -> Tagger:
 
 
 ROLES = {"judge": "tagger_default.safetensors", "estimate": "tagger_estimate.safetensors"}
+JUDGES = ("tagger_default.safetensors", "tagger_styles.safetensors")  # shipped judges, one per tag schema
+
+
+def judge_for(tags: list[str]) -> Path | None:
+    """The shipped judge whose tags are exactly `tags` (the 34-tag creator's, or the multi-style creator's
+    40), or None: a custom schema needs its own tagger."""
+    from charforge.models.io import read_metadata
+
+    weights = Path(__file__).resolve().parent.parent / "weights"
+    for name in JUDGES:
+        p = weights / name
+        if not p.is_file():
+            continue
+        schema = read_metadata(p).get("tag_schema", {})
+        if isinstance(schema, str):
+            schema = json.loads(schema)
+        if [t for g in schema.get("groups", []) for t in g["tags"]] + list(
+            schema.get("independent", [])
+        ) == tags:
+            return p
+    return None
 
 
 def default_tagger_path(role: str = "judge") -> Path | None:

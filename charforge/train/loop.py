@@ -62,6 +62,7 @@ class TrainOptions:
     command: str = ""  # recorded in config.json and the model card
     init_from: str | None = None  # fine-tune: start a new run from a run folder, state file or generator file
     verify_checksums: bool = True  # sha256 of every dataset array before training (sizes and values always)
+    max_minutes: float | None = None  # wall-clock budget of this invocation (a --resume gets a new one)
     explicit: tuple[
         str, ...
     ] = ()  # preset fields the user set on the command line (fine-tune defaults skip them)
@@ -630,8 +631,18 @@ class Trainer:
             disable=None if (self.opts.show_progress and self.dist.is_main) else True,
         )
         restore = self._stop_on_interrupt()
+        started = time.perf_counter()
+        budget = None if self.opts.max_minutes is None else 60.0 * self.opts.max_minutes
         try:
             while self.step < p.steps and not self.stop_reason:
+                if budget is not None and dd.any_true(
+                    time.perf_counter() - started >= budget, self.dist, self.device
+                ):
+                    self.stop_reason = (
+                        f"time budget of {self.opts.max_minutes:g} min reached at step {self.step}; "
+                        "checkpointed, --resume continues (with a new budget)"
+                    )
+                    break
                 t0 = time.perf_counter()
                 try:
                     logs = self.train_step(self.step)

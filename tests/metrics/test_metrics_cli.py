@@ -175,4 +175,4 @@ def test_eval_cli_without_a_matching_tagger_uses_generic_features(
     if (
         default_tagger_path() is not None
     ):  # the shipped tagger knows the 34 make.girls.moe tags, not the toy ones
-        assert "shipped tagger does not know this dataset's tags" in capsys.readouterr().err
+        assert "no shipped tagger knows this dataset's tags" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""`charforge train --minutes`: a wall-clock budget that stops at a step boundary, checkpoints, exits 0 and
+leaves a run that --resume continues."""
+
+import numpy as np
+
+from charforge.core.tags import make_girls_moe_schema
+from charforge.data.packed import write_packed
+from charforge.train.checkpoint import CheckpointStore
+from charforge.train.loop import Trainer, TrainOptions
+from charforge.train.presets import resolve_preset
+
+SCHEMA = make_girls_moe_schema()
+
+
+def _data(root):
+    rng = np.random.default_rng(3)
+    write_packed(
+        root,
+        rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+        SCHEMA.sample_training(16, rng).astype(np.uint8),
+        SCHEMA,
+    )
+    return root
+
+
+def test_budget_stops_checkpoints_and_resumes(tmp_path):
+    data = _data(tmp_path / "d")
+    run = tmp_path / "run"
+    opts = lambda m: TrainOptions(device="cpu", tensorboard=False, show_progress=False, max_minutes=m)  # noqa: E731
+    tr = Trainer(data, run, resolve_preset("tiny", {"steps": 10_000}), opts=opts(0.002))  # 0.12 s
+    summary = tr.run()
+    assert 0 < summary["step"] < 10_000 and "time budget of 0.002 min" in summary["stop_reason"]
+    assert CheckpointStore(run).latest() == summary["step"]
+    again = Trainer(
+        data, run, resolve_preset("tiny", {"steps": summary["step"] + 2}), resume=True, opts=opts(5)
+    )
+    assert again.run()["step"] == summary["step"] + 2 and not again.stop_reason
+
+
+def test_cli_minutes_exits_zero(tmp_path, capsys):
+    from tests.creators.test_builtin_cli import run
+
+    data = _data(tmp_path / "d")
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--preset",
+        "tiny",
+        "--steps",
+        "100000",
+    ]
+    code, out, err = run([*argv, "--minutes", "0.1", "--no-tensorboard"], capsys)
+    assert code == 0 and "time budget of 0.1 min reached" in err and "done: step" in out
