@@ -112,8 +112,18 @@ def degrade(x: torch.Tensor, g: torch.Generator, p: float = DEGRADE_SHARE) -> to
 _FNS = {"color": color, "translation": translation, "cutout": cutout, "degrade": degrade, "noise": noise}
 
 
-def augment(x: torch.Tensor, kinds: tuple[str, ...], g: torch.Generator) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, kinds: tuple[str, ...], g: torch.Generator, p: float | None = None
+) -> torch.Tensor:
+    """Apply `kinds` in a fixed order. p=None: every kind to every image (DiffAugment). p in [0, 1]: each kind
+    to each image with probability p (adaptive augmentation, train.ada); the kind is computed and its
+    per-image coin drawn from `g` whatever p is, so the generator's stream does not depend on p."""
     for k in KINDS:  # fixed order regardless of how the user listed them
         if k in kinds:
-            x = _FNS[k](x, g)
+            y = _FNS[k](x, g)
+            if p is None:
+                x = y
+            else:
+                on = (_rand(g, x.shape[0], device=x.device) < p).view(-1, 1, 1, 1)
+                x = torch.where(on, y, x)
     return x

@@ -66,6 +66,15 @@ def allreduce_grads(module: nn.Module, info: DistInfo) -> None:
         p.grad.copy_(g.view_as(p.grad))
 
 
+def mean_over_ranks(value: float, info: DistInfo, device: torch.device) -> float:
+    """The mean of a per-rank float over all ranks (the value itself in a single process)."""
+    if info.world <= 1:
+        return value
+    t = torch.tensor([float(value)], device=device, dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item()) / info.world
+
+
 def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True if the flag is set on any rank (so all ranks roll back together)."""
     if info.world <= 1:

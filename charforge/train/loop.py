@@ -264,6 +264,18 @@ class Trainer:
             self.modules, self.schema, p, autocast=self.autocast, memory_format=fmt, teacher=self.teacher
         )
         self.phase_groups = group_phases(self.loss.phases())
+        self.ada = None
+        if p.ada:
+            from charforge.train.ada import ADA_DEFAULT_KINDS, AdaptiveAugment
+
+            if not self.loss.aug_kinds:
+                from charforge.models.augment import parse_augment
+
+                self.loss.aug_kinds = parse_augment(ADA_DEFAULT_KINDS)
+                if self.dist.is_main:
+                    print(f"ada: no augment kinds set; using {ADA_DEFAULT_KINDS}", file=sys.stderr)
+            self.ada = AdaptiveAugment(target=p.ada_target, kimg=p.ada_kimg)
+            self.loss.aug_p = self.ada.p
         rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
         self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
         self.fixed_c = torch.from_numpy(self._labels(N_FIXED, rng))
@@ -439,6 +451,8 @@ class Trainer:
         for opt in self.optims.values():
             for group in opt.param_groups:
                 group["lr"] = lr
+        if self.ada is not None:
+            self.loss.aug_p = self.ada.p
         logs: dict[str, torch.Tensor] = {}
         for module, phases in self.phase_groups:
             if module == self.gen_name and step < self.p.d_warmup:
@@ -456,7 +470,13 @@ class Trainer:
                 m.requires_grad_(True)
             self._finish_phase(net, opt, logs, step)
         self.ema.update(self.modules[self.gen_name], self.ema_beta())
-        return {k: float(v) for k, v in logs.items()}
+        out = {k: float(v) for k, v in logs.items()}
+        if self.ada is not None:
+            out["aug_p"] = self.ada.p  # the probability this step used
+            if "D_sign" in out:
+                sign = dd.mean_over_ranks(out["D_sign"], self.dist, self.device)
+                self.ada.observe(sign, self.p.batch * self.dist.world)
+        return out
 
     def _finish_phase(self, net: torch.nn.Module, opt: torch.optim.Optimizer, logs: dict, step: int) -> None:
         if self.nan_hook is not None and self.nan_hook(step):
@@ -501,6 +521,8 @@ class Trainer:
                 "bad_evals": self.bad_evals,
                 "rng": mr,
             }
+            if self.ada is not None:
+                meta["ada"] = self.ada.state()
             self.store.save(
                 self.step,
                 state=state | tr,
@@ -529,6 +551,8 @@ class Trainer:
         self.best = math.inf if meta.get("best_metric") is None else float(meta["best_metric"])
         self.best_step = meta.get("best_step")
         self.bad_evals = int(meta["bad_evals"])
+        if self.ada is not None:
+            self.ada.load(meta.get("ada"))
 
     def _rollback(self, err: NonFiniteLoss) -> None:
         self.nan_retries += 1

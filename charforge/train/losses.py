@@ -122,6 +122,7 @@ class TagGANLoss:
         self.autocast = autocast or contextlib.nullcontext
         self.memory_format = memory_format
         self.projection = getattr(D, "proj", None) is not None
+        self.aug_p: float | None = None  # adaptive augmentation probability, set by the trainer (train.ada)
 
     def phases(self) -> list[Phase]:
         """D (+ the lazy DRAGAN penalty every gp_every iterations, same optimiser step), then G."""
@@ -135,7 +136,7 @@ class TagGANLoss:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D on (augmented) x; c is the tag vector x is shown with (real tags for real images, G's for fakes)."""
         if self.aug_kinds:
-            x = augment(x, self.aug_kinds, g)
+            x = augment(x, self.aug_kinds, g, self.aug_p)
         x = x.contiguous(memory_format=self.memory_format)
         adv, cls = self.D(x, c) if self.projection else self.D(x)
         return adv.float(), (cls.float() if cls is not None else None)
@@ -212,13 +213,16 @@ class TagGANLoss:
         l_cls = self._cls(cls_r, real_tags)
         loss = self.adv_weight * l_adv + l_cls
         (loss * gain).backward()
-        return {
+        out = {
             "loss_D": loss.detach(),
             "D_adv": l_adv.detach(),
             "D_cls": l_cls.detach(),
             "D_real": adv_r.detach().mean(),
             "D_fake": adv_f.detach().mean(),
         }
+        if self.aug_p is not None:  # the overfitting signal r_t of adaptive augmentation
+            out["D_sign"] = torch.sign(adv_r.detach()).mean()
+        return out
 
     def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
         if self.gp_weight <= 0:

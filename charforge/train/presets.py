@@ -62,6 +62,11 @@ class Preset:
     augment: str = (
         ""  # differentiable augmentation in D: comma list of translation,cutout,color,degrade,noise
     )
+    ada: bool = (
+        False  # adaptive augmentation: each augment kind applied with a probability D's overfitting drives
+    )
+    ada_target: float = 0.6  # ADA: the E[sign(D(real))] the probability steers to
+    ada_kimg: float = 100.0  # ADA: thousands of images for the probability to go from 0 to 1
     teacher: str = (
         ""  # a trained tagger (file or folder) whose tag loss on the fakes G also minimises; frozen
     )
@@ -268,6 +273,12 @@ def validate_preset(p: Preset) -> Preset:
     from charforge.models.augment import parse_augment
 
     parse_augment(p.augment)
+    if not 0.0 < p.ada_target < 1.0:
+        raise UserError(
+            f"ada_target={p.ada_target}: must be between 0 and 1 (the paper: 0.6)", field="ada_target"
+        )
+    if p.ada_kimg <= 0:
+        raise UserError(f"ada_kimg={p.ada_kimg}: must be positive (thousands of images)", field="ada_kimg")
     for name in (
         "batch",
         "steps",

@@ -105,8 +105,11 @@ def _cli(data, out, *extra):
     ]
 
 
-def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path):
+@pytest.mark.parametrize("ada", [False, True], ids=["plain", "ada"])
+def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     sets = ["--set", "ckpt_every=3", "--set", "sample_every=1000", "--set", "eval_every=1000"]
+    extra = {"ada": True, "ada_kimg": 0.05, "ada_target": 0.1} if ada else {}
+    sets += [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -135,13 +138,18 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path):
     )
     assert r.returncode == 0, r.stderr
 
-    p = resolve_preset("tiny", {"steps": total, "ckpt_every": 3, "sample_every": 1000, "eval_every": 1000})
+    p = resolve_preset(
+        "tiny", {"steps": total, "ckpt_every": 3, "sample_every": 1000, "eval_every": 1000, **extra}
+    )
     Trainer(data, tmp_path / "straight", p, opts=opts()).run()
     a = {r["step"]: r for r in read_log(killed / "log.jsonl")}
     b = {r["step"]: r for r in read_log(tmp_path / "straight" / "log.jsonl")}
     assert sorted(a) == sorted(b) == list(range(1, total + 1))
     for step in range(resumed_from + 1, total + 1):
-        assert [a[step][k] for k in LOSS_KEYS] == [b[step][k] for k in LOSS_KEYS], f"step {step} differs"
+        keys = LOSS_KEYS + (("aug_p", "D_sign") if ada else ())
+        assert [a[step][k] for k in keys] == [b[step][k] for k in keys], f"step {step} differs"
+    if ada:
+        assert b[total]["aug_p"] > 0  # the probability moved, so the resume carried real ADA state
     ga = load_file(str(killed / "checkpoints" / f"generator-{total:07d}.safetensors"))
     gb = load_file(str(tmp_path / "straight" / "checkpoints" / f"generator-{total:07d}.safetensors"))
     assert all(torch.equal(ga[k], gb[k]) for k in gb)
