@@ -11,9 +11,12 @@ Every stage is a plain charforge command (printed before it runs), so the recipe
 output exists, so a killed stage reruns where it stopped (`train` passes --resume to a started run).
 
 Runs (`--runs`, default all):
-  finetune         --init-from default (the shipped 34-tag generator), its fine-tune defaults
-  finetune-styles  --init-from runs/styles_ft (the multi-style model; only if that run exists)
+  finetune         --init-from default (the shipped 34-tag generator), its fine-tune defaults (DiffAugment:
+                   translation, cutout and degrade on every D input)
   scratch          the same architecture (acgan-64-cpu) from random weights, with the same augmentation
+  finetune-ada     as finetune, with adaptive augmentation (the kinds applied with probability p, train.ada)
+  scratch-ada      as scratch, with adaptive augmentation
+  finetune-styles  --init-from runs/styles_ft (the multi-style model; only if that run exists)
 
 The images: DiceBear 9 "adventurer" by Lisa Wischofsky, CC BY 4.0, rendered from the npm registry by
 bench/foreign/run.py (cached in ~/.cache/charforge/foreign; never committed).
@@ -38,10 +41,13 @@ DATA = ROOT / "data" / "da300"
 RUNS = ROOT / "runs" / "da300"
 REPORTS = ROOT / "reports" / "da300"
 LICENCE = "CC-BY-4.0"
+SCRATCH = ["--preset", "acgan-64-cpu", "--set", "augment=translation,cutout,degrade"]
 RUN_ARGS = {
     "finetune": ["--init-from", "default"],
+    "scratch": SCRATCH,
+    "finetune-ada": ["--init-from", "default", "--set", "ada=true"],
+    "scratch-ada": [*SCRATCH, "--set", "ada=true"],
     "finetune-styles": ["--init-from", str(ROOT / "runs" / "styles_ft")],
-    "scratch": ["--preset", "acgan-64-cpu", "--set", "augment=translation,cutout,degrade"],
 }
 EVAL_METRICS = "fid_domain,kid_domain,fid_generic,kid_generic,diversity,memorisation"
 
