@@ -20,6 +20,8 @@ from charforge.metrics.registry import EvalContext
 from charforge.utils.io import save_figure
 
 COLUMNS = 7  # tags per row of the table, as in the paper's Table 2
+STYLE_GROUP = "style"  # an exclusive group of render styles: precision is also reported per style
+MIN_PER_STYLE = 5  # images of a style a tag's per-style precision needs
 
 
 def constraints_for(schema, tag: str) -> TagConstraints:
@@ -60,6 +62,10 @@ def _precision_pass(ctx: EvalContext, sample, resolve, label: str) -> dict:
     are then applied to them (the fixed tag always stays on), or None to keep them as drawn."""
     schema = ctx.data.schema
     per_tag: dict[str, float] = {}
+    style_sl = next(
+        (sl for g, sl in zip(schema.groups, schema.group_slices()) if g.name == STYLE_GROUP), None
+    )
+    by_style: dict[str, dict[str, list[float]]] = {}
     for j, tag in enumerate(schema.tags):
         rng = np.random.default_rng([ctx.seed, j, 31])
         tags = np.array(sample(constraints_for(schema, tag), ctx.precision_n, rng), np.float32)
@@ -71,17 +77,47 @@ def _precision_pass(ctx: EvalContext, sample, resolve, label: str) -> dict:
         imgs = ctx.generate_images(tags, seeds, desc=f"precision{label} {j + 1}/{len(schema)} {tag}")
         judged = ctx.tagger.predict_tags(imgs)
         per_tag[tag] = float(judged[:, j].mean())
+        if style_sl is not None:  # the same judgement, split by the style each image was asked for
+            asked = tags[:, style_sl]
+            for k, st in enumerate(schema.tags[style_sl]):
+                rows = asked[:, k] > 0
+                if rows.any():
+                    by_style.setdefault(st, {}).setdefault(tag, []).extend(judged[rows, j].tolist())
     untrained = [t for t in schema.tags if t in set(ctx.untrained_tags)]
     scored = {t: v for t, v in per_tag.items() if t not in untrained} or per_tag
     values = np.array(list(scored.values()))
     worst = min(scored, key=scored.get)
-    return {
+    out = {
         "per_tag": per_tag,
         "mean": float(values.mean()),
         "min": float(values.min()),
         "min_tag": worst,
         "untrained_tags": untrained,
     }
+    if by_style:
+        out["per_style"] = _per_style(by_style, set(untrained))
+    return out
+
+
+def _per_style(by_style: dict[str, dict[str, list[float]]], untrained: set[str]) -> dict[str, dict]:
+    """Per style: the precision of every tag over the images generated in that style (a tag needs at least
+    MIN_PER_STYLE of them), with mean, min and the image count."""
+    out = {}
+    for st, tags in by_style.items():
+        per = {
+            t: float(np.mean(v)) for t, v in tags.items() if len(v) >= MIN_PER_STYLE and t not in untrained
+        }
+        if not per:
+            continue
+        worst = min(per, key=per.get)
+        out[st] = {
+            "per_tag": per,
+            "mean": float(np.mean(list(per.values()))),
+            "min": per[worst],
+            "min_tag": worst,
+            "images": int(sum(len(v) for v in tags.values())),
+        }
+    return out
 
 
 def judge_on_real(ctx: EvalContext) -> dict[str, float | None]:

@@ -261,6 +261,20 @@ def _md_precision(r: dict) -> list[str]:
             f"image shows): mean {ind['mean']:.3f}, minimum {ind['min']:.3f} ({ind['min_tag']}).",
             "",
         ]
+    per_style = r.get("per_style")
+    if per_style:
+        lines += [
+            "### Per render style",
+            "",
+            "The same judgements split by the style each image was asked for (a tag's precision over the images "
+            "of that style; every tag's pass draws the free style from the training frequencies).",
+            "",
+            "| style | images | mean | min | worst tag |",
+            "|---|---|---|---|---|",
+        ]
+        for st, v in per_style.items():
+            lines.append(f"| {st} | {v['images']} | {v['mean']:.3f} | {v['min']:.3f} | {v['min_tag']} |")
+        lines.append("")
     return lines + ["![precision](precision.png)", ""]
 
 
