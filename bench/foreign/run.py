@@ -389,12 +389,17 @@ def _differ(by_file: dict[str, dict[str, Any]], a: str, b: str) -> bool:
 
 # ---- fitting ------------------------------------------------------------------------------------------------
 def eval_fit(
-    set_dir: Path, items: list[dict[str, Any]], modes: list[str], limit: int, detect: bool
+    set_dir: Path,
+    items: list[dict[str, Any]],
+    modes: list[str],
+    limit: int,
+    detect: bool,
+    f2p_model: str | None = None,
 ) -> dict[str, Any]:
     from charforge.core.images import load_image
     from charforge.f2p import fit, load_f2p
 
-    model = load_f2p(None)
+    model = load_f2p(f2p_model)
     schema_tags = list(model.creator.schema.tags)
     chosen = [it for it in items if it.get("face") != 0][:limit]
     result: dict[str, Any] = {"model": str(model.path), "detect": detect, "n": len(chosen), "modes": {}}
@@ -688,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         "--import-modes", default=None, help="comma list of --faces modes (default: every detector)"
     )
     ap.add_argument("--fit-n", type=int, default=12, help="images fitted per set")
+    ap.add_argument("--f2p", default=None, help="face-to-parameter model file or folder (default: the shipped one)")
     ap.add_argument("--fit-modes", default="fast", help="comma list of fit modes")
     ap.add_argument(
         "--fit-detect",
@@ -757,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
             res["import"] = eval_import(set_dir, items, modes)
         if "fit" in parts:
             detect = name == "photos" if args.fit_detect == "auto" else args.fit_detect == "on"
-            res["fit"] = eval_fit(set_dir, items, args.fit_modes.split(","), args.fit_n, detect)
+            res["fit"] = eval_fit(set_dir, items, args.fit_modes.split(","), args.fit_n, detect, args.f2p)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
         md = markdown(res)
