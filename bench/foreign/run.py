@@ -693,7 +693,9 @@ def main(argv: list[str] | None = None) -> int:
         "--import-modes", default=None, help="comma list of --faces modes (default: every detector)"
     )
     ap.add_argument("--fit-n", type=int, default=12, help="images fitted per set")
-    ap.add_argument("--f2p", default=None, help="face-to-parameter model file or folder (default: the shipped one)")
+    ap.add_argument(
+        "--f2p", default=None, help="face-to-parameter model file or folder (default: the shipped one)"
+    )
     ap.add_argument("--fit-modes", default="fast", help="comma list of fit modes")
     ap.add_argument(
         "--fit-detect",
