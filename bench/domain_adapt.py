@@ -174,12 +174,20 @@ def evaluate(args) -> None:
 
 
 def _metric(rep: dict, name: str) -> str:
+    """FID as the model's mean and its ratio to the real-vs-real floor; KID as the mean; diversity as the ratio;
+    memorisation as near copies and the median nearest-neighbour distance next to real vs real."""
     m = rep.get("metrics", {}).get(name)
     if not isinstance(m, dict):
         return "-"
-    for k in ("mean", "value", "ratio", "fid"):
-        if isinstance(m.get(k), (int, float)):
-            return f"{m[k]:.1f}" if abs(m[k]) >= 10 else f"{m[k]:.3f}"
+    if name.startswith("fid"):
+        return f"{m['model']['mean']:.0f} (x{m['vs_baseline']:.2f})"
+    if name.startswith("kid"):
+        return f"{m['model']['mean']:.3g}"
+    if name == "diversity":
+        return f"{m['ratio']:.2f}"
+    if name == "memorisation":
+        f = m["feature"]
+        return f"{m['near_copies']} copies; NN {f['median']:.1f} (real {f['real_reference']['median']:.1f})"
     return "-"
 
 
@@ -217,7 +225,13 @@ def report(args) -> None:
         "# Domain adaptation: 300 DiceBear adventurer avatars (CC BY 4.0), fine-tune vs from scratch",
         "",
         f"{time.strftime('%Y-%m-%d')}; `python bench/domain_adapt.py` (stages prepare, train --minutes "
-        f"{args.minutes}, evaluate, report). Each run used one torch thread of the 2-core machine, side by side.",
+        f"{args.minutes}, evaluate, report). Each run used one torch thread of the 2-core machine, side by side "
+        "with the other runs of its pair and a third training job (so the step counts are what a shared laptop "
+        "gets, not a benchmark). FID: the model's mean over 3 runs of 150 images and (x) its ratio to the "
+        "real-vs-real floor of the same data: domain 96.4, generic 36.4. Domain = the 34-tag judge's features, "
+        "generic = EfficientNet-Lite0 (ImageNet); neither network was used in any of these trainings. Diversity: "
+        "generated / real mean pairwise distance (collapse below 0.5). Memorisation: near copies of training "
+        "images, and the median nearest-training-image distance of generated images (real held-out: in brackets).",
         "",
         "| run | steps | wall min | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
