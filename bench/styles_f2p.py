@@ -47,7 +47,9 @@ def main() -> int:
     ap.add_argument("models", nargs="+", help="name=path of f2p bundles")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--seed", type=int, default=77)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results", help="writes styles_f2p.md and .json"
+    )
     args = ap.parse_args()
 
     from charforge.creators.builtin import BuiltinCreator
@@ -64,7 +66,9 @@ def main() -> int:
     rows = []
     t0 = time.time()
     rand = plain.sample(10 * args.n, np.random.default_rng(args.seed + 1))  # 10 random fits per character
-    chance = agreement(judged(judge, plain, plain.space.to_dicts(rand)), np.tile(truth, (10, 1)), plain.schema)
+    chance = agreement(
+        judged(judge, plain, plain.space.to_dicts(rand)), np.tile(truth, (10, 1)), plain.schema
+    )
     for style in STYLES:
         images = BuiltinCreator(style=style).render(params, 64)
         for name, model in models.items():

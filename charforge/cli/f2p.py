@@ -143,7 +143,10 @@ def train(
 @f2p_app.command("eval")
 def evaluate(
     f2p: Path | None = typer.Option(
-        None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."
+        None,
+        "--f2p",
+        help="Trained folder or .safetensors, or a shipped name: builtin (the default) or styles (the "
+        "multi-style creator; the fit then picks the style too).",
     ),
     out: Path = typer.Option(
         Path("f2p_eval"), "-o", "--out", help="Where to write eval.md, eval.json and examples.png."
@@ -173,7 +176,10 @@ def fit_cmd(
     images: list[Path] = typer.Argument(..., help="One or more images of the same person or character."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: params.json, render.png, fit.json."),
     f2p: Path | None = typer.Option(
-        None, "--f2p", help="Trained folder or .safetensors (default: the shipped model)."
+        None,
+        "--f2p",
+        help="Trained folder or .safetensors, or a shipped name: builtin (the default) or styles (the "
+        "multi-style creator; the fit then picks the style too).",
     ),
     mode: str = typer.Option(
         "both",

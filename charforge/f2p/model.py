@@ -113,6 +113,12 @@ def default_f2p_path() -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / "f2p_builtin.safetensors"
 
 
+SHIPPED_F2P = {  # names --f2p accepts for the shipped models
+    "builtin": "f2p_builtin.safetensors",  # the built-in creator (cel style), the default
+    "styles": "f2p_styles.safetensors",  # the multi-style creator: fits the style too
+}
+
+
 def resolve_f2p_path(path: str | Path | None) -> Path:
     if path is None:
         p = default_f2p_path()
@@ -122,6 +128,12 @@ def resolve_f2p_path(path: str | Path | None) -> Path:
             )
         return p
     p = Path(path)
+    shipped = SHIPPED_F2P.get(str(path))
+    if shipped is not None and not p.exists():
+        q = default_f2p_path().with_name(shipped)
+        if not q.is_file():
+            raise UserError(f"the shipped face-to-parameter model {path!r} is not in this install ({q})")
+        return q
     if p.is_dir():
         if not (p / BUNDLE_NAME).is_file():
             raise UserError(
@@ -130,7 +142,8 @@ def resolve_f2p_path(path: str | Path | None) -> Path:
         return p / BUNDLE_NAME
     if not p.is_file():
         raise UserError(
-            f"{p}: no such face-to-parameter model (give the folder `charforge f2p train` wrote, or its {BUNDLE_NAME})"
+            f"{p}: no such face-to-parameter model (give the folder `charforge f2p train` wrote, its "
+            f"{BUNDLE_NAME}, or a shipped name: {', '.join(SHIPPED_F2P)})"
         )
     return p
 
