@@ -118,6 +118,8 @@ def finetune_preset(
     if fresh_d and "d_warmup" not in explicit and p.d_warmup == 0:
         per_epoch = max(1, math.ceil(n_images / p.batch))
         changes["d_warmup"] = int(min(max(100, 3 * per_epoch), max(1, p.steps // 4)))
+    elif not fresh_d and "d_warmup" not in explicit and p.d_warmup > 0:
+        changes["d_warmup"] = 0  # the source's trained D comes along: its own warm-up is not this run's
     half = max(FINETUNE_EMA_MIN, FINETUNE_EMA_IMAGES_PER_ITEM * float(n_images))
     if "ema_half_life" not in explicit and p.ema_half_life > half:
         changes["ema_half_life"] = half
@@ -887,10 +889,18 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
         )
     if trainer.dist.is_main and remapped:
         added = [t for t in trainer.schema.tags if t not in set(old_schema.tags)]
+        dropped = [t for t in old_schema.tags if t not in set(trainer.schema.tags)]
+        said = [
+            f"new tags start with no effect: {', '.join(added[:6])}{' ...' if len(added) > 6 else ''}"
+            if added
+            else "",
+            f"dropped (not in this dataset): {', '.join(dropped[:6])}{' ...' if len(dropped) > 6 else ''}"
+            if dropped
+            else "",
+        ]
         print(
             f"--init-from: the source has {len(old_schema)} tags, this dataset {len(trainer.schema)}; carried "
-            f"{len(remapped)} tag-sized tensors over by tag name (new tags start with no effect: "
-            f"{', '.join(added[:6])}{' ...' if len(added) > 6 else ''})",
+            f"{len(remapped)} tag-sized tensors over by tag name ({'; '.join(x for x in said if x)})",
             file=sys.stderr,
         )
     return {
