@@ -25,5 +25,8 @@ def test_styles_model_fits_the_style():
     hits = 0
     for style in ("pixel", "manga", "flat"):
         for im in BuiltinCreator(style=style).render(params, 64):
-            hits += fit(model, [im], "fast", detect=False, check=False, preview_size=None).params["style"] == style
+            hits += (
+                fit(model, [im], "fast", detect=False, check=False, preview_size=None).params["style"]
+                == style
+            )
     assert hits >= 15  # of 18 (the bench: 0.92-1.00 per style)

@@ -1,7 +1,6 @@
 """The shipped multi-style generator (issue 16): `--model styles` draws each style on request, read by the
 shipped styles judge on fixed seeds."""
 
-import numpy as np
 import pytest
 
 from charforge.creators.builtin.styles import STYLE_TAGS, STYLES

@@ -219,3 +219,17 @@ def test_init_from_refuses_renamed_tags_at_the_same_count(data16, source_run, tm
     )
     with pytest.raises(UserError, match="renamed"):
         Trainer(tmp_path / "r", tmp_path / "ft", resolve_preset("tiny"), opts=opts(init_from=str(source_run)))
+
+
+def test_finetune_from_a_state_drops_the_sources_d_warmup(capsys):
+    """A state file brings its trained D along, so the source's own D warm-up (given it for a fresh D) must not
+    come along too: a fine-tune of the multi-style run would otherwise spend 2,250 of ~2,700 steps on D alone."""
+    from charforge.train.loop import finetune_preset
+
+    p = resolve_preset("tiny", {"d_warmup": 2250, "steps": 3000})
+    assert finetune_preset(p, 300, fresh_d=False).d_warmup == 0
+    assert "d_warmup 2250 -> 0" in capsys.readouterr().err
+    assert finetune_preset(p, 300, explicit=("d_warmup",), fresh_d=False).d_warmup == 2250
+    assert (
+        finetune_preset(resolve_preset("tiny", {"steps": 3000}), 300, fresh_d=True).d_warmup > 0
+    )  # 3 epochs
