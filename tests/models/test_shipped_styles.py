@@ -23,3 +23,21 @@ def test_styles_model_draws_each_style_on_request():
         assert judged[:, bundle.schema.index("blonde hair")].mean() >= 0.9
     with pytest.raises(Exception, match="group 'style' takes one tag"):
         characters_for_request(bundle, "pixel art, chibi", 1, 0)
+
+
+@pytest.mark.skipif("styles" not in shipped_generators(), reason="generator_styles is not in this install")
+def test_interpolation_moves_between_styles():
+    """cel shading -> screentones: the end frames are the two styles (judged), the middle is a blend."""
+    from charforge.sampling import interpolate, sample_tags_for_seeds
+
+    bundle = load_generator("styles")
+    tagger = load_tagger(judge_for(bundle.schema.tags))
+    ends = [
+        (3, sample_tags_for_seeds(bundle, bundle.schema.parse(t), [3])[0])
+        for t in ("cel shading", "screentones")
+    ]
+    frames = interpolate(bundle, ends[0], ends[1], 5)
+    judged = tagger.predict_tags(frames)
+    assert judged[0, bundle.schema.index("cel shading")] and judged[-1, bundle.schema.index("screentones")]
+    step = [float(abs(frames[i + 1].astype(int) - frames[i].astype(int)).mean()) for i in range(4)]
+    assert all(s > 0.5 for s in step)  # it moves at every frame, not in one jump at the end
