@@ -11,6 +11,8 @@ ORDER = [
     "data_import",
     "foreign",
     "styles_tagger",
+    "styles_f2p",
+    "domain_adapt",
     "train",
     "generate",
     "eval",

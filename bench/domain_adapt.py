@@ -222,7 +222,7 @@ def report(args) -> None:
     Image.fromarray(np.concatenate(sheets, axis=0)).save(out_png)
     names = ("fid_domain", "kid_domain", "fid_generic", "kid_generic", "diversity", "memorisation")
     lines = [
-        "# Domain adaptation: 300 DiceBear adventurer avatars (CC BY 4.0), fine-tune vs from scratch",
+        "## Domain adaptation: 300 DiceBear adventurer avatars (CC BY 4.0), fine-tune vs from scratch",
         "",
         f"{time.strftime('%Y-%m-%d')}; `python bench/domain_adapt.py` (stages prepare, train --minutes "
         f"{args.minutes}, evaluate, report). Each run used one torch thread of the 2-core machine, side by side "

@@ -100,7 +100,7 @@ def main() -> int:
     (args.out / "styles_f2p.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     lines = [
-        f"# Face-to-parameter per render style (fresh renders, seed {args.seed}, {args.n} per style)",
+        f"## Face-to-parameter per render style (fresh renders, seed {args.seed}, {args.n} per style)",
         "",
         f"{meta['date']}, {meta['cpu']}. `fit --mode fast` (no detection), judged by rendering the fit with the "
         "cel creator and reading it with the 34-tag judge (a space no f2p model optimised). Chance (random "

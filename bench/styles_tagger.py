@@ -113,7 +113,7 @@ def main() -> int:
     (args.out / "styles_tagger.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
-        f"# Taggers per render style (fresh renders, seed {args.seed}, {args.n} per style, {args.size} px)",
+        f"## Taggers per render style (fresh renders, seed {args.seed}, {args.n} per style, {args.size} px)",
         "",
         f"{meta['date']}, {meta['cpu']}. Chance: hair colour 0.077, eye colour 0.100, style 0.167.",
         "",
