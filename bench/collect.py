@@ -12,6 +12,7 @@ ORDER = [
     "foreign",
     "styles_tagger",
     "styles_f2p",
+    "styles_f2p_foreign",
     "domain_adapt",
     "train",
     "generate",
