@@ -112,6 +112,14 @@ def _schema(meta: dict[str, Any], path: Path) -> TagSchema:
         raise UserError(f"{path}: tag_schema is malformed ({e})") from e
 
 
+def read_tag_schema(path: str | Path) -> TagSchema:
+    """The validated tag schema in a model file's metadata (generator, training state's generator, tagger),
+    without loading its weights."""
+    from charforge.models.io import read_metadata
+
+    return _schema(read_metadata(path), Path(path))
+
+
 def _freqs(meta: dict[str, Any], schema: TagSchema, path: Path) -> np.ndarray:
     raw = meta.get("tag_freqs")
     if not isinstance(raw, list) or not all(

@@ -11,7 +11,6 @@ This module holds the network, the loss and the `Tagger` wrapper; training lives
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -418,19 +417,11 @@ JUDGES = ("tagger_default.safetensors", "tagger_styles.safetensors")  # shipped 
 def judge_for(tags: list[str]) -> Path | None:
     """The shipped judge whose tags are exactly `tags` (the 34-tag creator's, or the multi-style creator's
     40), or None: a custom schema needs its own tagger."""
-    from charforge.models.io import read_metadata
+    from charforge.models.generator import read_tag_schema
 
     weights = Path(__file__).resolve().parent.parent / "weights"
-    for name in JUDGES:
-        p = weights / name
-        if not p.is_file():
-            continue
-        schema = read_metadata(p).get("tag_schema", {})
-        if isinstance(schema, str):
-            schema = json.loads(schema)
-        if [t for g in schema.get("groups", []) for t in g["tags"]] + list(
-            schema.get("independent", [])
-        ) == tags:
+    for p in (weights / name for name in JUDGES):
+        if p.is_file() and read_tag_schema(p).tags == list(tags):
             return p
     return None
 

@@ -276,8 +276,7 @@ class Trainer:
                 self.loss.aug_kinds = parse_augment(ADA_DEFAULT_KINDS)
                 if self.dist.is_main:
                     print(f"ada: no augment kinds set; using {ADA_DEFAULT_KINDS}", file=sys.stderr)
-            self.ada = AdaptiveAugment(target=p.ada_target, kimg=p.ada_kimg)
-            self.loss.aug_p = self.ada.p
+            self.ada = AdaptiveAugment(target=p.ada_target, kimg=p.ada_kimg)  # train_step hands p to the loss
         rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
         self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
         self.fixed_c = torch.from_numpy(self._labels(N_FIXED, rng))
@@ -915,19 +914,14 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
 
 def _source_schema(path: Path, meta: dict[str, Any]) -> TagSchema | None:
     """The tag schema an --init-from source was trained on: a generator file's own, or (for a state file)
-    that of the generator file written with it."""
-    from charforge.models.io import read_metadata
+    that of the generator file written with it (None when there is none: then shapes must simply match)."""
+    from charforge.models.generator import read_tag_schema
 
-    raw = meta.get("tag_schema")
-    if raw is None and meta.get("charforge_kind") == ck.STATE_KIND:
-        sibling = path.with_name(path.name.replace("state-", "generator-", 1))
-        raw = read_metadata(sibling).get("tag_schema") if sibling.is_file() else None
-    if isinstance(raw, str):
-        raw = json.loads(raw)
-    try:
-        return TagSchema.from_dict(raw) if isinstance(raw, dict) else None
-    except (KeyError, TypeError, ValueError):
-        return None
+    if meta.get("charforge_kind") == ck.STATE_KIND:
+        path = path.with_name(path.name.replace("state-", "generator-", 1))
+        if not path.is_file():
+            return None
+    return read_tag_schema(path)
 
 
 def transfer_tag_weights(

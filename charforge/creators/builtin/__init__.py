@@ -49,7 +49,6 @@ class BuiltinCreator(Creator):
         else:
             self.space = make_space()
             self.schema = make_girls_moe_schema()
-        self.styles = styles
 
     def render(self, batch: ParamBatch, size: int) -> np.ndarray:
         """(N, size, size, 3) uint8; deterministic, no randomness inside."""
