@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from charforge.cli._json import JSON_HELP, emit, json_mode
+
 MODEL_HELP = (
     "Generator: a shipped name (default), a .safetensors file, a run folder (its latest EMA weights), "
     "or with --backend onnx a .onnx export."
@@ -31,6 +33,18 @@ def _warn_untrained(bundle, tags: str, source: str) -> None:
         typer.echo(sampling.untrained_message(missing), err=True)
 
 
+def _model_doc(bundle, no_watermark: bool, truncation: float) -> dict:
+    """The --json fields every generating command shares."""
+    return {
+        "model_id": bundle.model_id,
+        "model_sha256": bundle.sha256,
+        "generator": bundle.family,
+        "backend": bundle.backend,
+        "watermark": not no_watermark,
+        "truncation": truncation,
+    }
+
+
 def generate(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     tags: str = typer.Option(
@@ -52,28 +66,35 @@ def generate(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
     from charforge import sampling
     from charforge.provenance import save_png
 
-    bundle = sampling.load_generator(model, backend, device=device)
-    _warn_untrained(bundle, tags, "--tags")
-    images, seeds, tag_m = sampling.characters_for_request(
-        bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
-    )  # checks --tags first
-    meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
-    sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
-    if each is not None:  # the same images as the grid, one file each
-        for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
-            extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
-            save_png(
-                each / f"{i:04d}_seed{s}.png",
-                img,
-                {**bundle.png_meta(s, t), **extra},
-                watermark=not no_watermark,
-            )
-    typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
+    with json_mode(as_json):
+        bundle = sampling.load_generator(model, backend, device=device)
+        _warn_untrained(bundle, tags, "--tags")
+        images, seeds, tag_m = sampling.characters_for_request(
+            bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
+        )  # checks --tags first
+        meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
+        sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
+        files = []
+        if each is not None:  # the same images as the grid, one file each
+            for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
+                extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
+                files.append(each / f"{i:04d}_seed{s}.png")
+                save_png(files[-1], img, {**bundle.png_meta(s, t), **extra}, watermark=not no_watermark)
+    if as_json:
+        images_doc = [
+            {"seed": s, "tag_seed": seed + i, "tags": bundle.schema.from_vector(t)}
+            | ({"file": files[i]} if files else {})
+            for i, (s, t) in enumerate(zip(seeds, tag_m))
+        ]
+        emit("generate", _model_doc(bundle, no_watermark, truncation) | {"grid": out, "images": images_doc})
+    else:
+        typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
 
 
 def interpolate(
@@ -93,6 +114,7 @@ def interpolate(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
     import numpy as np
@@ -101,39 +123,48 @@ def interpolate(
     from charforge.provenance import save_png
     from charforge.utils.io import write_bytes_atomic
 
-    bundle = sampling.load_generator(model, backend, device=device)
-    seed_b = seed_a if seed_b is None else seed_b
-    _warn_untrained(bundle, tags_a, "--tags-a")
-    if tags_b is not None:
-        _warn_untrained(bundle, tags_b, "--tags-b")
-    ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[0]
-    tb = (
-        ta
-        if tags_b is None
-        else sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b])[
+    with json_mode(as_json):
+        bundle = sampling.load_generator(model, backend, device=device)
+        seed_b = seed_a if seed_b is None else seed_b
+        _warn_untrained(bundle, tags_a, "--tags-a")
+        if tags_b is not None:
+            _warn_untrained(bundle, tags_b, "--tags-b")
+        ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[
             0
         ]
-    )
-    images = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation)
-    for i, img in enumerate(images):
-        t = i / (frames - 1)
-        meta = {
-            **bundle.png_meta(seed_a, ta),
-            "seed_b": seed_b,
-            "tags_b": bundle.schema.from_vector(tb),
-            "t": t,
+        tb = (
+            ta
+            if tags_b is None
+            else sampling.sample_tags_for_seeds(
+                bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b]
+            )[0]
+        )
+        images = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation)
+        for i, img in enumerate(images):
+            t = i / (frames - 1)
+            meta = {
+                **bundle.png_meta(seed_a, ta),
+                "seed_b": seed_b,
+                "tags_b": bundle.schema.from_vector(tb),
+                "t": t,
+            }
+            save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
+        gif = out / "interpolation.gif"
+        gif_meta = {
+            "generator": bundle.family,
+            "model_id": bundle.model_id,
+            "model_sha256": bundle.sha256,
+            "interpolation": {"a": seed_a, "b": seed_b},
         }
-        save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
-    gif = out / "interpolation.gif"
-    gif_meta = {
-        "generator": bundle.family,
-        "model_id": bundle.model_id,
-        "model_sha256": bundle.sha256,
-        "interpolation": {"a": seed_a, "b": seed_b},
-    }
-    ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
-    write_bytes_atomic(gif, sampling.gif_bytes(ping_pong, round(1000 / fps), gif_meta))
-    typer.echo(f"wrote {frames} frames and {gif}")
+        ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
+        write_bytes_atomic(gif, sampling.gif_bytes(ping_pong, round(1000 / fps), gif_meta))
+    if as_json:
+        frame_files = [out / f"frame_{i:03d}.png" for i in range(frames)]
+        emit(
+            "interpolate", _model_doc(bundle, no_watermark, truncation) | {"frames": frame_files, "gif": gif}
+        )
+    else:
+        typer.echo(f"wrote {frames} frames and {gif}")
 
 
 def npc(
@@ -149,40 +180,53 @@ def npc(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
     from charforge import sampling
     from charforge.provenance import save_png
     from charforge.utils.io import write_json_atomic
 
-    bundle = sampling.load_generator(model, backend, device=device)
-    constraints = bundle.schema.parse(tags, source="--tags")
-    _warn_untrained(bundle, tags, "--tags")
-    records = sampling.npc_batch(
-        bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation
-    )
-    items = []
-    for i, r in enumerate(records):
-        name = f"npc_{i:04d}.png"
-        meta = bundle.png_meta(r.seed, r.tags) | ({"truncation": truncation} if truncation != 1.0 else {})
-        save_png(out / name, r.image, meta, watermark=not no_watermark)
-        items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
-    write_json_atomic(
-        out / "manifest.json",
-        {
-            "model_id": bundle.model_id,
-            "model_sha256": bundle.sha256,
-            "generator": bundle.family,
-            "batch_seed": seed,
-            "request": tags,
-            "min_distance": min_distance,
-            "watermark": not no_watermark,
-            "truncation": truncation,
-            "backend": bundle.backend,
-            "items": items,
-        },
-    )
-    typer.echo(f"wrote {len(items)} portraits and {out / 'manifest.json'}")
+    with json_mode(as_json):
+        bundle = sampling.load_generator(model, backend, device=device)
+        constraints = bundle.schema.parse(tags, source="--tags")
+        _warn_untrained(bundle, tags, "--tags")
+        records = sampling.npc_batch(
+            bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation
+        )
+        items = []
+        for i, r in enumerate(records):
+            name = f"npc_{i:04d}.png"
+            meta = bundle.png_meta(r.seed, r.tags) | ({"truncation": truncation} if truncation != 1.0 else {})
+            save_png(out / name, r.image, meta, watermark=not no_watermark)
+            items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
+        write_json_atomic(
+            out / "manifest.json",
+            {
+                "model_id": bundle.model_id,
+                "model_sha256": bundle.sha256,
+                "generator": bundle.family,
+                "batch_seed": seed,
+                "request": tags,
+                "min_distance": min_distance,
+                "watermark": not no_watermark,
+                "truncation": truncation,
+                "backend": bundle.backend,
+                "items": items,
+            },
+        )
+    if as_json:
+        emit(
+            "npc",
+            _model_doc(bundle, no_watermark, truncation)
+            | {
+                "out": out,
+                "manifest": out / "manifest.json",
+                "items": [{**i, "file": out / i["file"]} for i in items],
+            },
+        )
+    else:
+        typer.echo(f"wrote {len(items)} portraits and {out / 'manifest.json'}")
 
 
 def register(app: typer.Typer) -> None:
