@@ -26,11 +26,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog="Exit status: 0 done; 2 a mistake in the input or usage (the message on stderr names it); "
+    "130 / 143 stopped by Ctrl-C / SIGTERM; 1 an unexpected failure (a bug: please report it). "
+    "--json on generate, npc, interpolate, fit, eval, verify and the data commands prints one JSON document "
+    "on stdout. docs/cli.md has the details.",
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from charforge import __version__
+
+        typer.echo(f"charforge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version (charforge X.Y.Z) and exit.",
+    ),
+) -> None:
     """charforge: create, train, generate, evaluate, fit and serve anime characters."""
 
 

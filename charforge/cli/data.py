@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from typer.core import TyperCommand
 
+from charforge.cli._json import JSON_HELP, emit, json_mode
+
 data_app = typer.Typer(help="Build, import and inspect packed datasets.", no_args_is_help=True)
 
 
@@ -26,6 +28,7 @@ def build(
         "pixel, chibi). Each image draws one style uniformly; the schema gains the 'style' tag group. "
         "Same as --creator builtin-styles=LIST.",
     ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Render a tagged dataset from a creator (stores the parameters too). Rerun to resume."""
     from charforge.data.build import build_from_creator
@@ -41,8 +44,29 @@ def build(
 
         chosen = [check_style(s) for s in styles.split(",") if s.strip() and s.strip() != "all"]
         creator = "builtin-styles" if not chosen else "builtin-styles=" + ",".join(chosen)
-    ds = build_from_creator(out, creator=creator, n=n, size=size, seed=seed, chunk=chunk, workers=workers)
-    typer.echo(summarise(ds))
+    with json_mode(as_json):
+        ds = build_from_creator(out, creator=creator, n=n, size=size, seed=seed, chunk=chunk, workers=workers)
+    if as_json:
+        emit("data build", {"dataset": dataset_doc(ds)})
+    else:
+        typer.echo(summarise(ds))
+
+
+def dataset_doc(ds) -> dict:
+    """A packed dataset in --json documents: where, how many, what size, its tags and their frequencies."""
+    import numpy as np
+
+    freqs = ds.tag_frequencies
+    return {
+        "path": ds.root,
+        "images": len(ds),
+        "size": ds.size,
+        "tags": list(ds.schema.tags),
+        "tag_frequencies": {t: round(float(f), 6) for t, f in zip(ds.schema.tags, freqs)},
+        "untagged": int((np.asarray(ds.tags).sum(axis=1) == 0).sum()),
+        "parameters": ds.params is not None,
+        "licences": ds.licence_counts(),
+    }
 
 
 class _ImportCommand(TyperCommand):
@@ -133,6 +157,7 @@ def import_(
         "file can declare them too: a first line `# extra tags: earrings, freckles` (CSV) or "
         '{"extra_tags": [...]} (JSONL).',
     ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report."""
     from charforge.data.importer import import_folder
@@ -140,25 +165,45 @@ def import_(
 
     if not src.is_dir():
         raise UserError(f"{src}: not a folder. Give the folder that holds your images")
-    report = import_folder(
-        src,
-        out,
-        size=size,
-        tags_file=tags,
-        faces=faces,
-        crop_scale=crop_scale,
-        license=license,
-        min_size=min_size,
-        estimate_tags=estimate_tags,
-        dedupe_threshold=_dedupe_threshold(dedupe_threshold),
-        max_pixels=max_pixels,
-        workers=workers,
-        closeups=closeups,
-        max_faces=max_faces,
-        tag_min_confidence=tag_min_confidence,
-        extra_tags=[t for t in extra_tags.split(",") if t.strip()],
-    )
-    typer.echo(report.summary())
+    with json_mode(as_json):
+        report = import_folder(
+            src,
+            out,
+            size=size,
+            tags_file=tags,
+            faces=faces,
+            crop_scale=crop_scale,
+            license=license,
+            min_size=min_size,
+            estimate_tags=estimate_tags,
+            dedupe_threshold=_dedupe_threshold(dedupe_threshold),
+            max_pixels=max_pixels,
+            workers=workers,
+            closeups=closeups,
+            max_faces=max_faces,
+            tag_min_confidence=tag_min_confidence,
+            extra_tags=[t for t in extra_tags.split(",") if t.strip()],
+        )
+    if as_json:
+        emit(
+            "data import",
+            {
+                "dataset": dataset_doc(report.dataset),
+                "files": report.total_files,
+                "kept": report.kept,
+                "skipped": report.skipped,
+                "duplicates": report.duplicates,
+                "faces_found": report.faces_found,
+                "tags_from": report.tags_from,
+                "found_by": report.found_by,
+                "folders_not_read": report.folders,
+                "warnings": report.warnings,
+                "sheets": report.sheets,
+                "report": report.report_path,
+            },
+        )
+    else:
+        typer.echo(report.summary())
 
 
 @data_app.command("inspect")
@@ -169,13 +214,21 @@ def inspect(
     ),
     n: int = typer.Option(64, help="Images on the contact sheet."),
     verify: bool = typer.Option(True, help="Check the sha256 checksums of the arrays."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Print a summary and write a contact sheet and a tag-frequency chart."""
     from charforge.data.inspect import inspect_dataset, summarise
     from charforge.data.packed import load_packed
 
-    ds = load_packed(root, verify=verify)
-    paths = inspect_dataset(ds, out or root / "inspect", n=n)
+    with json_mode(as_json):
+        ds = load_packed(root, verify=verify)
+        paths = inspect_dataset(ds, out or root / "inspect", n=n)
+    if as_json:
+        emit(
+            "data inspect",
+            {"dataset": dataset_doc(ds), "checksums": "ok" if verify else "not checked"} | paths,
+        )
+        return
     typer.echo(summarise(ds))
     if verify:
         typer.echo("checksums    ok")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from charforge.cli._json import JSON_HELP, emit, json_mode
+
 
 def eval_command(
     out: Path | None = typer.Option(None, "-o", "--out", help="Report folder (reports/NAME). Required."),
@@ -43,12 +45,23 @@ def eval_command(
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
     device: str = typer.Option("auto", help="Where the generator runs: auto, cpu, cuda or mps."),
     list_metrics: bool = typer.Option(False, "--list", help="List the metric names and exit."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Evaluate a generator against a dataset; writes report.json, report.md and PNGs. Rerun to resume."""
     from charforge.errors import UserError
     from charforge.metrics.registry import METRICS
 
     if list_metrics:
+        if as_json:
+            emit(
+                "eval",
+                {
+                    "metrics": {
+                        s.name: {"needs_tagger": s.needs_tagger, "help": s.help} for s in METRICS.values()
+                    }
+                },
+            )
+            return
         for spec in METRICS.values():
             typer.echo(f"{spec.name:14} {'(needs a tagger) ' if spec.needs_tagger else ''}{spec.help}")
         return
@@ -70,23 +83,35 @@ def eval_command(
     if tagger_path is None and metrics == "all":
         skipped = [m for m, spec in METRICS.items() if spec.needs_tagger]
         typer.echo(f"note: no usable tagger, so skipping {', '.join(skipped)}", err=True)
-    report = evaluate_model(
-        model,
-        data,
-        out,
-        tagger_path=tagger_path,
-        metrics=names,
-        n=n,
-        runs=runs,
-        precision_n=precision_n,
-        sample_n=sample_n,
-        tsne_n=tsne_n,
-        tsne_group=tsne_group,
-        collapse_threshold=collapse_threshold,
-        seed=seed,
-        truncation=truncation,
-        device=device,
-    )
+    with json_mode(as_json):
+        report = evaluate_model(
+            model,
+            data,
+            out,
+            tagger_path=tagger_path,
+            metrics=names,
+            n=n,
+            runs=runs,
+            precision_n=precision_n,
+            sample_n=sample_n,
+            tsne_n=tsne_n,
+            tsne_group=tsne_group,
+            collapse_threshold=collapse_threshold,
+            seed=seed,
+            truncation=truncation,
+            device=device,
+        )
+    if as_json:
+        emit(
+            "eval",
+            {
+                "out": out,
+                "report_md": Path(out) / "report.md",
+                "report_json": Path(out) / "report.json",
+                "report": report,
+            },
+        )
+        return
     typer.echo(summary_lines(report))
     typer.echo(f"report       {Path(out) / 'report.md'}")
 

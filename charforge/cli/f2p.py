@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 import charforge
+from charforge.cli._json import JSON_HELP, emit, json_mode
 
 
 @functools.cache
@@ -172,6 +173,15 @@ def evaluate(
     typer.echo(md.read_text())
 
 
+# write_fit_outputs' descriptions -> the keys of `fit --json`'s "files"
+FIT_FILES = {
+    "f2p parameters (JSON)": "params",
+    "f2p render": "render",
+    "f2p summary (JSON)": "summary",
+    "f2p input | render": "side_by_side",
+}
+
+
 def fit_cmd(
     images: list[Path] = typer.Argument(..., help="One or more images of the same person or character."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: params.json, render.png, fit.json."),
@@ -203,24 +213,41 @@ def fit_cmd(
         "estimated and their agreement reported.",
     ),
     creator: str | None = typer.Option(None, help=CREATOR_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Fit creator parameters to IMAGE(s): writes params.json and the render, prints a calibrated similarity."""
     from charforge.f2p.fit import fit
     from charforge.f2p.model import load_f2p
     from charforge.f2p.report import load_inputs, summary_line, write_fit_outputs
 
-    model = load_f2p(f2p, detect=not no_detect, creator=creator)
-    arrays = load_inputs(images)
-    result = fit(
-        model,
-        arrays,
-        mode,
-        iters=iters,
-        detect=not no_detect,
-        sources=[str(p) for p in images],
-        constrain=not no_constrain,
-    )
-    paths = write_fit_outputs(result, arrays, out, input_paths=images, keep_inputs=keep_inputs)
+    with json_mode(as_json):
+        model = load_f2p(f2p, detect=not no_detect, creator=creator)
+        arrays = load_inputs(images)
+        result = fit(
+            model,
+            arrays,
+            mode,
+            iters=iters,
+            detect=not no_detect,
+            sources=[str(p) for p in images],
+            constrain=not no_constrain,
+        )
+        paths = write_fit_outputs(result, arrays, out, input_paths=images, keep_inputs=keep_inputs)
+    if as_json:
+        emit(
+            "fit",
+            {
+                "params": result.params,
+                "similarity": result.similarity,
+                "mode": result.mode,
+                "notes": result.notes,
+                "warnings": result.warnings,
+                "summary": json.loads(paths["f2p summary (JSON)"].read_text()),
+                "files": {FIT_FILES[k]: v for k, v in paths.items() if k in FIT_FILES},
+                "input_copies": [v for k, v in paths.items() if k.startswith("input ")],
+            },
+        )
+        return
     for note in result.notes:
         typer.echo(f"note: {note}")
     for warning in result.warnings:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from charforge.cli._json import emit
+
 SHOWN_KEYS = ("generator", "model_id", "seed", "tags", "watermark")  # metadata columns in the table
 MAX_VALUE = 60  # characters shown per metadata value in the table (--full shows everything)
 
@@ -31,7 +33,12 @@ def _meta_summary(meta: dict) -> str:
 
 def verify_command(
     images: list[Path] = typer.Argument(..., help="Image files to check (PNG, JPEG, WebP...)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print one JSON document {"files": [one record per image], ...} on stdout instead of a table '
+        "(it is printed even when some files could not be read; the exit status is then 2).",
+    ),
     full: bool = typer.Option(False, "--full", help="Print every metadata key under each row."),
 ) -> None:
     """Report each image's charforge metadata and whether the watermark is detected.
@@ -45,12 +52,13 @@ def verify_command(
     if not as_json:
         typer.echo(f"{'file':<40} {'watermark':<10} {'score':>6} {'tag':<5} metadata")
     bad: list[str] = []
+    records = []
     for path in images:
         r = verify_image(path)
         if not r.ok:
             bad.append(f"{path} ({r.error})")
         if as_json:
-            typer.echo(json.dumps(r.to_dict()))
+            records.append(r.to_dict())
             continue
         name = str(path) if len(str(path)) <= 40 else "..." + str(path)[-37:]
         if not r.ok:
@@ -63,6 +71,8 @@ def verify_command(
         if full:
             for k, v in r.metadata.items():
                 typer.echo(f"    {k}: {v if isinstance(v, str) else json.dumps(v)}")
+    if as_json:
+        emit("verify", {"checked": len(images), "unreadable": len(bad), "files": records})
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise UserError(

@@ -129,10 +129,12 @@ def test_verify_reports_bad_files_and_goes_on(tmp_path, capsys):
         assert "error:" in rows[name] and fragment in rows[name], rows[name]
         assert name in err
         assert "absent" in rows[f"after_{name}.png"], rows
-    # --json: one record per file, the bad ones ok=false with the reason
+    # --json: one document, a record per file, the bad ones ok=false with the reason
     code, out, err = run(["verify", "--json", *files], capsys)
     assert code == 2 and "Traceback" not in err
-    recs = [json.loads(ln) for ln in out.splitlines()]
+    doc = json.loads(out)
+    assert doc["unreadable"] == len(BAD_FILES)
+    recs = doc["files"]
     assert len(recs) == len(files)
     assert [r["ok"] for r in recs] == [False, True] * len(BAD_FILES)
 

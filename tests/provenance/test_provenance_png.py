@@ -83,7 +83,7 @@ def test_verify_cli_table_and_bad_files(tmp_path):
 def test_verify_cli_json(tmp_path):
     save_png(tmp_path / "good.png", _portrait(), META)
     res = CliRunner().invoke(app, ["verify", "--json", str(tmp_path / "good.png")])
-    rec = json.loads(res.output.splitlines()[0])
+    rec = json.loads(res.output)["files"][0]
     assert rec["watermark_detected"] and rec["metadata"]["seed"] == 42 and rec["size"] == [64, 64]
 
 
