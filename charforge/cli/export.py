@@ -1,4 +1,4 @@
-"""`charforge export onnx`: the generator and/or the face-to-parameter networks as ONNX files."""
+"""`charforge export onnx | hf`: ONNX files for game engines; a Hub-style model folder for the HF ecosystem."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from charforge.cli._json import JSON_HELP, emit, json_mode
 from charforge.errors import UserError
 
 export_app = typer.Typer(help="Export models for game engines and other runtimes.", no_args_is_help=True)
@@ -79,6 +80,42 @@ def _export_f2p(f2p: str, outdir: Path, opset: int) -> None:
                 f"{name}: wrote {rec['path']}  (input {rec['input']}; max |ORT - torch| = {rec['parity_max_abs_error']:.1e})"
             )
     typer.echo(f"details: {outdir / 'f2p_onnx.json'}")
+
+
+@export_app.command("hf")
+def export_hf(
+    model: str = typer.Argument(
+        "default", help="Generator: a shipped name (default), a .safetensors file or a run folder."
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder to write (new or empty)."),
+    license: str | None = typer.Option(
+        None,
+        "--license",
+        help="Licence id for the card's header (e.g. cc-by-4.0), overriding the one derived from the training "
+        "data's licences.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace config.json, model.safetensors and README.md in a non-empty folder.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Write a Hugging Face style model folder: config.json, model.safetensors, README.md (card with YAML header).
+
+    Load it offline with `charforge.load(DIR)` (or `charforge.from_pretrained(DIR)`); docs/ecosystem.md.
+    """
+    from charforge.hub import export_hf as _export
+
+    with json_mode(as_json):
+        rec = _export(model, out, license=license, overwrite=overwrite)
+    if as_json:
+        emit("export hf", rec)
+        return
+    typer.echo(
+        f"wrote {out}: {', '.join(p.name for p in rec['files'])} (model {rec['model_id']}, licence "
+        f"{rec['license']}); load it with charforge.load({str(out)!r})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,12 @@
-"""MODEL_CARD.md for every training run: where the data came from, under which licences, and what the model is for."""
+"""MODEL_CARD.md for every training run: where the data came from, under which licences, and what the model is for.
+
+Every card starts with the YAML header the Hugging Face Hub and other model indexes read (`card_header`):
+licence, `library_name: charforge`, tags, datasets and, for a fine-tune, the base model.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -50,6 +55,100 @@ def licence_warning(manifest: Mapping[str, Any]) -> str | None:
         "train on them or to use what the model generates. Record licences with `charforge data import --license` "
         "or a `license` column in the import CSV."
     )
+
+
+SPDX_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
+CARD_TAGS = ("charforge", "gan", "anime", "image-generation", "tag-conditioned")
+
+
+def card_licence(counts: Mapping[str, int]) -> tuple[str, str | None]:
+    """(Hub `license`, `license_name` or None) from {licence: images}.
+
+    One licence for every image whose first word is an SPDX-style id ("CC0-1.0 (render of ...)") gives that
+    id in lower case, as the Hub writes them (`cc0-1.0`); any unknown image gives `unknown`; several
+    licences give `other` with license_name `mixed-training-data` (the card's table lists them).
+    """
+    ids = set()
+    for lic, n in counts.items():
+        if not n:
+            continue
+        word = str(lic).split(" ", 1)[0].strip()
+        if not word or word == UNKNOWN or not SPDX_LIKE.match(word):
+            return "unknown", None
+        ids.add(word.lower())
+    if len(ids) == 1:
+        return ids.pop(), None
+    return ("other", "mixed-training-data") if ids else ("unknown", None)
+
+
+def card_header(
+    *,
+    license: str,
+    license_name: str | None = None,
+    tags: Sequence[str] = CARD_TAGS,
+    datasets: Sequence[str] = (),
+    base_model: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The YAML front matter of a model card, between `---` lines, ending in a blank line.
+
+    Every value is written as a JSON scalar (a valid YAML flow scalar), so names with colons or quotes stay
+    intact; `read_card_header` reads it back.
+    """
+    lines = ["---", f"license: {json.dumps(license)}"]
+    if license_name:
+        lines.append(f"license_name: {json.dumps(license_name)}")
+    lines.append("library_name: charforge")
+    for key, values in (("tags", list(dict.fromkeys(tags))), ("datasets", list(dict.fromkeys(datasets)))):
+        if values:
+            lines.append(f"{key}:")
+            lines += [f"- {json.dumps(str(v))}" for v in values]
+    if base_model:
+        lines.append(f"base_model: {json.dumps(base_model)}")
+    for k, v in (extra or {}).items():
+        if v not in (None, "", [], {}):
+            lines.append(f"{k}: {json.dumps(v)}")
+    return "\n".join([*lines, "---", ""]) + "\n"
+
+
+def split_card(text: str) -> tuple[dict[str, Any], str]:
+    """(header fields, body) of a model card; ({}, text) when it has no YAML header."""
+    if not text.startswith("---\n"):
+        return {}, text
+    end = text.find("\n---\n", 3)
+    if end < 0:
+        return {}, text
+    return read_card_header(text[4:end]), text[end + 5 :].lstrip("\n")
+
+
+def read_card_header(block: str) -> dict[str, Any]:
+    """Parse the header `card_header` writes (`key: scalar` and `key:` followed by `- item` lines)."""
+    out: dict[str, Any] = {}
+    key = None
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("- ") and key is not None:
+            out.setdefault(key, []).append(_scalar(line[2:]))
+            continue
+        k, _, v = line.partition(":")
+        key = k.strip()
+        if v.strip():
+            out[key] = _scalar(v.strip())
+    return out
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip().strip("'")
+
+
+def dataset_names(manifest: Mapping[str, Any]) -> list[str]:
+    """What a card's `datasets` lists: the data's source groups (`creator:builtin`, `art/cats`), most first."""
+    groups = Counter(source_group(str(it.get("source", ""))) for it in manifest.get("items", []))
+    return [g for g, _ in groups.most_common(MAX_SOURCE_ROWS) if g != UNKNOWN]
 
 
 def source_group(source: str) -> str:
@@ -144,7 +243,20 @@ def render_model_card(
     name = (
         title or config.get("name") or config.get("preset") or config.get("family") or "charforge generator"
     )
+    licence, licence_name = card_licence(counts)
+    family = config.get("family")
+    base = dict(base_model or {})
+    header = card_header(
+        license=licence,
+        license_name=licence_name,
+        tags=[*CARD_TAGS, *([str(family)] if family else [])],
+        datasets=dataset_names(dataset_manifest),
+        base_model=base.get("model_id") or base.get("file"),
+        extra={"base_model_sha256": base.get("sha256")},
+    )
     lines = [
+        header.rstrip("\n"),
+        "",
         f"# Model card: {name}",
         "",
         f"Written by charforge {__version__} on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",

@@ -8,7 +8,7 @@ import charforge
 
 ROOT = Path(charforge.__file__).resolve().parent
 # inference: what runs a trained model (generate, studio, export, tagging); none of it may reach charforge.train
-INFERENCE = ("core", "creators", "models", "tagger", "sampling", "export", "serve", "provenance")
+INFERENCE = ("core", "creators", "models", "tagger", "sampling", "export", "serve", "provenance", "hub")
 
 
 def _module_name(path: Path) -> str:
