@@ -73,3 +73,13 @@ def save_figure(fig, path: str | os.PathLike, **kw) -> None:
     """Write a matplotlib figure as PNG atomically (a killed job never leaves half a plot)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", **kw)
+
+
+def cache_dir(sub: str = "") -> Path:
+    """charforge's cache folder ($CHARFORGE_CACHE, else $XDG_CACHE_HOME/charforge, else ~/.cache/charforge),
+    optionally a subfolder of it. Nothing in it is needed: every entry is rebuilt when missing."""
+    root = os.environ.get("CHARFORGE_CACHE")
+    base = (
+        Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charforge"
+    )
+    return base / sub if sub else base

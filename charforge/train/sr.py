@@ -1,0 +1,497 @@
+"""Training the upscaler on exact creator pairs (docs/upscale.md).
+
+The built-in creator renders the same character at any size, so (64 px, 128 px, 256 px) triples of one
+parameter set are free and exact. The 64 px input then goes through a degradation model that covers what the
+upscaler meets: the softness of GAN outputs (Gaussian blur), resampling, noise and JPEG, each with its own
+probability, and a clean share. Colour channels are permuted on input and target together (the network must
+not learn the creator's palette), and images are flipped.
+
+Every step's randomness comes from `numpy.random.default_rng([seed, step])`, so a run resumed from its last
+checkpoint continues exactly as if never stopped (tested). Checkpoints are safetensors (weights, EMA, Adam).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charforge.errors import UserError
+from charforge.models.io import load_model, save_model
+from charforge.models.sr import SRConfig, SRNet, bicubic, save_upscaler
+from charforge.train.checkpoint import flatten_optimizer, restore_optimizer
+from charforge.train.monitor import MetricsLog, read_log
+from charforge.utils.io import cache_dir, save_npy_atomic, write_json_atomic, write_text_atomic
+from charforge.utils.progress import progress
+
+STATE_KIND = "sr-train-state"
+SIZES = (64, 128, 256)  # input, x2 target, x4 target
+VAL_SEED = 7_000_001  # validation characters (model selection); the bench uses yet another seed
+BORDER = 4  # input px at each patch edge left out of the loss (padding differs from the full image there)
+
+
+@dataclass
+class SRTrainOptions:
+    steps: int = 12000
+    batch_size: int = 16
+    patch: int = 40  # input patch side, px (the loss ignores BORDER px at each edge)
+    lr: float = 2e-3
+    n_train: int = 4000  # characters rendered at the three sizes
+    seed: int = 0
+    cel_share: float = 0.4  # share of training characters in the cel style (the generators' style)
+    clean_share: float = 0.25  # inputs with no degradation at all
+    blur_p: float = 0.7  # of the degraded: Gaussian blur, sigma in blur_sigma
+    blur_sigma: tuple[float, float] = (0.3, 1.3)
+    resample_p: float = 0.3
+    noise_p: float = 0.3
+    noise_sigma: float = 8.0  # max, in 0-255 units
+    jpeg_p: float = 0.3
+    jpeg_quality: tuple[int, int] = (40, 95)
+    x2_weight: float = 0.5
+    ema: float = 0.999
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    bf16: bool = True  # only where native (charforge.core.device.use_bf16)
+    threads: int | None = None
+    minutes: float | None = None  # stop (checkpointed, exit 0) at the first step after this much wall time
+    model: SRConfig = field(default_factory=SRConfig)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for --resume (not the run length or budget)."""
+        d = asdict(self)
+        for k in ("steps", "minutes", "threads", "eval_every", "checkpoint_every"):
+            d.pop(k)
+        return json.loads(json.dumps(d))
+
+    def validate(self) -> SRTrainOptions:
+        self.model.validate(source="--set")
+        checks = {
+            "steps": (1, 10_000_000),
+            "batch_size": (1, 1024),
+            "patch": (2 * BORDER + 4, 64),
+            "n_train": (8, 1_000_000),
+            "eval_every": (1, 10_000_000),
+            "checkpoint_every": (1, 10_000_000),
+        }
+        for name, (lo, hi) in checks.items():
+            v = getattr(self, name)
+            if not (lo <= v <= hi):
+                raise UserError(f"{name}={v}: must be between {lo} and {hi}", field=name)
+        for name in ("cel_share", "clean_share", "blur_p", "resample_p", "noise_p", "jpeg_p", "x2_weight"):
+            v = getattr(self, name)
+            if not (0.0 <= v <= 1.0):
+                raise UserError(f"{name}={v}: must be between 0 and 1", field=name)
+        if not (0 < self.lr < 1):
+            raise UserError(f"lr={self.lr}: must be between 0 and 1", field="lr")
+        if not (0 <= self.ema < 1):
+            raise UserError(f"ema={self.ema}: must be in [0, 1)", field="ema")
+        return self
+
+
+# ------------------------------------------------------------------------------------------------ pairs
+
+
+def render_pairs(
+    n: int, seed: int, cel_share: float, *, desc: str = "rendering pairs"
+) -> dict[int, np.ndarray]:
+    """{64: (n,64,64,3), 128: ..., 256: ...} uint8 renders of the same n characters: the first
+    round(n * cel_share) in the cel style, the rest from the six-style creator (style drawn per character)."""
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.creators.builtin.styles import STYLES
+
+    n_cel = int(round(n * cel_share))
+    out = {s: np.empty((n, s, s, 3), np.uint8) for s in SIZES}
+    chunk = 128
+    with progress(total=n, desc=desc, unit="img") as bar:
+        for part, (creator, lo, hi) in enumerate(
+            ((BuiltinCreator(), 0, n_cel), (BuiltinCreator(styles=list(STYLES)), n_cel, n))
+        ):
+            for start in range(lo, hi, chunk):
+                m = min(chunk, hi - start)
+                batch = creator.sample(m, np.random.default_rng([seed, part, start]))
+                for s in SIZES:
+                    out[s][start : start + m] = creator.render(batch, s)
+                bar.update(m)
+    return out
+
+
+def cached_pairs(n: int, seed: int, cel_share: float) -> dict[int, np.ndarray]:
+    """render_pairs, kept in the cache ($CHARFORGE_CACHE/sr_pairs/<key>/) so runs and resumes share them."""
+    from charforge.creators.builtin import BuiltinCreator
+
+    probe = BuiltinCreator().render(BuiltinCreator().sample(1, np.random.default_rng(0)), 64)
+    key = hashlib.sha256(json.dumps([n, seed, cel_share, SIZES]).encode() + probe.tobytes()).hexdigest()[:16]
+    folder = cache_dir("sr_pairs") / key
+    paths = {s: folder / f"r{s}.npy" for s in SIZES}
+    if all(p.is_file() for p in paths.values()):
+        try:
+            return {s: np.load(p, mmap_mode="r") for s, p in paths.items()}
+        except (OSError, ValueError):
+            pass  # a damaged cache entry: render again
+    pairs = render_pairs(n, seed, cel_share)
+    folder.mkdir(parents=True, exist_ok=True)
+    for s, p in paths.items():
+        save_npy_atomic(p, pairs[s])
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------ degradation
+
+
+def degrade_image(img: np.ndarray, rng: np.random.Generator, opts: SRTrainOptions) -> np.ndarray:
+    """One uint8 (H, W, 3) input through the degradation model (blur, resample, noise, JPEG)."""
+    import cv2
+
+    if rng.random() < opts.clean_share:
+        return img
+    x = img.astype(np.float32)
+    h, w = x.shape[:2]
+    if rng.random() < opts.blur_p:
+        sigma = float(rng.uniform(*opts.blur_sigma))
+        x = cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    if rng.random() < opts.resample_p:
+        f = float(rng.uniform(0.55, 0.95))
+        sw, sh = max(4, round(w * f)), max(4, round(h * f))
+        down = (cv2.INTER_AREA, cv2.INTER_LINEAR)[int(rng.integers(2))]
+        up = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)[int(rng.integers(2))]
+        x = cv2.resize(cv2.resize(x, (sw, sh), interpolation=down), (w, h), interpolation=up)
+    if rng.random() < opts.noise_p:
+        x = x + rng.normal(0, rng.uniform(0.5, opts.noise_sigma), x.shape).astype(np.float32)
+    x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if rng.random() < opts.jpeg_p:
+        q = int(rng.integers(opts.jpeg_quality[0], opts.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", x[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            x = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return np.ascontiguousarray(x)
+
+
+def make_batch(
+    pairs: dict[int, np.ndarray], step: int, opts: SRTrainOptions
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The step's batch, a pure function of (pairs, seed, step): (B,3,P,P) inputs and {2: .., 4: ..} targets,
+    floats in [0, 1]."""
+    rng = np.random.default_rng([opts.seed, step])
+    n = len(pairs[64])
+    p = opts.patch
+    xs, t2, t4 = [], [], []
+    for i in rng.integers(0, n, opts.batch_size):
+        lo = degrade_image(np.asarray(pairs[64][i]), rng, opts)
+        y, x = (int(v) for v in rng.integers(0, 64 - p + 1, 2))
+        crops = [lo[y : y + p, x : x + p], pairs[128][i][2 * y : 2 * (y + p), 2 * x : 2 * (x + p)]]
+        crops.append(pairs[256][i][4 * y : 4 * (y + p), 4 * x : 4 * (x + p)])
+        perm = rng.permutation(3)
+        flip = rng.random() < 0.5
+        crops = [c[:, ::-1, perm] if flip else c[:, :, perm] for c in crops]
+        for dst, c in zip((xs, t2, t4), crops):
+            dst.append(np.ascontiguousarray(c))
+
+    def t(a: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    return t(xs), {2: t(t2), 4: t(t4)}
+
+
+# ------------------------------------------------------------------------------------------------ eval
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean per-image PSNR in dB of uint8 image stacks (RGB, peak 255)."""
+    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    mse = d.reshape(len(a), -1).mean(1)
+    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+
+
+def run_net(net: SRNet, images: np.ndarray, scale: int, *, bf16: bool = False, batch: int = 16) -> np.ndarray:
+    """uint8 (N,H,W,3) -> uint8 (N,sH,sW,3) through `net` (no tiling: training-time evaluation)."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = (
+                torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2).float()
+                / 255
+            )
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                r = net.residual(x, scale)
+            y = (bicubic(x, scale) + r.float()).clamp(0, 1)
+            out.append((y * 255).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def blur_inputs(images: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return np.stack(
+        [cv2.GaussianBlur(im, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT) for im in images]
+    )
+
+
+def validation_set(n: int = 96) -> dict[int, np.ndarray]:
+    """n characters (half cel, half styles) from VAL_SEED: never in a training set (training seeds are small)."""
+    return render_pairs(n, VAL_SEED, 0.5, desc="rendering validation pairs")
+
+
+def evaluate(net: SRNet, val: dict[int, np.ndarray], *, bf16: bool = False) -> dict[str, float]:
+    """PSNR of the net and of bicubic at x2 and x4 on clean and on blurred (sigma 0.6, GAN-like) inputs."""
+    row: dict[str, float] = {}
+    for name, inp in (("clean", val[64]), ("blur", blur_inputs(val[64], 0.6))):
+        for s in (2, 4):
+            if f"x{s}" not in net.tails:
+                continue
+            target = val[64 * s]
+            ours = run_net(net, inp, s, bf16=bf16)
+            x = torch.from_numpy(np.ascontiguousarray(inp)).permute(0, 3, 1, 2).float() / 255
+            bic = (bicubic(x, s).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+            row[f"psnr_x{s}_{name}"] = psnr(ours, target)
+            row[f"bicubic_x{s}_{name}"] = psnr(bic, target)
+    return row
+
+
+def sample_sheet(
+    net: SRNet, val: dict[int, np.ndarray], path: Path, *, k: int = 4, bf16: bool = False
+) -> None:
+    """Rows: k validation characters; columns: 64 px input (nearest), bicubic, ours, the 256 px render."""
+    from PIL import Image
+
+    from charforge.core.images import image_grid
+
+    idx = np.linspace(0, len(val[64]) - 1, k).round().astype(int)
+    inp = val[64][idx]
+    x = torch.from_numpy(np.ascontiguousarray(inp)).permute(0, 3, 1, 2).float() / 255
+    bic = (bicubic(x, 4).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    ours = run_net(net, inp, 4, bf16=bf16)
+    near = np.stack([np.asarray(Image.fromarray(im).resize((256, 256), Image.NEAREST)) for im in inp])
+    cells = np.stack([c for row in zip(near, bic, ours, val[256][idx]) for c in row])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    Image.fromarray(image_grid(cells, 4)).save(tmp)
+    tmp.replace(path)
+
+
+def plot_curves(log_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_log(log_path) if log_path.exists() else []
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    if pts:
+        a.plot(*zip(*pts), lw=1)
+    a.set_yscale("log")
+    a.set_title("training loss (L1, x4 + x2)")
+    a.set_xlabel("step")
+    for key, style in (("psnr_x4_clean", "-"), ("psnr_x4_blur", "--"), ("psnr_x2_clean", ":")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            b.plot(*zip(*pts), style, label=f"ours {key[5:]}")
+            base = [r[key.replace("psnr", "bicubic")] for r in rows if key in r]
+            b.axhline(base[-1], color="grey", ls=style, lw=0.8, label=f"bicubic {key[5:]}")
+    b.set_title("validation PSNR (dB)")
+    b.set_xlabel("step")
+    if b.lines:
+        b.legend(fontsize=7)
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+# ------------------------------------------------------------------------------------------------ loop
+
+
+@dataclass
+class SRTrainResult:
+    path: Path
+    step: int
+    finished: bool
+    metrics: dict[str, float]
+
+
+def _lr_at(step: int, opts: SRTrainOptions) -> float:
+    warm = max(1, min(200, opts.steps // 20))
+    if step < warm:
+        return opts.lr * (step + 1) / warm
+    t = (step - warm) / max(1, opts.steps - warm)
+    return opts.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _state_path(out: Path) -> Path:
+    return out / "checkpoints" / "state.safetensors"
+
+
+def _save_state(out: Path, net: SRNet, ema: SRNet, opt: torch.optim.Optimizer, step: int, fp: dict) -> None:
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    opt_t, opt_meta = flatten_optimizer(opt, "opt")
+    save_model(
+        _state_path(out),
+        tensors | opt_t,
+        kind=STATE_KIND,
+        config=fp,
+        extra={"step": step, "optimizer": opt_meta},
+    )
+
+
+def _load_state(out: Path, net: SRNet, ema: SRNet, opt: torch.optim.Optimizer, fp: dict) -> int:
+    path = _state_path(out)
+    if not path.is_file():
+        raise UserError(f"{out}: no checkpoint to resume from ({path} is missing); start without --resume")
+    tensors, meta = load_model(path, kind=STATE_KIND)
+    if meta.get("charforge_config") != fp:
+        theirs = meta.get("charforge_config") or {}
+        diff = sorted(k for k in set(fp) | set(theirs) if fp.get(k) != theirs.get(k))
+        raise UserError(
+            f"{out}: the run was started with other settings ({', '.join(diff)}); rerun with the original "
+            "settings, or use a new --out folder"
+        )
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    restore_optimizer(opt, tensors, meta["optimizer"], "opt")
+    return int(meta["step"])
+
+
+def _model_card(out: Path, opts: SRTrainOptions, step: int, wall: float, metrics: dict, command: str) -> None:
+    m = metrics
+    lines = [
+        "# Upscaler (charforge super-resolution)",
+        "",
+        f"- **What:** x{' and x'.join(str(s) for s in opts.model.scales)} super-resolution for anime portraits "
+        f"({opts.model.channels} channels, {opts.model.blocks} residual blocks at the input resolution; "
+        "a residual over bicubic).",
+        f"- **Command:** `{command}`",
+        f"- **Data:** {opts.n_train} characters of the built-in creator (seed {opts.seed}; {opts.cel_share:.0%} cel, "
+        "the rest the six-style creator), each rendered at 64, 128 and 256 px: exact pairs, no outside data. "
+        "Licence of the data: the creator's renders (Apache-2.0, this project).",
+        f"- **Degradations of the 64 px input:** clean {opts.clean_share:.0%}; otherwise blur p={opts.blur_p} "
+        f"(sigma {opts.blur_sigma[0]}-{opts.blur_sigma[1]}), resample p={opts.resample_p}, noise p={opts.noise_p} "
+        f"(sigma <= {opts.noise_sigma}/255), JPEG p={opts.jpeg_p} (q {opts.jpeg_quality[0]}-{opts.jpeg_quality[1]}); "
+        "colour channels permuted, flips.",
+        f"- **Steps:** {step} of {opts.steps} (batch {opts.batch_size} patches of {opts.patch} px), "
+        f"wall time {wall / 60:.1f} min.",
+        f"- **Validation** (96 characters from seed {VAL_SEED}, half cel, half styles; PSNR dB, ours vs bicubic):",
+    ]
+    for key in sorted(k for k in m if k.startswith("psnr_")):
+        lines.append(f"  - {key[5:]}: {m[key]:.2f} vs {m[key.replace('psnr', 'bicubic')]:.2f}")
+    write_text_atomic(out / "MODEL_CARD.md", "\n".join(lines) + "\n")
+
+
+def train_sr(
+    out: str | Path, opts: SRTrainOptions, *, resume: bool = False, command: str = ""
+) -> SRTrainResult:
+    """Train (or resume) an upscaler into `out`: upscaler.safetensors (EMA weights), upscaler-best.safetensors
+    (best validation PSNR x4 on blurred inputs), checkpoints/state.safetensors, log.jsonl, curves.png,
+    samples/, MODEL_CARD.md. Returns when `steps` are done or `minutes` have passed (then resumable)."""
+    from charforge.core.device import use_bf16
+
+    opts.validate()
+    out = Path(out)
+    fp = opts.fingerprint()
+    if not resume and _state_path(out).is_file():
+        raise UserError(
+            f"{out}: holds a run already; add --resume to continue it, or choose another --out folder"
+        )
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    bf16 = use_bf16("cpu", opts.bf16, what="upscaler training")
+    torch.manual_seed(opts.seed)
+    net = SRNet(opts.model).to(memory_format=torch.channels_last)
+    ema = SRNet(opts.model)
+    ema.load_state_dict(net.state_dict())
+    ema.eval().requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=opts.lr, betas=(0.9, 0.99))
+    step = _load_state(out, net, ema, opt, fp) if resume else 0
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", {"options": fp, "steps": opts.steps, "command": command})
+    log = MetricsLog(out)
+    log.truncate_after(step)
+    pairs = cached_pairs(opts.n_train, opts.seed, opts.cel_share)
+    val = validation_set()
+    start = time.monotonic()
+    wall0 = float(json.loads((out / "wall.json").read_text())["s"]) if (out / "wall.json").is_file() else 0.0
+    best = max(
+        (r.get("psnr_x4_blur", -1.0) for r in (read_log(log.path) if log.path.exists() else [])), default=-1.0
+    )
+    metrics: dict[str, float] = {}
+    b = BORDER
+    finished = False
+    with progress(total=opts.steps, initial=step, desc="upscaler", unit="step") as bar:
+        while step < opts.steps:
+            if opts.minutes is not None and time.monotonic() - start > opts.minutes * 60:
+                break
+            x, targets = make_batch(pairs, step, opts)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, opts)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                res = net.forward_all(x.contiguous(memory_format=torch.channels_last))
+            loss = torch.zeros(())
+            for s, r in res.items():
+                pred = bicubic(x, s) + r.float()
+                w = 1.0 if s == 4 else opts.x2_weight
+                loss = loss + w * F.l1_loss(
+                    pred[..., s * b : -s * b, s * b : -s * b], targets[s][..., s * b : -s * b, s * b : -s * b]
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for pe, pn in zip(ema.parameters(), net.parameters()):
+                    pe.lerp_(pn.detach(), 1 - opts.ema)
+            step += 1
+            bar.update(1)
+            if step % 50 == 0:
+                log.write({"step": step, "loss": float(loss.detach()), "lr": _lr_at(step - 1, opts)})
+            if step % opts.eval_every == 0 or step == opts.steps:
+                metrics = evaluate(ema, val, bf16=bf16)
+                log.write({"step": step, **metrics})
+                bar.set_postfix(x4=f"{metrics.get('psnr_x4_clean', 0):.2f}dB")
+                sample_sheet(ema, val, out / "samples" / f"step_{step:07d}.png", bf16=bf16)
+                plot_curves(log.path, out / "curves.png")
+                if metrics.get("psnr_x4_blur", -1.0) > best:
+                    best = metrics["psnr_x4_blur"]
+                    save_upscaler(
+                        out / "upscaler-best.safetensors",
+                        ema,
+                        model_id=f"{out.name}@{step}",
+                        provenance={"step": step, **metrics},
+                    )
+            if step % opts.checkpoint_every == 0 or step == opts.steps:
+                _save_state(out, net, ema, opt, step, fp)
+                save_upscaler(
+                    out / "upscaler.safetensors",
+                    ema,
+                    model_id=f"{out.name}@{step}",
+                    provenance={"step": step, **metrics},
+                )
+                write_json_atomic(out / "wall.json", {"s": wall0 + time.monotonic() - start})
+        finished = step >= opts.steps
+    if not finished:
+        _save_state(out, net, ema, opt, step, fp)
+        save_upscaler(
+            out / "upscaler.safetensors",
+            ema,
+            model_id=f"{out.name}@{step}",
+            provenance={"step": step, **metrics},
+        )
+    wall = wall0 + time.monotonic() - start
+    write_json_atomic(out / "wall.json", {"s": wall})
+    if not metrics:
+        metrics = evaluate(ema, val, bf16=bf16)
+        log.write({"step": step, **metrics})
+    plot_curves(log.path, out / "curves.png")
+    _model_card(out, opts, step, wall, metrics, command)
+    log.close()
+    return SRTrainResult(out / "upscaler.safetensors", step, finished, metrics)

@@ -1,0 +1,217 @@
+"""The upscaler: network, tiling, training (exact resume), ONNX parity, the `upscale` command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import charforge.sr as sr
+from charforge.cli import app
+from charforge.errors import UserError
+from charforge.models.sr import SRConfig, SRNet, bicubic, load_upscaler_file, save_upscaler
+
+
+def _random_net(cfg=None, seed=0):
+    torch.manual_seed(seed)
+    net = SRNet(cfg or SRConfig(channels=8, blocks=2, up_channels=8))
+    with torch.no_grad():  # non-zero tails, so the network is more than bicubic
+        for t in net.tails.values():
+            t.out.weight.normal_(0, 0.05)
+    return net.eval()
+
+
+@pytest.fixture
+def upscaler_file(tmp_path):
+    return save_upscaler(tmp_path / "up.safetensors", _random_net(), model_id="tiny-sr", provenance={})
+
+
+def test_config_is_validated():
+    with pytest.raises(UserError, match="channels"):
+        SRConfig.from_dict({"channels": 100000})
+    with pytest.raises(UserError, match="unknown fields"):
+        SRConfig.from_dict({"channels": 8, "evil": 1})
+    with pytest.raises(UserError, match="scales"):
+        SRConfig.from_dict({"scales": [3]})
+    assert SRConfig.from_dict(SRConfig().to_dict()) == SRConfig()
+
+
+def test_untrained_net_is_exactly_bicubic():
+    net = SRNet(SRConfig(channels=8, blocks=1, up_channels=4)).eval()
+    x = torch.rand(2, 3, 16, 12)
+    for s in (2, 4):
+        assert torch.equal(net(x, s), bicubic(x, s))
+        assert net(x, s).shape == (2, 3, 16 * s, 12 * s)
+
+
+def test_file_round_trip_and_kind_check(tmp_path, upscaler_file):
+    net, meta = load_upscaler_file(upscaler_file)
+    assert meta["model_id"] == "tiny-sr"
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(net(x, 4), _random_net()(x, 4))
+    from charforge.models.io import save_model
+
+    other = save_model(tmp_path / "t.safetensors", {"w": torch.zeros(1)}, kind="tagger", config={})
+    with pytest.raises(UserError, match="expected a 'upscaler' model"):
+        load_upscaler_file(other)
+
+
+def test_tiles_match_one_pass(upscaler_file, monkeypatch):
+    """Tiling is exact: the margin covers the receptive field (8 blocks, the shipped depth)."""
+    net = _random_net(SRConfig(channels=8, blocks=8, up_channels=8), seed=3)
+    up = sr.Upscaler(net, net.cfg.to_dict(), "t", "0" * 64, upscaler_file)
+    img = np.random.default_rng(0).integers(0, 256, (1, 70, 90, 3), dtype=np.uint8)
+    whole = up.upscale(img, 2)
+    monkeypatch.setattr(sr, "TILE", 32)
+    tiled = up.upscale(img, 2)
+    assert tiled.shape == (1, 140, 180, 3)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_upscale_checks_and_alpha(upscaler_file):
+    up = sr.load_upscaler(upscaler_file, precision="fp32")
+    rgba = np.zeros((20, 24, 4), np.uint8)
+    rgba[5:15, 5:15] = 255
+    out = up.upscale(rgba, 4)
+    assert out.shape == (80, 96, 4) and out[..., 3].max() == 255 and out[0, 0, 3] == 0
+    with pytest.raises(UserError, match="choose 2 or 4"):
+        up.upscale(rgba[..., :3], 3)
+    with pytest.raises(UserError, match="megapixel"):
+        up.upscale(np.zeros((1, 4100, 4100, 3), np.uint8), 4)
+    assert up.provenance(4)["upscaler_id"] == "tiny-sr"
+
+
+def test_resolve_names_the_problem(tmp_path):
+    with pytest.raises(UserError, match="not a file, run folder or shipped name"):
+        sr.resolve_path(tmp_path / "nope")
+    with pytest.raises(UserError, match="no upscaler in this folder"):
+        sr.resolve_path(tmp_path)
+
+
+def test_onnx_export_parity_and_backend(tmp_path, upscaler_file, monkeypatch):
+    from charforge.export.sr_onnx import export_upscaler_onnx
+
+    monkeypatch.setenv("CHARFORGE_CACHE", str(tmp_path / "cache"))
+    net, _ = load_upscaler_file(upscaler_file)
+    summary = export_upscaler_onnx(net, tmp_path / "onnx", model_id="tiny-sr", sha256="ab" * 32)
+    assert set(summary) == {"x2", "x4"} and all(v["parity_max_abs"] < 0.05 for v in summary.values())
+    side = json.loads((tmp_path / "onnx" / "upscaler_x4.json").read_text())
+    assert side["scale"] == 4 and side["model_id"] == "tiny-sr"
+    img = np.random.default_rng(1).integers(0, 256, (3, 33, 29, 3), dtype=np.uint8)
+    a = sr.load_upscaler(upscaler_file, precision="fp32").upscale(img, 4)
+    b = sr.load_upscaler(upscaler_file, backend="onnx").upscale(img, 4)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_training_writes_a_run_and_resumes_exactly(tmp_path, monkeypatch):
+    from charforge.train import sr as train_sr
+
+    monkeypatch.setenv("CHARFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_sr, "validation_set", lambda n=8: train_sr.render_pairs(8, 5, 0.5))
+    kw = dict(n_train=12, batch_size=4, patch=16, eval_every=2, checkpoint_every=2, threads=1)
+    kw["model"] = SRConfig(channels=8, blocks=1, up_channels=4)
+    straight = train_sr.train_sr(tmp_path / "a", train_sr.SRTrainOptions(steps=4, **kw))
+    assert straight.finished and straight.step == 4
+    for name in (
+        "upscaler.safetensors",
+        "upscaler-best.safetensors",
+        "curves.png",
+        "MODEL_CARD.md",
+        "log.jsonl",
+    ):
+        assert (tmp_path / "a" / name).is_file(), name
+    assert list((tmp_path / "a" / "samples").glob("step_*.png"))
+    # the same run in two pieces: stop after 2 steps (a budget), then --resume
+    opts = train_sr.SRTrainOptions(steps=4, **kw)
+    opts.minutes = 0.0  # the budget is spent before the first step: nothing runs, the state is saved at 0
+    first = train_sr.train_sr(tmp_path / "b", opts)
+    assert not first.finished and first.step == 0
+    half = train_sr.SRTrainOptions(steps=4, **kw)
+    half.checkpoint_every = 2
+    with pytest.raises(UserError, match="--resume"):
+        train_sr.train_sr(tmp_path / "b", half)
+    res = train_sr.train_sr(tmp_path / "b", half, resume=True)
+    assert res.finished
+    a, _ = load_upscaler_file(tmp_path / "a" / "upscaler.safetensors")
+    b, _ = load_upscaler_file(tmp_path / "b" / "upscaler.safetensors")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    changed = dict(kw, seed=9)
+    with pytest.raises(UserError, match="other settings"):
+        train_sr.train_sr(tmp_path / "b", train_sr.SRTrainOptions(steps=6, **changed), resume=True)
+
+
+def test_batches_are_aligned_and_reproducible(tmp_path, monkeypatch):
+    from charforge.train import sr as train_sr
+
+    pairs = train_sr.render_pairs(6, 1, 0.5)
+    opts = train_sr.SRTrainOptions(batch_size=6, patch=24, clean_share=1.0)
+    x, t = train_sr.make_batch(pairs, 3, opts)
+    x2, t2 = train_sr.make_batch(pairs, 3, opts)
+    assert torch.equal(x, x2) and torch.equal(t[4], t2[4])
+    assert x.shape == (6, 3, 24, 24) and t[2].shape == (6, 3, 48, 48) and t[4].shape == (6, 3, 96, 96)
+    down = torch.nn.functional.avg_pool2d(
+        t[4], 4
+    )  # the 256 px crop, box-averaged, is close to the input crop
+    mse = float(((down - x) ** 2).mean())
+    assert 10 * np.log10(1 / mse) > 24
+
+
+def test_degradation_is_seeded():
+    from charforge.train import sr as train_sr
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    opts = train_sr.SRTrainOptions(clean_share=0.0, blur_p=1.0, jpeg_p=1.0)
+    a = train_sr.degrade_image(img, np.random.default_rng(4), opts)
+    b = train_sr.degrade_image(img, np.random.default_rng(4), opts)
+    assert np.array_equal(a, b) and not np.array_equal(a, img)
+    clean = train_sr.SRTrainOptions(clean_share=1.0)
+    assert np.array_equal(train_sr.degrade_image(img, np.random.default_rng(4), clean), img)
+
+
+def _main(args, capsys) -> tuple[int, str]:
+    from charforge.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_upscale_command(tmp_path, upscaler_file, capsys):
+    from charforge.provenance import save_png
+    from charforge.provenance.metadata import read_png_metadata
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    save_png(
+        src / "gen.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), {"model_id": "g1", "seed": 7}
+    )
+    sprite = np.zeros((40, 30, 4), np.uint8)
+    sprite[10:30, 8:22] = (200, 50, 50, 255)
+    Image.fromarray(sprite).save(src / "sprite.png")
+    (src / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["upscale", str(src), "-o", str(out), "--upscaler", str(upscaler_file)])
+    assert r.exit_code == 2, r.output
+    assert "broken.png" in r.output and "1 of 3" in r.output
+    meta = read_png_metadata(out / "gen_x4.png")
+    assert (
+        meta["model_id"] == "g1"
+        and meta["seed"] == 7
+        and meta["upscaler_id"] == "tiny-sr"
+        and meta["upscale"] == 4
+    )
+    assert meta["watermark"] != "none"
+    with Image.open(out / "sprite_x4.png") as im:
+        assert im.mode == "RGBA" and im.size == (120, 160)
+        assert np.asarray(im)[0, 0, 3] == 0
+    code, err = _main(["upscale", str(src / "gen.png"), "-o", str(out), "--scale", "3"], capsys)
+    assert code == 2 and "choose 2 or 4" in err and "Traceback" not in err
+    code, err = _main(["upscale", str(tmp_path / "missing"), "-o", str(out)], capsys)
+    assert code == 2 and "missing: no such file or folder" in err
