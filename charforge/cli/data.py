@@ -9,7 +9,11 @@ from typer.core import TyperCommand
 
 from charforge.cli._json import JSON_HELP, emit, json_mode
 
-data_app = typer.Typer(help="Build, import and inspect packed datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Build, import, inspect and export packed datasets (and exchange them with StyleGAN).",
+    no_args_is_help=True,
+)
+IMPORT_FORMATS = ("folder", "stylegan")
 
 
 @data_app.command("build")
@@ -104,7 +108,11 @@ def _dedupe_threshold(value: str) -> int:
 
 @data_app.command("import", cls=_ImportCommand)
 def import_(
-    src: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
+    src: Path = typer.Argument(
+        ...,
+        help="Folder of images (searched recursively); with --format stylegan a StyleGAN dataset (.zip or folder "
+        "with dataset.json).",
+    ),
     out: Path = typer.Option(
         ..., "-o", "--out", help="Output folder for the packed dataset (not inside SRC)."
     ),
@@ -157,14 +165,44 @@ def import_(
         "file can declare them too: a first line `# extra tags: earrings, freckles` (CSV) or "
         '{"extra_tags": [...]} (JSONL).',
     ),
+    fmt: str = typer.Option(
+        "folder",
+        "--format",
+        help="folder: a folder of art (everything above applies). stylegan: a StyleGAN dataset, a .zip or folder "
+        "with dataset.json (images kept as they are, labels -> tags; only --license and --max-pixels apply). "
+        "docs/ecosystem.md.",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report."""
+    """Import a folder of art: detect faces, crop 1.5x, resize, dedupe, tag. Writes an import report.
+
+    With --format stylegan: a StyleGAN dataset (zip or folder with dataset.json) into the packed format.
+    """
     from charforge.data.importer import import_folder
     from charforge.errors import UserError
 
+    if fmt not in IMPORT_FORMATS:
+        raise UserError(f"--format {fmt}: must be one of {', '.join(IMPORT_FORMATS)}", field="format")
+    if fmt == "stylegan":
+        from charforge.data.exchange import import_stylegan
+
+        with json_mode(as_json):
+            ds = import_stylegan(src, out, license=license, max_pixels=max_pixels)
+        if as_json:
+            emit("data import", {"format": "stylegan", "source": src, "dataset": dataset_doc(ds)})
+        else:
+            typer.echo(summarise_dataset(ds))
+        return
     if not src.is_dir():
-        raise UserError(f"{src}: not a folder. Give the folder that holds your images")
+        hint = (
+            "; for a StyleGAN dataset archive add --format stylegan" if src.suffix.lower() == ".zip" else ""
+        )
+        raise UserError(f"{src}: not a folder. Give the folder that holds your images{hint}")
+    if (src / "dataset.json").is_file():
+        typer.echo(
+            f"note: {src} has a dataset.json; if it is a StyleGAN dataset, --format stylegan keeps its labels",
+            err=True,
+        )
     with json_mode(as_json):
         report = import_folder(
             src,
@@ -204,6 +242,45 @@ def import_(
         )
     else:
         typer.echo(report.summary())
+
+
+def summarise_dataset(ds) -> str:
+    from charforge.data.inspect import summarise
+
+    return summarise(ds)
+
+
+EXPORT_FORMATS = ("stylegan",)
+
+
+@data_app.command("export")
+def export(
+    root: Path = typer.Argument(..., help="A packed dataset folder."),
+    dest: Path = typer.Argument(..., help="Output: a .zip archive, or a new folder."),
+    fmt: str = typer.Option(
+        "stylegan",
+        "--format",
+        help="stylegan: PNGs + dataset.json with multi-hot tag labels, as StyleGAN2-ADA / StyleGAN3 read them "
+        "(docs/ecosystem.md).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing .zip."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Export a packed dataset for other tools: StyleGAN's zip (or folder) of PNGs with dataset.json labels."""
+    from charforge.data.exchange import export_stylegan
+    from charforge.errors import UserError
+
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"--format {fmt}: must be one of {', '.join(EXPORT_FORMATS)}", field="format")
+    with json_mode(as_json):
+        rec = export_stylegan(root, dest, overwrite=overwrite)
+    if as_json:
+        emit("data export", rec)
+    else:
+        typer.echo(
+            f"wrote {rec['archive']}: {rec['images']} PNGs ({rec['size']}x{rec['size']}) and dataset.json with "
+            f"{rec['labels']}-tag multi-hot labels"
+        )
 
 
 @data_app.command("inspect")
