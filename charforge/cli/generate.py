@@ -33,6 +33,30 @@ def _warn_untrained(bundle, tags: str, source: str) -> None:
         typer.echo(sampling.untrained_message(missing), err=True)
 
 
+UPSCALE_HELP = (
+    "Upscale every output 2x or 4x with the upscaler (anime super-resolution, docs/upscale.md); 1 = off. "
+    "The PNG metadata records the upscaler beside the generator."
+)
+UPSCALER_HELP = "Upscaler for --upscale: a shipped name (default), a .safetensors file or a run folder."
+
+
+def _upscaler(upscale: int, spec: str | None, device: str):
+    """The loaded upscaler, or None for --upscale 1; a bad scale is refused before any work."""
+    from charforge.sr import check_scale, load_upscaler
+
+    if check_scale(upscale) == 1:
+        return None
+    return load_upscaler(spec, device=device)
+
+
+def _up(up, images, scale: int):
+    return images if up is None else up.upscale(images, scale)
+
+
+def _up_meta(up, scale: int) -> dict:
+    return {} if up is None else up.provenance(scale)
+
+
 def _model_doc(bundle, no_watermark: bool, truncation: float) -> dict:
     """The --json fields every generating command shares."""
     return {
@@ -66,6 +90,8 @@ def generate(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
+    upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
+    upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
@@ -73,17 +99,22 @@ def generate(
     from charforge.provenance import save_png
 
     with json_mode(as_json):
+        up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
         _warn_untrained(bundle, tags, "--tags")
         images, seeds, tag_m = sampling.characters_for_request(
             bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
         )  # checks --tags first
-        meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
+        images = _up(up, images, upscale)
+        meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation) | _up_meta(
+            up, upscale
+        )
         sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
         files = []
         if each is not None:  # the same images as the grid, one file each
             for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
                 extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
+                extra |= _up_meta(up, upscale)
                 files.append(each / f"{i:04d}_seed{s}.png")
                 save_png(files[-1], img, {**bundle.png_meta(s, t), **extra}, watermark=not no_watermark)
     if as_json:
@@ -114,6 +145,8 @@ def interpolate(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
+    upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
+    upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
@@ -124,6 +157,7 @@ def interpolate(
     from charforge.utils.io import write_bytes_atomic
 
     with json_mode(as_json):
+        up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
         seed_b = seed_a if seed_b is None else seed_b
         _warn_untrained(bundle, tags_a, "--tags-a")
@@ -139,7 +173,9 @@ def interpolate(
                 bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b]
             )[0]
         )
-        images = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation)
+        images = _up(
+            up, sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation), upscale
+        )
         for i, img in enumerate(images):
             t = i / (frames - 1)
             meta = {
@@ -147,6 +183,7 @@ def interpolate(
                 "seed_b": seed_b,
                 "tags_b": bundle.schema.from_vector(tb),
                 "t": t,
+                **_up_meta(up, upscale),
             }
             save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
         gif = out / "interpolation.gif"
@@ -155,6 +192,7 @@ def interpolate(
             "model_id": bundle.model_id,
             "model_sha256": bundle.sha256,
             "interpolation": {"a": seed_a, "b": seed_b},
+            **_up_meta(up, upscale),
         }
         ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
         write_bytes_atomic(gif, sampling.gif_bytes(ping_pong, round(1000 / fps), gif_meta))
@@ -180,6 +218,8 @@ def npc(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_watermark: bool = typer.Option(False, "--no-watermark", help=NO_WM_HELP),
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
+    upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
+    upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
@@ -188,6 +228,7 @@ def npc(
     from charforge.utils.io import write_json_atomic
 
     with json_mode(as_json):
+        up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
         constraints = bundle.schema.parse(tags, source="--tags")
         _warn_untrained(bundle, tags, "--tags")
@@ -198,7 +239,8 @@ def npc(
         for i, r in enumerate(records):
             name = f"npc_{i:04d}.png"
             meta = bundle.png_meta(r.seed, r.tags) | ({"truncation": truncation} if truncation != 1.0 else {})
-            save_png(out / name, r.image, meta, watermark=not no_watermark)
+            meta |= _up_meta(up, upscale)
+            save_png(out / name, _up(up, r.image, upscale), meta, watermark=not no_watermark)
             items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
         write_json_atomic(
             out / "manifest.json",
@@ -212,6 +254,7 @@ def npc(
                 "watermark": not no_watermark,
                 "truncation": truncation,
                 "backend": bundle.backend,
+                **({"upscale": up.provenance(upscale)} if up else {}),
                 "items": items,
             },
         )

@@ -215,3 +215,98 @@ def test_upscale_command(tmp_path, upscaler_file, capsys):
     assert code == 2 and "choose 2 or 4" in err and "Traceback" not in err
     code, err = _main(["upscale", str(tmp_path / "missing"), "-o", str(out)], capsys)
     assert code == 2 and "missing: no such file or folder" in err
+
+
+@pytest.fixture
+def generator_file(tmp_path):
+    presets = pytest.importorskip("charforge.train.presets")
+    from charforge.core.tags import make_girls_moe_schema
+    from charforge.models.io import save_model
+
+    torch.manual_seed(0)
+    schema = make_girls_moe_schema()
+    p = presets.resolve_preset("tiny")
+    net = presets.build_generator(p, len(schema))
+    freqs = np.linspace(0.1, 0.3, len(schema)).round(3).tolist()
+    return save_model(
+        tmp_path / "tiny.safetensors",
+        net.state_dict(),
+        kind="generator",
+        config=p.to_dict(),
+        extra={"tag_schema": schema.to_dict(), "tag_freqs": freqs, "model_id": "tiny-gen"},
+    )
+
+
+def test_generate_npc_interpolate_upscale(tmp_path, generator_file, upscaler_file, capsys):
+    from charforge.provenance.metadata import read_png_metadata
+
+    g, u = str(generator_file), str(upscaler_file)
+    base = ["--model", g, "--upscaler", u, "--no-watermark"]
+    code, err = _main(
+        [
+            "generate",
+            *base,
+            "--n",
+            "2",
+            "--seed",
+            "3",
+            "-o",
+            str(tmp_path / "a.png"),
+            "--each",
+            str(tmp_path / "each"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, err = _main(
+        [
+            "generate",
+            *base,
+            "--n",
+            "2",
+            "--seed",
+            "3",
+            "--upscale",
+            "4",
+            "-o",
+            str(tmp_path / "b.png"),
+            "--each",
+            str(tmp_path / "big"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    small = sorted((tmp_path / "each").glob("*.png"))
+    big = sorted((tmp_path / "big").glob("*.png"))
+    assert [p.name for p in small] == [p.name for p in big]
+    with Image.open(small[0]) as a, Image.open(big[0]) as b:
+        assert b.size == (a.size[0] * 4, a.size[1] * 4)
+        ref = sr.load_upscaler(u).upscale(np.asarray(a.convert("RGB")), 4)
+        assert np.array_equal(np.asarray(b.convert("RGB")), ref)  # the same character, upscaled
+    meta = read_png_metadata(big[0])
+    assert meta["model_id"] == "tiny-gen" and meta["upscaler_id"] == "tiny-sr" and meta["upscale"] == 4
+    npc_args = [
+        "npc",
+        *base,
+        "--n",
+        "2",
+        "--min-distance",
+        "0",
+        "--upscale",
+        "2",
+        "-o",
+        str(tmp_path / "npc"),
+    ]
+    code, err = _main(npc_args, capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "npc" / "manifest.json").read_text())
+    assert manifest["upscale"]["upscaler_id"] == "tiny-sr"
+    with Image.open(tmp_path / "npc" / "npc_0000.png") as im, Image.open(small[0]) as one:
+        assert im.size == (2 * one.size[0], 2 * one.size[1])
+    code, err = _main(
+        ["interpolate", *base, "--frames", "2", "--upscale", "2", "-o", str(tmp_path / "morph")], capsys
+    )
+    assert code == 0, err
+    assert read_png_metadata(tmp_path / "morph" / "frame_000.png")["upscale"] == 2
+    code, err = _main(["generate", "--model", g, "--upscale", "3", "-o", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and "choose 2 or 4" in err
