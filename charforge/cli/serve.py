@@ -73,6 +73,12 @@ def register(app: typer.Typer) -> None:
             max=100_000,
             help="Portraits one /npc batch may draw while looking for distinct characters; past it 422.",
         ),
+        upscaler: str | None = typer.Option(
+            None,
+            "--upscaler",
+            help="Upscaler for requests with upscale 2 or 4: a .safetensors file or a `charforge sr train` run "
+            "folder (default: the shipped one, loaded on first use).",
+        ),
     ) -> None:
         """Serve the studio: generate from tags, fit a character to a photo, batch NPCs. Models load once.
 
@@ -106,7 +112,7 @@ def register(app: typer.Typer) -> None:
             npc_time_s=npc_seconds,
             npc_max_candidates=npc_candidates,
         )
-        run_server(settings, model, f2p, creator, backend, device=device)
+        run_server(settings, model, f2p, creator, backend, device=device, upscaler=upscaler)
 
 
 def _token_source(ctx) -> str:

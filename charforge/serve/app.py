@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -168,10 +169,12 @@ def create_app(
     creator: Any = None,
     sampler: Any = None,
     fitter: Any = None,
+    upscaler: Any = None,
 ):
-    """The studio app around already-loaded models. `sampler`/`fitter` replace charforge.sampling / f2p.fit in tests."""
+    """The studio app around already-loaded models. `sampler`/`fitter` replace charforge.sampling / f2p.fit in tests;
+    `upscaler` is an Upscaler or a spec for charforge.sr.load_upscaler (None: the shipped one, loaded on first use)."""
     settings = settings or ServeSettings()
-    studio = Studio(generators, f2p=f2p, creator=creator, sampler=sampler, fitter=fitter)
+    studio = Studio(generators, f2p=f2p, creator=creator, sampler=sampler, fitter=fitter, upscaler=upscaler)
     app = FastAPI(
         title="charforge studio",
         version=__version__,
@@ -409,6 +412,7 @@ def _images_zip(req: S.GenerateRequest, bundle: Any, items: list) -> bytes:
         "model_id": str(bundle.model_id),
         "model_sha256": str(bundle.sha256),
         "truncation": req.truncation,
+        "upscale": req.upscale,
         "images": [
             {"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
             for f, (_, g, n, _) in zip(files, items)
@@ -431,12 +435,14 @@ def _generate_routes(r, app, studio: Studio) -> None:
         def job():
             bundle = studio.bundle(req.model)
             out = []
-            for g in studio.generate(req.model, req.tags, seeds, req.fixed_noise, req.truncation):
+            made = studio.generate(req.model, req.tags, seeds, req.fixed_noise, req.truncation)
+            pixels, up_meta = studio.upscale(np.stack([g.image for g in made]), req.upscale)
+            for g, image in zip(made, pixels):
                 names = bundle.schema.from_vector(g.tags)
                 meta = _image_meta(req.model, bundle, g, names) | (
                     {"truncation": req.truncation} if req.truncation != 1.0 else {}
                 )
-                out.append((png(g.image, meta), g, names, tag_form(bundle.schema, g.tags)))
+                out.append((png(image, meta | up_meta), g, names, tag_form(bundle.schema, g.tags)))
             return bundle, out
 
         bundle, items = await _work(app, job)
@@ -469,12 +475,14 @@ def _generate_routes(r, app, studio: Studio) -> None:
             frames, ta, tb = studio.interpolate(
                 req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames, req.truncation
             )
+            frames, up_meta = studio.upscale(frames, req.upscale)
             meta = {
                 "generator": "charforge studio",
                 "model": req.model,
                 "model_id": str(bundle.model_id),
                 "model_sha256": str(bundle.sha256),
                 "interpolation": {"a": req.a.seed, "b": req.b.seed},
+                **up_meta,
             }
             pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]
             return bundle, pngs, gif_bytes(frames, req.frame_ms, meta), ta, tb
@@ -535,10 +543,11 @@ def _generate_routes(r, app, studio: Studio) -> None:
                     field="count",
                     headers={"Retry-After": str(math.ceil(settings.npc_time_s))},
                 ) from e
-            for i, g in enumerate(found):
+            pixels, up_meta = studio.upscale(np.stack([g.image for g in found]), req.upscale)
+            for i, (g, image) in enumerate(zip(found, pixels)):
                 names = bundle.schema.from_vector(g.tags)
                 name = f"npc_{i:03d}_seed{g.seed}.png"
-                files[name] = png(g.image, _image_meta(req.model, bundle, g, names))
+                files[name] = png(image, _image_meta(req.model, bundle, g, names) | up_meta)
                 rows.append(
                     {"file": name, "seed": g.seed, "tags": names, "tag_form": tag_form(bundle.schema, g.tags)}
                 )
@@ -551,6 +560,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 "requested": req.count,
                 "complete": len(rows) == req.count,
                 "constraints": req.tags,
+                **({"upscale": up_meta} if up_meta else {}),
                 "characters": rows,
             }
             if len(rows) < req.count:  # a budget ran out: what was found, and why the batch is short

@@ -86,8 +86,12 @@ class Studio:
         creator: Any = None,
         sampler: Any = None,
         fitter: Any = None,
+        upscaler: Any = None,
     ):
         self.generators = dict(generators or {})
+        self._upscaler = (
+            upscaler  # charforge.sr.Upscaler, or a spec for load_upscaler; None = the shipped one
+        )
         self.f2p = f2p
         self.creator = creator if creator is not None else getattr(f2p, "creator", None)
         self._sampler = sampler  # charforge.sampling unless a test injects a stand-in
@@ -224,6 +228,25 @@ class Studio:
             )
             for r in records
         ]
+
+    # ---- upscaling -------------------------------------------------------------------------------
+    def upscaler(self) -> Any:
+        """The studio's upscaler, loaded on first use (the shipped one unless the server was given another)."""
+        from charforge.sr import Upscaler, load_upscaler
+
+        if not isinstance(self._upscaler, Upscaler):
+            try:
+                self._upscaler = load_upscaler(self._upscaler)
+            except UserError as e:
+                raise UserError(f"upscale: upscaling is off on this server ({e})", field="upscale") from e
+        return self._upscaler
+
+    def upscale(self, images: np.ndarray, scale: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """(images at scale x, provenance fields for their metadata); scale 1 returns them as they are."""
+        if scale == 1:
+            return images, {}
+        up = self.upscaler()
+        return up.upscale(np.asarray(images, np.uint8), scale), up.provenance(scale)
 
     # ---- creator and face-to-parameter -----------------------------------------------------------
     def _need_creator(self):

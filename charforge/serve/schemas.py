@@ -32,6 +32,14 @@ class ErrorBody(BaseModel):
     field: str | None = Field(None, description="the request field at fault, when there is one")
 
 
+Upscale = Annotated[
+    Literal[1, 2, 4],
+    Field(
+        description="1 = the generator's size; 2 or 4 = upscaled with the studio's upscaler (recorded in each PNG)"
+    ),
+]
+
+
 class GenerateRequest(Strict):
     model: str = MODEL_NAME
     tags: TagForm = Field(
@@ -57,6 +65,7 @@ class GenerateRequest(Strict):
         description="noise truncation psi: 1 = full variety, "
         "lower = tags drawn more reliably and faces more alike",
     )
+    upscale: Upscale = 1
     format: Literal["json", "zip"] = Field(
         "json", description="base64 PNGs in JSON, or one zip with a manifest"
     )
@@ -89,6 +98,7 @@ class InterpolateRequest(Strict):
     b: Endpoint
     frames: int = Field(8, ge=2, le=MAX_FRAMES, description="frames including both end points")
     truncation: float = Field(1.0, gt=0.0, le=1.0, description="noise truncation psi, as in /generate")
+    upscale: Upscale = 1
     format: Literal["json", "gif"] = "json"
     frame_ms: int = Field(120, ge=20, le=2000, description="GIF frame duration in milliseconds")
 
@@ -115,6 +125,7 @@ class NpcRequest(Strict):
         le=0.25,
         description="least RMS difference (0-1 pixel units) between two NPCs' 16 px thumbnails",
     )
+    upscale: Upscale = 1
 
 
 class RenderRequest(Strict):

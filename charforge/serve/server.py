@@ -172,6 +172,7 @@ def serve(
     backend: str = "torch",
     log_level: str = "info",
     device: str = "auto",
+    upscaler: str | None = None,
 ) -> None:
     """Check the address and the device, load the models, run uvicorn until interrupted."""
     import uvicorn
@@ -183,7 +184,12 @@ def serve(
     resolve_device(device)  # a device this machine lacks is an error before anything loads
     if settings.torch_threads is None:
         settings.torch_threads = torch_threads_per_job(settings.max_concurrency)
-    app = create_app(settings, **load_models(model_specs, f2p_spec, creator, backend, device=device))
+    if upscaler is not None:  # a named file must exist now, not at the first upscaled request
+        from charforge.sr import resolve_path
+
+        resolve_path(upscaler)
+    models = load_models(model_specs, f2p_spec, creator, backend, device=device)
+    app = create_app(settings, **models, upscaler=upscaler)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"charforge studio on http://{host}:{settings.port}/  (API docs at /docs)", flush=True)
     uvicorn.run(
