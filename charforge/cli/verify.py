@@ -1,4 +1,5 @@
-"""`charforge verify IMAGE...`: show provenance metadata and whether the invisible watermark is present."""
+"""`charforge verify IMAGE...`: provenance metadata, the IPTC AI-content label, C2PA credentials (with the
+optional c2pa package) and whether the invisible watermark is present."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def _meta_summary(meta: dict) -> str:
     return "; ".join(parts) or f"{len(meta)} charforge keys"
 
 
+def _c2pa_word(rec) -> str:
+    """valid / invalid / missing for the table's c2pa column."""
+    if not rec:
+        return "-"
+    if not rec.get("present"):
+        return "missing"
+    return "valid" if rec.get("valid") else "invalid"
+
+
 def verify_command(
     images: list[Path] = typer.Argument(..., help="Image files to check (PNG, JPEG, WebP...)."),
     as_json: bool = typer.Option(
@@ -41,16 +51,23 @@ def verify_command(
     ),
     full: bool = typer.Option(False, "--full", help="Print every metadata key under each row."),
 ) -> None:
-    """Report each image's charforge metadata and whether the watermark is detected.
+    """Report each image's charforge metadata, AI-content label and C2PA credentials, and the watermark.
+
+    ai-label: iptc-ai when the XMP metadata carries IPTC DigitalSourceType trainedAlgorithmicMedia (every
+    charforge PNG does), missing when it was stripped (re-encoding, screenshots, most uploads). c2pa (with
+    charforge[c2pa] installed): valid, invalid or missing content credentials.
 
     Every file is checked even when some cannot be read; the exit status is 0 when all could be read
     (watermark present or not), and 2 at the end, naming them, when some could not.
     """
     from charforge.errors import UserError
-    from charforge.provenance.verify import verify_image
+    from charforge.provenance.verify import c2pa_available, verify_image
 
+    c2pa_col = f"{'c2pa':<9} " if c2pa_available() else ""
     if not as_json:
-        typer.echo(f"{'file':<40} {'watermark':<10} {'score':>6} {'tag':<5} metadata")
+        typer.echo(
+            f"{'file':<40} {'watermark':<10} {'score':>6} {'tag':<5} {'ai-label':<8} {c2pa_col}metadata"
+        )
     bad: list[str] = []
     records = []
     for path in images:
@@ -62,12 +79,22 @@ def verify_command(
             continue
         name = str(path) if len(str(path)) <= 40 else "..." + str(path)[-37:]
         if not r.ok:
-            typer.echo(f"{name:<40} {'-':<10} {'-':>6} {'-':<5} error: {r.error}")
+            typer.echo(
+                f"{name:<40} {'-':<10} {'-':>6} {'-':<5} {'-':<8} {'- ' if c2pa_col else ''}error: {r.error}"
+            )
             continue
         mark = "detected" if r.detected else "absent"
-        typer.echo(f"{name:<40} {mark:<10} {r.score:>6.3f} {r.payload or '-':<5} {_meta_summary(r.metadata)}")
+        c2 = f"{_c2pa_word(r.c2pa):<9} " if c2pa_col else ""
+        typer.echo(
+            f"{name:<40} {mark:<10} {r.score:>6.3f} {r.payload or '-':<5} {r.label:<8} {c2}"
+            f"{_meta_summary(r.metadata)}"
+        )
         if r.error:
             typer.echo(f"    note: {r.error}")
+        if r.label_note:
+            typer.echo(f"    note: {r.label_note}")
+        if r.c2pa and r.c2pa.get("note"):
+            typer.echo(f"    note: c2pa: {r.c2pa['note']}")
         if full:
             for k, v in r.metadata.items():
                 typer.echo(f"    {k}: {v if isinstance(v, str) else json.dumps(v)}")

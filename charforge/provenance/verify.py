@@ -1,4 +1,5 @@
-"""Check an image's provenance: its charforge text metadata and whether the watermark is present."""
+"""Check an image's provenance: its charforge text metadata, the IPTC AI-content label (XMP), C2PA content
+credentials when the optional c2pa package is installed, and whether the watermark is present."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from charforge.core.images import DEFAULT_MAX_PIXELS
-from charforge.provenance.metadata import read_png_metadata
+from charforge.provenance.metadata import (
+    TRAINED_ALGORITHMIC_MEDIA,
+    digital_source_type,
+    read_png_metadata,
+    xmp_from_info,
+)
 from charforge.provenance.watermark import detect_watermark
 
 
@@ -26,6 +32,22 @@ class VerifyResult:
     payload: str | None = None  # decoded 16-bit model tag, 4 hex digits
     size: tuple[int, int] | None = None  # (width, height)
     error: str | None = None  # why the file could not be read (ok=False), or a note on what was ignored
+    xmp: bool = False  # the file carries an XMP packet
+    source_type: str | None = None  # its IPTC DigitalSourceType (a URI), if any
+    label_note: str | None = None  # why the AI-content label is missing or unreadable
+    c2pa: dict[str, Any] | None = None  # C2PA manifest check (charforge.provenance.c2pa), None if not checked
+
+    @property
+    def ai_label(self) -> bool:
+        """The file carries the IPTC label trainedAlgorithmicMedia (what platforms read as 'made with AI')."""
+        return self.source_type == TRAINED_ALGORITHMIC_MEDIA
+
+    @property
+    def label(self) -> str:
+        """One word for the table: 'iptc-ai' (labelled), 'other' (another DigitalSourceType) or 'missing'."""
+        if self.ai_label:
+            return "iptc-ai"
+        return "other" if self.source_type else "missing"
 
     @property
     def tag_matches_metadata(self) -> bool | None:
@@ -46,6 +68,13 @@ class VerifyResult:
             "tag_matches_metadata": self.tag_matches_metadata,
             "size": self.size,
             "error": self.error,
+            "content_label": {
+                "xmp": self.xmp,
+                "digital_source_type": self.source_type,
+                "ai_generated": self.ai_label,
+                "note": self.label_note,
+            },
+            "c2pa": self.c2pa,
         }
 
 
@@ -71,6 +100,7 @@ def verify_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAUL
                 im.load()
                 rgb = np.asarray(im.convert("RGB"))
                 fmt = im.format
+                xmp = xmp_from_info(im.info)
     except UnidentifiedImageError:
         return VerifyResult(name, False, error="not an image file (unknown format); skipped")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -94,7 +124,47 @@ def verify_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAUL
     except (RecursionError, ValueError, OSError) as e:  # hostile text chunks: keep checking the watermark
         meta, note = {}, f"the PNG text metadata could not be read ({type(e).__name__}); ignored"
     detected, score, payload = detect_watermark(rgb)
-    return VerifyResult(name, True, meta, detected, score, payload, (rgb.shape[1], rgb.shape[0]), note)
+    r = VerifyResult(name, True, meta, detected, score, payload, (rgb.shape[1], rgb.shape[0]), note)
+    r.xmp = xmp is not None
+    if xmp is not None:
+        try:
+            r.source_type = digital_source_type(xmp)
+        except ValueError as e:
+            r.label_note = f"the XMP metadata could not be read ({e})"
+    if not r.ai_label and r.label_note is None:
+        made_here = bool(meta) or detected
+        r.label_note = (
+            (
+                "no IPTC AI-content label (XMP DigitalSourceType)"
+                if r.xmp
+                else "no XMP metadata, so no IPTC AI-content label"
+            )
+            + (
+                ": the file was re-encoded or its metadata stripped after charforge wrote it"
+                if made_here
+                else ""
+            )
+            if r.source_type is None
+            else f"DigitalSourceType is {r.source_type}, not trainedAlgorithmicMedia"
+        )
+    r.c2pa = _check_c2pa(data, fmt)
+    return r
+
+
+def c2pa_available() -> bool:
+    """Whether C2PA credentials can be read here (the optional `c2pa-python` package, charforge[c2pa])."""
+    import importlib.util
+
+    return importlib.util.find_spec("c2pa") is not None
+
+
+def _check_c2pa(data: bytes, fmt: str | None) -> dict[str, Any] | None:
+    """The C2PA check when the optional `c2pa` package is installed (charforge[c2pa]); else None."""
+    if not c2pa_available():
+        return None
+    from charforge.provenance import content_credentials
+
+    return content_credentials.check_bytes(data, fmt)
 
 
 def verify_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> VerifyResult:
