@@ -352,6 +352,7 @@ def _meta_routes(r, app, studio: Studio) -> None:
             models=list(studio.generators),
             creator=getattr(studio.creator, "name", None) if studio.creator is not None else None,
             f2p=studio.f2p is not None,
+            upscale=studio.upscale_choices(),
             active=lim.active,
             waiting=lim.waiting,
         )

@@ -241,6 +241,13 @@ class Studio:
                 raise UserError(f"upscale: upscaling is off on this server ({e})", field="upscale") from e
         return self._upscaler
 
+    def upscale_choices(self) -> list[int]:
+        """[1] plus the factors of the upscaler, or [1] when there is none (never raises)."""
+        try:
+            return [1, *self.upscaler().scales]
+        except UserError:
+            return [1]
+
     def upscale(self, images: np.ndarray, scale: int) -> tuple[np.ndarray, dict[str, Any]]:
         """(images at scale x, provenance fields for their metadata); scale 1 returns them as they are."""
         if scale == 1:

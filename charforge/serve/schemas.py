@@ -178,5 +178,6 @@ class HealthResponse(BaseModel):
     models: list[str]
     creator: str | None
     f2p: bool
+    upscale: list[int] = Field(default=[1], description="upscale factors this server offers (1 = none)")
     active: int
     waiting: int

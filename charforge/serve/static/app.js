@@ -86,6 +86,11 @@ async function loadAll() {
     buildModelPicker(m.default);
     if (h.creator) { state.creator = (await (await api("/creator")).json()); buildEditor(); }
     else $("editor-hint").textContent = "No creator loaded on the server.";
+    const ups = h.upscale || [1];
+    for (const [field, sel] of [["size-field", "size"], ["npc-size-field", "npc-size"]]) {
+      $(field).classList.toggle("hidden", ups.length < 2);
+      $(sel).querySelectorAll("option").forEach((o) => { o.disabled = !ups.includes(parseInt(o.value, 10)); });
+    }
     if (!h.f2p) $("drop-text").textContent = "Photo fitting is off on this server (start it with --f2p).";
   } catch (e) {
     $("status").textContent = "offline"; $("status").className = "status down"; toast(e.message, true);
@@ -153,7 +158,8 @@ function generateRequest() {
   if (!Number.isFinite(seed) || seed < 0) { seed = randomSeed(); $("seed").value = seed; }
   const count = Math.max(1, Math.min(64, parseInt($("count").value, 10) || 1));
   const truncation = Math.max(0.05, Math.min(1, parseFloat($("variety").value) || 1));
-  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation };
+  const upscale = parseInt($("size").value, 10) || 1;
+  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation, upscale };
 }
 
 async function runGenerate(req) {
@@ -163,7 +169,8 @@ async function runGenerate(req) {
   $("detail").classList.add("hidden");
   const grid = $("grid");
   grid.replaceChildren(...res.images.map((im, i) => tile(im, i)));
-  $("gen-info").textContent = `${res.images.length} image${res.images.length === 1 ? "" : "s"} · model ${res.model_id}`;
+  const up = req.upscale > 1 ? ` · upscaled ${req.upscale}×` : "";
+  $("gen-info").textContent = `${res.images.length} image${res.images.length === 1 ? "" : "s"} · model ${res.model_id}${up}`;
   $("zip-all").disabled = false;
 }
 
@@ -193,7 +200,8 @@ function select(i) {
 function setEnd(which) {
   const im = state.selected;
   if (!im) return;
-  state.ends[which] = { seed: im.seed, tags: im.tag_form, truncation: state.lastRequest?.truncation ?? 1 };
+  state.ends[which] = { seed: im.seed, tags: im.tag_form, truncation: state.lastRequest?.truncation ?? 1,
+                        upscale: state.lastRequest?.upscale ?? 1 };
   $("end-" + which).replaceChildren(el("img", { src: pngUrl(im.png_base64), alt: which.toUpperCase() }));
   $("interpolate").disabled = !(state.ends.a && state.ends.b);
 }
@@ -201,7 +209,8 @@ function setEnd(which) {
 async function runInterpolate() {
   const end = (e) => ({ seed: e.seed, tags: e.tags });
   const req = { model: state.model, a: end(state.ends.a), b: end(state.ends.b),
-                frames: parseInt($("frames").value, 10) || 8, truncation: state.ends.a.truncation };
+                frames: parseInt($("frames").value, 10) || 8, truncation: state.ends.a.truncation,
+                upscale: state.ends.a.upscale };
   const res = await (await api("/interpolate", { json: req })).json();
   $("strip").replaceChildren(...res.frames.map((f, i) => el("img", { src: pngUrl(f), alt: "frame " + i })));
   $("gif").src = "data:image/gif;base64," + res.gif_base64;
@@ -359,7 +368,8 @@ function readStoredZip(buf) {
 async function runNpc() {
   const count = Math.max(1, Math.min(500, parseInt($("npc-count").value, 10) || 1));
   const seed = Math.max(0, parseInt($("npc-seed").value, 10) || 0);
-  const req = { model: state.model, count, seed, tags: $("npc-use-tags").checked ? tagForm() : {} };
+  const upscale = parseInt($("npc-size").value, 10) || 1;
+  const req = { model: state.model, count, seed, tags: $("npc-use-tags").checked ? tagForm() : {}, upscale };
   const blob = await (await api("/npc", { json: req })).blob();
   saveBlob(blob, `npcs_seed${seed}.zip`);
   const files = readStoredZip(await blob.arrayBuffer());
