@@ -33,11 +33,13 @@ def _meta_summary(meta: dict) -> str:
 
 
 def _c2pa_word(rec) -> str:
-    """valid / invalid / missing for the table's c2pa column."""
+    """trusted (your local key) / valid (another signer) / invalid / missing for the table's c2pa column."""
     if not rec:
         return "-"
     if not rec.get("present"):
         return "missing"
+    if rec.get("trusted"):
+        return "trusted"
     return "valid" if rec.get("valid") else "invalid"
 
 

@@ -5,7 +5,8 @@ version, an AI-generated statement, ...), an XMP packet (PNG iTXt chunk `XML:com
 `Iptc4xmpExt:DigitalSourceType` = trainedAlgorithmicMedia (the label image platforms and editors read) and,
 unless the caller passes `watermark=False` (the CLI's `--no-watermark`), an invisible watermark (see
 `charforge.provenance.watermark`). Whether and how the image was watermarked is itself recorded under
-`charforge:watermark`.
+`charforge:watermark`. With the optional c2pa package and a local key (`charforge keys init`), the PNG is also
+signed with C2PA content credentials (see `charforge.provenance.content_credentials`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def png_bytes(image: np.ndarray, meta: dict[str, Any] | None = None, *, watermar
     pixels, full = apply_watermark(np.asarray(image, dtype=np.uint8), meta or {}, watermark)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG", pnginfo=build_pnginfo(full))
+    from charforge.provenance import content_credentials
+
+    if content_credentials.signing_enabled():  # charforge[c2pa] installed and `charforge keys init` run
+        return content_credentials.sign_png(buf.getvalue())
     return buf.getvalue()
 
 
