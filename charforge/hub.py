@@ -30,8 +30,11 @@ HUB_FORMAT = 1  # config.json's charforge_hub_format
 
 
 def is_hub_folder(path: str | Path) -> bool:
+    """A folder with config.json that is not a run folder (a run folder has config.json and checkpoints/)."""
     p = Path(path)
-    return p.is_dir() and (p / CONFIG).is_file()
+    return (
+        p.is_dir() and (p / CONFIG).is_file() and ((p / WEIGHTS).exists() or not (p / "checkpoints").is_dir())
+    )
 
 
 def load(spec: str | Path | None = None, *, backend: str = "torch", device: str = "auto"):
@@ -155,7 +158,9 @@ def _source_card(spec: str | Path | None, bundle) -> str | None:
     candidates = []
     if spec is not None and Path(spec).is_dir():
         candidates += [Path(spec) / "MODEL_CARD.md", Path(spec) / CARD]
-    candidates += [src.with_suffix(".md"), src.parent / "MODEL_CARD.md", src.parent.parent / "MODEL_CARD.md"]
+    candidates += [src.with_suffix(".md"), src.parent / "MODEL_CARD.md"]
+    if src.parent.name == "checkpoints":  # a run folder's checkpoint: the run's card
+        candidates.append(src.parent.parent / "MODEL_CARD.md")
     for c in candidates:
         if c.is_file():
             try:

@@ -130,3 +130,42 @@ def test_training_cards_get_the_yaml_header():
         render_model_card(dataset_manifest=unknown, config={}, command="c", steps=1, wall_time_s=1)
     )
     assert h["license"] == "unknown" and "base_model" not in h
+
+
+def test_a_run_folder_exports_with_its_card(tmp_path, capsys):
+    """A run folder (it has its own config.json) loads as a run, and its MODEL_CARD.md becomes the README."""
+    import torch
+
+    from charforge.core.tags import make_girls_moe_schema
+    from charforge.data.packed import write_packed
+    from charforge.train.loop import Trainer, TrainOptions
+    from charforge.train.presets import resolve_preset
+
+    schema = make_girls_moe_schema()
+    rng = np.random.default_rng(0)
+    items = [{"source": f"art/{i}.png", "license": "CC-BY-4.0"} for i in range(16)]
+    write_packed(
+        tmp_path / "d",
+        rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+        schema.sample_training(16, rng).astype(np.uint8),
+        schema,
+        items=items,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        p = resolve_preset("tiny", {"steps": 2, "ckpt_every": 2})
+        opts = TrainOptions(device="cpu", show_progress=False, tensorboard=False)
+        Trainer(tmp_path / "d", tmp_path / "run", p, opts=opts).run()
+    finally:
+        torch.set_num_threads(threads)
+    run = tmp_path / "run"
+    assert (run / "config.json").is_file()
+    header = _yaml_header((run / "MODEL_CARD.md").read_text())  # the training card has the header
+    assert header["license"] == "cc-by-4.0" and header["datasets"] == ["art"]
+    ref = _pixels(charforge.load(run))
+    code, _, err = run_cli(capsys, "export", "hf", run, "-o", tmp_path / "hf")
+    assert code == 0, err
+    readme = (tmp_path / "hf" / "README.md").read_text()
+    assert _yaml_header(readme)["license"] == "cc-by-4.0" and "## Training data" in readme
+    assert np.array_equal(_pixels(charforge.load(tmp_path / "hf"))[0], ref[0])
