@@ -9,7 +9,7 @@ import typer
 from charforge.cli._json import JSON_HELP, emit
 
 keys_app = typer.Typer(
-    help="The local signing key for C2PA content credentials (needs pip install 'charforge[c2pa]').",
+    help="The local signing key for C2PA content credentials (needs pip install 'charforge\\[c2pa]').",
     no_args_is_help=True,
 )
 DIR_HELP = "Key folder (default: $CHARFORGE_KEYS, else ~/.config/charforge/c2pa). Never inside a repository."

@@ -57,7 +57,7 @@ def verify_command(
 
     ai-label: iptc-ai when the XMP metadata carries IPTC DigitalSourceType trainedAlgorithmicMedia (every
     charforge PNG does), missing when it was stripped (re-encoding, screenshots, most uploads). c2pa (with
-    charforge[c2pa] installed): valid, invalid or missing content credentials.
+    charforge\\[c2pa] installed): trusted, valid, invalid or missing content credentials.
 
     Every file is checked even when some cannot be read; the exit status is 0 when all could be read
     (watermark present or not), and 2 at the end, naming them, when some could not.
