@@ -186,6 +186,20 @@ def import_(
     if fmt == "stylegan":
         from charforge.data.exchange import import_stylegan
 
+        given = {
+            "--size": size != 64,
+            "--tags": tags is not None,
+            "--faces": faces != "none",
+            "--estimate-tags": estimate_tags is not None,
+            "--extra-tags": bool(extra_tags.strip()),
+        }
+        if any(given.values()):
+            raise UserError(
+                f"{', '.join(k for k, v in given.items() if v)}: not used with --format stylegan, which keeps the "
+                "archive's images and labels as they are; leave them out (only --license and --max-pixels apply)",
+                field="format",
+            )
+
         with json_mode(as_json):
             ds = import_stylegan(src, out, license=license, max_pixels=max_pixels)
         if as_json:

@@ -148,3 +148,24 @@ def test_export_refuses_to_mix_into_a_folder(packed, tmp_path, capsys):
     code, _, err = run_cli(capsys, "data", "export", packed.root, tmp_path / "a.zip")
     assert code == 2 and "--overwrite" in err
     assert run_cli(capsys, "data", "export", packed.root, tmp_path / "a.zip", "--overwrite")[0] == 0
+
+
+def test_folder_only_options_are_refused_with_stylegan(packed, tmp_path, capsys):
+    assert run_cli(capsys, "data", "export", packed.root, tmp_path / "a.zip")[0] == 0
+    code, _, err = run_cli(
+        capsys,
+        "data",
+        "import",
+        tmp_path / "a.zip",
+        "--format",
+        "stylegan",
+        "--size",
+        "32",
+        "-o",
+        tmp_path / "x",
+    )
+    assert code == 2 and "--size: not used with --format stylegan" in err
+    code, _, err = run_cli(
+        capsys, "data", "import", tmp_path / "a.zip", "--format", "pix2pix", "-o", tmp_path / "x"
+    )
+    assert code == 2 and "must be one of folder, stylegan" in err
