@@ -2,7 +2,8 @@
 
 Per-image seeds: image i's noise is `torch.randn(z_dim, generator=Generator().manual_seed(seeds[i]))`, and
 the generator runs in eval mode (batch norm uses running statistics), so a seed reproduces its face whatever
-else is in the batch.
+else is in the batch (bit for bit at a given batch size; across batch sizes some CPUs' convolution kernels, e.g.
+oneDNN on AVX-512 / AMX, round differently, by at most one level of 255, measured).
 """
 
 from __future__ import annotations
@@ -527,6 +528,7 @@ def interpolate(
     za, zb = noise_for_seeds([seed_a, seed_b], bundle.z_dim, truncation)
     t = torch.linspace(0, 1, frames)
     z = slerp(za, zb, t)  # (F, Z)
+    z[0], z[-1] = za, zb  # exactly the end points' noise (sin(omega)/sin(omega) rounds differently on some CPUs)
     ta, tb = np.asarray(tags_a, np.float32), np.asarray(tags_b, np.float32)
     tags = ta[None] + t.numpy()[:, None] * (tb - ta)[None]  # (F, T)
     return generate(bundle, tags, z=z)

@@ -101,8 +101,10 @@ def test_interpolate_end_points_match_generate(client):
     body = {"a": {"seed": 11, "tags": a["tag_form"]}, "b": {"seed": 12, "tags": b["tag_form"]}, "frames": 5}
     r = client.post("/api/v1/interpolate", json=body).json()
     assert len(r["frames"]) == 5 and r["tags_a"] == a["tags"]
-    assert np.array_equal(decode(r["frames"][0]), decode(a["png_base64"]))
-    assert np.array_equal(decode(r["frames"][-1]), decode(b["png_base64"]))
+    # the same noise and tags; the frames run as one batch of 5, and some CPUs' conv kernels (oneDNN on
+    # AVX-512 / AMX) round a batch of 5 differently from a batch of 1: at most one level of 255
+    for frame, end in ((r["frames"][0], a), (r["frames"][-1], b)):
+        assert np.abs(decode(frame).astype(int) - decode(end["png_base64"]).astype(int)).max() <= 1
     gif = client.post("/api/v1/interpolate", json={**body, "format": "gif"})
     assert gif.headers["content-type"] == "image/gif" and Image.open(io.BytesIO(gif.content)).n_frames == 5
 
@@ -251,5 +253,7 @@ def test_interpolate_end_points_match_generate_when_truncated(client):
         "truncation": 0.6,
     }
     r = client.post("/api/v1/interpolate", json=body).json()
-    assert np.array_equal(decode(r["frames"][0]), decode(a["png_base64"]))
-    assert np.array_equal(decode(r["frames"][-1]), decode(b["png_base64"]))
+    # the same noise and tags; the frames run as one batch of 5, and some CPUs' conv kernels (oneDNN on
+    # AVX-512 / AMX) round a batch of 5 differently from a batch of 1: at most one level of 255
+    for frame, end in ((r["frames"][0], a), (r["frames"][-1], b)):
+        assert np.abs(decode(frame).astype(int) - decode(end["png_base64"]).astype(int)).max() <= 1
