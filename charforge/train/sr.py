@@ -29,7 +29,7 @@ from charforge.models.io import load_model, save_model
 from charforge.models.sr import SRConfig, SRNet, bicubic, save_upscaler
 from charforge.train.checkpoint import flatten_optimizer, restore_optimizer
 from charforge.train.monitor import MetricsLog, read_log
-from charforge.utils.io import cache_dir, save_npy_atomic, write_json_atomic, write_text_atomic
+from charforge.utils.io import cache_dir, save_figure, save_npy_atomic, write_json_atomic, write_text_atomic
 from charforge.utils.progress import progress
 
 STATE_KIND = "sr-train-state"
@@ -303,11 +303,8 @@ def plot_curves(log_path: Path, out: Path) -> None:
     for ax in (a, b):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
+    save_figure(fig, out)
     plt.close(fig)
-    tmp.replace(out)
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -327,6 +324,27 @@ def _lr_at(step: int, opts: SRTrainOptions) -> float:
         return opts.lr * (step + 1) / warm
     t = (step - warm) / max(1, opts.steps - warm)
     return opts.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _train_step(net, ema, opt, batch, lr: float, opts: SRTrainOptions, bf16: bool) -> float:
+    """One Adam step on L1 (x4, plus x2 at x2_weight) away from the patch borders, then the EMA update."""
+    x, targets = batch
+    for g in opt.param_groups:
+        g["lr"] = lr
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        res = net.forward_all(x.contiguous(memory_format=torch.channels_last))
+    loss = torch.zeros(())
+    for s, r in res.items():
+        pred, cut = bicubic(x, s) + r.float(), s * BORDER
+        w = 1.0 if s == 4 else opts.x2_weight
+        loss = loss + w * F.l1_loss(pred[..., cut:-cut, cut:-cut], targets[s][..., cut:-cut, cut:-cut])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for pe, pn in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(pn.detach(), 1 - opts.ema)
+    return float(loss.detach())
 
 
 def _state_path(out: Path) -> Path:
@@ -426,34 +444,24 @@ def train_sr(
         (r.get("psnr_x4_blur", -1.0) for r in (read_log(log.path) if log.path.exists() else [])), default=-1.0
     )
     metrics: dict[str, float] = {}
-    b = BORDER
-    finished = False
+
+    def save(name: str) -> None:
+        save_upscaler(out / name, ema, model_id=f"{out.name}@{step}", provenance={"step": step, **metrics})
+
+    def checkpoint() -> None:
+        _save_state(out, net, ema, opt, step, fp)
+        save("upscaler.safetensors")
+        write_json_atomic(out / "wall.json", {"s": wall0 + time.monotonic() - start})
+
     with progress(total=opts.steps, initial=step, desc="upscaler", unit="step") as bar:
         while step < opts.steps:
             if opts.minutes is not None and time.monotonic() - start > opts.minutes * 60:
                 break
-            x, targets = make_batch(pairs, step, opts)
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, opts)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                res = net.forward_all(x.contiguous(memory_format=torch.channels_last))
-            loss = torch.zeros(())
-            for s, r in res.items():
-                pred = bicubic(x, s) + r.float()
-                w = 1.0 if s == 4 else opts.x2_weight
-                loss = loss + w * F.l1_loss(
-                    pred[..., s * b : -s * b, s * b : -s * b], targets[s][..., s * b : -s * b, s * b : -s * b]
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for pe, pn in zip(ema.parameters(), net.parameters()):
-                    pe.lerp_(pn.detach(), 1 - opts.ema)
+            loss = _train_step(net, ema, opt, make_batch(pairs, step, opts), _lr_at(step, opts), opts, bf16)
             step += 1
             bar.update(1)
             if step % 50 == 0:
-                log.write({"step": step, "loss": float(loss.detach()), "lr": _lr_at(step - 1, opts)})
+                log.write({"step": step, "loss": loss, "lr": _lr_at(step - 1, opts)})
             if step % opts.eval_every == 0 or step == opts.steps:
                 metrics = evaluate(ema, val, bf16=bf16)
                 log.write({"step": step, **metrics})
@@ -462,30 +470,12 @@ def train_sr(
                 plot_curves(log.path, out / "curves.png")
                 if metrics.get("psnr_x4_blur", -1.0) > best:
                     best = metrics["psnr_x4_blur"]
-                    save_upscaler(
-                        out / "upscaler-best.safetensors",
-                        ema,
-                        model_id=f"{out.name}@{step}",
-                        provenance={"step": step, **metrics},
-                    )
+                    save("upscaler-best.safetensors")
             if step % opts.checkpoint_every == 0 or step == opts.steps:
-                _save_state(out, net, ema, opt, step, fp)
-                save_upscaler(
-                    out / "upscaler.safetensors",
-                    ema,
-                    model_id=f"{out.name}@{step}",
-                    provenance={"step": step, **metrics},
-                )
-                write_json_atomic(out / "wall.json", {"s": wall0 + time.monotonic() - start})
-        finished = step >= opts.steps
+                checkpoint()
+    finished = step >= opts.steps
     if not finished:
-        _save_state(out, net, ema, opt, step, fp)
-        save_upscaler(
-            out / "upscaler.safetensors",
-            ema,
-            model_id=f"{out.name}@{step}",
-            provenance={"step": step, **metrics},
-        )
+        checkpoint()
     wall = wall0 + time.monotonic() - start
     write_json_atomic(out / "wall.json", {"s": wall})
     if not metrics:
