@@ -252,7 +252,12 @@ def sheet(path: Path, data: dict, taggers: dict, per_set: int = 12) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("taggers", nargs="+", help="NAME=PATH (a tagger .safetensors or training folder)")
+    ap.add_argument(
+        "taggers",
+        nargs="+",
+        help="NAME=PATH (a tagger .safetensors or training folder), optionally NAME=PATH#VIEW,VIEW (test-time "
+        "views, e.g. #flip,zoom:1.25: charforge.tagger.net.Tagger.views)",
+    )
     ap.add_argument("--set", action="append", default=[], choices=SETS)
     ap.add_argument("--n", type=int, default=200, help="DiceBear avatars per style (the set's --n)")
     ap.add_argument("--seed", type=int, default=0)
@@ -294,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     loaded = {}
     for spec in args.taggers:
         name, _, path = spec.partition("=")
+        path, _, views = path.partition("#")  # NAME=PATH#flip,zoom:1.25: test-time views (Tagger.views)
         tagger = loaded[name] = load_tagger(path or name)
+        if views:
+            tagger.views = tuple(views.split(","))
         res = {"path": str(path or name), "calibrated": tagger.calibrated, "sets": {}}
         for s, (images, items) in data.items():
             res["sets"][s] = score(tagger, images, items, args.threshold)

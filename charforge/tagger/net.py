@@ -265,8 +265,30 @@ def preprocess(images: np.ndarray, size: int) -> torch.Tensor:
     return x
 
 
+def view(x: torch.Tensor, name: str) -> torch.Tensor:
+    """One test-time view of (B, 3, S, S) images in [-1, 1]: "flip" (mirror), "zoom:F" (F > 1 crops the centre
+    1/F of the side and scales it up, F < 1 shrinks the picture onto its own edge colours)."""
+    if name == "flip":
+        return x.flip(-1)
+    kind, _, arg = name.partition(":")
+    if kind != "zoom" or not arg:
+        raise UserError(f"unknown tagger view {name!r}: use flip or zoom:F (e.g. zoom:1.25)")
+    z = float(arg)
+    if not 0.25 <= z <= 4:
+        raise UserError(f"tagger view {name!r}: the zoom must be between 0.25 and 4")
+    b = x.shape[0]
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / z
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class Tagger:
-    """A trained tagger ready for inference. All methods take uint8 (N, S, S, 3) images of any size S."""
+    """A trained tagger ready for inference. All methods take uint8 (N, S, S, 3) images of any size S.
+
+    `views` (test-time augmentation, e.g. ("flip", "zoom:1.25")): `predict_proba` averages the probabilities
+    of the image and of each view (a file may store its own under "views"); `logits` and `features` use the
+    image only."""
 
     def __init__(
         self,
@@ -277,8 +299,12 @@ class Tagger:
         batch_size: int = 256,
         temperature: np.ndarray | None = None,
         min_confidence: dict | None = None,
+        views: tuple[str, ...] | list[str] = (),
     ):
         self.net = net.eval()
+        self.views = tuple(views)
+        for v in self.views:
+            view(torch.zeros(1, 3, 8, 8), v)  # an unknown view is refused here, not at the first prediction
         self.schema = schema
         self.cfg = net.cfg
         self.path = path
@@ -316,9 +342,14 @@ class Tagger:
         """(N, T) float32: group softmax + independent sigmoid, of logits / temperature when calibrated."""
         if len(images) == 0:
             return np.zeros((0, len(self.schema)), np.float32)
-        return self._map(
-            images, lambda x: tag_probabilities(_scaled(self.net(x), self.temperature), self.schema)
-        )
+
+        def proba(x: torch.Tensor) -> torch.Tensor:
+            p = tag_probabilities(_scaled(self.net(x), self.temperature), self.schema)
+            for v in self.views:
+                p = p + tag_probabilities(_scaled(self.net(view(x, v)), self.temperature), self.schema)
+            return p / (1 + len(self.views))
+
+        return self._map(images, proba)
 
     @property
     def threshold(self) -> float:
@@ -407,6 +438,7 @@ def load_tagger(path: str | Path, *, batch_size: int = 256) -> Tagger:
         batch_size=batch_size,
         temperature=None if temperature is None else np.asarray(temperature, np.float32),
         min_confidence=cal.get("min_confidence"),
+        views=meta.get("views") or (),
     )
 
 

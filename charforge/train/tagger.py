@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from charforge.core.device import use_bf16
+from charforge.core.tags import TagSchema
 from charforge.data.packed import PackedDataset, load_packed
 from charforge.errors import UserError
 from charforge.models.augment import degrade
@@ -66,6 +67,13 @@ class TaggerTrainOptions:
     style: bool = False  # style/framing augmentation (zoom, outlines, posterisation, JPEG, ...)
     calibrate: bool = False  # fit temperatures on held-out renders under a held-out style shift; store them
     parts_cache: str | None = None  # folder caching the part renders (None: <out>/part_renders)
+    skin_any: float = 0.0  # with recolour: chance that a repainted skin takes any colour, not a skin tone
+    drop_groups: tuple[str, ...] = ()  # exclusive groups the tagger does not learn (e.g. "style": 34 tags)
+    colour_true: bool = False  # with recolour + style: hair/eye tags follow the colour after posterise, tone
+    zoom: tuple[float, float] = (
+        0.55,
+        1.45,
+    )  # style framing: zoom range (< 1 out onto the background, > 1 in)
 
 
 @dataclass
@@ -138,14 +146,47 @@ def _load_checkpoint(path: Path, net: TaggerNet, opt: torch.optim.Optimizer, fin
     return int(meta["step"])
 
 
-def _batch(data: PackedDataset, idx: np.ndarray, step: int, opts: TaggerTrainOptions, size: int, parts=None):
+def learned_schema(schema: TagSchema, drop_groups) -> tuple[TagSchema, np.ndarray]:
+    """The schema a tagger learns from a dataset's schema without the exclusive groups `drop_groups` (e.g. a
+    multi-style dataset's "style" for a 34-tag tagger), and the dataset's tag columns that fill it."""
+    drop = set(drop_groups)
+    unknown = drop - {g.name for g in schema.groups}
+    if unknown:
+        raise UserError(
+            f"no exclusive tag group {sorted(unknown)} in this dataset's schema", field="drop_groups"
+        )
+    if not drop:
+        return schema, np.arange(len(schema))
+    kept = TagSchema(
+        groups=[g for g in schema.groups if g.name not in drop],
+        independent=list(schema.independent),
+        conflicts=list(schema.conflicts),
+        train_p=schema.train_p,
+    )
+    mine, theirs = kept.column_map(schema)
+    assert np.array_equal(mine, np.arange(len(kept)))
+    return kept, theirs
+
+
+def _batch(
+    data: PackedDataset,
+    idx: np.ndarray,
+    step: int,
+    opts: TaggerTrainOptions,
+    size: int,
+    parts=None,
+    cols: np.ndarray | None = None,
+):
     rng = np.random.default_rng([opts.seed, step])  # per-step stream: a resumed run draws the same batches
     n_clean = opts.batch_size if parts is None else int(round(opts.batch_size * opts.clean_share))
     xs, ys = [], []
     if parts is not None and opts.batch_size - n_clean > 0:  # recoloured part renders (training images only)
         n = opts.batch_size - n_clean
         pick = np.sort(rng.choice(len(parts), size=min(n, len(parts)), replace=False))
-        img, tags = tagger_augment.recolour(parts, pick, rng, data.schema, p_part=opts.recolour)
+        shown: dict = {}  # the hair and eye colour each image shows, for colour_true
+        img, tags = tagger_augment.recolour(
+            parts, pick, rng, data.schema, p_part=opts.recolour, skin_any=opts.skin_any, colours_out=shown
+        )
         x = torch.from_numpy(img).permute(0, 3, 1, 2).mul(2).sub(1)  # (B, 3, S, S) in [-1, 1]
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -159,9 +200,24 @@ def _batch(data: PackedDataset, idx: np.ndarray, step: int, opts: TaggerTrainOpt
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     x = augment(x, gen, opts.shift)
     if opts.style:  # style/framing on the recoloured share only: the clean share keeps the creator's look
+        style_opts = tagger_augment.StyleOptions(zoom=tuple(opts.zoom))
         k = len(x) - n_clean if parts is not None else len(x)
-        if k > 0:
-            x = torch.cat([tagger_augment.style_augment(x[:k], gen), x[k:]])
+        if k > 0 and opts.colour_true and parts is not None:
+            # the colour steps move the shown hair/eye colours too; their tags follow (`relabel_colours`)
+            names = list(shown)
+            c = (
+                torch.from_numpy(np.stack([shown[p] for p in names], axis=2)).unsqueeze(-1) * 2 - 1
+            )  # (k,3,K,1)
+            xk, c = tagger_augment.style_augment(x[:k], gen, style_opts, colours=c)
+            moved = ((c.squeeze(-1).permute(0, 2, 1) + 1) / 2).numpy()  # (k, K, 3)
+            tags_k = tagger_augment.relabel_colours(
+                y[:k].numpy(), {p: moved[:, i] for i, p in enumerate(names)}, data.schema
+            )
+            x, y = torch.cat([xk, x[k:]]), torch.cat([torch.from_numpy(tags_k), y[k:]])
+        elif k > 0:
+            x = torch.cat([tagger_augment.style_augment(x[:k], gen, style_opts), x[k:]])
+    if cols is not None:
+        y = y[:, torch.from_numpy(cols)]
     return degrade(x, gen, opts.degrade), y
 
 
@@ -173,6 +229,8 @@ def _train_loop(
     out: Path,
     fingerprint: dict,
     parts=None,
+    schema: TagSchema | None = None,
+    cols: np.ndarray | None = None,
 ) -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     ckpt = out / CHECKPOINT_NAME
@@ -184,9 +242,13 @@ def _train_loop(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, opts)
             extra = {} if parts is None else {"parts": parts}  # (the 5-argument call stays as it was)
+            if cols is not None:
+                extra["cols"] = cols
             x, y = _batch(data, train_idx, step, opts, net.cfg.image_size, **extra)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = tag_loss(net(x.contiguous(memory_format=torch.channels_last)), y, data.schema)
+                loss = tag_loss(
+                    net(x.contiguous(memory_format=torch.channels_last)), y, schema or data.schema
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -215,24 +277,32 @@ def _reuse_finished(path: Path, net: TaggerNet, fingerprint: dict) -> float | No
 
 
 def _calibrate(
-    tagger: Tagger, data: PackedDataset, held_idx: np.ndarray, opts: TaggerTrainOptions, cache: str
+    tagger: Tagger,
+    data: PackedDataset,
+    held_idx: np.ndarray,
+    opts: TaggerTrainOptions,
+    cache: str,
+    cols: np.ndarray | None = None,
 ) -> dict:
     """Fit one temperature per exclusive group and per independent tag on half of the held-out renders under
     the held-out style shift (`tagger_augment.shifted_validation`); measure on the other half. Sets
     `tagger.temperature` and returns what goes into the file's metadata."""
-    if data.params is not None and data.space is not None and data.space.name == "builtin":
+    if tagger_augment.has_part_renders(data):
         parts = tagger_augment.cached_part_renders(data, held_idx, cache)
         images, tags = tagger_augment.shifted_validation(parts, data.schema, seed=opts.seed)
         source = "held-out renders, recoloured and under the held-out style shift"
     else:
         images, tags = np.asarray(data.images[held_idx]), np.asarray(data.tags[held_idx], np.float32)
         source = "held-out images"
+    if cols is not None:
+        tags = tags[:, cols]
+    schema = tagger.schema
     fit, test = np.arange(len(images)) % 2 == 0, np.arange(len(images)) % 2 == 1
     tagger.temperature = None
     logits = tagger.logits(images)
-    temperature = fit_temperatures(logits[fit], tags[fit], data.schema)
-    before = calibration_summary(logits[test], tags[test], data.schema, None)
-    after = calibration_summary(logits[test], tags[test], data.schema, temperature)
+    temperature = fit_temperatures(logits[fit], tags[fit], schema)
+    before = calibration_summary(logits[test], tags[test], schema, None)
+    after = calibration_summary(logits[test], tags[test], schema, temperature)
     tagger.temperature = temperature
     return {
         "temperature": [round(float(t), 4) for t in temperature],
@@ -275,8 +345,10 @@ def train_tagger(
     t0 = time.perf_counter()
     train_idx, held_idx = split_indices(len(data), opts.holdout, opts.seed)
     torch.manual_seed(opts.seed)
+    schema, cols = learned_schema(data.schema, opts.drop_groups)
+    cols_or_none = None if len(cols) == len(data.schema) else cols
     cfg = TaggerConfig(
-        n_tags=len(data.schema),
+        n_tags=len(schema),
         image_size=image_size,
         channels=channels,
         feat_dim=feat_dim,
@@ -284,10 +356,19 @@ def train_tagger(
         stem_stride=stem_stride,
     )
     net = TaggerNet(cfg).to(memory_format=torch.channels_last)
+    fp_opts = {**asdict(opts), "threads": None}
+    # options added after the first estimator are left out at their defaults, so folders trained before they
+    # existed still resume and reuse
+    for name, default in (
+        ("skin_any", 0.0),
+        ("drop_groups", ()),
+        ("colour_true", False),
+        ("zoom", (0.55, 1.45)),
+    ):
+        if fp_opts[name] == default:
+            del fp_opts[name]
     fingerprint = json.loads(
-        json.dumps(
-            {"data": data.manifest_hash(), "config": asdict(cfg), "opts": {**asdict(opts), "threads": None}}
-        )
+        json.dumps({"data": data.manifest_hash(), "config": asdict(cfg), "opts": fp_opts})
     )
     seconds = _reuse_finished(out / WEIGHTS_NAME, net, fingerprint)
     reused = seconds is not None
@@ -296,12 +377,12 @@ def train_tagger(
         parts = None
         if opts.recolour > 0:
             parts = tagger_augment.cached_part_renders(data, train_idx[: opts.recolour_n], cache)
-        _train_loop(net, data, train_idx, opts, out, fingerprint, parts)
+        _train_loop(net, data, train_idx, opts, out, fingerprint, parts, schema, cols_or_none)
         seconds = time.perf_counter() - t0
-    tagger = Tagger(net, data.schema)
+    tagger = Tagger(net, schema)
     calibration = None
     if opts.calibrate and len(held_idx) >= 4:
-        calibration = _calibrate(tagger, data, held_idx, opts, cache)
+        calibration = _calibrate(tagger, data, held_idx, opts, cache, cols_or_none)
     held = (
         np.asarray(data.images[held_idx])
         if len(held_idx)
@@ -311,7 +392,7 @@ def train_tagger(
         out,
         tagger,
         held,
-        np.asarray(data.tags[held_idx]),
+        np.asarray(data.tags[held_idx])[:, cols],
         info={
             "data": str(data_dir),
             "n_train": len(train_idx),
@@ -325,7 +406,7 @@ def train_tagger(
     path = save_tagger(
         out / WEIGHTS_NAME,
         net,
-        data.schema,
+        schema,
         extra={
             "train": json.loads(
                 json.dumps(

@@ -10,6 +10,10 @@ Two layers:
   nearest to it in CIELAB; a colour about as near to two tags of different families is left unlabelled
   (an all-zero group, which the loss masks). The creator's own jitter parameters are zeroed in these
   renders so that the base colour is exactly the palette colour.
+  A multi-style dataset (`builtin-styles`): the finishing pass of painterly, manga and pixel art (blur and
+  brush texture, screentone dots, the pixel grid; `creators.builtin.restyle.post`) is not linear in a colour,
+  so parts are rendered *before* it and the pass is applied after repainting (`finish`): the recoloured
+  image is the style's own render of the recoloured character.
 * **Style and framing** (`style_augment`), on a (B, 3, S, S) batch in [-1, 1]: zoom out onto a new
   background or zoom in to the face, rotation, aspect; flat-colour posterisation, median smoothing
   (removes thin outlines), outline thickening, added cartoon outlines, painted texture, hue-preserving
@@ -28,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charforge.creators.builtin.styles import STYLES
+
 # part name -> (categorical parameter, palette table name in charforge.creators.builtin.palette, tag group)
 PARTS: dict[str, tuple[str, str, str | None]] = {
     "hair": ("hair_color", "HAIR_RGB", "hair color"),
@@ -39,6 +45,7 @@ PARTS: dict[str, tuple[str, str, str | None]] = {
 }
 ZEROED = ("hair_hue", "hair_lightness", "eye_hue", "eye_lightness", "skin_lightness")
 COEF_SCALE = 100.0  # coefficients are stored as uint8 of coef * COEF_SCALE (coef in [0, 2.55])
+STYLE_CODES = {name: k for k, name in enumerate(STYLES)}  # style name -> code in PartRenders.style
 AMBIGUOUS_DE = 5.0  # CIE76 Delta E: nearer than this to a second tag of another family -> unlabelled
 
 
@@ -134,6 +141,7 @@ class PartRenders:
     coef: dict[str, np.ndarray]  # part -> (N, S, S, 3) uint8, coef * COEF_SCALE
     colour: dict[str, np.ndarray]  # part -> (N, 3) float32 base colour of the part, sRGB [0, 1]
     tags: np.ndarray  # (N, T) float32 tags of the base render
+    style: np.ndarray | None = None  # (N,) int8 index into creators.builtin.styles.STYLES (None: all cel)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -146,17 +154,66 @@ def _alt_option(table: np.ndarray) -> np.ndarray:
     return diff.argmax(axis=1)
 
 
+def _render_before_finish(creator, batch, size: int) -> np.ndarray:
+    """`creator.render` without the styles' finishing pass (`restyle.post`), which is not linear in a colour.
+    The renderer has no switch for it, so the module function is swapped for the identity for this call
+    (restored in `finally`; the part renders are drawn in one thread)."""
+    from charforge.creators.builtin import restyle
+
+    post = restyle.post
+    restyle.post = lambda img, style, size: img
+    try:
+        return creator.render(batch, size)
+    finally:
+        restyle.post = post
+
+
+def style_codes(space, batch) -> np.ndarray | None:
+    """(N,) int8 index into STYLES (`STYLE_CODES`) of each character's render style, None for the cel-only
+    creator."""
+    if "style" not in space.names:
+        return None
+    options = space.categorical[space.cat_index("style")].options
+    code = np.array([STYLE_CODES[o] for o in options], dtype=np.int8)
+    return code[batch.cat[:, space.cat_index("style")]]
+
+
+def finish(img: np.ndarray, style: np.ndarray | None) -> np.ndarray:
+    """Apply each image's finishing pass (painterly, manga, pixel) to (B, S, S, 3) float [0, 1] images drawn
+    before it; other styles and style None pass unchanged."""
+    from charforge.creators.builtin import restyle
+
+    if style is None:
+        return img
+    out = img
+    for k in np.unique(style):
+        name = STYLES[int(k)]
+        if name not in ("painterly", "manga", "pixel"):
+            continue
+        rows = np.flatnonzero(style == k)
+        x = torch.from_numpy(np.ascontiguousarray(img[rows], dtype=np.float32)).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            y = restyle.post(x, name, img.shape[1]).clamp(0.0, 1.0)
+        out = out.copy() if out is img else out
+        out[rows] = y.permute(0, 2, 3, 1).numpy()
+    return out
+
+
 def render_parts(creator, batch, size: int) -> PartRenders:
-    """Render `batch` (a ParamBatch of the built-in creator) once plus once per part; see `PartRenders`."""
+    """Render `batch` (a ParamBatch of the built-in creator) once plus once per part; see `PartRenders`.
+    A multi-style creator's painterly, manga and pixel characters are drawn before their finishing pass
+    (`finish` applies it after repainting)."""
     from charforge.creators.builtin import palette
 
     space = creator.space
+    style = style_codes(space, batch)
+    draw = creator.render if style is None else (lambda b, s: _render_before_finish(creator, b, s))
     cat, cont = batch.cat.copy(), batch.cont.copy()
     for name in ZEROED:
         j = [p.name for p in space.continuous].index(name)
         cont[:, j] = 0.0
     base_batch = type(batch)(cat, cont)
-    base = creator.render(base_batch, size)
+    base = draw(base_batch, size)
     coef, colour = {}, {}
     for part, (param, table_name, _) in PARTS.items():
         j = space.cat_index(param)
@@ -164,7 +221,7 @@ def render_parts(creator, batch, size: int) -> PartRenders:
         alt = _alt_option(table)
         cat2 = cat.copy()
         cat2[:, j] = alt[cat[:, j]]
-        other = creator.render(type(batch)(cat2, cont), size)
+        other = draw(type(batch)(cat2, cont), size)
         c0, c1 = table[cat[:, j]], table[cat2[:, j]]  # (N, 3)
         dc = (c1 - c0)[:, None, None, :]
         ok = np.abs(dc) > 0.06
@@ -174,7 +231,7 @@ def render_parts(creator, batch, size: int) -> PartRenders:
         coef[part] = np.clip(np.round(k * COEF_SCALE), 0, 255).astype(np.uint8)
         colour[part] = c0.astype(np.float32)
     tags = creator.derive_tags(base_batch).astype(np.float32)
-    return PartRenders(base=base, coef=coef, colour=colour, tags=tags)
+    return PartRenders(base=base, coef=coef, colour=colour, tags=tags, style=style)
 
 
 def recolour(
@@ -184,8 +241,14 @@ def recolour(
     schema,
     *,
     p_part: float = 0.7,
+    skin_any: float = 0.0,
+    colours_out: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images `idx` of `parts` with each colour part repainted (probability p_part) in a random colour.
+    A repainted skin stays near a skin tone, except with probability `skin_any` where it takes any colour
+    (yellow, grey, green skins of cartoon avatars: hair colour must be read from the hair, not the face).
+    Multi-style parts get their style's finishing pass after repainting (`finish`). A dict `colours_out`
+    receives, per tagged part ("hair", "eyes"), the (B, 3) sRGB colour each image shows (new or kept).
     Returns (B, S, S, 3) float32 in [0, 1] and (B, T) float32 tags (hair / eye groups relabelled)."""
     from charforge.creators.builtin import palette
 
@@ -194,6 +257,8 @@ def recolour(
     b = len(idx)
     for part, (_, table_name, group) in PARTS.items():
         on = rng.random(b) < p_part
+        if colours_out is not None and group is not None:
+            colours_out[part] = parts.colour[part][idx].astype(np.float32)
         if not on.any():
             continue
         c0 = parts.colour[part][idx]
@@ -214,11 +279,14 @@ def recolour(
             new = np.where(rng.random((b, 1)) < 0.3, 1.0, new)  # white backgrounds are common in foreign art
         else:
             table = palette.table(getattr(palette, table_name), tuple(getattr(palette, table_name)))
-            # skin stays a skin colour (moved in CIELAB); clothes and hats take any colour
-            new = sample_colours(b, table, rng, p_near=1.0 if part == "skin" else 0.3)
+            # skin stays a skin colour (moved in CIELAB) unless skin_any; clothes and hats take any colour
+            new = sample_colours(b, table, rng, p_near=(1.0 - skin_any) if part == "skin" else 0.3)
+        if colours_out is not None and group is not None:
+            colours_out[part] = np.where(on[:, None], new, c0).astype(np.float32)
         delta = np.where(on[:, None], new - c0, 0.0).astype(np.float32)  # (B, 3)
         img += parts.coef[part][idx].astype(np.float32) / COEF_SCALE * delta[:, None, None, :]
-    return np.clip(img, 0.0, 1.0), tags
+    img = np.clip(img, 0.0, 1.0)
+    return finish(img, None if parts.style is None else parts.style[idx]), tags
 
 
 # ---- style and framing on tensors ---------------------------------------------------------------------------
@@ -317,17 +385,27 @@ def texture(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return ((x + 1) * (1 + amp * n)).clamp(0, 2) - 1
 
 
-def tone(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Hue-preserving tone change: contrast 0.8-1.2, brightness +-0.12, gamma 0.8-1.25, saturation 0.8-1.2."""
+def tone(x: torch.Tensor, g: torch.Generator, colours: torch.Tensor | None = None):
+    """Hue-preserving tone change: contrast 0.8-1.2, brightness +-0.12, gamma 0.8-1.25, saturation 0.8-1.2.
+    With `colours` ((B, 3, K, 1) in [-1, 1]: colours the image shows) returns (image, colours) with the same
+    per-image change applied to the colours (its contrast pivot is the image's mean)."""
     b = x.shape[0]
-    y = (x + 1) / 2
     gam = torch.exp((2 * _u(g, b) - 1) * np.log(1.25)).view(b, 1, 1, 1)
-    y = y.clamp(0, 1) ** gam
+    y = ((x + 1) / 2).clamp(0, 1) ** gam
     m = y.mean(dim=(1, 2, 3), keepdim=True)
-    y = (y - m) * (0.8 + 0.4 * _u(g, b).view(b, 1, 1, 1)) + m + (2 * _u(g, b) - 1).view(b, 1, 1, 1) * 0.06
-    grey = _luma(y)
-    y = grey + (y - grey) * (0.8 + 0.4 * _u(g, b).view(b, 1, 1, 1))
-    return y.clamp(0, 1) * 2 - 1
+    con = (0.8 + 0.4 * _u(g, b)).view(b, 1, 1, 1)
+    bri = (2 * _u(g, b) - 1).view(b, 1, 1, 1) * 0.06
+    sat = (0.8 + 0.4 * _u(g, b)).view(b, 1, 1, 1)
+
+    def rest(y: torch.Tensor) -> torch.Tensor:
+        y = (y - m) * con + m + bri
+        grey = _luma(y)
+        y = grey + (y - grey) * sat
+        return y.clamp(0, 1) * 2 - 1
+
+    if colours is None:
+        return rest(y)
+    return rest(y), rest(((colours + 1) / 2).clamp(0, 1) ** gam)
 
 
 def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -403,34 +481,77 @@ class StyleOptions:
     p_cutout: float = 0.25
 
 
-def style_augment(x: torch.Tensor, g: torch.Generator, opts: StyleOptions | None = None) -> torch.Tensor:
-    """The tagger's style/framing augmentation on (B, 3, S, S) in [-1, 1]; each step on a random share."""
+def style_augment(
+    x: torch.Tensor, g: torch.Generator, opts: StyleOptions | None = None, colours: torch.Tensor | None = None
+):
+    """The tagger's style/framing augmentation on (B, 3, S, S) in [-1, 1]; each step on a random share.
+
+    `colours` ((B, 3, K, 1) in [-1, 1], e.g. each image's hair and eye colour): the colour steps
+    (posterisation, tone) are applied to them too and (image, colours) is returned, so colour tags can follow
+    what the image now shows (`relabel_colours`). The other steps leave a flat colour as it is (outlines,
+    median, blur, resampling and cut-outs change edges; texture and noise average out). The random draws are
+    the same with or without `colours`."""
     o = opts or StyleOptions()
     b = x.shape[0]
 
-    def apply(p: float, fn) -> None:
-        nonlocal x
+    def apply(p: float, fn, with_colours: bool = False) -> None:
+        nonlocal x, colours
         if p <= 0:
             return
         m = _u(g, b) < p
         if m.any():
             x = x.clone()
-            x[m] = fn(x[m])
+            if with_colours and colours is not None:
+                colours = colours.clone()
+                x[m], colours[m] = fn(x[m], colours[m])
+            elif with_colours:
+                x[m] = fn(x[m], None)[0]
+            else:
+                x[m] = fn(x[m])
+
+    def poster(t: torch.Tensor, c: torch.Tensor | None):
+        levels = (4 + 6 * _u(g, len(t))).round()
+        return posterise(t, levels), None if c is None else posterise(c, levels)
+
+    def toned(t: torch.Tensor, c: torch.Tensor | None):
+        return (tone(t, g), None) if c is None else tone(t, g, c)
 
     apply(o.p_outline, lambda t: add_outlines(t, g))
     apply(o.p_texture, lambda t: texture(t, g))
     apply(o.p_median, median3)
     apply(o.p_thicken, thicken_lines)
-    apply(o.p_posterise, lambda t: posterise(t, (4 + 6 * _u(g, len(t))).round()))
+    apply(o.p_posterise, poster, with_colours=True)
     if o.zoom != (1.0, 1.0):
         apply(o.p_frame, lambda t: frame(t, g, None, o.zoom))
-    apply(o.p_tone, lambda t: tone(t, g))
+    apply(o.p_tone, toned, with_colours=True)
     apply(o.p_blur, lambda t: blur(t, 0.3 + 0.8 * _u(g, len(t))))
     apply(o.p_resample, lambda t: resample(t, g))
     apply(o.p_cutout, lambda t: cutouts(t, g))
     apply(o.p_noise, lambda t: t + 0.06 * _u(g, len(t)).view(-1, 1, 1, 1) * torch.randn(t.shape, generator=g))
     apply(o.p_jpeg, lambda t: jpeg(t, g))
-    return x.clamp(-1, 1)
+    x = x.clamp(-1, 1)
+    return x if colours is None else (x, colours.clamp(-1, 1))
+
+
+def relabel_colours(tags: np.ndarray, colours: dict[str, np.ndarray], schema) -> np.ndarray:
+    """Tags with the hair and eye colour groups set from `colours` (part -> (B, 3) sRGB [0, 1]): the nearest
+    creator palette colour in CIELAB, unlabelled (all-zero) when two families are about as near, as in
+    `recolour`."""
+    from charforge.creators.builtin import palette
+
+    tags = tags.copy()
+    for part, (_, table_name, group) in PARTS.items():
+        if group is None or part not in colours:
+            continue
+        g = next(gr for gr in schema.groups if gr.name == group)
+        names = tuple(t.removesuffix(" hair").removesuffix(" eyes") for t in g.tags)
+        table = palette.table(getattr(palette, table_name), names)
+        lab = nearest_tag(np.asarray(colours[part], np.float64), table, colour_family(names))
+        sl = schema.group_slices()[schema.groups.index(g)]
+        t = np.zeros((len(tags), sl.stop - sl.start), np.float32)
+        t[np.arange(len(tags))[lab >= 0], lab[lab >= 0]] = 1.0
+        tags[:, sl] = t
+    return tags
 
 
 def held_out_style(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -469,9 +590,14 @@ def cached_part_renders(
 
     from charforge.creators.builtin import BuiltinCreator
 
-    if data.params is None or data.space is None or data.space.name != "builtin":
+    if not has_part_renders(data):
         raise ValueError("part recolouring needs a dataset built by the built-in creator (with parameters)")
-    creator = BuiltinCreator()
+    if data.space.name == "builtin":
+        creator = BuiltinCreator()
+    else:  # builtin-styles: the styles the dataset was built with, in its own option order
+        creator = BuiltinCreator(styles=data.space.categorical[data.space.cat_index("style")].options)
+        if creator.space.names != data.space.names:
+            raise ValueError("the dataset's multi-style parameter space is not the built-in creator's")
     size = data.size
     root = Path(cache) if cache else None
     if root:
@@ -488,6 +614,7 @@ def cached_part_renders(
                 coef={p: z[f"coef_{p}"] for p in PARTS},
                 colour={p: z[f"colour_{p}"] for p in PARTS},
                 tags=z["tags"],
+                style=z["style"] if "style" in z.files else None,
             )
         else:
             pr = render_parts(creator, data.space.decode(np.asarray(data.params[sub])), size)
@@ -499,6 +626,7 @@ def cached_part_renders(
                     tags=pr.tags,
                     **{f"coef_{p}": pr.coef[p] for p in PARTS},
                     **{f"colour_{p}": pr.colour[p] for p in PARTS},
+                    **({} if pr.style is None else {"style": pr.style}),
                 )
                 tmp.rename(f)
         pieces.append(pr)
@@ -507,6 +635,17 @@ def cached_part_renders(
         coef={k: np.concatenate([p.coef[k] for p in pieces]) for k in PARTS},
         colour={k: np.concatenate([p.colour[k] for p in pieces]) for k in PARTS},
         tags=np.concatenate([p.tags for p in pieces]),
+        style=None if pieces[0].style is None else np.concatenate([p.style for p in pieces]),
+    )
+
+
+def has_part_renders(data) -> bool:
+    """Whether a packed dataset can be part-recoloured: built by the built-in creator (plain or multi-style)
+    with its parameters stored."""
+    return (
+        data.params is not None
+        and data.space is not None
+        and data.space.name in ("builtin", "builtin-styles")
     )
 
 

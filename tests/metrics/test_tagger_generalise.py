@@ -202,3 +202,170 @@ def test_shipped_estimator_loads_calibrated_and_reads_creator_renders():
         assert (pred[:, j] == truth[:, j]).mean() >= 0.9, tag
     tags, unknown = tagger.predict_tags(images, abstain=True)
     assert tags.shape == unknown.shape == (24, len(tagger.schema)) and unknown.mean() < 0.3
+
+
+@pytest.mark.parametrize("style", ["painterly", "manga", "pixel", "chibi"])
+def test_multi_style_part_recolouring_reproduces_the_styled_render(style):
+    """A multi-style character's hair painted blue before its finishing pass (halftone dots, pixel grid,
+    brush texture) matches the creator's own render of that character with blue hair in that style."""
+    from charforge.creators.builtin import BuiltinCreator, palette
+
+    creator = BuiltinCreator(styles=("cel", style))
+    space = creator.space
+    batch = creator.sample(6, np.random.default_rng(5))
+    batch.cat[:, space.cat_index("style")] = 1
+    j = space.cat_index("hair_color")
+    batch.cat[:, j] = HAIR_COLORS.index("brown")
+    batch.cat[:, space.cat_index("ribbon")] = 0
+    parts = ta.render_parts(creator, batch, 32)
+    assert list(parts.style) == [ta.STYLE_CODES[style]] * 6
+    blue = palette.table(palette.HAIR_RGB, HAIR_COLORS)[HAIR_COLORS.index("blue")]
+    img = (
+        parts.base.astype(np.float32) / 255
+        + parts.coef["hair"].astype(np.float32)
+        / ta.COEF_SCALE
+        * (blue - parts.colour["hair"])[:, None, None, :]
+    )
+    painted = np.clip(img, 0, 1).astype(np.float32)
+    img = ta.finish(painted, parts.style)
+    cat, cont = batch.cat.copy(), batch.cont.copy()
+    cat[:, j] = HAIR_COLORS.index("blue")
+    for name in ta.ZEROED:
+        cont[:, [p.name for p in space.continuous].index(name)] = 0
+    truth = creator.render(type(batch)(cat, cont), 32).astype(np.float32) / 255
+    err = np.abs(img - truth)
+    # pixel art snaps cell means to 8 levels: a cell on a rounding edge may land one level (36/255) away
+    assert err.mean() < 3 / 255 and np.quantile(err, 0.95) < (40 if style == "pixel" else 10) / 255
+    # the parts were drawn before the finishing pass: without `finish` the picture is not the style's
+    if style != "chibi":  # (chibi has no finishing pass)
+        assert np.abs(painted - truth).mean() > 2 * err.mean()
+
+
+def test_skin_any_paints_skin_off_the_skin_tones_and_keeps_the_hair_tags():
+    from charforge.creators.builtin import BuiltinCreator
+
+    creator = BuiltinCreator()
+    batch = creator.sample(8, np.random.default_rng(2))
+    parts = ta.render_parts(creator, batch, 32)
+    schema = make_girls_moe_schema()
+    a, ta_ = ta.recolour(parts, np.arange(8), np.random.default_rng(0), schema, p_part=1.0)
+    b, tb = ta.recolour(parts, np.arange(8), np.random.default_rng(0), schema, p_part=1.0, skin_any=0.0)
+    np.testing.assert_array_equal(a, b)  # the default is the old behaviour, stream for stream
+    np.testing.assert_array_equal(ta_, tb)
+    c, tc = ta.recolour(parts, np.arange(8), np.random.default_rng(0), schema, p_part=1.0, skin_any=1.0)
+    np.testing.assert_array_equal(ta_, tc)  # same draws for hair and eyes: same tags
+    skin = parts.coef["skin"].astype(np.float32).sum(-1) > 150  # pixels that are mostly skin
+    assert np.abs(c - a)[skin].mean() > 0.05
+
+
+def test_multi_style_dataset_trains_a_34_tag_estimator(tmp_path):
+    """`drop_groups=("style",)` on a multi-style dataset: recoloured multi-style parts, a 34-tag calibrated
+    tagger (the importer's width), and a fingerprint that leaves the new options out at their defaults."""
+    from charforge.data.build import build_from_creator
+    from charforge.train.tagger import TaggerTrainOptions, learned_schema, train_tagger
+
+    data = build_from_creator(
+        tmp_path / "ds", creator="builtin-styles=manga,pixel", n=40, size=32, seed=0, show_progress=False
+    )
+    assert len(data.schema) == 40
+    schema, cols = learned_schema(data.schema, ("style",))
+    assert schema.tags == make_girls_moe_schema().tags and len(cols) == 34
+    assert [data.schema.tags[c] for c in cols] == list(schema.tags)
+    with pytest.raises(Exception, match="no exclusive tag group"):
+        learned_schema(data.schema, ("mood",))
+    opts = TaggerTrainOptions(
+        steps=3,
+        batch_size=8,
+        recolour=0.7,
+        recolour_n=16,
+        clean_share=0.5,
+        style=True,
+        calibrate=True,
+        skin_any=0.3,
+        drop_groups=("style",),
+        colour_true=True,
+        zoom=(0.5, 1.8),
+        threads=1,
+    )
+    res = train_tagger(tmp_path / "ds", tmp_path / "t", opts=opts, image_size=32, channels=4, feat_dim=8)
+    tagger = load_tagger(res.path)
+    assert tagger.calibrated and len(tagger.schema) == 34 and tagger.schema.tags == schema.tags
+    assert tagger.predict_proba(np.asarray(data.images[:4])).shape == (4, 34)
+    assert any(f.name.startswith("parts_") for f in (tmp_path / "t" / "part_renders").iterdir())
+    from charforge.models.io import load_model
+
+    fp = load_model(res.path, kind="tagger")[1]["fingerprint"]["opts"]
+    assert fp["zoom"] == [0.5, 1.8] and fp["drop_groups"] == ["style"] and fp["colour_true"] is True
+    plain = train_tagger(tmp_path / "ds", tmp_path / "u", opts=TaggerTrainOptions(steps=1, batch_size=4))
+
+    fp = load_model(plain.path, kind="tagger")[1]["fingerprint"]["opts"]
+    assert (
+        "skin_any" not in fp
+        and "drop_groups" not in fp
+        and "colour_true" not in fp
+        and len(load_tagger(plain.path).schema) == 40
+    )
+
+
+def test_colour_steps_move_the_tracked_colours_like_the_pixels():
+    """`style_augment(colours=...)`: posterisation and tone move a flat patch and its tracked colour alike,
+    the random draws do not change, and `relabel_colours` names the moved colour."""
+    from charforge.creators.builtin import palette
+
+    rgb = [(0.52, 0.33, 0.20), (0.96, 0.53, 0.17), (0.73, 0.76, 0.84), (0.81, 0.17, 0.19)]
+    x = torch.cat([_flat(c, n=1, s=16) for c in rgb])  # (4, 3, 16, 16)
+    col = torch.tensor(rgb, dtype=torch.float32).view(4, 3, 1, 1) * 2 - 1  # (B, 3, K=1, 1)
+    only = ta.StyleOptions(
+        zoom=(1.0, 1.0), **{f: 0.0 for f in ta.StyleOptions.__dataclass_fields__ if f.startswith("p_")}
+    )
+    only.p_tone, only.p_posterise = 1.0, 1.0
+    y, moved = ta.style_augment(x, torch.Generator().manual_seed(3), only, colours=col)
+    torch.testing.assert_close(moved[:, :, 0, 0], y[:, :, 8, 8], atol=1e-5, rtol=0)
+    assert (moved - col).abs().max() > 0.02  # the colours did move
+    y0 = ta.style_augment(x, torch.Generator().manual_seed(3), only)
+    torch.testing.assert_close(y, y0)  # tracking colours draws nothing extra
+    full, _ = ta.style_augment(x, torch.Generator().manual_seed(4), colours=col)
+    torch.testing.assert_close(full, ta.style_augment(x, torch.Generator().manual_seed(4)))
+
+    schema = make_girls_moe_schema()
+    hair = palette.table(palette.HAIR_RGB, HAIR_COLORS)
+    tags = np.zeros((3, len(schema)), np.float32)
+    grey_edge = (hair[HAIR_COLORS.index("gray")] + hair[HAIR_COLORS.index("brown")]) / 2
+    shown = {
+        "hair": np.stack([hair[HAIR_COLORS.index("orange")], hair[HAIR_COLORS.index("silver")], grey_edge])
+    }
+    out = ta.relabel_colours(tags, shown, schema)
+    assert out[0, HAIR_COLORS.index("orange")] == 1 and out[1, HAIR_COLORS.index("silver")] == 1
+    assert out[:2, :13].sum() == 2 and out[:, 13:].sum() == 0
+
+
+def test_test_time_views_average_the_probabilities_and_travel_in_the_file(tmp_path):
+    from charforge.errors import UserError
+    from charforge.tagger.net import Tagger, TaggerConfig, TaggerNet, save_tagger, view
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(view(x, "flip"), x.flip(-1))
+    torch.testing.assert_close(view(x, "zoom:1"), x, atol=1e-5, rtol=0)
+    big = view(x, "zoom:2")  # the centre half, scaled up: its centre 2x2 block is x's centre
+    torch.testing.assert_close(big[:, :, 7:9, 7:9].mean(), x[:, :, 7:9, 7:9].mean(), atol=0.1, rtol=0)
+    small = view(
+        torch.ones(1, 3, 16, 16), "zoom:0.5"
+    )  # shrinks onto the edge colours: a flat image stays flat
+    torch.testing.assert_close(small, torch.ones(1, 3, 16, 16))
+    for bad in ("rotate", "zoom:", "zoom:9"):
+        with pytest.raises(UserError):
+            view(x, bad)
+
+    schema = make_girls_moe_schema()
+    torch.manual_seed(0)
+    net = TaggerNet(TaggerConfig(n_tags=len(schema), image_size=16, channels=4, feat_dim=8))
+    images = (np.random.default_rng(0).random((3, 16, 16, 3)) * 255).astype(np.uint8)
+    plain = Tagger(net, schema)
+    both = Tagger(net, schema, views=("flip",))
+    want = (plain.predict_proba(images) + plain.predict_proba(images[:, :, ::-1].copy())) / 2
+    np.testing.assert_allclose(both.predict_proba(images), want, atol=1e-5)
+    with pytest.raises(UserError):
+        Tagger(net, schema, views=("blur",))
+    path = save_tagger(tmp_path / "t.safetensors", net, schema, extra={"views": ["flip", "zoom:1.25"]})
+    assert load_tagger(path).views == ("flip", "zoom:1.25")
+    assert load_tagger(save_tagger(tmp_path / "u.safetensors", net, schema)).views == ()
