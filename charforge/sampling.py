@@ -1,7 +1,10 @@
 """The one place that turns (generator, tags, seeds) into images. CLI, web API and export all call these.
 
-Per-image seeds: image i's noise is `torch.randn(z_dim, generator=Generator().manual_seed(seeds[i]))`, and
-the generator runs in eval mode (batch norm uses running statistics), so a seed reproduces its face whatever
+Per-image seeds, under a seed scheme (`charforge.web.seeds`, recorded as `seed_scheme` in every output):
+"torch-v1" (the default, the original seeds): image i's noise is
+`torch.randn(z_dim, generator=Generator().manual_seed(seeds[i]))` and its free tags come from
+`numpy.random.default_rng(seeds[i])`; "portable-v1": a counter-based generator with a JavaScript twin, so the
+browser draws the same characters. Either way the generator runs in eval mode (batch norm uses running statistics), so a seed reproduces its face whatever
 else is in the batch (bit for bit at a given batch size; across batch sizes some CPUs' convolution kernels, e.g.
 oneDNN on AVX-512 / AMX, round differently, by at most one level of 255, measured).
 """
@@ -22,6 +25,12 @@ import torch
 from charforge.core.tags import TagConstraints, TagSchema
 from charforge.errors import UserError
 from charforge.models.families import Family, get_family
+from charforge.web.seeds import (  # noqa: F401  (SEED_SCHEMES: re-exported for the front ends)
+    DEFAULT_SEED_SCHEME,
+    PORTABLE_V1,
+    SEED_SCHEMES,
+    check_seed_scheme,
+)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_NAME = "default"
@@ -64,13 +73,16 @@ class GeneratorBundle:
             return self.net(z, c)
         return self.family_spec.sample(self.net, z, c)
 
-    def png_meta(self, seed: int | None, tags: np.ndarray) -> dict[str, Any]:
+    def png_meta(
+        self, seed: int | None, tags: np.ndarray, seed_scheme: str = DEFAULT_SEED_SCHEME
+    ) -> dict[str, Any]:
         """Provenance text for one output image (save_png adds the charforge version)."""
         return {
             "generator": self.family,
             "model_id": self.model_id,
             "model_sha256": self.sha256,
             "seed": seed,
+            "seed_scheme": seed_scheme,
             "tags": self.schema.from_vector(tags),
         }
 
@@ -291,10 +303,17 @@ def check_truncation(truncation: float) -> float:
     return float(truncation)
 
 
-def noise_for_seeds(seeds: Sequence[int], z_dim: int, truncation: float = 1.0) -> torch.Tensor:
+def noise_for_seeds(
+    seeds: Sequence[int], z_dim: int, truncation: float = 1.0, seed_scheme: str = DEFAULT_SEED_SCHEME
+) -> torch.Tensor:
     """(N, Z): row i depends only on seeds[i]. `truncation` (0, 1] scales the noise towards its mean (0): the
-    truncation trick, trading variety for fidelity (fewer odd faces, tags drawn more reliably)."""
+    truncation trick, trading variety for fidelity (fewer odd faces, tags drawn more reliably).
+    `seed_scheme` "torch-v1" draws with torch.randn, "portable-v1" with `charforge.web.seeds.noise`."""
     psi = check_truncation(truncation)
+    if check_seed_scheme(seed_scheme) == PORTABLE_V1:
+        from charforge.web import seeds as portable
+
+        return torch.from_numpy(portable.noise([int(s) for s in seeds], z_dim, psi))
     rows = [torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
     z = torch.stack(rows) if rows else torch.zeros(0, z_dim)
     return z * psi if psi != 1.0 else z
@@ -316,13 +335,16 @@ def generate(
     z: torch.Tensor | None = None,
     batch_size: int = 64,
     truncation: float = 1.0,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> np.ndarray:
-    """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1, scaled by `truncation`)
-    or given `z` (N, Z)."""
+    """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1, scaled by `truncation`,
+    drawn under `seed_scheme`) or given `z` (N, Z)."""
     tags = _check_tags(bundle, tags)
     n = len(tags)
     if z is None:
-        z = noise_for_seeds(list(seeds) if seeds is not None else range(n), bundle.z_dim, truncation)
+        z = noise_for_seeds(
+            list(seeds) if seeds is not None else range(n), bundle.z_dim, truncation, seed_scheme
+        )
     if z.shape != (n, bundle.z_dim):
         raise UserError(f"noise: expected shape ({n}, {bundle.z_dim}), got {tuple(z.shape)}")
     out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)
@@ -362,9 +384,17 @@ def sample_tags(
 
 
 def sample_tags_for_seeds(
-    bundle: GeneratorBundle, constraints: TagConstraints | None, seeds: Sequence[int]
+    bundle: GeneratorBundle,
+    constraints: TagConstraints | None,
+    seeds: Sequence[int],
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> np.ndarray:
-    """(N, T) where row i's free tags come only from seeds[i], so (seed, constraints) reproduces one character."""
+    """(N, T) where row i's free tags come only from seeds[i], so (seed, constraints) reproduces one character.
+    "torch-v1": numpy's default_rng(seed) through `sample_tags`; "portable-v1": `charforge.web.seeds`."""
+    if check_seed_scheme(seed_scheme) == PORTABLE_V1:
+        from charforge.web import seeds as portable
+
+        return portable.sample_tags(bundle.schema, bundle.freqs, constraints, [int(s) for s in seeds])
     rows = [sample_tags(bundle, constraints, 1, np.random.default_rng(int(s)))[0] for s in seeds]
     return np.stack(rows) if rows else np.zeros((0, len(bundle.schema)), np.float32)
 
@@ -376,6 +406,7 @@ def characters_for_seeds(
     *,
     fixed_noise: bool = False,
     truncation: float = 1.0,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The one recipe behind the CLI, the demo and the studio: (images (N,S,S,3), noise seeds, tags (N,T)).
 
@@ -384,9 +415,10 @@ def characters_for_seeds(
     (tag seed, constraints, noise seed) triple reproduces one image whatever else is in the batch.
     """
     tag_seeds = [int(s) for s in seeds]
-    tag_m = sample_tags_for_seeds(bundle, constraints, tag_seeds)
+    tag_m = sample_tags_for_seeds(bundle, constraints, tag_seeds, seed_scheme)
     noise = [tag_seeds[0]] * len(tag_seeds) if fixed_noise and tag_seeds else tag_seeds
-    return generate(bundle, tag_m, seeds=noise, truncation=truncation), noise, tag_m
+    images = generate(bundle, tag_m, seeds=noise, truncation=truncation, seed_scheme=seed_scheme)
+    return images, noise, tag_m
 
 
 def characters_for_request(
@@ -398,6 +430,7 @@ def characters_for_request(
     fixed_noise: bool = False,
     source: str = "tags",
     truncation: float = 1.0,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The CLI's and demo's entry: `characters_for_seeds` for a tag string with tag seeds seed, seed+1, ...
 
@@ -405,7 +438,12 @@ def characters_for_request(
     """
     constraints = bundle.schema.parse(tags, source=source)
     return characters_for_seeds(
-        bundle, constraints, [seed + i for i in range(n)], fixed_noise=fixed_noise, truncation=truncation
+        bundle,
+        constraints,
+        [seed + i for i in range(n)],
+        fixed_noise=fixed_noise,
+        truncation=truncation,
+        seed_scheme=seed_scheme,
     )
 
 
@@ -417,10 +455,11 @@ def sheet_meta(
     tag_m: np.ndarray,
     fixed_noise: bool,
     truncation: float = 1.0,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> dict[str, Any]:
     """Provenance of a grid PNG: every image's noise seed, tag seed and tags (and the truncation, if any)."""
     meta = {
-        **bundle.png_meta(seed, tag_m[0]),
+        **bundle.png_meta(seed, tag_m[0], seed_scheme),
         "seeds": seeds,
         "tag_seeds": [seed + i for i in range(len(tag_m))],
         "tags": [bundle.schema.from_vector(t) for t in tag_m],
@@ -461,13 +500,14 @@ def generate_sheet(
     cols: int | None = None,
     watermark: bool = True,
     truncation: float = 1.0,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> Path:
     """Write a grid PNG of n characters for a tag string, with provenance metadata (all seeds and tags) and,
     unless `watermark` is False, the invisible watermark."""
     images, seeds, tag_m = characters_for_request(
-        bundle, tags, n, seed, fixed_noise=fixed_noise, truncation=truncation
+        bundle, tags, n, seed, fixed_noise=fixed_noise, truncation=truncation, seed_scheme=seed_scheme
     )
-    meta = sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation)
+    meta = sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation, seed_scheme)
     return save_sheet(bundle, images, meta, path, cols=cols, watermark=watermark)
 
 
@@ -519,16 +559,20 @@ def interpolate(
     b: tuple[int, np.ndarray],
     frames: int,
     truncation: float = 1.0,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> np.ndarray:
     """Slerp between the seeds' noise and lerp between the tag vectors: (F, S, S, 3) uint8. The end frames equal
-    `generate` for those seeds and tags at the same truncation."""
+    `generate` for those seeds and tags at the same truncation and seed scheme."""
     if frames < 2:
         raise UserError(f"frames={frames}: need at least 2 frames", field="frames")
     (seed_a, tags_a), (seed_b, tags_b) = a, b
-    za, zb = noise_for_seeds([seed_a, seed_b], bundle.z_dim, truncation)
+    za, zb = noise_for_seeds([seed_a, seed_b], bundle.z_dim, truncation, seed_scheme)
     t = torch.linspace(0, 1, frames)
     z = slerp(za, zb, t)  # (F, Z)
-    z[0], z[-1] = za, zb  # exactly the end points' noise (sin(omega)/sin(omega) rounds differently on some CPUs)
+    z[0], z[-1] = (
+        za,
+        zb,
+    )  # exactly the end points' noise (sin(omega)/sin(omega) rounds differently on some CPUs)
     ta, tb = np.asarray(tags_a, np.float32), np.asarray(tags_b, np.float32)
     tags = ta[None] + t.numpy()[:, None] * (tb - ta)[None]  # (F, T)
     return generate(bundle, tags, z=z)
@@ -561,6 +605,7 @@ def npc_batch(
     should_stop: Callable[[], Any] | None = None,
     partial: bool = False,
     report: dict[str, Any] | None = None,
+    seed_scheme: str = DEFAULT_SEED_SCHEME,
 ) -> list[NPCRecord]:
     """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
     least `min_distance` RMS (pixel units in [0, 1]). Each NPC's free tags are drawn from its own seed
@@ -570,7 +615,9 @@ def npc_batch(
     the same face (same colours in the same places), which block-averaged pixels capture directly, while
     perceptual hashes on 64 px portraits mostly encode the shared pose and would reject true variants.
     """
-    rng = np.random.default_rng(seed)
+    portable = check_seed_scheme(seed_scheme) == PORTABLE_V1
+    rng = None if portable else np.random.default_rng(seed)
+    drawn = 0  # portable-v1: candidate seeds are words 0, 1, ... of the batch seed's NPC stream
     max_tries = max_tries or max(20 * n, 256)
     used: set[int] = set()
     out: list[NPCRecord] = []
@@ -580,10 +627,17 @@ def npc_batch(
         if should_stop is not None and (stopped := should_stop()):
             break  # a caller's budget (time, a cancelled request): stop between batches
         m = min(batch_size, max_tries - tried)
-        seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=m) if int(s) not in used]
+        if portable:
+            from charforge.web.seeds import npc_candidate_seeds
+
+            cand = npc_candidate_seeds(seed, drawn, m)
+            drawn += m
+        else:
+            cand = rng.integers(0, 2**31 - 1, size=m)
+        seeds = list(dict.fromkeys(int(s) for s in cand if int(s) not in used))
         used.update(seeds)
-        tags = sample_tags_for_seeds(bundle, constraints, seeds)  # each NPC's tags from its own seed
-        imgs = generate(bundle, tags, seeds=seeds, truncation=truncation)
+        tags = sample_tags_for_seeds(bundle, constraints, seeds, seed_scheme)  # each NPC's tags from its seed
+        imgs = generate(bundle, tags, seeds=seeds, truncation=truncation, seed_scheme=seed_scheme)
         tried += m
         for img, s, t, f in zip(imgs, seeds, tags, _thumb(imgs)):
             if len(out) >= n:

@@ -18,6 +18,11 @@ BACKEND_HELP = (
 )
 DEVICE_HELP = "Where the generator runs: auto (CUDA, then MPS, else CPU), cpu, cuda or mps (torch backend)."
 NO_WM_HELP = "Skip the invisible watermark (the PNG metadata then records watermark: none)."
+SEED_SCHEME_HELP = (
+    "How a seed becomes noise and free tags: torch-v1 (default; the original seeds) or portable-v1 (the same "
+    "characters as the browser page and `charforge export web`). Recorded in every PNG and manifest; "
+    "docs/web.md defines both."
+)
 TRUNC_HELP = (
     "Truncation psi in (0, 1]: scales the noise towards the average face. 1 = full variety; 0.6-0.8 = "
     "tags drawn more reliably, faces more alike (docs/generator.md measures the trade-off)."
@@ -57,9 +62,16 @@ def _up_meta(up, scale: int) -> dict:
     return {} if up is None else up.provenance(scale)
 
 
-def _model_doc(bundle, no_watermark: bool, truncation: float) -> dict:
+def _seed_scheme(value: str) -> str:
+    from charforge.web.seeds import check_seed_scheme
+
+    return check_seed_scheme(value, field="--seed-scheme")
+
+
+def _model_doc(bundle, no_watermark: bool, truncation: float, seed_scheme: str = "torch-v1") -> dict:
     """The --json fields every generating command shares."""
     return {
+        "seed_scheme": seed_scheme,
         "model_id": bundle.model_id,
         "model_sha256": bundle.sha256,
         "generator": bundle.family,
@@ -92,6 +104,7 @@ def generate(
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
+    seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
@@ -99,16 +112,24 @@ def generate(
     from charforge.provenance import save_png
 
     with json_mode(as_json):
+        scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
         _warn_untrained(bundle, tags, "--tags")
         images, seeds, tag_m = sampling.characters_for_request(
-            bundle, tags, n, seed, fixed_noise=fixed_noise, source="--tags", truncation=truncation
+            bundle,
+            tags,
+            n,
+            seed,
+            fixed_noise=fixed_noise,
+            source="--tags",
+            truncation=truncation,
+            seed_scheme=scheme,
         )  # checks --tags first
         images = _up(up, images, upscale)
-        meta = sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation) | _up_meta(
-            up, upscale
-        )
+        meta = sampling.sheet_meta(
+            bundle, tags, seed, seeds, tag_m, fixed_noise, truncation, scheme
+        ) | _up_meta(up, upscale)
         sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
         files = []
         if each is not None:  # the same images as the grid, one file each
@@ -116,14 +137,16 @@ def generate(
                 extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
                 extra |= _up_meta(up, upscale)
                 files.append(each / f"{i:04d}_seed{s}.png")
-                save_png(files[-1], img, {**bundle.png_meta(s, t), **extra}, watermark=not no_watermark)
+                meta_i = {**bundle.png_meta(s, t, scheme), **extra}
+                save_png(files[-1], img, meta_i, watermark=not no_watermark)
     if as_json:
         images_doc = [
             {"seed": s, "tag_seed": seed + i, "tags": bundle.schema.from_vector(t)}
             | ({"file": files[i]} if files else {})
             for i, (s, t) in enumerate(zip(seeds, tag_m))
         ]
-        emit("generate", _model_doc(bundle, no_watermark, truncation) | {"grid": out, "images": images_doc})
+        doc = _model_doc(bundle, no_watermark, truncation, seed_scheme)
+        emit("generate", doc | {"grid": out, "images": images_doc})
     else:
         typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
 
@@ -147,6 +170,7 @@ def interpolate(
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
+    seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
@@ -157,29 +181,28 @@ def interpolate(
     from charforge.utils.io import write_bytes_atomic
 
     with json_mode(as_json):
+        scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
         seed_b = seed_a if seed_b is None else seed_b
         _warn_untrained(bundle, tags_a, "--tags-a")
         if tags_b is not None:
             _warn_untrained(bundle, tags_b, "--tags-b")
-        ta = sampling.sample_tags_for_seeds(bundle, bundle.schema.parse(tags_a, source="--tags-a"), [seed_a])[
-            0
-        ]
+        ca = bundle.schema.parse(tags_a, source="--tags-a")
+        ta = sampling.sample_tags_for_seeds(bundle, ca, [seed_a], scheme)[0]
         tb = (
             ta
             if tags_b is None
             else sampling.sample_tags_for_seeds(
-                bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b]
+                bundle, bundle.schema.parse(tags_b, source="--tags-b"), [seed_b], scheme
             )[0]
         )
-        images = _up(
-            up, sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation), upscale
-        )
+        frames_px = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation, scheme)
+        images = _up(up, frames_px, upscale)
         for i, img in enumerate(images):
             t = i / (frames - 1)
             meta = {
-                **bundle.png_meta(seed_a, ta),
+                **bundle.png_meta(seed_a, ta, scheme),
                 "seed_b": seed_b,
                 "tags_b": bundle.schema.from_vector(tb),
                 "t": t,
@@ -192,6 +215,7 @@ def interpolate(
             "model_id": bundle.model_id,
             "model_sha256": bundle.sha256,
             "interpolation": {"a": seed_a, "b": seed_b},
+            "seed_scheme": scheme,
             **_up_meta(up, upscale),
         }
         ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
@@ -199,7 +223,8 @@ def interpolate(
     if as_json:
         frame_files = [out / f"frame_{i:03d}.png" for i in range(frames)]
         emit(
-            "interpolate", _model_doc(bundle, no_watermark, truncation) | {"frames": frame_files, "gif": gif}
+            "interpolate",
+            _model_doc(bundle, no_watermark, truncation, seed_scheme) | {"frames": frame_files, "gif": gif},
         )
     else:
         typer.echo(f"wrote {frames} frames and {gif}")
@@ -220,6 +245,7 @@ def npc(
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
+    seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
@@ -228,17 +254,25 @@ def npc(
     from charforge.utils.io import write_json_atomic
 
     with json_mode(as_json):
+        scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
         constraints = bundle.schema.parse(tags, source="--tags")
         _warn_untrained(bundle, tags, "--tags")
         records = sampling.npc_batch(
-            bundle, n, seed, constraints, min_distance=min_distance, truncation=truncation
+            bundle,
+            n,
+            seed,
+            constraints,
+            min_distance=min_distance,
+            truncation=truncation,
+            seed_scheme=scheme,
         )
         items = []
         for i, r in enumerate(records):
             name = f"npc_{i:04d}.png"
-            meta = bundle.png_meta(r.seed, r.tags) | ({"truncation": truncation} if truncation != 1.0 else {})
+            meta = bundle.png_meta(r.seed, r.tags, scheme)
+            meta |= {"truncation": truncation} if truncation != 1.0 else {}
             meta |= _up_meta(up, upscale)
             save_png(out / name, _up(up, r.image, upscale), meta, watermark=not no_watermark)
             items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
@@ -249,6 +283,7 @@ def npc(
                 "model_sha256": bundle.sha256,
                 "generator": bundle.family,
                 "batch_seed": seed,
+                "seed_scheme": scheme,
                 "request": tags,
                 "min_distance": min_distance,
                 "watermark": not no_watermark,
@@ -261,7 +296,7 @@ def npc(
     if as_json:
         emit(
             "npc",
-            _model_doc(bundle, no_watermark, truncation)
+            _model_doc(bundle, no_watermark, truncation, seed_scheme)
             | {
                 "out": out,
                 "manifest": out / "manifest.json",

@@ -393,7 +393,7 @@ def _meta_routes(r, app, studio: Studio) -> None:
         )
 
 
-def _image_meta(req_model: str, bundle: Any, g, names: list[str]) -> dict[str, Any]:
+def _image_meta(req_model: str, bundle: Any, g, names: list[str], scheme: str = "torch-v1") -> dict[str, Any]:
     return {
         "generator": "charforge studio",
         "model": req_model,
@@ -401,6 +401,7 @@ def _image_meta(req_model: str, bundle: Any, g, names: list[str]) -> dict[str, A
         "model_sha256": str(bundle.sha256),
         "seed": g.seed,
         "tag_seed": g.tag_seed,
+        "seed_scheme": scheme,
         "tags": names,
     }
 
@@ -414,6 +415,7 @@ def _images_zip(req: S.GenerateRequest, bundle: Any, items: list) -> bytes:
         "model_sha256": str(bundle.sha256),
         "truncation": req.truncation,
         "upscale": req.upscale,
+        "seed_scheme": req.seed_scheme,
         "images": [
             {"file": f, "seed": g.seed, "tag_seed": g.tag_seed, "tags": n}
             for f, (_, g, n, _) in zip(files, items)
@@ -436,11 +438,13 @@ def _generate_routes(r, app, studio: Studio) -> None:
         def job():
             bundle = studio.bundle(req.model)
             out = []
-            made = studio.generate(req.model, req.tags, seeds, req.fixed_noise, req.truncation)
+            made = studio.generate(
+                req.model, req.tags, seeds, req.fixed_noise, req.truncation, req.seed_scheme
+            )
             pixels, up_meta = studio.upscale(np.stack([g.image for g in made]), req.upscale)
             for g, image in zip(made, pixels):
                 names = bundle.schema.from_vector(g.tags)
-                meta = _image_meta(req.model, bundle, g, names) | (
+                meta = _image_meta(req.model, bundle, g, names, req.seed_scheme) | (
                     {"truncation": req.truncation} if req.truncation != 1.0 else {}
                 )
                 out.append((png(image, meta | up_meta), g, names, tag_form(bundle.schema, g.tags)))
@@ -474,7 +478,12 @@ def _generate_routes(r, app, studio: Studio) -> None:
         def job():
             bundle = studio.bundle(req.model)
             frames, ta, tb = studio.interpolate(
-                req.model, (req.a.seed, req.a.tags), (req.b.seed, req.b.tags), req.frames, req.truncation
+                req.model,
+                (req.a.seed, req.a.tags),
+                (req.b.seed, req.b.tags),
+                req.frames,
+                req.truncation,
+                req.seed_scheme,
             )
             frames, up_meta = studio.upscale(frames, req.upscale)
             meta = {
@@ -483,6 +492,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 "model_id": str(bundle.model_id),
                 "model_sha256": str(bundle.sha256),
                 "interpolation": {"a": req.a.seed, "b": req.b.seed},
+                "seed_scheme": req.seed_scheme,
                 **up_meta,
             }
             pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]
@@ -531,6 +541,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                     max_candidates=settings.npc_max_candidates,
                     should_stop=should_stop,
                     info=info,
+                    seed_scheme=req.seed_scheme,
                 )
             except WorkStopped as e:
                 if e.reason == "cancelled":
@@ -548,7 +559,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
             for i, (g, image) in enumerate(zip(found, pixels)):
                 names = bundle.schema.from_vector(g.tags)
                 name = f"npc_{i:03d}_seed{g.seed}.png"
-                files[name] = png(image, _image_meta(req.model, bundle, g, names) | up_meta)
+                files[name] = png(image, _image_meta(req.model, bundle, g, names, req.seed_scheme) | up_meta)
                 rows.append(
                     {"file": name, "seed": g.seed, "tags": names, "tag_form": tag_form(bundle.schema, g.tags)}
                 )
@@ -557,6 +568,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 "model_id": str(bundle.model_id),
                 "model_sha256": str(bundle.sha256),
                 "seed": req.seed,
+                "seed_scheme": req.seed_scheme,
                 "count": len(rows),
                 "requested": req.count,
                 "complete": len(rows) == req.count,

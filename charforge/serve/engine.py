@@ -41,6 +41,12 @@ def tag_form(schema, vec: np.ndarray) -> dict[str, Any]:
     return form
 
 
+def _scheme_kw(seed_scheme: str) -> dict[str, str]:
+    """The seed scheme as a keyword for the sampler, left out for the default (so stand-in samplers that
+    predate seed schemes keep working)."""
+    return {} if seed_scheme == "torch-v1" else {"seed_scheme": seed_scheme}
+
+
 def _field(record: Any, name: str) -> Any:
     return record[name] if isinstance(record, dict) else getattr(record, name)
 
@@ -126,21 +132,28 @@ class Studio:
     def constraints(self, bundle: Any, form: dict[str, Any], source: str = "tags"):
         return bundle.schema.constraints_from_dict(form, source=source)
 
-    def _tags_for(self, bundle: Any, constraints, tag_seed: int) -> np.ndarray:
-        return np.asarray(self.sampler.sample_tags_for_seeds(bundle, constraints, [tag_seed]), np.float32)[
-            0
-        ]  # (T,)
+    def _tags_for(self, bundle: Any, constraints, tag_seed: int, seed_scheme: str = "torch-v1") -> np.ndarray:
+        kw = _scheme_kw(seed_scheme)
+        return np.asarray(
+            self.sampler.sample_tags_for_seeds(bundle, constraints, [tag_seed], **kw), np.float32
+        )[0]  # (T,)
 
     # ---- generation ----------------------------------------------------------------------------
     def generate(
-        self, model: str, form: dict[str, Any], seeds: list[int], fixed_noise: bool, truncation: float = 1.0
+        self,
+        model: str,
+        form: dict[str, Any],
+        seeds: list[int],
+        fixed_noise: bool,
+        truncation: float = 1.0,
+        seed_scheme: str = "torch-v1",
     ) -> list[Generated]:
         """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed).
         The recipe is `sampling.characters_for_seeds`, the same as the CLI's `generate`."""
         bundle = self.bundle(model)
         c = self.constraints(bundle, form)
         images, noise, tags = self.sampler.characters_for_seeds(
-            bundle, c, seeds, fixed_noise=fixed_noise, truncation=truncation
+            bundle, c, seeds, fixed_noise=fixed_noise, truncation=truncation, **_scheme_kw(seed_scheme)
         )
         return [
             Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
@@ -148,13 +161,20 @@ class Studio:
         ]
 
     def interpolate(
-        self, model: str, a: tuple[int, dict], b: tuple[int, dict], frames: int, truncation: float = 1.0
+        self,
+        model: str,
+        a: tuple[int, dict],
+        b: tuple[int, dict],
+        frames: int,
+        truncation: float = 1.0,
+        seed_scheme: str = "torch-v1",
     ):
         """(frames (F, S, S, 3) uint8, tags_a (T,), tags_b (T,)). Each end point matches /generate's image for it."""
         bundle = self.bundle(model)
-        ta = self._tags_for(bundle, self.constraints(bundle, a[1], "a.tags"), a[0])
-        tb = self._tags_for(bundle, self.constraints(bundle, b[1], "b.tags"), b[0])
-        out = self.sampler.interpolate(bundle, (a[0], ta), (b[0], tb), frames, truncation)
+        ta = self._tags_for(bundle, self.constraints(bundle, a[1], "a.tags"), a[0], seed_scheme)
+        tb = self._tags_for(bundle, self.constraints(bundle, b[1], "b.tags"), b[0], seed_scheme)
+        kw = _scheme_kw(seed_scheme)
+        out = self.sampler.interpolate(bundle, (a[0], ta), (b[0], tb), frames, truncation, **kw)
         return np.asarray(out, np.uint8), ta, tb
 
     def npc(
@@ -168,6 +188,7 @@ class Studio:
         max_candidates: int | None = None,
         should_stop: Callable[[], str | None] | None = None,
         info: dict[str, Any] | None = None,
+        seed_scheme: str = "torch-v1",
     ) -> list[Generated]:
         """`sampling.npc_batch`, bounded: at most `max_candidates` portraits are drawn, and before each batch
         of them `should_stop()` may end the work (it returns why: "time" or "cancelled") -> WorkStopped.
@@ -190,6 +211,7 @@ class Studio:
                     should_stop=should_stop,
                     partial=True,
                     report=report,
+                    **_scheme_kw(seed_scheme),
                 )
                 if report.get("stopped") == "cancelled" or (report.get("stopped") == "time" and not records):
                     raise WorkStopped(report["stopped"], int(report.get("tried", 0)))
@@ -202,7 +224,13 @@ class Studio:
                 info.update(report)
             else:
                 records = self.sampler.npc_batch(
-                    view, count, seed, constraints=c, min_distance=min_distance, max_tries=max_candidates
+                    view,
+                    count,
+                    seed,
+                    constraints=c,
+                    min_distance=min_distance,
+                    max_tries=max_candidates,
+                    **_scheme_kw(seed_scheme),
                 )
         except UserError as e:
             if e.field != "min_distance":

@@ -18,6 +18,13 @@ TagValue = Union[bool, str, None]  # group: a tag name or "any"; independent tag
 TagForm = dict[str, TagValue]
 ParamValue = Union[float, str]
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+SeedScheme = Annotated[
+    Literal["torch-v1", "portable-v1"],
+    Field(
+        description="how a seed becomes noise and free tags: torch-v1 (the original seeds) or portable-v1 "
+        "(the same characters as the studio page draws in the browser); recorded in every PNG"
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -66,6 +73,7 @@ class GenerateRequest(Strict):
         "lower = tags drawn more reliably and faces more alike",
     )
     upscale: Upscale = 1
+    seed_scheme: SeedScheme = "torch-v1"
     format: Literal["json", "zip"] = Field(
         "json", description="base64 PNGs in JSON, or one zip with a manifest"
     )
@@ -99,6 +107,7 @@ class InterpolateRequest(Strict):
     frames: int = Field(8, ge=2, le=MAX_FRAMES, description="frames including both end points")
     truncation: float = Field(1.0, gt=0.0, le=1.0, description="noise truncation psi, as in /generate")
     upscale: Upscale = 1
+    seed_scheme: SeedScheme = "torch-v1"
     format: Literal["json", "gif"] = "json"
     frame_ms: int = Field(120, ge=20, le=2000, description="GIF frame duration in milliseconds")
 
@@ -126,6 +135,7 @@ class NpcRequest(Strict):
         description="least RMS difference (0-1 pixel units) between two NPCs' 16 px thumbnails",
     )
     upscale: Upscale = 1
+    seed_scheme: SeedScheme = "torch-v1"
 
 
 class RenderRequest(Strict):
