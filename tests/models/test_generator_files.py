@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,14 +30,15 @@ def test_shipped_format1_generator_gives_the_pinned_pixels():
     bundle = sampling.load_generator(device="cpu")
     assert read_generator(bundle.path).format == 1
     imgs, _, _ = sampling.characters_for_request(bundle, "blonde hair, blue eyes, smile", 4, 7)
-    assert hashlib.sha256(imgs.tobytes()).hexdigest() == (
-        "6badcb069b8784a59c171ae67596137fa973fafc1a2ac7d0829b50e2fa093106"
-    )
-    assert imgs[0, 20, 28:32].tolist() == [[203, 181, 151], [219, 194, 183], [239, 213, 211], [236, 200, 203]]
     imgs2, _, _ = sampling.characters_for_request(bundle, "red hair, glasses", 3, 100, truncation=0.7)
-    assert hashlib.sha256(imgs2.tobytes()).hexdigest() == (
-        "94a5f003a2827f1fdbc482f3a43c28e3ec3787220613c663c0d43cee18d3ebb9"
-    )
+    # pinned exactly before the family seam landed (an AVX-512 BF16 machine) and still exact on an AMX one
+    assert imgs[0, 20, 28:32].tolist() == [[203, 181, 151], [219, 194, 183], [239, 213, 211], [236, 200, 203]]
+    # every pixel, through 8x8 block means: a whole-array sha256 was pinned here, but CPUs differ in the last
+    # rounding of a few pixels (one level of 255, moving a block mean by 1/64); a real change moves them by far more
+    ref = np.load(Path(__file__).parent / "data" / "format1_blocks.npz")
+    for got, want in ((imgs, ref["a"]), (imgs2, ref["b"])):
+        blocks = got.reshape(len(got), 8, 8, 8, 8, 3).mean((2, 4))
+        assert np.abs(blocks - want).max() < 0.25
     # the format-1 file records a training preset (with a teacher path); the bundle exposes the architecture only
     assert "teacher" in read_metadata(bundle.path)["charforge_config"]
     assert "teacher" not in bundle.config and bundle.config["family"] == "acgan"
