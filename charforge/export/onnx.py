@@ -26,6 +26,8 @@ from charforge import __version__
 from charforge.core.tags import TagSchema
 from charforge.errors import UserError
 from charforge.utils.io import atomic_path, write_json_atomic
+from charforge.web.seeds import PORTABLE_V1
+from charforge.web.seeds import SPEC as SEED_SPEC
 
 DEFAULT_OPSET = 17  # ONNX opset; onnxruntime (and Unreal NNE's ORT runtimes) and Sentis >= 2.6 load it; older Sentis wants 15
 PARITY_TOL = 1e-4  # max abs difference, fp32 onnxruntime vs PyTorch, accepted by the exporters' self-check
@@ -94,6 +96,8 @@ def generator_metadata(bundle: Any) -> dict[str, Any]:
         "tag_schema": schema.to_dict(),
         "tag_freqs": [round(float(f), 6) for f in np.asarray(bundle.freqs).reshape(-1)],
         "tag_sampling": TAG_RECIPE,
+        "seed_scheme": PORTABLE_V1,  # how charforge turns a seed into z and free tags, portable to any language
+        "seed_scheme_spec": SEED_SPEC,
         "input_z": "float32 (batch, z_dim), standard normal N(0, 1)",
         "input_tags": "float32 (batch, T), 0 or 1 in tag_names order",
         "output_image": "float32 (batch, 3, S, S), RGB planes (NCHW), values in [-1, 1]",

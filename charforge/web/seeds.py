@@ -42,6 +42,17 @@ import numpy as np
 
 from charforge.errors import UserError
 
+SPEC = (
+    "portable-v1: mix64(x) = SplitMix64 finaliser (x^=x>>30; x*=0xBF58476D1CE4E5B9; x^=x>>27; "
+    "x*=0x94D049BB133111EB; x^=x>>31; mod 2^64). key = mix64((stream<<32)|seed), seed in [0, 2^32), stream 1 = "
+    "noise, 2 = tags, 3 = NPC seeds. word i = mix64(key + (i+1)*0x9E3779B97F4A7C15); uniform i = (word i >> 11) "
+    "* 2^-53. Normals by Box-Muller in float64: u1 = 1 - uniform 2k, u2 = uniform 2k+1, r = sqrt(-2 ln u1), "
+    "t = 2 pi u2, normal 2k = r cos t, 2k+1 = r sin t; z = float32(normal * truncation). Tags: uniform g per "
+    "exclusive group, then one per independent tag, then one per conflict pair (always consumed); freqs rounded "
+    "to 6 decimals; a free group picks the first k with u*total < cumsum(freqs)[k]; a free independent tag is on "
+    "when u < freq; a conflict pair both on keeps a fixed tag, else turns off the first if u < 0.5, else the "
+    "second. Reference code: charforge/web/seeds.py and charforge/web/static/portable.js (docs/web.md)."
+)
 TORCH_V1 = "torch-v1"
 PORTABLE_V1 = "portable-v1"
 SEED_SCHEMES = (TORCH_V1, PORTABLE_V1)

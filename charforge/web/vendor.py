@@ -64,8 +64,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def runtime_status(runtime_dir: Path = RUNTIME_DIR) -> tuple[bool, str]:
-    """(usable, why not): every file listed in the manifest is there with its recorded sha256."""
+def runtime_status(runtime_dir: Path | None = None) -> tuple[bool, str]:
+    """(usable, why not): every file listed in the manifest is there with its pinned sha256."""
+    runtime_dir = runtime_dir or RUNTIME_DIR
     man = runtime_dir / MANIFEST
     if not man.is_file():
         return (
@@ -111,8 +112,9 @@ def fetch_tarball(npm: str | None = None) -> Path:
     return tgz
 
 
-def vendor(tarball: Path, runtime_dir: Path = RUNTIME_DIR) -> dict:
+def vendor(tarball: Path, runtime_dir: Path | None = None) -> dict:
     """Check `tarball` against the pinned sha512, copy FILES into `runtime_dir`, write the manifest."""
+    runtime_dir = runtime_dir or RUNTIME_DIR
     got = _sha512_b64(tarball)
     if got != TARBALL_SHA512:
         raise RuntimeError(

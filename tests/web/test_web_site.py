@@ -1,0 +1,220 @@
+"""`charforge export web`: the exported folder, served by a plain static file server (no charforge server),
+makes the CLI's characters in headless chromium (Playwright), with PNG metadata and the watermark."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from charforge import sampling
+from charforge.cli import main
+from charforge.provenance import read_png_metadata
+from charforge.provenance.watermark import detect_watermark
+from charforge.web import vendor
+
+CHROMIUM = "/usr/bin/chromium"
+RUNTIME_OK, RUNTIME_WHY = vendor.runtime_status()
+needs_runtime = pytest.mark.skipif(
+    not RUNTIME_OK, reason=f"browser-side generation not tested: {RUNTIME_WHY}"
+)
+needs_browser = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
+)
+
+
+def cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    if not RUNTIME_OK:
+        pytest.skip(f"browser-side generation not tested: {RUNTIME_WHY}")
+    out = tmp_path_factory.mktemp("web") / "site"
+    assert cli(["export", "web", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def static_server(site):
+    """`python -m http.server`: a plain static file host, nothing of charforge running."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()
+
+
+def open_site(browser, url: str):
+    """The page under its own CSP (no bypass), recording policy violations and errors."""
+    ctx = browser.new_context(accept_downloads=True, viewport={"width": 1366, "height": 900})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.add_init_script(
+        "window.__csp = []; document.addEventListener('securitypolicyviolation', "
+        "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=60_000)
+    return ctx, page, errors
+
+
+def download_zip(page, button: str) -> zipfile.ZipFile:
+    with page.expect_download(timeout=60_000) as dl:
+        page.click(button)
+    return zipfile.ZipFile(dl.value.path())
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_export_writes_a_self_contained_folder(site):
+    manifest = json.loads((site / "site-manifest.json").read_text())
+    for f in (
+        "index.html",
+        "site.js",
+        "portable.js",
+        "generator.js",
+        "model/generator.onnx",
+        "model/model.json",
+    ):
+        assert f in manifest["files"], f
+    for f in vendor.FILES:
+        assert manifest["files"][f"ort/{f}"]["sha256"] == vendor.FILE_SHA256[f]
+    assert manifest["seed_scheme"] == "portable-v1" and manifest["runtime"]["version"] == vendor.VERSION
+    html = (site / "index.html").read_text()
+    assert "'wasm-unsafe-eval'" in html and "http" not in html.replace("http-equiv", "")  # no outside URL
+    doc = json.loads((site / "model" / "model.json").read_text())
+    assert doc["seed_scheme"] == "portable-v1" and doc["watermark"]["method"] == "charforge-qim-v1"
+    sidecar = json.loads((site / "model" / "generator.json").read_text())
+    assert sidecar["seed_scheme"] == "portable-v1" and "SplitMix64" in sidecar["seed_scheme_spec"]
+    assert "Cross-Origin-Embedder-Policy: require-corp" in (site / "_headers").read_text()
+
+
+def test_export_refuses_a_foreign_folder_and_a_missing_runtime(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert cli(["export", "web", "-o", str(tmp_path)]) == 2
+    assert "only writes into an empty folder" in capsys.readouterr().err
+    monkeypatch.setattr(vendor, "RUNTIME_DIR", tmp_path / "nothing")
+    assert cli(["export", "web", "-o", str(tmp_path / "site")]) == 2
+    assert "python -m charforge.web.vendor" in capsys.readouterr().err
+
+
+@needs_runtime
+@needs_browser
+def test_static_site_makes_the_cli_characters(browser, static_server):
+    ctx, page, errors = open_site(browser, static_server + "/")
+    assert "in this browser" in page.inner_text("#status")
+    page.select_option("#tag-hair-color", "blonde hair")
+    page.click("label[for=tri-smile-on]")
+    page.fill("#seed", "100")
+    page.fill("#count", "6")
+    page.fill("#variety", "0.7")
+    page.uncheck("#watermark")
+    page.click("#generate")
+    page.locator("#grid .tile img").nth(5).wait_for(timeout=60_000)
+    zf = download_zip(page, "#zip-all")
+    manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["seed_scheme"] == "portable-v1" and manifest["watermark"] == "none"
+    bundle = sampling.load_generator(None, device="cpu")
+    ref, seeds, tag_m = sampling.characters_for_request(
+        bundle, "blonde hair, smile", 6, 100, truncation=0.7, seed_scheme="portable-v1"
+    )
+    assert [im["tag_seed"] for im in manifest["images"]] == list(range(100, 106))
+    for im, want, tags in zip(manifest["images"], ref, tag_m):
+        data = zf.read(im["file"])
+        got = pixels(data)
+        assert np.abs(got.astype(int) - want).max() <= 2, im["file"]  # <= 2/255 of the CLI's pixels
+        meta = read_png_metadata(data)
+        assert meta["tags"] == bundle.schema.from_vector(tags) == im["tags"]
+        assert meta["seed_scheme"] == "portable-v1" and meta["truncation"] == 0.7
+        assert meta["model_sha256"] == bundle.sha256 and meta["watermark"] == "none"
+        assert "AI-generated" in meta["ai_generated"]
+    # watermark on: Python's detector finds charforge's mark with the model's tag
+    page.check("#watermark")
+    page.fill("#count", "2")
+    page.click("#generate")
+    expect(page.locator("#grid .tile img")).to_have_count(2, timeout=60_000)
+    zf = download_zip(page, "#zip-all")
+    first = json.loads(zf.read("manifest.json"))["images"][0]
+    data = zf.read(first["file"])
+    found, score, payload = detect_watermark(pixels(data))
+    assert found and payload == bundle.sha256[:4], score
+    meta = read_png_metadata(data)
+    assert meta["watermark"] == "charforge-qim-v1" and meta["watermark_tag"] == bundle.sha256[:4]
+    from charforge.provenance.metadata import read_xmp
+
+    assert "trainedAlgorithmicMedia" in (read_xmp(data) or "")
+    assert page.evaluate("window.__csp") == []
+    assert not errors, errors
+    ctx.close()
+
+
+@needs_runtime
+@needs_browser
+def test_static_site_npc_batch_matches_the_library(browser, static_server):
+    ctx, page, errors = open_site(browser, static_server + "/")
+    page.click("#tab-npc")
+    page.fill("#npc-count", "6")
+    page.fill("#npc-seed", "3")
+    zf = download_zip(page, "#npc-go")
+    manifest = json.loads(zf.read("manifest.json"))
+    bundle = sampling.load_generator(None, device="cpu")
+    recs = sampling.npc_batch(bundle, 6, 3, None, seed_scheme="portable-v1")
+    assert [c["seed"] for c in manifest["characters"]] == [r.seed for r in recs]
+    for c, r in zip(manifest["characters"], recs):
+        assert c["tags"] == bundle.schema.from_vector(r.tags)
+        found, _, _ = detect_watermark(pixels(zf.read(c["file"])))
+        assert found
+    assert page.evaluate("window.__csp") == []
+    assert not errors, errors
+    ctx.close()
