@@ -383,8 +383,16 @@ def _load_state(out: Path, net: SRNet, ema: SRNet, opt: torch.optim.Optimizer, f
 
 
 def _model_card(out: Path, opts: SRTrainOptions, step: int, wall: float, metrics: dict, command: str) -> None:
+    from charforge.provenance.modelcard import card_header
+
     m = metrics
+    header = card_header(
+        license="apache-2.0",
+        tags=("charforge", "super-resolution", "image-to-image", "anime"),
+        extra={"pipeline_tag": "image-to-image"},
+    )
     lines = [
+        header.rstrip("\n"),
         "# Upscaler (charforge super-resolution)",
         "",
         f"- **What:** x{' and x'.join(str(s) for s in opts.model.scales)} super-resolution for anime portraits "

@@ -120,6 +120,10 @@ def test_training_writes_a_run_and_resumes_exactly(tmp_path, monkeypatch):
     ):
         assert (tmp_path / "a" / name).is_file(), name
     assert list((tmp_path / "a" / "samples").glob("step_*.png"))
+    from charforge.provenance.modelcard import split_card
+
+    header, body = split_card((tmp_path / "a" / "MODEL_CARD.md").read_text())
+    assert header["library_name"] == "charforge" and header["license"] == "apache-2.0" and "x4_clean" in body
     # the same run in two pieces: stop after 2 steps (a budget), then --resume
     opts = train_sr.SRTrainOptions(steps=4, **kw)
     opts.minutes = 0.0  # the budget is spent before the first step: nothing runs, the state is saved at 0
