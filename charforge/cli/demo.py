@@ -63,6 +63,31 @@ def _generator_stage(out: Path) -> dict[str, Path]:
     return paths
 
 
+def _upscale_stage(out: Path) -> dict[str, Path]:
+    import numpy as np
+
+    from charforge.provenance import save_png
+    from charforge.sampling import characters_for_request, load_generator
+    from charforge.sr import load_upscaler
+
+    up = load_upscaler(None)  # before any work: a missing upscaler is "not run", not half a stage
+    bundle = load_generator(None)
+    images, seeds, tags = characters_for_request(bundle, DEMO_TAG_SETS[3], 4, 0)
+    paths = {}
+    for scale in (2, 4):
+        big = up.upscale(images, scale)
+        path = out / f"upscaled_x{scale}.png"
+        meta = {
+            **bundle.png_meta(seeds[0], tags[0]),
+            "seeds": [int(x) for x in seeds],
+            **up.provenance(scale),
+        }
+        paths[f"upscaled x{scale}: {DEMO_TAG_SETS[3]}"] = save_png(
+            path, np.concatenate(list(big), axis=1), meta
+        )
+    return paths
+
+
 def _fit_stage(out: Path) -> dict[str, Path]:
     import numpy as np
 
@@ -85,6 +110,7 @@ STAGES = [
     ("character creator: 64 random characters", _creator_stage),
     ("dataset: 1024 built-in renders at 64 px", _dataset_stage),
     ("generator: shipped model, one sheet per tag set", _generator_stage),
+    ("upscaler: the same characters at 2x and 4x", _upscale_stage),
     ("face-to-parameter: fit a character with the shipped model", _fit_stage),
 ]
 
