@@ -112,3 +112,19 @@ def test_prepare_score_and_anchor_skip(tmp_path, monkeypatch):
     assert (out / "sheet_creator-cel.png").exists()
     md = table.read_text()
     assert "| bicubic | 2 |" in md and "SIMD" in md
+
+    # "ours" through the same path as charforge.sr (a stand-in upscaler): scored, timed, goals checked
+    monkeypatch.setattr(
+        sb, "load_ours", lambda: (lambda x: sb.pil_resize(x, 256, "lanczos"), "ours: stand-in")
+    )
+    assert (
+        sb.main(
+            ["score", "--methods", "bicubic,ours", "--out", str(out), "--table", str(table), "--no-sheets"]
+        )
+        == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    ours = res["sets"]["creator-cel"]["methods"]["ours"]
+    assert ours["all"]["d_psnr"]["mean"] > 0  # lanczos is a little sharper than bicubic
+    md = table.read_text()
+    assert "## Issue 17 goals" in md and "| creator-cel: PSNR >= bicubic + 4 dB |" in md
