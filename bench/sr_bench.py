@@ -690,18 +690,19 @@ def pil_resize(imgs: np.ndarray, size: int, resample: str) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(x).resize((size, size), filt)) for x in imgs])
 
 
-def load_ours() -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
+def load_ours(spec: str = "default") -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
     try:
         from charforge.sr import load_upscaler  # type: ignore[import-not-found]
     except Exception as e:  # ImportError while it is being written, or any error inside it
         return None, f"'ours' skipped: charforge.sr is not importable ({type(e).__name__}: {e})"
     try:
-        up = load_upscaler("default")
+        up = load_upscaler(spec)
     except Exception as e:
-        return None, f"'ours' skipped: load_upscaler('default') failed ({type(e).__name__}: {e})"
+        return None, f"'ours' skipped: load_upscaler({spec!r}) failed ({type(e).__name__}: {e})"
+    ident = getattr(up, "model_id", None) or type(up).__name__
     return (
         lambda x: np.asarray(up.upscale(x, scale=SCALE))
-    ), f"ours: charforge.sr.load_upscaler('default') ({up!r})"[:300]
+    ), f"ours: charforge.sr.load_upscaler({spec!r}): {ident}"
 
 
 def run_method(name: str, lr: np.ndarray, ours: Callable | None) -> tuple[np.ndarray, float]:
@@ -773,7 +774,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     notes: list[str] = []
     ours = None
     if "ours" in methods:
-        ours, msg = load_ours()
+        ours, msg = load_ours(a.upscaler)
         notes.append(msg)
         log(msg)
     cel = read_set("creator-cel") if "creator-cel" in sets else None
@@ -1259,6 +1260,9 @@ def parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="metrics, sheets and the markdown table")
     sc.add_argument("--methods", default="all", help="comma list of bicubic, lanczos, the anchors, ours")
     sc.add_argument("--sheet-rows", type=int, default=8)
+    sc.add_argument(
+        "--upscaler", default="default", help="for 'ours': a shipped name, a run folder or a file"
+    )
     sc.add_argument("--no-sheets", dest="sheets", action="store_false")
     for s in (an, sc):
         s.add_argument("--out", type=Path, default=RESULTS, help="results folder")

@@ -115,7 +115,7 @@ def test_prepare_score_and_anchor_skip(tmp_path, monkeypatch):
 
     # "ours" through the same path as charforge.sr (a stand-in upscaler): scored, timed, goals checked
     monkeypatch.setattr(
-        sb, "load_ours", lambda: (lambda x: sb.pil_resize(x, 256, "lanczos"), "ours: stand-in")
+        sb, "load_ours", lambda spec: (lambda x: sb.pil_resize(x, 256, "lanczos"), "ours: stand-in")
     )
     assert (
         sb.main(
