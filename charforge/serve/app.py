@@ -189,6 +189,9 @@ def create_app(
     )
     _install_error_handlers(app)
     app.include_router(_api_router(app))
+    from charforge.serve.webgen import install_web  # generating in the page: runtime, model files
+
+    install_web(app, studio, _auth_dependency(settings))
     _install_page(app)
     _install_docs(app)
     if settings.torch_threads:

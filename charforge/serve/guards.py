@@ -17,8 +17,10 @@ import ipaddress
 import json
 from urllib.parse import urlsplit
 
+# 'wasm-unsafe-eval' lets the page compile onnxruntime-web's WebAssembly (generation in the browser); it allows
+# WebAssembly compilation only, not eval() of JavaScript.
 PAGE_CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # Swagger UI sets inline styles and shows data: icons; its scripts are the bundled files plus /static/docs.js.

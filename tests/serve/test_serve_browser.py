@@ -77,7 +77,7 @@ def shots(tmp_path_factory) -> Path:
     return out
 
 
-def open_page(browser, server, viewport, panel="generate"):
+def open_page(browser, server, viewport, panel="generate", query=""):
     ctx = browser.new_context(
         viewport=viewport, accept_downloads=True, bypass_csp=True
     )  # lets wait_for_function eval
@@ -85,13 +85,14 @@ def open_page(browser, server, viewport, panel="generate"):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(f"{server.url}/#{panel}")
+    page.goto(f"{server.url}/{query}#{panel}")
     page.wait_for_selector("#groups select", state="attached")
     return ctx, page, errors
 
 
 def test_generate_with_tags_then_interpolate(browser, server, shots):
-    ctx, page, errors = open_page(browser, server, LAPTOP)
+    # on the server (tests/web/test_studio_client.py covers generating in the page)
+    ctx, page, errors = open_page(browser, server, LAPTOP, query="?generate=server")
     page.select_option("#tag-hair-color", "blonde hair")
     page.click("label[for=tri-smile-on]")
     page.click("label[for=tri-hat-off]")
@@ -104,6 +105,7 @@ def test_generate_with_tags_then_interpolate(browser, server, shots):
     with page.expect_request(lambda r: r.url.endswith("/api/v1/generate") and r.method == "POST") as req:
         page.click("#generate")
     assert json.loads(req.value.post_data)["truncation"] == 0.7
+    assert json.loads(req.value.post_data)["seed_scheme"] == "portable-v1"
     page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 6")
     page.wait_for_function(
         "[...document.querySelectorAll('#grid .tile img')].every(i => i.complete && i.naturalWidth > 0)"

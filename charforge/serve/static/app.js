@@ -1,11 +1,17 @@
 // charforge studio page: plain JavaScript, no framework, no CDN. Talks only to /api/v1 on this server.
+// Generation runs in this page (onnxruntime-web, /web-runtime/) when the server offers the runtime, else on the
+// server; both use the portable-v1 seed scheme, so a seed gives the same character either way.
+// ?generate=server keeps every image on the server.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const SEED_MAX = 2147483647;
+const SEED_SCHEME = "portable-v1";
+const FORCE_SERVER = new URLSearchParams(location.search).get("generate") === "server";
 const state = {
   models: [], model: null, schema: null, lastRequest: null, images: [], selected: null, ends: { a: null, b: null },
   creator: null, fitParams: null, params: {}, renderSeq: 0, renderTimer: null, previewUrl: null,
+  web: null, clients: {}, lastWhere: "server",
 };
 
 // ---------------------------------------------------------------- plumbing
@@ -94,7 +100,87 @@ async function loadAll() {
     if (!h.f2p) $("drop-text").textContent = "Photo fitting is off on this server (start it with --f2p).";
   } catch (e) {
     $("status").textContent = "offline"; $("status").className = "status down"; toast(e.message, true);
+    return;
   }
+  await initClient();
+}
+
+// ---------------------------------------------------------------- generating in this browser
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const s = el("script", { src });
+    s.onload = resolve; s.onerror = () => reject(new Error(`could not load ${src}`));
+    document.head.append(s);
+  });
+}
+
+function setWhere(text, client) {
+  $("where").textContent = text;
+  $("where").dataset.where = client ? "client" : "server";
+}
+
+async function initClient() {
+  if (FORCE_SERVER) { setWhere("Images are made on the server (?generate=server).", false); return; }
+  if (!state.models.length) return;
+  try {
+    state.web = await (await api("/web")).json();
+    if (!state.web.runtime) {
+      setWhere(`Images are made on the server: this studio cannot generate in the browser (${state.web.reason}).`, false);
+      return;
+    }
+    setWhere("Loading the generator into this browser…", false);
+    if (!window.CharforgeWeb) {
+      await loadScript(state.web.static_base + "portable.js");
+      await loadScript(state.web.static_base + "generator.js");
+    }
+    await clientFor(state.model);
+    $("client-field").classList.remove("hidden");
+    showWhere();
+  } catch (e) {
+    state.web = null;
+    setWhere(`Images are made on the server: generating in the browser failed (${e.message}).`, false);
+  }
+}
+
+async function clientFor(model) {
+  if (!state.clients[model]) {
+    const urls = state.web.models[model];
+    state.clients[model] = (async () => {
+      const doc = await (await api(urls.doc.replace("/api/v1", ""))).json();
+      const bytes = await (await api(urls.model.replace("/api/v1", ""))).arrayBuffer();
+      return window.CharforgeWeb.Generator.create({ doc, model: bytes, runtimeBase: state.web.runtime_base, threads: 1 });
+    })();
+    state.clients[model].catch(() => { delete state.clients[model]; });
+  }
+  return state.clients[model];
+}
+
+const clientOn = () => !!(state.web && state.web.runtime && $("client-gen").checked && !FORCE_SERVER);
+function useClient(req) { return clientOn() && (req.upscale || 1) === 1 && !!state.clients[req.model]; }
+function showWhere() {
+  if (!clientOn()) setWhere("Images are made on the server.", false);
+  else setWhere("Images are made in this browser (WebAssembly, onnxruntime-web); upscaling and interpolation use the server.", true);
+}
+
+async function clientGenerate(req) {
+  const gen = await clientFor(req.model), CW = window.CharforgeWeb;
+  const seeds = Array.from({ length: req.count }, (_, i) => req.seed + i);
+  const chars = await gen.characters({ constraints: CW.constraintsFromForm(gen.schema, req.tags), seeds,
+                                       truncation: req.truncation, fixedNoise: req.fixed_noise });
+  const extra = { generator: "charforge studio (browser)", model: req.model, ...(req.truncation !== 1 ? { truncation: req.truncation } : {}) };
+  const out = [];
+  for (const c of chars) {
+    const { bytes } = await gen.png(c, extra);
+    out.push({ seed: c.seed, tag_seed: c.tagSeed, tags: c.names, tag_form: CW.tagForm(gen.schema, c.tags),
+               png_base64: CW.toBase64(bytes), png: bytes });
+  }
+  return { images: out, model_id: gen.doc.model_id };
+}
+
+function clientZip(rows, manifest) {
+  const files = rows.map((r) => ({ name: r.file, data: r.png }));
+  files.push({ name: "manifest.json", data: new TextEncoder().encode(JSON.stringify(manifest, null, 2)) });
+  return new Blob([window.CharforgeWeb.zipStored(files)], { type: "application/zip" });
 }
 
 // ---------------------------------------------------------------- generate panel
@@ -159,18 +245,23 @@ function generateRequest() {
   const count = Math.max(1, Math.min(64, parseInt($("count").value, 10) || 1));
   const truncation = Math.max(0.05, Math.min(1, parseFloat($("variety").value) || 1));
   const upscale = parseInt($("size").value, 10) || 1;
-  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation, upscale };
+  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation, upscale,
+           seed_scheme: SEED_SCHEME };
 }
 
 async function runGenerate(req) {
   state.lastRequest = req;
-  const res = await (await api("/generate", { json: req })).json();
+  const client = useClient(req);
+  const res = client ? await clientGenerate(req) : await (await api("/generate", { json: req })).json();
+  state.lastWhere = client ? "client" : "server";
   state.images = res.images; state.selected = null;
   $("detail").classList.add("hidden");
   const grid = $("grid");
   grid.replaceChildren(...res.images.map((im, i) => tile(im, i)));
   const up = req.upscale > 1 ? ` · upscaled ${req.upscale}×` : "";
-  $("gen-info").textContent = `${res.images.length} image${res.images.length === 1 ? "" : "s"} · model ${res.model_id}${up}`;
+  const where = client ? "made in this browser" : "made on the server";
+  $("gen-info").textContent = `${res.images.length} image${res.images.length === 1 ? "" : "s"} · ${where} · model ${res.model_id}${up}`;
+  $("gen-info").dataset.where = state.lastWhere;
   $("zip-all").disabled = false;
 }
 
@@ -210,7 +301,7 @@ async function runInterpolate() {
   const end = (e) => ({ seed: e.seed, tags: e.tags });
   const req = { model: state.model, a: end(state.ends.a), b: end(state.ends.b),
                 frames: parseInt($("frames").value, 10) || 8, truncation: state.ends.a.truncation,
-                upscale: state.ends.a.upscale };
+                upscale: state.ends.a.upscale, seed_scheme: SEED_SCHEME };
   const res = await (await api("/interpolate", { json: req })).json();
   $("strip").replaceChildren(...res.frames.map((f, i) => el("img", { src: pngUrl(f), alt: "frame " + i })));
   $("gif").src = "data:image/gif;base64," + res.gif_base64;
@@ -219,14 +310,28 @@ async function runInterpolate() {
 }
 
 function wireGenerate() {
-  $("model").addEventListener("change", (e) => selectModel(e.target.value));
+  $("model").addEventListener("change", (e) => {
+    selectModel(e.target.value);
+    if (state.web && state.web.runtime) clientFor(e.target.value).catch((err) => toast(err.message, true));
+  });
+  $("client-gen").addEventListener("change", showWhere);
   $("randomise").addEventListener("click", () => { $("seed").value = randomSeed(); });
   $("reset-tags").addEventListener("click", () => setTagForm({}));
   $("variety").addEventListener("input", () => { $("variety-value").textContent = parseFloat($("variety").value).toFixed(2); });
   $("gen-form").addEventListener("submit", (e) => { e.preventDefault(); busy($("generate"), () => runGenerate(generateRequest())); });
   $("zip-all").addEventListener("click", () => busy($("zip-all"), async () => {
-    const blob = await (await api("/generate", { json: { ...state.lastRequest, format: "zip" } })).blob();
-    saveBlob(blob, `charforge_seed${state.lastRequest.seed}.zip`);
+    const req = state.lastRequest;
+    let blob;
+    if (state.lastWhere === "client") { // the PNGs this page made, and the manifest the server would write
+      const rows = state.images.map((im, i) => ({ file: `${String(i).padStart(3, "0")}_seed${im.seed}.png`, png: im.png, im }));
+      const gen = await clientFor(req.model);
+      blob = clientZip(rows, { model: req.model, model_id: gen.doc.model_id, model_sha256: gen.doc.model_sha256,
+        truncation: req.truncation, upscale: 1, seed_scheme: SEED_SCHEME, made_in: "browser (onnxruntime-web)",
+        images: rows.map((r) => ({ file: r.file, seed: r.im.seed, tag_seed: r.im.tag_seed, tags: r.im.tags })) });
+    } else {
+      blob = await (await api("/generate", { json: { ...req, format: "zip" } })).blob();
+    }
+    saveBlob(blob, `charforge_seed${req.seed}.zip`);
   }));
   $("detail-close").addEventListener("click", () => $("detail").classList.add("hidden"));
   $("variations").addEventListener("click", () => {
@@ -369,8 +474,9 @@ async function runNpc() {
   const count = Math.max(1, Math.min(500, parseInt($("npc-count").value, 10) || 1));
   const seed = Math.max(0, parseInt($("npc-seed").value, 10) || 0);
   const upscale = parseInt($("npc-size").value, 10) || 1;
-  const req = { model: state.model, count, seed, tags: $("npc-use-tags").checked ? tagForm() : {}, upscale };
-  const blob = await (await api("/npc", { json: req })).blob();
+  const req = { model: state.model, count, seed, tags: $("npc-use-tags").checked ? tagForm() : {}, upscale, seed_scheme: SEED_SCHEME };
+  const client = useClient(req);
+  const blob = client ? await clientNpc(req) : await (await api("/npc", { json: req })).blob();
   saveBlob(blob, `npcs_seed${seed}.zip`);
   const files = readStoredZip(await blob.arrayBuffer());
   const manifest = files["manifest.json"] ? JSON.parse(new TextDecoder().decode(files["manifest.json"])) : null;
@@ -379,7 +485,26 @@ async function runNpc() {
     const url = URL.createObjectURL(new Blob([files[c.file]], { type: "image/png" }));
     return el("img", { src: url, alt: c.tags.join(", "), title: `#${c.seed}: ${c.tags.join(", ")}` });
   }));
-  $("npc-info").textContent = `Downloaded ${manifest ? manifest.count : "?"} characters (${Math.round(blob.size / 1024)} KB zip with manifest.json).`;
+  const where = client ? "made in this browser" : "made on the server";
+  $("npc-info").textContent = `Downloaded ${manifest ? manifest.count : "?"} characters, ${where} (${Math.round(blob.size / 1024)} KB zip with manifest.json).`;
+}
+
+// The NPC batch in this page: sampling.npc_batch's recipe under portable-v1, zipped like the server's /npc.
+async function clientNpc(req) {
+  const gen = await clientFor(req.model), CW = window.CharforgeWeb, minDistance = 0.04;
+  const { characters, tried } = await gen.npc({ count: req.count, seed: req.seed, minDistance,
+                                                constraints: CW.constraintsFromForm(gen.schema, req.tags), maxTries: 2000 });
+  const rows = [];
+  for (const [i, c] of characters.entries()) {
+    const { bytes } = await gen.png(c, { generator: "charforge studio (browser)", model: req.model });
+    rows.push({ file: `npc_${String(i).padStart(3, "0")}_seed${c.seed}.png`, png: bytes, c });
+  }
+  const manifest = { model: req.model, model_id: gen.doc.model_id, model_sha256: gen.doc.model_sha256, seed: req.seed,
+    seed_scheme: SEED_SCHEME, made_in: "browser (onnxruntime-web)", count: rows.length, requested: req.count,
+    complete: rows.length === req.count, constraints: req.tags, tried,
+    characters: rows.map((r) => ({ file: r.file, seed: r.c.seed, tags: r.c.names, tag_form: CW.tagForm(gen.schema, r.c.tags) })) };
+  if (rows.length < req.count) manifest.note = `${rows.length} of ${req.count} characters were distinct enough within ${tried} candidates (min_distance ${minDistance})`;
+  return clientZip(rows, manifest);
 }
 
 function wireNpc() {
