@@ -65,8 +65,12 @@ async function init() {
     if (!doc.watermark) { $("watermark").checked = false; $("watermark").disabled = true; }
     $("generate").disabled = false; $("npc-go").disabled = false;
     document.body.dataset.ready = "1";
-    const bench = parseInt(new URLSearchParams(location.search).get("bench"), 10);
-    if (bench > 0) await runBench(bench);
+    const q = new URLSearchParams(location.search), bench = parseInt(q.get("bench"), 10);
+    if (bench > 0 && q.get("bench_wait")) { // let the caller read the CPU clock first, then click
+      const go = el("button", { id: "bench-go", textContent: "run the benchmark" });
+      go.addEventListener("click", () => runBench(bench));
+      document.body.append(go);
+    } else if (bench > 0) await runBench(bench);
   } catch (e) {
     $("status").textContent = "could not start: " + e.message; $("status").className = "status down";
     document.body.dataset.ready = "error";
