@@ -23,6 +23,13 @@ def eval_command(
         None, "--tagger", help="Tagger file or folder (default: the shipped tagger, if any)."
     ),
     metrics: str = typer.Option("all", "--metrics", help="Comma-separated metric names, or all."),
+    inception_weights: Path | None = typer.Option(
+        None,
+        "--inception-weights",
+        help="FID Inception-v3 weights file you supply (.safetensors, or a .pth state dict such as "
+        "pt_inception-2015-12-05-6726825d.pth; never downloaded): adds fid_inception and kid_inception, "
+        "figures comparable with published FID. Without it every FID is in charforge's own feature spaces.",
+    ),
     n: int = typer.Option(
         1000, "--n", help="Real and generated images per FID/KID run (capped at half the dataset)."
     ),
@@ -57,13 +64,22 @@ def eval_command(
                 "eval",
                 {
                     "metrics": {
-                        s.name: {"needs_tagger": s.needs_tagger, "help": s.help} for s in METRICS.values()
+                        s.name: {
+                            "needs_tagger": s.needs_tagger,
+                            "needs_inception_weights": s.needs_inception,
+                            "help": s.help,
+                        }
+                        for s in METRICS.values()
                     }
                 },
             )
             return
         for spec in METRICS.values():
             typer.echo(f"{spec.name:14} {'(needs a tagger) ' if spec.needs_tagger else ''}{spec.help}")
+        typer.echo(
+            "\nfid_domain/fid_generic are in charforge's own feature spaces, not the Inception FID papers report; "
+            "fid_inception needs --inception-weights FILE (docs/eval/METRICS.md)."
+        )
         return
     if out is None or data is None:
         raise UserError(
@@ -79,7 +95,11 @@ def eval_command(
     from charforge.metrics.report import evaluate_model
 
     tagger_path = tagger if tagger is not None else _default_tagger_for(data)
-    names = parse_metrics(None if metrics == "all" else metrics, have_tagger=tagger_path is not None)
+    names = parse_metrics(
+        None if metrics == "all" else metrics,
+        have_tagger=tagger_path is not None,
+        have_inception=inception_weights is not None,
+    )
     if tagger_path is None and metrics == "all":
         skipped = [m for m, spec in METRICS.items() if spec.needs_tagger]
         typer.echo(f"note: no usable tagger, so skipping {', '.join(skipped)}", err=True)
@@ -100,6 +120,7 @@ def eval_command(
             seed=seed,
             truncation=truncation,
             device=device,
+            inception_weights=inception_weights,
         )
     if as_json:
         emit(
@@ -135,7 +156,7 @@ def _default_tagger_for(data: Path) -> Path | None:
 
 def summary_lines(report: dict) -> str:
     m, lines = report["metrics"], []
-    for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic"):
+    for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic", "fid_inception", "kid_inception"):
         if name in m:
             r = m[name]
             lines.append(
@@ -163,6 +184,12 @@ def summary_lines(report: dict) -> str:
     for name in ("precision", "memorisation"):
         if m.get(name, {}).get("note"):
             lines.append(f"{'':12} note: {m[name]['note']}")
+    fs = report.get("feature_spaces")
+    if fs and not fs.get("comparable_with_published_fid"):
+        lines.append(
+            f"{'note':12} FID/KID here are in charforge's own feature spaces, not the Inception FID papers report "
+            "(--inception-weights FILE adds fid_inception)"
+        )
     lines.append(f"{'wall time':12} {report['wall_seconds']} s")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""The distribution metrics: FID/KID in two feature spaces, and an Inception-Score analogue from the tagger.
+"""The distribution metrics: FID/KID in three feature spaces (the third, Inception-v3, only with user weights), and an Inception-Score analogue from the tagger.
 
 Each runs `ctx.runs` times (5 by default). Run r draws two disjoint halves A, B of the dataset; the
 generator draws one image per row of A *with A's tag vector* (paper §5.3.2), and the metric compares
@@ -60,6 +60,14 @@ def fid_generic(ctx: EvalContext) -> dict:
 
 def kid_generic(ctx: EvalContext) -> dict:
     return _distance_metric(ctx, "generic", "kid")
+
+
+def fid_inception(ctx: EvalContext) -> dict:
+    return _distance_metric(ctx, "inception", "fid")
+
+
+def kid_inception(ctx: EvalContext) -> dict:
+    return _distance_metric(ctx, "inception", "kid")
 
 
 def _kl_rows(p: np.ndarray) -> np.ndarray:

