@@ -553,20 +553,37 @@ def cmd_anchor(a: argparse.Namespace) -> int:
             for i in idx:
                 nm = data["names"][i]
                 dst = out / f"{nm}.png"
-                if dst.exists() and nm in timing:
-                    continue
+                sha = input_digest(data["lr64"][i])
+                if dst.exists() and timing.get(nm, {}).get("input_sha") == sha:
+                    continue  # done for this very input (a re-prepared set with other pixels runs again)
                 src = data["dir"] / "lr64_png" / f"{nm}.png"
                 dt, device = run_anchor_one(exe, models, model, src, dst, a.tile, a.threads, shim)
-                timing[nm] = {"s": dt, "tile": a.tile, "threads": a.threads, "device": device}
+                timing[nm] = {
+                    "s": dt,
+                    "tile": a.tile,
+                    "threads": a.threads,
+                    "device": device,
+                    "input_sha": sha,
+                }
                 tfile.write_text(json.dumps(timing, indent=1))
                 log(f"  {model}{suffix} {s} {nm}: {dt:.1f} s")
-            runs[f"{model}{suffix}/{s}"] = summarise_timing(timing)
+            runs[f"{model}{suffix}/{s}"] = summarise_timing(current(timing, data))
     info["runs_this_call"] = runs
     info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     info["note"] = "one process per 64 px image (Vulkan start-up and model load included in each time)"
     summary.write_text(json.dumps(info, indent=1))
     log(f"anchor outputs in {cache_root() / 'anchor'}; summary {summary}")
     return 0
+
+
+def input_digest(img: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()[:16]
+
+
+def current(timing: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The timing entries whose output was made from the set's present 64 px input."""
+    sha = {nm: input_digest(x) for nm, x in zip(data["names"], data["lr64"])}
+    return {nm: t for nm, t in timing.items() if nm in sha and t.get("input_sha") == sha[nm]}
 
 
 def summarise_timing(timing: dict[str, Any]) -> dict[str, Any]:
@@ -589,7 +606,9 @@ def anchor_runs(sets: Sequence[str]) -> dict[str, Any]:
         for s in sets:
             t = anchor_out(model, s) / "timing.json"
             if t.exists():
-                runs[f"{model}/{s}"] = summarise_timing(json.loads(t.read_text()))
+                timing = current(json.loads(t.read_text()), read_set(s))
+                if timing:
+                    runs[f"{model}/{s}"] = summarise_timing(timing)
     return runs
 
 
@@ -723,12 +742,14 @@ def run_method(name: str, lr: np.ndarray, ours: Callable | None) -> tuple[np.nda
 
 
 def anchor_outputs(
-    model: str, set_name: str, names: list[str]
+    model: str, set_name: str, data: dict[str, Any]
 ) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """The anchor's cached outputs for this set, only those made from the present inputs."""
     d = anchor_out(model, set_name)
     timing = json.loads((d / "timing.json").read_text()) if (d / "timing.json").exists() else {}
+    timing = current(timing, data)
     outs, secs = {}, {}
-    for i, nm in enumerate(names):
+    for i, nm in enumerate(data["names"]):
         p = d / f"{nm}.png"
         if p.exists() and nm in timing:
             outs[i] = _load_png(p)
@@ -790,7 +811,7 @@ def cmd_score(a: argparse.Namespace) -> int:
         outputs: dict[str, dict[int, np.ndarray]] = {}
         for m in methods:
             if m.split("@")[0] in ANCHORS:
-                outs, secs = anchor_outputs(m, s, names)
+                outs, secs = anchor_outputs(m, s, data)
                 if not outs:
                     continue
                 sec = float(np.mean(list(secs.values())))

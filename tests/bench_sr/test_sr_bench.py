@@ -77,6 +77,13 @@ def test_bootstrap_and_subset():
     assert sb.subset_indices(groups, 5) == [0, 1, 4, 5, 8]
 
 
+def test_anchor_outputs_follow_their_inputs():
+    lr = np.zeros((2, 64, 64, 3), np.uint8)
+    data = {"names": ["a", "b"], "lr64": lr}
+    timing = {"a": {"s": 1.0, "input_sha": sb.input_digest(lr[0])}, "b": {"s": 2.0, "input_sha": "stale"}}
+    assert list(sb.current(timing, data)) == ["a"]  # b was made from other pixels: ignored, rerun
+
+
 def test_prepare_score_and_anchor_skip(tmp_path, monkeypatch):
     monkeypatch.setenv("CHARFORGE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "results"
