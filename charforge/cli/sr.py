@@ -33,6 +33,16 @@ def train(
     blur_p: float = typer.Option(
         0.7, help="Of the degraded inputs: chance of a Gaussian blur (GAN softness)."
     ),
+    edge_weight: float = typer.Option(
+        0.0, help="Weight of an L1 term between the Laplacians of output and target."
+    ),
+    gan_weight: float = typer.Option(
+        0.0,
+        help="Weight of an adversarial term (small patch discriminator): sharper lines, risk of artefacts.",
+    ),
+    init_from: str | None = typer.Option(
+        None, "--init-from", help="Start from this upscaler (file, run folder or shipped name): a fine-tune."
+    ),
     eval_every: int = typer.Option(500, help="Validation PSNR, sample sheet and curves every N steps."),
     checkpoint_every: int = typer.Option(500, help="Checkpoint every N steps."),
     minutes: float | None = typer.Option(
@@ -57,6 +67,9 @@ def train(
         seed=seed,
         clean_share=clean_share,
         blur_p=blur_p,
+        edge_weight=edge_weight,
+        gan_weight=gan_weight,
+        init_from=init_from,
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         minutes=minutes,

@@ -56,6 +56,10 @@ class SRTrainOptions:
     jpeg_p: float = 0.3
     jpeg_quality: tuple[int, int] = (40, 95)
     x2_weight: float = 0.5
+    edge_weight: float = 0.0  # L1 between the Laplacians of the x4 output and target (high frequencies)
+    gan_weight: float = 0.0  # adversarial term on the x4 output (a small patch discriminator, hinge loss)
+    d_lr: float = 2e-4
+    init_from: str | None = None  # an upscaler file (or run folder) to start from: a fine-tune
     ema: float = 0.999
     eval_every: int = 500
     checkpoint_every: int = 500
@@ -85,7 +89,17 @@ class SRTrainOptions:
             v = getattr(self, name)
             if not (lo <= v <= hi):
                 raise UserError(f"{name}={v}: must be between {lo} and {hi}", field=name)
-        for name in ("cel_share", "clean_share", "blur_p", "resample_p", "noise_p", "jpeg_p", "x2_weight"):
+        for name in (
+            "cel_share",
+            "clean_share",
+            "blur_p",
+            "resample_p",
+            "noise_p",
+            "jpeg_p",
+            "x2_weight",
+            "edge_weight",
+            "gan_weight",
+        ):
             v = getattr(self, name)
             if not (0.0 <= v <= 1.0):
                 raise UserError(f"{name}={v}: must be between 0 and 1", field=name)
@@ -240,7 +254,10 @@ def validation_set(n: int = 96) -> dict[int, np.ndarray]:
 
 
 def evaluate(net: SRNet, val: dict[int, np.ndarray], *, bf16: bool = False) -> dict[str, float]:
-    """PSNR of the net and of bicubic at x2 and x4 on clean and on blurred (sigma 0.6, GAN-like) inputs."""
+    """PSNR of the net and of bicubic at x2 and x4 on clean and on blurred (sigma 0.6, GAN-like) inputs, and
+    the x4 sharpness ratio."""
+    from charforge.metrics.sharpness import sharpness_ratio
+
     row: dict[str, float] = {}
     for name, inp in (("clean", val[64]), ("blur", blur_inputs(val[64], 0.6))):
         for s in (2, 4):
@@ -252,6 +269,10 @@ def evaluate(net: SRNet, val: dict[int, np.ndarray], *, bf16: bool = False) -> d
             bic = (bicubic(x, s).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
             row[f"psnr_x{s}_{name}"] = psnr(ours, target)
             row[f"bicubic_x{s}_{name}"] = psnr(bic, target)
+            if (
+                s == 4
+            ):  # sharpness ratio (variance of the Laplacian against the 256 px renders): PSNR favours blur
+                row[f"sharp_x4_{name}"] = sharpness_ratio(ours, target)
     return row
 
 
@@ -326,59 +347,133 @@ def _lr_at(step: int, opts: SRTrainOptions) -> float:
     return opts.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def _train_step(net, ema, opt, batch, lr: float, opts: SRTrainOptions, bf16: bool) -> float:
-    """One Adam step on L1 (x4, plus x2 at x2_weight) away from the patch borders, then the EMA update."""
+class PatchD(torch.nn.Module):
+    """A small patch discriminator for the adversarial fine-tune: 4 strided convolutions, spectral norm,
+    one logit per 16 x 16 output patch."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        sn = torch.nn.utils.spectral_norm
+        chans = [3, width, 2 * width, 4 * width, 4 * width]
+        layers: list[torch.nn.Module] = []
+        for a, b in zip(chans, chans[1:]):
+            layers += [sn(torch.nn.Conv2d(a, b, 4, stride=2, padding=1)), torch.nn.LeakyReLU(0.2)]
+        layers.append(sn(torch.nn.Conv2d(chans[-1], 1, 3, padding=1)))
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    """The 4-neighbour Laplacian of each channel (valid region: the output is 2 px smaller)."""
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=x.dtype)
+    return F.conv2d(x, k.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
+
+
+def _train_step(
+    net, ema, opt, batch, lr: float, opts: SRTrainOptions, bf16: bool, disc=None
+) -> dict[str, float]:
+    """One Adam step on L1 (x4, plus x2 at x2_weight) away from the patch borders, plus the optional edge and
+    adversarial terms on x4; then the discriminator's step (when there is one) and the EMA update."""
     x, targets = batch
     for g in opt.param_groups:
         g["lr"] = lr
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         res = net.forward_all(x.contiguous(memory_format=torch.channels_last))
     loss = torch.zeros(())
+    out: dict[str, float] = {}
     for s, r in res.items():
         pred, cut = bicubic(x, s) + r.float(), s * BORDER
+        pred, target = pred[..., cut:-cut, cut:-cut], targets[s][..., cut:-cut, cut:-cut]
         w = 1.0 if s == 4 else opts.x2_weight
-        loss = loss + w * F.l1_loss(pred[..., cut:-cut, cut:-cut], targets[s][..., cut:-cut, cut:-cut])
+        loss = loss + w * F.l1_loss(pred, target)
+        if s == 4:
+            x4, t4 = pred, target
+    out["l1"] = float(loss.detach())
+    if opts.edge_weight > 0:
+        edge = F.l1_loss(laplacian(x4), laplacian(t4))
+        loss = loss + opts.edge_weight * edge
+        out["edge"] = float(edge.detach())
+    if disc is not None:
+        d, d_opt = disc
+        d.requires_grad_(False)
+        adv = -d(x4).mean()  # hinge loss, generator side
+        loss = loss + opts.gan_weight * adv
+        out["adv"] = float(adv.detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    if disc is not None:
+        d.requires_grad_(True)
+        d_loss = F.relu(1 - d(t4)).mean() + F.relu(1 + d(x4.detach())).mean()
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        out["d_loss"] = float(d_loss.detach())
     with torch.no_grad():
         for pe, pn in zip(ema.parameters(), net.parameters()):
             pe.lerp_(pn.detach(), 1 - opts.ema)
-    return float(loss.detach())
+    out["loss"] = float(loss.detach())
+    return out
+
+
+def _init_from(net: SRNet, opts: SRTrainOptions) -> str:
+    """Start `net` from the upscaler `opts.init_from` (same architecture); returns that file's sha256."""
+    from charforge.models.io import file_sha256
+    from charforge.models.sr import load_upscaler_file
+    from charforge.sr import resolve_path
+
+    path = resolve_path(opts.init_from)
+    src, _ = load_upscaler_file(path)
+    if src.cfg != opts.model:
+        raise UserError(
+            f"--init-from {path}: its network ({src.cfg.to_dict()}) differs from this run's ({opts.model.to_dict()}); "
+            "pass the same --channels/--blocks/--up-channels",
+            field="init_from",
+        )
+    net.load_state_dict(src.state_dict())
+    return file_sha256(path)
 
 
 def _state_path(out: Path) -> Path:
     return out / "checkpoints" / "state.safetensors"
 
 
-def _save_state(out: Path, net: SRNet, ema: SRNet, opt: torch.optim.Optimizer, step: int, fp: dict) -> None:
-    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    opt_t, opt_meta = flatten_optimizer(opt, "opt")
+def _save_state(out: Path, modules: dict, optims: dict, step: int, fp: dict) -> None:
+    """modules {"net", "ema"[, "d"]} and optimisers {"opt"[, "d_opt"]} into one safetensors state file."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, m in modules.items():
+        tensors |= {f"{name}.{k}": v for k, v in m.state_dict().items()}
+    metas = {}
+    for name, o in optims.items():
+        t, metas[name] = flatten_optimizer(o, name)
+        tensors |= t
     save_model(
-        _state_path(out),
-        tensors | opt_t,
-        kind=STATE_KIND,
-        config=fp,
-        extra={"step": step, "optimizer": opt_meta},
+        _state_path(out), tensors, kind=STATE_KIND, config=fp, extra={"step": step, "optimizers": metas}
     )
 
 
-def _load_state(out: Path, net: SRNet, ema: SRNet, opt: torch.optim.Optimizer, fp: dict) -> int:
+def _load_state(out: Path, modules: dict, optims: dict, fp: dict) -> int:
     path = _state_path(out)
     if not path.is_file():
         raise UserError(f"{out}: no checkpoint to resume from ({path} is missing); start without --resume")
     tensors, meta = load_model(path, kind=STATE_KIND)
-    if meta.get("charforge_config") != fp:
-        theirs = meta.get("charforge_config") or {}
-        diff = sorted(k for k in set(fp) | set(theirs) if fp.get(k) != theirs.get(k))
+    saved = meta.get("charforge_config") or {}
+    base = SRTrainOptions().fingerprint()  # options added since the run started take their defaults
+    theirs = {k: saved.get(k, base.get(k)) for k in set(fp) | set(saved)}
+    diff = sorted(k for k in theirs if fp.get(k) != theirs[k])
+    if diff:
         raise UserError(
             f"{out}: the run was started with other settings ({', '.join(diff)}); rerun with the original "
             "settings, or use a new --out folder"
         )
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    restore_optimizer(opt, tensors, meta["optimizer"], "opt")
+    for name, m in modules.items():
+        head = f"{name}."
+        m.load_state_dict({k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)})
+    metas = meta.get("optimizers") or {"opt": meta.get("optimizer")}  # files before the discriminator: one
+    for name, o in optims.items():
+        restore_optimizer(o, tensors, metas[name], name)
     return int(meta["step"])
 
 
@@ -406,12 +501,25 @@ def _model_card(out: Path, opts: SRTrainOptions, step: int, wall: float, metrics
         f"(sigma {opts.blur_sigma[0]}-{opts.blur_sigma[1]}), resample p={opts.resample_p}, noise p={opts.noise_p} "
         f"(sigma <= {opts.noise_sigma}/255), JPEG p={opts.jpeg_p} (q {opts.jpeg_quality[0]}-{opts.jpeg_quality[1]}); "
         "colour channels permuted, flips.",
+        f"- **Loss:** L1 (x4 + {opts.x2_weight} x2)"
+        + (f" + {opts.edge_weight} L1 of the Laplacians (x4)" if opts.edge_weight else "")
+        + (
+            f" + {opts.gan_weight} hinge adversarial term (patch discriminator, x4)"
+            if opts.gan_weight
+            else ""
+        )
+        + (f"; fine-tuned from `{opts.init_from}`" if opts.init_from else "")
+        + ".",
         f"- **Steps:** {step} of {opts.steps} (batch {opts.batch_size} patches of {opts.patch} px), "
         f"wall time {wall / 60:.1f} min.",
         f"- **Validation** (96 characters from seed {VAL_SEED}, half cel, half styles; PSNR dB, ours vs bicubic):",
     ]
     for key in sorted(k for k in m if k.startswith("psnr_")):
         lines.append(f"  - {key[5:]}: {m[key]:.2f} vs {m[key.replace('psnr', 'bicubic')]:.2f}")
+    for key in sorted(k for k in m if k.startswith("sharp_")):
+        lines.append(
+            f"  - sharpness ratio {key[6:]} (Laplacian variance / the 256 px render's): {m[key]:.2f}"
+        )
     write_text_atomic(out / "MODEL_CARD.md", "\n".join(lines) + "\n")
 
 
@@ -435,11 +543,18 @@ def train_sr(
     bf16 = use_bf16("cpu", opts.bf16, what="upscaler training")
     torch.manual_seed(opts.seed)
     net = SRNet(opts.model).to(memory_format=torch.channels_last)
+    if opts.init_from:
+        fp["init_sha256"] = _init_from(net, opts)
     ema = SRNet(opts.model)
     ema.load_state_dict(net.state_dict())
     ema.eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=opts.lr, betas=(0.9, 0.99))
-    step = _load_state(out, net, ema, opt, fp) if resume else 0
+    modules, optims, disc = {"net": net, "ema": ema}, {"opt": opt}, None
+    if opts.gan_weight > 0:
+        d = PatchD()
+        d_opt = torch.optim.Adam(d.parameters(), lr=opts.d_lr, betas=(0.5, 0.99))
+        modules["d"], optims["d_opt"], disc = d, d_opt, (d, d_opt)
+    step = _load_state(out, modules, optims, fp) if resume else 0
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", {"options": fp, "steps": opts.steps, "command": command})
     log = MetricsLog(out)
@@ -457,7 +572,7 @@ def train_sr(
         save_upscaler(out / name, ema, model_id=f"{out.name}@{step}", provenance={"step": step, **metrics})
 
     def checkpoint() -> None:
-        _save_state(out, net, ema, opt, step, fp)
+        _save_state(out, modules, optims, step, fp)
         save("upscaler.safetensors")
         write_json_atomic(out / "wall.json", {"s": wall0 + time.monotonic() - start})
 
@@ -465,11 +580,13 @@ def train_sr(
         while step < opts.steps:
             if opts.minutes is not None and time.monotonic() - start > opts.minutes * 60:
                 break
-            loss = _train_step(net, ema, opt, make_batch(pairs, step, opts), _lr_at(step, opts), opts, bf16)
+            row = _train_step(
+                net, ema, opt, make_batch(pairs, step, opts), _lr_at(step, opts), opts, bf16, disc
+            )
             step += 1
             bar.update(1)
             if step % 50 == 0:
-                log.write({"step": step, "loss": loss, "lr": _lr_at(step - 1, opts)})
+                log.write({"step": step, **row, "lr": _lr_at(step - 1, opts)})
             if step % opts.eval_every == 0 or step == opts.steps:
                 metrics = evaluate(ema, val, bf16=bf16)
                 log.write({"step": step, **metrics})

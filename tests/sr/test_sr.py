@@ -170,3 +170,35 @@ def test_degradation_is_seeded():
     assert np.array_equal(a, b) and not np.array_equal(a, img)
     clean = train_sr.SRTrainOptions(clean_share=1.0)
     assert np.array_equal(train_sr.degrade_image(img, np.random.default_rng(4), clean), img)
+
+
+def test_adversarial_fine_tune_resumes_exactly(tmp_path, monkeypatch):
+    """init_from + edge + adversarial terms: the discriminator and its Adam state are checkpointed too."""
+    from charforge.train import sr as train_sr
+
+    monkeypatch.setenv("CHARFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_sr, "validation_set", lambda n=8: train_sr.render_pairs(8, 5, 0.5))
+    cfg = SRConfig(channels=8, blocks=1, up_channels=4)
+    start = save_upscaler(tmp_path / "start.safetensors", _random_net(cfg), model_id="s", provenance={})
+    kw = dict(n_train=12, batch_size=4, patch=16, eval_every=2, checkpoint_every=2, threads=1, model=cfg)
+    kw |= dict(init_from=str(start), edge_weight=0.5, gan_weight=0.1)
+    a = train_sr.train_sr(tmp_path / "a", train_sr.SRTrainOptions(steps=4, **kw))
+    rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert a.finished and any("sharp_x4_clean" in r for r in rows)
+    first = train_sr.SRTrainOptions(steps=4, minutes=0.0, **kw)
+    train_sr.train_sr(tmp_path / "b", first)
+    train_sr.train_sr(tmp_path / "b", train_sr.SRTrainOptions(steps=4, **kw), resume=True)
+    for name in ("upscaler.safetensors",):
+        x, _ = load_upscaler_file(tmp_path / "a" / name)
+        y, _ = load_upscaler_file(tmp_path / "b" / name)
+        assert all(torch.equal(p, q) for p, q in zip(x.state_dict().values(), y.state_dict().values()))
+    from charforge.models.io import load_model
+
+    state, meta = load_model(tmp_path / "b" / "checkpoints" / "state.safetensors")
+    assert any(k.startswith("d.") for k in state) and "d_opt" in meta["optimizers"]
+    assert meta["charforge_config"]["init_sha256"]
+    card = (tmp_path / "a" / "MODEL_CARD.md").read_text()
+    assert "adversarial" in card and "fine-tuned from" in card
+    other = SRConfig(channels=12, blocks=1, up_channels=4)
+    with pytest.raises(UserError, match="differs from this run"):
+        train_sr.train_sr(tmp_path / "c", train_sr.SRTrainOptions(steps=2, **(kw | {"model": other})))
