@@ -20,6 +20,9 @@ ORDER = [
     "f2p",
     "serve",
     "provenance",
+    "sr",
+    "upscale",
+    "web",
 ]
 
 
