@@ -15,8 +15,8 @@ reference TensorFlow code runs, and that the common PyTorch port `pt_inception-2
   reads the 2048-D global average pool before it.
 
 Input: uint8 images of any size are resized to 299 x 299 with bilinear interpolation (half-pixel centres, no
-antialiasing, as the PyTorch port does; the TensorFlow graph's own resize differs slightly, so figures agree
-with pytorch-fid-style tools to about 1 %, not bit for bit) and scaled from [0, 255] to [-1, 1].
+antialiasing, as the PyTorch port does; the TensorFlow graph's own resize differs slightly, so figures are
+close to, not bit for bit equal to, the TensorFlow code's) and scaled from [0, 255] to [-1, 1].
 
 Weights are never downloaded. `load_inception(path)` reads a `.safetensors` file directly, or a `.pth` file
 through `torch.load(..., weights_only=True)` only (no arbitrary unpickling), and checks every tensor name and
