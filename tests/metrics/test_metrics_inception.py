@@ -80,6 +80,23 @@ def test_the_network_is_the_fid_inception_layout():
     assert all(m.bias is None for m in net.modules() if isinstance(m, torch.nn.Conv2d))
 
 
+def test_fid_variant_details():
+    """What sets the FID graph apart from torchvision's Inception-v3: TensorFlow-style average pools that leave
+    the padding out of the mean, a max-pool side branch in Mixed_7c only, and features taken before fc."""
+    from charforge.metrics.inception import _avg3
+
+    ones = torch.ones(1, 1, 5, 5)
+    assert torch.equal(_avg3(ones), ones)  # counting the zero padding would give 4/9 in the corners
+    net = FIDInceptionV3()
+    assert net.Mixed_7c.max_pool and not net.Mixed_7b.max_pool
+    x = torch.rand(1, 3, 299, 299, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        before = net(x)
+        net.fc.weight.fill_(123.0)
+        assert torch.equal(net(x), before)  # pool3, not the classifier
+        assert before.shape == (1, INCEPTION_DIM)
+
+
 def test_both_file_kinds_load_and_give_2048_d_features(weights):
     imgs = _images(3, 0)
     f_st = inception_features(imgs, weights["safetensors"], batch_size=2)
