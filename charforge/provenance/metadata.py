@@ -27,7 +27,7 @@ XMP_KEY = "XML:com.adobe.xmp"  # the PNG iTXt keyword XMP lives under (XMP spec 
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 MAX_XMP_BYTES = 1 << 20  # a larger XMP packet is not parsed (verify reports it)
-WATERMARK_METHOD = "charforge-qim-v1"  # recorded in metadata; bump when the embedder changes
+WATERMARK_METHOD = "charforge-qim-v2"  # recorded in metadata and passed to the embedder; bump when it changes
 MODEL_HASH_KEYS = (
     "model_sha256",
     "sha256",
@@ -92,7 +92,7 @@ def apply_watermark(
     tag = wm.model_tag(sha)
     meta["watermark"] = WATERMARK_METHOD
     meta["watermark_tag"] = f"{tag:04x}"
-    return wm.embed_watermark(a, tag), meta
+    return wm.embed_watermark(a, tag, method=WATERMARK_METHOD), meta
 
 
 def png_bytes(image: np.ndarray, meta: dict[str, Any] | None = None, *, watermark: bool = True) -> bytes:

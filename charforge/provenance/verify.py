@@ -19,7 +19,7 @@ from charforge.provenance.metadata import (
     read_png_metadata,
     xmp_from_info,
 )
-from charforge.provenance.watermark import detect_watermark
+from charforge.provenance.watermark import detect
 
 
 @dataclass
@@ -36,6 +36,7 @@ class VerifyResult:
     source_type: str | None = None  # its IPTC DigitalSourceType (a URI), if any
     label_note: str | None = None  # why the AI-content label is missing or unreadable
     c2pa: dict[str, Any] | None = None  # C2PA manifest check (charforge.provenance.c2pa), None if not checked
+    method: str | None = None  # which watermark was found (charforge-qim-v2, or v1 on older outputs)
 
     @property
     def ai_label(self) -> bool:
@@ -65,6 +66,7 @@ class VerifyResult:
             "watermark_detected": self.detected,
             "watermark_score": round(self.score, 4),
             "watermark_payload": self.payload,
+            "watermark_method": self.method,
             "tag_matches_metadata": self.tag_matches_metadata,
             "size": self.size,
             "error": self.error,
@@ -123,8 +125,11 @@ def verify_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAUL
         meta = read_png_metadata(data) if fmt == "PNG" else {}
     except (RecursionError, ValueError, OSError) as e:  # hostile text chunks: keep checking the watermark
         meta, note = {}, f"the PNG text metadata could not be read ({type(e).__name__}); ignored"
-    detected, score, payload = detect_watermark(rgb)
-    r = VerifyResult(name, True, meta, detected, score, payload, (rgb.shape[1], rgb.shape[0]), note)
+    found = detect(rgb)  # the v2 mark at any shift or crop, else the v1 mark of older outputs
+    r = VerifyResult(
+        name, True, meta, found.detected, found.score, found.payload, (rgb.shape[1], rgb.shape[0]), note
+    )
+    r.method = found.method
     r.xmp = xmp is not None
     if xmp is not None:
         try:
@@ -132,7 +137,7 @@ def verify_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAUL
         except ValueError as e:
             r.label_note = f"the XMP metadata could not be read ({e})"
     if not r.ai_label and r.label_note is None:
-        made_here = bool(meta) or detected
+        made_here = bool(meta) or found.detected
         r.label_note = (
             (
                 "no IPTC AI-content label (XMP DigitalSourceType)"

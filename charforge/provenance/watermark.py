@@ -1,33 +1,62 @@
-"""An invisible watermark we own: keyed dither-modulation (QIM) in the 8x8 block DCT of luma.
+"""An invisible watermark we own: keyed quantisation-index modulation (QIM) in the 8x8 block DCT of luma.
 
-Why not `invisible-watermark` (imwatermark): it refuses images under 256x256, and embedding in an upsampled
-copy does not survive the downscale back to 64 px. So this module does the same family of thing
-(frequency-domain, keyed) at the sizes charforge actually writes.
+Two methods share the payload (48 bits: a fixed 32-bit charforge signature + a 16-bit model tag, the first 4
+hex digits of the model's sha256) and the luma rule (Y = 0.299 R + 0.587 G + 0.114 B; the mark adds the same
+offset to R, G and B, which changes Y by exactly that offset and leaves hue alone). `detect_watermark` looks
+for both, so images written before v2 are still recognised.
 
-Method
-  * Luma Y = 0.299 R + 0.587 G + 0.114 B; the watermark adds the same offset to R, G and B (which changes
-    Y by exactly that offset and leaves hue alone).
+charforge-qim-v2 (written by default since it replaced v1)
+  Built to survive what v1 did not at 64 px: JPEG quality 50, bilinear resampling, shifts and crops.
+
+  Embedding spec (everything a port needs; `v2_layout()` gives the keyed arrays, `export` them once):
+    * Blocks: every whole 8x8 block of Y, block (a, b) covering rows 8a..8a+7, columns 8b..8b+7.
+    * Tile: the layout repeats every 4x4 blocks (32x32 px). Block (a, b) has tile position
+      t = (a mod 4) * 4 + (b mod 4).
+    * Coefficients: c_k = sum_ij block[i, j] * basis_k[i, j], k = 0..11, for the orthonormal DCT-II basis
+      images of V2_ZIGZAG (zig-zag positions 1-12; basis_k = outer(d[u], d[v]) with
+      d[f][n] = sqrt(2/8) cos(pi (2n + 1) f / 16), d[0] divided by sqrt(2)).
+    * Units: the 12 coefficients form 3 units of 4, unit j = coefficients 4j..4j+3. Its value is the
+      spread-transform projection u = sum_l s[t, j, l] * c_{4j+l} / 2 with keyed signs s = +-1.
+    * Bit: unit (t, j) carries payload bit B = bit[t, j] (each of the 48 bits once per tile). With
+      offset = (dither[t, j] + payload[B] / 2) * V2_STEP, the unit is moved to the nearest lattice point
+      target = round((u - offset) / V2_STEP) * V2_STEP + offset (round half to even).
+    * Pixels: each coefficient changes by s[t, j, l] * (target - u) / 2; the pixel change is the sum of
+      (coefficient change) * basis_k over the block, added to R, G and B, then rounded (half to even) and
+      clipped to 0-255. Partial blocks at the right and bottom edges are left alone.
+    * Repeat from "Coefficients" on the rounded image V2_ITERATIONS times in all (later passes repair
+      what rounding and clipping undid); each pass adds its change to the unrounded running image.
+
+  Detection (this module only): blind. The detector tries every hypothesis of where the tile sits:
+  the 64 block-grid alignments x 16 tile phases (= every shift modulo 32 px, so shifts and crops are
+  found) x V2_GAIN_POWERS blur compensations (coefficients divided by V2_BLUR_GAINS ** power, the
+  attenuation of a 2x bilinear resample, undoing the shrink that resampling gives the lattice). Each
+  signature unit votes cos(2 pi (u / V2_STEP - dither)) * (+1 if its signature bit is 0 else -1), which on
+  an unmarked image has mean 0 and variance 1/2; votes are weighted by block reliability
+  w = 1 / (1 + E / V2_TAU), E the block's energy outside the 12 used coefficients (strong edges make
+  noisy votes). z = sum(w * vote) / sqrt(sum(w^2) / 2) is ~N(0, 1) per hypothesis without a mark; the
+  image is marked when the best z reaches the Bonferroni threshold: the one-sided normal quantile of
+  V2_FALSE_ALARM / number of hypotheses (5.89 for 5,120 hypotheses). The tag is read at the best
+  hypothesis from the weighted votes of its units.
+
+charforge-qim-v1 (kept for old outputs; `embed_watermark(..., method=METHOD_V1)` still writes it)
   * Y is cut into 8x8 blocks aligned with JPEG's grid; in each block five low-frequency DCT coefficients
-    (zig-zag positions 1-5) are "slots". JPEG at quality 75 quantises these with steps of about 5-7, and a
-    2x up/down resize barely touches them, so they survive both.
+    (zig-zag positions 1-5) are "slots".
   * Each slot carries one bit by dither modulation: the coefficient is moved to the nearest point of the
-    lattice `STEP * k + dither + bit * STEP / 2`. Dither and the slot-to-bit assignment come from a fixed key.
-  * Payload: 48 bits = a fixed 32-bit charforge signature + a 16-bit model tag (the first 4 hex digits of the
-    model's sha256). A 64x64 image has 64 blocks * 5 = 320 slots, so each bit is repeated ~6-7 times.
-  * Detection is blind: each slot gives a soft value in [-1, 1] (+1 = exactly on the lattice of the expected
-    signature bit). The score is their mean over the signature slots. On unwatermarked images slots are
-    independent uniform draws, so the score is ~N(0, 0.577 / sqrt(n_signature_slots)); the threshold is 5
-    standard deviations of that null (0.193 at 64 px, 0.098 at 128 px), checked on 1000 unmarked images per size
-    (bench/bench_watermark.py).
+    lattice `STEP * k + dither + bit * STEP / 2`. Dither and the slot-to-bit assignment come from a fixed key
+    and depend on the image size (`_layout`).
+  * Detection: each slot gives a soft value in [-1, 1] (+1 = exactly on the lattice of the expected
+    signature bit); the score is their mean over the signature slots, compared with 5 standard deviations
+    of its null (0.193 at 64 px, 0.098 at 128 px). No search: a shift or crop loses it.
 
 Limits (see docs/privacy.md): the key is public (charforge is open source), so anyone can detect, strip or
-forge the mark; it is a provenance label, not security. Cropping, rotation, or resizing to another size
-destroys the block alignment and the mark with it. Images smaller than 32x32 are not watermarked.
+forge the mark; it is a provenance label, not security. Rotation and resizing to another size are not
+searched for and destroy the mark. Images smaller than 32x32 are not watermarked.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,6 +73,40 @@ KEY = 0x63686172  # seeds the dither and the slot permutation; public, like the 
 ITERATIONS = 4  # embed passes; later passes repair what uint8 rounding and clipping undid
 
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+METHOD_V1 = "charforge-qim-v1"
+METHOD_V2 = "charforge-qim-v2"
+METHODS = (METHOD_V2, METHOD_V1)  # newest first; detect_watermark tries them in this order
+
+# v2 (see the module docstring for the spec)
+V2_TILE = 4  # the layout repeats every 4x4 blocks (32x32 px)
+V2_ZIGZAG = ((0, 1), (1, 0), (2, 0), (1, 1), (0, 2), (0, 3), (1, 2), (2, 1), (3, 0), (4, 0), (3, 1), (2, 2))
+V2_UNIT = 4  # coefficients per unit (spread-transform length)
+V2_UNITS = len(V2_ZIGZAG) // V2_UNIT  # units per block: 3, so a tile holds 16 * 3 = 48 units, one per bit
+V2_STEP = 36.0  # QIM step of a unit value, in orthonormal-DCT units of 0-255 luma
+V2_KEY = 0x63686632  # seeds the v2 signs, dither and bit order; public
+V2_ITERATIONS = 4
+# detection only (a port of the embedder does not need these)
+V2_BLUR_GAINS = (
+    0.85,
+    0.86,
+    0.79,
+    0.78,
+    0.78,
+    0.68,
+    0.73,
+    0.74,
+    0.69,
+    0.55,
+    0.64,
+    0.69,
+)  # 2x bilinear up+down
+V2_GAIN_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)  # blur compensations tried: coefficients / V2_BLUR_GAINS**power
+# vote weights tried: 1 / (1 + E / tau), E = the block's energy outside the used coefficients (edges make
+# noisy votes under resampling); tau = inf weighs every block the same (best against JPEG)
+V2_TAUS = (1e4, float("inf"))
+V2_FALSE_ALARM = 1e-4  # per-image false-alarm rate the threshold is set for (checked on 10,000 clean images)
+V2_HYPOTHESES = BLOCK * BLOCK * V2_TILE * V2_TILE * len(V2_GAIN_POWERS) * len(V2_TAUS)  # 10,240
 
 
 def model_tag(sha256: str | None) -> int:
@@ -122,11 +185,29 @@ def can_watermark(image: np.ndarray) -> bool:
     return min(np.asarray(image).shape[:2]) >= MIN_SIZE
 
 
-def embed_watermark(image: np.ndarray, tag: int = 0, *, step: float = STEP) -> np.ndarray:
-    """(H, W, 3) uint8 -> watermarked copy. Raises ValueError under MIN_SIZE (use `can_watermark`)."""
-    img = _check_image(image)
+def embed_watermark(
+    image: np.ndarray, tag: int = 0, *, method: str = METHOD_V2, step: float | None = None
+) -> np.ndarray:
+    """(H, W, 3) uint8 -> watermarked copy, by `method` (METHOD_V2 by default; METHOD_V1 for the old mark).
+
+    Raises ValueError under MIN_SIZE (use `can_watermark`) or for an unknown method."""
+    if method == METHOD_V2:
+        return embed_v2(image, tag, step=V2_STEP if step is None else step)
+    if method == METHOD_V1:
+        return embed_v1(image, tag, step=STEP if step is None else step)
+    raise ValueError(f"unknown watermark method {method!r}; known: {', '.join(METHODS)}")
+
+
+def _check_size(img: np.ndarray) -> None:
     if not can_watermark(img):
         raise ValueError(f"image {img.shape[1]}x{img.shape[0]} is below the {MIN_SIZE}px watermark minimum")
+
+
+# ---------------------------------------------------------------------------------------------------- v1
+def embed_v1(image: np.ndarray, tag: int = 0, *, step: float = STEP) -> np.ndarray:
+    """charforge-qim-v1: the embedder every output used before v2 (and the browser port still uses)."""
+    img = _check_image(image)
+    _check_size(img)
     bits = payload_bits(tag)
     x = img.astype(np.float64)
     out = img
@@ -141,7 +222,7 @@ def embed_watermark(image: np.ndarray, tag: int = 0, *, step: float = STEP) -> n
 
 
 def slot_agreement(image: np.ndarray, *, step: float = STEP) -> tuple[np.ndarray, np.ndarray]:
-    """(soft value per slot in [-1, 1], +1 = on the bit-0 lattice; bit index per slot)."""
+    """v1: (soft value per slot in [-1, 1], +1 = on the bit-0 lattice; bit index per slot)."""
     c = _slot_values(_luma(_check_image(image)))
     bit_of_slot, dither = _layout(len(c))
     r = np.mod(c - dither, step) / step  # position within one lattice period, [0, 1)
@@ -150,17 +231,20 @@ def slot_agreement(image: np.ndarray, *, step: float = STEP) -> tuple[np.ndarray
 
 
 def detection_threshold(shape: tuple[int, ...]) -> float:
-    """Score threshold for an image of this (H, W, ...) shape: THRESHOLD_Z null standard deviations."""
+    """v1 score threshold for an image of this (H, W, ...) shape: THRESHOLD_Z null standard deviations."""
     n_slots = (shape[0] // BLOCK) * (shape[1] // BLOCK) * len(COEFFS)
     n_sig = max(int(np.sum(_layout(n_slots)[0] < SIGNATURE_BITS)), 1) if n_slots else 1
     return THRESHOLD_Z * NULL_SD / np.sqrt(n_sig)
 
 
-def detect_watermark(image: np.ndarray, *, threshold: float | None = None) -> tuple[bool, float, str | None]:
-    """(detected, score in [-1, 1], payload) where payload is the decoded 4-hex-digit model tag.
+def _decode_tag(votes: np.ndarray) -> str:
+    """48 bit votes (> 0 means bit 0) -> the model tag as 4 hex digits."""
+    tag_bits = (votes[SIGNATURE_BITS:] < 0).astype(int)
+    return f"{int(''.join(map(str, tag_bits)), 2):04x}"
 
-    `threshold` defaults to `detection_threshold(image.shape)`. Images below MIN_SIZE give (False, 0.0, None).
-    """
+
+def detect_v1(image: np.ndarray, *, threshold: float | None = None) -> tuple[bool, float, str | None]:
+    """v1 detection: (detected, score in [-1, 1], payload) at the block grid of the image as it is."""
     img = _check_image(image)
     if not can_watermark(img):
         return False, 0.0, None
@@ -171,8 +255,178 @@ def detect_watermark(image: np.ndarray, *, threshold: float | None = None) -> tu
     score = float(np.mean(soft0[sig] * sign[sig]))
     if score < (detection_threshold(img.shape) if threshold is None else threshold):
         return False, score, None
-    n_bits = SIGNATURE_BITS + TAG_BITS
-    votes = np.bincount(bit_of_slot, weights=soft0, minlength=n_bits)  # > 0 means bit 0
-    tag_bits = (votes[SIGNATURE_BITS:] < 0).astype(int)
-    tag = int("".join(map(str, tag_bits)), 2)
-    return True, score, f"{tag:04x}"
+    votes = np.bincount(bit_of_slot, weights=soft0, minlength=SIGNATURE_BITS + TAG_BITS)
+    return True, score, _decode_tag(votes)
+
+
+# ---------------------------------------------------------------------------------------------------- v2
+@functools.lru_cache(maxsize=1)
+def v2_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keyed v2 arrays per tile position t (16) and unit j (3): signs (16, 3, 4) of +-1.0, dither (16, 3) in
+    [0, 1), bit (16, 3) the payload bit index 0-47 (a permutation: every bit once per tile)."""
+    rng = np.random.default_rng(V2_KEY)
+    n = V2_TILE * V2_TILE
+    signs = rng.integers(0, 2, size=(n, V2_UNITS, V2_UNIT)) * 2.0 - 1.0
+    dither = rng.uniform(0.0, 1.0, size=(n, V2_UNITS))
+    bit = rng.permutation(n * V2_UNITS).reshape(n, V2_UNITS)
+    return signs, dither, bit
+
+
+@functools.lru_cache(maxsize=1)
+def v2_basis() -> np.ndarray:
+    """(12, 8, 8) orthonormal DCT-II basis images of V2_ZIGZAG."""
+    n = np.arange(BLOCK)
+    d = np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * BLOCK)) * np.sqrt(2.0 / BLOCK)
+    d[0] /= np.sqrt(2.0)
+    return np.stack([np.outer(d[u], d[v]) for u, v in V2_ZIGZAG])
+
+
+def _tile_pos(hb: int, wb: int, ta: int = 0, tb: int = 0) -> np.ndarray:
+    """(hb, wb) tile position of each block when block (0, 0) sits at tile row `ta`, column `tb`."""
+    t = V2_TILE
+    return ((np.arange(hb)[:, None] + ta) % t) * t + (np.arange(wb)[None, :] + tb) % t
+
+
+def _v2_coeffs(y: np.ndarray) -> np.ndarray:
+    """(H, W) luma -> (H // 8, W // 8, 12) coefficients of the whole blocks."""
+    hb, wb = y.shape[0] // BLOCK, y.shape[1] // BLOCK
+    bl = y[: hb * BLOCK, : wb * BLOCK].reshape(hb, BLOCK, wb, BLOCK)
+    return np.einsum("aibj,kij->abk", bl, v2_basis())
+
+
+def embed_v2(image: np.ndarray, tag: int = 0, *, step: float = V2_STEP) -> np.ndarray:
+    """charforge-qim-v2 (the spec is in the module docstring)."""
+    img = _check_image(image)
+    _check_size(img)
+    signs, dither, bit = v2_layout()
+    h, w = img.shape[:2]
+    hb, wb = h // BLOCK, w // BLOCK
+    t = _tile_pos(hb, wb)
+    s = signs[t]  # (hb, wb, 3, 4)
+    offset = (dither[t] + payload_bits(tag)[bit[t]] / 2.0) * step  # (hb, wb, 3)
+    x = img.astype(np.float64)
+    out = img
+    for _ in range(V2_ITERATIONS):
+        c = _v2_coeffs(_luma(out)).reshape(hb, wb, V2_UNITS, V2_UNIT)
+        u = np.einsum("abjl,abjl->abj", c, s) / np.sqrt(V2_UNIT)
+        target = np.round((u - offset) / step) * step + offset
+        dc = (s * ((target - u) / np.sqrt(V2_UNIT))[..., None]).reshape(hb, wb, -1)
+        d = np.zeros((h, w))
+        d[: hb * BLOCK, : wb * BLOCK] = np.einsum("abk,kij->aibj", dc, v2_basis()).reshape(
+            hb * BLOCK, wb * BLOCK
+        )
+        x = x + d[..., None]
+        out = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return out
+
+
+def v2_threshold() -> float:
+    """The z a v2 detection needs: Bonferroni over V2_HYPOTHESES at V2_FALSE_ALARM per image."""
+    from scipy.stats import norm
+
+    return float(norm.isf(V2_FALSE_ALARM / V2_HYPOTHESES))
+
+
+@functools.lru_cache(maxsize=32)
+def _phase_index(hb: int, wb: int) -> np.ndarray:
+    """(16 tile phases, hb * wb) tile position of each block under each phase (ta, tb) = divmod(row, 4)."""
+    t = V2_TILE
+    return np.stack([_tile_pos(hb, wb, ta, tb).reshape(-1) for ta in range(t) for tb in range(t)])
+
+
+@dataclass
+class Detection:
+    """What the detector found. `score` is the mean (weighted) agreement in [-1, 1] over the signature; for v2,
+    `z` is the test statistic, compared with `threshold`, and `offset` (dy, dx) the shift modulo 32 px
+    at which the tile was found (v1: z and offset are None, threshold is the score threshold)."""
+
+    detected: bool
+    method: str | None  # which mark was found (None if none)
+    score: float
+    payload: str | None  # the decoded model tag, 4 hex digits
+    z: float | None = None
+    threshold: float | None = None
+    offset: tuple[int, int] | None = None
+    blur_power: float | None = None
+
+
+def detect_v2(image: np.ndarray, *, step: float = V2_STEP) -> Detection:
+    """Search every tile position and blur compensation for the v2 mark (see the module docstring)."""
+    img = _check_image(image)
+    thr = v2_threshold()
+    if not can_watermark(img):
+        return Detection(False, None, 0.0, None, 0.0, thr)
+    y = _luma(img)
+    signs, dither, bit = v2_layout()
+    expected = 1.0 - 2.0 * payload_bits(0)[bit]  # (16, 3): +1 where the signature bit is 0
+    sig = (bit < SIGNATURE_BITS).astype(np.float64)
+    n_sig = sig.sum(-1)  # signature units per tile position
+    h, w = y.shape
+    # the 12 coefficients of the 8x8 window at every pixel position, then per-position reliability weights
+    win = np.lib.stride_tricks.sliding_window_view(y, (BLOCK, BLOCK))  # (h-7, w-7, 8, 8)
+    c_all = np.einsum("yxij,kij->yxk", win, v2_basis())
+    energy = np.maximum(win.var(axis=(2, 3)) * BLOCK * BLOCK - (c_all**2).sum(-1), 0.0)
+    weights = [1.0 / (1.0 + energy / tau) for tau in V2_TAUS]  # (h-7, w-7) each
+    gains = np.asarray(V2_BLUR_GAINS)
+    best: tuple = (-np.inf,)
+    for pw in V2_GAIN_POWERS:
+        cg = (c_all / gains**pw).reshape(*c_all.shape[:2], V2_UNITS, V2_UNIT)
+        u = np.einsum("yxjl,tjl->yxtj", cg, signs) / np.sqrt(V2_UNIT)  # every window, every tile position
+        votes = (np.cos(2.0 * np.pi * (u / step - dither)) * (expected * sig)).sum(-1)  # (h-7, w-7, 16)
+        for py in range(min(BLOCK, h - BLOCK + 1)):
+            for px in range(min(BLOCK, w - BLOCK + 1)):
+                v = votes[py::BLOCK, px::BLOCK]
+                hb, wb = v.shape[:2]
+                idx = _phase_index(hb, wb)  # (16 phases, blocks)
+                v = v.reshape(hb * wb, -1)[np.arange(hb * wb)[None], idx]  # (16, blocks)
+                ns = n_sig[idx]
+                for ti, wfull in enumerate(weights):
+                    wq = wfull[py::BLOCK, px::BLOCK].reshape(-1)
+                    total = (v * wq).sum(1)
+                    z = total / np.maximum(np.sqrt(0.5 * (ns * wq**2).sum(1)), 1e-12)
+                    k = int(np.argmax(z))
+                    if z[k] > best[0]:
+                        score = float(total[k] / max((ns[k] * wq).sum(), 1e-12))
+                        best = (float(z[k]), py, px, k, pw, score, ti)
+    zbest, py, px, k, pw, score, ti = best
+    ta, tb = divmod(k, V2_TILE)
+    # the tile origin in this image: blocks at (py + 8m, px + 8n) sit at tile row (m + ta) mod 4
+    offset = ((py - BLOCK * ta) % (BLOCK * V2_TILE), (px - BLOCK * tb) % (BLOCK * V2_TILE))
+    if zbest < thr:
+        return Detection(False, None, score, None, zbest, thr, offset, pw)
+    c = _v2_coeffs(y[py:, px:]) / gains**pw
+    hb, wb = c.shape[:2]
+    t = _tile_pos(hb, wb, ta, tb)
+    u = np.einsum("abjl,abjl->abj", c.reshape(hb, wb, V2_UNITS, V2_UNIT), signs[t]) / np.sqrt(V2_UNIT)
+    soft = np.cos(2.0 * np.pi * (u / step - dither[t]))
+    wq = weights[ti][py::BLOCK, px::BLOCK][:hb, :wb, None]
+    votes = np.bincount(
+        bit[t].reshape(-1), weights=(soft * wq).reshape(-1), minlength=SIGNATURE_BITS + TAG_BITS
+    )
+    return Detection(True, METHOD_V2, score, _decode_tag(votes), zbest, thr, offset, pw)
+
+
+def detect(image: np.ndarray) -> Detection:
+    """Look for the v2 mark (any shift or crop), then the v1 mark of older outputs."""
+    found = detect_v2(image)
+    if found.detected:
+        return found
+    ok, score, payload = detect_v1(image)
+    if ok:
+        return Detection(True, METHOD_V1, score, payload, None, detection_threshold(np.shape(image)))
+    return found
+
+
+def detect_watermark(image: np.ndarray, *, threshold: float | None = None) -> tuple[bool, float, str | None]:
+    """(detected, score in [-1, 1], payload) where payload is the decoded 4-hex-digit model tag.
+
+    Finds v2 and v1 marks (`detect` says which). `threshold` is a v1 score threshold and restricts the check
+    to v1, as before v2 existed. Images below MIN_SIZE give (False, 0.0, None).
+    """
+    if threshold is not None:
+        return detect_v1(image, threshold=threshold)
+    img = _check_image(image)
+    if not can_watermark(img):
+        return False, 0.0, None
+    d = detect(img)
+    return d.detected, d.score, d.payload

@@ -30,7 +30,7 @@ def test_save_png_carries_metadata_and_watermark(tmp_path):
     meta = read_png_metadata(path)
     assert meta["seed"] == 42 and meta["tags"] == ["blonde hair", "smile"] and meta["model_id"] == "tiny-1"
     assert meta["software"] == f"charforge {__version__}" and "AI-generated" in meta["ai_generated"]
-    assert meta["watermark"] == "charforge-qim-v1" and meta["watermark_tag"] == "c0ff"
+    assert meta["watermark"] == "charforge-qim-v2" and meta["watermark_tag"] == "c0ff"
     r = verify_image(path)
     assert r.ok and r.detected and r.payload == "c0ff" and r.tag_matches_metadata is True
     assert not list(tmp_path.glob("out/.*.tmp"))  # atomic write left no temp file

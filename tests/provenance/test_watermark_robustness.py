@@ -1,3 +1,6 @@
+"""The invisible watermark (charforge-qim-v2, and v1 on older outputs) on real renders with fixed seeds: every
+attack at the size where it must hold, image quality, v1 compatibility, and no detections on clean images."""
+
 import io
 import sys
 from pathlib import Path
@@ -11,6 +14,8 @@ from charforge.provenance import watermark as wm
 sys.path.insert(0, str(Path(__file__).parent))
 from wm_images import synthetic_images  # noqa: E402
 
+TAG = 0xBEEF
+
 
 def _jpeg(a: np.ndarray, quality: int = 75) -> np.ndarray:
     buf = io.BytesIO()
@@ -18,42 +23,142 @@ def _jpeg(a: np.ndarray, quality: int = 75) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def _up_down(a: np.ndarray) -> np.ndarray:
+def _up_down(a: np.ndarray, resample=Image.BICUBIC) -> np.ndarray:
     s = a.shape[0]
-    return np.asarray(Image.fromarray(a).resize((2 * s, 2 * s), Image.BICUBIC).resize((s, s), Image.BICUBIC))
+    return np.asarray(Image.fromarray(a).resize((2 * s, 2 * s), resample).resize((s, s), resample))
+
+
+def _shift(a: np.ndarray, d: int) -> np.ndarray:
+    """Content moved d px right and down, the gap filled with the edge (a crop + pad, as editors do)."""
+    h, w = a.shape[:2]
+    return np.ascontiguousarray(np.pad(a, ((d, 0), (d, 0), (0, 0)), mode="edge")[:h, :w])
+
+
+def _crop(a: np.ndarray, frac: float) -> np.ndarray:
+    """Cut `frac` of each side's length off, split between the two edges (kept at the smaller size)."""
+    h, w = a.shape[:2]
+    cy, cx = round(frac * h), round(frac * w)
+    return np.ascontiguousarray(a[cy // 2 : h - (cy - cy // 2), cx - cx // 2 : w - cx // 2])
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
+def _renders(n: int, size: int, seed: int) -> list[np.ndarray]:
+    """Built-in creator renders over all six styles (fixed seeds)."""
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.creators.builtin.styles import STYLES
+
+    out = []
+    for k, style in enumerate(STYLES):
+        c = BuiltinCreator(style=style)
+        out += list(c.render(c.sample(-(-n // len(STYLES)), np.random.default_rng(seed + k)), size))
+    return [np.ascontiguousarray(a) for a in out[:n]]
+
+
 @pytest.fixture(scope="module")
-def marked():
-    imgs = synthetic_images(24, 64, seed=1)
-    return imgs, [wm.embed_watermark(a, 0xBEEF) for a in imgs]
+def marked64():
+    imgs = _renders(12, 64, seed=1)
+    return imgs, [wm.embed_watermark(a, TAG) for a in imgs]
 
 
-@pytest.mark.parametrize("attack", [lambda a: a, _jpeg, _up_down], ids=["clean", "jpeg75", "rescale2x"])
-def test_detected_after_attack_with_payload(marked, attack):
-    _, wms = marked
-    results = [wm.detect_watermark(attack(a)) for a in wms]
-    assert all(r[0] for r in results), [round(r[1], 3) for r in results]
-    assert np.mean([r[2] == "beef" for r in results]) >= 0.9
+ATTACKS = {  # name: (attack, how many of the 12 must be detected, how many must give the tag exactly)
+    "clean": (lambda a: a, 12, 12),
+    "jpeg75": (_jpeg, 12, 10),
+    "jpeg50": (lambda a: _jpeg(a, 50), 11, 4),
+    "bicubic2x": (_up_down, 12, 8),
+    "bilinear2x": (lambda a: _up_down(a, Image.BILINEAR), 11, 2),
+    "shift1": (lambda a: _shift(a, 1), 12, 12),
+    "shift4": (lambda a: _shift(a, 4), 12, 12),
+    "crop5": (lambda a: _crop(a, 0.05), 12, 12),
+    "crop10": (lambda a: _crop(a, 0.10), 12, 12),
+}
 
 
-def test_invisible_enough(marked):
-    imgs, wms = marked
-    assert min(_psnr(a, b) for a, b in zip(imgs, wms)) > 40.0
-    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(imgs, wms)) <= 16
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_v2_survives_attacks_at_64px(marked64, name):
+    attack, need, need_tag = ATTACKS[name]
+    found = [wm.detect(attack(a)) for a in marked64[1]]
+    assert sum(d.detected for d in found) >= need, [round(d.z, 2) for d in found]
+    assert all(d.method == wm.METHOD_V2 for d in found if d.detected)
+    assert sum(d.payload == f"{TAG:04x}" for d in found) >= need_tag, [d.payload for d in found]
 
 
-def test_unmarked_images_are_not_detected():
-    imgs = synthetic_images(60, 64, seed=2) + [_jpeg(a) for a in synthetic_images(20, 64, seed=3)]
-    imgs.append(np.full((64, 64, 3), 255, np.uint8))
-    imgs.append(np.zeros((96, 64, 3), np.uint8))
-    scores = np.array([wm.detect_watermark(a)[1] for a in imgs])
-    assert not any(wm.detect_watermark(a)[0] for a in imgs)
-    assert abs(scores.mean()) < 0.05  # the null is centred on 0
+def test_shift_is_located(marked64):
+    a = marked64[1][0]
+    assert wm.detect(a).offset == (0, 0)
+    assert wm.detect(_shift(a, 3)).offset == (3, 3)
+    assert wm.detect(a[5:, 2:]).offset == (32 - 5, 32 - 2)
+
+
+def test_128px_jpeg50_bilinear_and_crop():
+    tags = []
+    for a in _renders(3, 128, seed=7):
+        m = wm.embed_watermark(a, TAG)
+        for attacked in (_jpeg(m, 50), _crop(m, 0.10), _up_down(m, Image.BILINEAR)):
+            d = wm.detect(attacked)
+            assert d.detected, d
+            tags.append(d.payload == f"{TAG:04x}")
+    assert sum(tags) >= 7, tags
+
+
+def test_invisible_enough(marked64):
+    imgs, marked = marked64
+    assert np.mean([_psnr(a, b) for a, b in zip(imgs, marked)]) > 40.0
+    assert min(_psnr(a, b) for a, b in zip(imgs, marked)) > 39.0
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(imgs, marked)) <= 24
+
+
+def test_v1_marks_on_old_outputs_are_still_found(marked64):
+    imgs = marked64[0][:4]
+    for a in imgs:
+        old = wm.embed_watermark(a, TAG, method=wm.METHOD_V1)
+        assert np.array_equal(old, wm.embed_v1(a, TAG))  # the v1 code path, by name
+        for attacked in (old, _jpeg(old)):
+            d = wm.detect(attacked)
+            assert d.detected and d.method == wm.METHOD_V1 and d.payload == f"{TAG:04x}"
+            assert wm.detect_watermark(attacked) == (True, d.score, f"{TAG:04x}")
+
+
+def test_v1_embedding_is_unchanged():
+    """The bytes the v1 code path writes (and the browser port copies) stay exactly as before v2."""
+    a = synthetic_images(1, 64, seed=11)[0]
+    m = wm.embed_watermark(a, 0x1234, method=wm.METHOD_V1)
+    assert wm.detect_v1(m) == wm.detect_watermark(m, threshold=wm.detection_threshold(m.shape))
+    assert wm.detect_v1(m)[2] == "1234"
+    assert (np.abs(m.astype(int) - a).max(), int(np.abs(m.astype(int) - a).sum())) == (6, 11954)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown watermark method"):
+        wm.embed_watermark(np.zeros((64, 64, 3), np.uint8), method="charforge-qim-v9")
+
+
+def _clean_set() -> list[np.ndarray]:
+    """Unmarked images of several kinds: renders, synthetic portraits, JPEG copies, photo crops, flat fills."""
+    imgs = _renders(24, 64, seed=100) + synthetic_images(10, 64, seed=2)
+    imgs += [_jpeg(a, 50) for a in _renders(6, 64, seed=200)]
+    try:
+        import skimage.data
+
+        rng = np.random.default_rng(0)
+        for name in ("astronaut", "chelsea", "coffee", "rocket"):
+            photo = getattr(skimage.data, name)()
+            for _ in range(2):
+                y, x = rng.integers(0, photo.shape[0] - 128), rng.integers(0, photo.shape[1] - 128)
+                crop = Image.fromarray(photo[y : y + 128, x : x + 128]).resize((64, 64), Image.LANCZOS)
+                imgs.append(np.asarray(crop))
+    except ImportError:
+        pass
+    imgs += [np.full((64, 64, 3), v, np.uint8) for v in (0, 128, 255)] + [np.zeros((96, 64, 3), np.uint8)]
+    return imgs
+
+
+def test_clean_images_are_not_detected():
+    found = [wm.detect(a) for a in _clean_set()]
+    assert not any(d.detected for d in found)
+    assert max(d.z for d in found) < wm.v2_threshold() - 0.5, max(d.z for d in found)
 
 
 def test_nonsquare_and_odd_sizes_roundtrip():
@@ -66,19 +171,8 @@ def test_nonsquare_and_odd_sizes_roundtrip():
 def test_too_small_images_are_refused_not_faked():
     a = np.zeros((16, 16, 3), np.uint8)
     assert not wm.can_watermark(a)
-    with pytest.raises(ValueError, match="minimum"):
-        wm.embed_watermark(a)
+    for method in wm.METHODS:
+        with pytest.raises(ValueError, match="minimum"):
+            wm.embed_watermark(a, method=method)
     assert wm.detect_watermark(a) == (False, 0.0, None)
-
-
-def test_builtin_renders_if_available():
-    builtin = pytest.importorskip("charforge.creators.builtin")
-    if not hasattr(builtin, "BuiltinCreator"):
-        pytest.skip("the built-in creator is not written yet")
-    creator = builtin.BuiltinCreator()
-    rng = np.random.default_rng(0)
-    imgs = creator.render(creator.sample(8, rng), 64)
-    for a in imgs:
-        marked = wm.embed_watermark(np.ascontiguousarray(a), 1)
-        assert wm.detect_watermark(_jpeg(marked))[0]
-        assert not wm.detect_watermark(np.ascontiguousarray(a))[0]
+    assert not wm.detect(a).detected
