@@ -77,6 +77,7 @@ RESUME_HINTS = {
     "data build": "finished chunks are kept: rerun the same command to resume",
     "data import": "finished chunks are kept: rerun the same command to resume",
     "train": "the last periodic checkpoint is kept: rerun the same command with --resume to continue",
+    "sr train": "the last checkpoint is kept: rerun the same command with --resume to continue",
     "serve": "the studio server is not running",
 }
 RESUME_DEFAULT = "its work is not finished: rerun the same command to start it again"
