@@ -8,7 +8,19 @@ import charforge
 
 ROOT = Path(charforge.__file__).resolve().parent
 # inference: what runs a trained model (generate, studio, export, tagging); none of it may reach charforge.train
-INFERENCE = ("core", "creators", "models", "tagger", "sampling", "export", "serve", "provenance", "hub")
+INFERENCE = (
+    "core",
+    "creators",
+    "models",
+    "tagger",
+    "sampling",
+    "sr",
+    "export",
+    "serve",
+    "provenance",
+    "hub",
+    "gradio_app",
+)
 
 
 def _module_name(path: Path) -> str:
