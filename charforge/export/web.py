@@ -58,30 +58,52 @@ HEADERS_FILE = f"""/*
 """
 
 
-def watermark_layout(image_size: int, sha256: str | None) -> dict[str, Any] | None:
-    """charforge-qim-v1 for one image size, precomputed so the page needs no numpy generator: the keyed
-    slot layout (bit per slot, dither), the DCT basis and the payload bits. None below the 32 px minimum."""
+WATERMARK_PORTS = ("charforge-qim-v1", "charforge-qim-v2")  # the methods generator.js implements
+
+
+def watermark_layout(image_size: int, sha256: str | None) -> tuple[dict[str, Any] | None, str]:
+    """(the watermark the page applies, why none): charforge's current method (provenance.metadata
+    WATERMARK_METHOD) with its keyed arrays precomputed, so the page needs no numpy generator. None below the
+    32 px minimum, or when the current method has no JavaScript port yet (then the page says so)."""
     from charforge.provenance import watermark as wm
     from charforge.provenance.metadata import WATERMARK_METHOD
 
     if image_size < wm.MIN_SIZE:
-        return None
-    n_slots = (image_size // wm.BLOCK) ** 2 * len(wm.COEFFS)
-    bit_of_slot, dither = wm._layout(n_slots)
+        return None, f"none (image smaller than {wm.MIN_SIZE}px)"
+    if WATERMARK_METHOD not in WATERMARK_PORTS:
+        return None, f"none (the page has no port of {WATERMARK_METHOD} yet)"
     tag = wm.model_tag(sha256)
-    return {
+    common = {
         "method": WATERMARK_METHOD,
         "tag": f"{tag:04x}",
         "block": wm.BLOCK,
-        "coeffs": len(wm.COEFFS),
-        "step": wm.STEP,
-        "iterations": wm.ITERATIONS,
         "luma": [0.299, 0.587, 0.114],
-        "basis": [float(v) for v in wm._basis().reshape(-1)],
-        "bit_of_slot": [int(b) for b in bit_of_slot],
-        "dither": [float(d) for d in dither],
         "bits": [int(b) for b in wm.payload_bits(tag)],
     }
+    if WATERMARK_METHOD == "charforge-qim-v1":
+        n_slots = (image_size // wm.BLOCK) ** 2 * len(wm.COEFFS)
+        bit_of_slot, dither = wm._layout(n_slots)
+        return common | {
+            "coeffs": len(wm.COEFFS),
+            "step": wm.STEP,
+            "iterations": wm.ITERATIONS,
+            "basis": [float(v) for v in wm._basis().reshape(-1)],
+            "bit_of_slot": [int(b) for b in bit_of_slot],
+            "dither": [float(d) for d in dither],
+        }, ""
+    signs, dither, bit = wm.v2_layout()
+    return common | {
+        "coeffs": len(wm.V2_ZIGZAG),
+        "tile": wm.V2_TILE,
+        "unit": wm.V2_UNIT,
+        "units": wm.V2_UNITS,
+        "step": wm.V2_STEP,
+        "iterations": wm.V2_ITERATIONS,
+        "basis": [float(v) for v in wm.v2_basis().reshape(-1)],
+        "signs": [float(v) for v in np.asarray(signs).reshape(-1)],
+        "dither": [float(v) for v in np.asarray(dither).reshape(-1)],
+        "bit": [int(v) for v in np.asarray(bit).reshape(-1)],
+    }, ""
 
 
 def model_document(bundle: Any, model_file: str = "generator.onnx") -> dict[str, Any]:
@@ -90,7 +112,7 @@ def model_document(bundle: Any, model_file: str = "generator.onnx") -> dict[str,
     from charforge.provenance.metadata import AI_STATEMENT, xmp_packet
 
     doc = generator_metadata(bundle)
-    wm = watermark_layout(int(bundle.image_size), str(bundle.sha256 or ""))
+    wm, why_none = watermark_layout(int(bundle.image_size), str(bundle.sha256 or ""))
     return doc | {
         "model_file": model_file,
         "seed_scheme": PORTABLE_V1,
@@ -102,7 +124,7 @@ def model_document(bundle: Any, model_file: str = "generator.onnx") -> dict[str,
             "ai_generated": AI_STATEMENT,
             "generator": f"{bundle.family} (charforge web)",
             "xmp": xmp_packet(),
-            "watermark_missing": None if wm else "none (image smaller than 32px)",
+            "watermark_missing": None if wm else why_none,
         },
     }
 

@@ -45,7 +45,7 @@ def test_schemathesis_finds_no_server_errors(tmp_path):
     with LiveServer(make_app(timeout_s=30)) as server:
         res = run_schemathesis(server.url, max_examples=6, phases="fuzzing", tmp_path=tmp_path, timeout_s=240)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "Tested: 11" in res.stdout and "No issues found" in res.stdout  # 8 + the 3 /api/v1/web routes
+    assert "Tested: 12" in res.stdout and "No issues found" in res.stdout  # 8 + 4 /api/v1/web routes
 
 
 @pytest.mark.slow

@@ -160,6 +160,11 @@ def test_web_routes_and_the_page_policy(server):
         assert doc["z_dim"] == 16 and doc["seed_scheme"] == "portable-v1" and len(doc["tag_freqs"]) == 34
         assert c.get("/api/v1/web/models/nope.json").status_code == 422
         assert c.get("/web-static/portable.js").status_code == 200
+        fit = c.get("/api/v1/web/f2p.json").json()  # the toy f2p has no learned embedder
+        assert fit["available"] is False and "cannot run in a browser" in fit["reason"]
+        r = c.get("/api/v1/web/f2p/embedder.onnx")
+        assert r.status_code == 404 and "cannot be fitted in the browser" in r.json()["detail"]
+        assert c.get("/api/v1/web/f2p/imitator.onnx").status_code == 422
         if RUNTIME_OK:
             r = c.get("/web-runtime/ort.wasm.min.js")
             assert r.status_code == 200 and r.headers["content-security-policy"] == PAGE_CSP

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from playwright.sync_api import expect
 from charforge import sampling
 from charforge.cli import main
 from charforge.provenance import read_png_metadata
+from charforge.provenance.metadata import WATERMARK_METHOD
 from charforge.provenance.watermark import detect_watermark
 from charforge.web import vendor
 
@@ -134,10 +136,56 @@ def test_export_writes_a_self_contained_folder(site):
     html = (site / "index.html").read_text()
     assert "'wasm-unsafe-eval'" in html and "http" not in html.replace("http-equiv", "")  # no outside URL
     doc = json.loads((site / "model" / "model.json").read_text())
-    assert doc["seed_scheme"] == "portable-v1" and doc["watermark"]["method"] == "charforge-qim-v1"
+    assert doc["seed_scheme"] == "portable-v1" and doc["watermark"]["method"] == WATERMARK_METHOD
     sidecar = json.loads((site / "model" / "generator.json").read_text())
     assert sidecar["seed_scheme"] == "portable-v1" and "SplitMix64" in sidecar["seed_scheme_spec"]
     assert "Cross-Origin-Embedder-Policy: require-corp" in (site / "_headers").read_text()
+
+
+WM_HARNESS = """
+const W = require(process.argv[1]).CharforgeWeb;
+const job = JSON.parse(require("fs").readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(Array.from(W.embedWatermark(Uint8Array.from(job.rgb), job.size, job.wm))));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("method", ["charforge-qim-v1", "charforge-qim-v2"])
+def test_javascript_watermark_is_the_python_one(method, monkeypatch):
+    """generator.js's port against charforge.provenance.watermark, on a creator render and a noisy image."""
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.export import web
+    from charforge.provenance import metadata
+    from charforge.provenance import watermark as wm
+
+    monkeypatch.setattr(metadata, "WATERMARK_METHOD", method)
+    sha = "c0ffee" + "0" * 58
+    cr = BuiltinCreator()
+    images = [
+        cr.render(cr.sample(1, np.random.default_rng(1)), 64)[0],
+        np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8),
+    ]
+    layout, why = web.watermark_layout(64, sha)
+    assert why == "" and layout["method"] == method and layout["tag"] == "c0ff"
+    for img in images:
+        job = json.dumps({"rgb": img.reshape(-1).tolist(), "size": 64, "wm": layout})
+        r = subprocess.run(
+            ["node", "-e", WM_HARNESS, str(web.STATIC / "generator.js")],
+            input=job,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        js = np.asarray(json.loads(r.stdout), np.uint8).reshape(64, 64, 3)
+        py = wm.embed_watermark(img, wm.model_tag(sha), method=method)
+        assert np.abs(js.astype(int) - py).max() <= 1 and (js == py).mean() > 0.999
+        found, _, payload = wm.detect_watermark(js)
+        assert found and payload == "c0ff"
+    monkeypatch.setattr(metadata, "WATERMARK_METHOD", "charforge-qim-v9")
+    layout, why = web.watermark_layout(64, sha)
+    assert layout is None and "no port of charforge-qim-v9" in why
+    assert web.watermark_layout(16, sha) == (None, "none (image smaller than 32px)")
 
 
 def test_export_refuses_a_foreign_folder_and_a_missing_runtime(tmp_path, capsys, monkeypatch):
@@ -190,7 +238,7 @@ def test_static_site_makes_the_cli_characters(browser, static_server):
     found, score, payload = detect_watermark(pixels(data))
     assert found and payload == bundle.sha256[:4], score
     meta = read_png_metadata(data)
-    assert meta["watermark"] == "charforge-qim-v1" and meta["watermark_tag"] == bundle.sha256[:4]
+    assert meta["watermark"] == WATERMARK_METHOD and meta["watermark_tag"] == bundle.sha256[:4]
     from charforge.provenance.metadata import read_xmp
 
     assert "trainedAlgorithmicMedia" in (read_xmp(data) or "")

@@ -139,7 +139,56 @@ async function initClient() {
   } catch (e) {
     state.web = null;
     setWhere(`Images are made on the server: generating in the browser failed (${e.message}).`, false);
+    return;
   }
+  await initClientFit();
+}
+
+// ---------------------------------------------------------------- the fast fit in this browser
+async function initClientFit() {
+  try {
+    const info = await (await api("/web/f2p.json")).json();
+    if (!info.available) { $("fit-where").textContent = `Photos are fitted on this machine's studio server (${info.reason}).`; return; }
+    if (!window.CharforgeFit) await loadScript(state.web.static_base + "fit.js");
+    const part = async (p) => (await api(info.models[p].replace("/api/v1", ""))).arrayBuffer();
+    state.fitter = await window.CharforgeFit.Fitter.create({ doc: info, embedder: await part("embedder"),
+                                                             translator: await part("translator"), runtimeBase: state.web.runtime_base });
+    $("client-fit-field").classList.remove("hidden");
+    showFitWhere();
+  } catch (e) {
+    state.fitter = null;
+    $("fit-where").textContent = `Photos are fitted on the studio server: the browser fit failed (${e.message}).`;
+  }
+}
+
+const clientFitOn = () => !!(state.fitter && $("client-fit").checked && $("fit-mode").value === "fast" && !FORCE_SERVER);
+function showFitWhere() {
+  $("fit-where").textContent = clientFitOn()
+    ? "Fast fit runs in this browser: the photo is not uploaded (only the fitted parameters go to the server, to draw the preview)."
+    : "The photo is sent to this machine's studio server for fitting.";
+  $("fit-where").dataset.where = clientFitOn() ? "client" : "server";
+}
+
+async function photoPixels(file) {
+  const bmp = await createImageBitmap(file);
+  const scale = Math.min(1, 2048 / Math.max(bmp.width, bmp.height)); // a huge photo: shrink it first
+  const w = Math.max(1, Math.round(bmp.width * scale)), h = Math.max(1, Math.round(bmp.height * scale));
+  const canvas = el("canvas", { width: w, height: h });
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bmp, 0, 0, w, h);
+  return { rgba: ctx.getImageData(0, 0, w, h).data, w, h };
+}
+
+async function fitInBrowser(file) {
+  const { rgba, w, h } = await photoPixels(file);
+  const params = await state.fitter.fit(rgba, w, h);
+  state.fitParams = params;
+  clearTimeout(state.renderTimer); clearTimeout(state.sharpTimer); state.renderSeq++;
+  $("similarity").textContent = "fitted in this browser";
+  $("similarity").classList.remove("hidden");
+  if (state.creator) setParams({ ...defaults(), ...params });
+  scheduleRender(0);
+  $("refit").disabled = false; $("reset-params").disabled = false;
 }
 
 async function clientFor(model) {
@@ -425,6 +474,7 @@ async function fitPhoto(file) {
   const photo = $("photo");
   if (photo.src.startsWith("blob:")) URL.revokeObjectURL(photo.src);
   photo.src = URL.createObjectURL(file); photo.classList.remove("hidden"); $("drop-text").classList.add("hidden");
+  if (clientFitOn()) return fitInBrowser(file);
   const fd = new FormData();
   fd.append("file", file); fd.append("mode", $("fit-mode").value);
   const res = await (await api("/fit", { body: fd })).json();
@@ -448,6 +498,8 @@ function wirePhoto() {
   ["dragleave", "drop"].forEach((ev) => drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
   drop.addEventListener("drop", (e) => take(e.dataTransfer.files[0]));
   $("refit").addEventListener("click", () => lastFile && busy($("refit"), () => fitPhoto(lastFile)));
+  $("client-fit").addEventListener("change", showFitWhere);
+  $("fit-mode").addEventListener("change", () => { if (state.fitter) showFitWhere(); });
   $("reset-params").addEventListener("click", () => { if (state.fitParams) { setParams({ ...defaults(), ...state.fitParams }); scheduleRender(0); } });
   $("export-json").addEventListener("click", () => {
     const doc = { creator: state.creator ? state.creator.name : null, params: state.params };

@@ -106,9 +106,56 @@
     return out;
   }
 
-  // ------------------------------------------------------------ watermark (charforge-qim-v1, the port of
-  // charforge/provenance/watermark.py: the keyed layout comes precomputed in the model document)
+  // ------------------------------------------------------------ watermark: ports of charforge/provenance/
+  // watermark.py (its docstring is the spec); the keyed arrays come precomputed in the model document.
   function embedWatermark(rgb, size, wm) {
+    if (wm.method === "charforge-qim-v2") return embedV2(rgb, size, wm);
+    if (wm.method === "charforge-qim-v1") return embedV1(rgb, size, wm);
+    throw new Error(`no port of watermark ${wm.method}`);
+  }
+
+  // charforge-qim-v2: spread-transform QIM, 3 units of 4 DCT coefficients per 8x8 block, a 4x4-block tile
+  function embedV2(rgb, size, wm) {
+    const B = wm.block, K = wm.coeffs, T = wm.tile, L = wm.unit, U = wm.units, step = wm.step, sq = Math.sqrt(L);
+    const hb = Math.floor(size / B), wb = hb, [lr, lg, lb] = wm.luma, basis = wm.basis;
+    const x = Float64Array.from(rgb), y = new Float64Array(size * size), c = new Float64Array(K), dc = new Float64Array(K);
+    let out = Uint8Array.from(rgb);
+    for (let it = 0; it < wm.iterations; it++) {
+      for (let i = 0; i < size * size; i++) y[i] = out[3 * i] * lr + out[3 * i + 1] * lg + out[3 * i + 2] * lb;
+      for (let a = 0; a < hb; a++) {
+        for (let b = 0; b < wb; b++) {
+          const t = (a % T) * T + (b % T);
+          for (let k = 0; k < K; k++) {
+            let v = 0;
+            for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) v += y[(a * B + i) * size + b * B + j] * basis[(k * B + i) * B + j];
+            c[k] = v;
+          }
+          for (let j = 0; j < U; j++) {
+            let u = 0;
+            for (let l = 0; l < L; l++) u += c[j * L + l] * wm.signs[(t * U + j) * L + l];
+            u /= sq;
+            const offset = (wm.dither[t * U + j] + wm.bits[wm.bit[t * U + j]] / 2) * step;
+            const target = roundHalfEven((u - offset) / step) * step + offset;
+            for (let l = 0; l < L; l++) dc[j * L + l] = wm.signs[(t * U + j) * L + l] * ((target - u) / sq);
+          }
+          for (let i = 0; i < B; i++) {
+            for (let j = 0; j < B; j++) {
+              let d = 0;
+              for (let k = 0; k < K; k++) d += dc[k] * basis[(k * B + i) * B + j];
+              const p = ((a * B + i) * size + b * B + j) * 3;
+              x[p] += d; x[p + 1] += d; x[p + 2] += d;
+            }
+          }
+        }
+      }
+      out = new Uint8Array(x.length);
+      for (let i = 0; i < x.length; i++) { const v = roundHalfEven(x[i]); out[i] = v < 0 ? 0 : v > 255 ? 255 : v; }
+    }
+    return out;
+  }
+
+  // charforge-qim-v1 (outputs before v2): five DCT slots per block, layout per image size
+  function embedV1(rgb, size, wm) {
     const B = wm.block, K = wm.coeffs, hb = Math.floor(size / B), wb = hb, step = wm.step;
     const [lr, lg, lb] = wm.luma, basis = wm.basis; // basis: K x B x B, flattened
     const x = Float64Array.from(rgb), y = new Float64Array(size * size), delta = new Float64Array(hb * wb * K);
