@@ -150,11 +150,11 @@ def _check_out(out: Path) -> None:
 
 def export_site(bundle: Any, out: str | Path, *, title: str | None = None) -> dict[str, Any]:
     """Write the static site for `bundle` into `out`; returns the site manifest (files, sizes, first load)."""
+    out = Path(out)
+    _check_out(out)
     ok, why = vendor.runtime_status()
     if not ok:
         raise UserError(f"export web: {why}")
-    out = Path(out)
-    _check_out(out)
     if (out / SITE_MANIFEST).is_file():
         for sub in ("model", "ort"):
             shutil.rmtree(out / sub, ignore_errors=True)
