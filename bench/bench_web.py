@@ -245,7 +245,7 @@ def main() -> int:
 def write_markdown(r: dict, out: Path) -> None:
     la = lambda t: ", ".join(f"{x:.2f}" for x in t)  # noqa: E731
     lines = [
-        "# charforge in the browser: speed and size (bench/bench_web.py)",
+        "## In the browser: the exported static site (bench/bench_web.py)",
         "",
         f"- date: {r['date']}; machine: {r['cpu']}, {r['cores']} cores (shared with other engineers' jobs)",
         f"- SIMD flags (lscpu): {' '.join(r['simd'])}",
@@ -253,7 +253,7 @@ def write_markdown(r: dict, out: Path) -> None:
         f"- model: the shipped generator, {r['model']}; runtime onnxruntime-web 1.30.0 (WASM, SIMD build); "
         f"headless chromium {r['results'][0]['chromium']}",
         "",
-        "## Time per image (medians over every timed image of every cold load)",
+        "### Time per image (medians over every timed image of every cold load)",
         "",
         "| configuration | ms / image (batch 1) | p10-p90 | renderer CPU ms / image | ms / image (batch 8) "
         "| 1 image + watermark + PNG | page load to ready |",
@@ -281,7 +281,7 @@ def write_markdown(r: dict, out: Path) -> None:
         "threads summed) does not wait, so it is the steadier measure of the work per image on this CPU.",
         "Goal: <= 50 ms per image single-threaded (make.girls.moe took 5.5-7 s on 2017 laptops).",
         "",
-        "## First load",
+        "### First load",
         "",
         "| file | bytes | gzip -6 |",
         "|---|---|---|",
