@@ -202,3 +202,22 @@ def test_adversarial_fine_tune_resumes_exactly(tmp_path, monkeypatch):
     other = SRConfig(channels=12, blocks=1, up_channels=4)
     with pytest.raises(UserError, match="differs from this run"):
         train_sr.train_sr(tmp_path / "c", train_sr.SRTrainOptions(steps=2, **(kw | {"model": other})))
+
+
+def test_shipped_upscaler_beats_bicubic_on_held_out_renders():
+    """The shipped file on characters no training run drew (seed 90210, the bench's seed): x4 PSNR well above
+    bicubic; untrained or damaged weights would sit at bicubic."""
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.train.sr import psnr
+
+    if "default" not in sr.shipped_upscalers():
+        pytest.skip("no shipped upscaler in charforge/weights")
+    c = BuiltinCreator()
+    batch = c.sample(12, np.random.default_rng(90210))
+    small, big = c.render(batch, 64), c.render(batch, 256)
+    up = sr.load_upscaler("default")
+    x = torch.from_numpy(small).permute(0, 3, 1, 2).float()
+    bic = bicubic(x, 4).clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+    gain = psnr(up.upscale(small, 4), big) - psnr(bic, big)
+    assert gain > 3.5, gain
+    assert up.scales == [2, 4] and up.model_id == "sr_v1@5500"
