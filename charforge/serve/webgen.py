@@ -183,7 +183,5 @@ def install_web(app, studio, auth) -> None:
 
     app.include_router(r)
     app.mount(STATIC_URL.rstrip("/"), StaticFiles(directory=WEB_STATIC), name="web-static")
-    vendor.RUNTIME_DIR.mkdir(
-        parents=True, exist_ok=True
-    )  # mounted even when empty: files may be vendored later
-    app.mount(RUNTIME_URL.rstrip("/"), StaticFiles(directory=vendor.RUNTIME_DIR), name="web-runtime")
+    if vendor.RUNTIME_DIR.is_dir():  # never created here: an installed package may be read-only
+        app.mount(RUNTIME_URL.rstrip("/"), StaticFiles(directory=vendor.RUNTIME_DIR), name="web-runtime")
