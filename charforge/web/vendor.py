@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -64,6 +65,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _sha256_cached(path: Path) -> str:
+    """sha256 of a file, remembered while its size and mtime stay the same (the studio asks on every page load)."""
+    st = path.stat()
+    return _sha256_keyed(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_keyed(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256(Path(path))
+
+
 def runtime_status(runtime_dir: Path | None = None) -> tuple[bool, str]:
     """(usable, why not): every file listed in the manifest is there with its pinned sha256."""
     runtime_dir = runtime_dir or RUNTIME_DIR
@@ -85,7 +97,7 @@ def runtime_status(runtime_dir: Path | None = None) -> tuple[bool, str]:
         )
     for name, rec in files.items():
         p = runtime_dir / name
-        if not p.is_file() or p.stat().st_size != rec["bytes"] or _sha256(p) != FILE_SHA256[name]:
+        if not p.is_file() or p.stat().st_size != rec["bytes"] or _sha256_cached(p) != FILE_SHA256[name]:
             return False, f"{p}: missing or changed since it was vendored; rerun `{VENDOR_COMMAND}`"
     return True, ""
 
