@@ -266,3 +266,19 @@ def test_static_site_npc_batch_matches_the_library(browser, static_server):
     assert page.evaluate("window.__csp") == []
     assert not errors, errors
     ctx.close()
+
+
+@needs_runtime
+@needs_browser
+def test_static_site_fits_a_phone_screen(browser, static_server):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    page.goto(static_server + "/")
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=60_000)
+    page.fill("#count", "4")
+    page.click("#generate")
+    page.locator("#grid .tile img").nth(3).wait_for(timeout=60_000)
+    form, grid = page.locator("#gen-form").bounding_box(), page.locator("#grid").bounding_box()
+    assert grid["y"] > form["y"] + form["height"] - 1  # one column: results below the controls
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    ctx.close()
