@@ -14,6 +14,8 @@ scores every tagger on
   F1, smile precision; on a multi-style dataset also hair colour accuracy per render style;
 * **shifted**: the same renders recoloured and under the held-out style shift
   (`tagger_augment.shifted_validation`, seed 0: a median-cut palette and pixelation that training never uses);
+* **framed**: the same renders recoloured and framed outside the first estimator's zoom range (half zoomed in
+  1.5-2x to the face, half out to 0.4-0.55x), then tone and JPEG (`framed_validation`);
 * the abstention rate of `predict_tags(abstain=True)` on both (hair colour, independent tags).
 
 Tags are paired by name, so a 34-tag tagger is scored on a 40-tag multi-style dataset (the style group is
@@ -98,7 +100,37 @@ def load_heldout(data_dir: str, parts_cache: str | None, seed: int = 0):
     parts = tagger_augment.cached_part_renders(data, held, parts_cache)
     style = parts.style
     s_images, s_tags = tagger_augment.shifted_validation(parts, data.schema, seed=seed)
-    return data.schema, {"clean": (images, tags, style), "shifted": (s_images, s_tags, style)}
+    f_images, f_tags = framed_validation(parts, data.schema, seed=seed)
+    return data.schema, {
+        "clean": (images, tags, style),
+        "shifted": (s_images, s_tags, style),
+        "framed": (f_images, f_tags, style),
+    }
+
+
+def framed_validation(parts, schema, seed: int = 0, batch: int = 250):
+    """Held-out renders recoloured (0.7 per part) and framed outside the shipped estimator's training range
+    (zoom 0.55-1.45): odd images zoomed in 1.5-2.0 towards the face (a head filling the frame), even images
+    zoomed out 0.4-0.55 onto the background (a small head in a larger picture); then tone and JPEG."""
+    import torch
+
+    from charforge.train import tagger_augment as ta
+
+    rng = np.random.default_rng([seed, 5151])
+    g = torch.Generator().manual_seed(seed + 5151)
+    ims, tgs = [], []
+    for start in range(0, len(parts), batch):
+        idx = np.arange(start, min(start + batch, len(parts)))
+        img, tags = ta.recolour(parts, idx, rng, schema, p_part=0.7)
+        x = torch.from_numpy(img).permute(0, 3, 1, 2) * 2 - 1
+        near = torch.from_numpy(idx % 2 == 1)
+        x = torch.where(
+            near.view(-1, 1, 1, 1), ta.frame(x, g, None, (1.5, 2.0)), ta.frame(x, g, None, (0.4, 0.55))
+        )
+        x = ta.jpeg(ta.tone(x, g), g)
+        ims.append(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+        tgs.append(tags)
+    return np.concatenate(ims), np.concatenate(tgs)
 
 
 def main(argv: list[str] | None = None) -> int:
