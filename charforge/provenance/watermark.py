@@ -79,14 +79,15 @@ METHOD_V2 = "charforge-qim-v2"
 METHODS = (METHOD_V2, METHOD_V1)  # newest first; detect_watermark tries them in this order
 
 # v2 (see the module docstring for the spec)
-V2_TILE = 4  # the layout repeats every 4x4 blocks (32x32 px)
+V2_GRID = 64  # the keyed layout covers 64x64 blocks (512x512 px) and repeats beyond that
 V2_ZIGZAG = ((0, 1), (1, 0), (2, 0), (1, 1), (0, 2), (0, 3), (1, 2), (2, 1), (3, 0), (4, 0), (3, 1), (2, 2))
 V2_UNIT = 4  # coefficients per unit (spread-transform length)
-V2_UNITS = len(V2_ZIGZAG) // V2_UNIT  # units per block: 3, so a tile holds 16 * 3 = 48 units, one per bit
+V2_UNITS = len(V2_ZIGZAG) // V2_UNIT  # 3 units per block
 V2_STEP = 36.0  # QIM step of a unit value, in orthonormal-DCT units of 0-255 luma
 V2_KEY = 0x63686632  # seeds the v2 signs, dither and bit order; public
 V2_ITERATIONS = 4
 # detection only (a port of the embedder does not need these)
+V2_SEARCH = 16  # px: every shift of the block grid by -16..16 px in each axis is tried (33 x 33 = 1,089)
 V2_BLUR_GAINS = (
     0.85,
     0.86,
@@ -106,7 +107,7 @@ V2_GAIN_POWERS = (0.0, 0.25, 0.5, 0.75, 1.0)  # blur compensations tried: coeffi
 # noisy votes under resampling); tau = inf weighs every block the same (best against JPEG)
 V2_TAUS = (1e4, float("inf"))
 V2_FALSE_ALARM = 1e-4  # per-image false-alarm rate the threshold is set for (checked on 10,000 clean images)
-V2_HYPOTHESES = BLOCK * BLOCK * V2_TILE * V2_TILE * len(V2_GAIN_POWERS) * len(V2_TAUS)  # 10,240
+V2_HYPOTHESES = (2 * V2_SEARCH + 1) ** 2 * len(V2_GAIN_POWERS) * len(V2_TAUS)  # 10,890
 
 
 def model_tag(sha256: str | None) -> int:
@@ -262,13 +263,14 @@ def detect_v1(image: np.ndarray, *, threshold: float | None = None) -> tuple[boo
 # ---------------------------------------------------------------------------------------------------- v2
 @functools.lru_cache(maxsize=1)
 def v2_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keyed v2 arrays per tile position t (16) and unit j (3): signs (16, 3, 4) of +-1.0, dither (16, 3) in
-    [0, 1), bit (16, 3) the payload bit index 0-47 (a permutation: every bit once per tile)."""
+    """Keyed v2 arrays per block (a, b) of the 64x64-block grid and unit j: signs (64, 64, 3, 4) of +-1.0,
+    dither (64, 64, 3) in [0, 1), bit (64, 64, 3) the payload bit index 0-47 (each bit equally often)."""
     rng = np.random.default_rng(V2_KEY)
-    n = V2_TILE * V2_TILE
-    signs = rng.integers(0, 2, size=(n, V2_UNITS, V2_UNIT)) * 2.0 - 1.0
-    dither = rng.uniform(0.0, 1.0, size=(n, V2_UNITS))
-    bit = rng.permutation(n * V2_UNITS).reshape(n, V2_UNITS)
+    g = V2_GRID
+    signs = rng.integers(0, 2, size=(g, g, V2_UNITS, V2_UNIT)) * 2.0 - 1.0
+    dither = rng.uniform(0.0, 1.0, size=(g, g, V2_UNITS))
+    n_bits = SIGNATURE_BITS + TAG_BITS
+    bit = (np.arange(g * g * V2_UNITS) % n_bits)[rng.permutation(g * g * V2_UNITS)].reshape(g, g, V2_UNITS)
     return signs, dither, bit
 
 
@@ -279,12 +281,6 @@ def v2_basis() -> np.ndarray:
     d = np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * BLOCK)) * np.sqrt(2.0 / BLOCK)
     d[0] /= np.sqrt(2.0)
     return np.stack([np.outer(d[u], d[v]) for u, v in V2_ZIGZAG])
-
-
-def _tile_pos(hb: int, wb: int, ta: int = 0, tb: int = 0) -> np.ndarray:
-    """(hb, wb) tile position of each block when block (0, 0) sits at tile row `ta`, column `tb`."""
-    t = V2_TILE
-    return ((np.arange(hb)[:, None] + ta) % t) * t + (np.arange(wb)[None, :] + tb) % t
 
 
 def _v2_coeffs(y: np.ndarray) -> np.ndarray:
@@ -301,9 +297,9 @@ def embed_v2(image: np.ndarray, tag: int = 0, *, step: float = V2_STEP) -> np.nd
     signs, dither, bit = v2_layout()
     h, w = img.shape[:2]
     hb, wb = h // BLOCK, w // BLOCK
-    t = _tile_pos(hb, wb)
-    s = signs[t]  # (hb, wb, 3, 4)
-    offset = (dither[t] + payload_bits(tag)[bit[t]] / 2.0) * step  # (hb, wb, 3)
+    ia, ib = np.ix_(np.arange(hb) % V2_GRID, np.arange(wb) % V2_GRID)
+    s = signs[ia, ib]  # (hb, wb, 3, 4)
+    offset = (dither[ia, ib] + payload_bits(tag)[bit[ia, ib]] / 2.0) * step  # (hb, wb, 3)
     x = img.astype(np.float64)
     out = img
     for _ in range(V2_ITERATIONS):
@@ -327,18 +323,18 @@ def v2_threshold() -> float:
     return float(norm.isf(V2_FALSE_ALARM / V2_HYPOTHESES))
 
 
-@functools.lru_cache(maxsize=32)
-def _phase_index(hb: int, wb: int) -> np.ndarray:
-    """(16 tile phases, hb * wb) tile position of each block under each phase (ta, tb) = divmod(row, 4)."""
-    t = V2_TILE
-    return np.stack([_tile_pos(hb, wb, ta, tb).reshape(-1) for ta in range(t) for tb in range(t)])
+def _shifts(r: int) -> list[int]:
+    """Block-index offsets q with 8q + r in [-V2_SEARCH, V2_SEARCH], for grid alignment r in 0..7."""
+    return [
+        q for q in range(-V2_SEARCH // BLOCK - 1, V2_SEARCH // BLOCK + 2) if abs(BLOCK * q + r) <= V2_SEARCH
+    ]
 
 
 @dataclass
 class Detection:
     """What the detector found. `score` is the mean (weighted) agreement in [-1, 1] over the signature; for v2,
-    `z` is the test statistic, compared with `threshold`, and `offset` (dy, dx) the shift modulo 32 px
-    at which the tile was found (v1: z and offset are None, threshold is the score threshold)."""
+    `z` is the test statistic, compared with `threshold`, and `offset` (dy, dx) the shift in px at which the
+    mark was found (content moved down/right is positive; v1: z and offset are None)."""
 
     detected: bool
     method: str | None  # which mark was found (None if none)
@@ -351,57 +347,62 @@ class Detection:
 
 
 def detect_v2(image: np.ndarray, *, step: float = V2_STEP) -> Detection:
-    """Search every tile position and blur compensation for the v2 mark (see the module docstring)."""
+    """Search every shift in [-16, 16] px and blur compensation for the v2 mark (see the module docstring)."""
     img = _check_image(image)
     thr = v2_threshold()
     if not can_watermark(img):
         return Detection(False, None, 0.0, None, 0.0, thr)
     y = _luma(img)
     signs, dither, bit = v2_layout()
-    expected = 1.0 - 2.0 * payload_bits(0)[bit]  # (16, 3): +1 where the signature bit is 0
-    sig = (bit < SIGNATURE_BITS).astype(np.float64)
-    n_sig = sig.sum(-1)  # signature units per tile position
+    expected = (1.0 - 2.0 * payload_bits(0)[bit]) * (bit < SIGNATURE_BITS)  # +-1 on signature units, else 0
+    n_sig = (bit < SIGNATURE_BITS).sum(-1).astype(np.float64)  # signature units per layout block
     h, w = y.shape
-    # the 12 coefficients of the 8x8 window at every pixel position, then per-position reliability weights
+    # the 12 coefficients of the 8x8 window at every pixel position, and each window's reliability weights
     win = np.lib.stride_tricks.sliding_window_view(y, (BLOCK, BLOCK))  # (h-7, w-7, 8, 8)
     c_all = np.einsum("yxij,kij->yxk", win, v2_basis())
     energy = np.maximum(win.var(axis=(2, 3)) * BLOCK * BLOCK - (c_all**2).sum(-1), 0.0)
-    weights = [1.0 / (1.0 + energy / tau) for tau in V2_TAUS]  # (h-7, w-7) each
+    weights = [1.0 / (1.0 + energy / tau) for tau in V2_TAUS]
     gains = np.asarray(V2_BLUR_GAINS)
     best: tuple = (-np.inf,)
-    for pw in V2_GAIN_POWERS:
-        cg = (c_all / gains**pw).reshape(*c_all.shape[:2], V2_UNITS, V2_UNIT)
-        u = np.einsum("yxjl,tjl->yxtj", cg, signs) / np.sqrt(V2_UNIT)  # every window, every tile position
-        votes = (np.cos(2.0 * np.pi * (u / step - dither)) * (expected * sig)).sum(-1)  # (h-7, w-7, 16)
-        for py in range(min(BLOCK, h - BLOCK + 1)):
-            for px in range(min(BLOCK, w - BLOCK + 1)):
-                v = votes[py::BLOCK, px::BLOCK]
-                hb, wb = v.shape[:2]
-                idx = _phase_index(hb, wb)  # (16 phases, blocks)
-                v = v.reshape(hb * wb, -1)[np.arange(hb * wb)[None], idx]  # (16, blocks)
-                ns = n_sig[idx]
-                for ti, wfull in enumerate(weights):
-                    wq = wfull[py::BLOCK, px::BLOCK].reshape(-1)
-                    total = (v * wq).sum(1)
-                    z = total / np.maximum(np.sqrt(0.5 * (ns * wq**2).sum(1)), 1e-12)
-                    k = int(np.argmax(z))
+    for ry in range(BLOCK):
+        for rx in range(BLOCK):
+            c = c_all[ry::BLOCK, rx::BLOCK]  # blocks of the grid that starts at (ry, rx)
+            hb, wb = c.shape[:2]
+            if hb == 0 or wb == 0:
+                continue
+            qy, qx = np.array(_shifts(ry)), np.array(_shifts(rx))
+            # layout block of attacked block (m, n) under shift (8 qy + ry, 8 qx + rx): (m - qy, n - qx)
+            la = np.arange(hb)[None, :] - qy[:, None]  # (nqy, hb)
+            lb = np.arange(wb)[None, :] - qx[:, None]  # (nqx, wb)
+            valid = (la[:, None, :, None] >= 0) & (lb[None, :, None, :] >= 0)  # (nqy, nqx, hb, wb)
+            ia, ib = la[:, None, :, None] % V2_GRID, lb[None, :, None, :] % V2_GRID
+            sg, dt, ex, ns = signs[ia, ib], dither[ia, ib], expected[ia, ib], n_sig[ia, ib] * valid
+            ws = [wq[ry::BLOCK, rx::BLOCK][None, None] * valid for wq in weights]
+            for pw in V2_GAIN_POWERS:
+                cg = (c / gains**pw).reshape(hb, wb, V2_UNITS, V2_UNIT)
+                u = np.einsum("abjl,yxabjl->yxabj", cg, sg) / np.sqrt(V2_UNIT)
+                votes = (np.cos(2.0 * np.pi * (u / step - dt)) * ex).sum(-1)  # (nqy, nqx, hb, wb)
+                for ti, wq in enumerate(ws):
+                    total = (votes * wq).sum((2, 3))
+                    z = total / np.maximum(np.sqrt(0.5 * (ns * wq**2).sum((2, 3))), 1e-12)
+                    k = np.unravel_index(int(np.argmax(z)), z.shape)
                     if z[k] > best[0]:
-                        score = float(total[k] / max((ns[k] * wq).sum(), 1e-12))
-                        best = (float(z[k]), py, px, k, pw, score, ti)
-    zbest, py, px, k, pw, score, ti = best
-    ta, tb = divmod(k, V2_TILE)
-    # the tile origin in this image: blocks at (py + 8m, px + 8n) sit at tile row (m + ta) mod 4
-    offset = ((py - BLOCK * ta) % (BLOCK * V2_TILE), (px - BLOCK * tb) % (BLOCK * V2_TILE))
+                        score = float(total[k] / max((ns[k] * wq[k]).sum(), 1e-12))
+                        best = (float(z[k]), ry, rx, int(qy[k[0]]), int(qx[k[1]]), pw, ti, score)
+    zbest, ry, rx, qy0, qx0, pw, ti, score = best
+    offset = (BLOCK * qy0 + ry, BLOCK * qx0 + rx)
     if zbest < thr:
         return Detection(False, None, score, None, zbest, thr, offset, pw)
-    c = _v2_coeffs(y[py:, px:]) / gains**pw
+    c = c_all[ry::BLOCK, rx::BLOCK] / gains**pw
     hb, wb = c.shape[:2]
-    t = _tile_pos(hb, wb, ta, tb)
-    u = np.einsum("abjl,abjl->abj", c.reshape(hb, wb, V2_UNITS, V2_UNIT), signs[t]) / np.sqrt(V2_UNIT)
-    soft = np.cos(2.0 * np.pi * (u / step - dither[t]))
-    wq = weights[ti][py::BLOCK, px::BLOCK][:hb, :wb, None]
+    la, lb = np.arange(hb) - qy0, np.arange(wb) - qx0
+    ok = (la[:, None] >= 0) & (lb[None, :] >= 0)
+    ia, ib = np.ix_(la % V2_GRID, lb % V2_GRID)
+    u = np.einsum("abjl,abjl->abj", c.reshape(hb, wb, V2_UNITS, V2_UNIT), signs[ia, ib]) / np.sqrt(V2_UNIT)
+    soft = np.cos(2.0 * np.pi * (u / step - dither[ia, ib]))
+    wq = (weights[ti][ry::BLOCK, rx::BLOCK] * ok)[..., None]
     votes = np.bincount(
-        bit[t].reshape(-1), weights=(soft * wq).reshape(-1), minlength=SIGNATURE_BITS + TAG_BITS
+        bit[ia, ib].reshape(-1), weights=(soft * wq).reshape(-1), minlength=SIGNATURE_BITS + TAG_BITS
     )
     return Detection(True, METHOD_V2, score, _decode_tag(votes), zbest, thr, offset, pw)
 

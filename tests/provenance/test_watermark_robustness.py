@@ -89,7 +89,7 @@ def test_shift_is_located(marked64):
     a = marked64[1][0]
     assert wm.detect(a).offset == (0, 0)
     assert wm.detect(_shift(a, 3)).offset == (3, 3)
-    assert wm.detect(a[5:, 2:]).offset == (32 - 5, 32 - 2)
+    assert wm.detect(a[5:, 2:]).offset == (-5, -2)
 
 
 def test_128px_jpeg50_bilinear_and_crop():
