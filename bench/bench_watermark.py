@@ -379,10 +379,11 @@ def markdown(results: list[dict]) -> str:
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, one thread, by `python bench/bench_watermark.py`.",
         f"Method `{v2}` (now written): spread-transform dither modulation: per 8x8 block of luma, 3 units of 4 "
-        f"low-frequency DCT coefficients (zig-zag 1-12), unit step {wm.V2_STEP:g}; the keyed layout repeats "
-        "every 32x32 px; 48-bit payload (32-bit signature + 16-bit model tag), one unit per bit per tile. "
-        f"Detection searches {wm.V2_HYPOTHESES:,} hypotheses (64 block alignments x 16 tile phases = every "
-        f"shift modulo 32 px, x {len(wm.V2_GAIN_POWERS)} blur compensations x {len(wm.V2_TAUS)} vote "
+        f"low-frequency DCT coefficients (zig-zag 1-12), unit step {wm.V2_STEP:g}; signs, dither and bit order "
+        "keyed per block (no repeating tile); 48-bit payload (32-bit signature + 16-bit model tag), each bit "
+        f"on an equal share of units. Detection searches {wm.V2_HYPOTHESES:,} hypotheses (every shift of "
+        f"-{wm.V2_SEARCH}..{wm.V2_SEARCH} px in each axis, x {len(wm.V2_GAIN_POWERS)} blur compensations x "
+        f"{len(wm.V2_TAUS)} vote "
         f"weightings) and needs z >= {wm.v2_threshold():.2f}, the Bonferroni threshold for a false-alarm rate "
         f"of {wm.V2_FALSE_ALARM:g} per image; `{v1}` marks are still detected (its own 5-sigma test, no search).",
         "",
