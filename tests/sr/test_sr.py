@@ -220,4 +220,4 @@ def test_shipped_upscaler_beats_bicubic_on_held_out_renders():
     bic = bicubic(x, 4).clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
     gain = psnr(up.upscale(small, 4), big) - psnr(bic, big)
     assert gain > 3.5, gain
-    assert up.scales == [2, 4] and up.model_id == "sr_v1@5500"
+    assert up.scales == [2, 4] and up.model_id == "sr_v2g@2000"
