@@ -39,7 +39,8 @@ def check_scale(scale: int, *, field: str = "upscale") -> int:
 
 
 def resolve_path(spec: str | Path | None) -> Path:
-    """None / a shipped name -> the shipped file; a run folder -> its best (else last) upscaler; a file as is."""
+    """None / a shipped name -> the shipped file; a run folder -> its latest upscaler (upscaler.safetensors; pass
+    upscaler-best.safetensors, the best validation PSNR, as a file); a file as is."""
     named = shipped_upscalers()
     if spec is None or str(spec) == DEFAULT_NAME:
         if DEFAULT_NAME not in named:
@@ -53,7 +54,7 @@ def resolve_path(spec: str | Path | None) -> Path:
         return named[spec]
     path = Path(spec)
     if path.is_dir():
-        for name in ("upscaler-best.safetensors", "upscaler.safetensors"):
+        for name in ("upscaler.safetensors", "upscaler-best.safetensors"):
             if (path / name).is_file():
                 return path / name
         raise UserError(f"{path}: no upscaler in this folder yet (upscaler.safetensors)", field="upscaler")
