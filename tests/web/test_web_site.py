@@ -149,43 +149,128 @@ process.stdout.write(JSON.stringify(Array.from(W.embedWatermark(Uint8Array.from(
 """
 
 
+def v2_reference_layout(tag: int, blocks: int | None = None) -> dict:
+    """The v2 document the page's port reads, built here from watermark.py's public API (not the exporter's):
+    the whole keyed grid, or (`blocks`) its top-left blocks x blocks corner, marked by `layout_blocks`."""
+    from charforge.provenance import watermark as wm
+
+    signs, dither, bit = wm.v2_layout()
+    g, units, unit = wm.V2_GRID, wm.V2_UNITS, wm.V2_UNIT
+    assert signs.shape == (g, g, units, unit) and dither.shape == bit.shape == (g, g, units)
+    n = g if blocks is None else blocks
+    signs, dither, bit = signs[:n, :n], dither[:n, :n], bit[:n, :n]
+    return ({} if blocks is None else {"layout_blocks": n}) | {
+        "method": wm.METHOD_V2,
+        "tag": f"{tag:04x}",
+        "block": wm.BLOCK,
+        "luma": [0.299, 0.587, 0.114],
+        "bits": [int(b) for b in wm.payload_bits(tag)],
+        "coeffs": len(wm.V2_ZIGZAG),
+        "grid": g,
+        "unit": unit,
+        "units": units,
+        "step": wm.V2_STEP,
+        "iterations": wm.V2_ITERATIONS,
+        "basis": wm.v2_basis().reshape(-1).tolist(),
+        "signs": signs.reshape(-1).tolist(),
+        "dither": dither.reshape(-1).tolist(),
+        "bit": bit.reshape(-1).astype(int).tolist(),
+    }
+
+
+def js_watermark(img: np.ndarray, layout: dict) -> np.ndarray:
+    """generator.js's embedWatermark on a square image, in node."""
+    from charforge.export import web
+
+    size = img.shape[0]
+    job = json.dumps({"rgb": img.reshape(-1).tolist(), "size": size, "wm": layout})
+    r = subprocess.run(
+        ["node", "-e", WM_HARNESS, str(web.STATIC / "generator.js")],
+        input=job,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return np.asarray(json.loads(r.stdout), np.uint8).reshape(size, size, 3)
+
+
+def watermark_test_images(size: int) -> list[np.ndarray]:
+    """A creator render (flat regions, outlines, clipping at 0/255) and uniform noise, size x size."""
+    from charforge.creators.builtin import BuiltinCreator
+
+    cr = BuiltinCreator()
+    return [
+        cr.render(cr.sample(1, np.random.default_rng(1)), size)[0],
+        np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8),
+    ]
+
+
+def assert_same_mark(js: np.ndarray, py: np.ndarray, tag: str | None) -> None:
+    """Within one level of Python's embedder on 99.9 % of pixels, detected, with Python's payload (and `tag`)."""
+    from charforge.provenance import watermark as wm
+
+    assert np.abs(js.astype(int) - py).max() <= 1 and (js == py).mean() > 0.999
+    found, _, payload = wm.detect_watermark(js)
+    assert found and payload == wm.detect_watermark(py)[2]
+    assert tag is None or payload == tag
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 @pytest.mark.parametrize("method", ["charforge-qim-v1", "charforge-qim-v2"])
 def test_javascript_watermark_is_the_python_one(method, monkeypatch):
-    """generator.js's port against charforge.provenance.watermark, on a creator render and a noisy image."""
-    from charforge.creators.builtin import BuiltinCreator
+    """generator.js's port, fed the exporter's layout, against charforge.provenance.watermark at 64 px."""
     from charforge.export import web
     from charforge.provenance import metadata
     from charforge.provenance import watermark as wm
 
     monkeypatch.setattr(metadata, "WATERMARK_METHOD", method)
     sha = "c0ffee" + "0" * 58
-    cr = BuiltinCreator()
-    images = [
-        cr.render(cr.sample(1, np.random.default_rng(1)), 64)[0],
-        np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8),
-    ]
     layout, why = web.watermark_layout(64, sha)
     assert why == "" and layout["method"] == method and layout["tag"] == "c0ff"
-    for img in images:
-        job = json.dumps({"rgb": img.reshape(-1).tolist(), "size": 64, "wm": layout})
-        r = subprocess.run(
-            ["node", "-e", WM_HARNESS, str(web.STATIC / "generator.js")],
-            input=job,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        js = np.asarray(json.loads(r.stdout), np.uint8).reshape(64, 64, 3)
+    if (
+        method == wm.METHOD_V2
+    ):  # the exporter writes watermark.py's keyed per-block grid (or the corner it uses)
+        assert layout == v2_reference_layout(wm.model_tag(sha), layout.get("layout_blocks"))
+    for img in watermark_test_images(64):
         py = wm.embed_watermark(img, wm.model_tag(sha), method=method)
-        assert np.abs(js.astype(int) - py).max() <= 1 and (js == py).mean() > 0.999
-        found, _, payload = wm.detect_watermark(js)
-        assert found and payload == "c0ff"
+        assert_same_mark(js_watermark(img, layout), py, "c0ff")
     monkeypatch.setattr(metadata, "WATERMARK_METHOD", "charforge-qim-v9")
     layout, why = web.watermark_layout(64, sha)
     assert layout is None and "no port of charforge-qim-v9" in why
     assert web.watermark_layout(16, sha) == (None, "none (image smaller than 32px)")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("size", [32, 100, 520])
+def test_javascript_v2_watermark_follows_the_per_block_grid(size):
+    """The v2 port against embed_watermark(method=V2), from watermark.py's own arrays: at the 32 px minimum,
+    with partial edge blocks (100 px), and past the 64-block (512 px) grid, where the layout wraps (520 px)."""
+    from charforge.provenance import watermark as wm
+
+    tag = 0xBEEF
+    layout = v2_reference_layout(tag)
+    images = watermark_test_images(size)
+    for img in images[:1] if size > 256 else images:
+        py = wm.embed_watermark(img, tag, method=wm.METHOD_V2)
+        js = js_watermark(img, layout)
+        # at 32 px the 16 blocks' units carry only some of the 48 bits, so the tag is not always readable
+        assert_same_mark(js, py, "beef" if size >= 64 else None)
+        if size % wm.BLOCK:  # partial blocks at the right and bottom edges are left alone
+            edge = size - size % wm.BLOCK
+            assert (js[edge:] == img[edge:]).all() and (js[:, edge:] == img[:, edge:]).all()
+    blocks = size // wm.BLOCK
+    if blocks < wm.V2_GRID:  # the corner of the grid that the image's blocks use is enough
+        assert (
+            js_watermark(images[1], v2_reference_layout(tag, blocks)) == js_watermark(images[1], layout)
+        ).all()
+    # a layout that does not cover the image, or a tiled (pre-grid) one, is refused, not misread
+    small = v2_reference_layout(tag, min(blocks, wm.V2_GRID) - 1)
+    tiled = {k: v for k, v in v2_reference_layout(tag, 4).items() if k not in ("grid", "layout_blocks")}
+    for bad in (small, tiled | {"tile": 4}):
+        with pytest.raises(subprocess.CalledProcessError) as e:
+            js_watermark(images[1], bad)
+        assert "per-block grid" in e.value.stderr
 
 
 def test_export_refuses_a_foreign_folder_and_a_missing_runtime(tmp_path, capsys, monkeypatch):

@@ -114,9 +114,18 @@
     throw new Error(`no port of watermark ${wm.method}`);
   }
 
-  // charforge-qim-v2: spread-transform QIM, 3 units of 4 DCT coefficients per 8x8 block, a 4x4-block tile
+  // charforge-qim-v2: spread-transform QIM, 3 units of 4 DCT coefficients per 8x8 block; the keyed layout is
+  // per absolute block: block (a, b) uses entry (a mod G, b mod G) of a G x G-block grid (G = wm.grid =
+  // V2_GRID, 64: 512 px). wm.signs is (N, N, units, unit), wm.dither and wm.bit (N, N, units), flattened in
+  // that order, with N = wm.layout_blocks: the whole grid (N = G, the default) or its top-left N x N corner,
+  // enough for an image of up to 8 N px (a smaller document for small models).
   function embedV2(rgb, size, wm) {
-    const B = wm.block, K = wm.coeffs, T = wm.tile, L = wm.unit, U = wm.units, step = wm.step, sq = Math.sqrt(L);
+    const G = wm.grid, N = wm.layout_blocks ?? G, B = wm.block;
+    const need = Math.min(Math.floor(size / B), G);
+    if (!Number.isInteger(G) || G < 1 || !Number.isInteger(N) || N < need || N > G || wm.bit.length !== N * N * wm.units) {
+      throw new Error(`charforge-qim-v2 layout does not cover a ${size} px image on the per-block grid this port implements (model document from another charforge?)`);
+    }
+    const K = wm.coeffs, L = wm.unit, U = wm.units, step = wm.step, sq = Math.sqrt(L);
     const hb = Math.floor(size / B), wb = hb, [lr, lg, lb] = wm.luma, basis = wm.basis;
     const x = Float64Array.from(rgb), y = new Float64Array(size * size), c = new Float64Array(K), dc = new Float64Array(K);
     let out = Uint8Array.from(rgb);
@@ -124,19 +133,20 @@
       for (let i = 0; i < size * size; i++) y[i] = out[3 * i] * lr + out[3 * i + 1] * lg + out[3 * i + 2] * lb;
       for (let a = 0; a < hb; a++) {
         for (let b = 0; b < wb; b++) {
-          const t = (a % T) * T + (b % T);
+          const t = (a % G) * N + (b % G); // this block's entry of the keyed grid
           for (let k = 0; k < K; k++) {
             let v = 0;
             for (let i = 0; i < B; i++) for (let j = 0; j < B; j++) v += y[(a * B + i) * size + b * B + j] * basis[(k * B + i) * B + j];
             c[k] = v;
           }
           for (let j = 0; j < U; j++) {
+            const e = t * U + j;
             let u = 0;
-            for (let l = 0; l < L; l++) u += c[j * L + l] * wm.signs[(t * U + j) * L + l];
+            for (let l = 0; l < L; l++) u += c[j * L + l] * wm.signs[e * L + l];
             u /= sq;
-            const offset = (wm.dither[t * U + j] + wm.bits[wm.bit[t * U + j]] / 2) * step;
+            const offset = (wm.dither[e] + wm.bits[wm.bit[e]] / 2) * step;
             const target = roundHalfEven((u - offset) / step) * step + offset;
-            for (let l = 0; l < L; l++) dc[j * L + l] = wm.signs[(t * U + j) * L + l] * ((target - u) / sq);
+            for (let l = 0; l < L; l++) dc[j * L + l] = wm.signs[e * L + l] * ((target - u) / sq);
           }
           for (let i = 0; i < B; i++) {
             for (let j = 0; j < B; j++) {
