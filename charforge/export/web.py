@@ -94,7 +94,7 @@ def watermark_layout(image_size: int, sha256: str | None) -> tuple[dict[str, Any
     signs, dither, bit = wm.v2_layout()
     return common | {
         "coeffs": len(wm.V2_ZIGZAG),
-        "tile": wm.V2_TILE,
+        "grid": wm.V2_GRID,
         "unit": wm.V2_UNIT,
         "units": wm.V2_UNITS,
         "step": wm.V2_STEP,
