@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -53,7 +54,14 @@ def main() -> None:
         f"(AVX-512 BF16, AMX); this file was gathered on: {cpu_name()}, 2 cores, no GPU.",
         "",
     ]
-    body = [p.read_text().strip() + "\n" for p in files]
+    # a section's images sit next to it in bench/results: from BENCHMARKS.md (the repository root) they are there
+    body = [
+        re.sub(
+            r"\]\((?![a-z]+:|/|bench/)([^)]+\.(?:png|gif|jpg))\)", r"](bench/results/\1)", p.read_text()
+        ).strip()
+        + "\n"
+        for p in files
+    ]
     (root.parent / "BENCHMARKS.md").write_text("\n".join(head) + "\n" + "\n".join(body))
     print(f"BENCHMARKS.md: {len(files)} sections")
 
