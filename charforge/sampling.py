@@ -106,6 +106,9 @@ def _resolve_path(spec: str | Path | None) -> Path:
     if isinstance(spec, str) and spec in named:
         return named[spec]
     path = Path(spec)
+    # a Hub-style folder (`charforge export hf`); charforge.load checks its config and hash as well
+    if path.is_dir() and (path / "model.safetensors").is_file() and not (path / "checkpoints").is_dir():
+        return path / "model.safetensors"
     if path.is_dir():
         from charforge.models import runs
 

@@ -9,7 +9,8 @@ import typer
 from charforge.cli._json import JSON_HELP, emit, json_mode
 
 MODEL_HELP = (
-    "Generator: a shipped name (default), a .safetensors file, a run folder (its latest EMA weights), "
+    "Generator: a shipped name (default), a .safetensors file, a run folder (its latest EMA weights), a "
+    "Hub-style folder from `export hf`, "
     "or with --backend onnx a .onnx export."
 )
 BACKEND_HELP = (

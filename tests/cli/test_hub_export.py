@@ -52,8 +52,9 @@ def test_export_load_round_trip_gives_identical_pixels(tiny_generator, tmp_path,
         sampling.load_generator(tiny_generator),
     )
     assert a.sha256 == c.sha256 == cfg["sha256"] and a.model_id == "tiny-cli"
+    d = sampling.load_generator(out)  # --model DIR takes the folder too
     ref = _pixels(c)
-    for bundle in (a, b):
+    for bundle in (a, b, d):
         got = _pixels(bundle)
         assert np.array_equal(got[0], ref[0]) and got[1] == ref[1] and np.array_equal(got[2], ref[2])
 
