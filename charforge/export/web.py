@@ -91,8 +91,10 @@ def watermark_layout(image_size: int, sha256: str | None) -> tuple[dict[str, Any
             "bit_of_slot": [int(b) for b in bit_of_slot],
             "dither": [float(d) for d in dither],
         }, ""
-    signs, dither, bit = wm.v2_layout()
+    n = min(image_size // wm.BLOCK, wm.V2_GRID)  # the corner of the keyed grid the page's blocks use
+    signs, dither, bit = (np.asarray(a)[:n, :n] for a in wm.v2_layout())
     return common | {
+        "layout_blocks": n,
         "coeffs": len(wm.V2_ZIGZAG),
         "grid": wm.V2_GRID,
         "unit": wm.V2_UNIT,
