@@ -156,10 +156,9 @@ class OnnxNet:
 def onnx_cache_dir() -> Path:
     """Where safetensors generators are exported for the onnx backend: $CHARFORGE_CACHE/onnx, else
     $XDG_CACHE_HOME/charforge/onnx, else ~/.cache/charforge/onnx."""
-    root = os.environ.get("CHARFORGE_CACHE")
-    if root:
-        return Path(root) / "onnx"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charforge" / "onnx"
+    from charforge.utils.io import cache_dir
+
+    return cache_dir("onnx")
 
 
 def _check_backend(backend: str) -> str:

@@ -55,14 +55,6 @@ def _upscaler(upscale: int, spec: str | None, device: str):
     return load_upscaler(spec, device=device)
 
 
-def _up(up, images, scale: int):
-    return images if up is None else up.upscale(images, scale)
-
-
-def _up_meta(up, scale: int) -> dict:
-    return {} if up is None else up.provenance(scale)
-
-
 def _seed_scheme(value: str) -> str:
     from charforge.web.seeds import check_seed_scheme
 
@@ -111,6 +103,7 @@ def generate(
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
     from charforge import sampling
     from charforge.provenance import save_png
+    from charforge.sr import apply as apply_upscale
 
     with json_mode(as_json):
         scheme = _seed_scheme(seed_scheme)
@@ -127,16 +120,16 @@ def generate(
             truncation=truncation,
             seed_scheme=scheme,
         )  # checks --tags first
-        images = _up(up, images, upscale)
-        meta = sampling.sheet_meta(
-            bundle, tags, seed, seeds, tag_m, fixed_noise, truncation, scheme
-        ) | _up_meta(up, upscale)
+        images, up_meta = apply_upscale(up, images, upscale)
+        meta = (
+            sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation, scheme) | up_meta
+        )
         sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
         files = []
         if each is not None:  # the same images as the grid, one file each
             for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
                 extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
-                extra |= _up_meta(up, upscale)
+                extra |= up_meta
                 files.append(each / f"{i:04d}_seed{s}.png")
                 meta_i = {**bundle.png_meta(s, t, scheme), **extra}
                 save_png(files[-1], img, meta_i, watermark=not no_watermark)
@@ -179,6 +172,7 @@ def interpolate(
 
     from charforge import sampling
     from charforge.provenance import save_png
+    from charforge.sr import apply as apply_upscale
     from charforge.utils.io import write_bytes_atomic
 
     with json_mode(as_json):
@@ -199,7 +193,7 @@ def interpolate(
             )[0]
         )
         frames_px = sampling.interpolate(bundle, (seed_a, ta), (seed_b, tb), frames, truncation, scheme)
-        images = _up(up, frames_px, upscale)
+        images, up_meta = apply_upscale(up, frames_px, upscale)
         for i, img in enumerate(images):
             t = i / (frames - 1)
             meta = {
@@ -207,7 +201,7 @@ def interpolate(
                 "seed_b": seed_b,
                 "tags_b": bundle.schema.from_vector(tb),
                 "t": t,
-                **_up_meta(up, upscale),
+                **up_meta,
             }
             save_png(out / f"frame_{i:03d}.png", img, meta, watermark=not no_watermark)
         gif = out / "interpolation.gif"
@@ -217,7 +211,7 @@ def interpolate(
             "model_sha256": bundle.sha256,
             "interpolation": {"a": seed_a, "b": seed_b},
             "seed_scheme": scheme,
-            **_up_meta(up, upscale),
+            **up_meta,
         }
         ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
         write_bytes_atomic(gif, sampling.gif_bytes(ping_pong, round(1000 / fps), gif_meta))
@@ -252,6 +246,7 @@ def npc(
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
     from charforge import sampling
     from charforge.provenance import save_png
+    from charforge.sr import apply as apply_upscale
     from charforge.utils.io import write_json_atomic
 
     with json_mode(as_json):
@@ -274,8 +269,8 @@ def npc(
             name = f"npc_{i:04d}.png"
             meta = bundle.png_meta(r.seed, r.tags, scheme)
             meta |= {"truncation": truncation} if truncation != 1.0 else {}
-            meta |= _up_meta(up, upscale)
-            save_png(out / name, _up(up, r.image, upscale), meta, watermark=not no_watermark)
+            image, up_meta = apply_upscale(up, r.image, upscale)
+            save_png(out / name, image, meta | up_meta, watermark=not no_watermark)
             items.append({"file": name, "seed": r.seed, "tags": bundle.schema.from_vector(r.tags)})
         write_json_atomic(
             out / "manifest.json",

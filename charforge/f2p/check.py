@@ -12,7 +12,6 @@ nearly all of them. The random renders' features are computed once per creator a
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +32,9 @@ def check_space_for(embedder_name: str) -> str:
 
 def cache_dir() -> Path:
     """$CHARFORGE_CACHE/f2p, else $XDG_CACHE_HOME/charforge/f2p, else ~/.cache/charforge/f2p."""
-    root = os.environ.get("CHARFORGE_CACHE")
-    if root:
-        return Path(root) / "f2p"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charforge" / "f2p"
+    from charforge.utils.io import cache_dir as root
+
+    return root("f2p")
 
 
 def square_resize(images: np.ndarray, size: int) -> np.ndarray:

@@ -278,10 +278,9 @@ class Studio:
 
     def upscale(self, images: np.ndarray, scale: int) -> tuple[np.ndarray, dict[str, Any]]:
         """(images at scale x, provenance fields for their metadata); scale 1 returns them as they are."""
-        if scale == 1:
-            return images, {}
-        up = self.upscaler()
-        return up.upscale(np.asarray(images, np.uint8), scale), up.provenance(scale)
+        from charforge.sr import apply
+
+        return apply(None if scale == 1 else self.upscaler(), images, scale)
 
     # ---- creator and face-to-parameter -----------------------------------------------------------
     def _need_creator(self):

@@ -219,8 +219,9 @@ def load_upscaler(
     return up
 
 
-def upscale_meta(meta: dict[str, Any], up: Upscaler | None, scale: int) -> dict[str, Any]:
-    """A generator output's PNG metadata with the upscaler recorded beside it (unchanged when scale is 1)."""
+def apply(up: Upscaler | None, images: np.ndarray, scale: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """(images at `scale`, the provenance fields to add to their metadata); no upscaler or scale 1: the images as
+    they are and no fields. The one step the CLI, the studio and the Gradio demo share."""
     if up is None or scale == 1:
-        return meta
-    return {**meta, **up.provenance(scale)}
+        return images, {}
+    return up.upscale(np.asarray(images, np.uint8), scale), up.provenance(scale)

@@ -45,8 +45,10 @@ VENDOR_COMMAND = "python -m charforge.web.vendor"
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("CHARFORGE_CACHE") or str(Path.home() / ".cache" / "charforge")
-    return Path(base) / "npm"
+    """Where the npm tarball is kept: charforge's cache folder (utils.io.cache_dir), subfolder npm."""
+    from charforge.utils.io import cache_dir as root
+
+    return root("npm")
 
 
 def _sha512_b64(path: Path) -> str:
