@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         "taggers",
         nargs="+",
         help="NAME=PATH (a tagger .safetensors or training folder), optionally NAME=PATH#VIEW,VIEW (test-time "
-        "views, e.g. #flip,zoom:1.25: charforge.tagger.net.Tagger.views)",
+        "views, e.g. #flip,zoom:1.25: charforge.tagger.net.Tagger.views) and NAME=PATH@PARTS (a part reader "
+        "file for the hair colour, or @none; by default the shipped estimator gets the shipped reader)",
     )
     ap.add_argument("--set", action="append", default=[], choices=SETS)
     ap.add_argument("--n", type=int, default=200, help="DiceBear avatars per style (the set's --n)")
@@ -300,10 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.taggers:
         name, _, path = spec.partition("=")
         path, _, views = path.partition("#")  # NAME=PATH#flip,zoom:1.25: test-time views (Tagger.views)
-        tagger = loaded[name] = load_tagger(path or name)
+        path, _, part_spec = path.partition("@")  # NAME=PATH@PARTS: a part reader file, or none
+        parts = False if part_spec == "none" else (part_spec or None)
+        tagger = loaded[name] = load_tagger(path or name, parts=parts)
         if views:
             tagger.views = tuple(views.split(","))
-        res = {"path": str(path or name), "calibrated": tagger.calibrated, "sets": {}}
+        res = {
+            "path": str(path or name),
+            "parts": None if tagger.parts is None else str(tagger.parts.path),
+            "calibrated": tagger.calibrated,
+            "sets": {},
+        }
         for s, (images, items) in data.items():
             res["sets"][s] = score(tagger, images, items, args.threshold)
         res["pooled"] = {rule: _pool(list(res["sets"].values()), rule) for rule in ("forced", "abstain")}

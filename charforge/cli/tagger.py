@@ -1,4 +1,5 @@
-"""`charforge tagger train | predict`: the tag classifier that judges generated images and tags imports."""
+"""`charforge tagger train | predict | parts-train`: the tag classifier that judges generated images and tags
+imports, and the part reader that finds the hair (and hat and skin) so its colour is read from its pixels."""
 
 from __future__ import annotations
 
@@ -103,6 +104,54 @@ def train(
         f"recall mean {fmt(s['mean_recall'])} (min {fmt(s['min_recall'])})"
     )
     typer.echo(f"report       {Path(out) / 'report.md'}")
+
+
+@tagger_app.command("parts-train")
+def parts_train(
+    data: Path = typer.Option(
+        ..., "--data", help="Packed dataset from `data build --creator builtin-styles` (or builtin)."
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+    steps: int = typer.Option(3000, help="Optimiser steps."),
+    batch_size: int = typer.Option(32, help="Images per step."),
+    lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (cosine decay)."),
+    seed: int = typer.Option(0, help="Seed for the split, batches, augmentation and initial weights."),
+    parts: str = typer.Option(
+        "hair,hat,skin", help="Comma list of parts to mark: hair, hat, skin, eyes, cloth, bg."
+    ),
+    size: int = typer.Option(
+        32, help="Side the network sees, px (a multiple of 8); masks return at full size."
+    ),
+    channels: int = typer.Option(
+        16, help="Width of the full-resolution stage (doubles per downsampling, cap 96)."
+    ),
+    n_images: int = typer.Option(12000, help="Training portraits that get part renders."),
+    parts_cache: str | None = typer.Option(
+        None,
+        help="Folder caching the part renders (default: OUT/part_renders; the tagger's cache is shared).",
+    ),
+    threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
+) -> None:
+    """Train the part reader (hair/hat/skin masks) on the creator's exact part masks; rerun to resume."""
+    from charforge.train.partseg import PartSegOptions, train_partseg
+
+    opts = PartSegOptions(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        n_images=n_images,
+        parts_cache=parts_cache,
+        threads=threads,
+    )
+    names = tuple(p.strip() for p in parts.split(",") if p.strip())
+    path = train_partseg(data, out, opts, parts=names, channels=channels, image_size=size)
+    import json
+
+    report = json.loads((Path(out) / "report.json").read_text())
+    typer.echo(f"part reader  {path}")
+    typer.echo(f"trained in   {report['seconds']:.1f} s")
+    typer.echo("held-out IoU " + ", ".join(f"{k[4:]} {v:.3f}" for k, v in report["heldout"].items()))
 
 
 def _split_predict_args(paths: list[Path]) -> tuple[Path, list[Path]]:

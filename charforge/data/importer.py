@@ -918,8 +918,15 @@ def _estimate_missing_tags(
         pred = _widen(job, np.asarray(job.tagger.predict_tags(images[missing])))  # (M, T) 0/1
         _check_width(job, pred)
     pred = (pred > 0).astype(np.uint8)
+    reading = getattr(job.tagger, "last_hair_reading", None)  # the part reader's, where the tagger has one
     for j, i in enumerate(missing):
         items[i]["tags_from"] = "tagger"
+        if reading is not None and len(reading.answer) == len(missing):
+            items[i]["hair_from"] = (
+                "hair pixels" if reading.known[j] else "whole picture (too little hair seen)"
+            )
+            if reading.known[j]:
+                items[i]["hair_rgb"] = "#" + "".join(f"{int(v):02x}" for v in reading.rgb[j])
         if proba is None:
             continue
         unsure, confs = [], []

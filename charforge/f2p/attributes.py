@@ -564,13 +564,31 @@ def drawing_hair_rgb(image: np.ndarray) -> tuple[int, int, int] | None:
     return tuple(int(v) for v in np.median(im[: int(0.45 * h)][upper == hair], axis=0))
 
 
+def drawing_hair_rgbs(images: list[np.ndarray]) -> list[tuple[int, int, int] | None]:
+    """Hair colour per drawing: from the pixels the shipped part reader marks as hair (charforge.tagger.parts),
+    where it sees enough hair; otherwise from the layout (`drawing_hair_rgb`)."""
+    from charforge.tagger.parts import default_parts_path, load_partseg
+
+    out: list[tuple[int, int, int] | None] = [None] * len(images)
+    path = default_parts_path()
+    if path is not None:
+        from charforge.creators.builtin import palette
+
+        reader = load_partseg(path)
+        for i, im in enumerate(images):
+            r = reader.hair_colour(np.asarray(im, np.uint8)[None], palette.HAIR_RGB)
+            if r.known[0]:
+                out[i] = tuple(int(v) for v in r.rgb[0])
+    return [rgb if rgb is not None else drawing_hair_rgb(im) for rgb, im in zip(out, images)]
+
+
 def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
     """(summary, constraints) for drawings without a detectable face: the hair-colour family when every drawing
     agrees on it, and no hat (a hat is fitted only where one is seen, and nothing here can see one: on 90 DiceBear
     avatars the unconstrained search put a hat on 47 % of the hatless ones). Glasses are left to the search."""
     out: dict[str, tuple[str, ...]] = {}
     summary: dict[str, Any] = {"source": "drawing layout (no face detected)", "hat": False}
-    rgbs = [drawing_hair_rgb(im) for im in images]
+    rgbs = drawing_hair_rgbs(images)
     fams = {hair_family(rgb) for rgb in rgbs if rgb is not None}
     fam = fams.pop() if len(fams) == 1 and None not in rgbs else None
     for p in space.categorical:

@@ -31,6 +31,9 @@ INDEPENDENT_THRESHOLD = 0.25  # an independent tag is on when its sigmoid passes
 # decided at 0.5) is below the independent value. Meant for calibrated probabilities (a tagger file with
 # a "calibration" entry); a file may store its own defaults.
 MIN_CONFIDENCE = {"group": 0.5, "independent": 0.7}
+# With a part reader (`Tagger.parts`), the probability put on the hair colour read from the hair's pixels.
+# 0.8: above the group's abstention level, so a reading is an answer; the network keeps 0.2 to rank the rest.
+HAIR_READER_WEIGHT = 0.8
 
 
 @dataclass
@@ -300,8 +303,13 @@ class Tagger:
         temperature: np.ndarray | None = None,
         min_confidence: dict | None = None,
         views: tuple[str, ...] | list[str] = (),
+        parts=None,
     ):
         self.net = net.eval()
+        # a charforge.tagger.parts.PartReader: the hair colour group comes from the pixels it marks as hair
+        # where it can read them (`predict_proba`); None: the network's own answer
+        self.parts = parts
+        self.last_hair_reading = None  # the part reader's HairReading of the last predict_proba call
         self.views = tuple(views)
         for v in self.views:
             view(torch.zeros(1, 3, 8, 8), v)  # an unknown view is refused here, not at the first prediction
@@ -349,7 +357,32 @@ class Tagger:
                 p = p + tag_probabilities(_scaled(self.net(view(x, v)), self.temperature), self.schema)
             return p / (1 + len(self.views))
 
-        return self._map(images, proba)
+        out = self._map(images, proba)
+        if self.parts is not None:
+            out = self._read_hair(self._check(images), out)
+        return out
+
+    def _read_hair(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """The hair colour group where the part reader sees enough hair: HAIR_READER_WEIGHT on the colour it
+        reads, the rest spread as the network's own probabilities (so the network still ranks the others);
+        elsewhere (no hair group, hair hidden or too small) the network's answer stands."""
+        from charforge.creators.builtin import palette
+
+        k = next((i for i, g in enumerate(self.schema.groups) if g.name == "hair color"), None)
+        if k is None:
+            return proba
+        g = self.schema.groups[k]
+        names = tuple(t.removesuffix(" hair") for t in g.tags)
+        if not all(n in palette.HAIR_RGB for n in names):
+            return proba  # a custom hair palette: no reference colours to name the pixels with
+        reading = self.parts.hair_colour(images, {n: palette.HAIR_RGB[n] for n in names})
+        sl = self.schema.group_slices()[k]
+        rows = np.flatnonzero(reading.known)
+        if len(rows):
+            onehot = np.eye(len(names), dtype=np.float32)[reading.answer[rows]]
+            proba[rows, sl] = HAIR_READER_WEIGHT * onehot + (1 - HAIR_READER_WEIGHT) * proba[rows, sl]
+        self.last_hair_reading = reading
+        return proba
 
     @property
     def threshold(self) -> float:
@@ -407,8 +440,11 @@ def resolve_tagger_path(path: str | Path) -> Path:
     return p
 
 
-def load_tagger(path: str | Path, *, batch_size: int = 256) -> Tagger:
-    """Load a tagger saved by `save_tagger` (a file, or a training output folder)."""
+def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | bool | None = None) -> Tagger:
+    """Load a tagger saved by `save_tagger` (a file, or a training output folder).
+
+    parts: a part reader file (charforge.tagger.parts) whose hair mask gives the hair colour; None (default)
+    attaches the shipped reader to the shipped tag estimator only (never to a judge); False attaches none."""
     p = resolve_tagger_path(path)
     tensors, meta = load_model(p, kind=KIND)
     try:
@@ -439,7 +475,24 @@ def load_tagger(path: str | Path, *, batch_size: int = 256) -> Tagger:
         temperature=None if temperature is None else np.asarray(temperature, np.float32),
         min_confidence=cal.get("min_confidence"),
         views=meta.get("views") or (),
+        parts=_part_reader(p, parts),
     )
+
+
+def _part_reader(tagger_path: Path, parts: str | Path | bool | None):
+    from charforge.tagger.parts import default_parts_path, load_partseg
+
+    if parts is False:
+        return None
+    if parts is None or parts is True:
+        est = estimate_tagger_path()
+        shipped = est is not None and tagger_path.resolve() == est.resolve()
+        if not (shipped or parts is True):
+            return None
+        parts = default_parts_path()
+        if parts is None:
+            return None
+    return load_partseg(parts)
 
 
 ROLES = {"judge": "tagger_default.safetensors", "estimate": "tagger_estimate.safetensors"}

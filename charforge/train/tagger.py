@@ -118,20 +118,31 @@ def _lr_at(step: int, opts: TaggerTrainOptions) -> float:
 
 
 def _save_checkpoint(
-    path: Path, net: TaggerNet, opt: torch.optim.Optimizer, step: int, fingerprint: dict
+    path: Path,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    step: int,
+    fingerprint: dict,
+    kind: str = "tagger-checkpoint",
 ) -> None:
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
             tensors[f"opt.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    save_model(path, tensors, kind="tagger-checkpoint", config=fingerprint, extra={"step": step})
+    save_model(path, tensors, kind=kind, config=fingerprint, extra={"step": step})
 
 
-def _load_checkpoint(path: Path, net: TaggerNet, opt: torch.optim.Optimizer, fingerprint: dict) -> int:
+def _load_checkpoint(
+    path: Path,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    fingerprint: dict,
+    kind: str = "tagger-checkpoint",
+) -> int:
     """Restore weights + Adam state; returns the step to continue from (0 when there is no usable checkpoint)."""
     if not path.is_file():
         return 0
-    tensors, meta = load_model(path, kind="tagger-checkpoint")
+    tensors, meta = load_model(path, kind=kind)
     if meta.get("charforge_config") != fingerprint:
         raise UserError(
             f"{path}: an unfinished run with different settings is here; delete it or rerun the original command"

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from charforge.core.colour import lab_to_srgb, srgb_to_lab  # noqa: F401  (re-exported)
 from charforge.creators.builtin.styles import STYLES
 
 # part name -> (categorical parameter, palette table name in charforge.creators.builtin.palette, tag group)
@@ -49,42 +50,7 @@ STYLE_CODES = {name: k for k, name in enumerate(STYLES)}  # style name -> code i
 AMBIGUOUS_DE = 5.0  # CIE76 Delta E: nearer than this to a second tag of another family -> unlabelled
 
 
-# ---- colour science (sRGB D65 -> CIELAB) ---------------------------------------------------------------------
-def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) sRGB in [0, 1] -> (..., 3) CIELAB (D65)."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    m = np.array(
-        [
-            [0.4124564, 0.3575761, 0.1804375],
-            [0.2126729, 0.7151522, 0.0721750],
-            [0.0193339, 0.1191920, 0.9503041],
-        ]
-    )
-    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
-    d = 6 / 29
-    f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4 / 29)
-    return np.stack(
-        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1
-    )
-
-
-def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
-    """(..., 3) CIELAB -> (..., 3) sRGB clipped to [0, 1]."""
-    lab = np.asarray(lab, dtype=np.float64)
-    fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    d = 6 / 29
-    xyz = np.where(f > d, f**3, 3 * d * d * (f - 4 / 29)) * np.array([0.95047, 1.0, 1.08883])
-    m = np.array(
-        [
-            [3.2404542, -1.5371385, -0.4985314],
-            [-0.9692660, 1.8760108, 0.0415560],
-            [0.0556434, -0.2040259, 1.0572252],
-        ]
-    )
-    lin = np.clip(xyz @ m.T, 0, 1)
-    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+# ---- colour science: charforge.core.colour (re-exported here for the training code and tests) ----------------
 
 
 def colour_family(names: tuple[str, ...]) -> list[str]:
@@ -303,10 +269,16 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 
 def frame(
-    x: torch.Tensor, g: torch.Generator, bg: torch.Tensor | None = None, zoom=(0.55, 1.45)
-) -> torch.Tensor:
+    x: torch.Tensor,
+    g: torch.Generator,
+    bg: torch.Tensor | None = None,
+    zoom=(0.55, 1.45),
+    masks: torch.Tensor | None = None,
+):
     """Random zoom (out: the portrait shrinks onto `bg` (B, 3) or its own corner colour; in: crop towards the
-    face), rotation up to 12 degrees, aspect 0.85-1.18 and a shift. x (B, 3, S, S) in [-1, 1]."""
+    face), rotation up to 12 degrees, aspect 0.85-1.18 and a shift. x (B, 3, S, S) in [-1, 1].
+    `masks` (B, P, S, S) (part masks) get the same transform, 0 outside the picture, and (x, masks) is
+    returned."""
     b = x.shape[0]
     lo, hi = np.log(zoom[0]), np.log(zoom[1])
     z = torch.exp(lo + (hi - lo) * _u(g, b))  # > 1 zooms in
@@ -329,7 +301,10 @@ def frame(
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if bg is None:
         bg = x[:, :, 0, 0]  # the top-left corner: the portrait's background colour
-    return out * inside + bg.view(b, 3, 1, 1) * (1 - inside)
+    out = out * inside + bg.view(b, 3, 1, 1) * (1 - inside)
+    if masks is None:
+        return out
+    return out, F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def posterise(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:

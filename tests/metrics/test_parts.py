@@ -1,0 +1,191 @@
+"""The part segmenter and the hair-colour reader (issue 13 point 3): exact part masks from the creator, exact
+resume, the colour rule on known pixels, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from charforge.creators.builtin import palette
+from charforge.errors import UserError
+from charforge.tagger import parts as tp
+from charforge.train import partseg
+from charforge.train import tagger_augment as ta
+
+HAIR = {c: palette.HAIR_RGB[c] for c in ("blonde", "brown", "black", "blue", "pink", "white", "gray")}
+
+
+class _Fixed(tp.PartReader):
+    """A reader whose masks are given (the colour rule tested apart from any network)."""
+
+    def __init__(self, masks: np.ndarray, parts=("hair", "hat", "skin")):
+        super().__init__(tp.PartSegNet(tp.PartSegConfig(parts=parts, channels=4)))
+        self._m = masks
+
+    def masks(self, images):
+        return self._m
+
+
+def _portrait(hair_rgb, skin_rgb=(240, 200, 170), bg=(255, 255, 255)):
+    """A 32 px portrait: hair (with a dark outline ring and shading) around a skin face, hat-free."""
+    img = np.zeros((1, 32, 32, 3), np.uint8)
+    img[:] = bg
+    yy, xx = np.mgrid[:32, :32]
+    r = np.hypot(yy - 16, xx - 16)
+    hair, face = r < 13, r < 8
+    img[0][hair] = hair_rgb
+    img[0][(r >= 12) & (r < 13)] = (30, 20, 25)  # outline
+    img[0][hair & (yy > 22)] = np.array(hair_rgb) * 0.7  # shading on a minority of the hair
+    img[0][face] = skin_rgb
+    masks = np.zeros((1, 3, 32, 32), np.float32)
+    masks[0, 0] = hair & ~face
+    masks[0, 2] = face
+    return img, masks
+
+
+@pytest.mark.parametrize("colour", ["blue", "blonde", "pink", "brown"])
+def test_hair_colour_is_the_modal_hair_pixel_named_from_the_palette(colour):
+    img, masks = _portrait(palette.HAIR_RGB[colour])
+    r = _Fixed(masks).hair_colour(img, HAIR)
+    assert r.known[0] and r.names[r.answer[0]] == colour
+    assert np.abs(r.rgb[0].astype(int) - palette.HAIR_RGB[colour]).max() <= 16
+    assert 0.4 < r.confidence[0] <= 1.0 and abs(r.votes[0].sum() - 1) < 1e-5
+
+
+def test_skin_inside_the_hair_mask_is_not_read_as_hair():
+    """A mask that wrongly covers the face too (as on flat avatars): the face's colour is the skin's mode and
+    is left out, so the hair is read, not the face."""
+    img, masks = _portrait(palette.HAIR_RGB["blue"], skin_rgb=(250, 220, 190))
+    masks[0, 0] = np.maximum(masks[0, 0], masks[0, 2])  # hair mask covers the face as well
+    masks[0, 0, :, :] = masks[0, 0]
+    r = _Fixed(masks).hair_colour(img, HAIR)
+    assert r.names[r.answer[0]] == "blue"
+    no_skin = _Fixed(masks[:, :2], parts=("hair", "hat")).hair_colour(img, HAIR)
+    assert (
+        no_skin.names[no_skin.answer[0]] != "blue"
+    )  # without the skin part the face wins: the reason for it
+
+
+def test_too_little_hair_is_unknown_and_a_hat_hides_hair():
+    img, masks = _portrait(palette.HAIR_RGB["blue"])
+    small = masks.copy()
+    small[0, 0] = 0
+    small[0, 0, 0:2, 0:2] = 1
+    r = _Fixed(small).hair_colour(img, HAIR)
+    assert not r.known[0] and r.answer[0] == -1 and r.confidence[0] == 0 and r.votes[0].sum() == 0
+    hat = masks.copy()
+    hat[0, 1] = masks[0, 0]  # a hat over all the hair
+    assert not _Fixed(hat).hair_colour(img, HAIR).known[0]
+    assert _Fixed(hat).hat(img)[0] > 0.2 and _Fixed(masks).hat(img)[0] == 0
+
+
+def test_reader_refuses_bad_input_and_missing_files(tmp_path):
+    reader = tp.PartReader(tp.PartSegNet(tp.PartSegConfig(channels=4)))
+    with pytest.raises(UserError, match="uint8"):
+        reader.masks(np.zeros((2, 16, 16, 3), np.float32))
+    with pytest.raises(UserError, match="no such file"):
+        tp.load_partseg(tmp_path / "nope.safetensors")
+    m = reader.masks(np.zeros((2, 48, 40, 3), np.uint8))
+    assert m.shape == (2, 3, 48, 40) and (m >= 0).all() and (m <= 1).all()
+
+
+def test_part_targets_and_augmented_batches_follow_the_picture(tmp_path):
+    """The training masks are the creator's exact part masks, and framing moves them with the image."""
+    from charforge.data.build import build_from_creator
+    from charforge.train.tagger import split_indices
+
+    data = build_from_creator(
+        tmp_path / "ds", creator="builtin-styles=cel,flat", n=12, size=32, seed=0, show_progress=False
+    )
+    train_idx, _ = split_indices(len(data), 0.1, 0)
+    parts = ta.cached_part_renders(data, train_idx, None)
+    t = partseg.part_targets(parts, np.arange(len(parts)), ("hair", "skin"))
+    assert t.shape == (len(parts), 2, 32, 32)
+    hair_share = t[:, 0].mean().item()
+    assert 0.1 < hair_share < 0.6
+    assert (t[:, 0] * t[:, 1]).sum() == 0  # a pixel is one part only, even on anti-aliased edges
+    # where the target says hair, the render shows the hair's own colour more than anywhere else
+    base = torch.from_numpy(parts.base.astype(np.float32))
+    col = torch.from_numpy(parts.colour["hair"] * 255).view(-1, 1, 1, 3)
+    dist = (base - col).abs().mean(-1)
+    assert dist[t[:, 0] > 0].mean() < 0.5 * dist[t[:, 0] == 0].mean()
+    opts = partseg.PartSegOptions(batch_size=6)
+    x1, m1 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
+    x2, m2 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
+    torch.testing.assert_close(x1, x2)  # a step's batch depends on (seed, step) only
+    torch.testing.assert_close(m1, m2)
+    assert x1.shape == (6, 3, 32, 32) and m1.shape == (6, 3, 32, 32)
+    assert set(torch.unique(m1).tolist()) <= {0.0, 1.0}
+
+
+def test_training_writes_a_loadable_reader_and_resumes_exactly(tmp_path, monkeypatch):
+    from charforge.data.build import build_from_creator
+
+    build_from_creator(tmp_path / "ds", creator="builtin", n=12, size=32, seed=0, show_progress=False)
+    opts = partseg.PartSegOptions(steps=4, batch_size=4, checkpoint_every=2, threads=1)
+    whole = partseg.train_partseg(tmp_path / "ds", tmp_path / "a", opts, channels=4, image_size=16)
+    real = partseg.seg_loss
+    calls = {"n": 0}
+
+    def dies_at_step_3(logits, target):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed after the step-2 checkpoint
+        return real(logits, target)
+
+    monkeypatch.setattr(partseg, "seg_loss", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        partseg.train_partseg(tmp_path / "ds", tmp_path / "b", opts, channels=4, image_size=16)
+    assert (tmp_path / "b" / partseg.CHECKPOINT_NAME).is_file()
+    monkeypatch.setattr(partseg, "seg_loss", real)
+    resumed = partseg.train_partseg(tmp_path / "ds", tmp_path / "b", opts, channels=4, image_size=16)
+    a, b = tp.load_partseg(whole), tp.load_partseg(resumed)
+    for (k, v), (_, w) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k)
+    assert not (tmp_path / "b" / partseg.CHECKPOINT_NAME).exists()
+    assert a.cfg.parts == ("hair", "hat", "skin")
+    assert a.masks(np.zeros((1, 40, 40, 3), np.uint8)).shape == (1, 3, 40, 40)
+
+
+def test_training_refuses_data_without_part_renders(tmp_path):
+    from charforge.core.tags import make_girls_moe_schema
+    from charforge.data.packed import write_packed
+
+    schema = make_girls_moe_schema()
+    write_packed(
+        tmp_path / "imp",
+        np.zeros((4, 16, 16, 3), np.uint8),
+        np.zeros((4, len(schema)), np.uint8),
+        schema,
+    )
+    with pytest.raises(UserError, match="builtin-styles"):
+        partseg.train_partseg(tmp_path / "imp", tmp_path / "o", partseg.PartSegOptions(steps=1))
+    with pytest.raises(UserError, match="valid parts"):
+        partseg.train_partseg(tmp_path / "imp", tmp_path / "o", parts=("hair", "nose"))
+
+
+def test_cli_trains_a_reader_and_refuses_a_bad_part(tmp_path, capsys):
+    from charforge.cli import main
+    from charforge.data.build import build_from_creator
+
+    build_from_creator(tmp_path / "ds", creator="builtin", n=10, size=32, seed=0, show_progress=False)
+
+    def run(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        return code, capsys.readouterr()
+
+    code, out = run(
+        "tagger", "parts-train", "--data", tmp_path / "ds", "-o", tmp_path / "r", "--steps", 2,
+        "--batch-size", 4, "--size", 16, "--channels", 4, "--threads", 1,
+    )  # fmt: skip
+    assert code == 0, out.err
+    assert "held-out IoU hair" in out.out and (tmp_path / "r" / "parts.safetensors").is_file()
+    code, out = run(
+        "tagger", "parts-train", "--data", tmp_path / "ds", "-o", tmp_path / "q", "--parts", "hair,nose"
+    )
+    assert code != 0 and "valid parts" in out.err and "Traceback" not in out.err
