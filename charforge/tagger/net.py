@@ -31,9 +31,11 @@ INDEPENDENT_THRESHOLD = 0.25  # an independent tag is on when its sigmoid passes
 # decided at 0.5) is below the independent value. Meant for calibrated probabilities (a tagger file with
 # a "calibration" entry); a file may store its own defaults.
 MIN_CONFIDENCE = {"group": 0.5, "independent": 0.7}
-# With a part reader (`Tagger.parts`), the probability put on the hair colour read from the hair's pixels.
-# 0.8: above the group's abstention level, so a reading is an answer; the network keeps 0.2 to rank the rest.
-HAIR_READER_WEIGHT = 0.8
+# With a part reader (`Tagger.parts`), the hair colour group is the product of the network's probabilities and
+# the reading's likelihood exp(-Delta E / HAIR_READER_SCALE) over the palette (`HairReading.likelihood`): a
+# modal hair colour clearly nearest one palette colour decides; one between two palette colours leaves the
+# choice between them to the network. 8 CIE76 units: about where two flat colours stop looking the same.
+HAIR_READER_SCALE = 8.0
 
 
 @dataclass
@@ -363,9 +365,9 @@ class Tagger:
         return out
 
     def _read_hair(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
-        """The hair colour group where the part reader sees enough hair: HAIR_READER_WEIGHT on the colour it
-        reads, the rest spread as the network's own probabilities (so the network still ranks the others);
-        elsewhere (no hair group, hair hidden or too small) the network's answer stands."""
+        """The hair colour group where the part reader sees enough hair: the network's probabilities times the
+        reading's likelihood (HAIR_READER_SCALE), renormalised; elsewhere (no hair group, hair hidden or too
+        small) the network's answer stands."""
         from charforge.creators.builtin import palette
 
         k = next((i for i, g in enumerate(self.schema.groups) if g.name == "hair color"), None)
@@ -379,8 +381,8 @@ class Tagger:
         sl = self.schema.group_slices()[k]
         rows = np.flatnonzero(reading.known)
         if len(rows):
-            onehot = np.eye(len(names), dtype=np.float32)[reading.answer[rows]]
-            proba[rows, sl] = HAIR_READER_WEIGHT * onehot + (1 - HAIR_READER_WEIGHT) * proba[rows, sl]
+            joint = proba[rows, sl] * reading.likelihood(HAIR_READER_SCALE)[rows]
+            proba[rows, sl] = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
         self.last_hair_reading = reading
         return proba
 

@@ -4,11 +4,11 @@ The tag estimator's hair colour is a guess from the whole picture; on art charfo
 cartoon avatars, game portraits) it confuses skin, clothes and background with hair (issue 13). This module
 finds the hair instead and reads its colour, the way a person would name it:
 
-* `PartSegNet`: a U-Net of about 0.2 M parameters that marks, per pixel, the parts it was trained on
-  (default hair and hat). It is trained on the built-in creator's renders, whose part masks are exact (two
+* `PartSegNet`: a U-Net of about 0.4 M parameters that marks, per pixel, the parts it was trained on
+  (default hair, hat, skin, clothes and background; a pixel belongs to the part that scores highest). It is trained on the built-in creator's renders, whose part masks are exact (two
   renders that differ only in a part's colour differ exactly on that part; `charforge.train.partseg`),
   under recolouring and style augmentation, so it learns the shape and place of hair, not its colour.
-* `PartReader.hair_colour`: among the pixels marked hair (and not hat), the most common colour (a mode over
+* `PartReader.hair_colour`: among the pixels marked hair (hair scores highest there), the most common colour (a mode over
   a coarse RGB histogram, so outlines and shading do not vote for "black"), named as the nearest colour of
   the tag schema's hair palette in CIELAB. Its confidence is the share of hair pixels whose nearest
   palette colour is the answer; too few hair pixels (bald, hooded, a hat over everything) is "unknown".
@@ -21,7 +21,7 @@ it without a new flag.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ SKIN_DELTA_E = 12.0  # hair pixels this near (CIELAB) to the skin's modal colour
 
 @dataclass
 class PartSegConfig:
-    parts: tuple[str, ...] = ("hair", "hat", "skin")
+    parts: tuple[str, ...] = ("hair", "hat", "skin", "cloth", "bg")
     image_size: int = 32  # px: images are resized to this square; masks come back at the image's own size
     channels: int = (
         16  # width of the full-resolution stage; each of the three downsamplings doubles it (cap 96)
@@ -102,7 +102,17 @@ class HairReading:
     confidence: np.ndarray  # (N,) votes[answer] (0 when unknown)
     rgb: np.ndarray  # (N, 3) uint8 the modal hair colour (0 when unknown)
     share: np.ndarray  # (N,) fraction of the picture marked hair
-    extra: dict = field(default_factory=dict)
+    delta_e: np.ndarray | None = None  # (N, K) CIELAB distance of the modal colour to each palette colour
+
+    def likelihood(self, scale: float) -> np.ndarray:
+        """(N, K) exp(-Delta E / scale), normalised per row: how well each palette colour names the modal
+        colour (near-uniform between two palette colours, sharp at one); uniform where unknown."""
+        n, k = self.votes.shape
+        if self.delta_e is None:
+            return np.full((n, k), 1.0 / k, np.float32)
+        z = np.exp(-(self.delta_e - self.delta_e.min(axis=1, keepdims=True)) / scale)
+        z[~self.known] = 1.0
+        return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
     @property
     def known(self) -> np.ndarray:
@@ -155,7 +165,7 @@ class PartReader:
         masks = self.masks(images) if masks is None else masks
         names = tuple(palette)
         ref = srgb_to_lab(np.array([palette[k] for k in names], np.float64) / 255.0)
-        ih, it, isk = self.part_index("hair"), self.part_index("hat"), self.part_index("skin")
+        ih, isk = self.part_index("hair"), self.part_index("skin")
         if ih is None:
             raise UserError(
                 f"part reader {self.path}: this network does not mark hair (parts {self.cfg.parts})"
@@ -166,10 +176,14 @@ class PartReader:
         conf = np.zeros(n, np.float32)
         rgb = np.zeros((n, 3), np.uint8)
         share = np.zeros(n, np.float32)
+        delta_e = np.zeros((n, k), np.float32)
         for i in range(n):
+            others = np.delete(masks[i], ih, axis=0)
             hair = masks[i, ih] > HAIR_THRESHOLD
-            if it is not None:
-                hair &= masks[i, it] <= HAIR_THRESHOLD
+            if len(others):
+                hair &= masks[i, ih] > others.max(
+                    axis=0
+                )  # hair scores highest there (not hat, skin, clothes)
             if isk is not None:  # the skin's own colour never counts as hair (faces inside the hair outline)
                 skin = masks[i, isk] > HAIR_THRESHOLD
                 hair &= ~skin
@@ -185,9 +199,10 @@ class PartReader:
             votes[i] = np.bincount(nearest, minlength=k) / len(px)
             colour = _mode_colour(px)
             rgb[i] = np.round(colour).astype(np.uint8)
-            answer[i] = int(np.linalg.norm(ref - srgb_to_lab(colour / 255.0), axis=1).argmin())
+            delta_e[i] = np.linalg.norm(ref - srgb_to_lab(colour / 255.0), axis=1)
+            answer[i] = int(delta_e[i].argmin())
             conf[i] = votes[i, answer[i]]
-        return HairReading(names, votes, answer, conf, rgb, share)
+        return HairReading(names, votes, answer, conf, rgb, share, delta_e)
 
     def hat(self, images: np.ndarray, *, masks: np.ndarray | None = None) -> np.ndarray | None:
         """(N,) fraction of the picture marked hat (None when the network does not mark hats)."""

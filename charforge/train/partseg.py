@@ -118,7 +118,7 @@ def train_partseg(
     out_dir: str | Path,
     opts: PartSegOptions | None = None,
     *,
-    parts: tuple[str, ...] = ("hair", "hat", "skin"),
+    parts: tuple[str, ...] = ("hair", "hat", "skin", "cloth", "bg"),
     channels: int = 16,
     image_size: int = 32,
 ) -> Path:

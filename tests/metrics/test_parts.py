@@ -87,7 +87,7 @@ def test_reader_refuses_bad_input_and_missing_files(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         tp.load_partseg(tmp_path / "nope.safetensors")
     m = reader.masks(np.zeros((2, 48, 40, 3), np.uint8))
-    assert m.shape == (2, 3, 48, 40) and (m >= 0).all() and (m <= 1).all()
+    assert m.shape == (2, 5, 48, 40) and (m >= 0).all() and (m <= 1).all()
 
 
 def test_part_targets_and_augmented_batches_follow_the_picture(tmp_path):
@@ -144,8 +144,8 @@ def test_training_writes_a_loadable_reader_and_resumes_exactly(tmp_path, monkeyp
     for (k, v), (_, w) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
         torch.testing.assert_close(v, w, msg=k)
     assert not (tmp_path / "b" / partseg.CHECKPOINT_NAME).exists()
-    assert a.cfg.parts == ("hair", "hat", "skin")
-    assert a.masks(np.zeros((1, 40, 40, 3), np.uint8)).shape == (1, 3, 40, 40)
+    assert a.cfg.parts == ("hair", "hat", "skin", "cloth", "bg")
+    assert a.masks(np.zeros((1, 40, 40, 3), np.uint8)).shape == (1, 5, 40, 40)
 
 
 def test_training_refuses_data_without_part_renders(tmp_path):
