@@ -117,7 +117,7 @@ def parts_train(
     lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (cosine decay)."),
     seed: int = typer.Option(0, help="Seed for the split, batches, augmentation and initial weights."),
     parts: str = typer.Option(
-        "hair,hat,skin,cloth,bg", help="Comma list of parts to mark: hair, hat, skin, eyes, cloth, bg."
+        "hair,hat,skin,cloth,bg", help="Comma list of parts to mark: hair, hat, skin, eyes, cloth, bg, glasses."
     ),
     size: int = typer.Option(
         32, help="Side the network sees, px (a multiple of 8); masks return at full size."

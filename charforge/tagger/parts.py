@@ -204,13 +204,25 @@ class PartReader:
             conf[i] = votes[i, answer[i]]
         return HairReading(names, votes, answer, conf, rgb, share, delta_e)
 
-    def hat(self, images: np.ndarray, *, masks: np.ndarray | None = None) -> np.ndarray | None:
-        """(N,) fraction of the picture marked hat (None when the network does not mark hats)."""
-        it = self.part_index("hat")
-        if it is None:
+    def part_share(
+        self, images: np.ndarray, part: str, *, masks: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """(N,) fraction of the picture where `part` passes HAIR_THRESHOLD and scores highest (None when the
+        network does not mark that part)."""
+        k = self.part_index(part)
+        if k is None:
             return None
         masks = self.masks(images) if masks is None else masks
-        return (masks[:, it] > HAIR_THRESHOLD).mean(axis=(1, 2)).astype(np.float32)
+        mine = masks[:, k]
+        others = np.delete(masks, k, axis=1)
+        won = mine > HAIR_THRESHOLD
+        if others.shape[1]:
+            won &= mine > others.max(axis=1)
+        return won.mean(axis=(1, 2)).astype(np.float32)
+
+    def hat(self, images: np.ndarray, *, masks: np.ndarray | None = None) -> np.ndarray | None:
+        """(N,) fraction of the picture marked hat (None when the network does not mark hats)."""
+        return self.part_share(images, "hat", masks=masks)
 
 
 def _mode_colour(px: np.ndarray) -> np.ndarray:

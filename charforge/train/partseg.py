@@ -126,9 +126,10 @@ def train_partseg(
     opts = opts or PartSegOptions()
     if opts.steps < 1 or opts.batch_size < 1:
         raise UserError("--steps and --batch-size must be at least 1")
-    unknown = [p for p in parts if p not in ta.PARTS]
+    valid = (*ta.PARTS, *ta.MASK_ONLY_PARTS)
+    unknown = [p for p in parts if p not in valid]
     if unknown:
-        raise UserError(f"--parts {','.join(unknown)}: valid parts are {', '.join(ta.PARTS)}", field="parts")
+        raise UserError(f"--parts {','.join(unknown)}: valid parts are {', '.join(valid)}", field="parts")
     if image_size < 16 or image_size % 8:
         raise UserError(f"--size {image_size}: must be a multiple of 8, at least 16")
     if opts.threads:
@@ -146,6 +147,8 @@ def train_partseg(
     cache = opts.parts_cache or str(out / "part_renders")
     train_parts = ta.cached_part_renders(data, train_idx[: opts.n_images], cache)
     held_parts = ta.cached_part_renders(data, held_idx[:500], cache)
+    train_parts = ta.cached_mask_parts(data, train_idx[: opts.n_images], train_parts, parts, cache)
+    held_parts = ta.cached_mask_parts(data, held_idx[:500], held_parts, parts, cache)
     cfg = PartSegConfig(parts=tuple(parts), image_size=image_size, channels=channels)
     torch.manual_seed(opts.seed)
     net = PartSegNet(cfg)

@@ -44,6 +44,10 @@ PARTS: dict[str, tuple[str, str, str | None]] = {
     "hat": ("hat_color", "HAT_RGB", None),
     "bg": ("background", "BACKGROUND_RGB", None),
 }
+# Parts rendered only for their masks (the part reader, charforge.train.partseg), never repainted by `recolour`,
+# so the tag estimator's random draws and recipes stay as they were. Their coefficient is the largest over the
+# channels whose colour changes (glasses colours share a near-equal channel), stored in all three channels.
+MASK_ONLY_PARTS: dict[str, tuple[str, str]] = {"glasses": ("glasses_color", "GLASSES_RGB")}
 ZEROED = ("hair_hue", "hair_lightness", "eye_hue", "eye_lightness", "skin_lightness")
 COEF_SCALE = 100.0  # coefficients are stored as uint8 of coef * COEF_SCALE (coef in [0, 2.55])
 STYLE_CODES = {name: k for k, name in enumerate(STYLES)}  # style name -> code in PartRenders.style
@@ -577,7 +581,10 @@ def cached_part_renders(
     root = Path(cache) if cache else None
     if root:
         root.mkdir(parents=True, exist_ok=True)
+    from charforge.utils.progress import progress
+
     pieces = []
+    bar = progress(total=len(idx), desc=progress_desc or "part renders", unit="img")
     for start in range(0, len(idx), chunk):
         sub = np.asarray(idx[start : start + chunk])
         key = f"parts_{data.manifest_hash()[:12]}_{size}_{int(sub[0])}_{int(sub[-1])}_{len(sub)}.npz"
@@ -605,6 +612,8 @@ def cached_part_renders(
                 )
                 tmp.rename(f)
         pieces.append(pr)
+        bar.update(len(sub))
+    bar.close()
     return PartRenders(
         base=np.concatenate([p.base for p in pieces]),
         coef={k: np.concatenate([p.coef[k] for p in pieces]) for k in PARTS},
@@ -612,6 +621,78 @@ def cached_part_renders(
         tags=np.concatenate([p.tags for p in pieces]),
         style=None if pieces[0].style is None else np.concatenate([p.style for p in pieces]),
     )
+
+
+def render_mask_part(creator, batch, size: int, part: str, base: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 coefficient (x COEF_SCALE) of a MASK_ONLY_PARTS part for `batch`, whose jitter-zeroed
+    render is `base` (PartRenders.base): one more render with the part's colour option swapped."""
+    from charforge.creators.builtin import palette
+
+    param, table_name = MASK_ONLY_PARTS[part]
+    space = creator.space
+    style = style_codes(space, batch)
+    draw = creator.render if style is None else (lambda b, s: _render_before_finish(creator, b, s))
+    cat, cont = batch.cat.copy(), batch.cont.copy()
+    for name in ZEROED:
+        cont[:, [p.name for p in space.continuous].index(name)] = 0.0
+    j = space.cat_index(param)
+    table = palette.table(getattr(palette, table_name), space.categorical[j].options)
+    alt = _alt_option(table)
+    cat2 = cat.copy()
+    cat2[:, j] = alt[cat[:, j]]
+    other = draw(type(batch)(cat2, cont), size)
+    dc = (table[cat2[:, j]] - table[cat[:, j]])[:, None, None, :]
+    ok = np.abs(dc) > 0.06
+    k = np.where(
+        ok, (other.astype(np.float32) - base.astype(np.float32)) / 255.0 / np.where(ok, dc, 1.0), 0.0
+    )
+    k = np.clip(k, 0, None).max(axis=-1, keepdims=True)
+    return np.repeat(np.clip(np.round(k * COEF_SCALE), 0, 255).astype(np.uint8), 3, axis=-1)
+
+
+def cached_mask_parts(
+    data, idx: np.ndarray, parts: PartRenders, names, cache: str | None, chunk: int = 500
+) -> PartRenders:
+    """`parts` (the part renders of images `idx`, from `cached_part_renders`) with the MASK_ONLY_PARTS in
+    `names` added to its coefficients, cached per chunk beside the part renders."""
+    from pathlib import Path
+
+    from charforge.creators.builtin import BuiltinCreator
+
+    names = [n for n in names if n in MASK_ONLY_PARTS]
+    if not names:
+        return parts
+    if data.space.name == "builtin":
+        creator = BuiltinCreator()
+    else:
+        creator = BuiltinCreator(styles=data.space.categorical[data.space.cat_index("style")].options)
+    root = Path(cache) if cache else None
+    coef = dict(parts.coef)
+    from charforge.utils.progress import progress
+
+    for name in names:
+        pieces = []
+        bar = progress(total=len(idx), desc=f"{name} masks", unit="img")
+        for start in range(0, len(idx), chunk):
+            sub = np.asarray(idx[start : start + chunk])
+            key = f"mask_{name}_{data.manifest_hash()[:12]}_{data.size}_{int(sub[0])}_{int(sub[-1])}_{len(sub)}.npy"
+            f = root / key if root else None
+            if f is not None and f.is_file():
+                pieces.append(np.load(f))
+                bar.update(len(sub))
+                continue
+            batch = data.space.decode(np.asarray(data.params[sub]))
+            m = render_mask_part(creator, batch, data.size, name, parts.base[start : start + len(sub)])
+            if f is not None:
+                root.mkdir(parents=True, exist_ok=True)
+                tmp = f.with_suffix(".tmp.npy")
+                np.save(tmp, m)
+                tmp.rename(f)
+            pieces.append(m)
+            bar.update(len(sub))
+        bar.close()
+        coef[name] = np.concatenate(pieces)
+    return PartRenders(base=parts.base, coef=coef, colour=parts.colour, tags=parts.tags, style=parts.style)
 
 
 def has_part_renders(data) -> bool:

@@ -77,7 +77,10 @@ def test_too_little_hair_is_unknown_and_a_hat_hides_hair():
     hat = masks.copy()
     hat[0, 1] = masks[0, 0]  # a hat over all the hair
     assert not _Fixed(hat).hair_colour(img, HAIR).known[0]
+    assert _Fixed(hat).hat(img)[0] == 0  # a tie is nobody's: hair and hat score the same everywhere
+    hat[0, 0] *= 0.9
     assert _Fixed(hat).hat(img)[0] > 0.2 and _Fixed(masks).hat(img)[0] == 0
+    assert _Fixed(masks).part_share(img, "glasses") is None
 
 
 def test_reader_refuses_bad_input_and_missing_files(tmp_path):
@@ -110,6 +113,15 @@ def test_part_targets_and_augmented_batches_follow_the_picture(tmp_path):
     col = torch.from_numpy(parts.colour["hair"] * 255).view(-1, 1, 1, 3)
     dist = (base - col).abs().mean(-1)
     assert dist[t[:, 0] > 0].mean() < 0.5 * dist[t[:, 0] == 0].mean()
+    # glasses: a mask-only part (never repainted), rendered on demand; it shows exactly where glasses are worn
+    gl = ta.cached_mask_parts(data, train_idx, parts, ("glasses",), str(tmp_path / "cache"))
+    assert set(gl.coef) == set(parts.coef) | {"glasses"} and gl.base is parts.base
+    wears = data.schema.tags.index("glasses")
+    on = gl.coef["glasses"].astype(np.float32).mean(-1) > ta.COEF_SCALE * partseg.MASK_COEF
+    worn = parts.tags[:, wears] > 0
+    assert on[~worn].sum() == 0 and (worn.sum() == 0 or on[worn].any(axis=(1, 2)).all())
+    again = ta.cached_mask_parts(data, train_idx, parts, ("glasses",), str(tmp_path / "cache"))  # from cache
+    np.testing.assert_array_equal(again.coef["glasses"], gl.coef["glasses"])
     opts = partseg.PartSegOptions(batch_size=6)
     x1, m1 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
     x2, m2 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
