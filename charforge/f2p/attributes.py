@@ -564,42 +564,99 @@ def drawing_hair_rgb(image: np.ndarray) -> tuple[int, int, int] | None:
     return tuple(int(v) for v in np.median(im[: int(0.45 * h)][upper == hair], axis=0))
 
 
+# A drawing's hair colour (read by the part reader) allows the palette colours within this many CIE76 units of
+# the nearest one (the tag estimator's HAIR_READER_SCALE): a colour between two palette colours keeps both.
+DRAWING_HAIR_DELTA_E = 8.0
+# The part reader's glasses share (fraction of the picture) above which a drawing wears glasses, below
+# DRAWING_NO_GLASSES it does not, between them the search decides. Rims are thin: 0.4 % of a 64 px picture is
+# 16 pixels.
+DRAWING_GLASSES = 0.004
+DRAWING_NO_GLASSES = 0.0005
+
+
+def _read_drawings(images: list[np.ndarray]):
+    """(HairReading per drawing or None, glasses share per drawing or None) from the shipped part reader."""
+    from charforge.tagger.parts import default_parts_path, load_partseg
+
+    path = default_parts_path()
+    if path is None:
+        return [None] * len(images), [None] * len(images)
+    from charforge.creators.builtin import palette
+
+    reader = load_partseg(path)
+    readings, glasses = [], []
+    for im in images:
+        x = np.asarray(im, np.uint8)[None]
+        masks = reader.masks(x)
+        readings.append(reader.hair_colour(x, palette.HAIR_RGB, masks=masks))
+        g = reader.part_share(x, "glasses", masks=masks)
+        glasses.append(None if g is None else float(g[0]))
+    return readings, glasses
+
+
 def drawing_hair_rgbs(images: list[np.ndarray]) -> list[tuple[int, int, int] | None]:
     """Hair colour per drawing: from the pixels the shipped part reader marks as hair (charforge.tagger.parts),
     where it sees enough hair; otherwise from the layout (`drawing_hair_rgb`)."""
-    from charforge.tagger.parts import default_parts_path, load_partseg
-
-    out: list[tuple[int, int, int] | None] = [None] * len(images)
-    path = default_parts_path()
-    if path is not None:
-        from charforge.creators.builtin import palette
-
-        reader = load_partseg(path)
-        for i, im in enumerate(images):
-            r = reader.hair_colour(np.asarray(im, np.uint8)[None], palette.HAIR_RGB)
-            if r.known[0]:
-                out[i] = tuple(int(v) for v in r.rgb[0])
-    return [rgb if rgb is not None else drawing_hair_rgb(im) for rgb, im in zip(out, images)]
+    readings, _ = _read_drawings(images)
+    return [
+        tuple(int(v) for v in r.rgb[0]) if r is not None and r.known[0] else drawing_hair_rgb(im)
+        for r, im in zip(readings, images)
+    ]
 
 
 def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-    """(summary, constraints) for drawings without a detectable face: the hair-colour family when every drawing
-    agrees on it, and no hat (a hat is fitted only where one is seen, and nothing here can see one: on 90 DiceBear
-    avatars the unconstrained search put a hat on 47 % of the hatless ones). Glasses are left to the search."""
+    """(summary, constraints) for drawings without a detectable face.
+
+    - Hair colour: where the shipped part reader sees the hair in every drawing, the palette colours within
+      DRAWING_HAIR_DELTA_E of the nearest to each drawing's modal hair colour, in every drawing (none in
+      common: unconstrained); otherwise the hair-colour family from the layout when every drawing agrees.
+    - No hat: a hat is fitted only where one is seen, and the layout cannot see one (on 90 DiceBear avatars the
+      unconstrained search put a hat on 47 % of the hatless ones).
+    - Glasses: on where the reader marks glasses rims on every drawing, off where it marks none on any; else
+      left to the search."""
+    from charforge.core.colour import srgb_to_lab
+    from charforge.creators.builtin import palette
+
     out: dict[str, tuple[str, ...]] = {}
     summary: dict[str, Any] = {"source": "drawing layout (no face detected)", "hat": False}
-    rgbs = drawing_hair_rgbs(images)
+    readings, glasses = _read_drawings(images)
+    read = all(r is not None and r.known[0] for r in readings) and bool(readings)
+    rgbs = (
+        [tuple(int(v) for v in r.rgb[0]) for r in readings]
+        if read
+        else [drawing_hair_rgb(im) for im in images]
+    )
     fams = {hair_family(rgb) for rgb in rgbs if rgb is not None}
     fam = fams.pop() if len(fams) == 1 and None not in rgbs else None
+    wears = None
+    if glasses and all(g is not None for g in glasses):
+        if all(g >= DRAWING_GLASSES for g in glasses):
+            wears = True
+        elif all(g < DRAWING_NO_GLASSES for g in glasses):
+            wears = False
     for p in space.categorical:
-        if fam is not None and "hair" in p.name and "color" in p.name:
-            allowed = tuple(o for o in p.options if o in HAIR_FAMILIES[fam])
+        allowed: tuple[str, ...] = ()
+        if "hair" in p.name and "color" in p.name:
+            known = [o for o in p.options if o in palette.HAIR_RGB]
+            if read and known:  # the colours every drawing allows (none in common: no constraint)
+                ref = srgb_to_lab(np.array([palette.HAIR_RGB[o] for o in known], np.float64) / 255.0)
+                ok = np.ones(len(known), bool)
+                for rgb in rgbs:
+                    d = np.linalg.norm(ref - srgb_to_lab(np.array(rgb, np.float64) / 255.0), axis=1)
+                    ok &= d <= d.min() + DRAWING_HAIR_DELTA_E
+                allowed = tuple(o for o, k in zip(known, ok) if k)
+            elif fam is not None:
+                allowed = tuple(o for o in p.options if o in HAIR_FAMILIES[fam])
         elif p.name in ("hat", "headwear"):
             allowed = _yes_no(tuple(p.options), False)
-        else:
-            continue
+        elif p.name == "glasses" and wears is not None:
+            allowed = _yes_no(tuple(p.options), wears)
         if allowed:
             out[p.name] = allowed
+    if read:
+        summary.update(source="part reader (hair pixels; no face detected)", hair_rgb=rgbs[0])
     if fam is not None:
         summary.update(hair_family=fam, hair_rgb=rgbs[0])
+    if wears is not None:
+        summary["glasses"] = wears
     return summary, out

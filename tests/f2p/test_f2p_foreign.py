@@ -101,7 +101,8 @@ def test_faceless_drawings_get_hair_family_and_no_hat():
 
     space = BuiltinCreator().space
     summary, cons = drawing_constraints([_avatar()], space)
-    assert summary["hair_family"] == "red" and cons["hair_color"] == ("red", "orange")
+    # the shipped part reader finds the hair cap and names its colour; without it, the layout's family
+    assert summary["hair_family"] == "red" and cons["hair_color"] in (("red",), ("red", "orange"))
     assert cons["hat"] == ("none",) and "glasses" not in cons
     _, cons = drawing_constraints(
         [_avatar(), _avatar((240, 220, 120))], space
@@ -117,5 +118,6 @@ def test_renders_of_the_creator_itself_are_not_constrained(shipped):
     r = fit(shipped, [im], "fast")
     assert r.constraints == {} and any("own renders" in n for n in r.notes)
     r = fit(shipped, [_avatar()], "fast")  # a foreign drawing is
-    assert r.constraints["hair_color"] == ["red", "orange"] and r.params["hair_color"] in ("red", "orange")
+    assert r.constraints["hair_color"] in (["red"], ["red", "orange"])
+    assert r.params["hair_color"] in r.constraints["hair_color"]
     assert r.params["hat"] == "none"
