@@ -58,11 +58,34 @@ def train(
     parts_cache: str | None = typer.Option(
         None, help="Folder caching the part renders (default: OUT/part_renders)."
     ),
+    skin_any: float = typer.Option(
+        0.0,
+        help="With --recolour: chance that a repainted skin takes any colour (cartoon avatars' yellow skins).",
+    ),
+    drop_groups: str = typer.Option(
+        "",
+        help="Comma list of exclusive groups not to learn (e.g. style: a 34-tag tagger from builtin-styles data).",
+    ),
+    colour_true: bool = typer.Option(
+        False, help="With --recolour --style: hair/eye tags follow the colour after posterisation and tone."
+    ),
+    zoom: str = typer.Option("0.55,1.45", help="With --style: framing zoom range LO,HI (>1 zooms in)."),
 ) -> None:
     """Train a multi-label tagger; writes tagger.safetensors, report.json/md and confusion PNGs. Rerun to resume."""
+    from charforge.errors import UserError
     from charforge.train.tagger import TaggerTrainOptions, train_tagger
 
+    try:
+        lo, hi = (float(v) for v in zoom.split(","))
+    except ValueError:
+        raise UserError(f"--zoom {zoom!r}: give two numbers LO,HI such as 0.55,1.45", field="zoom") from None
+    if not 0 < lo <= hi:
+        raise UserError(f"--zoom {zoom!r}: need 0 < LO <= HI", field="zoom")
     opts = TaggerTrainOptions(
+        skin_any=skin_any,
+        drop_groups=tuple(g.strip() for g in drop_groups.split(",") if g.strip()),
+        colour_true=colour_true,
+        zoom=(lo, hi),
         steps=steps,
         batch_size=batch_size,
         lr=lr,
@@ -79,8 +102,6 @@ def train(
         parts_cache=parts_cache,
     )
     if pool not in ("flatten", "avg"):
-        from charforge.errors import UserError
-
         raise UserError(f"--pool {pool!r}: use flatten or avg")
     res = train_tagger(
         data,
@@ -117,7 +138,8 @@ def parts_train(
     lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (cosine decay)."),
     seed: int = typer.Option(0, help="Seed for the split, batches, augmentation and initial weights."),
     parts: str = typer.Option(
-        "hair,hat,skin,cloth,bg", help="Comma list of parts to mark: hair, hat, skin, eyes, cloth, bg, glasses."
+        "hair,hat,skin,cloth,bg",
+        help="Comma list of parts to mark: hair, hat, skin, eyes, cloth, bg, glasses.",
     ),
     size: int = typer.Option(
         32, help="Side the network sees, px (a multiple of 8); masks return at full size."

@@ -369,3 +369,28 @@ def test_test_time_views_average_the_probabilities_and_travel_in_the_file(tmp_pa
     path = save_tagger(tmp_path / "t.safetensors", net, schema, extra={"views": ["flip", "zoom:1.25"]})
     assert load_tagger(path).views == ("flip", "zoom:1.25")
     assert load_tagger(save_tagger(tmp_path / "u.safetensors", net, schema)).views == ()
+
+
+def test_cli_exposes_the_estimator_options(tmp_path, capsys):
+    """`tagger train` takes --drop-groups, --skin-any, --colour-true and --zoom (the estimator candidates'
+    options) and refuses a bad zoom with a message, not a traceback."""
+    from charforge.cli import main
+    from charforge.data.build import build_from_creator
+    from charforge.models.io import load_model
+
+    build_from_creator(
+        tmp_path / "ds", creator="builtin-styles=manga,pixel", n=24, size=32, seed=0, show_progress=False
+    )
+    args = ["tagger", "train", "--data", str(tmp_path / "ds"), "--size", "32", "--steps", "2"]
+    args += ["--batch-size", "8", "--channels", "4", "--feat-dim", "8", "--threads", "1"]
+    main([*args, "-o", str(tmp_path / "t"), "--recolour", "0.7", "--recolour-n", "16", "--style"]
+         + ["--drop-groups", "style", "--skin-any", "0.3", "--colour-true", "--zoom", "0.5,1.8"])  # fmt: skip
+    meta = load_model(tmp_path / "t" / "tagger.safetensors", kind="tagger")[1]
+    fp = meta["fingerprint"]["opts"]
+    assert fp["drop_groups"] == ["style"] and fp["skin_any"] == 0.3 and fp["colour_true"] is True
+    assert fp["zoom"] == [0.5, 1.8] and len(meta["tag_schema"]["groups"]) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*args, "-o", str(tmp_path / "u"), "--zoom", "big"])
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "--zoom" in err and "Traceback" not in err
