@@ -36,6 +36,13 @@ MIN_CONFIDENCE = {"group": 0.5, "independent": 0.7}
 # modal hair colour clearly nearest one palette colour decides; one between two palette colours leaves the
 # choice between them to the network. 8 CIE76 units: about where two flat colours stop looking the same.
 HAIR_READER_SCALE = 8.0
+# With a part reader that marks glasses: the odds of the "glasses" tag are multiplied by GLASSES_READER_ODDS[0]
+# where the rims cover at least GLASSES_SHARE[1] of the picture, by GLASSES_READER_ODDS[1] where they cover
+# under GLASSES_SHARE[0], and left alone between. On the creator's held-out renders the shares separate
+# cleanly (wearers >= 0.025 in 95 %, others 0 in 99 %); on foreign art thin rims read smaller, so the factor
+# is a nudge, not a verdict.
+GLASSES_SHARE = (0.0005, 0.004)
+GLASSES_READER_ODDS = (4.0, 0.25)
 
 
 @dataclass
@@ -361,29 +368,49 @@ class Tagger:
 
         out = self._map(images, proba)
         if self.parts is not None:
-            out = self._read_hair(self._check(images), out)
+            out = self._read_parts(self._check(images), out)
         return out
 
-    def _read_hair(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
-        """The hair colour group where the part reader sees enough hair: the network's probabilities times the
-        reading's likelihood (HAIR_READER_SCALE), renormalised; elsewhere (no hair group, hair hidden or too
-        small) the network's answer stands."""
+    def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """The part reader's evidence on top of the network's probabilities: glasses (`_read_glasses`) and the
+        hair colour group where the reader sees enough hair: the network's probabilities times the reading's
+        likelihood (HAIR_READER_SCALE), renormalised; elsewhere (no hair group, a custom palette, hair hidden
+        or too small) the network's answer stands."""
         from charforge.creators.builtin import palette
 
+        masks = self.parts.masks(images)
+        proba = self._read_glasses(images, masks, proba)
         k = next((i for i, g in enumerate(self.schema.groups) if g.name == "hair color"), None)
         if k is None:
             return proba
-        g = self.schema.groups[k]
-        names = tuple(t.removesuffix(" hair") for t in g.tags)
+        names = tuple(t.removesuffix(" hair") for t in self.schema.groups[k].tags)
         if not all(n in palette.HAIR_RGB for n in names):
             return proba  # a custom hair palette: no reference colours to name the pixels with
-        reading = self.parts.hair_colour(images, {n: palette.HAIR_RGB[n] for n in names})
+        reading = self.parts.hair_colour(images, {n: palette.HAIR_RGB[n] for n in names}, masks=masks)
         sl = self.schema.group_slices()[k]
         rows = np.flatnonzero(reading.known)
         if len(rows):
             joint = proba[rows, sl] * reading.likelihood(HAIR_READER_SCALE)[rows]
             proba[rows, sl] = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
         self.last_hair_reading = reading
+        return proba
+
+    def _read_glasses(self, images: np.ndarray, masks: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """The "glasses" tag's odds times the part reader's evidence (GLASSES_SHARE, GLASSES_READER_ODDS)."""
+        if "glasses" not in self.schema.independent:
+            return proba
+        share = self.parts.part_share(images, "glasses", masks=masks)
+        if share is None:
+            return proba
+        j = self.schema.independent_slice.start + list(self.schema.independent).index("glasses")
+        factor = np.where(
+            share >= GLASSES_SHARE[1],
+            GLASSES_READER_ODDS[0],
+            np.where(share < GLASSES_SHARE[0], GLASSES_READER_ODDS[1], 1.0),
+        )
+        p = np.clip(proba[:, j], 1e-6, 1 - 1e-6)
+        odds = p / (1 - p) * factor
+        proba[:, j] = odds / (1 + odds)
         return proba
 
     @property

@@ -103,7 +103,16 @@ def test_faceless_drawings_get_hair_family_and_no_hat():
     summary, cons = drawing_constraints([_avatar()], space)
     # the shipped part reader finds the hair cap and names its colour; without it, the layout's family
     assert summary["hair_family"] == "red" and cons["hair_color"] in (("red",), ("red", "orange"))
-    assert cons["hat"] == ("none",) and "glasses" not in cons
+    # the shipped part reader sees no glasses rims here: glasses off (without a reader: left to the search)
+    assert cons["hat"] == ("none",) and cons.get("glasses", ("none",)) == ("none",)
+    worn = _avatar().copy()
+    yy, xx = np.mgrid[0:128, 0:128]
+    for cx in (52, 76):  # two dark rims and a bridge over the eyes
+        d = np.hypot(xx - cx, yy - 64)
+        worn[(d >= 7) & (d < 9.5)] = (20, 20, 30)
+    worn[62:64, 59:69] = (20, 20, 30)
+    summary, cons = drawing_constraints([worn], space)
+    assert summary.get("glasses") is True and cons["glasses"] == ("round", "square")
     _, cons = drawing_constraints(
         [_avatar(), _avatar((240, 220, 120))], space
     )  # they disagree: no hair family

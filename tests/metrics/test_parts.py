@@ -201,3 +201,41 @@ def test_cli_trains_a_reader_and_refuses_a_bad_part(tmp_path, capsys):
         "tagger", "parts-train", "--data", tmp_path / "ds", "-o", tmp_path / "q", "--parts", "hair,nose"
     )
     assert code != 0 and "valid parts" in out.err and "Traceback" not in out.err
+
+
+def test_the_shipped_estimator_reads_hair_and_glasses_with_the_reader():
+    """The reader is attached to the shipped estimator only; where it sees the hair, the colour it reads
+    decides a group the network is unsure of, and the network still decides between two near colours."""
+    from charforge.tagger.net import (
+        GLASSES_READER_ODDS,
+        default_tagger_path,
+        estimate_tagger_path,
+        load_tagger,
+    )
+
+    est, judge = estimate_tagger_path(), default_tagger_path()
+    if est is None or tp.default_parts_path() is None:
+        pytest.skip("this install ships no estimator or part reader")
+    assert load_tagger(judge).parts is None and load_tagger(est, parts=False).parts is None
+    tagger = load_tagger(est)
+    assert tagger.parts is not None and tagger.parts.part_index("glasses") is not None
+    hair = list(tagger.schema.tags).index("blue hair")
+    sl = tagger.schema.group_slices()[[g.name for g in tagger.schema.groups].index("hair color")]
+    img, masks = _portrait(palette.HAIR_RGB["blue"])
+    masks = np.concatenate([masks, np.zeros((1, 3, 32, 32), np.float32)], axis=1)  # cloth, bg, glasses: none
+    net_only = load_tagger(est, parts=False).predict_proba(img)
+    tagger.parts = _Fixed(masks, parts=("hair", "hat", "skin", "cloth", "bg", "glasses"))
+    p = tagger.predict_proba(img)
+    assert tagger.last_hair_reading.known[0] and p[0, sl].argmax() == hair - sl.start
+    assert p[0, sl].max() >= net_only[0, sl].max() - 1e-6 and abs(p[0, sl].sum() - 1) < 1e-5
+    g = list(tagger.schema.tags).index("glasses")  # no rims at all: the odds of glasses fall by the factor
+    odds = lambda q: q / (1 - q)  # noqa: E731
+    assert odds(p[0, g]) == pytest.approx(odds(net_only[0, g]) * GLASSES_READER_ODDS[1], rel=1e-3)
+    # a modal colour half-way between two palette colours: the reading allows both, the network picks
+    half = (np.array(palette.HAIR_RGB["blue"]) + np.array(palette.HAIR_RGB["aqua"])) / 2
+    reading = tp.HairReading(
+        ("blue", "aqua", "red"), np.zeros((1, 3)), np.array([0]), np.ones(1), half[None].astype(np.uint8),
+        np.ones(1), delta_e=np.array([[10.0, 10.5, 60.0]]),
+    )  # fmt: skip
+    lik = reading.likelihood(8.0)[0]
+    assert lik[0] / lik[1] < 1.1 and lik[2] < 1e-2
