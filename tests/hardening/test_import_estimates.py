@@ -143,3 +143,35 @@ def test_estimate_tags_alone_or_default_uses_the_shipped_tagger(tmp_path, capsys
             ["data", "import", str(src), "-o", str(tmp_path / "o3"), "--estimate-tags", str(tmp_path / "no")]
         )
     assert e.value.code == 2 and "'default' for the shipped" in capsys.readouterr().err
+
+
+def test_default_estimates_read_hair_colour_from_the_hair(tmp_path):
+    """`--estimate-tags default` uses the shipped part reader: flat avatars whose hair is blue are tagged blue
+    hair, and each sample records that its hair colour came from the hair's pixels and which colour was read."""
+    import json
+
+    from charforge.creators.builtin import palette
+    from charforge.tagger.parts import default_parts_path
+
+    if default_parts_path() is None:
+        pytest.skip("this install ships no part reader")
+    src = tmp_path / "src"
+    src.mkdir()
+    yy, xx = np.mgrid[0:128, 0:128]
+    looks = [((250, 250, 250), 42, 46, 64), ((200, 230, 200), 40, 44, 60), ((230, 210, 240), 46, 40, 70)]
+    for i, (bg, rx, ry, cx) in enumerate(looks):  # three different avatars (not near-duplicates)
+        im = np.full((128, 128, 3), bg, np.uint8)
+        im[((xx - cx) / rx) ** 2 + ((yy - 56) / ry) ** 2 <= 1] = palette.HAIR_RGB["blue"]  # hair
+        im[((xx - cx) / 28.0) ** 2 + ((yy - 66) / 30.0) ** 2 <= 1] = (240, 200, 170)  # face
+        im[104:, cx - 36 + 8 * i : cx + 36] = [(200, 60, 60), (60, 160, 60), (240, 200, 40)][i]  # shirt
+        Image.fromarray(im).save(src / f"{i}.png")
+    import_folder(src, tmp_path / "ds", estimate_tags="default", progress=False, dedupe_threshold=0)
+    items = json.loads((tmp_path / "ds" / "manifest.json").read_text())["items"]
+    assert len(items) == 3 and all(it["tags_from"] == "tagger" for it in items)
+    tags = np.load(tmp_path / "ds" / "tags.npy")
+    blue = make_girls_moe_schema().index("blue hair")
+    for k, it in enumerate(items):
+        assert it["hair_from"] == "hair pixels"
+        rgb = np.array([int(it["hair_rgb"][j : j + 2], 16) for j in (1, 3, 5)])
+        assert np.abs(rgb - palette.HAIR_RGB["blue"]).max() <= 16
+        assert tags[k, blue] == 1
