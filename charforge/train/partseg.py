@@ -29,7 +29,7 @@ from charforge.data.packed import load_packed
 from charforge.errors import UserError
 from charforge.tagger.parts import WEIGHTS_NAME, PartSegConfig, PartSegNet, save_partseg
 from charforge.train import tagger_augment as ta
-from charforge.train.tagger import _load_checkpoint, _lr_at, _save_checkpoint, split_indices
+from charforge.train.tagger import _load_checkpoint, _lr_at, _save_checkpoint, optimiser_step, split_indices
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -168,13 +168,10 @@ def train_partseg(
                 grp["lr"] = _lr_at(step, opts)
             x, m = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size)
             loss = seg_loss(net(x), m)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            if (step + 1) % opts.checkpoint_every == 0 and step + 1 < opts.steps:
-                _save_checkpoint(ckpt, net, opt, step + 1, fingerprint, kind=CHECKPOINT_KIND)
+            optimiser_step(
+                opt, loss, bar, step, opts,
+                lambda k: _save_checkpoint(ckpt, net, opt, k, fingerprint, kind=CHECKPOINT_KIND),
+            )  # fmt: skip
     seconds = time.perf_counter() - t0
     report = {
         "data": str(data_dir),

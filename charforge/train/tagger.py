@@ -260,14 +260,22 @@ def _train_loop(
                 loss = tag_loss(
                     net(x.contiguous(memory_format=torch.channels_last)), y, schema or data.schema
                 )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            if (step + 1) % opts.checkpoint_every == 0 and step + 1 < opts.steps:
-                _save_checkpoint(ckpt, net, opt, step + 1, fingerprint)
+            optimiser_step(
+                opt, loss, bar, step, opts, lambda k: _save_checkpoint(ckpt, net, opt, k, fingerprint)
+            )
     net.eval()
+
+
+def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor, bar, step: int, opts, save) -> None:
+    """Backward and step, advance the progress bar, and call `save(step + 1)` every `opts.checkpoint_every`
+    steps before the last (the loops of the tagger and the part reader)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    if (step + 1) % opts.checkpoint_every == 0 and step + 1 < opts.steps:
+        save(step + 1)
 
 
 def _reuse_finished(path: Path, net: TaggerNet, fingerprint: dict) -> float | None:
