@@ -927,6 +927,7 @@ def _estimate_missing_tags(
             )
             if reading.known[j]:
                 items[i]["hair_rgb"] = "#" + "".join(f"{int(v):02x}" for v in reading.rgb[j])
+                items[i]["hair_read"] = reading.names[int(reading.answer[j])]
         if proba is None:
             continue
         unsure, confs = [], []
@@ -1157,6 +1158,10 @@ def _write_sheets(
             a = arrays(ci)
             names = job.schema.from_vector(a["tags"][k])
             caption = [_name(it), ", ".join(names) or "(no tags)"]
+            if it.get("hair_rgb"):
+                caption.append(f"hair pixels read as {it.get('hair_read', '?')} ({it['hair_rgb']})")
+            elif it.get("hair_from"):
+                caption.append(f"hair colour from the {it['hair_from']}")
             if it.get("uncertain"):
                 caption.append("uncertain: " + ", ".join(it["uncertain"]))
             rows.append(([a["images"][k]], caption))

@@ -171,7 +171,7 @@ def test_default_estimates_read_hair_colour_from_the_hair(tmp_path):
     tags = np.load(tmp_path / "ds" / "tags.npy")
     blue = make_girls_moe_schema().index("blue hair")
     for k, it in enumerate(items):
-        assert it["hair_from"] == "hair pixels"
+        assert it["hair_from"] == "hair pixels" and it["hair_read"] == "blue"
         rgb = np.array([int(it["hair_rgb"][j : j + 2], 16) for j in (1, 3, 5)])
         assert np.abs(rgb - palette.HAIR_RGB["blue"]).max() <= 16
         assert tags[k, blue] == 1
