@@ -31,6 +31,7 @@ import mapping  # noqa: E402
 import run as foreign  # noqa: E402
 
 SETS = ("dicebear-adventurer", "dicebear-avataaars", "dicebear-personas", "wesnoth", "photos")
+VALIDATION_SETS = ("dicebear-micah",)  # for choosing settings (bench/foreign/validation.py), never results
 SCORED_TAGS = ("glasses", "hat", "long hair", "short hair", "smile", "open mouth", "blush")
 
 
@@ -259,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         "views, e.g. #flip,zoom:1.25: charforge.tagger.net.Tagger.views) and NAME=PATH@PARTS (a part reader "
         "file for the hair colour, or @none; by default the shipped estimator gets the shipped reader)",
     )
-    ap.add_argument("--set", action="append", default=[], choices=SETS)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        choices=SETS + VALIDATION_SETS,
+        help="default: the 5 test sets; dicebear-micah is the validation set for choosing settings",
+    )
     ap.add_argument("--n", type=int, default=200, help="DiceBear avatars per style (the set's --n)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=None)

@@ -35,8 +35,10 @@ sys.path.insert(0, str(HERE))
 
 import handlabels  # noqa: E402
 import mapping  # noqa: E402
+import validation  # noqa: E402
 
 SETS = tuple(f"dicebear-{s}" for s in mapping.STYLES) + ("photos", "wesnoth")
+VALIDATION_SETS = tuple(f"dicebear-{s}" for s in validation.STYLES)  # for choosing settings, never results
 PARTS = ("tagger", "import", "fit")
 
 
@@ -103,13 +105,17 @@ def ensure_npm(cache: Path) -> Path:
 
 def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     # the folder name carries a digest of the label code, so changed labels or options rebuild the set
-    key = hashlib.sha256((HERE / "mapping.py").read_bytes() + (HERE / "package-lock.json").read_bytes())
+    source = validation if style in validation.STYLES else mapping
+    extra = (HERE / "validation.py").read_bytes() if source is validation else b""
+    key = hashlib.sha256(
+        (HERE / "mapping.py").read_bytes() + (HERE / "package-lock.json").read_bytes() + extra
+    )
     out = cache / "sets" / f"dicebear-{style}-n{n}-s{seed}-{key.hexdigest()[:10]}"
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         return out
     npm_dir = ensure_npm(cache)
-    items = mapping.sample_style(style, n, seed)
+    items = source.sample_style(style, n, seed)
     img_dir = out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     jobs = out / "jobs.json"
@@ -117,7 +123,7 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     subprocess.run(["node", str(npm_dir / "dicebear.mjs"), str(jobs), str(img_dir)], check=True)
     meta = json.loads((img_dir / "styles.json").read_text())
     (img_dir / "styles.json").rename(out / "styles.json")
-    spec = mapping.STYLES[style]
+    spec = source.STYLES[style]
     m = meta["styles"].get(style, {})
     lic = (m.get("license") or {}).get("name", spec.licence)
     attribution = (
@@ -681,7 +687,11 @@ def _commit(root: Path = ROOT) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--set", action="append", default=[], choices=SETS, help="set to build and measure (repeat)"
+        "--set",
+        action="append",
+        default=[],
+        choices=SETS + VALIDATION_SETS,
+        help="set to build and measure (repeat); dicebear-micah is for choosing settings, not a result",
     )
     ap.add_argument(
         "--summary", action="store_true", help="then write <out>/SUMMARY.md from every <set>.json"

@@ -227,7 +227,16 @@ def test_the_shipped_estimator_reads_hair_and_glasses_with_the_reader():
     tagger.parts = _Fixed(masks, parts=("hair", "hat", "skin", "cloth", "bg", "glasses"))
     p = tagger.predict_proba(img)
     assert tagger.last_hair_reading.known[0] and p[0, sl].argmax() == hair - sl.start
-    assert p[0, sl].max() >= net_only[0, sl].max() - 1e-6 and abs(p[0, sl].sum() - 1) < 1e-5
+    assert abs(p[0, sl].sum() - 1) < 1e-5
+    # the same reading against a network sure of another colour: the network's power keeps it from a veto
+    from charforge.tagger import net as tn
+
+    blonde = list(tagger.schema.tags).index("blonde hair") - sl.start
+    sure = np.full_like(p[:, sl], 1e-7)
+    sure[0, blonde] = 1.0
+    lik = tagger.last_hair_reading.likelihood(tn.HAIR_READER_SCALE)
+    assert (sure * lik).argmax() == blonde  # untempered, the network would veto the pixels
+    assert (sure**tn.HAIR_NETWORK_POWER * lik).argmax() == hair - sl.start
     g = list(tagger.schema.tags).index("glasses")  # no rims at all: the odds of glasses fall by the factor
     odds = lambda q: q / (1 - q)  # noqa: E731
     assert odds(p[0, g]) == pytest.approx(odds(net_only[0, g]) * GLASSES_READER_ODDS[1], rel=1e-3)
