@@ -199,3 +199,24 @@ def test_summary_and_markdown_from_a_tiny_result(tmp_path):
     assert not run._differ(by_file, "a", "b")  # a tag one image does not know is no disagreement
     by_file["b"]["labels"]["hat"] = 0
     assert run._differ(by_file, "a", "b")
+
+
+def test_the_validation_style_is_apart_from_the_test_sets():
+    """bench/foreign/validation.py (micah) samples deterministically with the same label rules, and does not
+    touch mapping.STYLES, whose order seeds the test sets."""
+    sys.path.insert(0, str(FOREIGN))
+    try:
+        import mapping as plain  # validation.py imports it by this name
+
+        v = _load("validation")
+    finally:
+        sys.path.remove(str(FOREIGN))
+    assert set(v.STYLES) == {"micah"} and not set(v.STYLES) & set(plain.STYLES)
+    a, b = v.sample_style("micah", 40, 0), v.sample_style("micah", 40, 0)
+    assert a == b and len({it["seed"] for it in a}) == 40
+    for it in a:
+        hides = it["options"]["hair"][0] in ("turban", "dougFunny")
+        assert (it["hair_color"] is None) == hides
+        assert it["hair_color"] is None or it["hair_color"] == plain.hair_colour_label(it["hair_hex"]).name
+        assert it["labels"]["glasses"] == int(it["options"].get("glassesProbability", 0) == 100)
+        assert it["labels"]["hat"] == int(it["options"]["hair"][0] == "turban")
