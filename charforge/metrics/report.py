@@ -352,6 +352,18 @@ def _md_other(m: dict) -> list[str]:
             f"real {d['real_mean_distance']:.3f}, ratio {d['ratio']:.3f} (flag below {d['threshold']}): {flag}.",
             "",
         ]
+    if "sharpness" in m and "ratio" in m["sharpness"]:
+        r = m["sharpness"]
+        lines += [
+            "## Sharpness",
+            "",
+            f"Variance of the Laplacian of the grey image over {r['samples']} generated images and the real "
+            f"images whose tags they were drawn with: generated {r['generated']:.0f}, real {r['real']:.0f}, "
+            f"**ratio {r['ratio']:.3f}** (1 = as crisp as the data; the other real half gives "
+            f"{r['real_vs_real']:.3f}). Blur lowers it; speckle and checkerboard noise raise it, so a ratio above 1 "
+            "is not better.",
+            "",
+        ]
     if "memorisation" in m:
         r = m["memorisation"]
         lines += [
