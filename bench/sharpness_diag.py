@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             ("D logit: generated (EMA)", generate(net, tags, a.seed, z_dim)),
         ]:
             rows.append((name, d_logit(imgs)))
-    print(f"| row | Laplacian variance or D logit | ratio to real |\n|---|---:|---:|")
+    print("| row | Laplacian variance or D logit | ratio to real |\n|---|---:|---:|")
     for name, v in rows:
         ratio = f"{v / base:.3f}" if not name.startswith("D logit") else ""
         print(f"| {name} | {v:.1f} | {ratio} |" if ratio else f"| {name} | {v:+.3f} | |")

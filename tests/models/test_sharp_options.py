@@ -53,15 +53,11 @@ def test_highpass_branch_starts_silent_and_reads_fine_detail():
     ramp = torch.linspace(-1, 1, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16)
     checker = torch.ones(1, 3, 16, 16)
     checker[..., ::2, ::2] = checker[..., 1::2, 1::2] = -1
-    feats = lambda t: (
-        branch.body(  # noqa: E731
-            torch.nn.functional.conv2d(
-                torch.nn.functional.pad(t, (1, 1, 1, 1), mode="replicate"), branch.kernel, groups=3
-            )
-        )
-        .abs()
-        .mean()
-    )
+
+    def feats(t):
+        pad = torch.nn.functional.pad(t, (1, 1, 1, 1), mode="replicate")
+        return branch.body(torch.nn.functional.conv2d(pad, branch.kernel, groups=3)).abs().mean()
+
     # flat colour gives nothing; linear shading only at the border (replicate padding), 1-px detail a lot
     assert feats(flat) == 0 and feats(ramp) < 0.05 * feats(checker)
     with torch.no_grad():
