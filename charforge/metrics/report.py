@@ -160,6 +160,7 @@ def evaluate_model(
         return sampling.sample_tags(bundle, constraints, n, rng)
 
     info = {
+        "feature_spaces_in_training": spaces_in_training(bundle.path, tagger),
         "path": _shown(bundle.path),
         "model_id": bundle.model_id,
         "sha256": bundle.sha256,
@@ -179,6 +180,24 @@ def evaluate_model(
         inception_weights=inception_weights,
         **options,
     )
+
+
+def spaces_in_training(model_path, tagger=None) -> list[str]:
+    """The report's feature spaces whose network the model's training optimised against (an FID there can be
+    gamed): what the model file's provenance lists (`feature_spaces_in_training`), plus "domain" when the judging
+    tagger is the very file the run used as its teacher. [] for a file that records none."""
+    from charforge.models.io import read_metadata
+
+    try:
+        prov = read_metadata(model_path).get("provenance")
+    except UserError:
+        return []
+    prov = prov if isinstance(prov, dict) else {}
+    used = {str(s) for s in prov.get("feature_spaces_in_training") or [] if isinstance(s, str)}
+    teacher = prov.get("teacher_sha256")
+    if teacher and getattr(tagger, "path", None) and sha256_file(tagger.path) == teacher:
+        used.add("domain")
+    return sorted(used)
 
 
 SPACE_NAMES = {
@@ -411,6 +430,19 @@ def render_markdown(report: dict) -> str:
     fs = report.get("feature_spaces")
     if fs:
         lines += [f"> **Feature spaces.** {fs['note']}", ""]
+        if "feature_spaces_in_training" in model:
+            trained = [s for s in model["feature_spaces_in_training"] if s in fs["used"]]
+            lines += [
+                "> **Used in training:** "
+                + (
+                    f"{', '.join(trained)}: the model was optimised against this network, so its FID there can be "
+                    "gamed; judge by the other space(s)."
+                    if trained
+                    else f"none of {', '.join(fs['used']) or 'these spaces'} (no network of these spaces took "
+                    "part in training this model; a teacher tagger, if any, is a different file from the judge)."
+                ),
+                "",
+            ]
         lines += [
             f"> - {name}: {v['network']}" + (f"; weights `{v['weights']}`" if v.get("weights") else "")
             for name, v in fs["used"].items()
