@@ -1,7 +1,7 @@
 """Side-by-side sheets for the fidelity work: real renders and two or more generators, same tags and seeds.
 
     python bench/sharpness_sheet.py --data data/builtin64 --models default,runs/X/checkpoints/generator-N.safetensors \
-        --labels shipped,candidate -o docs/generator_sheets/session7
+        --labels "shipped;candidate" -o docs/generator_sheets/session7
 
 One PNG per tag set (the issue's accessory checks: hat, ribbon, glasses with a visible eye colour, and a plain
 portrait). Row 1: real renders from the data with those tags; then one row per model, the same 8 characters
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--models", required=True, help="comma list: shipped names or generator files")
-    ap.add_argument("--labels", default="", help="comma list of row labels (default: the model ids)")
+    ap.add_argument("--labels", default="", help="row labels separated by ; (default: the model ids)")
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--scale", type=int, default=3)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_packed(a.data)
     bundles = [sampling.load_generator(m.strip()) for m in a.models.split(",")]
-    labels = [s.strip() for s in a.labels.split(",")] if a.labels else [b.model_id for b in bundles]
+    labels = [s.strip() for s in a.labels.split(";")] if a.labels else [b.model_id for b in bundles]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     schema = bundles[0].schema
