@@ -11,6 +11,10 @@ All variants run in one process on the same data, alternating timed windows; we 
 the windows. Peak memory is the maxrss of a child process that runs only that variant.
 Usage: python bench/bench_train.py [--presets acgan-64-cpu,dcgan-64] [--batch 32] [--windows 5] [--steps 8]
        [--out bench/results/train.md]
+
+`--no-bf16-levers` instead times, against the same plain fp32 loop, the charforge step with bf16 forced off
+(CHARFORGE_BF16=0, the path of a CPU without native bf16) and with each speed lever that works without bf16:
+lazier regularisation (gp_every), a smaller D (one residual block fewer per stage), and torch.compile of G.
 """
 
 from __future__ import annotations
@@ -51,8 +55,16 @@ def make_data(root: Path, size: int) -> Path:
     return root
 
 
-def charforge_stepper(preset: str, batch: int, data: Path, run: Path, flip_bf16: bool = False):
-    over = {"batch": batch}
+def charforge_stepper(
+    preset: str,
+    batch: int,
+    data: Path,
+    run: Path,
+    flip_bf16: bool = False,
+    extra: dict | None = None,
+    compile_g: bool = False,
+):
+    over = {"batch": batch, **(extra or {})}
     if flip_bf16:
         over["bf16"] = not resolve_preset(preset).bf16
     tr = Trainer(
@@ -61,6 +73,8 @@ def charforge_stepper(preset: str, batch: int, data: Path, run: Path, flip_bf16:
         resolve_preset(preset, over),
         opts=TrainOptions(device="cpu", tensorboard=False, show_progress=False),
     )
+    if compile_g:  # the loss calls G through this handle; the EMA and optimiser keep the same parameters
+        tr.loss.G = torch.compile(tr.G)
     state = {"step": 0}
 
     def step():
@@ -68,6 +82,78 @@ def charforge_stepper(preset: str, batch: int, data: Path, run: Path, flip_bf16:
         state["step"] += 1
 
     return step
+
+
+LEVERS = {  # name -> (preset overrides, compile G)
+    "bf16 off (CHARFORGE_BF16=0)": ({}, False),
+    "bf16 off, gp_every 16": ({"gp_every": 16}, False),
+    "bf16 off, gp_every 16, D 0 blocks/stage": ({"gp_every": 16, "d_blocks": 0}, False),
+    "bf16 off, torch.compile(G)": ({}, True),
+}
+
+
+def bench_levers(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict:
+    """Plain fp32 loop vs the charforge step without bf16 and each lever, in one process, alternating."""
+    p = resolve_preset(preset)
+    data = make_data(work / f"data{p.resolution}", p.resolution)
+    old = os.environ.get("CHARFORGE_BF16")
+    os.environ["CHARFORGE_BF16"] = "0"
+    try:
+        variants = {"plain fp32 loop": plain_stepper(preset, batch, data)}
+        for i, (name, (over, comp)) in enumerate(LEVERS.items()):
+            try:
+                variants[name] = charforge_stepper(
+                    preset, batch, data, work / f"lev{i}", extra=over, compile_g=comp
+                )
+                time_window(variants[name], 2)  # warm-up (and compilation)
+            except Exception as e:  # torch.compile needs a working C++ toolchain; say so, keep the rest
+                print(f"{name}: skipped ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
+                variants.pop(name, None)
+        time_window(variants["plain fp32 loop"], 2)
+        rates: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(windows):
+            for k, s in variants.items():
+                rates[k].append(batch * steps / time_window(s, steps))
+    finally:
+        if old is None:
+            os.environ.pop("CHARFORGE_BF16", None)
+        else:
+            os.environ["CHARFORGE_BF16"] = old
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    base = med["plain fp32 loop"]
+    return {
+        "preset": preset,
+        "batch": batch,
+        "img_s": med,
+        "speedup": {k: v / base for k, v in med.items()},
+        "windows": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+    }
+
+
+def cpu_simd_flags() -> str:
+    from charforge.core.device import cpu_flags
+
+    keep = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni")
+    return " ".join(f for f in keep if f in cpu_flags()) or "(unknown)"
+
+
+def levers_markdown(rows: list[dict], args) -> str:
+    lines = [
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, SIMD flags: {cpu_simd_flags()}; torch {torch.__version__}, "
+        f"{args.threads} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
+        f"{args.load_at_start:.2f}. Batch {args.batch}; {args.windows} alternating windows of {args.steps} steps "
+        "after warm-up; median img/s. Every charforge row runs with CHARFORGE_BF16=0 (fp32, as on a CPU without "
+        "native bf16).",
+        "",
+        "| preset | variant | img/s | vs plain fp32 loop | windows |",
+        "|---|---|---:|---:|---|",
+    ]
+    for r in rows:
+        for k, v in r["img_s"].items():
+            lines.append(
+                f"| {r['preset']} | {k} | {v:.1f} | {r['speedup'][k]:.2f}x | {', '.join(map(str, r['windows'][k]))} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def plain_stepper(preset: str, batch: int, data: Path):
@@ -213,8 +299,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
+    ap.add_argument("--no-bf16-levers", action="store_true", help="time the speed levers without bf16")
     args = ap.parse_args()
+    args.load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
+    if args.no_bf16_levers:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [
+                bench_levers(p, args.batch, args.windows, args.steps, Path(tmp))
+                for p in args.presets.split(",")
+            ]
+        print(json.dumps(rows, indent=2))
+        md = levers_markdown(rows, args)
+        print(md)
+        if args.out:
+            Path(args.out).write_text(md)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench(p, args.batch, args.windows, args.steps, Path(tmp)) for p in args.presets.split(",")]
     print(json.dumps(rows, indent=2))

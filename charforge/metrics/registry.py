@@ -117,6 +117,13 @@ METRICS: dict[str, MetricSpec] = {
             "nearest training neighbours of generated images",
         ),
         MetricSpec(
+            "sharpness",
+            f"{_M}.sharpness:sharpness",
+            (),
+            False,
+            "variance of the Laplacian, generated over real with the same tags (1 = as crisp as the data)",
+        ),
+        MetricSpec(
             "tsne", f"{_M}.tsne:tsne_map", (), False, "t-SNE map of dataset features coloured by a tag group"
         ),
     ]

@@ -160,6 +160,7 @@ def evaluate_model(
         return sampling.sample_tags(bundle, constraints, n, rng)
 
     info = {
+        "feature_spaces_in_training": spaces_in_training(bundle.path, tagger),
         "path": _shown(bundle.path),
         "model_id": bundle.model_id,
         "sha256": bundle.sha256,
@@ -179,6 +180,24 @@ def evaluate_model(
         inception_weights=inception_weights,
         **options,
     )
+
+
+def spaces_in_training(model_path, tagger=None) -> list[str]:
+    """The report's feature spaces whose network the model's training optimised against (an FID there can be
+    gamed): what the model file's provenance lists (`feature_spaces_in_training`), plus "domain" when the judging
+    tagger is the very file the run used as its teacher. [] for a file that records none."""
+    from charforge.models.io import read_metadata
+
+    try:
+        prov = read_metadata(model_path).get("provenance")
+    except UserError:
+        return []
+    prov = prov if isinstance(prov, dict) else {}
+    used = {str(s) for s in prov.get("feature_spaces_in_training") or [] if isinstance(s, str)}
+    teacher = prov.get("teacher_sha256")
+    if teacher and getattr(tagger, "path", None) and sha256_file(tagger.path) == teacher:
+        used.add("domain")
+    return sorted(used)
 
 
 SPACE_NAMES = {
@@ -352,6 +371,18 @@ def _md_other(m: dict) -> list[str]:
             f"real {d['real_mean_distance']:.3f}, ratio {d['ratio']:.3f} (flag below {d['threshold']}): {flag}.",
             "",
         ]
+    if "sharpness" in m and "ratio" in m["sharpness"]:
+        r = m["sharpness"]
+        lines += [
+            "## Sharpness",
+            "",
+            f"Variance of the Laplacian of the grey image over {r['samples']} generated images and the real "
+            f"images whose tags they were drawn with: generated {r['generated']:.0f}, real {r['real']:.0f}, "
+            f"**ratio {r['ratio']:.3f}** (1 = as crisp as the data; the other real half gives "
+            f"{r['real_vs_real']:.3f}). Blur lowers it; speckle and checkerboard noise raise it, so a ratio above 1 "
+            "is not better.",
+            "",
+        ]
     if "memorisation" in m:
         r = m["memorisation"]
         lines += [
@@ -399,6 +430,19 @@ def render_markdown(report: dict) -> str:
     fs = report.get("feature_spaces")
     if fs:
         lines += [f"> **Feature spaces.** {fs['note']}", ""]
+        if "feature_spaces_in_training" in model:
+            trained = [s for s in model["feature_spaces_in_training"] if s in fs["used"]]
+            lines += [
+                "> **Used in training:** "
+                + (
+                    f"{', '.join(trained)}: the model was optimised against this network, so its FID there can be "
+                    "gamed; judge by the other space(s)."
+                    if trained
+                    else f"none of {', '.join(fs['used']) or 'these spaces'} (no network of these spaces took "
+                    "part in training this model; a teacher tagger, if any, is a different file from the judge)."
+                ),
+                "",
+            ]
         lines += [
             f"> - {name}: {v['network']}" + (f"; weights `{v['weights']}`" if v.get("weights") else "")
             for name, v in fs["used"].items()

@@ -24,3 +24,26 @@ def laplacian_variance(images: np.ndarray) -> np.ndarray:
 def sharpness_ratio(images: np.ndarray, reference: np.ndarray) -> float:
     """Mean Laplacian variance of `images` over that of `reference` (same size, e.g. real renders)."""
     return float(laplacian_variance(images).mean() / max(1e-12, laplacian_variance(reference).mean()))
+
+
+def sharpness(ctx) -> dict:
+    """Eval metric: Laplacian variance of run 1's generated images (the FID runs' tags and seeds) over that of
+    the real images whose tags they were drawn with; the other real half gives the real-vs-real ratio."""
+    a, b = ctx.split(0)
+    seeds = np.random.default_rng([ctx.seed, 0, 29]).integers(0, 2**31 - 1, size=len(a))  # run 0's seeds
+    gen = ctx.generate_images(np.asarray(ctx.data.tags[a], np.float32), seeds, desc="generate (sharpness)")
+    real_a, real_b = np.asarray(ctx.data.images[a]), np.asarray(ctx.data.images[b])
+    if gen.shape[1:] != real_a.shape[1:]:
+        return {"note": f"generated {gen.shape[1]} px vs data {real_a.shape[1]} px: not comparable"}
+    g, ra, rb = (
+        laplacian_variance(gen).mean(),
+        laplacian_variance(real_a).mean(),
+        laplacian_variance(real_b).mean(),
+    )
+    return {
+        "samples": len(gen),
+        "generated": float(g),
+        "real": float(ra),
+        "ratio": float(g / max(ra, 1e-12)),
+        "real_vs_real": float(rb / max(ra, 1e-12)),
+    }

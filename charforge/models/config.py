@@ -114,6 +114,7 @@ class ACGANConfig(GANGeneratorConfig):
         "g_final_kernel": (1, 15, int),
         "g_cond_norm": (0, 1, bool),
         "g_antialias": (0, 1, bool),
+        "g_top_blocks": (0, 8, int),
     }
 
     g_width: int = 64  # channels in the residual trunk
@@ -122,3 +123,6 @@ class ACGANConfig(GANGeneratorConfig):
     g_final_kernel: int = 9  # output conv kernel, px
     g_cond_norm: bool = False  # tag-conditional batch norm in every layer (tags also enter the dense input)
     g_antialias: bool = False  # fixed 3x3 low-pass after each PixelShuffle
+    g_top_blocks: int = (
+        0  # residual blocks at the output resolution, after the last upscaler (start as identity)
+    )

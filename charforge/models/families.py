@@ -114,6 +114,7 @@ def _build_acgan(cfg: ACGANConfig, n_tags: int) -> nn.Module:
         final_kernel=cfg.g_final_kernel,
         cond_norm=cfg.g_cond_norm,
         antialias=cfg.g_antialias,
+        top_blocks=cfg.g_top_blocks,
     )
 
 

@@ -23,6 +23,7 @@ LOSS_FIELDS = (
     "adv_weight",
     "gp_weight",
     "gp_every",
+    "r1_weight",
     "cls_weight_g",
     "cls_loss",
     "augment",

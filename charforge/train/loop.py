@@ -499,6 +499,9 @@ class Trainer:
             "teacher_sha256": getattr(self, "teacher_sha256", None),
             "init_from_sha256": (getattr(self, "init_from", None) or {}).get("sha256"),
             "learned_conflicts": [list(c) for c in self.learned_conflicts],
+            # eval feature spaces whose network this run optimised against (none yet: D and G use no pretrained
+            # feature network; the teacher is recorded by its sha256 and compared with the judge at eval time)
+            "feature_spaces_in_training": [],
         }
 
     def save_checkpoint(self) -> None:

@@ -10,6 +10,9 @@ masked out. "bce" is the paper's plain multi-label BCE over all tags (unlabelled
 Softmax per group is the better fit: the groups are exclusive by construction, so the classifier cannot
 spread probability over two hair colours, and G gets a sharper signal for the one colour it was asked for.
 Lgp is DRAGAN: ||grad_x D(x_hat)|| pushed to 1 at x_hat = x + a * 0.5 * std(x) * U[0,1] noise, a ~ U[0,1].
+With r1_weight = gamma, D's objective also gains R1 (Mescheder et al. 2018): gamma/2 * ||grad_x D(x)||^2 at the
+real images only, which keeps D smooth where the data is without asking it to be flat in a wide noise ball
+around it (DRAGAN's), so D may stay sensitive to small differences such as a blurred outline.
 With a `teacher` (a frozen, separately trained tagger) G's objective gains teacher_weight * Lcls(teacher(G(z, c)), c):
 a tag signal that, unlike D's head, does not move with G, so G cannot settle on cues only D's head accepts.
 With `d_projection` D's real/fake logit also gets a projection term <embed(c), features(x)> (Miyato & Koyama
@@ -100,6 +103,7 @@ class TagGANLoss:
         adv_weight: float = 0.0,
         gp_weight: float = 0.5,
         gp_every: int = 1,
+        r1_weight: float = 0.0,
         cls_weight_g: float = 1.0,
         cls_loss: str = "group-ce",
         augment: str = "",
@@ -112,6 +116,7 @@ class TagGANLoss:
         self.teacher = teacher  # frozen tag classifier (TaggerNet) or None
         self.adv_weight = adv_weight or float(len(schema))  # lambda_adv = number of tags by default
         self.gp_weight, self.gp_every = float(gp_weight), int(gp_every)
+        self.r1_weight = float(r1_weight)
         self.cls_weight_g, self.cls_loss, self.teacher_weight = (
             float(cls_weight_g),
             cls_loss,
@@ -125,9 +130,9 @@ class TagGANLoss:
         self.aug_p: float | None = None  # adaptive augmentation probability, set by the trainer (train.ada)
 
     def phases(self) -> list[Phase]:
-        """D (+ the lazy DRAGAN penalty every gp_every iterations, same optimiser step), then G."""
+        """D (+ the lazy DRAGAN and/or R1 penalty every gp_every iterations, same optimiser step), then G."""
         out = [Phase("D", "D")]
-        if self.gp_weight > 0:
+        if self.gp_weight > 0 or self.r1_weight > 0:
             out.append(Phase("Dreg", "D", self.gp_every))
         return out + [Phase("G", "G")]
 
@@ -225,8 +230,11 @@ class TagGANLoss:
         return out
 
     def _phase_dreg(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if self.r1_weight > 0:
+            out |= self._r1(real, real_tags, g, gain)
         if self.gp_weight <= 0:
-            return {}
+            return out
         b = real.shape[0]
         noise = 0.5 * real.std() * torch.rand(real.shape, generator=g).to(real.device)
         alpha = torch.rand(b, 1, 1, 1, generator=g).to(real.device)
@@ -236,7 +244,17 @@ class TagGANLoss:
         (grad,) = torch.autograd.grad(adv.sum(), x_hat, create_graph=True)
         gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
         (gp * self.gp_weight * self.gp_every * gain).backward()
-        return {"D_gp": gp.detach()}
+        return out | {"D_gp": gp.detach()}
+
+    def _r1(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
+        """R1: gamma/2 * E ||grad_x D(x)||^2 at real x (through the same augmentation D sees)."""
+        x = real.detach().requires_grad_(True)
+        with self.autocast():
+            adv, _ = self._d(x, g, real_tags)
+        (grad,) = torch.autograd.grad(adv.sum(), x, create_graph=True)
+        r1 = grad.float().flatten(1).pow(2).sum(dim=1).mean()
+        (r1 * (0.5 * self.r1_weight * self.gp_every * gain)).backward()
+        return {"D_r1": r1.detach()}
 
 
 class ACGANLoss(TagGANLoss):

@@ -36,6 +36,7 @@ class Preset:
         False  # acgan: tag-conditional batch norm in every G layer (tags also enter the dense input)
     )
     g_antialias: bool = False  # acgan: fixed 3x3 low-pass after each PixelShuffle (no checkerboard noise)
+    g_top_blocks: int = 0  # acgan: residual blocks at the output resolution after the last upscaler
     # discriminator
     d_width: int = 32  # channels after the first conv
     d_stages: int = 5  # acgan: downsampling stages after the first conv
@@ -43,6 +44,9 @@ class Preset:
     d_max_width: int = 1024  # acgan: channel cap
     d_dropout: float = 0.3  # dcgan: dropout before the dense head, probability
     d_projection: bool = False  # acgan: add a projection term <embed(tags), features> to D's real/fake logit
+    d_highpass: bool = (
+        False  # acgan: a D branch on the image's Laplacian at full resolution, added to the logit
+    )
     # optimisation
     batch: int = 64  # images per step per process
     steps: int = 100_000  # total optimiser steps
@@ -56,6 +60,9 @@ class Preset:
     adv_weight: float = 0.0  # lambda_adv; 0 = the number of tags (paper §5.1.2)
     gp_weight: float = 0.5  # lambda_gp of the DRAGAN penalty; 0 = off
     gp_every: int = 1  # lazy regularisation: penalise every N D steps, weight scaled by N
+    r1_weight: float = (
+        0.0  # gamma of the R1 penalty gamma/2 * |grad D(real)|^2 (beside or instead of DRAGAN); 0 = off
+    )
     cls_weight_g: float = 1.0  # weight of the tag loss in G's objective (the paper: 1)
     learn_conflicts: bool = True  # label sampling skips independent tag pairs the data never shows together
     cls_loss: str = "group-ce"  # "group-ce" (softmax CE per exclusive group + BCE) or "bce" (paper)
@@ -143,6 +150,37 @@ PRESETS: dict[str, Preset] = {
             ckpt_every=250,
             eval_every=250,
         ),
+        # The paper's resolution on a CPU budget: acgan-64-cpu's widths with a third x2 upscaler. The dense layer
+        # keeps its 16x16 grid, so a 64 px acgan-64-cpu model loads into it with only the new upscaler (and D)
+        # fresh: `--init-from default --preset acgan-128-cpu` grows the shipped model by one stage.
+        _P(
+            "acgan-128-cpu",
+            "acgan",
+            resolution=128,
+            g_width=32,
+            g_blocks=4,
+            g_upscalers=3,
+            g_final_kernel=3,
+            g_cond_norm=True,
+            g_antialias=True,
+            d_width=16,
+            d_stages=5,
+            d_blocks=1,
+            d_max_width=256,
+            d_projection=True,
+            batch=32,
+            lr_decay_start=20_000,
+            ema_half_life=5_000,
+            gp_every=4,
+            augment="",
+            adv_weight=4.0,
+            bf16=True,
+            channels_last=True,
+            log_every=25,
+            sample_every=250,
+            ckpt_every=250,
+            eval_every=250,
+        ),
         _P(
             "tiny",
             "acgan",
@@ -192,7 +230,7 @@ PRESETS: dict[str, Preset] = {
 # discriminator fields each family's recipe reads (the D is trained, never saved in a model file)
 D_FIELDS = {
     "dcgan": ("d_width", "d_dropout"),
-    "acgan": ("d_width", "d_stages", "d_blocks", "d_max_width", "d_projection"),
+    "acgan": ("d_width", "d_stages", "d_blocks", "d_max_width", "d_projection", "d_highpass"),
 }
 
 
@@ -277,6 +315,13 @@ def validate_preset(p: Preset) -> Preset:
         raise UserError(
             f"ada_target={p.ada_target}: must be between 0 and 1 (the paper: 0.6)", field="ada_target"
         )
+    if p.family == "dcgan" and p.r1_weight > 0:
+        raise UserError(
+            "r1_weight: the dcgan recipe has no regulariser phase; drop --set r1_weight", field="r1_weight"
+        )
+    if p.r1_weight < 0 or p.gp_weight < 0:
+        name = "r1_weight" if p.r1_weight < 0 else "gp_weight"
+        raise UserError(f"{name}={getattr(p, name)}: must be 0 (off) or positive", field=name)
     if p.ada_kimg <= 0:
         raise UserError(f"ada_kimg={p.ada_kimg}: must be positive (thousands of images)", field="ada_kimg")
     for name in (
@@ -320,11 +365,12 @@ def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
     if p.family == "dcgan":
         from charforge.models.dcgan import DCGANDiscriminator
 
-        if p.d_projection:
-            raise UserError(
-                "d_projection: only the acgan family has a projection discriminator; drop --set d_projection",
-                field="d_projection",
-            )
+        for name in ("d_projection", "d_highpass"):
+            if getattr(p, name):
+                raise UserError(
+                    f"{name}: only the acgan family's discriminator has this option; drop --set {name}",
+                    field=name,
+                )
 
         return DCGANDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, dropout=p.d_dropout)
     from charforge.models.acgan import ResNetDiscriminator
@@ -337,4 +383,5 @@ def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
         blocks=p.d_blocks,
         max_width=p.d_max_width,
         projection=p.d_projection,
+        highpass=p.d_highpass,
     )

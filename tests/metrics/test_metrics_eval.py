@@ -257,3 +257,53 @@ def test_precision_free_tags_skip_pairs_the_data_never_shows(toy_tagger, tmp_pat
     assert r["mean"] >= 0.9 and r["per_tag"]["hat"] >= 0.9  # the toy generator draws what it is asked for
     md = (tmp_path / "r" / "report.md").read_text()
     assert "skipping pairs the data never shows together (hat + smile)" in md and "paper's protocol" in md
+
+
+def test_sharpness_is_one_for_a_copying_generator_and_low_for_a_blurring_one(toy_data_dir, tmp_path):
+    import cv2
+
+    from charforge.metrics.report import render_markdown
+
+    data = load_packed(toy_data_dir)
+    gen = _copy_gen(data)
+
+    def blurred(tags, seeds):
+        return np.stack([cv2.GaussianBlur(im, (0, 0), 1.0) for im in gen(tags, seeds)])
+
+    r = evaluate(data, gen, _freq_sampler(data), tmp_path / "a", metrics="sharpness", n=40)
+    s = r["metrics"]["sharpness"]
+    assert s["samples"] == 40 and s["ratio"] > 0.5 and 0.3 < s["real_vs_real"] < 3
+    b = evaluate(data, blurred, _freq_sampler(data), tmp_path / "b", metrics="sharpness", n=40)
+    assert b["metrics"]["sharpness"]["ratio"] < 0.5 * s["ratio"]
+    assert "## Sharpness" in render_markdown(b)
+
+
+def test_report_names_the_spaces_a_model_was_trained_against(tmp_path):
+    from types import SimpleNamespace
+
+    from charforge.core.tags import make_girls_moe_schema
+    from charforge.metrics.report import spaces_in_training
+    from charforge.models.config import ACGANConfig
+    from charforge.models.families import build_network
+    from charforge.models.generator import save_generator
+    from charforge.utils.io import sha256_file
+
+    schema = make_girls_moe_schema()
+    cfg = ACGANConfig(resolution=16, z_dim=16, g_width=8, g_blocks=1, g_upscalers=2, g_final_kernel=3)
+    net = build_network(cfg, len(schema))
+    judge, other = tmp_path / "judge.bin", tmp_path / "teacher.bin"
+    judge.write_bytes(b"judge")
+    other.write_bytes(b"teacher")
+
+    def model(name, prov):
+        path = tmp_path / f"{name}.safetensors"
+        save_generator(
+            path, net.state_dict(), cfg, schema, np.full(len(schema), 0.2), model_id=name, provenance=prov
+        )
+        return path
+
+    tagger = SimpleNamespace(path=judge)
+    assert spaces_in_training(model("none", {}), tagger) == []
+    assert spaces_in_training(model("t", {"teacher_sha256": sha256_file(other)}), tagger) == []
+    assert spaces_in_training(model("j", {"teacher_sha256": sha256_file(judge)}), tagger) == ["domain"]
+    assert spaces_in_training(model("g", {"feature_spaces_in_training": ["generic"]}), tagger) == ["generic"]

@@ -105,10 +105,15 @@ def _cli(data, out, *extra):
     ]
 
 
-@pytest.mark.parametrize("ada", [False, True], ids=["plain", "ada"])
+SHARP = {"g_top_blocks": 1, "d_highpass": True, "r1_weight": 1.0}  # the sharpness options' new G/D state
+
+
+@pytest.mark.parametrize("ada", [False, True, "sharp"], ids=["plain", "ada", "sharp"])
 def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     sets = ["--set", "ckpt_every=3", "--set", "sample_every=1000", "--set", "eval_every=1000"]
+    sharp, ada = ada == "sharp", ada is True
     extra = {"ada": True, "ada_kimg": 0.05, "ada_target": 0.1} if ada else {}
+    extra |= SHARP if sharp else {}
     sets += [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     killed = tmp_path / "killed"
@@ -146,7 +151,7 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     b = {r["step"]: r for r in read_log(tmp_path / "straight" / "log.jsonl")}
     assert sorted(a) == sorted(b) == list(range(1, total + 1))
     for step in range(resumed_from + 1, total + 1):
-        keys = LOSS_KEYS + (("aug_p", "D_sign") if ada else ())
+        keys = LOSS_KEYS + (("aug_p", "D_sign") if ada else ()) + (("D_r1",) if sharp else ())
         assert [a[step][k] for k in keys] == [b[step][k] for k in keys], f"step {step} differs"
     if ada:
         assert b[total]["aug_p"] > 0  # the probability moved, so the resume carried real ADA state
