@@ -236,6 +236,10 @@ class OnnxNet:
     def __call__(self, z: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.gen.run(z.cpu().numpy(), tags.cpu().numpy()))  # (B, 3, S, S) in [-1, 1]
 
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """A diffusion export's denoiser (the sampler loop runs in charforge.models.diffusion)."""
+        return self.gen.denoise(x, t, tags)
+
 
 def onnx_cache_dir() -> Path:
     """Where safetensors generators are exported for the onnx backend: $CHARFORGE_CACHE/onnx, else
