@@ -454,6 +454,8 @@ def generate(
         z = noise_for_seeds(
             list(seeds) if seeds is not None else range(n), bundle.z_dim, truncation, seed_scheme
         )
+    if z.ndim > 2:  # (N, *noise_shape), e.g. a diffusion model's (N, 3, S, S) initial noise
+        z = z.reshape(len(z), -1)
     if z.shape != (n, bundle.z_dim):
         raise UserError(f"noise: expected shape ({n}, {bundle.z_dim}), got {tuple(z.shape)}")
     out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)

@@ -30,6 +30,7 @@ loop (diffusers' schedulers in Python) around an onnxruntime denoiser (charforge
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -127,7 +128,9 @@ def make_scheduler(cfg: DiffusionConfig | dict[str, Any], sampler: str, steps: i
             timestep_spacing="trailing",
             lower_order_final=True,
         )
-    s.set_timesteps(steps)
+    with warnings.catch_warnings():  # diffusers' numpy-2 copy-keyword notice is not the user's concern
+        warnings.simplefilter("ignore", DeprecationWarning)
+        s.set_timesteps(steps)
     return s
 
 
