@@ -106,3 +106,50 @@ def test_bad_diffusion_requests_name_the_field(client, body, field):
     r = client.post("/api/v1/generate", json={"count": 1, **body})
     assert r.status_code in (413, 415, 422), r.text
     assert field in (r.json().get("field") or "") + r.json()["detail"]
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_page_controls_for_a_diffusion_model(tmp_path):
+    from playwright.sync_api import sync_playwright
+    from serve_fakes import LiveServer
+
+    from charforge.serve.app import ServeSettings, create_app
+
+    app = create_app(ServeSettings(), generators={"default": make_bundle(), "diff": make_diffusion_bundle()})
+    with LiveServer(app) as server, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = b.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/?generate=server#generate")
+        page.wait_for_selector("#groups select", state="attached")
+        assert page.is_hidden("#diffusion-fields")  # the GAN is the default model
+        page.select_option("#model", "diff")
+        assert page.is_visible("#diffusion-fields") and page.is_hidden("#variety")
+        page.fill("#steps", "3")
+        page.fill("#guidance", "4")
+        page.select_option("#sampler", "ddim")
+        page.fill("#negative-tags", "hat, glasses")
+        page.fill("#count", "2")
+        with page.expect_request(lambda r: r.url.endswith("/api/v1/generate")) as req:
+            page.click("#generate")
+        body = json.loads(req.value.post_data)
+        assert (body["steps"], body["guidance"], body["sampler"]) == (3, 4, "ddim")
+        assert body["negative_tags"] == ["hat", "glasses"] and body["model"] == "diff"
+        page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 2")
+        titles = page.eval_on_selector_all("#grid .tile", "ts => ts.map(t => t.title)")
+        assert all("hat" not in t.split(", ") and "glasses" not in t.split(", ") for t in titles)
+        page.click("#grid .tile >> nth=0")
+        page.fill("#strength", "0.3")
+        with page.expect_request(lambda r: r.url.endswith("/api/v1/generate")) as req2:
+            page.click("#img2img")
+        body2 = json.loads(req2.value.post_data)
+        assert body2["strength"] == 0.3 and len(body2["init_image_base64"]) > 100
+        page.wait_for_function("document.querySelector('#gen-info').textContent.includes('2 images')")
+        page.screenshot(path=str(tmp_path / "studio_diffusion.png"))
+        b.close()
+        assert not errors, errors
