@@ -25,10 +25,10 @@ MAX_SOURCE_ROWS = 20  # source groups listed in the card; the rest are summed in
 INTENDED_USE = """\
 - Drafting anime-style character portraits for games and prototypes: NPC faces, placeholder art, avatar
   variations, reference sheets for human artists.
-- Research and teaching on tag-conditioned GANs at small resolution."""
+- Research and teaching on tag-conditioned generators (GANs, diffusion) at small resolution."""
 
 LIMITS = """\
-- Output is low resolution and can show GAN artefacts (broken eyes, smeared hair, mismatched tags);
+- Output is low resolution and can show generator artefacts (broken eyes, smeared hair, mismatched tags);
   measure the tag precision (`charforge eval --metrics precision`) before relying on a tag.
 - The model reproduces the style and the biases of its training data; tags that are rare in the data
   (see the distribution above) are generated less reliably.
