@@ -44,6 +44,36 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(out)
 
 
+def sharpness(diff, gan, n: int, data_dir: Path) -> dict:
+    """Laplacian-variance sharpness over that of real renders at the same size (1 = as sharp as the data), on
+    the tag rows of n real images and seeds 0..n-1 for both models; the GAN also at the diffusion model's size."""
+    import torch.nn.functional as F
+
+    from charforge.data.packed import load_packed
+    from charforge.metrics.sharpness import sharpness_ratio
+
+    data = load_packed(data_dir)
+    idx = np.sort(np.random.default_rng(0).choice(len(data), n, replace=False))
+    real = np.asarray(data.images[idx])
+    tags = np.asarray(data.tags[idx], np.float32)
+
+    def down(imgs: np.ndarray, s: int) -> np.ndarray:  # the trainer's antialiased bilinear resize
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    s = diff.image_size
+    d_imgs = sampling.generate(diff, tags, seeds=range(n))
+    g_imgs = sampling.generate(gan, tags, seeds=range(n))
+    return {
+        "n": n,
+        f"diffusion_vs_real_at_{s}px": sharpness_ratio(d_imgs, down(real, s)),
+        f"gan_vs_real_at_{gan.image_size}px": sharpness_ratio(g_imgs, real),
+        f"gan_downsampled_vs_real_at_{s}px": sharpness_ratio(down(g_imgs, s), down(real, s)),
+        "sampling": diff.sampling_record(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="diffusion")
@@ -53,6 +83,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", default="5,10,20,50")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "diffusion_speed.json")
+    ap.add_argument(
+        "--sharpness-n", type=int, default=128, help="images per model for the sharpness ratio (0 = skip)"
+    )
+    ap.add_argument(
+        "--sharpness-steps", type=int, default=None, help="diffusion steps for the sharpness images"
+    )
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "data" / "builtin64")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     load0 = load_average()
@@ -102,7 +139,10 @@ def main() -> None:
         }
     )
     print(rows[-1], flush=True)
+    sb = diff.with_options(steps=a.sharpness_steps) if a.sharpness_steps else diff
+    sharp = sharpness(sb, gan, a.sharpness_n, a.data) if a.sharpness_n else None
     doc = {
+        "sharpness": sharp,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": subprocess.run(["lscpu"], capture_output=True, text=True)
         .stdout.split("Model name:")[1]
