@@ -249,7 +249,8 @@ def render_model_card(
     header = card_header(
         license=licence,
         license_name=licence_name,
-        tags=[*CARD_TAGS, *([str(family)] if family else [])],
+        tags=[t for t in CARD_TAGS if not (t == "gan" and family == "diffusion")]
+        + ([str(family)] if family else []),
         datasets=dataset_names(dataset_manifest),
         base_model=base.get("model_id") or base.get("file"),
         extra={"base_model_sha256": base.get("sha256")},
