@@ -61,6 +61,12 @@ SPDX_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 CARD_TAGS = ("charforge", "gan", "anime", "image-generation", "tag-conditioned")
 
 
+def card_tags(family: str | None) -> list[str]:
+    """The card's tags for a model family: CARD_TAGS and the family name ("gan" left out for diffusion)."""
+    base = [t for t in CARD_TAGS if not (t == "gan" and family == "diffusion")]
+    return base + ([str(family)] if family else [])
+
+
 def card_licence(counts: Mapping[str, int]) -> tuple[str, str | None]:
     """(Hub `license`, `license_name` or None) from {licence: images}.
 
@@ -249,8 +255,7 @@ def render_model_card(
     header = card_header(
         license=licence,
         license_name=licence_name,
-        tags=[t for t in CARD_TAGS if not (t == "gan" and family == "diffusion")]
-        + ([str(family)] if family else []),
+        tags=card_tags(family),
         datasets=dataset_names(dataset_manifest),
         base_model=base.get("model_id") or base.get("file"),
         extra={"base_model_sha256": base.get("sha256")},
