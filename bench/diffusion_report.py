@@ -125,6 +125,21 @@ def main() -> None:
                 key = next((k for k in rr if k.replace(f"-{tag}", "-tag") == label), None)
                 vals.append(f"{rr[key]:.2f}" if key else "")
             lines.append(f"| {label} | " + " | ".join(vals) + " |")
+        sw = (ng.get("guidance_sweep") or {}).get("scales")
+        if sw:
+            tags = list(next(iter(sw.values()))["per_tag"])
+            lines += [
+                "",
+                f"### Guidance: tag precision per scale ({ng['guidance_sweep']['n']} images a tag, seeds "
+                f"{ng['guidance_sweep']['seeds'][0]}..{ng['guidance_sweep']['seeds'][1]}, tagger-judged)",
+                "",
+                "| guidance | " + " | ".join(tags) + " | mean |",
+                "|---|" + "---:|" * (len(tags) + 1),
+            ]
+            for w, r in sw.items():
+                lines.append(
+                    f"| {w} | " + " | ".join(f"{r['per_tag'][t]:.2f}" for t in tags) + f" | {r['mean']:.3f} |"
+                )
     if a.notes and a.notes.is_file():
         lines += ["", a.notes.read_text().strip()]
     a.out.write_text("\n".join(lines) + "\n")

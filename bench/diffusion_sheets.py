@@ -115,6 +115,34 @@ def negative_rates(bundle, gan, tagger, n: int, tags=("hat", "glasses"), weights
     return out
 
 
+SWEEP_TAGS = ("blonde hair", "green eyes", "twintails", "hat", "glasses", "smile")
+
+
+def guidance_sweep(bundle, tagger, n: int, scales=(1.0, 2.0, 4.0)) -> dict:
+    """Tagger-judged precision of a few tags (each fixed on in turn, n images, free tags as `generate` draws
+    them) at several guidance scales: what guidance buys for its second network pass a step."""
+    out = {}
+    seeds = list(range(2000, 2000 + n))
+    for w in scales:
+        b = bundle.with_options(guidance=w)
+        per = {}
+        for tag in SWEEP_TAGS:
+            imgs = sampling.characters_for_seeds(b, bundle.schema.parse(tag), seeds)[0]
+            j = bundle.schema.index(tag)
+            if bundle.schema.group_of(tag) is not None:  # exclusive group: the argmax must be this tag
+                g = bundle.schema.group_of(tag)
+                sl = next(
+                    s for grp, s in zip(bundle.schema.groups, bundle.schema.group_slices()) if grp.name == g
+                )
+                p = tagger.predict_proba(imgs)[:, sl]
+                per[tag] = float((p.argmax(1) == j - sl.start).mean())
+            else:
+                per[tag] = float(tagger.predict_tags(imgs)[:, j].mean())
+        out[f"{w:g}"] = {"per_tag": per, "mean": float(np.mean(list(per.values())))}
+        print("guidance", w, out[f"{w:g}"], flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="diffusion")
@@ -124,6 +152,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="characters per negative-tag measurement")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "diffusion_sheets")
     ap.add_argument("--skip-sheets", action="store_true")
+    ap.add_argument("--sweep-n", type=int, default=32, help="images per tag in the guidance sweep (0 = skip)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     bundle = sampling.load_generator(a.model, device="cpu")
@@ -141,6 +170,7 @@ def main() -> None:
 
     tagger = load_tagger(ROOT / "charforge" / "weights" / "tagger_default.safetensors")
     rates = negative_rates(bundle, gan, tagger, a.n)
+    sweep = guidance_sweep(bundle, tagger, a.sweep_n) if a.sweep_n else None
     doc = {
         "model_id": bundle.model_id,
         "gan_model_id": gan.model_id,
@@ -149,6 +179,7 @@ def main() -> None:
         "seeds": [1000, 1000 + a.n - 1],
         "judge": "charforge/weights/tagger_default.safetensors, threshold 0.5",
         "rates": rates,
+        "guidance_sweep": {"n": a.sweep_n, "seeds": [2000, 2000 + a.sweep_n - 1], "scales": sweep},
         "wall_s": round(time.time() - t0, 1),
     }
     path = ROOT / "bench" / "results" / "diffusion_negatives.json"
