@@ -448,7 +448,7 @@ def generate(
         neg = np.broadcast_to(neg, (n, len(bundle.schema))) if neg.ndim == 1 else neg
         if neg.shape != (n, len(bundle.schema)):
             raise UserError(f"negative: expected shape ({n}, {len(bundle.schema)}), got {neg.shape}")
-        neg_t = torch.from_numpy(np.ascontiguousarray(neg))
+        neg_t = torch.from_numpy(np.array(neg, np.float32))  # a copy: broadcast views are read-only
     init_t = None if init is None else init_tensor(bundle, init, n)
     if z is None:
         z = noise_for_seeds(
