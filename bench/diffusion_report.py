@@ -45,15 +45,15 @@ def main() -> None:
     lines = [
         "## Diffusion beside the GAN",
         "",
-        f"- machine: {d.get('machine', '?')}; one torch thread each; 2 cores shared with other engineers' jobs "
-        "while measured: timings are shared, indicative",
+        f"- machine: {(d.get('machine') or {}).get('cpu', '?')}, 2 cores, no GPU; one torch thread each; the cores "
+        "were shared with other engineers' jobs while measured: timings are shared, indicative",
         f"- models: diffusion `{d['model'].get('model_id')}` ({d['model'].get('image_size')} px, sampler "
         f"{d['model'].get('sampler')}, {d['model'].get('steps')} steps, guidance {d['model'].get('guidance')}); "
         f"GAN `{g['model'].get('model_id')}` ({g['model'].get('image_size')} px)",
         f"- `charforge eval` on `{d['data']['path']}` for both, the same options and seed: {o.get('runs')} runs of "
         f"{o.get('n')} images for FID/KID, {o.get('precision_n')} images per tag for precision, "
         f"{o.get('sample_n')} for diversity and memorisation, seed {o.get('seed')}. Reports: "
-        f"[diffusion]({Path('../../') / a.diffusion / 'report.md'}), [GAN]({Path('../../') / a.gan / 'report.md'})",
+        f"`{a.diffusion / 'report.md'}`, `{a.gan / 'report.md'}`",
         "",
         "| metric | diffusion | GAN | real vs real |",
         "|---|---:|---:|---:|",
