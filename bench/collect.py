@@ -17,6 +17,7 @@ ORDER = [
     "domain_adapt",
     "train",
     "generate",
+    "diffusion",
     "eval",
     "f2p",
     "serve",

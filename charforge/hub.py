@@ -186,11 +186,11 @@ def model_card_for(spec, bundle, *, license: str | None = None) -> tuple[str, di
     """(README.md text, its header fields): the model's own card under a fresh YAML header, or a short
     card written from the file's metadata when there is none."""
     from charforge.provenance.modelcard import (
-        CARD_TAGS,
         INTENDED_USE,
         LIMITS,
         card_header,
         card_licence,
+        card_tags,
         split_card,
     )
 
@@ -211,7 +211,7 @@ def model_card_for(spec, bundle, *, license: str | None = None) -> tuple[str, di
     header_fields = {
         "license": lic,
         "license_name": lic_name,
-        "tags": [*CARD_TAGS, *([family] if family else [])],
+        "tags": card_tags(family),
         "datasets": list(datasets),
         "base_model": base,
     }

@@ -11,11 +11,12 @@ oneDNN on AVX-512 / AMX, round differently, by at most one level of 255, measure
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ class GeneratorBundle:
     backend: str = "torch"  # "torch" (net is the module) or "onnx" (net is an OnnxNet over onnxruntime)
     label: str = ""  # "family/preset" when the file records its preset name, else the family
     device: str = "cpu"  # where `net` runs
+    # the family's sampling options for this bundle (diffusion: steps, guidance, sampler, negative_guidance,
+    # strength), set with `with_options`; every output's metadata records them
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -65,13 +69,92 @@ class GeneratorBundle:
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
+        if self.config.get("family") == "diffusion":
+            r = int(self.config["resolution"])
+            return (3, r, r)
         return (self.z_dim,)
 
-    def sample(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """One batch through the family's sampler: noise (B, *noise_shape), tags (B, T) -> (B, 3, S, S) in [-1, 1]."""
-        if self.backend == "onnx":  # every export has the same (z, tags) -> image graph interface
-            return self.net(z, c)
-        return self.family_spec.sample(self.net, z, c)
+    @property
+    def is_diffusion(self) -> bool:
+        return self.config.get("family") == "diffusion"
+
+    def with_options(self, **options: Any) -> GeneratorBundle:
+        """This bundle with sampling options (None values are left out): steps, guidance, sampler,
+        negative_guidance, strength. An option the family has no use for is a UserError naming it (a GAN
+        takes none), so a request never silently ignores what the user asked for."""
+        opts = {k: v for k, v in options.items() if v is not None}
+        allowed = set(self.family_spec.sample_options) - {"negative", "init"}
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            fam = self.config.get("family")
+            raise UserError(
+                f"{', '.join(bad)}: the {fam} model {self.model_id!r} takes no such option "
+                "(steps, guidance, sampler, negative_guidance and strength are for diffusion models)",
+                field=bad[0],
+            )
+        if self.is_diffusion:
+            from charforge.models import diffusion as dm
+
+            checks = {
+                "steps": dm.check_steps,
+                "guidance": dm.check_guidance,
+                "sampler": dm.check_sampler,
+                "negative_guidance": lambda v: dm.check_guidance(v, "negative_guidance"),
+                "strength": dm.check_strength,
+            }
+            opts = {k: checks[k](v) for k, v in opts.items()}
+        return dataclasses.replace(self, options={**self.options, **opts})
+
+    def sampling_record(self) -> dict[str, Any]:
+        """The sampler settings an output records (diffusion: every one, defaults included; a GAN: none)."""
+        if not self.is_diffusion:
+            return {}
+        from charforge.models import diffusion as dm
+
+        return {
+            "sampler": self.options.get("sampler", dm.DEFAULT_SAMPLER),
+            "steps": self.options.get("steps", dm.DEFAULT_STEPS),
+            "guidance": self.options.get("guidance", dm.DEFAULT_GUIDANCE),
+            "negative_guidance": self.options.get(
+                "negative_guidance", self.options.get("guidance", dm.DEFAULT_GUIDANCE)
+            ),
+        }
+
+    def sample(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        *,
+        negative: torch.Tensor | None = None,
+        init: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One batch through the family's sampler: noise (B, Z) or (B, *noise_shape), tags (B, T) ->
+        (B, 3, S, S) in [-1, 1]. Diffusion only: `negative` (B, T) tags to steer away from, `init` (B, 3, S, S)
+        in [-1, 1] for img2img at the bundle's strength."""
+        if not self.is_diffusion:
+            # a GAN turns a "-tag" off in its tag vector (already done); it has no negative branch
+            if init is not None:
+                raise UserError(
+                    f"init image: the {self.config.get('family')} model {self.model_id!r} cannot start from an "
+                    "image (img2img needs a diffusion model)",
+                    field="init_image",
+                )
+            if self.backend == "onnx":  # every GAN export has the same (z, tags) -> image graph interface
+                return self.net(z, c)
+            return self.family_spec.sample(self.net, z, c)
+        from charforge.models import diffusion as dm
+
+        x = z.reshape(len(z), *self.noise_shape)
+        opts = dict(self.options)
+        if init is None:
+            opts.pop("strength", None)
+        else:
+            opts["init"] = init
+        if negative is not None:
+            opts["negative"] = negative
+        if self.backend == "onnx":  # the same sampler loop around the ONNX denoiser
+            return dm.sample_loop(self.net.denoise, self.config, x, c, **opts)
+        return self.family_spec.sample(self.net, x, c, **opts)
 
     def png_meta(
         self, seed: int | None, tags: np.ndarray, seed_scheme: str = DEFAULT_SEED_SCHEME
@@ -84,6 +167,7 @@ class GeneratorBundle:
             "seed": seed,
             "seed_scheme": seed_scheme,
             "tags": self.schema.from_vector(tags),
+            **self.sampling_record(),
         }
 
 
@@ -151,6 +235,10 @@ class OnnxNet:
 
     def __call__(self, z: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.gen.run(z.cpu().numpy(), tags.cpu().numpy()))  # (B, 3, S, S) in [-1, 1]
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """A diffusion export's denoiser (the sampler loop runs in charforge.models.diffusion)."""
+        return self.gen.denoise(x, t, tags)
 
 
 def onnx_cache_dir() -> Path:
@@ -338,15 +426,36 @@ def generate(
     batch_size: int = 64,
     truncation: float = 1.0,
     seed_scheme: str = DEFAULT_SEED_SCHEME,
+    negative: np.ndarray | None = None,
+    init: np.ndarray | None = None,
 ) -> np.ndarray:
     """tags (N, T) -> (N, S, S, 3) uint8. Noise from per-image `seeds` (default 0..N-1, scaled by `truncation`,
-    drawn under `seed_scheme`) or given `z` (N, Z)."""
+    drawn under `seed_scheme`) or given `z` (N, Z).
+
+    Diffusion models only: `negative` (N, T) or (T,) 0/1 tags to steer away from (`negative_tags`), `init`
+    (N, H, W, 3) or (H, W, 3) uint8 images to start from (img2img at the bundle's strength; any size, resized)."""
     tags = _check_tags(bundle, tags)
     n = len(tags)
+    if bundle.is_diffusion and truncation != 1.0:
+        raise UserError(
+            f"truncation={truncation}: a GAN setting; a diffusion model trades variety for fidelity with "
+            "--guidance instead",
+            field="truncation",
+        )
+    neg_t = None
+    if negative is not None:
+        neg = np.asarray(negative, np.float32)
+        neg = np.broadcast_to(neg, (n, len(bundle.schema))) if neg.ndim == 1 else neg
+        if neg.shape != (n, len(bundle.schema)):
+            raise UserError(f"negative: expected shape ({n}, {len(bundle.schema)}), got {neg.shape}")
+        neg_t = torch.from_numpy(np.array(neg, np.float32))  # a copy: broadcast views are read-only
+    init_t = None if init is None else init_tensor(bundle, init, n)
     if z is None:
         z = noise_for_seeds(
             list(seeds) if seeds is not None else range(n), bundle.z_dim, truncation, seed_scheme
         )
+    if z.ndim > 2:  # (N, *noise_shape), e.g. a diffusion model's (N, 3, S, S) initial noise
+        z = z.reshape(len(z), -1)
     if z.shape != (n, bundle.z_dim):
         raise UserError(f"noise: expected shape ({n}, {bundle.z_dim}), got {tuple(z.shape)}")
     out = np.zeros((n, bundle.image_size, bundle.image_size, 3), np.uint8)
@@ -354,12 +463,64 @@ def generate(
     c = torch.from_numpy(tags)
     with torch.inference_mode():
         for i in range(0, n, batch_size):
+            part = slice(i, i + batch_size)
             x = bundle.sample(
-                z[i : i + batch_size].to(dev, torch.float32), c[i : i + batch_size].to(dev)
+                z[part].to(dev, torch.float32),
+                c[part].to(dev),
+                negative=None if neg_t is None else neg_t[part].to(dev),
+                init=None if init_t is None else init_t[part].to(dev),
             )  # (B, 3, S, S)
             x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             out[i : i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
     return out
+
+
+def init_tensor(bundle: GeneratorBundle, images: np.ndarray, n: int) -> torch.Tensor:
+    """img2img start images: (H, W, 3) or (N, H, W, 3) uint8 -> (n, 3, S, S) in [-1, 1] at the model's size
+    (area-resized; one image is repeated for all n)."""
+    from charforge.core.images import resize_square
+
+    a = np.asarray(images)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
+        raise UserError(
+            f"init image: expected (H, W, 3) uint8 RGB images, got {a.shape} {a.dtype}", field="init_image"
+        )
+    if len(a) not in (1, n):
+        raise UserError(f"init image: {len(a)} images for {n} outputs; give one or {n}", field="init_image")
+    s = bundle.image_size
+
+    def square(im: np.ndarray) -> np.ndarray:  # centre crop to a square, then resize
+        h, w = im.shape[:2]
+        k = min(h, w)
+        return resize_square(
+            np.ascontiguousarray(im[(h - k) // 2 : (h - k) // 2 + k, (w - k) // 2 : (w - k) // 2 + k]), s
+        )
+
+    rs = np.stack([square(im) for im in a])
+    x = torch.from_numpy(np.ascontiguousarray(rs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x.expand(n, -1, -1, -1) if len(x) == 1 else x
+
+
+def negative_vector(bundle: GeneratorBundle, constraints: TagConstraints | None) -> np.ndarray | None:
+    """(T,) 1 for every tag the request turns off ("-hat"), None when it turns none off. A diffusion model
+    steers away from them (the negative term of charforge.models.diffusion); a GAN just leaves them off."""
+    if constraints is None:
+        return None
+    off = [t for t, v in constraints.independent.items() if v is False]
+    if not off:
+        return None
+    return bundle.schema.to_vector(off)
+
+
+def negative_record(bundle: GeneratorBundle, negative: np.ndarray | None) -> dict[str, Any]:
+    """The negative tags an output records (diffusion only: for a GAN they are just tags turned off)."""
+    if not bundle.is_diffusion or negative is None:
+        return {}
+    return {
+        "negative_tags": bundle.schema.from_vector(np.asarray(negative).reshape(-1, len(bundle.schema))[0])
+    }
 
 
 def untrained_requested(bundle: GeneratorBundle, constraints: TagConstraints | None) -> list[str]:
@@ -409,8 +570,12 @@ def characters_for_seeds(
     fixed_noise: bool = False,
     truncation: float = 1.0,
     seed_scheme: str = DEFAULT_SEED_SCHEME,
+    init: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The one recipe behind the CLI, the demo and the studio: (images (N,S,S,3), noise seeds, tags (N,T)).
+
+    A diffusion model also steers away from the tags the request turns off (`negative_vector`) and, with
+    `init` (an (H, W, 3) uint8 image), starts from that image at the bundle's strength (img2img).
 
     Image i's free tags are drawn from seeds[i] (its tag seed); its noise comes from seeds[i], or from
     seeds[0] for every image with `fixed_noise` (same face, varying attributes; paper Fig. 8). So a
@@ -419,7 +584,16 @@ def characters_for_seeds(
     tag_seeds = [int(s) for s in seeds]
     tag_m = sample_tags_for_seeds(bundle, constraints, tag_seeds, seed_scheme)
     noise = [tag_seeds[0]] * len(tag_seeds) if fixed_noise and tag_seeds else tag_seeds
-    images = generate(bundle, tag_m, seeds=noise, truncation=truncation, seed_scheme=seed_scheme)
+    negative = negative_vector(bundle, constraints) if bundle.is_diffusion else None
+    images = generate(
+        bundle,
+        tag_m,
+        seeds=noise,
+        truncation=truncation,
+        seed_scheme=seed_scheme,
+        negative=negative,
+        init=init,
+    )
     return images, noise, tag_m
 
 
@@ -433,6 +607,7 @@ def characters_for_request(
     source: str = "tags",
     truncation: float = 1.0,
     seed_scheme: str = DEFAULT_SEED_SCHEME,
+    init: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The CLI's and demo's entry: `characters_for_seeds` for a tag string with tag seeds seed, seed+1, ...
 
@@ -446,7 +621,26 @@ def characters_for_request(
         fixed_noise=fixed_noise,
         truncation=truncation,
         seed_scheme=seed_scheme,
+        init=init,
     )
+
+
+def request_record(
+    bundle: GeneratorBundle, tags: str, *, init: Any = None, source: str = "tags"
+) -> dict[str, Any]:
+    """What a diffusion output records of its request beyond png_meta: the negative tags and, for img2img,
+    the strength and the init image's digest (never its path). Empty for a GAN without an init."""
+    out: dict[str, Any] = {}
+    if bundle.is_diffusion:
+        out |= negative_record(bundle, negative_vector(bundle, bundle.schema.parse(tags, source=source)))
+    if init is not None:
+        import hashlib
+
+        from charforge.models import diffusion as dm
+
+        out["strength"] = bundle.options.get("strength", dm.DEFAULT_STRENGTH)
+        out["init_image_sha256"] = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
+    return out
 
 
 def sheet_meta(
@@ -467,6 +661,7 @@ def sheet_meta(
         "tags": [bundle.schema.from_vector(t) for t in tag_m],
         "fixed_noise": fixed_noise,
         "request": tags,
+        **request_record(bundle, tags),
     }
     return meta | ({"truncation": truncation} if truncation != 1.0 else {})
 
@@ -608,6 +803,7 @@ def npc_batch(
     partial: bool = False,
     report: dict[str, Any] | None = None,
     seed_scheme: str = DEFAULT_SEED_SCHEME,
+    init: np.ndarray | None = None,
 ) -> list[NPCRecord]:
     """n unique NPCs: unique seeds, and each portrait's 16x16 thumbnail differs from every accepted one by at
     least `min_distance` RMS (pixel units in [0, 1]). Each NPC's free tags are drawn from its own seed
@@ -616,7 +812,11 @@ def npc_batch(
     A downsampled-pixel distance is the right test here: two NPCs count as duplicates when a player would see
     the same face (same colours in the same places), which block-averaged pixels capture directly, while
     perceptual hashes on 64 px portraits mostly encode the shared pose and would reject true variants.
+
+    With a diffusion model and `init` (one (H, W, 3) uint8 image), every NPC is an img2img variation of that
+    character at the bundle's strength: a family of look-alikes with their own seeds and tags.
     """
+    negative = negative_vector(bundle, constraints) if bundle.is_diffusion else None
     portable = check_seed_scheme(seed_scheme) == PORTABLE_V1
     rng = None if portable else np.random.default_rng(seed)
     drawn = 0  # portable-v1: candidate seeds are words 0, 1, ... of the batch seed's NPC stream
@@ -639,7 +839,15 @@ def npc_batch(
         seeds = list(dict.fromkeys(int(s) for s in cand if int(s) not in used))
         used.update(seeds)
         tags = sample_tags_for_seeds(bundle, constraints, seeds, seed_scheme)  # each NPC's tags from its seed
-        imgs = generate(bundle, tags, seeds=seeds, truncation=truncation, seed_scheme=seed_scheme)
+        imgs = generate(
+            bundle,
+            tags,
+            seeds=seeds,
+            truncation=truncation,
+            seed_scheme=seed_scheme,
+            negative=negative,
+            init=init,
+        )
         tried += m
         for img, s, t, f in zip(imgs, seeds, tags, _thumb(imgs)):
             if len(out) >= n:

@@ -51,6 +51,11 @@ def eval_command(
     ),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
     device: str = typer.Option("auto", help="Where the generator runs: auto, cpu, cuda or mps."),
+    steps: int | None = typer.Option(None, "--steps", help="Diffusion models: denoising steps (default 20)."),
+    guidance: float | None = typer.Option(
+        None, "--guidance", help="Diffusion models: classifier-free guidance scale (default 2)."
+    ),
+    sampler: str | None = typer.Option(None, "--sampler", help="Diffusion models: dpm++ (default) or ddim."),
     list_metrics: bool = typer.Option(False, "--list", help="List the metric names and exit."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -121,6 +126,7 @@ def eval_command(
             truncation=truncation,
             device=device,
             inception_weights=inception_weights,
+            sampling_options={"steps": steps, "guidance": guidance, "sampler": sampler},
         )
     if as_json:
         emit(

@@ -39,6 +39,58 @@ def _warn_untrained(bundle, tags: str, source: str) -> None:
         typer.echo(sampling.untrained_message(missing), err=True)
 
 
+STEPS_HELP = "Diffusion models: denoising steps (1-1000; default 20). Fewer is faster and blurrier."
+GUIDANCE_HELP = (
+    "Diffusion models: classifier-free guidance scale (0-30; default 2, 1 = none). Higher follows the tags "
+    "more closely with less variety; costs a second denoiser pass per step."
+)
+SAMPLER_HELP = "Diffusion models: dpm++ (DPM-Solver++ 2M, default) or ddim."
+NEG_GUIDANCE_HELP = (
+    'Diffusion models: weight of the push away from the tags turned off with "-tag" (default: --guidance); '
+    "0 only switches them off, like a GAN."
+)
+INIT_HELP = (
+    "Diffusion models: start from this image (img2img): variations of a character, or new tags on an "
+    "existing image. Centre-cropped to a square and resized to the model's size."
+)
+STRENGTH_HELP = "With --init-image: how far to move from it, 0 (keep it) to 1 (ignore it); default 0.6."
+
+
+def _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, init_image):
+    """The bundle with the diffusion options given on the command line, and the init image (or None)."""
+    from charforge.core.images import BadImage, load_image
+    from charforge.errors import UserError
+
+    if strength is not None and init_image is None:
+        raise UserError(
+            "--strength: only used with --init-image IMG (img2img); add one or drop --strength",
+            field="strength",
+        )
+    bundle = bundle.with_options(
+        steps=steps,
+        guidance=guidance,
+        sampler=sampler,
+        negative_guidance=negative_guidance,
+        strength=strength,
+    )
+    if init_image is None:
+        return bundle, None
+    if not bundle.is_diffusion:
+        raise UserError(
+            f"--init-image: the {bundle.config.get('family')} model {bundle.model_id!r} cannot start from an image; "
+            "img2img needs a diffusion model (e.g. --model diffusion)",
+            field="init_image",
+        )
+    if not Path(init_image).is_file():
+        raise UserError(
+            f"--init-image {init_image}: no such file; give a PNG or JPEG image", field="init_image"
+        )
+    try:
+        return bundle, load_image(init_image)
+    except BadImage as e:
+        raise UserError(f"--init-image {init_image}: {e}", field="init_image") from e
+
+
 UPSCALE_HELP = (
     "Upscale every output 2x or 4x with the upscaler (anime super-resolution, docs/upscale.md); 1 = off. "
     "The PNG metadata records the upscaler beside the generator."
@@ -98,6 +150,12 @@ def generate(
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
     seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
+    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
+    guidance: float | None = typer.Option(None, "--guidance", help=GUIDANCE_HELP),
+    sampler: str | None = typer.Option(None, "--sampler", help=SAMPLER_HELP),
+    negative_guidance: float | None = typer.Option(None, "--negative-guidance", help=NEG_GUIDANCE_HELP),
+    init_image: Path | None = typer.Option(None, "--init-image", help=INIT_HELP),
+    strength: float | None = typer.Option(None, "--strength", help=STRENGTH_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Generate characters for a tag set into a grid PNG (and optionally one PNG each)."""
@@ -109,6 +167,7 @@ def generate(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
+        bundle, init = _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, init_image)
         _warn_untrained(bundle, tags, "--tags")
         images, seeds, tag_m = sampling.characters_for_request(
             bundle,
@@ -119,17 +178,21 @@ def generate(
             source="--tags",
             truncation=truncation,
             seed_scheme=scheme,
+            init=init,
         )  # checks --tags first
         images, up_meta = apply_upscale(up, images, upscale)
+        req = sampling.request_record(bundle, tags, init=init, source="--tags")
         meta = (
-            sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation, scheme) | up_meta
+            sampling.sheet_meta(bundle, tags, seed, seeds, tag_m, fixed_noise, truncation, scheme)
+            | req
+            | up_meta
         )
         sampling.save_sheet(bundle, images, meta, out, cols=cols, watermark=not no_watermark)
         files = []
         if each is not None:  # the same images as the grid, one file each
             for i, (img, s, t) in enumerate(zip(images, seeds, tag_m)):
                 extra = {"tag_seed": seed + i} | ({"truncation": truncation} if truncation != 1.0 else {})
-                extra |= up_meta
+                extra |= req | up_meta
                 files.append(each / f"{i:04d}_seed{s}.png")
                 meta_i = {**bundle.png_meta(s, t, scheme), **extra}
                 save_png(files[-1], img, meta_i, watermark=not no_watermark)
@@ -139,7 +202,7 @@ def generate(
             | ({"file": files[i]} if files else {})
             for i, (s, t) in enumerate(zip(seeds, tag_m))
         ]
-        doc = _model_doc(bundle, no_watermark, truncation, seed_scheme)
+        doc = _model_doc(bundle, no_watermark, truncation, seed_scheme) | bundle.sampling_record() | req
         emit("generate", doc | {"grid": out, "images": images_doc})
     else:
         typer.echo(f"wrote {out}" + (f" and {n} images in {each}" if each else ""))
@@ -165,6 +228,10 @@ def interpolate(
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
     seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
+    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
+    guidance: float | None = typer.Option(None, "--guidance", help=GUIDANCE_HELP),
+    sampler: str | None = typer.Option(None, "--sampler", help=SAMPLER_HELP),
+    negative_guidance: float | None = typer.Option(None, "--negative-guidance", help=NEG_GUIDANCE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Morph between two seeds and/or tag sets: writes frame PNGs and an animated GIF."""
@@ -179,6 +246,7 @@ def interpolate(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
+        bundle, _ = _diffusion(bundle, steps, guidance, sampler, negative_guidance, None, None)
         seed_b = seed_a if seed_b is None else seed_b
         _warn_untrained(bundle, tags_a, "--tags-a")
         if tags_b is not None:
@@ -211,6 +279,7 @@ def interpolate(
             "model_sha256": bundle.sha256,
             "interpolation": {"a": seed_a, "b": seed_b},
             "seed_scheme": scheme,
+            **bundle.sampling_record(),
             **up_meta,
         }
         ping_pong = np.concatenate([images, images[::-1]])  # (2F, S, S, 3): there and back
@@ -241,6 +310,12 @@ def npc(
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
     seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
+    steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
+    guidance: float | None = typer.Option(None, "--guidance", help=GUIDANCE_HELP),
+    sampler: str | None = typer.Option(None, "--sampler", help=SAMPLER_HELP),
+    negative_guidance: float | None = typer.Option(None, "--negative-guidance", help=NEG_GUIDANCE_HELP),
+    init_image: Path | None = typer.Option(None, "--init-image", help=INIT_HELP),
+    strength: float | None = typer.Option(None, "--strength", help=STRENGTH_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """A batch of unique NPC portraits plus manifest.json (file, seed, tags), near-duplicates rejected."""
@@ -253,6 +328,7 @@ def npc(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
+        bundle, init = _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, init_image)
         constraints = bundle.schema.parse(tags, source="--tags")
         _warn_untrained(bundle, tags, "--tags")
         records = sampling.npc_batch(
@@ -263,11 +339,13 @@ def npc(
             min_distance=min_distance,
             truncation=truncation,
             seed_scheme=scheme,
+            init=init,
         )
+        req = sampling.request_record(bundle, tags, init=init, source="--tags")
         items = []
         for i, r in enumerate(records):
             name = f"npc_{i:04d}.png"
-            meta = bundle.png_meta(r.seed, r.tags, scheme)
+            meta = bundle.png_meta(r.seed, r.tags, scheme) | req
             meta |= {"truncation": truncation} if truncation != 1.0 else {}
             image, up_meta = apply_upscale(up, r.image, upscale)
             save_png(out / name, image, meta | up_meta, watermark=not no_watermark)
@@ -285,6 +363,8 @@ def npc(
                 "watermark": not no_watermark,
                 "truncation": truncation,
                 "backend": bundle.backend,
+                **bundle.sampling_record(),
+                **req,
                 **({"upscale": up.provenance(upscale)} if up else {}),
                 "items": items,
             },

@@ -76,8 +76,6 @@ def train(
     from charforge.errors import UserError
     from charforge.train.loop import Trainer, TrainOptions, epoch_schedule, resolve_run_preset
     from charforge.train.presets import (
-        build_discriminator,
-        build_generator,
         parse_overrides,
         preset_sections,
         resolve_preset,
@@ -107,11 +105,13 @@ def train(
         from charforge.data.packed import load_packed
 
         ds = load_packed(data)
-        g, d = build_generator(p, len(ds.schema)), build_discriminator(p, len(ds.schema))
+        from charforge.models.families import get_family
+
+        nets = get_family(p.family).load_recipe().modules(p, len(ds.schema))  # GAN: G and D; diffusion: U
         count = lambda m: sum(t.numel() for t in m.parameters())  # noqa: E731
         typer.echo(json.dumps({"preset": p.name, "family": p.family, **preset_sections(p)}, indent=2))
         typer.echo(f"data: {len(ds)} images of {ds.size}px, {len(ds.schema)} tags")
-        typer.echo(f"G: {count(g) / 1e6:.2f} M parameters, D: {count(d) / 1e6:.2f} M parameters")
+        typer.echo(", ".join(f"{k}: {count(m) / 1e6:.2f} M parameters" for k, m in nets.items()))
         return
     command = "charforge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     trainer = Trainer(

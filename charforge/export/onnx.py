@@ -130,6 +130,8 @@ def export_generator_onnx(
     path = Path(path)
     if path.suffix != ".onnx":
         raise UserError(f"{path}: the output file name must end in .onnx")
+    if (bundle.config or {}).get("family") == "diffusion":
+        return export_denoiser_onnx(bundle, path, opset, check=check)
     net = bundle.net.eval()
     t = len(bundle.schema)
     if getattr(net, "n_tags", t) == 0 and t > 0:
@@ -151,6 +153,71 @@ def export_generator_onnx(
                 "the exported graph is wrong, please report it"
             )
     return path
+
+
+DENOISER_SAMPLING = (
+    "A diffusion model: this graph is one denoiser step, not a generator. Start from x = z reshaped to "
+    "(B, 3, S, S); for each timestep t of a DDIM or DPM-Solver++ schedule built from config "
+    "(train_timesteps, beta_schedule, prediction; 'trailing' spacing) run the graph on [x, x] with tags "
+    "[c, 0] (classifier-free guidance), combine pred = p(c) + (guidance - 1) * (p(c) - p(0)), and step the "
+    "scheduler. charforge.models.diffusion.sample_loop is the reference loop; charforge's onnx backend runs "
+    "exactly that loop around this graph."
+)
+
+
+def denoiser_metadata(bundle: Any) -> dict[str, Any]:
+    return {
+        **generator_metadata(bundle),
+        "graph": "denoiser",
+        "input_x": "float32 (batch, 3, S, S), the noisy image x_t",
+        "input_t": "int64 (batch,), the training timestep of x_t (0 .. train_timesteps - 1)",
+        "input_tags": "float32 (batch, T), 0 or 1 in tag_names order; all zero = unconditional",
+        "output_prediction": "float32 (batch, 3, S, S), the model's prediction (config.prediction: v or epsilon)",
+        "sampling": DENOISER_SAMPLING,
+    }
+
+
+def export_denoiser_onnx(bundle: Any, path: Path, opset: int = DEFAULT_OPSET, *, check: bool = True) -> Path:
+    """A diffusion model's denoiser as ONNX: (x, t, tags) -> prediction, dynamic batch; metadata says how to
+    sample with it. `check`: onnxruntime vs PyTorch on random inputs at batch 1 and 3 (PARITY_TOL)."""
+    net = bundle.net.eval()
+    s, t = bundle.image_size, len(bundle.schema)
+    x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(0))
+    ts = torch.tensor([10, 900], dtype=torch.long)
+    tags = torch.zeros(2, t)
+    try:
+        _torch_export(
+            net, (x, ts, tags), path, input_names=["x", "t", "tags"], output_names=["prediction"], opset=opset
+        )
+    except Exception as e:
+        raise UserError(f"{path}: the denoiser could not be exported to ONNX opset {opset}: {e}") from e
+    meta = denoiser_metadata(bundle)
+    _set_metadata(path, meta)
+    write_json_atomic(path.with_suffix(".json"), meta)
+    if check:
+        err = denoiser_parity(bundle, path, batch_sizes=(1, 3))
+        if err > PARITY_TOL:
+            raise UserError(
+                f"{path}: onnxruntime's denoiser output differs from PyTorch by {err:.2e} (> {PARITY_TOL}); "
+                "the exported graph is wrong, please report it"
+            )
+    return path
+
+
+def denoiser_parity(bundle: Any, path: str | Path, batch_sizes=(1, 5), seed: int = 0) -> float:
+    """Max abs difference of one denoiser call, onnxruntime vs PyTorch, on random x_t, t and 0/1 tags."""
+    gen = OnnxGenerator(path, threads=1)
+    g = torch.Generator().manual_seed(seed)
+    s, worst = bundle.image_size, 0.0
+    steps = int(bundle.config.get("train_timesteps", 1000))
+    for b in batch_sizes:
+        x = torch.randn(b, 3, s, s, generator=g)
+        ts = torch.randint(0, steps, (b,), generator=g)
+        tags = (torch.rand(b, len(bundle.schema), generator=g) < 0.3).float()
+        with torch.no_grad():
+            ref = bundle.net.eval()(x, ts, tags).float().numpy()
+        worst = max(worst, float(np.abs(gen.denoise(x, ts, tags).numpy() - ref).max()))
+    return worst
 
 
 def generator_parity(bundle: Any, path: str | Path, batch_sizes=(1, 5), seed: int = 0) -> float:
@@ -212,9 +279,27 @@ class OnnxGenerator:
         self.model_id = str(self.metadata.get("model_id", self.path.stem))
         self.sha256 = str(self.metadata.get("model_sha256", ""))
         self.config = dict(self.metadata.get("config") or {})
+        self.is_denoiser = self.metadata.get("graph") == "denoiser"
 
-    def run(self, z: np.ndarray, tags: np.ndarray) -> np.ndarray:
-        """z (B, z_dim), tags (B, T) -> (B, 3, S, S) float32 in [-1, 1]."""
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """A diffusion export's one denoiser call: x_t (B, 3, S, S), t (B,), tags (B, T) -> prediction."""
+        feeds = {
+            "x": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32),
+            "t": np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.int64),
+            "tags": np.ascontiguousarray(tags.detach().cpu().numpy(), dtype=np.float32),
+        }
+        return torch.from_numpy(self.session.run(["prediction"], feeds)[0])
+
+    def run(self, z: np.ndarray, tags: np.ndarray, **options: Any) -> np.ndarray:
+        """z (B, z_dim), tags (B, T) -> (B, 3, S, S) float32 in [-1, 1]. A diffusion export runs charforge's
+        sampler loop around the denoiser graph (`options`: steps, guidance, sampler, ...)."""
+        if self.is_denoiser:
+            from charforge.models.diffusion import sample_loop
+
+            s = self.image_size
+            x = torch.from_numpy(np.asarray(z, np.float32)).reshape(len(z), 3, s, s)
+            c = torch.from_numpy(np.asarray(tags, np.float32))
+            return sample_loop(self.denoise, self.config, x, c, **options).numpy()
         z = np.ascontiguousarray(z, dtype=np.float32)
         tags = np.ascontiguousarray(tags, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim or tags.shape != (len(z), len(self.schema)):

@@ -137,15 +137,18 @@ def evaluate_model(
     truncation: float = 1.0,
     device: str = "auto",
     inception_weights: str | Path | None = None,
+    sampling_options: dict | None = None,
     **options,
 ) -> dict:
     """Evaluate a charforge generator (None = shipped default) on a packed dataset, sampling its noise with
-    the given truncation (1 = untruncated, the default every headline number uses)."""
+    the given truncation (1 = untruncated, the default every headline number uses). `sampling_options`:
+    a diffusion model's steps, guidance and sampler (None values = the model's defaults)."""
     from charforge import sampling
 
     truncation = sampling.check_truncation(truncation)
 
     bundle = sampling.load_generator(model, device=device)
+    bundle = bundle.with_options(**(sampling_options or {}))
     data = load_packed(data_dir)
     tagger = None
     if tagger_path is not None:
@@ -166,6 +169,7 @@ def evaluate_model(
         "sha256": bundle.sha256,
         "family": bundle.family,
         "image_size": bundle.image_size,
+        **bundle.sampling_record(),
     } | ({"truncation": truncation} if truncation != 1.0 else {})
     return evaluate(
         data,
@@ -421,7 +425,12 @@ def render_markdown(report: dict) -> str:
         "",
         f"- model: `{model.get('path', 'custom generate function')}` "
         f"{model.get('family', '')} sha256 {str(model.get('sha256', ''))[:12]}"
-        + (f", noise truncation {model['truncation']}" if "truncation" in model else ""),
+        + (f", noise truncation {model['truncation']}" if "truncation" in model else "")
+        + (
+            f", sampler {model['sampler']}, {model['steps']} steps, guidance {model['guidance']}"
+            if "sampler" in model
+            else ""
+        ),
         f"- data: `{report['data']['path']}` ({report['data']['images']} images, {report['data']['image_size']} px)",
         f"- tagger: `{report['tagger']}`",
         f"- {report['date']}, {report['machine']['cpu']}, wall time {report['wall_seconds']} s",

@@ -126,3 +126,83 @@ class ACGANConfig(GANGeneratorConfig):
     g_top_blocks: int = (
         0  # residual blocks at the output resolution, after the last upscaler (start as identity)
     )
+
+
+DIFFUSION_PREDICTIONS = ("v_prediction", "epsilon")
+DIFFUSION_BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
+
+
+@dataclass
+class DiffusionConfig(ModelConfig):
+    """A tag-conditioned denoiser: diffusers' UNet2DModel with the tag vector projected into its time embedding,
+    plus the noise schedule it was trained under (the samplers need it to be the same)."""
+
+    family: ClassVar[str] = "diffusion"
+    BOUNDS: ClassVar[dict[str, tuple[Any, Any, type]]] = {
+        "u_width": (8, MAX_WIDTH, int),
+        "u_layers": (1, 8, int),
+        "train_timesteps": (10, 10_000, int),
+    }
+
+    resolution: int = 32
+    u_width: int = 32  # channels of the first UNet level; later levels multiply it by u_mults
+    u_mults: str = (
+        "1,2,2"  # channel multiplier per resolution level (each level after the first halves the size)
+    )
+    u_layers: int = 1  # residual blocks per level (the decoder has one more, as in diffusers)
+    u_attn: str = "3"  # 1-based levels with self-attention ("" = none), e.g. "3" = the 8x8 level at 32 px
+    prediction: str = "v_prediction"  # what the network predicts: v_prediction | epsilon
+    train_timesteps: int = 1000  # DDPM steps of the training schedule
+    beta_schedule: str = (
+        "squaredcos_cap_v2"  # noise schedule: squaredcos_cap_v2 (cosine) | linear | scaled_linear
+    )
+
+    def noise_shape(self) -> tuple[int, ...]:
+        return (3, self.resolution, self.resolution)
+
+    def mults(self) -> list[int]:
+        return [int(m) for m in self.u_mults.split(",") if m.strip()]
+
+    def attn_levels(self) -> set[int]:
+        return {int(a) for a in self.u_attn.split(",") if a.strip()}
+
+    def validate(self, *, source: str = "model config") -> ModelConfig:
+        super().validate(source=source)
+        try:
+            mults, attn = self.mults(), self.attn_levels()
+        except (ValueError, AttributeError) as e:
+            raise UserError(
+                f"{source} u_mults={self.u_mults!r} / u_attn={self.u_attn!r}: expected comma lists of "
+                "integers, e.g. u_mults=1,2,2 u_attn=3",
+                field="u_mults",
+            ) from e
+        if not 1 <= len(mults) <= 6 or not all(1 <= m <= 16 for m in mults):
+            raise UserError(
+                f"{source} u_mults={self.u_mults!r}: 1 to 6 levels, each multiplier 1..16", field="u_mults"
+            )
+        if not attn <= set(range(1, len(mults) + 1)):
+            raise UserError(
+                f"{source} u_attn={self.u_attn!r}: levels are 1..{len(mults)} (one per u_mults entry)",
+                field="u_attn",
+            )
+        if self.u_width * max(mults) > MAX_WIDTH:
+            raise UserError(f"{source} u_width x u_mults: over {MAX_WIDTH} channels", field="u_width")
+        if self.resolution % (2 ** (len(mults) - 1)):
+            raise UserError(
+                f"{source} resolution={self.resolution}: must divide by 2^(levels-1) = {2 ** (len(mults) - 1)}",
+                field="resolution",
+            )
+        if self.prediction not in DIFFUSION_PREDICTIONS:
+            raise UserError(
+                f"{source} prediction={self.prediction!r}: valid values are {', '.join(DIFFUSION_PREDICTIONS)}",
+                field="prediction",
+            )
+        if self.beta_schedule not in DIFFUSION_BETA_SCHEDULES:
+            raise UserError(
+                f"{source} beta_schedule={self.beta_schedule!r}: valid values are "
+                f"{', '.join(DIFFUSION_BETA_SCHEDULES)}",
+                field="beta_schedule",
+            )
+        if not isinstance(self.u_mults, str) or not isinstance(self.u_attn, str):
+            raise UserError(f"{source}: u_mults and u_attn are strings like '1,2,2'", field="u_mults")
+        return self

@@ -3,7 +3,8 @@
 A family is
   config    the model config dataclass (charforge.models.config): exactly what rebuilds the network
   build     (config, n_tags) -> the network that makes images (a torch module)
-  sample    (net, noise (B, *noise_shape), tags (B, T)) -> images (B, 3, S, S) in [-1, 1]
+  sample    (net, noise (B, *noise_shape), tags (B, T), **options) -> images (B, 3, S, S) in [-1, 1]; the
+            options a family accepts are listed in `sample_options` (diffusion: steps, guidance, negatives, ...)
   recipe    "module:attribute" of its training recipe (networks it trains besides `build`'s, the loss and its
             phases). A string, resolved only by training code, so inference never imports training.
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from charforge.errors import UserError
-from charforge.models.config import MAX_PARAMS, ACGANConfig, DCGANConfig, ModelConfig
+from charforge.models.config import MAX_PARAMS, ACGANConfig, DCGANConfig, DiffusionConfig, ModelConfig
 
 if TYPE_CHECKING:  # torch is imported where a network is built, so listing families stays light
     import torch
@@ -34,6 +35,10 @@ class Family:
     sample: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     recipe: str  # "module:attribute" of the training recipe
     summary: str = ""
+    # keyword options `sample` takes beyond (net, noise, tags): the diffusion family's steps, guidance, sampler,
+    # negative tags and img2img init; a GAN takes none. Front ends check a request against this list, so an
+    # option a family cannot honour is a clear error rather than silently ignored.
+    sample_options: tuple[str, ...] = ()
 
     def load_recipe(self) -> Any:
         mod, _, attr = self.recipe.partition(":")
@@ -136,5 +141,31 @@ register(
         _gan_sample,
         "charforge.train.gan:ACGAN_RECIPE",
         "ACGAN + DRAGAN after make.girls.moe: SRResNet G, residual D with a tag head",
+    )
+)
+
+
+# ---- the diffusion family (charforge.models.diffusion) ------------------------------------------------
+def _build_diffusion(cfg: DiffusionConfig, n_tags: int) -> nn.Module:
+    from charforge.models.diffusion import build
+
+    return build(cfg, n_tags)
+
+
+def _diffusion_sample(net: nn.Module, noise: torch.Tensor, c: torch.Tensor, **opts: Any) -> torch.Tensor:
+    from charforge.models.diffusion import sample
+
+    return sample(net, noise, c, **opts)
+
+
+register(
+    Family(
+        "diffusion",
+        DiffusionConfig,
+        _build_diffusion,
+        _diffusion_sample,
+        "charforge.train.diffusion:DIFFUSION_RECIPE",
+        "tag-conditioned diffusion: diffusers UNet2DModel, classifier-free guidance, negative tags, img2img",
+        sample_options=("steps", "guidance", "sampler", "negative", "negative_guidance", "init", "strength"),
     )
 )

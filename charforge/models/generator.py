@@ -34,10 +34,15 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def shipped_generators(weights_dir: Path = SHIPPED_DIR) -> dict[str, Path]:
-    """Shipped generators by name: weights/generator_<name>.safetensors ("default" is the shipped one)."""
+    """Shipped generators by name: weights/generator_<name>.safetensors ("default" is the shipped GAN) and
+    weights/diffusion_<name>.safetensors ("diffusion" for diffusion_default, else "diffusion-<name>")."""
     if not weights_dir.is_dir():
         return {}
-    return {p.stem[len("generator_") :]: p for p in sorted(weights_dir.glob("generator_*.safetensors"))}
+    out = {p.stem[len("generator_") :]: p for p in sorted(weights_dir.glob("generator_*.safetensors"))}
+    for p in sorted(weights_dir.glob("diffusion_*.safetensors")):
+        name = p.stem[len("diffusion_") :]
+        out["diffusion" if name == "default" else f"diffusion-{name}"] = p
+    return out
 
 
 @dataclass

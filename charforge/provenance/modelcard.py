@@ -25,10 +25,10 @@ MAX_SOURCE_ROWS = 20  # source groups listed in the card; the rest are summed in
 INTENDED_USE = """\
 - Drafting anime-style character portraits for games and prototypes: NPC faces, placeholder art, avatar
   variations, reference sheets for human artists.
-- Research and teaching on tag-conditioned GANs at small resolution."""
+- Research and teaching on tag-conditioned generators (GANs, diffusion) at small resolution."""
 
 LIMITS = """\
-- Output is low resolution and can show GAN artefacts (broken eyes, smeared hair, mismatched tags);
+- Output is low resolution and can show generator artefacts (broken eyes, smeared hair, mismatched tags);
   measure the tag precision (`charforge eval --metrics precision`) before relying on a tag.
 - The model reproduces the style and the biases of its training data; tags that are rare in the data
   (see the distribution above) are generated less reliably.
@@ -59,6 +59,12 @@ def licence_warning(manifest: Mapping[str, Any]) -> str | None:
 
 SPDX_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 CARD_TAGS = ("charforge", "gan", "anime", "image-generation", "tag-conditioned")
+
+
+def card_tags(family: str | None) -> list[str]:
+    """The card's tags for a model family: CARD_TAGS and the family name ("gan" left out for diffusion)."""
+    base = [t for t in CARD_TAGS if not (t == "gan" and family == "diffusion")]
+    return base + ([str(family)] if family else [])
 
 
 def card_licence(counts: Mapping[str, int]) -> tuple[str, str | None]:
@@ -249,7 +255,7 @@ def render_model_card(
     header = card_header(
         license=licence,
         license_name=licence_name,
-        tags=[*CARD_TAGS, *([str(family)] if family else [])],
+        tags=card_tags(family),
         datasets=dataset_names(dataset_manifest),
         base_model=base.get("model_id") or base.get("file"),
         extra={"base_model_sha256": base.get("sha256")},

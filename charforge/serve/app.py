@@ -378,6 +378,8 @@ def _meta_routes(r, app, studio: Studio) -> None:
                     z_dim=int(b.z_dim),
                     schema=b.schema.to_dict(),
                     freqs=freqs,
+                    family=str((getattr(b, "config", None) or {}).get("family", "")),
+                    sample_options=_model_options(b),
                 )
             )
         return S.ModelsResponse(models=out, default=studio.default_model)
@@ -394,6 +396,69 @@ def _meta_routes(r, app, studio: Studio) -> None:
             space=cr.space.to_dict(),
             can_render=bool(getattr(cr, "can_render", True)),
         )
+
+
+DIFFUSION_OPTIONS = ("steps", "guidance", "sampler", "negative_guidance")
+
+
+def _diffusion_args(req: Any, settings: ServeSettings) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """A request's diffusion fields -> (sampling options, tag form with negative_tags set false, init image or
+    None). A negative tag the form turns on, or strength without an init image, is a 422 naming the field."""
+    options = {k: getattr(req, k, None) for k in DIFFUSION_OPTIONS}
+    form = dict(req.tags) if hasattr(req, "tags") else {}
+    for t in getattr(req, "negative_tags", []) or []:
+        if form.get(t) is True:
+            raise ApiError(
+                422, f"negative_tags: {t!r} is also turned on in tags; pick one", field="negative_tags"
+            )
+        form[t] = False
+    init = None
+    b64_init = getattr(req, "init_image_base64", None)
+    strength = getattr(req, "strength", None)
+    if strength is not None and b64_init is None:
+        raise ApiError(
+            422, "strength: only used with init_image_base64 (img2img); send an image", field="strength"
+        )
+    if b64_init is not None:
+        try:
+            data = base64.b64decode(b64_init, validate=True)
+        except ValueError as e:
+            raise ApiError(422, "init_image_base64: not valid base64", field="init_image_base64") from e
+        if len(data) > settings.max_upload_bytes:
+            raise ApiError(413, "init_image_base64: image over the upload limit", field="init_image_base64")
+        init = decode_upload(data, settings.max_pixels, field="init_image_base64")
+        options["strength"] = strength
+    return options, form, init
+
+
+def _engine_kw(studio: Any, model: str, bundle: Any, options: dict[str, Any], init: Any) -> dict[str, Any]:
+    """Keywords for the Studio methods: none for a plain request (so stand-in samplers stay simple)."""
+    if bundle is studio.bundle(model) and init is None:
+        return {}
+    return {"options": options} | ({"init": init} if init is not None else {})
+
+
+def _sampling_meta(bundle: Any, form: dict[str, Any], init: Any) -> dict[str, Any]:
+    """What a diffusion output records beyond _image_meta: sampler settings, negative tags, img2img strength."""
+    if not getattr(bundle, "is_diffusion", False):
+        return {}
+    out = dict(bundle.sampling_record())
+    negs = [t for t, v in form.items() if v is False]
+    if negs:
+        out["negative_tags"] = negs
+    if init is not None:
+        import hashlib
+
+        out["strength"] = bundle.options.get("strength", 0.6)
+        out["init_image_sha256"] = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
+    return out
+
+
+def _model_options(bundle: Any) -> list[str]:
+    """The request fields a model takes beyond tags and seeds (GET /models), from its family's sampler."""
+    if not getattr(bundle, "is_diffusion", False):
+        return []
+    return [*DIFFUSION_OPTIONS, "negative_tags", "init_image_base64", "strength"]
 
 
 def _image_meta(req_model: str, bundle: Any, g, names: list[str], scheme: str = "torch-v1") -> dict[str, Any]:
@@ -439,17 +504,26 @@ def _generate_routes(r, app, studio: Studio) -> None:
         seeds = _seeds(req)
 
         def job():
-            bundle = studio.bundle(req.model)
+            options, form, init = _diffusion_args(req, app.state.settings)
+            bundle = studio.configured(req.model, options)
             out = []
             made = studio.generate(
-                req.model, req.tags, seeds, req.fixed_noise, req.truncation, req.seed_scheme
+                req.model,
+                form,
+                seeds,
+                req.fixed_noise,
+                req.truncation,
+                req.seed_scheme,
+                **_engine_kw(studio, req.model, bundle, options, init),
             )
             pixels, up_meta = studio.upscale(np.stack([g.image for g in made]), req.upscale)
+            diff_meta = _sampling_meta(bundle, form, init)
             for g, image in zip(made, pixels):
                 names = bundle.schema.from_vector(g.tags)
                 meta = _image_meta(req.model, bundle, g, names, req.seed_scheme) | (
                     {"truncation": req.truncation} if req.truncation != 1.0 else {}
                 )
+                meta |= diff_meta
                 out.append((png(image, meta | up_meta), g, names, tag_form(bundle.schema, g.tags)))
             return bundle, out
 
@@ -479,7 +553,9 @@ def _generate_routes(r, app, studio: Studio) -> None:
     )
     async def interpolate(req: S.InterpolateRequest):
         def job():
-            bundle = studio.bundle(req.model)
+            options, _, _ = _diffusion_args(req, app.state.settings)
+            bundle = studio.configured(req.model, options)
+            extra = _engine_kw(studio, req.model, bundle, options, None)
             frames, ta, tb = studio.interpolate(
                 req.model,
                 (req.a.seed, req.a.tags),
@@ -487,6 +563,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 req.frames,
                 req.truncation,
                 req.seed_scheme,
+                **extra,
             )
             frames, up_meta = studio.upscale(frames, req.upscale)
             meta = {
@@ -496,6 +573,7 @@ def _generate_routes(r, app, studio: Studio) -> None:
                 "model_sha256": str(bundle.sha256),
                 "interpolation": {"a": req.a.seed, "b": req.b.seed},
                 "seed_scheme": req.seed_scheme,
+                **_sampling_meta(bundle, {}, None),
                 **up_meta,
             }
             pngs = [] if req.format == "gif" else [png(f, {**meta, "frame": i}) for i, f in enumerate(frames)]
@@ -532,19 +610,22 @@ def _generate_routes(r, app, studio: Studio) -> None:
 
         def job():
             budget["deadline"] = time.monotonic() + settings.npc_time_s  # from when a worker starts on it
-            bundle = studio.bundle(req.model)
+            options, form, init = _diffusion_args(req, settings)
+            bundle = studio.configured(req.model, options)
+            extra = _engine_kw(studio, req.model, bundle, options, init)
             files, rows, info = {}, [], {}
             try:
                 found = studio.npc(
                     req.model,
                     req.count,
                     req.seed,
-                    req.tags,
+                    form,
                     req.min_distance,
                     max_candidates=settings.npc_max_candidates,
                     should_stop=should_stop,
                     info=info,
                     seed_scheme=req.seed_scheme,
+                    **extra,
                 )
             except WorkStopped as e:
                 if e.reason == "cancelled":
@@ -562,7 +643,8 @@ def _generate_routes(r, app, studio: Studio) -> None:
             for i, (g, image) in enumerate(zip(found, pixels)):
                 names = bundle.schema.from_vector(g.tags)
                 name = f"npc_{i:03d}_seed{g.seed}.png"
-                files[name] = png(image, _image_meta(req.model, bundle, g, names, req.seed_scheme) | up_meta)
+                meta = _image_meta(req.model, bundle, g, names, req.seed_scheme) | up_meta
+                files[name] = png(image, meta | _sampling_meta(bundle, form, init))
                 rows.append(
                     {"file": name, "seed": g.seed, "tags": names, "tag_form": tag_form(bundle.schema, g.tags)}
                 )

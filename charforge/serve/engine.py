@@ -129,6 +129,12 @@ class Studio:
             raise UserError(f"model: unknown model {name[:64]!r}. Loaded models: {valid}", field="model")
         return self.generators[name]
 
+    def configured(self, model: str, options: dict[str, Any] | None) -> Any:
+        """The named bundle with sampling options (diffusion: steps, guidance, ...); a GAN refuses any."""
+        bundle = self.bundle(model)
+        opts = {k: v for k, v in (options or {}).items() if v is not None}
+        return bundle.with_options(**opts) if opts else bundle
+
     def constraints(self, bundle: Any, form: dict[str, Any], source: str = "tags"):
         return bundle.schema.constraints_from_dict(form, source=source)
 
@@ -147,13 +153,18 @@ class Studio:
         fixed_noise: bool,
         truncation: float = 1.0,
         seed_scheme: str = "torch-v1",
+        *,
+        options: dict[str, Any] | None = None,
+        init: np.ndarray | None = None,
     ) -> list[Generated]:
         """Image i: tags drawn from seeds[i] under the constraints; noise from seeds[i] (or seeds[0] if fixed).
-        The recipe is `sampling.characters_for_seeds`, the same as the CLI's `generate`."""
-        bundle = self.bundle(model)
+        The recipe is `sampling.characters_for_seeds`, the same as the CLI's `generate`. Diffusion models also
+        take sampling `options` and an `init` image (img2img)."""
+        bundle = self.configured(model, options)
         c = self.constraints(bundle, form)
+        kw = _scheme_kw(seed_scheme) | ({"init": init} if init is not None else {})
         images, noise, tags = self.sampler.characters_for_seeds(
-            bundle, c, seeds, fixed_noise=fixed_noise, truncation=truncation, **_scheme_kw(seed_scheme)
+            bundle, c, seeds, fixed_noise=fixed_noise, truncation=truncation, **kw
         )
         return [
             Generated(images[i], int(noise[i]), int(seeds[i]), np.asarray(tags[i], np.float32))
@@ -168,9 +179,11 @@ class Studio:
         frames: int,
         truncation: float = 1.0,
         seed_scheme: str = "torch-v1",
+        *,
+        options: dict[str, Any] | None = None,
     ):
         """(frames (F, S, S, 3) uint8, tags_a (T,), tags_b (T,)). Each end point matches /generate's image for it."""
-        bundle = self.bundle(model)
+        bundle = self.configured(model, options)
         ta = self._tags_for(bundle, self.constraints(bundle, a[1], "a.tags"), a[0], seed_scheme)
         tb = self._tags_for(bundle, self.constraints(bundle, b[1], "b.tags"), b[0], seed_scheme)
         kw = _scheme_kw(seed_scheme)
@@ -189,15 +202,18 @@ class Studio:
         should_stop: Callable[[], str | None] | None = None,
         info: dict[str, Any] | None = None,
         seed_scheme: str = "torch-v1",
+        options: dict[str, Any] | None = None,
+        init: np.ndarray | None = None,
     ) -> list[Generated]:
         """`sampling.npc_batch`, bounded: at most `max_candidates` portraits are drawn, and before each batch
         of them `should_stop()` may end the work (it returns why: "time" or "cancelled") -> WorkStopped.
 
         With `info` (a dict), a budget that runs out after some portraits were found returns those, and
         `info` says why the batch is short ("candidates" or "time"); with none found it is still an error."""
-        bundle = self.bundle(model)
+        bundle = self.configured(model, options)
         c = self.constraints(bundle, form)
         view = _stoppable(bundle, should_stop) if should_stop is not None else bundle
+        extra = {"init": init} if init is not None else {}
         try:
             if info is not None:
                 report: dict[str, Any] = {}
@@ -212,6 +228,7 @@ class Studio:
                     partial=True,
                     report=report,
                     **_scheme_kw(seed_scheme),
+                    **extra,
                 )
                 if report.get("stopped") == "cancelled" or (report.get("stopped") == "time" and not records):
                     raise WorkStopped(report["stopped"], int(report.get("tried", 0)))
@@ -231,6 +248,7 @@ class Studio:
                     min_distance=min_distance,
                     max_tries=max_candidates,
                     **_scheme_kw(seed_scheme),
+                    **extra,
                 )
         except UserError as e:
             if e.field != "min_distance":

@@ -47,7 +47,52 @@ Upscale = Annotated[
 ]
 
 
-class GenerateRequest(Strict):
+MAX_API_STEPS = 100  # denoising steps one diffusion request may ask for
+MAX_INIT_B64 = 4_000_000  # characters of a base64 init image (about 3 MB of PNG/JPEG)
+
+
+class DiffusionFields(Strict):
+    """Sampling fields of diffusion models (GET /models says which models take them: `sample_options`).
+    Sent to a GAN, any of them is a 422 naming the field; absent, the model's defaults apply."""
+
+    steps: int | None = Field(
+        None, ge=1, le=MAX_API_STEPS, description="diffusion: denoising steps (default 20)"
+    )
+    guidance: float | None = Field(
+        None, ge=0.0, le=30.0, description="diffusion: classifier-free guidance scale (default 2; 1 = none)"
+    )
+    sampler: Literal["dpm++", "ddim"] | None = Field(
+        None, description="diffusion: the sampler (default dpm++)"
+    )
+    negative_guidance: float | None = Field(
+        None,
+        ge=0.0,
+        le=30.0,
+        description="diffusion: weight of the push away from negative tags (default: guidance)",
+    )
+    negative_tags: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="independent tags to steer away from (the same as setting them false in `tags`; a diffusion "
+        "model pushes away from them, a GAN just leaves them off)",
+    )
+
+
+class Img2ImgFields(Strict):
+    init_image_base64: str | None = Field(
+        None,
+        max_length=MAX_INIT_B64,
+        description="diffusion: a PNG/JPEG (base64) to start from: variations of it, or its look with new tags",
+    )
+    strength: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="with init_image_base64: 0 keeps the image, 1 ignores it (default 0.6)",
+    )
+
+
+class GenerateRequest(DiffusionFields, Img2ImgFields):
     model: str = MODEL_NAME
     tags: TagForm = Field(
         default_factory=dict,
@@ -100,7 +145,7 @@ class Endpoint(Strict):
     tags: TagForm = Field(default_factory=dict, max_length=64)
 
 
-class InterpolateRequest(Strict):
+class InterpolateRequest(DiffusionFields):
     model: str = MODEL_NAME
     a: Endpoint
     b: Endpoint
@@ -120,7 +165,7 @@ class InterpolateResponse(BaseModel):
     tags_b: list[str]
 
 
-class NpcRequest(Strict):
+class NpcRequest(DiffusionFields, Img2ImgFields):
     model: str = MODEL_NAME
     count: int = Field(16, ge=1, le=MAX_NPC)
     seed: Seed = 0
@@ -168,6 +213,12 @@ class ModelInfo(BaseModel):
         alias="schema", description="the tag schema: exclusive groups, independent tags, conflicts"
     )
     freqs: dict[str, float] = Field(description="empirical P(tag) in the training data")
+    family: str = Field("", description="the model family: acgan, dcgan or diffusion")
+    sample_options: list[str] = Field(
+        default_factory=list,
+        description="request fields this model takes beyond tags and seeds (diffusion: steps, guidance, sampler, "
+        "negative_guidance, strength with init_image_base64)",
+    )
     model_config = ConfigDict(populate_by_name=True)
 
 

@@ -121,7 +121,10 @@ def install_web(app, studio, auth) -> None:
             "seed_scheme": BROWSER_SEED_SCHEME,
             "models": {
                 name: {"doc": f"/api/v1/web/models/{name}.json", "model": f"/api/v1/web/models/{name}.onnx"}
-                for name in studio.generators
+                for name, b in studio.generators.items()
+                if not getattr(
+                    b, "is_diffusion", False
+                )  # a diffusion model's sampler loop runs on the server
             },
         }
 

@@ -278,7 +278,8 @@ class Trainer:
                     print(f"ada: no augment kinds set; using {ADA_DEFAULT_KINDS}", file=sys.stderr)
             self.ada = AdaptiveAugment(target=p.ada_target, kimg=p.ada_kimg)  # train_step hands p to the loss
         rng = np.random.default_rng([p.seed, 2**31])  # fixed samples, independent of the step seeds
-        self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, p.z_dim)).astype(np.float32))
+        noise_shape = p.model_config().noise_shape()  # (Z,) for a GAN, (3, S, S) for diffusion
+        self.fixed_z = torch.from_numpy(rng.standard_normal((N_FIXED, *noise_shape)).astype(np.float32))
         self.fixed_c = torch.from_numpy(self._labels(N_FIXED, rng))
         idx = np.sort(rng.choice(len(self.data), size=min(N_EVAL_REAL, len(self.data)), replace=False))
         self.eval_real = self._resize_uint8(np.asarray(self.data.images[idx]))
@@ -580,9 +581,11 @@ class Trainer:
     # ---- bookkeeping ----------------------------------------------------------------------------------
     @torch.no_grad()
     def ema_images(self, z: torch.Tensor, c: torch.Tensor) -> np.ndarray:
-        with self.autocast():
-            x = self.ema.net(z.to(self.device), c.to(self.device))  # (B, 3, S, S)
-        return to_uint8(x)
+        with (
+            self.autocast()
+        ):  # the family's own sampler: one pass for a GAN, the default sampler for diffusion
+            x = get_family(self.p.family).sample(self.ema.net, z.to(self.device), c.to(self.device))
+        return to_uint8(x.float())  # (B, 3, S, S) -> (B, S, S, 3)
 
     def write_samples(self) -> Path:
         imgs = self.ema_images(self.fixed_z, self.fixed_c)

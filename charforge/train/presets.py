@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @dataclass
 class Preset:
     name: str
-    family: str  # "dcgan" | "acgan"
+    family: str  # "dcgan" | "acgan" | "diffusion"
     resolution: int = 64  # output image side, px
     z_dim: int = 128  # latent size
     conditional: bool = True  # feed tags to G and train a tag head on D
@@ -37,6 +37,18 @@ class Preset:
     )
     g_antialias: bool = False  # acgan: fixed 3x3 low-pass after each PixelShuffle (no checkerboard noise)
     g_top_blocks: int = 0  # acgan: residual blocks at the output resolution after the last upscaler
+    # diffusion denoiser (charforge.models.config.DiffusionConfig)
+    u_width: int = 32  # diffusion: channels of the first UNet level
+    u_mults: str = "1,2,2"  # diffusion: channel multiplier per level, comma list
+    u_layers: int = 1  # diffusion: residual blocks per level
+    u_attn: str = "3"  # diffusion: 1-based levels with self-attention, comma list ("" = none)
+    prediction: str = "v_prediction"  # diffusion: v_prediction | epsilon
+    train_timesteps: int = 1000  # diffusion: DDPM steps of the noise schedule
+    beta_schedule: str = "squaredcos_cap_v2"  # diffusion: squaredcos_cap_v2 | linear | scaled_linear
+    cond_drop: float = (
+        0.1  # diffusion: probability a training image's tags are dropped (guidance's unconditional branch)
+    )
+    min_snr_gamma: float = 5.0  # diffusion: min-SNR loss weighting gamma; 0 = plain MSE
     # discriminator
     d_width: int = 32  # channels after the first conv
     d_stages: int = 5  # acgan: downsampling stages after the first conv
@@ -181,6 +193,68 @@ PRESETS: dict[str, Preset] = {
             ckpt_every=250,
             eval_every=250,
         ),
+        # diffusion, CPU row: 32 px, a 1.1 M-parameter UNet (32/64/64 channels, attention at 8x8), v-prediction with
+        # min-SNR-5 weights; sizes chosen by the per-step measurement in docs/diffusion.md (0.5 s per batch-32 step
+        # on one core). fp32: bf16 autocast saved under 5% of a training step here, and costs the denoiser precision
+        _P(
+            "diffusion-32-cpu",
+            "diffusion",
+            resolution=32,
+            u_width=32,
+            u_mults="1,2,2",
+            u_layers=1,
+            u_attn="3",
+            batch=32,
+            lr=5e-4,
+            beta1=0.9,
+            beta2=0.999,
+            lr_decay_start=100_000,
+            ema_half_life=20_000,
+            bf16=False,
+            channels_last=True,
+            log_every=25,
+            sample_every=1000,
+            ckpt_every=250,
+            eval_every=1000,
+        ),
+        # diffusion, GPU row: 64 px, 4 levels (64..256 channels), two blocks per level, attention at 16 and 8 px
+        _P(
+            "diffusion-64-gpu",
+            "diffusion",
+            resolution=64,
+            u_width=64,
+            u_mults="1,2,2,4",
+            u_layers=2,
+            u_attn="3,4",
+            batch=128,
+            lr=2e-4,
+            beta1=0.9,
+            beta2=0.999,
+            lr_decay_start=200_000,
+            ema_half_life=100_000,
+            bf16=True,
+            channels_last=True,
+        ),
+        _P(
+            "tiny-diffusion",
+            "diffusion",
+            resolution=16,
+            u_width=8,
+            u_mults="1,2",
+            u_layers=1,
+            u_attn="",
+            batch=8,
+            steps=20,
+            lr=1e-3,
+            beta1=0.9,
+            lr_decay_start=10,
+            ema_half_life=100,
+            log_every=1,
+            sample_every=10,
+            ckpt_every=10,
+            eval_every=10,
+            keep_ckpts=2,
+        ),
         _P(
             "tiny",
             "acgan",
@@ -231,7 +305,10 @@ PRESETS: dict[str, Preset] = {
 D_FIELDS = {
     "dcgan": ("d_width", "d_dropout"),
     "acgan": ("d_width", "d_stages", "d_blocks", "d_max_width", "d_projection", "d_highpass"),
+    "diffusion": (),  # no discriminator
 }
+# loss fields only the diffusion family reads (the training section of `train --dry-run` shows them only there)
+DIFFUSION_TRAIN_FIELDS = ("cond_drop", "min_snr_gamma")
 
 
 def preset_sections(p: Preset) -> dict[str, dict[str, Any]]:
@@ -244,6 +321,8 @@ def preset_sections(p: Preset) -> dict[str, dict[str, Any]]:
         f for fs in D_FIELDS.values() for f in fs
     }
     train = {k: v for k, v in d.items() if k not in arch and k != "family"}
+    if p.family != "diffusion":
+        train = {k: v for k, v in train.items() if k not in DIFFUSION_TRAIN_FIELDS}
     return {"model": model, "discriminator": disc, "training": train}
 
 
@@ -306,6 +385,12 @@ def validate_preset(p: Preset) -> Preset:
         raise UserError(
             f"train_labels {p.train_labels!r}: valid values are schema, data", field="train_labels"
         )
+    if not 0.0 <= p.cond_drop < 1.0:
+        raise UserError(f"cond_drop={p.cond_drop}: must be in [0, 1) (0.1 is usual)", field="cond_drop")
+    if not 0.0 <= p.min_snr_gamma <= 1000.0:
+        raise UserError(
+            f"min_snr_gamma={p.min_snr_gamma}: must be in [0, 1000]; 0 = off", field="min_snr_gamma"
+        )
     if p.cls_loss not in ("group-ce", "bce"):
         raise UserError(f"cls_loss {p.cls_loss!r}: valid values are group-ce, bce", field="cls_loss")
     from charforge.models.augment import parse_augment
@@ -348,7 +433,8 @@ def _check_geometry(p: Preset) -> None:
     try:
         with torch.device("meta"):
             build_generator(p, 1)
-            build_discriminator(p, 1)
+            if p.family in D_FIELDS and D_FIELDS[p.family]:  # a family without a discriminator has no fields
+                build_discriminator(p, 1)
     except (ValueError, RuntimeError, AssertionError) as e:
         raise UserError(
             f"preset {p.name!r}: these sizes do not fit together ({e}); check resolution, "
@@ -362,6 +448,8 @@ def build_generator(p: Preset, n_tags: int) -> nn.Module:
 
 def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
     t = n_tags if p.conditional else 0
+    if p.family == "diffusion":
+        raise UserError("the diffusion family has no discriminator", field="family")
     if p.family == "dcgan":
         from charforge.models.dcgan import DCGANDiscriminator
 

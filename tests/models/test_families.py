@@ -14,7 +14,7 @@ import torch
 from charforge import sampling
 from charforge.core.tags import make_girls_moe_schema
 from charforge.errors import UserError
-from charforge.models.config import ACGANConfig, DCGANConfig
+from charforge.models.config import ACGANConfig, DCGANConfig, DiffusionConfig
 from charforge.models.families import FAMILIES, build_network, config_from_dict, get_family
 from charforge.models.generator import read_generator, save_generator
 from charforge.models.io import read_metadata
@@ -34,13 +34,20 @@ TINY = {
         g_antialias=True,
     ),
     "dcgan": DCGANConfig(resolution=16, z_dim=16, g_width=4),
+    "diffusion": DiffusionConfig(resolution=16, u_width=8, u_mults="1,2", u_layers=1, u_attn="2"),
 }
 # sorted state_dict names -> sha256 prefix: renaming a layer breaks every saved model, so it must be deliberate
-WEIGHT_NAMES = {"acgan": (58, "58c6965fc3ac349d"), "dcgan": (6, "daa165031f20992d")}
+WEIGHT_NAMES = {
+    "acgan": (58, "58c6965fc3ac349d"),
+    "dcgan": (6, "daa165031f20992d"),
+    "diffusion": (148, "c50ba9a51116def9"),
+}
 # output[1, :, 5, 4:7] for the seeded weights and inputs below
 PIXELS = {
     "acgan": [-0.5106, -0.5106, -0.5106, 0.3318, 0.3319, 0.3319, -0.0309, -0.0309, -0.0308],
     "dcgan": [0.0255, 0.0255, -0.0145, -0.1167, -0.0758, -0.1385, -0.1025, -0.0655, -0.1084],
+    # the default sampler (DPM-Solver++, 20 steps, guidance 2) over the seeded denoiser
+    "diffusion": [0.2585, -0.8034, 0.3095, 1.0, 1.0, 0.2525, 1.0, -0.9024, 1.0],
 }
 FAMILY_NAMES = sorted(FAMILIES)
 

@@ -151,3 +151,32 @@ def png_of(colour=(30, 50, 200), size=(40, 40)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def make_diffusion_bundle(resolution: int = 16, seed: int = 0):
+    """A real diffusion `GeneratorBundle`: the tiny-diffusion preset's untrained UNet (its tag projection given
+    random weights, so tags change the picture), sampled by the real sampler loop."""
+    from charforge.sampling import GeneratorBundle
+    from charforge.train.presets import build_generator, resolve_preset
+
+    preset = resolve_preset("tiny-diffusion", {"resolution": resolution})
+    schema = make_girls_moe_schema()
+    torch.manual_seed(seed)
+    net = build_generator(preset, len(schema)).eval().requires_grad_(False)
+    with torch.no_grad():
+        net.tag_proj[2].weight.normal_(0, 0.5)
+    freqs = schema.frequencies(schema.sample_training(500, np.random.default_rng(seed)))
+    sha = hashlib.sha256(f"tiny-diffusion-{resolution}-{seed}".encode()).hexdigest()
+    cfg = preset.model_config().to_dict()
+    return GeneratorBundle(
+        net,
+        schema,
+        freqs,
+        cfg,
+        3 * resolution * resolution,
+        resolution,
+        f"tiny-diffusion-{seed}",
+        sha,
+        Path("tiny-diffusion.safetensors"),
+        label="diffusion/tiny-diffusion",
+    )

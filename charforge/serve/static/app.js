@@ -192,6 +192,7 @@ async function fitInBrowser(file) {
 }
 
 async function clientFor(model) {
+  if (isDiffusion(model) || !state.web.models[model]) return null; // served only: see useClient
   if (!state.clients[model]) {
     const urls = state.web.models[model];
     state.clients[model] = (async () => {
@@ -205,7 +206,8 @@ async function clientFor(model) {
 }
 
 const clientOn = () => !!(state.web && state.web.runtime && $("client-gen").checked && !FORCE_SERVER);
-function useClient(req) { return clientOn() && (req.upscale || 1) === 1 && !!state.clients[req.model]; }
+// diffusion models run their sampler loop on the server (the browser runtime draws GANs only)
+function useClient(req) { return clientOn() && (req.upscale || 1) === 1 && !!state.clients[req.model] && !isDiffusion(req.model); }
 function showWhere() {
   if (!clientOn()) setWhere("Images are made on the server.", false);
   else setWhere("Images are made in this browser (WebAssembly, onnxruntime-web); upscaling and interpolation use the server.", true);
@@ -242,9 +244,16 @@ function buildModelPicker(def) {
   selectModel(sel.value);
 }
 
+const isDiffusion = (name) => { const m = state.models.find((x) => x.name === name); return !!(m && m.family === "diffusion"); };
+
 function selectModel(name) {
   const m = state.models.find((x) => x.name === name);
   state.model = m.name; state.schema = m.schema;
+  // diffusion models: steps, guidance, sampler, negative tags and img2img; truncation is a GAN setting
+  const diff = m.family === "diffusion";
+  $("diffusion-fields").classList.toggle("hidden", !diff);
+  $("img2img").classList.toggle("hidden", !diff);
+  $("variety").closest(".field").classList.toggle("hidden", diff);
   const groups = $("groups"), ind = $("independent");
   groups.replaceChildren(); ind.replaceChildren();
   for (const g of m.schema.groups) {
@@ -294,8 +303,20 @@ function generateRequest() {
   const count = Math.max(1, Math.min(64, parseInt($("count").value, 10) || 1));
   const truncation = Math.max(0.05, Math.min(1, parseFloat($("variety").value) || 1));
   const upscale = parseInt($("size").value, 10) || 1;
-  return { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation, upscale,
-           seed_scheme: SEED_SCHEME };
+  const req = { model: state.model, tags: tagForm(), seed, count, fixed_noise: $("fixed-noise").checked, truncation, upscale,
+                seed_scheme: SEED_SCHEME };
+  if (isDiffusion(state.model)) { req.truncation = 1; Object.assign(req, diffusionFields(true)); }
+  return req;
+}
+
+// the diffusion fields of a request (with negative tags for /generate and /npc; /interpolate takes no tags list)
+function diffusionFields(withNegatives) {
+  const steps = Math.max(1, Math.min(100, parseInt($("steps").value, 10) || 20));
+  const out = { steps, guidance: parseFloat($("guidance").value), sampler: $("sampler").value };
+  if (withNegatives) {
+    out.negative_tags = $("negative-tags").value.split(",").map((t) => t.trim().toLowerCase()).filter((t) => t);
+  }
+  return out;
 }
 
 async function runGenerate(req) {
@@ -351,6 +372,7 @@ async function runInterpolate() {
   const req = { model: state.model, a: end(state.ends.a), b: end(state.ends.b),
                 frames: parseInt($("frames").value, 10) || 8, truncation: state.ends.a.truncation,
                 upscale: state.ends.a.upscale, seed_scheme: SEED_SCHEME };
+  if (isDiffusion(state.model)) Object.assign(req, diffusionFields(false));
   const res = await (await api("/interpolate", { json: req })).json();
   $("strip").replaceChildren(...res.frames.map((f, i) => el("img", { src: pngUrl(f), alt: "frame " + i })));
   $("gif").src = "data:image/gif;base64," + res.gif_base64;
@@ -387,6 +409,14 @@ function wireGenerate() {
     const im = state.selected; if (!im) return;
     setTagForm(im.tag_form); $("fixed-noise").checked = false; $("seed").value = randomSeed();
     busy($("variations"), () => runGenerate(generateRequest()));
+  });
+  $("guidance").addEventListener("input", () => { $("guidance-value").textContent = parseFloat($("guidance").value).toFixed(1); });
+  $("strength").addEventListener("input", () => { $("strength-value").textContent = parseFloat($("strength").value).toFixed(2); });
+  $("img2img").addEventListener("click", () => {
+    const im = state.selected; if (!im) return;
+    $("fixed-noise").checked = false; $("seed").value = randomSeed();
+    const req = { ...generateRequest(), init_image_base64: im.png_base64, strength: parseFloat($("strength").value) };
+    busy($("img2img"), () => runGenerate(req));
   });
   $("same-face").addEventListener("click", () => {
     const im = state.selected; if (!im) return;
@@ -527,6 +557,7 @@ async function runNpc() {
   const seed = Math.max(0, parseInt($("npc-seed").value, 10) || 0);
   const upscale = parseInt($("npc-size").value, 10) || 1;
   const req = { model: state.model, count, seed, tags: $("npc-use-tags").checked ? tagForm() : {}, upscale, seed_scheme: SEED_SCHEME };
+  if (isDiffusion(state.model)) Object.assign(req, diffusionFields($("npc-use-tags").checked));
   const client = useClient(req);
   const blob = client ? await clientNpc(req) : await (await api("/npc", { json: req })).blob();
   saveBlob(blob, `npcs_seed${seed}.zip`);
