@@ -572,7 +572,16 @@ def test_killed_parallel_build_leaves_no_processes(sig, tmp_path):
     env["CHARFORGE_PROGRESS"] = "0"
     cmd = [sys.executable, "-m", "charforge", "data", "build", "--creator", TOY, "--n", "40000"]
     cmd += ["--size", "64", "--chunk", "20", "--workers", "2", "-o", str(out)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a build run from a terminal: Ctrl-C is not ignored, even when pytest itself was started as a background
+    # job of a non-interactive shell (which ignores SIGINT, a disposition children would inherit)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 180
         kids: list[int] = []
