@@ -576,14 +576,13 @@ DRAWING_NO_GLASSES = 0.0005
 
 def _read_drawings(images: list[np.ndarray]):
     """(HairReading per drawing or None, glasses share per drawing or None) from the shipped part reader."""
-    from charforge.tagger.parts import default_parts_path, load_partseg
+    from charforge.tagger.parts import shipped_reader
 
-    path = default_parts_path()
-    if path is None:
+    reader = shipped_reader()
+    if reader is None:
         return [None] * len(images), [None] * len(images)
     from charforge.creators.builtin import palette
 
-    reader = load_partseg(path)
     readings, glasses = [], []
     for im in images:
         x = np.asarray(im, np.uint8)[None]
@@ -592,16 +591,6 @@ def _read_drawings(images: list[np.ndarray]):
         g = reader.part_share(x, "glasses", masks=masks)
         glasses.append(None if g is None else float(g[0]))
     return readings, glasses
-
-
-def drawing_hair_rgbs(images: list[np.ndarray]) -> list[tuple[int, int, int] | None]:
-    """Hair colour per drawing: from the pixels the shipped part reader marks as hair (charforge.tagger.parts),
-    where it sees enough hair; otherwise from the layout (`drawing_hair_rgb`)."""
-    readings, _ = _read_drawings(images)
-    return [
-        tuple(int(v) for v in r.rgb[0]) if r is not None and r.known[0] else drawing_hair_rgb(im)
-        for r, im in zip(readings, images)
-    ]
 
 
 def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:

@@ -515,19 +515,14 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
 
 
 def _part_reader(tagger_path: Path, parts: str | Path | bool | None):
-    from charforge.tagger.parts import default_parts_path, load_partseg
+    from charforge.tagger.parts import load_partseg, shipped_reader
 
     if parts is False:
         return None
-    if parts is None or parts is True:
+    if parts is None:  # the shipped reader goes with the shipped estimator only
         est = estimate_tagger_path()
-        shipped = est is not None and tagger_path.resolve() == est.resolve()
-        if not (shipped or parts is True):
-            return None
-        parts = default_parts_path()
-        if parts is None:
-            return None
-    return load_partseg(parts)
+        return shipped_reader() if est is not None and tagger_path.resolve() == est.resolve() else None
+    return shipped_reader() if parts is True else load_partseg(parts)
 
 
 ROLES = {"judge": "tagger_default.safetensors", "estimate": "tagger_estimate.safetensors"}

@@ -21,6 +21,7 @@ it without a new flag.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -177,13 +178,9 @@ class PartReader:
         rgb = np.zeros((n, 3), np.uint8)
         share = np.zeros(n, np.float32)
         delta_e = np.zeros((n, k), np.float32)
+        won = _wins(masks, ih)  # hair scores highest there (not hat, skin, clothes)
         for i in range(n):
-            others = np.delete(masks[i], ih, axis=0)
-            hair = masks[i, ih] > HAIR_THRESHOLD
-            if len(others):
-                hair &= masks[i, ih] > others.max(
-                    axis=0
-                )  # hair scores highest there (not hat, skin, clothes)
+            hair = won[i]
             if isk is not None:  # the skin's own colour never counts as hair (faces inside the hair outline)
                 skin = masks[i, isk] > HAIR_THRESHOLD
                 hair &= ~skin
@@ -213,16 +210,22 @@ class PartReader:
         if k is None:
             return None
         masks = self.masks(images) if masks is None else masks
-        mine = masks[:, k]
-        others = np.delete(masks, k, axis=1)
-        won = mine > HAIR_THRESHOLD
-        if others.shape[1]:
-            won &= mine > others.max(axis=1)
-        return won.mean(axis=(1, 2)).astype(np.float32)
+        return _wins(masks, k).mean(axis=(1, 2)).astype(np.float32)
 
     def hat(self, images: np.ndarray, *, masks: np.ndarray | None = None) -> np.ndarray | None:
         """(N,) fraction of the picture marked hat (None when the network does not mark hats)."""
         return self.part_share(images, "hat", masks=masks)
+
+
+def _wins(masks: np.ndarray, k: int) -> np.ndarray:
+    """(N, H, W) bool: part k passes HAIR_THRESHOLD and scores strictly above every other part (a tie is
+    nobody's)."""
+    mine = masks[:, k]
+    won = mine > HAIR_THRESHOLD
+    others = np.delete(masks, k, axis=1)
+    if others.shape[1]:
+        won &= mine > others.max(axis=1)
+    return won
 
 
 def _mode_colour(px: np.ndarray) -> np.ndarray:
@@ -248,6 +251,13 @@ def load_partseg(path: str | Path, *, batch_size: int = 128) -> PartReader:
     except RuntimeError as e:
         raise UserError(f"part reader {p}: the weights do not match the network in its config ({e})") from e
     return PartReader(net, path=p, batch_size=batch_size)
+
+
+@functools.cache
+def shipped_reader() -> PartReader | None:
+    """The shipped part reader, loaded once per process (None when this install has none)."""
+    path = default_parts_path()
+    return None if path is None else load_partseg(path)
 
 
 def default_parts_path() -> Path | None:

@@ -169,39 +169,54 @@ def finish(img: np.ndarray, style: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def render_parts(creator, batch, size: int) -> PartRenders:
-    """Render `batch` (a ParamBatch of the built-in creator) once plus once per part; see `PartRenders`.
-    A multi-style creator's painterly, manga and pixel characters are drawn before their finishing pass
-    (`finish` applies it after repainting)."""
-    from charforge.creators.builtin import palette
-
+def _jitter_free(creator, batch):
+    """(draw, cat, cont) for part renders of `batch`: the drawing function (before the finishing pass for a
+    multi-style creator) and copies of its parameters with the colour jitter (ZEROED) set to 0."""
     space = creator.space
     style = style_codes(space, batch)
     draw = creator.render if style is None else (lambda b, s: _render_before_finish(creator, b, s))
     cat, cont = batch.cat.copy(), batch.cont.copy()
     for name in ZEROED:
-        j = [p.name for p in space.continuous].index(name)
-        cont[:, j] = 0.0
+        cont[:, [p.name for p in space.continuous].index(name)] = 0.0
+    return draw, cat, cont
+
+
+def _swap_coefficient(draw, space, batch, cat, cont, base, size: int, param: str, table_name: str):
+    """((N, S, S, 3) float per-channel colour coefficient of the part coloured by `param`, (N, 3) its base
+    colour): one more render with the option whose colour differs most, divided by the colour change
+    (0 where a channel changes by 0.06 or less)."""
+    from charforge.creators.builtin import palette
+
+    j = space.cat_index(param)
+    table = palette.table(getattr(palette, table_name), space.categorical[j].options)  # (K, 3)
+    alt = _alt_option(table)
+    cat2 = cat.copy()
+    cat2[:, j] = alt[cat[:, j]]
+    other = draw(type(batch)(cat2, cont), size)
+    c0, c1 = table[cat[:, j]], table[cat2[:, j]]  # (N, 3)
+    dc = (c1 - c0)[:, None, None, :]
+    ok = np.abs(dc) > 0.06
+    k = np.where(
+        ok, (other.astype(np.float32) - base.astype(np.float32)) / 255.0 / np.where(ok, dc, 1.0), 0.0
+    )
+    return k, c0
+
+
+def render_parts(creator, batch, size: int) -> PartRenders:
+    """Render `batch` (a ParamBatch of the built-in creator) once plus once per part; see `PartRenders`.
+    A multi-style creator's painterly, manga and pixel characters are drawn before their finishing pass
+    (`finish` applies it after repainting)."""
+    space = creator.space
+    draw, cat, cont = _jitter_free(creator, batch)
     base_batch = type(batch)(cat, cont)
     base = draw(base_batch, size)
     coef, colour = {}, {}
     for part, (param, table_name, _) in PARTS.items():
-        j = space.cat_index(param)
-        table = palette.table(getattr(palette, table_name), space.categorical[j].options)  # (K, 3)
-        alt = _alt_option(table)
-        cat2 = cat.copy()
-        cat2[:, j] = alt[cat[:, j]]
-        other = draw(type(batch)(cat2, cont), size)
-        c0, c1 = table[cat[:, j]], table[cat2[:, j]]  # (N, 3)
-        dc = (c1 - c0)[:, None, None, :]
-        ok = np.abs(dc) > 0.06
-        k = np.where(
-            ok, (other.astype(np.float32) - base.astype(np.float32)) / 255.0 / np.where(ok, dc, 1.0), 0.0
-        )
+        k, c0 = _swap_coefficient(draw, space, batch, cat, cont, base, size, param, table_name)
         coef[part] = np.clip(np.round(k * COEF_SCALE), 0, 255).astype(np.uint8)
         colour[part] = c0.astype(np.float32)
     tags = creator.derive_tags(base_batch).astype(np.float32)
-    return PartRenders(base=base, coef=coef, colour=colour, tags=tags, style=style)
+    return PartRenders(base=base, coef=coef, colour=colour, tags=tags, style=style_codes(space, batch))
 
 
 def recolour(
@@ -567,16 +582,9 @@ def cached_part_renders(
     chunk as .npz under `cache` (a folder; None: no cache), so a rerun or a resumed training reuses them."""
     from pathlib import Path
 
-    from charforge.creators.builtin import BuiltinCreator
-
     if not has_part_renders(data):
         raise ValueError("part recolouring needs a dataset built by the built-in creator (with parameters)")
-    if data.space.name == "builtin":
-        creator = BuiltinCreator()
-    else:  # builtin-styles: the styles the dataset was built with, in its own option order
-        creator = BuiltinCreator(styles=data.space.categorical[data.space.cat_index("style")].options)
-        if creator.space.names != data.space.names:
-            raise ValueError("the dataset's multi-style parameter space is not the built-in creator's")
+    creator = _creator_for(data)
     size = data.size
     root = Path(cache) if cache else None
     if root:
@@ -626,28 +634,22 @@ def cached_part_renders(
 def render_mask_part(creator, batch, size: int, part: str, base: np.ndarray) -> np.ndarray:
     """(N, S, S, 3) uint8 coefficient (x COEF_SCALE) of a MASK_ONLY_PARTS part for `batch`, whose jitter-zeroed
     render is `base` (PartRenders.base): one more render with the part's colour option swapped."""
-    from charforge.creators.builtin import palette
-
-    param, table_name = MASK_ONLY_PARTS[part]
-    space = creator.space
-    style = style_codes(space, batch)
-    draw = creator.render if style is None else (lambda b, s: _render_before_finish(creator, b, s))
-    cat, cont = batch.cat.copy(), batch.cont.copy()
-    for name in ZEROED:
-        cont[:, [p.name for p in space.continuous].index(name)] = 0.0
-    j = space.cat_index(param)
-    table = palette.table(getattr(palette, table_name), space.categorical[j].options)
-    alt = _alt_option(table)
-    cat2 = cat.copy()
-    cat2[:, j] = alt[cat[:, j]]
-    other = draw(type(batch)(cat2, cont), size)
-    dc = (table[cat2[:, j]] - table[cat[:, j]])[:, None, None, :]
-    ok = np.abs(dc) > 0.06
-    k = np.where(
-        ok, (other.astype(np.float32) - base.astype(np.float32)) / 255.0 / np.where(ok, dc, 1.0), 0.0
-    )
+    draw, cat, cont = _jitter_free(creator, batch)
+    k, _ = _swap_coefficient(draw, creator.space, batch, cat, cont, base, size, *MASK_ONLY_PARTS[part])
     k = np.clip(k, 0, None).max(axis=-1, keepdims=True)
     return np.repeat(np.clip(np.round(k * COEF_SCALE), 0, 255).astype(np.uint8), 3, axis=-1)
+
+
+def _creator_for(data):
+    """The built-in creator a packed dataset was built with (plain, or multi-style in its own style order)."""
+    from charforge.creators.builtin import BuiltinCreator
+
+    if data.space.name == "builtin":
+        return BuiltinCreator()
+    creator = BuiltinCreator(styles=data.space.categorical[data.space.cat_index("style")].options)
+    if creator.space.names != data.space.names:
+        raise ValueError("the dataset's multi-style parameter space is not the built-in creator's")
+    return creator
 
 
 def cached_mask_parts(
@@ -657,15 +659,10 @@ def cached_mask_parts(
     `names` added to its coefficients, cached per chunk beside the part renders."""
     from pathlib import Path
 
-    from charforge.creators.builtin import BuiltinCreator
-
     names = [n for n in names if n in MASK_ONLY_PARTS]
     if not names:
         return parts
-    if data.space.name == "builtin":
-        creator = BuiltinCreator()
-    else:
-        creator = BuiltinCreator(styles=data.space.categorical[data.space.cat_index("style")].options)
+    creator = _creator_for(data)
     root = Path(cache) if cache else None
     coef = dict(parts.coef)
     from charforge.utils.progress import progress
