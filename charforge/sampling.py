@@ -69,10 +69,9 @@ class GeneratorBundle:
 
     @property
     def noise_shape(self) -> tuple[int, ...]:
-        if self.config.get("family") == "diffusion":
-            r = int(self.config["resolution"])
-            return (3, r, r)
-        return (self.z_dim,)
+        """The per-image noise of the family's sampler, as its model config says ((Z,) for a GAN, (3, S, S)
+        for diffusion)."""
+        return self.family_spec.config.from_dict(self.config, source=self.model_id).noise_shape()
 
     @property
     def is_diffusion(self) -> bool:
