@@ -581,9 +581,8 @@ class Trainer:
     # ---- bookkeeping ----------------------------------------------------------------------------------
     @torch.no_grad()
     def ema_images(self, z: torch.Tensor, c: torch.Tensor) -> np.ndarray:
-        with (
-            self.autocast()
-        ):  # the family's own sampler: one pass for a GAN, the default sampler for diffusion
+        # the family's own sampler: one pass for a GAN, the default sampler for diffusion
+        with self.autocast():
             x = get_family(self.p.family).sample(self.ema.net, z.to(self.device), c.to(self.device))
         return to_uint8(x.float())  # (B, 3, S, S) -> (B, S, S, 3)
 
