@@ -344,7 +344,15 @@ def machine() -> str:
         )
     except OSError:
         name = platform.processor() or "?"
-    return f"{name}, {os.cpu_count()} logical CPUs (shared), Python {platform.python_version()}"
+    from charforge.core.device import capabilities
+
+    flags = capabilities()["cpu_flags_simd"]
+    flags = " ".join(flags) if isinstance(flags, list | tuple) else str(flags)
+    load = os.getloadavg()[0]
+    return (
+        f"{name}, {os.cpu_count()} logical CPUs (load average {load:.1f} at start), SIMD flags: {flags}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def write_section(path: Path, name: str, text: str) -> None:
@@ -379,11 +387,11 @@ def markdown(results: list[dict]) -> str:
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, one thread, by `python bench/bench_watermark.py`.",
         f"Method `{v2}` (now written): spread-transform dither modulation: per 8x8 block of luma, 3 units of 4 "
-        f"low-frequency DCT coefficients (zig-zag 1-12), unit step {wm.V2_STEP:g}; signs, dither and bit order "
+        f"low-frequency DCT coefficients (zig-zag 1-12), unit step {wm.V2_STEP:g}, scaled down to a {wm.V2_PSNR_FLOOR} dB PSNR floor where it costs more; signs, dither and bit order "
         "keyed per block (no repeating tile); 48-bit payload (32-bit signature + 16-bit model tag), each bit "
         f"on an equal share of units. Detection searches {wm.V2_HYPOTHESES:,} hypotheses (every shift of "
-        f"-{wm.V2_SEARCH}..{wm.V2_SEARCH} px in each axis, x {len(wm.V2_GAIN_POWERS)} blur compensations x "
-        f"{len(wm.V2_TAUS)} vote "
+        f"-{wm.V2_SEARCH}..{wm.V2_SEARCH} px in each axis, x ({len(wm.V2_GAIN_POWERS)} blur compensations + "
+        f"{len(wm.V2_UNDO)} resample undone exactly: {', '.join(wm.V2_UNDO)}) x {len(wm.V2_TAUS)} vote "
         f"weightings) and needs z >= {wm.v2_threshold():.2f}, the Bonferroni threshold for a false-alarm rate "
         f"of {wm.V2_FALSE_ALARM:g} per image; `{v1}` marks are still detected (its own 5-sigma test, no search).",
         "",

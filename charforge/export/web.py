@@ -101,6 +101,8 @@ def watermark_layout(image_size: int, sha256: str | None) -> tuple[dict[str, Any
         "units": wm.V2_UNITS,
         "step": wm.V2_STEP,
         "iterations": wm.V2_ITERATIONS,
+        "psnr_floor": wm.V2_PSNR_FLOOR,
+        "psnr_backoff": wm.V2_PSNR_BACKOFF,
         "basis": [float(v) for v in wm.v2_basis().reshape(-1)],
         "signs": [float(v) for v in np.asarray(signs).reshape(-1)],
         "dither": [float(v) for v in np.asarray(dither).reshape(-1)],

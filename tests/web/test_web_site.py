@@ -171,6 +171,8 @@ def v2_reference_layout(tag: int, blocks: int | None = None) -> dict:
         "units": units,
         "step": wm.V2_STEP,
         "iterations": wm.V2_ITERATIONS,
+        "psnr_floor": wm.V2_PSNR_FLOOR,
+        "psnr_backoff": wm.V2_PSNR_BACKOFF,
         "basis": wm.v2_basis().reshape(-1).tolist(),
         "signs": signs.reshape(-1).tolist(),
         "dither": dither.reshape(-1).tolist(),
@@ -196,13 +198,17 @@ def js_watermark(img: np.ndarray, layout: dict) -> np.ndarray:
 
 
 def watermark_test_images(size: int) -> list[np.ndarray]:
-    """A creator render (flat regions, outlines, clipping at 0/255) and uniform noise, size x size."""
+    """A creator render (flat regions, outlines, clipping at 0/255), uniform noise, and a white image with black
+    lines (saturated: the v2 PSNR floor applies), size x size."""
     from charforge.creators.builtin import BuiltinCreator
 
     cr = BuiltinCreator()
+    saturated = np.full((size, size, 3), 255, np.uint8)  # where the PSNR floor scales the mark down
+    saturated[:: max(size // 7, 2)] = 0
     return [
         cr.render(cr.sample(1, np.random.default_rng(1)), size)[0],
         np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8),
+        saturated,
     ]
 
 

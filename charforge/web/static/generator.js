@@ -161,7 +161,31 @@
       out = new Uint8Array(x.length);
       for (let i = 0; i < x.length; i++) { const v = roundHalfEven(x[i]); out[i] = v < 0 ? 0 : v > 255 ? 255 : v; }
     }
-    return out;
+    return wm.psnr_floor == null ? out : psnrFloorV2(rgb, out, wm);
+  }
+
+  // the v2 PSNR floor: a mark that costs more than wm.psnr_floor dB (a multiple of 10) is scaled down; the
+  // test is on exact integers (the sums stay below 2^53 up to 1024 px), the scaling uses the same float
+  // operations as watermark.py
+  function psnrFloorV2(rgb, out, wm) {
+    const n = out.length, tens = 10 ** Math.floor(wm.psnr_floor / 10), limit = 255 * 255 * n;
+    const d = new Float64Array(n);
+    let sum = 0;
+    for (let i = 0; i < n; i++) { d[i] = out[i] - rgb[i]; sum += d[i] * d[i]; }
+    if (sum * tens <= limit) return out;
+    let k = Math.sqrt(limit / (tens * sum));
+    const scaled = new Uint8Array(n);
+    for (;;) {
+      let s = 0;
+      for (let i = 0; i < n; i++) {
+        const v = roundHalfEven(rgb[i] + k * d[i]);
+        scaled[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+        const e = scaled[i] - rgb[i];
+        s += e * e;
+      }
+      if (s * tens <= limit) return scaled;
+      k *= wm.psnr_backoff;
+    }
   }
 
   // charforge-qim-v1 (outputs before v2): five DCT slots per block, layout per image size
