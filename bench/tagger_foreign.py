@@ -40,13 +40,16 @@ def _scored_items(items):
 
 
 def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None) -> dict:
-    from charforge.tagger.net import decide_or_unknown
+    from charforge.tagger.net import decide_or_unknown, decide_tags, keep_likelier_of_conflicts
 
     proba = np.asarray(tagger.predict_proba(images))
     tags = list(tagger.schema.tags)
     hair_idx = [tags.index(f"{c} hair") for c in mapping.HAIR_COLORS]
     thr = threshold if threshold is not None else (0.5 if getattr(tagger, "calibrated", False) else 0.25)
     dec, unknown = decide_or_unknown(proba, tagger.schema, getattr(tagger, "min_confidence", None))
+    # as `data import --estimate-tags` decides: of a conflict pair (long / short hair) only the likelier one
+    dec = keep_likelier_of_conflicts(dec, proba, tagger.schema)
+    forced = keep_likelier_of_conflicts(decide_tags(proba, tagger.schema, thr), proba, tagger.schema)
     pred_colour = [mapping.HAIR_COLORS[int(np.argmax(r[hair_idx]))] for r in proba]
     hair_known = ~unknown[:, hair_idx[0]]
     truth_c = [it.get("hair_color") for it in items]
@@ -80,7 +83,7 @@ def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None
         if all(v is None for v in truth):
             continue
         j = tags.index(t)
-        forced_pred = [int(p >= thr) for p in proba[:, j]]
+        forced_pred = [int(v) for v in forced[:, j]]
         out["forced"]["tags"][t] = mapping.binary_metrics(truth, forced_pred)
         out["forced"]["tags"][t]["pairs"] = [(int(v), q) for v, q in zip(truth, forced_pred) if v is not None]
         known = ~unknown[:, j]

@@ -214,7 +214,7 @@ def predict(
     """Print the tags the tagger reads in each image."""
     from charforge.core.images import BadImage, load_image
     from charforge.errors import UserError
-    from charforge.tagger.net import load_tagger
+    from charforge.tagger.net import decide_tags, keep_likelier_of_conflicts, load_tagger
 
     tagger, images = _split_predict_args(paths)
     t = load_tagger(tagger)
@@ -223,7 +223,9 @@ def predict(
             img = load_image(p)[None]  # (1, H, W, 3)
         except BadImage as e:
             raise UserError(f"{p}: {e}; give a readable image file") from e
-        tags = t.schema.from_vector(t.predict_tags(img)[0].astype("float32"))
+        proba = t.predict_proba(img)
+        tags = keep_likelier_of_conflicts(decide_tags(proba, t.schema, t.threshold), proba, t.schema)
+        tags = t.schema.from_vector(tags[0].astype("float32"))
         typer.echo(f"{p}: {', '.join(tags) or '(none)'}")
 
 

@@ -909,11 +909,12 @@ def _estimate_missing_tags(
     schema = job.schema
     proba = None
     if hasattr(job.tagger, "predict_proba"):
-        from charforge.tagger.net import INDEPENDENT_THRESHOLD, decide_tags
+        from charforge.tagger.net import INDEPENDENT_THRESHOLD, decide_tags, keep_likelier_of_conflicts
 
         proba = _widen(job, np.asarray(job.tagger.predict_proba(images[missing]), dtype=np.float32))  # (M, T)
         _check_width(job, proba)
-        pred = decide_tags(proba, schema, INDEPENDENT_THRESHOLD)
+        # both of a pair the data never shows together (long and short hair): keep the likelier one
+        pred = keep_likelier_of_conflicts(decide_tags(proba, schema, INDEPENDENT_THRESHOLD), proba, schema)
     else:
         pred = _widen(job, np.asarray(job.tagger.predict_tags(images[missing])))  # (M, T) 0/1
         _check_width(job, pred)

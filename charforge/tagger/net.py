@@ -150,6 +150,22 @@ def decide_tags(proba: np.ndarray, schema: TagSchema, threshold: float = INDEPEN
     return out
 
 
+def keep_likelier_of_conflicts(tags: np.ndarray, proba: np.ndarray, schema: TagSchema) -> np.ndarray:
+    """In place and returned: where both tags of one of `schema.conflicts` are on (e.g. "long hair" and "short
+    hair", which no training image shows together), the less probable one is turned off; a tie keeps the first
+    of the pair. Deterministic, unlike `TagSchema.resolve_conflicts` (which draws labels for generation)."""
+    proba, names = np.asarray(proba), schema.tags
+    for a, b in schema.conflicts:
+        if a not in names or b not in names:
+            continue
+        ia, ib = names.index(a), names.index(b)
+        both = (tags[:, ia] > 0) & (tags[:, ib] > 0)
+        drop_b = both & (proba[:, ia] >= proba[:, ib])
+        tags[drop_b, ib] = 0
+        tags[both & ~drop_b, ia] = 0
+    return tags
+
+
 def decide_or_unknown(
     proba: np.ndarray, schema: TagSchema, min_confidence: dict | float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -268,3 +268,52 @@ def test_estimate_tags_refuses_a_tagger_of_other_tags_before_any_work(tmp_path, 
             src, tmp_path / "out", size=16, estimate_tags=tmp_path / "tagger.safetensors", progress=False
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_estimated_tags_never_hold_both_of_a_conflict_pair(tmp_path, monkeypatch):
+    """A tagger that finds long and short hair both likely (art the creator did not draw does this) gives the
+    dataset the likelier one only: no training image of the schema shows both."""
+    import charforge.tagger.net as net
+
+    schema = make_girls_moe_schema()
+    assert ("long hair", "short hair") in schema.conflicts
+    long_i, short_i = schema.index("long hair"), schema.index("short hair")
+
+    class ProbaTagger:
+        def __init__(self):
+            self.schema = schema
+
+        def predict_proba(self, images):
+            p = np.full((len(images), len(schema)), 0.05, np.float32)
+            p[:, long_i] = [0.9, 0.6, 0.7][: len(images)]
+            p[:, short_i] = [0.6, 0.9, 0.1][: len(images)]
+            return p
+
+    monkeypatch.setattr(net, "load_tagger", lambda path: ProbaTagger())
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(pattern(500 + i, 64, 64)).save(src / f"{i}.png")
+    (tmp_path / "tagger.safetensors").write_bytes(b"fake")
+    ds = import_folder(
+        src, tmp_path / "out", size=16, estimate_tags=tmp_path / "tagger.safetensors", progress=False
+    ).dataset
+    got = [(int(t[long_i]), int(t[short_i])) for t in ds.tags]
+    assert got == [(1, 0), (0, 1), (1, 0)]
+
+
+def test_keep_likelier_of_conflicts_is_deterministic_and_leaves_others_alone():
+    from charforge.tagger.net import keep_likelier_of_conflicts
+
+    schema = make_girls_moe_schema()
+    a, b, g = schema.index("long hair"), schema.index("short hair"), schema.index("glasses")
+    proba = np.zeros((3, len(schema)), np.float32)
+    proba[:, [a, b, g]] = [[0.5, 0.5, 0.9], [0.3, 0.8, 0.9], [0.9, 0.2, 0.1]]
+    tags = (proba >= 0.25).astype(np.uint8)
+    out = keep_likelier_of_conflicts(tags.copy(), proba, schema)
+    assert out[:, [a, b, g]].tolist() == [
+        [1, 0, 1],
+        [0, 1, 1],
+        [1, 0, 0],
+    ]  # a tie keeps the first of the pair
+    assert (np.delete(out, [a, b], axis=1) == np.delete(tags, [a, b], axis=1)).all()
