@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,19 +24,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from charforge.core.device import cpu_name  # noqa: E402
 from charforge.f2p import load_f2p  # noqa: E402
 from charforge.f2p.evaluate import evaluate_f2p, heldout_targets  # noqa: E402
 from charforge.f2p.fit import search_from, translate  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(
-            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def time_per_image(f2p, images: np.ndarray, mode: str, repeats: int) -> list[float]:

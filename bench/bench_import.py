@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,14 +50,9 @@ def artwork(seed: int, side: int) -> Image.Image:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?"
-        )
-    except OSError:
-        model = platform.processor() or "?"
-    return f"{model}, {os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.1f} at start"
+    from charforge.core.device import describe_machine
+
+    return describe_machine()
 
 
 def time_imports(src: Path, work: Path, repeats: int) -> dict[str, list[float]]:

@@ -29,7 +29,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -37,6 +36,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from charforge.core.device import cpu_name as cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIX = (("generate8", 0.4), ("render", 0.4), ("fit", 0.2))  # share of requests per endpoint in the load phase
@@ -348,16 +349,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(
-            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
-        )
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def report(args, notes, lat1, base, load, errors, wall, rss, loadavg) -> str:

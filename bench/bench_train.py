@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from charforge.core.device import cpu_name  # noqa: E402
 from charforge.core.tags import make_girls_moe_schema  # noqa: E402
 from charforge.data.packed import load_packed, write_packed  # noqa: E402
 from charforge.train.loop import Trainer, TrainOptions  # noqa: E402
@@ -256,18 +257,6 @@ def bench(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict
         "windows": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         "maxrss_mib": {k: child_maxrss(k, preset, batch, data) for k in variants},
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def to_markdown(rows: list[dict], args) -> str:

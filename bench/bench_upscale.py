@@ -35,22 +35,13 @@ RESULTS = ROOT / "bench" / "results"
 
 def machine() -> dict:
     import platform
-    import subprocess
 
     from charforge.core.device import capabilities
 
-    cpu = ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), ""
-        )
-    except OSError:
-        pass
     caps = capabilities()
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
+        "cpu": caps["cpu"],
         "cores": __import__("os").cpu_count(),
         "python": platform.python_version(),
         "torch": caps["torch"],

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -337,22 +335,9 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        name = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?"
-        )
-    except OSError:
-        name = platform.processor() or "?"
-    from charforge.core.device import capabilities
+    from charforge.core.device import describe_machine
 
-    flags = capabilities()["cpu_flags_simd"]
-    flags = " ".join(flags) if isinstance(flags, list | tuple) else str(flags)
-    load = os.getloadavg()[0]
-    return (
-        f"{name}, {os.cpu_count()} logical CPUs (load average {load:.1f} at start), SIMD flags: {flags}, "
-        f"Python {platform.python_version()}"
-    )
+    return f"{describe_machine()}, Python {platform.python_version()}"
 
 
 def write_section(path: Path, name: str, text: str) -> None:

@@ -67,9 +67,10 @@ def serve(site: Path, isolate: bool) -> tuple[http.server.ThreadingHTTPServer, s
 
 
 def lscpu() -> dict[str, str]:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return {k.strip(): v.strip() for k, v in info.items()}
+    """The two fields the report reads, as lscpu names them (from charforge.core.device)."""
+    from charforge.core.device import cpu_flags, cpu_name
+
+    return {"Model name": cpu_name(), "Flags": " ".join(sorted(cpu_flags()))}
 
 
 def renderer_cpu_ms() -> float:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import platform
 import re
-import subprocess
 from pathlib import Path
+
+from charforge.core.device import cpu_name  # noqa: E402
 
 ORDER = [
     "creator",
@@ -26,17 +26,6 @@ ORDER = [
     "upscale",
     "web",
 ]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -951,9 +951,10 @@ def environment() -> dict[str, Any]:
     import cv2
     import PIL
 
-    lscpu = _cmd(["lscpu"])
-    fields = dict(ln.split(":", 1) for ln in lscpu.splitlines() if ":" in ln)
-    flags = fields.get("Flags", "").split()
+    from charforge.core.device import cpu_flags, cpu_name
+
+    fields = {"Model name": cpu_name()}
+    flags = sorted(cpu_flags())
     simd = [f for f in flags if f in SIMD or f.startswith("avx512")]
     env = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),

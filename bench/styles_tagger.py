@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,14 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def cpu_flags() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor()
-    flags = next((ln.split(":", 1)[1] for ln in out.splitlines() if ln.startswith("Flags")), "")
-    keep = [f for f in flags.split() if f.startswith(("avx", "amx", "fma", "sse4"))]
-    name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
-    return f"{name}; {' '.join(keep)}"
+    from charforge.core.device import cpu_flags as flags
+    from charforge.core.device import cpu_name
+
+    keep = sorted(f for f in flags() if f.startswith(("avx", "amx", "fma", "sse4")))
+    return f"{cpu_name()}; {' '.join(keep)}"
 
 
 def score_style(tagger, images: np.ndarray, truth: np.ndarray, schema) -> dict:

@@ -59,6 +59,30 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+@functools.cache
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor(), else "unknown CPU"."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def describe_machine() -> str:
+    """One line for a benchmark report: CPU, logical CPUs, SIMD flags (what decides bf16 and the kernels torch
+    picks), native bf16 or not, and the load average when it was called (other jobs make timings indicative)."""
+    caps = capabilities()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, SIMD flags: {' '.join(caps['cpu_flags_simd']) or '(none read)'}"
+        f", native bf16: {'yes' if caps['cpu_bf16'] else 'no'}, load average {load:.1f} at start"
+    )
+
+
 def native_bf16(device: torch.device | str) -> bool:
     """Whether `device` computes bf16 natively (so autocast is a speed-up rather than an emulated slow path)."""
     override = os.environ.get("CHARFORGE_BF16", "").strip()
@@ -105,6 +129,7 @@ def capabilities() -> dict[str, object]:
     flags = cpu_flags()
     return {
         "torch": torch.__version__,
+        "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_bf16": native_bf16("cpu"),
         "cpu_flags_simd": sorted(f for f in flags if f.startswith(("avx", "amx"))),
