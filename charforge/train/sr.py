@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from charforge.models.io import load_model, save_model
 from charforge.models.sr import SRConfig, SRNet, bicubic, save_upscaler
 from charforge.train.checkpoint import flatten_optimizer, restore_optimizer
 from charforge.train.monitor import MetricsLog, read_log
+from charforge.train.schedule import warmup_cosine
 from charforge.utils.io import cache_dir, save_figure, save_npy_atomic, write_json_atomic, write_text_atomic
 from charforge.utils.progress import progress
 
@@ -340,11 +340,7 @@ class SRTrainResult:
 
 
 def _lr_at(step: int, opts: SRTrainOptions) -> float:
-    warm = max(1, min(200, opts.steps // 20))
-    if step < warm:
-        return opts.lr * (step + 1) / warm
-    t = (step - warm) / max(1, opts.steps - warm)
-    return opts.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return warmup_cosine(step, opts.steps, opts.lr, max_warmup=200, floor=0.02)
 
 
 class PatchD(torch.nn.Module):

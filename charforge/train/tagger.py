@@ -10,7 +10,6 @@ Output folder:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from charforge.tagger.net import (
     tag_loss,
 )
 from charforge.train import tagger_augment
+from charforge.train.schedule import warmup_cosine
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -110,11 +110,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift: float) -> torch.Tensor
 
 
 def _lr_at(step: int, opts: TaggerTrainOptions) -> float:
-    warm = max(1, min(100, opts.steps // 20))
-    if step < warm:
-        return opts.lr * (step + 1) / warm
-    t = (step - warm) / max(1, opts.steps - warm)
-    return opts.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+    return warmup_cosine(step, opts.steps, opts.lr, max_warmup=100, floor=0.05)
 
 
 def _save_checkpoint(
