@@ -127,21 +127,19 @@ def _inputs(paths: list[Path]) -> list[Path]:
 
 
 def _read(path: Path):
-    """(uint8 (H, W, 3 or 4), charforge metadata of the source, or {})."""
+    """(uint8 (H, W, 3 or 4), charforge metadata of the source, or {}), from one decode."""
     import numpy as np
-    from PIL import Image
 
-    from charforge.core.images import load_image
-    from charforge.provenance.metadata import read_png_metadata
+    from charforge.core.images import load_image_with_alpha
+    from charforge.provenance.metadata import charforge_fields
 
-    rgb = load_image(path)  # checks: a real image, not a bomb, readable (BadImage names the reason)
-    with Image.open(path) as im:
-        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        alpha = np.asarray(im.convert("RGBA"))[..., 3] if has_alpha else None
-        meta = read_png_metadata(path) if im.format == "PNG" else {}
-    if alpha is not None and alpha.shape == rgb.shape[:2] and alpha.min() < 255:
-        return np.concatenate([rgb, alpha[..., None]], -1), meta
-    return rgb, meta
+    got = load_image_with_alpha(
+        path
+    )  # checks: a real image, not a bomb, readable (BadImage names the reason)
+    meta = charforge_fields(got.text)
+    if got.alpha is not None:
+        return np.concatenate([got.rgb, got.alpha[..., None]], -1), meta
+    return got.rgb, meta
 
 
 def upscale(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,46 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_si
     Raises `BadImage` for anything unusable: missing/empty/directory, not an image, truncated or
     corrupt data, more than `max_pixels` pixels, or a shorter side below `min_size`.
     """
+    return _load(path, max_pixels, min_size, _decode)
+
+
+@dataclass
+class DecodedImage:
+    """`load_image_with_alpha`'s result: the RGB picture (transparency composited on white, as `load_image`),
+    the alpha channel where some pixel is not opaque (else None), and the PNG text chunks ({} for other
+    formats)."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None  # (H, W) uint8, in the same orientation as rgb
+    text: dict[str, str]
+
+
+def load_image_with_alpha(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_size: int = 0
+) -> DecodedImage:
+    """`load_image` that also keeps the alpha channel and the PNG text chunks, from one decode (the same checks
+    and `BadImage` reasons; EXIF orientation applied to the alpha too)."""
+
+    def decode(im: Image.Image) -> DecodedImage:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+        im.load()
+        text = dict(getattr(im, "text", {}) or {}) if im.format == "PNG" else {}  # read while loading
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # as _decode: a broken EXIF block keeps the picture unrotated
+            pass
+        has_alpha = im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
+        alpha = np.asarray(im.convert("RGBA"))[..., 3].copy() if has_alpha else None
+        if alpha is not None and alpha.min() == 255:
+            alpha = None
+        return DecodedImage(to_rgb(im), alpha, text)
+
+    return _load(path, max_pixels, min_size, decode)
+
+
+def _load(path: str | Path, max_pixels: int, min_size: int, decode):
+    """Open `path` with the size and sanity checks, then `decode(im)`; every failure becomes a BadImage."""
     path = Path(path)
     _check_file(path)
     with warnings.catch_warnings():
@@ -53,7 +94,7 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_si
         try:
             with Image.open(path) as im:
                 _check_size(im, max_pixels, min_size)
-                return _decode(im)
+                return decode(im)
         except BadImage:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -119,6 +119,11 @@ def read_png_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:
     src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
     with Image.open(src) as im:
         text = dict(getattr(im, "text", {}) or {})
+    return charforge_fields(text)
+
+
+def charforge_fields(text: dict[str, str]) -> dict[str, Any]:
+    """The charforge:* PNG text chunks of `text` (all of a PNG's chunks), JSON values decoded, prefix dropped."""
     out: dict[str, Any] = {}
     for k, v in text.items():
         if not k.startswith("charforge:"):

@@ -127,3 +127,33 @@ def test_bad_files_give_reasons(tmp_path):
     assert "not an image" in _reason(tmp_path / "text.jpg")
     assert "truncated" in _reason(tmp_path / "cut.png")
     assert "does not exist" in _reason(tmp_path / "missing.png")
+
+
+def test_load_with_alpha_keeps_transparency_text_and_orientation_from_one_decode(tmp_path):
+    from PIL import PngImagePlugin
+
+    from charforge.core.images import load_image, load_image_with_alpha
+
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :10, 3] = 0  # the left third transparent
+    rgba[:, 10:, 3] = 255
+    info = PngImagePlugin.PngInfo()
+    info.add_text("charforge:seed", "7")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    Image.fromarray(rgba).save(tmp_path / "a.png", pnginfo=info, exif=exif)
+    got = load_image_with_alpha(tmp_path / "a.png")
+    assert got.rgb.shape == (30, 20, 3) and got.alpha.shape == (30, 20)  # turned, both of them
+    np.testing.assert_array_equal(got.rgb, load_image(tmp_path / "a.png"))
+    assert (got.alpha[:10] == 0).all() and (got.alpha[10:] == 255).all()  # the transparent band is now on top
+    assert got.text["charforge:seed"] == "7"
+
+    Image.fromarray(np.full((8, 8, 4), 255, np.uint8)).save(tmp_path / "opaque.png")
+    assert load_image_with_alpha(tmp_path / "opaque.png").alpha is None  # alpha that hides nothing is dropped
+    Image.fromarray(np.full((8, 8, 3), 9, np.uint8)).save(tmp_path / "b.jpg")
+    jpg = load_image_with_alpha(tmp_path / "b.jpg")
+    assert jpg.alpha is None and jpg.text == {}
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(BadImage):
+        load_image_with_alpha(tmp_path / "bad.png")
