@@ -317,11 +317,17 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 3.6), squeeze=False)
-    bins = np.linspace(0, 17, 69)
+    shown = ("JPEG q50", "2x up + down (bilinear)", "crop 10 %", "shift 2 px + bilinear + JPEG q75")
     for ax, r in zip(axes[0], results):
+        top = max(
+            [17.0, float(np.max(r["z_null"]))] + [float(np.max(r[wm.METHOD_V2]["z"][k])) for k in shown]
+        )
+        bins = np.linspace(
+            0, np.ceil(top) + 0.5, 4 * int(np.ceil(top) + 0.5) + 1
+        )  # no mark off the right edge
         ax.hist(r["z_null"], bins=bins, alpha=0.6, label=f"{r['n_null']:,} clean images")
         z = r[wm.METHOD_V2]["z"]
-        for name in ("JPEG q50", "2x up + down (bilinear)", "crop 10 %", "shift 2 px + bilinear + JPEG q75"):
+        for name in shown:
             ax.hist(z[name], bins=bins, alpha=0.5, histtype="stepfilled", label=f"marked, {name}")
         ax.axvline(wm.v2_threshold(), color="k", ls="--", label=f"threshold z = {wm.v2_threshold():.2f}")
         ax.set(
