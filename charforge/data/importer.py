@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from collections import Counter
@@ -1228,11 +1229,21 @@ def _sheet_pages(
             lines = [w for text in caption for w in (textwrap.wrap(_ascii(text), wrap) or [""])]
             for li, text in enumerate(lines[: cell // line_h]):
                 draw.text((x, y + li * line_h), text, fill=(0, 0, 0))
+                colour = _HEX_COLOUR.search(text)  # a colour read from the picture: show it, not only its hex
+                if colour:
+                    sx = x + int(draw.textlength(text)) + 4
+                    rgb = tuple(int(colour.group(1)[i : i + 2], 16) for i in (0, 2, 4))
+                    draw.rectangle(
+                        (sx, y + li * line_h + 1, sx + 9, y + li * line_h + 10), fill=rgb, outline=(0, 0, 0)
+                    )
         path = out / (name if p == 0 else name.replace(".png", f"_{p + 1}.png"))
         with atomic_path(path) as tmp:
             sheet.save(tmp, format="PNG")
         paths.append(str(path))
     return paths
+
+
+_HEX_COLOUR = re.compile(r"#([0-9a-fA-F]{6})\b")
 
 
 def _ascii(text: str) -> str:

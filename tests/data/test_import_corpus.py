@@ -317,3 +317,16 @@ def test_keep_likelier_of_conflicts_is_deterministic_and_leaves_others_alone():
         [1, 0, 0],
     ]  # a tie keeps the first of the pair
     assert (np.delete(out, [a, b], axis=1) == np.delete(tags, [a, b], axis=1)).all()
+
+
+def test_review_sheet_shows_a_swatch_of_a_colour_read_from_the_picture(tmp_path):
+    from charforge.data.importer import _sheet_pages
+
+    img = np.full((16, 16, 3), 200, np.uint8)
+    pages = _sheet_pages(
+        tmp_path, "review.png", [([img], ["a.png", "hair pixels read as red (#d01010)"])], "t"
+    )
+    sheet = np.asarray(Image.open(pages[0]).convert("RGB"))
+    assert (sheet == (0xD0, 0x10, 0x10)).all(axis=-1).sum() >= 64  # a filled square of the hex's colour
+    plain = _sheet_pages(tmp_path, "plain.png", [([img], ["a.png", "no colour here"])], "t")
+    assert not (np.asarray(Image.open(plain[0]).convert("RGB")) == (0xD0, 0x10, 0x10)).all(axis=-1).any()
