@@ -143,6 +143,20 @@ def finetune_preset(
     return dataclasses.replace(p, **changes)
 
 
+def from_scratch_note(n_images: int, family: str, data_dir: str | Path) -> str:
+    """What a from-scratch run on a small dataset can expect, from the measurements in docs/own_art.md, and the
+    recipe that does better: a fine-tune of a shipped model."""
+    ship = "diffusion" if family == "diffusion" else "default"
+    return (
+        f"note: training from scratch on {n_images} images. What to expect on a laptop CPU (measured, "
+        "docs/own_art.md): a few hundred images of one character become recognisable after about 10 minutes "
+        "(--preset dcgan-64); 300 images of a new style take on its layout and colours in 30 minutes but no "
+        "recognisable faces yet; budget hours for a new style. For your own art, start from a shipped model "
+        f"instead: `charforge train --data {data_dir} --init-from {ship} --minutes 30` "
+        "(--minutes stops with a checkpoint, --resume continues)"
+    )
+
+
 def epoch_schedule(p: Preset, data_dir: str | Path, epochs: float, explicit: tuple[str, ...] = ()) -> Preset:
     """`--epochs E`: steps = ceil(E x images / (batch x processes)); samples, checkpoints and the early-stop
     metric once per epoch unless set with --set (seed 001's DCGAN study monitors per epoch)."""
@@ -216,6 +230,8 @@ class Trainer:
                     "since it lacks some tags; --set train_labels=schema for the paper's draw",
                     file=sys.stderr,
                 )
+        if self.dist.is_main and not resume and not self.opts.init_from and len(self.data) < SMALL_DATA:
+            print(from_scratch_note(len(self.data), preset.family, data_dir), file=sys.stderr)
         if self.opts.init_from and not resume:
             fresh_d = _source_kind(self.opts.init_from) == "generator"  # a generator file carries no D
             self.p = preset = finetune_preset(

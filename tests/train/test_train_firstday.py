@@ -230,3 +230,17 @@ def test_labels_come_from_the_data_when_it_lacks_tags(hatless, tmp_path, capsys)
     assert kept.p.train_labels == "schema"  # the user's --set wins
     with pytest.raises(UserError, match="train_labels 'both'"):
         resolve_preset("tiny", {"train_labels": "both"})
+
+
+def test_a_small_from_scratch_run_says_what_to_expect_and_the_better_recipe(hatless, tmp_path, capsys):
+    Trainer(hatless, tmp_path / "scratch", resolve_preset("tiny", {"steps": 1}), opts=opts()).run()
+    err = capsys.readouterr().err
+    assert "training from scratch on 40 images" in err and "What to expect" in err
+    assert f"--data {hatless} --init-from default" in err
+    Trainer(
+        hatless,
+        tmp_path / "ft",
+        resolve_preset("tiny", {"steps": 1}),
+        opts=opts(init_from=str(tmp_path / "scratch")),
+    ).run()
+    assert "training from scratch" not in capsys.readouterr().err  # a fine-tune is the recipe: no note
