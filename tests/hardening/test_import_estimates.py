@@ -38,6 +38,7 @@ def _fake(monkeypatch, proba_fn):
     fake = types.ModuleType("charforge.tagger.net")
     fake.load_tagger = lambda path: FakeTagger()
     fake.decide_tags, fake.INDEPENDENT_THRESHOLD = real.decide_tags, real.INDEPENDENT_THRESHOLD
+    fake.keep_likelier_of_conflicts = real.keep_likelier_of_conflicts
     fake.default_tagger_path = real.default_tagger_path
     monkeypatch.setitem(sys.modules, "charforge.tagger.net", fake)
     return schema
