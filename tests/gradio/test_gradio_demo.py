@@ -218,20 +218,6 @@ def live(studio, tmp_path_factory, lookups):
         blocks.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.browser
 @needs_gradio

@@ -44,20 +44,6 @@ def server(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
-
-
 def open_studio(browser, url):
     ctx = browser.new_context(accept_downloads=True, viewport={"width": 1366, "height": 900})
     page = ctx.new_page()

@@ -51,20 +51,6 @@ def server(f2p, tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
-
-
 def library_fit(f2p, image: np.ndarray) -> dict:
     """The library's fast fit on the whole image (no face detection, no attribute limits)."""
     from charforge.f2p.fit import embed_inputs, translate

@@ -79,20 +79,6 @@ def static_server(site):
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
-
-
 def open_site(browser, url: str):
     """The page under its own CSP (no bypass), recording policy violations and errors."""
     ctx = browser.new_context(accept_downloads=True, viewport={"width": 1366, "height": 900})
