@@ -18,6 +18,7 @@ ORDER = [
     "train",
     "generate",
     "diffusion",
+    "diffusion_objective",
     "eval",
     "f2p",
     "serve",
