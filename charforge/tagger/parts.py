@@ -100,7 +100,6 @@ class HairReading:
     names: tuple[str, ...]  # the palette's colour names (the schema's hair tags without " hair")
     votes: np.ndarray  # (N, K) share of hair pixels nearest each palette colour (rows sum to 1; 0 if unknown)
     answer: np.ndarray  # (N,) index into names of the hair's modal colour, -1 when unknown
-    confidence: np.ndarray  # (N,) votes[answer] (0 when unknown)
     rgb: np.ndarray  # (N, 3) uint8 the modal hair colour (0 when unknown)
     share: np.ndarray  # (N,) fraction of the picture marked hair
     delta_e: np.ndarray | None = None  # (N, K) CIELAB distance of the modal colour to each palette colour
@@ -118,6 +117,12 @@ class HairReading:
     @property
     def known(self) -> np.ndarray:
         return self.answer >= 0
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(N,) the share of hair pixels nearest the answer's colour, votes[answer] (0 when unknown)."""
+        picked = self.votes[np.arange(len(self.answer)), np.maximum(self.answer, 0)]
+        return np.where(self.known, picked, 0.0).astype(np.float32)
 
 
 class PartReader:
@@ -174,7 +179,6 @@ class PartReader:
         n, k = len(images), len(names)
         votes = np.zeros((n, k), np.float32)
         answer = np.full(n, -1, np.int64)
-        conf = np.zeros(n, np.float32)
         rgb = np.zeros((n, 3), np.uint8)
         share = np.zeros(n, np.float32)
         delta_e = np.zeros((n, k), np.float32)
@@ -198,8 +202,7 @@ class PartReader:
             rgb[i] = np.round(colour).astype(np.uint8)
             delta_e[i] = np.linalg.norm(ref - srgb_to_lab(colour / 255.0), axis=1)
             answer[i] = int(delta_e[i].argmin())
-            conf[i] = votes[i, answer[i]]
-        return HairReading(names, votes, answer, conf, rgb, share, delta_e)
+        return HairReading(names, votes, answer, rgb, share, delta_e)
 
     def part_share(
         self, images: np.ndarray, part: str, *, masks: np.ndarray | None = None

@@ -243,7 +243,7 @@ def test_the_shipped_estimator_reads_hair_and_glasses_with_the_reader():
     # a modal colour half-way between two palette colours: the reading allows both, the network picks
     half = (np.array(palette.HAIR_RGB["blue"]) + np.array(palette.HAIR_RGB["aqua"])) / 2
     reading = tp.HairReading(
-        ("blue", "aqua", "red"), np.zeros((1, 3)), np.array([0]), np.ones(1), half[None].astype(np.uint8),
+        ("blue", "aqua", "red"), np.zeros((1, 3)), np.array([0]), half[None].astype(np.uint8),
         np.ones(1), delta_e=np.array([[10.0, 10.5, 60.0]]),
     )  # fmt: skip
     lik = reading.likelihood(8.0)[0]
