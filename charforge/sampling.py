@@ -75,49 +75,34 @@ class GeneratorBundle:
 
     @property
     def is_diffusion(self) -> bool:
+        """Whether this is a diffusion model (front ends' convenience; sampling itself asks `family_spec`)."""
         return self.config.get("family") == "diffusion"
+
+    def takes(self, option: str) -> bool:
+        """Whether this model's family samples with `option` ("negative", "init", "steps", ...)."""
+        return self.family_spec.takes(option)
 
     def with_options(self, **options: Any) -> GeneratorBundle:
         """This bundle with sampling options (None values are left out): steps, guidance, sampler,
         negative_guidance, strength. An option the family has no use for is a UserError naming it (a GAN
-        takes none), so a request never silently ignores what the user asked for."""
+        takes none), so a request never silently ignores what the user asked for; the family checks the
+        values of those it takes."""
         opts = {k: v for k, v in options.items() if v is not None}
-        allowed = set(self.family_spec.sample_options) - {"negative", "init"}
+        fam = self.family_spec
+        allowed = set(fam.sample_options) - {"negative", "init"}
         bad = sorted(set(opts) - allowed)
         if bad:
-            fam = self.config.get("family")
             raise UserError(
-                f"{', '.join(bad)}: the {fam} model {self.model_id!r} takes no such option "
+                f"{', '.join(bad)}: the {self.config.get('family')} model {self.model_id!r} takes no such option "
                 "(steps, guidance, sampler, negative_guidance and strength are for diffusion models)",
                 field=bad[0],
             )
-        if self.is_diffusion:
-            from charforge.models import diffusion as dm
-
-            checks = {
-                "steps": dm.check_steps,
-                "guidance": dm.check_guidance,
-                "sampler": dm.check_sampler,
-                "negative_guidance": lambda v: dm.check_guidance(v, "negative_guidance"),
-                "strength": dm.check_strength,
-            }
-            opts = {k: checks[k](v) for k, v in opts.items()}
-        return dataclasses.replace(self, options={**self.options, **opts})
+        return dataclasses.replace(self, options={**self.options, **fam.check_options(opts)})
 
     def sampling_record(self) -> dict[str, Any]:
-        """The sampler settings an output records (diffusion: every one, defaults included; a GAN: none)."""
-        if not self.is_diffusion:
-            return {}
-        from charforge.models import diffusion as dm
-
-        return {
-            "sampler": self.options.get("sampler", dm.DEFAULT_SAMPLER),
-            "steps": self.options.get("steps", dm.DEFAULT_STEPS),
-            "guidance": self.options.get("guidance", dm.DEFAULT_GUIDANCE),
-            "negative_guidance": self.options.get(
-                "negative_guidance", self.options.get("guidance", dm.DEFAULT_GUIDANCE)
-            ),
-        }
+        """The sampler settings an output records, as the family says (diffusion: every one, defaults
+        included; a GAN: none)."""
+        return self.family_spec.sampling_record(self.options)
 
     def sample(
         self,
@@ -128,32 +113,27 @@ class GeneratorBundle:
         init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One batch through the family's sampler: noise (B, Z) or (B, *noise_shape), tags (B, T) ->
-        (B, 3, S, S) in [-1, 1]. Diffusion only: `negative` (B, T) tags to steer away from, `init` (B, 3, S, S)
-        in [-1, 1] for img2img at the bundle's strength."""
-        if not self.is_diffusion:
-            # a GAN turns a "-tag" off in its tag vector (already done); it has no negative branch
-            if init is not None:
-                raise UserError(
-                    f"init image: the {self.config.get('family')} model {self.model_id!r} cannot start from an "
-                    "image (img2img needs a diffusion model)",
-                    field="init_image",
-                )
-            if self.backend == "onnx":  # every GAN export has the same (z, tags) -> image graph interface
-                return self.net(z, c)
-            return self.family_spec.sample(self.net, z, c)
-        from charforge.models import diffusion as dm
-
-        x = z.reshape(len(z), *self.noise_shape)
+        (B, 3, S, S) in [-1, 1]. For a family that takes them (diffusion): `negative` (B, T) tags to steer
+        away from, `init` (B, 3, S, S) in [-1, 1] for img2img at the bundle's strength. A family without a
+        negative branch (a GAN) has already turned a "-tag" off in `c` and ignores `negative`."""
+        fam = self.family_spec
+        if init is not None and not fam.takes("init"):
+            raise UserError(
+                f"init image: the {self.config.get('family')} model {self.model_id!r} cannot start from an "
+                "image (img2img needs a diffusion model)",
+                field="init_image",
+            )
+        x = z.reshape(len(z), *self.noise_shape) if fam.shaped_noise else z
         opts = dict(self.options)
         if init is None:
             opts.pop("strength", None)
         else:
             opts["init"] = init
-        if negative is not None:
+        if negative is not None and fam.takes("negative"):
             opts["negative"] = negative
-        if self.backend == "onnx":  # the same sampler loop around the ONNX denoiser
-            return dm.sample_loop(self.net.denoise, self.config, x, c, **opts)
-        return self.family_spec.sample(self.net, x, c, **opts)
+        if self.backend == "onnx":
+            return fam.sample_onnx(self.net, self.config, x, c, **opts)
+        return fam.sample(self.net, x, c, **opts)
 
     def png_meta(
         self, seed: int | None, tags: np.ndarray, seed_scheme: str = DEFAULT_SEED_SCHEME
@@ -308,13 +288,19 @@ def _check_device(device: str, backend: str) -> torch.device:
 
 def _load_torch(path: Path, device: torch.device | None = None) -> GeneratorBundle:
     from charforge.models.generator import read_generator
-    from charforge.models.io import file_sha256
 
     gf = read_generator(path)
     dev = device or torch.device("cpu")
     net = gf.build()
     # channels_last: 1.5x the batched throughput of NCHW on this CPU's convs (BENCHMARKS.md), same fp32 maths.
     net = net.to(dev, memory_format=torch.channels_last)
+    return _bundle_of(path, gf, net, str(dev))
+
+
+def _bundle_of(path: Path, gf: Any, net: Any, device: str) -> GeneratorBundle:
+    """A bundle around a read generator file (charforge.models.generator.GeneratorFile) and its network."""
+    from charforge.models.io import file_sha256
+
     prov = gf.meta.get("provenance") if isinstance(gf.meta.get("provenance"), dict) else {}
     preset = prov.get("preset") if gf.format > 1 else gf.meta["charforge_config"].get("name")
     label = f"{gf.config.family}/{preset}" if isinstance(preset, str) and preset else gf.config.family
@@ -329,8 +315,19 @@ def _load_torch(path: Path, device: torch.device | None = None) -> GeneratorBund
         file_sha256(path),
         path,
         label=label,
-        device=str(dev),
+        device=device,
     )
+
+
+def read_generator_info(spec: str | Path | None = None) -> GeneratorBundle:
+    """What a model list shows of a generator, read from its file without building the network (so without
+    importing its family's libraries, e.g. diffusers): a bundle whose `net` is None, with the schema,
+    frequencies, config, size, ids and label that `load_generator` would give. Sampling needs
+    `load_generator`; the studio uses this to offer a model it loads on first use."""
+    from charforge.models.generator import read_generator
+
+    path = _resolve_path(spec).resolve()
+    return _bundle_of(path, read_generator(path), None, "cpu")
 
 
 def _load_onnx_file(path: Path, threads: int | None) -> GeneratorBundle:
@@ -435,12 +432,8 @@ def generate(
     (N, H, W, 3) or (H, W, 3) uint8 images to start from (img2img at the bundle's strength; any size, resized)."""
     tags = _check_tags(bundle, tags)
     n = len(tags)
-    if bundle.is_diffusion and truncation != 1.0:
-        raise UserError(
-            f"truncation={truncation}: a GAN setting; a diffusion model trades variety for fidelity with "
-            "--guidance instead",
-            field="truncation",
-        )
+    if (why := bundle.family_spec.refuses_truncation) and truncation != 1.0:
+        raise UserError(f"truncation={truncation}: {why}", field="truncation")
     neg_t = None
     if negative is not None:
         neg = np.asarray(negative, np.float32)
@@ -514,8 +507,9 @@ def negative_vector(bundle: GeneratorBundle, constraints: TagConstraints | None)
 
 
 def negative_record(bundle: GeneratorBundle, negative: np.ndarray | None) -> dict[str, Any]:
-    """The negative tags an output records (diffusion only: for a GAN they are just tags turned off)."""
-    if not bundle.is_diffusion or negative is None:
+    """The negative tags an output records (a family with a negative branch, diffusion; for a GAN they are
+    just tags turned off)."""
+    if not bundle.takes("negative") or negative is None:
         return {}
     return {
         "negative_tags": bundle.schema.from_vector(np.asarray(negative).reshape(-1, len(bundle.schema))[0])
@@ -583,7 +577,7 @@ def characters_for_seeds(
     tag_seeds = [int(s) for s in seeds]
     tag_m = sample_tags_for_seeds(bundle, constraints, tag_seeds, seed_scheme)
     noise = [tag_seeds[0]] * len(tag_seeds) if fixed_noise and tag_seeds else tag_seeds
-    negative = negative_vector(bundle, constraints) if bundle.is_diffusion else None
+    negative = negative_vector(bundle, constraints) if bundle.takes("negative") else None
     images = generate(
         bundle,
         tag_m,
@@ -630,14 +624,12 @@ def request_record(
     """What a diffusion output records of its request beyond png_meta: the negative tags and, for img2img,
     the strength and the init image's digest (never its path). Empty for a GAN without an init."""
     out: dict[str, Any] = {}
-    if bundle.is_diffusion:
+    if bundle.takes("negative"):
         out |= negative_record(bundle, negative_vector(bundle, bundle.schema.parse(tags, source=source)))
     if init is not None:
         import hashlib
 
-        from charforge.models import diffusion as dm
-
-        out["strength"] = bundle.options.get("strength", dm.DEFAULT_STRENGTH)
+        out |= bundle.family_spec.init_record(bundle.options)
         out["init_image_sha256"] = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
     return out
 
@@ -815,7 +807,7 @@ def npc_batch(
     With a diffusion model and `init` (one (H, W, 3) uint8 image), every NPC is an img2img variation of that
     character at the bundle's strength: a family of look-alikes with their own seeds and tags.
     """
-    negative = negative_vector(bundle, constraints) if bundle.is_diffusion else None
+    negative = negative_vector(bundle, constraints) if bundle.takes("negative") else None
     portable = check_seed_scheme(seed_scheme) == PORTABLE_V1
     rng = None if portable else np.random.default_rng(seed)
     drawn = 0  # portable-v1: candidate seeds are words 0, 1, ... of the batch seed's NPC stream

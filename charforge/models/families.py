@@ -27,6 +27,19 @@ if TYPE_CHECKING:  # torch is imported where a network is built, so listing fami
     from torch import nn
 
 
+# ---- the sampling hooks' defaults: a GAN's (one network pass, no options to check or record) ----------------
+def _options_as_given(options: dict[str, Any]) -> dict[str, Any]:
+    return dict(options)
+
+
+def _no_record(options: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _onnx_net_call(net: Any, config: dict[str, Any], noise: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+    return net(noise, tags)  # every GAN export has the same (z, tags) -> image graph interface
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -39,6 +52,24 @@ class Family:
     # negative tags and img2img init; a GAN takes none. Front ends check a request against this list, so an
     # option a family cannot honour is a clear error rather than silently ignored.
     sample_options: tuple[str, ...] = ()
+    # ---- sampling hooks: charforge.sampling asks the family rather than naming it ----
+    # the sample_options values a request gave -> the same, validated (a UserError names a bad one)
+    check_options: Callable[[dict[str, Any]], dict[str, Any]] = _options_as_given
+    # the sampler settings an output records, defaults included (a GAN: none)
+    sampling_record: Callable[[dict[str, Any]], dict[str, Any]] = _no_record
+    # what an img2img output records of its options (the strength, default included); only asked when the
+    # family takes "init"
+    init_record: Callable[[dict[str, Any]], dict[str, Any]] = _no_record
+    # (OnnxNet, config, noise (B, *noise_shape), tags (B, T), **options) -> images: `sample` for an ONNX export
+    sample_onnx: Callable[..., torch.Tensor] = _onnx_net_call
+    # why the family refuses the truncation trick (scaled noise), as the error says it; "" = it takes it
+    refuses_truncation: str = ""
+    # the sampler's noise is shaped (B, *noise_shape) (diffusion: an image); False: flat (B, Z), as drawn (a GAN)
+    shaped_noise: bool = False
+
+    def takes(self, option: str) -> bool:
+        """Whether the family's sampler takes `option` (e.g. "negative", "init", "steps")."""
+        return option in self.sample_options
 
     def load_recipe(self) -> Any:
         mod, _, attr = self.recipe.partition(":")
@@ -158,6 +189,46 @@ def _diffusion_sample(net: nn.Module, noise: torch.Tensor, c: torch.Tensor, **op
     return sample(net, noise, c, **opts)
 
 
+def _diffusion_sample_onnx(
+    net: Any, config: dict[str, Any], noise: torch.Tensor, c: torch.Tensor, **opts: Any
+) -> torch.Tensor:
+    from charforge.models.diffusion import sample_loop
+
+    return sample_loop(
+        net.denoise, config, noise, c, **opts
+    )  # the same sampler loop around the ONNX denoiser
+
+
+def _diffusion_check_options(options: dict[str, Any]) -> dict[str, Any]:
+    from charforge.models import diffusion as dm
+
+    checks = {
+        "steps": dm.check_steps,
+        "guidance": dm.check_guidance,
+        "sampler": dm.check_sampler,
+        "negative_guidance": lambda v: dm.check_guidance(v, "negative_guidance"),
+        "strength": dm.check_strength,
+    }
+    return {k: checks[k](v) for k, v in options.items()}
+
+
+def _diffusion_sampling_record(options: dict[str, Any]) -> dict[str, Any]:
+    from charforge.models import diffusion as dm
+
+    return {
+        "sampler": options.get("sampler", dm.DEFAULT_SAMPLER),
+        "steps": options.get("steps", dm.DEFAULT_STEPS),
+        "guidance": options.get("guidance", dm.DEFAULT_GUIDANCE),
+        "negative_guidance": options.get("negative_guidance", options.get("guidance", dm.DEFAULT_GUIDANCE)),
+    }
+
+
+def _diffusion_init_record(options: dict[str, Any]) -> dict[str, Any]:
+    from charforge.models import diffusion as dm
+
+    return {"strength": options.get("strength", dm.DEFAULT_STRENGTH)}
+
+
 register(
     Family(
         "diffusion",
@@ -167,5 +238,11 @@ register(
         "charforge.train.diffusion:DIFFUSION_RECIPE",
         "tag-conditioned diffusion: diffusers UNet2DModel, classifier-free guidance, negative tags, img2img",
         sample_options=("steps", "guidance", "sampler", "negative", "negative_guidance", "init", "strength"),
+        check_options=_diffusion_check_options,
+        sampling_record=_diffusion_sampling_record,
+        init_record=_diffusion_init_record,
+        sample_onnx=_diffusion_sample_onnx,
+        refuses_truncation="a GAN setting; a diffusion model trades variety for fidelity with --guidance instead",
+        shaped_noise=True,
     )
 )

@@ -380,6 +380,7 @@ def _meta_routes(r, app, studio: Studio) -> None:
                     freqs=freqs,
                     family=str((getattr(b, "config", None) or {}).get("family", "")),
                     sample_options=_model_options(b),
+                    loaded=bool(getattr(b, "loaded", True)),
                 )
             )
         return S.ModelsResponse(models=out, default=studio.default_model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib
 import io
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +84,49 @@ def _stoppable(bundle: Any, should_stop: Callable[[], str | None]) -> Any:
     return view
 
 
+class LazyBundle:
+    """A generator the studio offers by name but loads on its first request, so offering it costs start-up only
+    a read of its file (no network built, no family libraries imported: the shipped diffusion model beside the
+    GAN). `info` is `sampling.read_generator_info`'s bundle (net None); `load()` returns the real bundle, once,
+    from whichever worker thread asks first. The model list (/models, /health, the web runtime's list) reads
+    only the attributes in INFO, so listing never loads it."""
+
+    INFO = frozenset(
+        {
+            "schema", "freqs", "config", "z_dim", "image_size", "model_id", "sha256", "path", "label",
+            "backend", "is_diffusion", "family", "family_spec", "noise_shape", "takes",
+        }
+    )  # fmt: skip
+
+    def __init__(self, info: Any, load: Callable[[], Any]):
+        self.info, self._load, self._bundle = info, load, None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._bundle is not None
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._bundle is None:
+                bundle = self._load()
+                if bundle.sha256 != self.info.sha256:
+                    raise UserError(
+                        f"model {self.info.model_id!r}: its file changed since the server started "
+                        f"({self.info.path}); restart the server",
+                        field="model",
+                    )
+                self._bundle = bundle
+        return self._bundle
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._bundle is None and name in self.INFO:
+            return getattr(self.info, name)
+        return getattr(self.load(), name)
+
+
 class Studio:
     def __init__(
         self,
@@ -127,7 +171,8 @@ class Studio:
         if name not in self.generators:
             valid = ", ".join(self.generators)
             raise UserError(f"model: unknown model {name[:64]!r}. Loaded models: {valid}", field="model")
-        return self.generators[name]
+        b = self.generators[name]
+        return b.load() if isinstance(b, LazyBundle) else b  # offered models load on first use
 
     def configured(self, model: str, options: dict[str, Any] | None) -> Any:
         """The named bundle with sampling options (diffusion: steps, guidance, ...); a GAN refuses any."""

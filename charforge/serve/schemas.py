@@ -219,6 +219,11 @@ class ModelInfo(BaseModel):
         description="request fields this model takes beyond tags and seeds (diffusion: steps, guidance, sampler, "
         "negative_guidance, strength with init_image_base64)",
     )
+    loaded: bool = Field(
+        True,
+        description="false for a model the server offers but loads on its first request (the shipped diffusion "
+        "model beside the default GAN): that request takes a few seconds longer",
+    )
     model_config = ConfigDict(populate_by_name=True)
 
 

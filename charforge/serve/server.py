@@ -125,6 +125,31 @@ def load_generator_backend(spec: str | None, backend: str, device: str = "auto")
     )
 
 
+OFFERED = ("diffusion",)  # shipped models the studio offers beside the default GAN, loaded on first use
+
+
+def offered_models(backend: str = "torch", device: str = "auto", warn=print) -> dict[str, Any]:
+    """The shipped models in OFFERED that are installed, as engine.LazyBundle: listed by /models at once,
+    loaded by their first request (start-up reads only their files' headers and weights, builds nothing)."""
+    from charforge import sampling
+    from charforge.serve.engine import LazyBundle
+
+    out: dict[str, Any] = {}
+    shipped = sampling.available_generators()
+    for name in OFFERED:
+        if name not in shipped:
+            continue
+        try:
+            info = sampling.read_generator_info(shipped[name])
+        except UserError as e:
+            warn(f"warning: the shipped model {name!r} is not offered: {e}")
+            continue
+        out[name] = LazyBundle(
+            info, lambda path=shipped[name]: load_generator_backend(str(path), backend, device)
+        )
+    return out
+
+
 def load_models(
     model_specs: list[str] | None,
     f2p_spec: str | None,
@@ -136,7 +161,7 @@ def load_models(
     """Everything the app needs, loaded once. Missing shipped defaults are a warning; missing explicit files an error."""
     from charforge.creators.base import get_creator
 
-    generators = {}
+    generators: dict[str, Any] = {}
     for name, spec in parse_model_specs(model_specs or ["default"]).items():
         try:
             generators[name] = load_generator_backend(spec, backend, device)
@@ -144,6 +169,8 @@ def load_models(
             if model_specs:
                 raise
             warn(f"warning: generation is off: {e}")
+    if not model_specs:
+        generators |= offered_models(backend, device, warn)
     f2p = None
     try:
         from charforge.f2p import load_f2p

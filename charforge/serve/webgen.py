@@ -130,7 +130,9 @@ def install_web(app, studio, auth) -> None:
 
     @r.get("/models/{name}.json", summary="A loaded generator's model document for the browser")
     async def model_doc(name: str) -> dict[str, Any]:
-        bundle = studio.bundle(name)
+        bundle = await run_in_threadpool(
+            studio.bundle, name
+        )  # an offered model loads here, off the event loop
         if name not in docs:
             from charforge.export.web import model_document
 
@@ -144,7 +146,7 @@ def install_web(app, studio, auth) -> None:
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
     async def model_onnx(name: str):
-        bundle = studio.bundle(name)
+        bundle = await run_in_threadpool(studio.bundle, name)
         path = await run_in_threadpool(onnx_for, bundle)
         return Response(
             path.read_bytes(), media_type="application/octet-stream", headers={"Cache-Control": "no-cache"}

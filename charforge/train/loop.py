@@ -40,7 +40,7 @@ from charforge.train import checkpoint as ck
 from charforge.train import distributed as dd
 from charforge.train.losses import group_phases
 from charforge.train.monitor import MetricsLog, histogram_distance, plot_loss_curves
-from charforge.train.presets import Preset, preset_from_dict
+from charforge.train.presets import D_FIELDS, Preset, preset_from_dict
 from charforge.utils.io import sha256_file, write_json_atomic
 from charforge.utils.progress import progress
 
@@ -233,7 +233,9 @@ class Trainer:
         if self.dist.is_main and not resume and not self.opts.init_from and len(self.data) < SMALL_DATA:
             print(from_scratch_note(len(self.data), preset.family, data_dir), file=sys.stderr)
         if self.opts.init_from and not resume:
-            fresh_d = _source_kind(self.opts.init_from) == "generator"  # a generator file carries no D
+            # a generator file carries no D; a family without a discriminator (diffusion) has none to warm up,
+            # and a d_warmup there would only freeze the denoiser for its first steps
+            fresh_d = _source_kind(self.opts.init_from) == "generator" and bool(D_FIELDS.get(preset.family))
             self.p = preset = finetune_preset(
                 preset, len(self.data), self.opts.explicit, self.dist.is_main, fresh_d=fresh_d
             )
@@ -860,11 +862,15 @@ def init_weights(trainer: Trainer, source: str | Path) -> dict[str, Any]:
     path = _init_source(source)
     tensors, meta = load_model(path)
     kind = meta.get("charforge_kind")
+    # the family's own module names (a GAN's G and D, the diffusion family's U): a state file holds each
+    # trained module and the EMA; a generator file is one network, loaded into the generator and its EMA
+    gen = trainer.gen_name
+    others = {k: m for k, m in trainer.modules.items() if k != gen}
     if kind == ck.STATE_KIND:
-        parts = {"G": trainer.G, "G_ema": trainer.ema.net, "D": trainer.D}
+        parts = {gen: trainer.modules[gen], f"{gen}_ema": trainer.ema.net, **others}
     elif kind == "generator":
-        tensors = ck.prefixed("G", tensors) | ck.prefixed("G_ema", tensors)
-        parts = {"G": trainer.G, "G_ema": trainer.ema.net}
+        tensors = ck.prefixed(gen, tensors) | ck.prefixed(f"{gen}_ema", tensors)
+        parts = {gen: trainer.modules[gen], f"{gen}_ema": trainer.ema.net}
     else:
         raise UserError(
             f"--init-from {path}: is a {kind!r} file; expected a training state or a generator file"

@@ -19,12 +19,11 @@ def test_file_card_and_config():
     path = shipped_generators()["diffusion"]
     assert path.stat().st_size < 8_000_000
     meta = read_metadata(path)
-    assert meta["charforge_config"]["family"] == "diffusion" and meta["model_id"] == "diffusion_ship@4000"
+    assert meta["charforge_config"]["family"] == "diffusion"
     card = path.with_suffix(".md").read_text()
-    assert (
-        "charforge train --data data/builtin64 --preset diffusion-32-cpu" in card
-        and "diffusion_ship@4000" in card
-    )
+    # the card names the file's model id and the project's own commands that made it (both training runs)
+    assert meta["model_id"] in card and "diffusion_ship@4000" in card
+    assert "charforge train --data data/builtin64 --preset diffusion-32-cpu" in card and "--init-from" in card
 
 
 def test_seeds_reproduce_and_tags_are_drawn():

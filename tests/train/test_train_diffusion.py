@@ -179,3 +179,25 @@ def test_two_process_gloo_keeps_denoiser_weights_identical(tmp_path):
     assert not [k for k in a if not torch.equal(a[k], b[k])]
     init = load_file(str(tmp_path / "run" / "checkpoints" / "generator-0000002.safetensors"))
     assert any(not torch.equal(init[k], a[f"E.{k}"]) for k in init), "training did not move the weights"
+
+
+def test_init_from_a_diffusion_generator_file_continues_training(data, tmp_path):
+    # `train --init-from FILE` for the diffusion family: the denoiser and its EMA start from the file's weights
+    # (the family's module is "U", not a GAN's "G"), and no discriminator warm-up freezes the denoiser
+    src = tmp_path / "src"
+    p = resolve_preset("tiny-diffusion", {"steps": 4, "ckpt_every": 4, "sample_every": 4, "eval_every": 4})
+    Trainer(data, src, p, opts=TrainOptions(device="cpu", show_progress=False)).run()
+    gen = src / "checkpoints" / "generator-0000004.safetensors"
+    shipped = load_file(str(gen))
+    tr = Trainer(
+        data, tmp_path / "ft", p, opts=TrainOptions(device="cpu", show_progress=False, init_from=str(gen))
+    )
+    assert tr.p.d_warmup == 0
+    for net in (tr.modules["U"], tr.ema.net):
+        own = net.state_dict()
+        assert all(torch.equal(own[k], v) for k, v in shipped.items())
+    before = {k: v.clone() for k, v in tr.modules["U"].state_dict().items()}
+    tr.run()
+    after = tr.modules["U"].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the first steps train the denoiser
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init_from"]["path"] == str(gen)

@@ -237,7 +237,7 @@ function clientZip(rows, manifest) {
 // ---------------------------------------------------------------- generate panel
 function buildModelPicker(def) {
   const sel = $("model");
-  sel.replaceChildren(...state.models.map((m) => el("option", { value: m.name, textContent: `${m.name} (${m.image_size}px)` })));
+  sel.replaceChildren(...state.models.map((m) => el("option", { value: m.name, textContent: `${m.name} (${m.image_size}px${m.loaded === false ? ", loads on first use" : ""})` })));
   $("model-field").classList.toggle("hidden", state.models.length < 2);
   if (!state.models.length) { $("gen-info").textContent = "No generator loaded: start the server with --model."; $("generate").disabled = true; return; }
   sel.value = def || state.models[0].name;

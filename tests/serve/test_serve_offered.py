@@ -1,0 +1,127 @@
+"""`charforge serve` with no --model offers the shipped diffusion model beside the default GAN, loaded on its
+first request (start-up only reads its file): listed by /models with loaded=false, generated on demand, chosen
+in the page's model menu. An explicit --model list loads exactly those models, as before."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serve_fakes import LOCAL, LiveServer, make_bundle
+
+from charforge import sampling
+from charforge.serve.engine import LazyBundle
+
+SHIPPED = sampling.available_generators()
+needs_shipped = pytest.mark.skipif(
+    "diffusion" not in SHIPPED or "default" not in SHIPPED, reason="the shipped models are not installed"
+)
+CHROMIUM = "/usr/bin/chromium"
+
+
+@needs_shipped
+def test_default_models_offer_diffusion_without_loading_it():
+    # a fresh process, so "diffusers was not imported" means start-up did not build the UNet
+    code = (
+        "import json, sys, time\n"
+        "from charforge.serve.server import load_models\n"
+        "t = time.perf_counter()\n"
+        "g = load_models(None, None, 'builtin', warn=lambda m: None)['generators']\n"
+        "lazy = g['diffusion']\n"
+        "out = {'names': list(g), 'lazy': type(lazy).__name__, 'loaded': lazy.loaded,\n"
+        "       'family': lazy.config['family'], 'size': lazy.image_size, 'diffusers': 'diffusers' in sys.modules,\n"
+        "       'explicit': list(load_models(['default'], None, 'builtin', warn=lambda m: None)['generators'])}\n"
+        "print(json.dumps(out))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["names"] == ["default", "diffusion"] and out["lazy"] == "LazyBundle"
+    assert out["loaded"] is False and out["diffusers"] is False
+    assert (out["family"], out["size"]) == ("diffusion", 32)
+    assert out["explicit"] == ["default"]  # --model lists exactly what loads
+
+
+def test_lazy_bundle_loads_once_across_threads():
+    calls = []
+    real = make_bundle()
+
+    def load():
+        calls.append(1)
+        time.sleep(0.05)
+        return real
+
+    lazy = LazyBundle(real, load)
+    assert lazy.image_size == 32 and lazy.schema is real.schema and not calls  # the list reads no weights
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(lazy.load())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and all(g is real for g in got) and lazy.loaded and lazy.net is real.net
+
+
+def _app():
+    from charforge.serve.app import ServeSettings, create_app
+    from charforge.serve.server import offered_models
+
+    return create_app(ServeSettings(), generators={"default": make_bundle(), **offered_models()})
+
+
+@needs_shipped
+def test_offered_model_is_listed_then_loaded_by_its_first_request():
+    from fastapi.testclient import TestClient
+
+    app = _app()
+    with TestClient(app, base_url=LOCAL) as c:
+        models = {m["name"]: m for m in c.get("/api/v1/models").json()["models"]}
+        assert models["default"]["loaded"] is True and models["diffusion"]["loaded"] is False
+        assert (
+            models["diffusion"]["family"] == "diffusion" and "steps" in models["diffusion"]["sample_options"]
+        )
+        assert models["diffusion"]["image_size"] == 32 and len(models["diffusion"]["sha256"]) == 64
+        assert c.get("/api/v1/health").json()["models"] == ["default", "diffusion"]
+        assert "diffusion" not in c.get("/api/v1/web").json()["models"]  # server-side sampling only
+        r = c.post("/api/v1/generate", json={"model": "diffusion", "count": 1, "seed": 3, "steps": 2})
+        assert r.status_code == 200, r.text
+        assert r.json()["model_id"] == models["diffusion"]["model_id"]
+        assert {m["name"]: m["loaded"] for m in c.get("/api/v1/models").json()["models"]}["diffusion"] is True
+        # the default model is still the GAN, and a GAN request still refuses diffusion fields
+        r = c.post("/api/v1/generate", json={"count": 1, "steps": 2})
+        assert r.status_code == 422 and "steps" in r.text
+
+
+@pytest.mark.browser
+@needs_shipped
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+def test_page_offers_the_diffusion_model_beside_the_gan(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with LiveServer(_app()) as server, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = b.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/?generate=server#generate")
+        page.wait_for_selector("#groups select", state="attached")
+        assert page.is_visible("#model")  # two models: the menu shows
+        labels = page.eval_on_selector_all("#model option", "os => os.map(o => o.textContent)")
+        assert labels[0].startswith("default") and "loads on first use" in labels[1]
+        assert page.is_hidden("#diffusion-fields")  # the GAN stays the default
+        page.select_option("#model", "diffusion")
+        assert page.is_visible("#diffusion-fields")
+        page.fill("#steps", "2")
+        page.fill("#count", "2")
+        with page.expect_request(lambda r: r.url.endswith("/api/v1/generate")) as req:
+            page.click("#generate")
+        assert json.loads(req.value.post_data)["model"] == "diffusion"
+        page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 2", timeout=60_000)
+        page.screenshot(path=str(tmp_path / "studio_offered_diffusion.png"))
+        b.close()
+        assert not errors, errors
