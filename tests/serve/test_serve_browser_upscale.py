@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from serve_fakes import DiscCreator, FakeF2P, LiveServer, fake_fit, make_bundle
-from test_serve_browser import CHROMIUM, LAPTOP, browser, open_page  # noqa: F401  (browser is a fixture)
+from test_serve_browser import CHROMIUM, LAPTOP, open_page
 
 from charforge.models.sr import SRConfig, SRNet, save_upscaler
 

@@ -113,16 +113,14 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.mark.browser
 @pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
-def test_page_controls_for_a_diffusion_model(tmp_path):
-    from playwright.sync_api import sync_playwright
+def test_page_controls_for_a_diffusion_model(tmp_path, browser):
     from serve_fakes import LiveServer
 
     from charforge.serve.app import ServeSettings, create_app
 
     app = create_app(ServeSettings(), generators={"default": make_bundle(), "diff": make_diffusion_bundle()})
-    with LiveServer(app) as server, sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        page = b.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True).new_page()
+    with LiveServer(app) as server:
+        page = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{server.url}/?generate=server#generate")
@@ -151,5 +149,5 @@ def test_page_controls_for_a_diffusion_model(tmp_path):
         assert body2["strength"] == 0.3 and len(body2["init_image_base64"]) > 100
         page.wait_for_function("document.querySelector('#gen-info').textContent.includes('2 images')")
         page.screenshot(path=str(tmp_path / "studio_diffusion.png"))
-        b.close()
+        page.context.close()
         assert not errors, errors

@@ -100,12 +100,9 @@ def test_offered_model_is_listed_then_loaded_by_its_first_request():
 @pytest.mark.browser
 @needs_shipped
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
-def test_page_offers_the_diffusion_model_beside_the_gan(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with LiveServer(_app()) as server, sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        page = b.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True).new_page()
+def test_page_offers_the_diffusion_model_beside_the_gan(tmp_path, browser):
+    with LiveServer(_app()) as server:
+        page = browser.new_context(viewport={"width": 1366, "height": 900}, bypass_csp=True).new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{server.url}/?generate=server#generate")
@@ -123,5 +120,5 @@ def test_page_offers_the_diffusion_model_beside_the_gan(tmp_path):
         assert json.loads(req.value.post_data)["model"] == "diffusion"
         page.wait_for_function("document.querySelectorAll('#grid .tile img').length === 2", timeout=60_000)
         page.screenshot(path=str(tmp_path / "studio_offered_diffusion.png"))
-        b.close()
+        page.context.close()
         assert not errors, errors
