@@ -450,7 +450,7 @@ def _sampling_meta(bundle: Any, form: dict[str, Any], init: Any) -> dict[str, An
     if init is not None:
         import hashlib
 
-        out["strength"] = bundle.options.get("strength", 0.6)
+        out |= bundle.family_spec.init_record(bundle.options)  # the strength, default included
         out["init_image_sha256"] = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
     return out
 

@@ -71,6 +71,12 @@ def test_img2img_and_npc_variations(client):
 
     assert redness(near["png_base64"]) > redness(far["png_base64"]) + 20  # low strength keeps the red image
     assert _text(near["png_base64"])["charforge:strength"] == "0.25"
+    from charforge.models.diffusion import DEFAULT_STRENGTH
+
+    default = client.post("/api/v1/generate", json=base).json()["images"][
+        0
+    ]  # no strength: the family's default
+    assert _text(default["png_base64"])["charforge:strength"] == str(DEFAULT_STRENGTH)
     r = client.post(
         "/api/v1/npc",
         json={
