@@ -626,12 +626,18 @@ def request_record(
     out: dict[str, Any] = {}
     if bundle.takes("negative"):
         out |= negative_record(bundle, negative_vector(bundle, bundle.schema.parse(tags, source=source)))
-    if init is not None:
-        import hashlib
+    return out | init_record(bundle, init)
 
-        out |= bundle.family_spec.init_record(bundle.options)
-        out["init_image_sha256"] = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
-    return out
+
+def init_record(bundle: GeneratorBundle, init: Any) -> dict[str, Any]:
+    """What an img2img output records of its start: the family's options for it (the strength, default
+    included) and the init image's sha256 (never its path); {} without an init."""
+    if init is None:
+        return {}
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
+    return bundle.family_spec.init_record(bundle.options) | {"init_image_sha256": digest}
 
 
 def sheet_meta(

@@ -66,14 +66,9 @@ def load_image_with_alpha(
     and `BadImage` reasons; EXIF orientation applied to the alpha too)."""
 
     def decode(im: Image.Image) -> DecodedImage:
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)
-        im.load()
-        text = dict(getattr(im, "text", {}) or {}) if im.format == "PNG" else {}  # read while loading
-        try:
-            im = ImageOps.exif_transpose(im)
-        except Exception:  # as _decode: a broken EXIF block keeps the picture unrotated
-            pass
+        oriented = _oriented(im)  # loads `im`, whose PNG text chunks are then read without another decode
+        text = dict(getattr(im, "text", {}) or {}) if im.format == "PNG" else {}
+        im = oriented
         has_alpha = im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
         alpha = np.asarray(im.convert("RGBA"))[..., 3].copy() if has_alpha else None
         if alpha is not None and alpha.min() == 255:
@@ -153,15 +148,19 @@ def _check_size(im: Image.Image, max_pixels: int, min_size: int) -> None:
         raise BadImage(f"too small: {w}x{h}, the shorter side is below min_size {min_size} px")
 
 
-def _decode(im: Image.Image) -> np.ndarray:
+def _oriented(im: Image.Image) -> Image.Image:
+    """The first frame, fully decoded (truncation raises here rather than later), EXIF orientation applied."""
     if getattr(im, "n_frames", 1) > 1:
         im.seek(0)  # animated GIF/WebP/TIFF: the first frame
-    im.load()  # full decode now, so truncation raises here rather than later
+    im.load()
     try:
-        im = ImageOps.exif_transpose(im)
+        return ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not cost the picture: keep it unrotated
-        pass
-    rgb = to_rgb(im)
+        return im
+
+
+def _decode(im: Image.Image) -> np.ndarray:
+    rgb = to_rgb(_oriented(im))
     assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8, (rgb.shape, rgb.dtype)  # (H, W, 3)
     return rgb
 

@@ -447,12 +447,9 @@ def _sampling_meta(bundle: Any, form: dict[str, Any], init: Any) -> dict[str, An
     negs = [t for t, v in form.items() if v is False]
     if negs:
         out["negative_tags"] = negs
-    if init is not None:
-        import hashlib
+    from charforge.sampling import init_record
 
-        out |= bundle.family_spec.init_record(bundle.options)  # the strength, default included
-        out["init_image_sha256"] = hashlib.sha256(np.ascontiguousarray(init).tobytes()).hexdigest()
-    return out
+    return out | init_record(bundle, init)
 
 
 def _model_options(bundle: Any) -> list[str]:
