@@ -112,13 +112,14 @@ def use_bf16(device: torch.device | str, requested: bool, *, what: str = "traini
     key = f"{dev.type}:{what}"
     if key not in _SAID:
         _SAID.add(key)
-        why = (
-            "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag)"
-            if dev.type == "cpu"
-            else f"{dev.type} reports no bf16 support"
-        )
+        if os.environ.get("CHARFORGE_BF16", "").strip() == "0":
+            why = "CHARFORGE_BF16=0 turns it off"
+        elif dev.type == "cpu":
+            why = "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag), where bf16 is slower than fp32"
+        else:
+            why = f"{dev.type} reports no bf16 support"
         print(
-            f"note: {what} runs in fp32: bf16 was requested but {why}, where bf16 is slower than fp32",
+            f"note: {what} runs in fp32: bf16 was requested but {why}",
             file=sys.stderr,
         )
     return False

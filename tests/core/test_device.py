@@ -21,8 +21,15 @@ def test_requested_bf16_falls_back_to_fp32_once_with_a_reason(monkeypatch, capsy
     assert device.use_bf16("cpu", True, what="the test") is False
     assert device.use_bf16("cpu", True, what="the test") is False
     err = capsys.readouterr().err
-    assert err.count("note: the test runs in fp32") == 1 and "no native bf16" in err
+    assert err.count("note: the test runs in fp32") == 1 and "CHARFORGE_BF16=0 turns it off" in err
     assert device.use_bf16("cpu", False) is False
+    # without the override, a CPU without the flags is named as the reason
+    monkeypatch.delenv("CHARFORGE_BF16")
+    monkeypatch.setattr(device, "_SAID", set())
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(device.platform, "machine", lambda: "x86_64")
+    assert device.use_bf16("cpu", True, what="the test") is False
+    assert "this CPU has no native bf16" in capsys.readouterr().err
     monkeypatch.setenv("CHARFORGE_BF16", "1")
     assert device.use_bf16("cpu", True) is True
 
