@@ -74,9 +74,9 @@ class GeneratorBundle:
         return self.family_spec.config.from_dict(self.config, source=self.model_id).noise_shape()
 
     @property
-    def is_diffusion(self) -> bool:
-        """Whether this is a diffusion model (front ends' convenience; sampling itself asks `family_spec`)."""
-        return self.config.get("family") == "diffusion"
+    def onnx_is_sampler(self) -> bool:
+        """Whether the family's ONNX export is the whole sampler (a browser or engine runs it alone)."""
+        return self.family_spec.onnx_is_sampler
 
     def takes(self, option: str) -> bool:
         """Whether this model's family samples with `option` ("negative", "init", "steps", ...)."""

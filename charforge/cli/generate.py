@@ -56,8 +56,9 @@ INIT_HELP = (
 STRENGTH_HELP = "With --init-image: how far to move from it, 0 (keep it) to 1 (ignore it); default 0.6."
 
 
-def _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, init_image):
-    """The bundle with the diffusion options given on the command line, and the init image (or None)."""
+def _sampler_options(bundle, steps, guidance, sampler, negative_guidance, strength, init_image):
+    """The bundle with the sampler options given on the command line (diffusion: steps, guidance, ...), and the
+    init image (or None); a family that takes no such option refuses it by name."""
     from charforge.core.images import BadImage, load_image
     from charforge.errors import UserError
 
@@ -75,7 +76,7 @@ def _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, in
     )
     if init_image is None:
         return bundle, None
-    if not bundle.is_diffusion:
+    if not bundle.takes("init"):
         raise UserError(
             f"--init-image: the {bundle.config.get('family')} model {bundle.model_id!r} cannot start from an image; "
             "img2img needs a diffusion model (e.g. --model diffusion)",
@@ -167,7 +168,9 @@ def generate(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
-        bundle, init = _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, init_image)
+        bundle, init = _sampler_options(
+            bundle, steps, guidance, sampler, negative_guidance, strength, init_image
+        )
         _warn_untrained(bundle, tags, "--tags")
         images, seeds, tag_m = sampling.characters_for_request(
             bundle,
@@ -246,7 +249,7 @@ def interpolate(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
-        bundle, _ = _diffusion(bundle, steps, guidance, sampler, negative_guidance, None, None)
+        bundle, _ = _sampler_options(bundle, steps, guidance, sampler, negative_guidance, None, None)
         seed_b = seed_a if seed_b is None else seed_b
         _warn_untrained(bundle, tags_a, "--tags-a")
         if tags_b is not None:
@@ -328,7 +331,9 @@ def npc(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
-        bundle, init = _diffusion(bundle, steps, guidance, sampler, negative_guidance, strength, init_image)
+        bundle, init = _sampler_options(
+            bundle, steps, guidance, sampler, negative_guidance, strength, init_image
+        )
         constraints = bundle.schema.parse(tags, source="--tags")
         _warn_untrained(bundle, tags, "--tags")
         records = sampling.npc_batch(

@@ -115,7 +115,9 @@ def use_bf16(device: torch.device | str, requested: bool, *, what: str = "traini
         if os.environ.get("CHARFORGE_BF16", "").strip() == "0":
             why = "CHARFORGE_BF16=0 turns it off"
         elif dev.type == "cpu":
-            why = "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag), where bf16 is slower than fp32"
+            why = (
+                "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag), where bf16 is slower than fp32"
+            )
         else:
             why = f"{dev.type} reports no bf16 support"
         print(

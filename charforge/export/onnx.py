@@ -25,6 +25,7 @@ from torch import nn
 from charforge import __version__
 from charforge.core.tags import TagSchema
 from charforge.errors import UserError
+from charforge.models.families import FAMILIES
 from charforge.utils.io import atomic_path, write_json_atomic
 from charforge.web.seeds import PORTABLE_V1
 from charforge.web.seeds import SPEC as SEED_SPEC
@@ -130,8 +131,10 @@ def export_generator_onnx(
     path = Path(path)
     if path.suffix != ".onnx":
         raise UserError(f"{path}: the output file name must end in .onnx")
-    if (bundle.config or {}).get("family") == "diffusion":
-        return export_denoiser_onnx(bundle, path, opset, check=check)
+    spec = FAMILIES.get(str((bundle.config or {}).get("family")))  # a stand-in net's made-up family: generic
+    exporter = spec.load_exporter() if spec is not None else None
+    if exporter is not None:  # a family with its own graph (diffusion: the denoiser its sampler loop calls)
+        return exporter(bundle, path, opset, check=check)
     net = bundle.net.eval()
     t = len(bundle.schema)
     if getattr(net, "n_tags", t) == 0 and t > 0:

@@ -66,14 +66,29 @@ class Family:
     refuses_truncation: str = ""
     # the sampler's noise is shaped (B, *noise_shape) (diffusion: an image); False: flat (B, Z), as drawn (a GAN)
     shaped_noise: bool = False
+    # ---- export hooks: charforge.export and the studio's browser runtime ask the family ----
+    # "module:function" (bundle, path, opset, *, check) -> path writing the family's ONNX file; "" = the one-pass
+    # (z, tags) -> image graph of charforge.export.onnx. A string, so listing families imports no exporter.
+    export_onnx: str = ""
+    # whether that ONNX file is the whole sampler (one pass from noise and tags to an image), so a browser or a
+    # game engine runs it alone; False where a sampler loop runs around it (diffusion's denoiser)
+    onnx_is_sampler: bool = True
 
     def takes(self, option: str) -> bool:
         """Whether the family's sampler takes `option` (e.g. "negative", "init", "steps")."""
         return option in self.sample_options
 
     def load_recipe(self) -> Any:
-        mod, _, attr = self.recipe.partition(":")
-        return getattr(importlib.import_module(mod), attr)
+        return _resolve(self.recipe)
+
+    def load_exporter(self) -> Callable[..., Any] | None:
+        """The family's own ONNX writer, or None for the generic one-pass generator export."""
+        return _resolve(self.export_onnx) if self.export_onnx else None
+
+
+def _resolve(spec: str) -> Any:
+    mod, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(mod), attr)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -244,5 +259,7 @@ register(
         sample_onnx=_diffusion_sample_onnx,
         refuses_truncation="a GAN setting; a diffusion model trades variety for fidelity with --guidance instead",
         shaped_noise=True,
+        export_onnx="charforge.export.onnx:export_denoiser_onnx",
+        onnx_is_sampler=False,
     )
 )

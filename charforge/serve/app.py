@@ -440,23 +440,35 @@ def _engine_kw(studio: Any, model: str, bundle: Any, options: dict[str, Any], in
 
 
 def _sampling_meta(bundle: Any, form: dict[str, Any], init: Any) -> dict[str, Any]:
-    """What a diffusion output records beyond _image_meta: sampler settings, negative tags, img2img strength."""
-    if not getattr(bundle, "is_diffusion", False):
+    """What an output records beyond _image_meta, as its family says: sampler settings, negative tags and the
+    img2img strength for a diffusion model; nothing for a GAN."""
+    if not _model_options(bundle):
         return {}
     out = dict(bundle.sampling_record())
     negs = [t for t, v in form.items() if v is False]
-    if negs:
+    if negs and bundle.takes("negative"):
         out["negative_tags"] = negs
     from charforge.sampling import init_record
 
     return out | init_record(bundle, init)
 
 
+# a family's sampler option -> the request field that carries it, in the order GET /models lists them
+REQUEST_FIELDS = {
+    **{k: k for k in DIFFUSION_OPTIONS},
+    "negative": "negative_tags",
+    "init": "init_image_base64",
+    "strength": "strength",
+}
+
+
 def _model_options(bundle: Any) -> list[str]:
-    """The request fields a model takes beyond tags and seeds (GET /models), from its family's sampler."""
-    if not getattr(bundle, "is_diffusion", False):
+    """The request fields a model takes beyond tags and seeds (GET /models), from its family's sampler options
+    (a stand-in sampler without a family takes none)."""
+    takes = getattr(bundle, "takes", None)
+    if takes is None:
         return []
-    return [*DIFFUSION_OPTIONS, "negative_tags", "init_image_base64", "strength"]
+    return [field for option, field in REQUEST_FIELDS.items() if takes(option)]
 
 
 def _image_meta(req_model: str, bundle: Any, g, names: list[str], scheme: str = "torch-v1") -> dict[str, Any]:

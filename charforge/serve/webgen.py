@@ -122,9 +122,7 @@ def install_web(app, studio, auth) -> None:
             "models": {
                 name: {"doc": f"/api/v1/web/models/{name}.json", "model": f"/api/v1/web/models/{name}.onnx"}
                 for name, b in studio.generators.items()
-                if not getattr(
-                    b, "is_diffusion", False
-                )  # a diffusion model's sampler loop runs on the server
+                if getattr(b, "onnx_is_sampler", True)  # else a sampler loop runs on the server (diffusion)
             },
         }
 

@@ -136,3 +136,43 @@ def test_a_family_without_init_or_negatives_refuses_and_ignores_them():
             sampling.characters_for_request(b, "blonde hair", 1, 0, init=np.zeros((8, 8, 3), np.uint8))
     finally:
         FAMILIES.pop("toy-plain")
+
+
+def _toy_export(bundle: Any, path: Path, opset: int, *, check: bool = True) -> Path:
+    CALLS.append({"export": bundle.model_id, "opset": opset, "check": check})
+    Path(path).write_bytes(b"toy")
+    return Path(path)
+
+
+def test_export_and_the_studio_ask_the_family_not_its_name(tmp_path, monkeypatch):
+    """ONNX export uses the family's own writer; the studio's request fields, output records and browser list
+    follow the family's hooks (a family that takes negatives and an init, and whose ONNX file is not the whole
+    sampler, is served like the diffusion family without being named)."""
+    from charforge.export.onnx import export_generator_onnx
+    from charforge.serve import app as serve_app
+
+    spec = dataclasses.replace(
+        FAMILIES["toy-hooks"], export_onnx=f"{__name__}:_toy_export", onnx_is_sampler=False
+    )
+    monkeypatch.setitem(FAMILIES, "toy-hooks", spec)
+    b = _bundle()
+    CALLS.clear()
+    out = export_generator_onnx(b, tmp_path / "toy.onnx", 17, check=False)
+    assert out.read_bytes() == b"toy" and CALLS == [{"export": "toy", "opset": 17, "check": False}]
+    assert b.onnx_is_sampler is False
+    # the studio: the family takes negatives and an init (and "strength" is not among its options)
+    assert serve_app._model_options(b) == ["negative_tags", "init_image_base64"]
+    meta = serve_app._sampling_meta(b, {"hat": False, "red hair": True}, None)
+    assert meta == {"level": 0.25, "negative_tags": ["hat"]}
+    plain = dataclasses.replace(spec, name="toy-plain", sample_options=())
+    monkeypatch.setitem(FAMILIES, "toy-plain", plain)
+    gan_like = dataclasses.replace(b, config={**ToyConfig().to_dict(), "family": "toy-plain"})
+    assert (
+        serve_app._model_options(gan_like) == []
+        and serve_app._sampling_meta(gan_like, {"hat": False}, None) == {}
+    )
+    # the CLI's --init-image asks the family too
+    from charforge.cli.generate import _sampler_options
+
+    with pytest.raises(UserError, match="toy-plain model 'toy' cannot start from an image"):
+        _sampler_options(gan_like, None, None, None, None, None, tmp_path / "init.png")
