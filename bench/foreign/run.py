@@ -35,10 +35,12 @@ sys.path.insert(0, str(HERE))
 
 import handlabels  # noqa: E402
 import mapping  # noqa: E402
+import training_styles  # noqa: E402
 import validation  # noqa: E402
 
 SETS = tuple(f"dicebear-{s}" for s in mapping.STYLES) + ("photos", "wesnoth")
 VALIDATION_SETS = tuple(f"dicebear-{s}" for s in validation.STYLES)  # for choosing settings, never results
+TRAINING_SETS = tuple(f"dicebear-{s}" for s in training_styles.STYLES)  # for training only, never results
 PARTS = ("tagger", "import", "fit")
 
 
@@ -105,8 +107,14 @@ def ensure_npm(cache: Path) -> Path:
 
 def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     # the folder name carries a digest of the label code, so changed labels or options rebuild the set
-    source = validation if style in validation.STYLES else mapping
-    extra = (HERE / "validation.py").read_bytes() if source is validation else b""
+    source = (
+        validation
+        if style in validation.STYLES
+        else training_styles
+        if style in training_styles.STYLES
+        else mapping
+    )
+    extra = (HERE / f"{source.__name__}.py").read_bytes() if source is not mapping else b""
     key = hashlib.sha256(
         (HERE / "mapping.py").read_bytes() + (HERE / "package-lock.json").read_bytes() + extra
     )

@@ -70,6 +70,13 @@ def train(
         False, help="With --recolour --style: hair/eye tags follow the colour after posterisation and tone."
     ),
     zoom: str = typer.Option("0.55,1.45", help="With --style: framing zoom range LO,HI (>1 zooms in)."),
+    extra: Path | None = typer.Option(
+        None,
+        help="Labelled images from outside the dataset whose labels may be partly unknown: an .npz with images "
+        "uint8 (N,S,S,3), labels (N,T) with 1/0/NaN (NaN = unknown, masked) and tags (T,) names; e.g. "
+        "`python bench/foreign/training_set.py` (foreign avatar styles).",
+    ),
+    extra_share: float = typer.Option(0.25, help="With --extra: share of each batch drawn from it."),
 ) -> None:
     """Train a multi-label tagger; writes tagger.safetensors, report.json/md and confusion PNGs. Rerun to resume."""
     from charforge.errors import UserError
@@ -86,6 +93,8 @@ def train(
         drop_groups=tuple(g.strip() for g in drop_groups.split(",") if g.strip()),
         colour_true=colour_true,
         zoom=(lo, hi),
+        extra=None if extra is None else str(extra),
+        extra_share=extra_share,
         steps=steps,
         batch_size=batch_size,
         lr=lr,

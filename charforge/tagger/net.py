@@ -110,11 +110,18 @@ class TaggerNet(nn.Module):
 
 def tag_loss(logits: torch.Tensor, targets: torch.Tensor, schema: TagSchema) -> torch.Tensor:
     """Softmax cross-entropy per exclusive group (rows with no tag in the group are masked) + BCE for
-    independent tags. Each group's CE and each tag's BCE is a mean over its labelled rows; all are summed."""
+    independent tags. Each group's CE and each tag's BCE is a mean over its labelled rows; all are summed.
+    NaN targets are unknown (an extra set's labels): masked, in a group and in an independent tag alike."""
     total = logits.new_zeros(())
+    known = ~torch.isnan(targets)
+    partly = not bool(known.all())
+    if partly:
+        targets = torch.nan_to_num(targets, nan=0.0)
     for sl in schema.group_slices():
         tgt = targets[:, sl]  # (B, K)
         has = tgt.sum(dim=1) > 0
+        if partly:
+            has = has & known[:, sl].all(dim=1)
         if has.any():
             total = total + F.cross_entropy(logits[has, sl].float(), tgt[has].argmax(dim=1))
     isl = schema.independent_slice
@@ -124,6 +131,8 @@ def tag_loss(logits: torch.Tensor, targets: torch.Tensor, schema: TagSchema) -> 
         bce = F.binary_cross_entropy_with_logits(
             logits[:, isl].float(), targets[:, isl].float(), reduction="none"
         )
+        if partly:
+            bce = bce * known[:, isl]
         total = total + bce.sum(dim=1).mean()
     return total
 

@@ -41,6 +41,69 @@ from charforge.train.schedule import warmup_cosine
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+EXTRA_FORMAT = (
+    "an .npz with `images` uint8 (N, S, S, 3), `labels` float32 (N, T) with 1 shown, 0 not shown and NaN "
+    "unknown (masked in the loss), and `tags` (T,) the tag names of the labels' columns"
+)
+
+
+@dataclass
+class ExtraSet:
+    """Labelled images from outside the dataset (e.g. foreign avatar styles with labels from their options),
+    their labels in the dataset schema's column order, NaN where unknown."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N, T) float32 in the schema's order; NaN = unknown
+    sha256: str
+
+
+def load_extra(path: str | Path, schema: TagSchema) -> ExtraSet:
+    """Read and check an extra set (EXTRA_FORMAT); a bad file is a UserError naming the file and the field. The
+    file is read with allow_pickle=False, so it cannot run code."""
+    import hashlib
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--extra {p}: no such file; expected {EXTRA_FORMAT}", field="extra")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            got = {k: z[k] for k in ("images", "labels", "tags") if k in z.files}
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"--extra {p}: not a readable .npz ({e}); expected {EXTRA_FORMAT}", field="extra"
+        ) from e
+    missing = [k for k in ("images", "labels", "tags") if k not in got]
+    if missing:
+        raise UserError(f"--extra {p}: no {', '.join(missing)} array; expected {EXTRA_FORMAT}", field="extra")
+    images, labels, tags = got["images"], got["labels"].astype(np.float32), [str(t) for t in got["tags"]]
+    if (
+        images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != 3
+        or images.shape[1] != images.shape[2]
+    ):
+        raise UserError(
+            f"--extra {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}",
+            field="extra",
+        )
+    if labels.shape != (len(images), len(tags)):
+        raise UserError(
+            f"--extra {p}: labels must be (N, T) = ({len(images)}, {len(tags)}), got {labels.shape}",
+            field="extra",
+        )
+    unknown = sorted(set(tags) - set(schema.tags))
+    if unknown:
+        raise UserError(f"--extra {p}: tags not in the dataset's schema: {unknown[:5]}", field="extra")
+    bad = ~np.isnan(labels) & (labels != 0) & (labels != 1)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise UserError(
+            f"--extra {p}: row {r}, tag {tags[c]!r}: label {labels[r, c]} (use 1, 0 or NaN)", field="extra"
+        )
+    full = np.full((len(images), len(schema)), np.nan, np.float32)
+    full[:, [list(schema.tags).index(t) for t in tags]] = labels
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    return ExtraSet(images, full, digest)
 
 
 @dataclass
@@ -74,6 +137,11 @@ class TaggerTrainOptions:
         0.55,
         1.45,
     )  # style framing: zoom range (< 1 out onto the background, > 1 in)
+    # ---- images from outside the dataset whose labels are partly unknown (load_extra) ----
+    extra: str | None = None  # an .npz of labelled images (EXTRA_FORMAT); None: none
+    extra_share: float = (
+        0.25  # with extra: share of each batch drawn from it (taken from the recoloured share)
+    )
 
 
 @dataclass
@@ -183,12 +251,21 @@ def _batch(
     size: int,
     parts=None,
     cols: np.ndarray | None = None,
+    extra: ExtraSet | None = None,
 ):
     rng = np.random.default_rng([opts.seed, step])  # per-step stream: a resumed run draws the same batches
     n_clean = opts.batch_size if parts is None else int(round(opts.batch_size * opts.clean_share))
+    n_extra = 0 if extra is None else max(1, int(round(opts.batch_size * opts.extra_share)))
+    if parts is None:  # no recoloured share to take the extra images from: they replace plain ones
+        n_extra = min(n_extra, opts.batch_size - 1)
+        n_clean -= n_extra
+    else:
+        n_extra = min(n_extra, opts.batch_size - n_clean)
     xs, ys = [], []
-    if parts is not None and opts.batch_size - n_clean > 0:  # recoloured part renders (training images only)
-        n = opts.batch_size - n_clean
+    if (
+        parts is not None and opts.batch_size - n_clean - n_extra > 0
+    ):  # recoloured part renders (training only)
+        n = opts.batch_size - n_clean - n_extra
         pick = np.sort(rng.choice(len(parts), size=min(n, len(parts)), replace=False))
         shown: dict = {}  # the hair and eye colour each image shows, for colour_true
         img, tags = tagger_augment.recolour(
@@ -223,6 +300,16 @@ def _batch(
             x, y = torch.cat([xk, x[k:]]), torch.cat([torch.from_numpy(tags_k), y[k:]])
         elif k > 0:
             x = torch.cat([tagger_augment.style_augment(x[:k], gen, style_opts), x[k:]])
+    if n_extra:  # drawn last, from their own streams, so a run without --extra draws exactly as before
+        pick = np.sort(rng.choice(len(extra.images), size=min(n_extra, len(extra.images)), replace=False))
+        xe = preprocess(extra.images[pick], size)
+        gen_e = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        xe = augment(xe, gen_e, opts.shift)
+        if opts.style:
+            xe = tagger_augment.style_augment(xe, gen_e, tagger_augment.StyleOptions(zoom=tuple(opts.zoom)))
+        # before the clean share: x = [recoloured, extra, clean], degrade (below) sees the same layout
+        x = torch.cat([x[: len(x) - n_clean], xe, x[len(x) - n_clean :]])
+        y = torch.cat([y[: len(y) - n_clean], torch.from_numpy(extra.labels[pick]), y[len(y) - n_clean :]])
     if cols is not None:
         y = y[:, torch.from_numpy(cols)]
     return degrade(x, gen, opts.degrade), y
@@ -238,6 +325,7 @@ def _train_loop(
     parts=None,
     schema: TagSchema | None = None,
     cols: np.ndarray | None = None,
+    extra_set: ExtraSet | None = None,
 ) -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     ckpt = out / CHECKPOINT_NAME
@@ -251,6 +339,8 @@ def _train_loop(
             extra = {} if parts is None else {"parts": parts}  # (the 5-argument call stays as it was)
             if cols is not None:
                 extra["cols"] = cols
+            if extra_set is not None:
+                extra["extra"] = extra_set
             x, y = _batch(data, train_idx, step, opts, net.cfg.image_size, **extra)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = tag_loss(
@@ -379,9 +469,17 @@ def train_tagger(
         ("drop_groups", ()),
         ("colour_true", False),
         ("zoom", (0.55, 1.45)),
+        ("extra", None),
+        ("extra_share", 0.25),
     ):
         if fp_opts[name] == default:
             del fp_opts[name]
+    extra_set = None
+    if opts.extra:
+        if not 0 < opts.extra_share < 1:
+            raise UserError(f"--extra-share {opts.extra_share}: must be between 0 and 1", field="extra_share")
+        extra_set = load_extra(opts.extra, data.schema)
+        fp_opts["extra"] = extra_set.sha256  # the file's content, not its path, decides reuse and resume
     fingerprint = json.loads(
         json.dumps({"data": data.manifest_hash(), "config": asdict(cfg), "opts": fp_opts})
     )
@@ -392,7 +490,7 @@ def train_tagger(
         parts = None
         if opts.recolour > 0:
             parts = tagger_augment.cached_part_renders(data, train_idx[: opts.recolour_n], cache)
-        _train_loop(net, data, train_idx, opts, out, fingerprint, parts, schema, cols_or_none)
+        _train_loop(net, data, train_idx, opts, out, fingerprint, parts, schema, cols_or_none, extra_set)
         seconds = time.perf_counter() - t0
     tagger = Tagger(net, schema)
     calibration = None

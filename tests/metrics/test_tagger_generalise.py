@@ -394,3 +394,87 @@ def test_cli_exposes_the_estimator_options(tmp_path, capsys):
         main([*args, "-o", str(tmp_path / "u"), "--zoom", "big"])
     err = capsys.readouterr().err
     assert e.value.code != 0 and "--zoom" in err and "Traceback" not in err
+
+
+def test_unknown_labels_are_masked_in_the_tag_loss():
+    """NaN targets (an --extra set's unknown labels) add nothing and pull no gradient; known ones are as before."""
+    from charforge.tagger.net import tag_loss
+
+    schema = make_girls_moe_schema()
+    torch.manual_seed(0)
+    logits = torch.randn(3, len(schema), requires_grad=True)
+    known = torch.zeros(3, len(schema))
+    known[:, schema.tags.index("blonde hair")] = 1
+    known[:, schema.tags.index("hat")] = 1
+    partial = known.clone()
+    hair = schema.group_slices()[0]
+    partial[1, hair] = float("nan")  # row 1: hair colour unknown
+    partial[2, schema.tags.index("glasses")] = float("nan")  # row 2: glasses unknown
+    loss = tag_loss(logits, partial, schema)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert logits.grad[1, hair].abs().sum() == 0 and logits.grad[2, schema.tags.index("glasses")] == 0
+    assert logits.grad[0, hair].abs().sum() > 0 and logits.grad[1, schema.tags.index("hat")] != 0
+    # all known: the same loss as without the masking path
+    full = tag_loss(logits.detach(), known, schema)
+    ref = tag_loss(logits.detach(), known.clone(), schema)
+    assert torch.equal(full, ref)
+
+
+def _extra_file(path, schema, n=10, size=32, **override):
+    rng = np.random.default_rng(0)
+    tags = ["hat", "glasses", "red hair", "blue hair"]
+    labels = rng.integers(0, 2, (n, 4)).astype(np.float32)
+    labels[::3, 2:] = np.nan
+    labels[1, 0] = np.nan
+    arrays = {
+        "images": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+        "labels": labels,
+        "tags": np.array(tags),
+    } | override
+    np.savez(path, **arrays)
+    return path
+
+
+def test_extra_labelled_images_join_the_batches_with_their_unknowns(tmp_path, capsys):
+    """--extra: a share of every batch comes from the extra file (labels in schema order, NaN where unknown),
+    the fingerprint records the file's content, a bad file is a message naming it and the field."""
+    from charforge.cli import main
+    from charforge.data.build import build_from_creator
+    from charforge.data.packed import load_packed
+    from charforge.errors import UserError
+    from charforge.models.io import load_model
+    from charforge.train.tagger import TaggerTrainOptions, _batch, load_extra
+
+    build_from_creator(tmp_path / "ds", creator="builtin", n=24, size=32, seed=0, show_progress=False)
+    data = load_packed(tmp_path / "ds")
+    extra = load_extra(_extra_file(tmp_path / "x.npz", data.schema), data.schema)
+    assert extra.labels.shape == (10, len(data.schema))
+    assert np.isnan(extra.labels[:, data.schema.tags.index("smile")]).all()  # not in the file: unknown
+    assert extra.labels[0, data.schema.tags.index("hat")] in (0, 1)
+    opts = TaggerTrainOptions(batch_size=8, extra=str(tmp_path / "x.npz"), extra_share=0.25)
+    x, y = _batch(data, np.arange(20), 0, opts, 32, extra=extra)
+    assert x.shape == (8, 3, 32, 32) and y.shape == (8, len(data.schema))
+    assert np.isnan(y[:6, data.schema.tags.index("smile")].numpy()).sum() == 2  # the 2 extra rows, first
+    assert not np.isnan(y[2:].numpy()).any()
+    # without --extra, the batch is exactly what it was
+    x0, y0 = _batch(data, np.arange(20), 0, TaggerTrainOptions(batch_size=8), 32)
+    x1, y1 = _batch(data, np.arange(20), 0, TaggerTrainOptions(batch_size=8), 32)
+    assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    args = ["tagger", "train", "--data", str(tmp_path / "ds"), "--size", "32", "--steps", "2"]
+    args += ["--batch-size", "8", "--channels", "4", "--feat-dim", "8", "--threads", "1"]
+    main([*args, "-o", str(tmp_path / "t"), "--extra", str(tmp_path / "x.npz"), "--extra-share", "0.3"])
+    fp = load_model(tmp_path / "t" / "tagger.safetensors", kind="tagger")[1]["fingerprint"]["opts"]
+    assert fp["extra"] == extra.sha256 and fp["extra_share"] == 0.3
+    bad = _extra_file(tmp_path / "bad.npz", data.schema, labels=np.full((10, 4), 2.0, np.float32))
+    with pytest.raises(UserError, match=r"bad.npz: row 0, tag 'hat': label 2.0"):
+        load_extra(bad, data.schema)
+    with pytest.raises(UserError, match="tags not in the dataset's schema"):
+        load_extra(
+            _extra_file(tmp_path / "t2.npz", data.schema, tags=np.array(["hat", "x", "y", "z"])), data.schema
+        )
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*args, "-o", str(tmp_path / "u"), "--extra", str(tmp_path / "missing.npz")])
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "missing.npz: no such file" in err and "Traceback" not in err
