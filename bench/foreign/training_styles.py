@@ -54,6 +54,14 @@ def _candidates(n: int, seed: int) -> list[str]:
 TRAINING_HAIR_HEX = _spread_hex(12, 20261206)
 
 
+def _glasses(
+    variants: tuple[str, ...], option: str = "glasses", prob: str = "glassesProbability", share: float = 0.4
+) -> tuple:
+    """The glasses slot: none with probability 1 - share, else one of `variants` (clear frames) equally."""
+    off = _c({prob: 0}, 1.0 - share, glasses=0)
+    return (off, *[_c({option: [v], prob: 100}, share / len(variants), glasses=1) for v in variants])
+
+
 def _pixel_art() -> StyleSpec:
     hair = [_c({"hair": [f"short{i:02d}"]}, 1.0, hat=0, **SHORT) for i in range(1, 25)] + [
         _c({"hair": [f"long{i:02d}"]}, 1.0, hat=0, **LONG) for i in range(1, 22)
@@ -71,14 +79,8 @@ def _pixel_art() -> StyleSpec:
         {
             "hair": tuple(hair),
             "hat": (_c({"hatProbability": 0}, 0.7, hat=0), *hats),
-            "glasses": (
-                _c({"glassesProbability": 0}, 0.65, glasses=0),
-                # light01-07 are clear frames; dark01-07 (sunglasses) are not drawn
-                *[
-                    _c({"glasses": [f"light{i:02d}"], "glassesProbability": 100}, 0.35 / 7, glasses=1)
-                    for i in range(1, 8)
-                ],
-            ),
+            # light01-07 are clear frames; dark01-07 (sunglasses) are not drawn
+            "glasses": _glasses(tuple(f"light{i:02d}" for i in range(1, 8)), share=0.35),
         },
         fixed={"beardProbability": 0, "accessoriesProbability": 0},
         notes="Training only. Ten hats (hair colour then not labelled: the brim hides most of it); clear "
@@ -105,12 +107,8 @@ def _open_peeps() -> StyleSpec:
         + [_c({"head": [h]}, 1.0, True, hat=0, **SHORT) for h in short_heads]
         + [_c({"head": [h]}, 0.5, True, hat=0, **LENGTH_NA) for h in other]
     )
-    glasses = (
-        _c({"accessoriesProbability": 0}, 0.6, glasses=0),
-        *[
-            _c({"accessories": [a], "accessoriesProbability": 100}, 0.4 / 5, glasses=1)
-            for a in ("glasses", "glasses2", "glasses3", "glasses4", "glasses5")
-        ],
+    glasses = _glasses(
+        ("glasses", "glasses2", "glasses3", "glasses4", "glasses5"), "accessories", "accessoriesProbability"
     )
     del bald, grey  # not drawn: no hair colour to name, or a fixed grey
     return StyleSpec(
@@ -145,10 +143,7 @@ def _big_smile() -> StyleSpec:
         TRAINING_HAIR_HEX,
         {
             "hair": tuple(hair),
-            "glasses": (
-                _c({"accessoriesProbability": 0}, 0.6, glasses=0),
-                _c({"accessories": ["glasses"], "accessoriesProbability": 100}, 0.4, glasses=1),
-            ),
+            "glasses": _glasses(("glasses",), "accessories", "accessoriesProbability"),
         },
         known_absent=("hat",),
         notes="Training only. No headwear (cat ears and the crown are not drawn): hat is a known 0.",
@@ -164,13 +159,7 @@ def _lorelei() -> StyleSpec:
         "hairColor",
         TRAINING_HAIR_HEX,
         {
-            "glasses": (
-                _c({"glassesProbability": 0}, 0.6, glasses=0),
-                *[
-                    _c({"glasses": [f"variant{i:02d}"], "glassesProbability": 100}, 0.4 / 5, glasses=1)
-                    for i in range(1, 6)
-                ],
-            ),
+            "glasses": _glasses(tuple(f"variant{i:02d}" for i in range(1, 6))),
         },
         known_absent=("hat",),
         fixed={"beardProbability": 0, "hairAccessoriesProbability": 0, "earringsProbability": 0},
@@ -192,10 +181,7 @@ def _miniavs() -> StyleSpec:
         TRAINING_HAIR_HEX,
         {
             "hair": tuple(hair),
-            "glasses": (
-                _c({"glassesProbability": 0}, 0.6, glasses=0),
-                _c({"glasses": ["normal"], "glassesProbability": 100}, 0.4, glasses=1),
-            ),
+            "glasses": _glasses(("normal",)),
         },
         known_absent=("hat",),
         fixed={"mustacheProbability": 0},

@@ -220,3 +220,52 @@ def test_the_validation_style_is_apart_from_the_test_sets():
         assert it["hair_color"] is None or it["hair_color"] == plain.hair_colour_label(it["hair_hex"]).name
         assert it["labels"]["glasses"] == int(it["options"].get("glassesProbability", 0) == 100)
         assert it["labels"]["hat"] == int(it["options"]["hair"][0] == "turban")
+
+
+def test_the_training_styles_are_apart_from_test_and_validation_and_label_consistently():
+    """bench/foreign/training_styles.py: training data only, so none of its styles is a test or validation
+    style; the hair hexes cover the 13 colours equally and are never ambiguous; hats hide the hair colour;
+    open-peeps never names one (its colour option only tints accents); glasses and hat labels follow the
+    options; and training_set.labels_row turns unknown labels into NaN."""
+    sys.path.insert(0, str(FOREIGN))
+    try:
+        import mapping as plain
+
+        v = _load("validation")
+        t = _load("training_styles")
+    finally:
+        sys.path.remove(str(FOREIGN))
+    assert not set(t.STYLES) & (set(plain.STYLES) | set(v.STYLES))
+    counts = {c: 0 for c in plain.HAIR_COLORS}
+    for h in t.TRAINING_HAIR_HEX:
+        lab = plain.hair_colour_label(h)
+        assert not lab.ambiguous
+        counts[lab.name] += 1
+    assert set(counts.values()) == {12}
+    hats = 0
+    for style in t.STYLES:
+        items = t.sample_style(style, 60, 0)
+        assert items == t.sample_style(style, 60, 0)
+        for it in items:
+            o, lab = it["options"], it["labels"]
+            hat = int(
+                o.get("hatProbability", 0) == 100
+                or o.get("head", [""])[0] in ("hatBeanie", "hatHip", "turban", "hijab")
+            )
+            assert lab["hat"] == hat
+            hats += hat
+            if hat or style == "open-peeps":
+                assert it["hair_color"] is None and all(lab[f"{c} hair"] is None for c in plain.HAIR_COLORS)
+            else:
+                assert it["hair_color"] == plain.hair_colour_label(it["hair_hex"]).name
+            on = o.get("glassesProbability", o.get("accessoriesProbability", 0)) == 100
+            assert lab["glasses"] == (0 if style == "toon-head" else int(on))
+    assert hats > 20
+    sys.path.insert(0, str(FOREIGN))
+    try:
+        ts = _load("training_set")
+    finally:
+        sys.path.remove(str(FOREIGN))
+    row = ts.labels_row({"labels": {**plain.empty_labels(), "hat": 1, "glasses": 0}})
+    assert row[plain.TAGS.index("hat")] == 1 and row[plain.TAGS.index("glasses")] == 0
+    assert np.isnan(row).sum() == len(plain.TAGS) - 2
