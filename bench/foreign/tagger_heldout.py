@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "taggers",
         nargs="+",
-        help="NAME=PATH (a tagger .safetensors or training folder)[#VIEW,VIEW: test-time views]",
+        help="NAME=PATH (a tagger .safetensors or training folder)[#VIEW,VIEW: test-time views][@PARTS: a part "
+        "reader file for the hair colour and glasses, or @none; by default only the shipped estimator gets the "
+        "shipped reader]",
     )
     ap.add_argument("--data", action="append", required=True, help="NAME=FOLDER of a packed creator dataset")
     ap.add_argument(
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.taggers:
         name, _, path = spec.partition("=")
         path, _, views = path.partition("#")  # NAME=PATH#flip,zoom:1.25: test-time views
-        taggers[name] = load_tagger(path)
+        path, _, part_spec = path.partition("@")  # NAME=PATH@PARTS: a part reader file, or none
+        taggers[name] = load_tagger(path, parts=False if part_spec == "none" else (part_spec or None))
         if views:
             taggers[name].views = tuple(views.split(","))
     res: dict = {
