@@ -20,35 +20,34 @@ outside that family. docs/foreign_benchmarks.md reports both groups apart.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from mapping import LENGTH_NA, LONG, SHORT, StyleSpec, _c, sample_avatar
+from mapping import HAIR_COLORS, LENGTH_NA, LONG, SHORT, StyleSpec, _c, hair_colour_label, sample_avatar
 
 
 def _spread_hex(per_colour: int, seed: int) -> tuple[str, ...]:
     """`per_colour` unambiguous hexes for each of the 13 reference colours, drawn (seeded) from a spread over
     hue, saturation and value plus greys and near-whites, so every colour label is about equally common."""
-    from mapping import HAIR_COLORS, hair_colour_label
-
     buckets: dict[str, list[str]] = {c: [] for c in HAIR_COLORS}
     for h in _candidates(20000, seed):
         lab = hair_colour_label(h)
         if not lab.ambiguous and len(buckets[lab.name]) < per_colour:
             buckets[lab.name].append(h)
+            if all(len(b) == per_colour for b in buckets.values()):
+                break  # the rest would be skipped anyway: stop drawing
     return tuple(h for c in HAIR_COLORS for h in buckets[c])
 
 
-def _candidates(n: int, seed: int) -> list[str]:
+def _candidates(n: int, seed: int) -> Iterator[str]:
     rng = np.random.default_rng(seed)
-    out = []
     for _ in range(n):
         h, s, v = rng.random(), rng.uniform(0.25, 1.0), rng.uniform(0.25, 1.0)
         if rng.random() < 0.2:  # greys, whites and near-blacks: silver, white, gray and black hair
             s, v = rng.uniform(0.0, 0.12), rng.uniform(0.1, 1.0)
         r, g, b = colorsys.hsv_to_rgb(h, s, v)
-        out.append(f"{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}")
-    return tuple(out)
+        yield f"{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 TRAINING_HAIR_HEX = _spread_hex(12, 20261206)
@@ -90,8 +89,8 @@ def _pixel_art() -> StyleSpec:
 
 def _open_peeps() -> StyleSpec:
     hats = ("hatBeanie", "hatHip", "turban", "hijab")
-    bald = ("noHair1", "noHair2", "noHair3", "shaved1", "shaved2", "shaved3")
-    grey = ("grayBun", "grayMedium", "grayShort")  # drawn grey whatever the colour option says
+    # not drawn: noHair1-3 and shaved1-3 (no hair to name), grayBun/grayMedium/grayShort (grey whatever the
+    # colour option says), bear (a hood)
     long_heads = ("long", "longAfro", "longBangs", "longCurly", "flatTopLong")
     short_heads = ("short1", "short2", "short3", "short4", "short5", "flatTop", "pomp", "mohawk", "mohawk2")
     other = (
@@ -110,7 +109,6 @@ def _open_peeps() -> StyleSpec:
     glasses = _glasses(
         ("glasses", "glasses2", "glasses3", "glasses4", "glasses5"), "accessories", "accessoriesProbability"
     )
-    del bald, grey  # not drawn: no hair colour to name, or a fixed grey
     return StyleSpec(
         "open-peeps",
         "CC0 1.0",

@@ -38,6 +38,7 @@ from charforge.tagger.net import (
 )
 from charforge.train import tagger_augment
 from charforge.train.schedule import warmup_cosine
+from charforge.utils.io import sha256_file
 from charforge.utils.progress import progress
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -60,8 +61,6 @@ class ExtraSet:
 def load_extra(path: str | Path, schema: TagSchema) -> ExtraSet:
     """Read and check an extra set (EXTRA_FORMAT); a bad file is a UserError naming the file and the field. The
     file is read with allow_pickle=False, so it cannot run code."""
-    import hashlib
-
     p = Path(path)
     if not p.is_file():
         raise UserError(f"--extra {p}: no such file; expected {EXTRA_FORMAT}", field="extra")
@@ -102,8 +101,7 @@ def load_extra(path: str | Path, schema: TagSchema) -> ExtraSet:
         )
     full = np.full((len(images), len(schema)), np.nan, np.float32)
     full[:, [list(schema.tags).index(t) for t in tags]] = labels
-    digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    return ExtraSet(images, full, digest)
+    return ExtraSet(images, full, sha256_file(p))
 
 
 @dataclass
@@ -261,11 +259,10 @@ def _batch(
         n_clean -= n_extra
     else:
         n_extra = min(n_extra, opts.batch_size - n_clean)
+    n_recoloured = 0 if parts is None else opts.batch_size - n_clean - n_extra
     xs, ys = [], []
-    if (
-        parts is not None and opts.batch_size - n_clean - n_extra > 0
-    ):  # recoloured part renders (training only)
-        n = opts.batch_size - n_clean - n_extra
+    if n_recoloured > 0:  # recoloured part renders (training images only)
+        n = n_recoloured
         pick = np.sort(rng.choice(len(parts), size=min(n, len(parts)), replace=False))
         shown: dict = {}  # the hair and eye colour each image shows, for colour_true
         img, tags = tagger_augment.recolour(
@@ -283,8 +280,8 @@ def _batch(
     x, y = torch.cat(xs), torch.cat(ys)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     x = augment(x, gen, opts.shift)
+    style_opts = tagger_augment.StyleOptions(zoom=tuple(opts.zoom))
     if opts.style:  # style/framing on the recoloured share only: the clean share keeps the creator's look
-        style_opts = tagger_augment.StyleOptions(zoom=tuple(opts.zoom))
         k = len(x) - n_clean if parts is not None else len(x)
         if k > 0 and opts.colour_true and parts is not None:
             # the colour steps move the shown hair/eye colours too; their tags follow (`relabel_colours`)
@@ -306,7 +303,7 @@ def _batch(
         gen_e = torch.Generator().manual_seed(int(rng.integers(2**62)))
         xe = augment(xe, gen_e, opts.shift)
         if opts.style:
-            xe = tagger_augment.style_augment(xe, gen_e, tagger_augment.StyleOptions(zoom=tuple(opts.zoom)))
+            xe = tagger_augment.style_augment(xe, gen_e, style_opts)
         # before the clean share: x = [recoloured, extra, clean], degrade (below) sees the same layout
         x = torch.cat([x[: len(x) - n_clean], xe, x[len(x) - n_clean :]])
         y = torch.cat([y[: len(y) - n_clean], torch.from_numpy(extra.labels[pick]), y[len(y) - n_clean :]])
