@@ -914,8 +914,11 @@ def _estimate_missing_tags(
 
         proba = _widen(job, np.asarray(job.tagger.predict_proba(images[missing]), dtype=np.float32))  # (M, T)
         _check_width(job, proba)
+        # the tagger's own decision point: 0.5 for a calibrated estimator (its fitted per-tag thresholds are
+        # already in its probabilities), the paper's 0.25 for an uncalibrated judge
+        thr = float(getattr(job.tagger, "threshold", INDEPENDENT_THRESHOLD))
         # both of a pair the data never shows together (long and short hair): keep the likelier one
-        pred = keep_likelier_of_conflicts(decide_tags(proba, schema, INDEPENDENT_THRESHOLD), proba, schema)
+        pred = keep_likelier_of_conflicts(decide_tags(proba, schema, thr), proba, schema)
     else:
         pred = _widen(job, np.asarray(job.tagger.predict_tags(images[missing])))  # (M, T) 0/1
         _check_width(job, pred)
@@ -943,7 +946,7 @@ def _estimate_missing_tags(
         for k, t in enumerate(schema.independent):
             p = float(proba[j, isl.start + k])
             confs.append(max(p, 1 - p))
-            if abs(p - INDEPENDENT_THRESHOLD) < UNSURE_MARGIN:
+            if abs(p - thr) < UNSURE_MARGIN:
                 unsure.append(f"{t} {p:.2f}")
         items[i]["tag_confidence"] = round(float(np.mean(confs)), 3) if confs else None
         if unsure:

@@ -49,6 +49,10 @@ HAIR_NETWORK_POWER = 0.6
 # is a nudge, not a verdict.
 GLASSES_SHARE = (0.0005, 0.004)
 GLASSES_READER_ODDS = (4.0, 0.25)
+# Per-tag decision thresholds (`charforge tagger thresholds`, charforge.tagger.thresholds): a file may store one
+# logit offset per independent tag under calibration["bias"], added to the final log-odds (after the temperature,
+# the views and the part reader), so that "p >= 0.5" decides at the fitted threshold t (offset -logit(t)) and the
+# abstention band sits around the new decision point. Groups keep 0 (their argmax needs no threshold).
 
 
 @dataclass
@@ -205,6 +209,18 @@ def decide_or_unknown(
     return tags, unknown
 
 
+def shift_decisions(proba: np.ndarray, bias: np.ndarray | None, schema: TagSchema) -> np.ndarray:
+    """The independent tags' probabilities with `bias` (T,) added to their log-odds; groups unchanged."""
+    if bias is None or not np.any(bias[schema.independent_slice]):
+        return proba
+    isl = schema.independent_slice
+    p = np.clip(proba[:, isl].astype(np.float64), 1e-7, 1 - 1e-7)
+    z = np.log(p / (1 - p)) + bias[isl]
+    proba = proba.copy()
+    proba[:, isl] = 1 / (1 + np.exp(-z))
+    return proba
+
+
 def _scaled(logits: torch.Tensor | np.ndarray, temperature: np.ndarray | None):
     if temperature is None:
         return logits
@@ -344,6 +360,7 @@ class Tagger:
         min_confidence: dict | None = None,
         views: tuple[str, ...] | list[str] = (),
         parts=None,
+        bias: np.ndarray | None = None,
     ):
         self.net = net.eval()
         # a charforge.tagger.parts.PartReader: the hair colour group comes from the pixels it marks as hair
@@ -360,6 +377,8 @@ class Tagger:
         # (T,) logits are divided by this before softmax/sigmoid (calibration); None = uncalibrated (1)
         self.temperature = None if temperature is None else np.asarray(temperature, np.float32)
         self.min_confidence = {**MIN_CONFIDENCE, **(min_confidence or {})}
+        # (T,) decision offsets in log-odds for the independent tags (0 for group tags); None = none
+        self.bias = None if bias is None else np.asarray(bias, np.float32)
 
     @property
     def calibrated(self) -> bool:
@@ -400,7 +419,7 @@ class Tagger:
         out = self._map(images, proba)
         if self.parts is not None:
             out = self._read_parts(self._check(images), out)
-        return out
+        return shift_decisions(out, self.bias, self.schema)
 
     def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
         """The part reader's evidence on top of the network's probabilities: glasses (`_read_glasses`) and the
@@ -527,6 +546,12 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
         raise UserError(
             f"{p}: calibration has {len(temperature)} temperatures for {cfg.n_tags} tags; retrain it"
         )
+    bias = cal.get("bias")
+    if bias is not None and len(bias) != cfg.n_tags:
+        raise UserError(
+            f"{p}: calibration has {len(bias)} decision offsets for {cfg.n_tags} tags; refit them with "
+            "`charforge tagger thresholds`"
+        )
     return Tagger(
         net,
         schema,
@@ -535,15 +560,18 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
         temperature=None if temperature is None else np.asarray(temperature, np.float32),
         min_confidence=cal.get("min_confidence"),
         views=meta.get("views") or (),
-        parts=_part_reader(p, parts),
+        parts=_part_reader(p, parts, meta.get("part_reader")),
+        bias=None if bias is None else np.asarray(bias, np.float32),
     )
 
 
-def _part_reader(tagger_path: Path, parts: str | Path | bool | None):
+def _part_reader(tagger_path: Path, parts: str | Path | bool | None, declared=None):
     from charforge.tagger.parts import load_partseg, shipped_reader
 
     if parts is False:
         return None
+    if parts is None and declared == "shipped":  # a file whose decisions were fitted with the shipped reader
+        return shipped_reader()
     if parts is None:  # the shipped reader goes with the shipped estimator only
         est = estimate_tagger_path()
         return shipped_reader() if est is not None and tagger_path.resolve() == est.resolve() else None

@@ -150,7 +150,8 @@ class PartReader:
         s = self.cfg.image_size
         out = np.zeros((n, len(self.cfg.parts), h, w), np.float32)
         for start in range(0, n, self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
+            # a copy: read-only inputs (an .npz array, a memory map) would make torch warn
+            x = torch.from_numpy(np.array(images[start : start + self.batch_size]))
             x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
             if (h, w) != (s, s):
                 x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)

@@ -58,22 +58,24 @@ class ExtraSet:
     sha256: str
 
 
-def load_extra(path: str | Path, schema: TagSchema) -> ExtraSet:
+def load_extra(path: str | Path, schema: TagSchema, *, flag: str = "--extra") -> ExtraSet:
     """Read and check an extra set (EXTRA_FORMAT); a bad file is a UserError naming the file and the field. The
     file is read with allow_pickle=False, so it cannot run code."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"--extra {p}: no such file; expected {EXTRA_FORMAT}", field="extra")
+        raise UserError(f"{flag} {p}: no such file; expected {EXTRA_FORMAT}", field=flag.lstrip("-"))
     try:
         with np.load(p, allow_pickle=False) as z:
             got = {k: z[k] for k in ("images", "labels", "tags") if k in z.files}
     except (OSError, ValueError) as e:
         raise UserError(
-            f"--extra {p}: not a readable .npz ({e}); expected {EXTRA_FORMAT}", field="extra"
+            f"{flag} {p}: not a readable .npz ({e}); expected {EXTRA_FORMAT}", field=flag.lstrip("-")
         ) from e
     missing = [k for k in ("images", "labels", "tags") if k not in got]
     if missing:
-        raise UserError(f"--extra {p}: no {', '.join(missing)} array; expected {EXTRA_FORMAT}", field="extra")
+        raise UserError(
+            f"{flag} {p}: no {', '.join(missing)} array; expected {EXTRA_FORMAT}", field=flag.lstrip("-")
+        )
     images, labels, tags = got["images"], got["labels"].astype(np.float32), [str(t) for t in got["tags"]]
     if (
         images.dtype != np.uint8
@@ -82,22 +84,25 @@ def load_extra(path: str | Path, schema: TagSchema) -> ExtraSet:
         or images.shape[1] != images.shape[2]
     ):
         raise UserError(
-            f"--extra {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}",
-            field="extra",
+            f"{flag} {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}",
+            field=flag.lstrip("-"),
         )
     if labels.shape != (len(images), len(tags)):
         raise UserError(
-            f"--extra {p}: labels must be (N, T) = ({len(images)}, {len(tags)}), got {labels.shape}",
-            field="extra",
+            f"{flag} {p}: labels must be (N, T) = ({len(images)}, {len(tags)}), got {labels.shape}",
+            field=flag.lstrip("-"),
         )
     unknown = sorted(set(tags) - set(schema.tags))
     if unknown:
-        raise UserError(f"--extra {p}: tags not in the dataset's schema: {unknown[:5]}", field="extra")
+        raise UserError(
+            f"{flag} {p}: tags not in the dataset's schema: {unknown[:5]}", field=flag.lstrip("-")
+        )
     bad = ~np.isnan(labels) & (labels != 0) & (labels != 1)
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise UserError(
-            f"--extra {p}: row {r}, tag {tags[c]!r}: label {labels[r, c]} (use 1, 0 or NaN)", field="extra"
+            f"{flag} {p}: row {r}, tag {tags[c]!r}: label {labels[r, c]} (use 1, 0 or NaN)",
+            field=flag.lstrip("-"),
         )
     full = np.full((len(images), len(schema)), np.nan, np.float32)
     full[:, [list(schema.tags).index(t) for t in tags]] = labels
