@@ -162,6 +162,13 @@ def parts_train(
         help="Folder caching the part renders (default: OUT/part_renders; the tagger's cache is shared).",
     ),
     threads: int | None = typer.Option(None, help="torch threads (default: torch's choice)."),
+    extra: Path | None = typer.Option(
+        None,
+        "--extra",
+        help="Images the creator did not draw, with pixel masks: an .npz with images (N,S,S,3) uint8, masks "
+        "(N,K,S,S) uint8 (1 / 0 / 255 unknown) and parts (K,) names (e.g. bench/foreign/part_masks.py).",
+    ),
+    extra_share: float = typer.Option(0.25, help="With --extra: share of each batch drawn from it."),
 ) -> None:
     """Train the part reader (hair/hat/skin masks) on the creator's exact part masks; rerun to resume."""
     from charforge.train.partseg import PartSegOptions, train_partseg
@@ -174,6 +181,8 @@ def parts_train(
         n_images=n_images,
         parts_cache=parts_cache,
         threads=threads,
+        extra=None if extra is None else str(extra),
+        extra_share=extra_share,
     )
     names = tuple(p.strip() for p in parts.split(",") if p.strip())
     path = train_partseg(data, out, opts, parts=names, channels=channels, image_size=size)

@@ -10,6 +10,11 @@ for a share), framed (zoom 0.5-1.9, rotation, aspect, shift, mirror; the masks f
 would hide a part the target still shows); a share also gets its colour channels permuted. The network so
 learns where hair and hats are from their shape and place, not from their colour.
 
+`extra` (an .npz of images the creator did not draw with their own pixel masks, EXTRA_MASKS_FORMAT; e.g.
+bench/foreign/part_masks.py) supplies a share of every batch under the same flip, framing, style steps and
+channel permutation. Its masks are 1 / 0 / 255 unknown; unknown pixels, and parts the file does not mark, add
+nothing to the loss. Without it the batches are exactly what they were.
+
 Each step's randomness comes from (seed, step), and the state file holds the weights and the Adam state,
 so a resumed run continues exactly. Output folder: parts.safetensors, report.json, checkpoint while training.
 """
@@ -35,6 +40,11 @@ from charforge.utils.progress import progress
 CHECKPOINT_NAME = "checkpoint.safetensors"
 CHECKPOINT_KIND = "partseg-checkpoint"
 MASK_COEF = 0.25  # mean colour coefficient above which a pixel belongs to a part
+EXTRA_MASKS_FORMAT = (
+    "an .npz with `images` uint8 (N, S, S, 3), `masks` uint8 (N, K, S, S) with 1 part, 0 not and 255 unknown, "
+    "and `parts` (K,) the part names of the mask channels"
+)
+UNKNOWN = 255
 
 
 @dataclass
@@ -51,6 +61,68 @@ class PartSegOptions:
     checkpoint_every: int = 250
     parts_cache: str | None = None  # folder for the part renders (default: <out>/part_renders)
     threads: int | None = None
+    extra: str | None = None  # an .npz of foreign images with pixel masks (EXTRA_MASKS_FORMAT); None: none
+    extra_share: float = 0.25  # with extra: share of each batch drawn from it
+
+
+@dataclass
+class ExtraMasks:
+    images: np.ndarray  # (N, S, S, 3) uint8
+    masks: np.ndarray  # (N, K, S, S) uint8: 1 / 0 / UNKNOWN
+    parts: tuple[str, ...]
+    sha256: str
+
+
+def load_extra_masks(path: str | Path, names: tuple[str, ...]) -> ExtraMasks:
+    """Read and check an extra mask file (EXTRA_MASKS_FORMAT; allow_pickle=False); a bad file is a UserError
+    naming the file and what is wrong."""
+    from charforge.utils.io import sha256_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--extra {p}: no such file; expected {EXTRA_MASKS_FORMAT}", field="extra")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            got = {k: z[k] for k in ("images", "masks", "parts") if k in z.files}
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"--extra {p}: not a readable .npz ({e}); expected {EXTRA_MASKS_FORMAT}", field="extra"
+        ) from e
+    missing = [k for k in ("images", "masks", "parts") if k not in got]
+    if missing:
+        raise UserError(
+            f"--extra {p}: no {', '.join(missing)} array; expected {EXTRA_MASKS_FORMAT}", field="extra"
+        )
+    images, masks, parts = got["images"], got["masks"], tuple(str(x) for x in got["parts"])
+    if (
+        images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != 3
+        or images.shape[1] != images.shape[2]
+    ):
+        raise UserError(
+            f"--extra {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}",
+            field="extra",
+        )
+    want = (len(images), len(parts), images.shape[1], images.shape[2])
+    if masks.dtype != np.uint8 or masks.shape != want:
+        raise UserError(
+            f"--extra {p}: masks must be uint8 {want}, got {masks.dtype} {masks.shape}", field="extra"
+        )
+    bad = (masks != 0) & (masks != 1) & (masks != UNKNOWN)
+    if bad.any():
+        r, k = np.argwhere(bad)[0][:2]
+        raise UserError(
+            f"--extra {p}: image {r}, part {parts[k]!r}: mask value {masks[tuple(np.argwhere(bad)[0])]} "
+            f"(use 1, 0 or {UNKNOWN} unknown)",
+            field="extra",
+        )
+    if not set(parts) & set(names):
+        raise UserError(
+            f"--extra {p}: marks {', '.join(parts)}, none of the parts trained here ({', '.join(names)})",
+            field="extra",
+        )
+    return ExtraMasks(images, masks, parts, sha256_file(p))
 
 
 def part_targets(parts: ta.PartRenders, idx: np.ndarray, names: tuple[str, ...]) -> torch.Tensor:
@@ -62,15 +134,38 @@ def part_targets(parts: ta.PartRenders, idx: np.ndarray, names: tuple[str, ...])
 
 
 def make_batch(
-    parts: ta.PartRenders, step: int, opts: PartSegOptions, schema, names: tuple[str, ...], size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (B, 3, size, size) in [-1, 1], masks (B, P, size, size)) for `step`, from (seed, step) only."""
+    parts: ta.PartRenders,
+    step: int,
+    opts: PartSegOptions,
+    schema,
+    names: tuple[str, ...],
+    size: int,
+    extra: ExtraMasks | None = None,
+):
+    """(images (B, 3, size, size) in [-1, 1], masks (B, P, size, size)) for `step`, from (seed, step) only.
+    With `extra`: (images, masks, weights), the weights 0 where a mask is unknown."""
+    n_extra = int(round(opts.batch_size * opts.extra_share)) if extra is not None else 0
     rng = np.random.default_rng([opts.seed, step, 7])
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    idx = np.sort(rng.choice(len(parts), size=min(opts.batch_size, len(parts)), replace=False))
+    n = min(opts.batch_size - n_extra, len(parts))
+    idx = np.sort(rng.choice(len(parts), size=n, replace=False))
     img, _ = ta.recolour(parts, idx, rng, schema, p_part=0.85, skin_any=opts.skin_any)
     x = torch.from_numpy(img).permute(0, 3, 1, 2).mul(2).sub(1)
     m = part_targets(parts, idx, names)
+    x, m = _augment(x, m, g, opts)
+    if extra is None:
+        return _resized(x, m, size)
+    w = torch.ones_like(m)
+    if n_extra:
+        xe, me, we = _extra_rows(extra, step, opts, names, n_extra, x.shape[-1])
+        x, m, w = torch.cat([x, xe]), torch.cat([m, me]), torch.cat([w, we])
+    x, m = _resized(x, m, size)
+    if w.shape[-1] != size:
+        w = F.interpolate(w, size=(size, size), mode="bilinear", align_corners=False)
+    return x, m, (w > 0.5).float()
+
+
+def _augment(x: torch.Tensor, m: torch.Tensor, g: torch.Generator, opts: PartSegOptions):
     flip = torch.rand(len(x), generator=g) < 0.5
     x[flip], m[flip] = x[flip].flip(-1), m[flip].flip(-1)
     x, m = ta.frame(x, g, None, opts.zoom, masks=m)
@@ -79,18 +174,53 @@ def make_batch(
     if perm.any():
         order = torch.randperm(3, generator=g)
         x[perm] = x[perm][:, order]
+    return x, m
+
+
+def _resized(x: torch.Tensor, m: torch.Tensor, size: int):
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
     return x.contiguous(), (m > 0.5).float()
 
 
-def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE plus a soft Dice term per part (hats are small and rare: Dice keeps them from being ignored)."""
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+def _extra_rows(extra: ExtraMasks, step: int, opts: PartSegOptions, names, n: int, side: int):
+    """n rows of the extra file for `step` (their own random stream), at `side` px: images, masks in `names`
+    order, and weights (1 known, 0 unknown or not marked by the file)."""
+    rng = np.random.default_rng([opts.seed, step, 11])
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    idx = np.sort(rng.choice(len(extra.images), size=min(n, len(extra.images)), replace=False))
+    x = torch.from_numpy(np.array(extra.images[idx])).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    raw = torch.from_numpy(np.array(extra.masks[idx]))
+    b, s = len(idx), x.shape[-1]
+    m, w = torch.zeros(b, len(names), s, s), torch.zeros(b, len(names), s, s)
+    for j, name in enumerate(names):
+        if name in extra.parts:
+            k = extra.parts.index(name)
+            m[:, j] = (raw[:, k] == 1).float()
+            w[:, j] = (raw[:, k] != UNKNOWN).float()
+    if s != side:
+        x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        mw = F.interpolate(torch.cat([m, w], 1), size=(side, side), mode="bilinear", align_corners=False)
+        m, w = mw[:, : len(names)], mw[:, len(names) :]
+    x, mw = _augment(x, torch.cat([m, w], 1), g, opts)
+    return x, mw[:, : len(names)], mw[:, len(names) :]
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE plus a soft Dice term per part (hats are small and rare: Dice keeps them from being ignored).
+    `weight` (same shape, 0/1): only known pixels count; None: all do."""
     p = torch.sigmoid(logits)
-    inter = (p * target).sum(dim=(0, 2, 3))
-    dice = 1 - (2 * inter + 1) / (p.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3)) + 1)
+    if weight is None:
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        inter = (p * target).sum(dim=(0, 2, 3))
+        dice = 1 - (2 * inter + 1) / (p.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3)) + 1)
+        return bce + dice.mean()
+    el = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    bce = (el * weight).sum() / weight.sum().clamp(min=1)
+    pw, tw = p * weight, target * weight
+    inter = (pw * tw).sum(dim=(0, 2, 3))
+    dice = 1 - (2 * inter + 1) / (pw.sum(dim=(0, 2, 3)) + tw.sum(dim=(0, 2, 3)) + 1)
     return bce + dice.mean()
 
 
@@ -150,11 +280,21 @@ def train_partseg(
     train_parts = ta.cached_mask_parts(data, train_idx[: opts.n_images], train_parts, parts, cache)
     held_parts = ta.cached_mask_parts(data, held_idx[:500], held_parts, parts, cache)
     cfg = PartSegConfig(parts=tuple(parts), image_size=image_size, channels=channels)
+    extra = load_extra_masks(opts.extra, cfg.parts) if opts.extra else None
+    if extra is not None and not 0 < opts.extra_share < 1:
+        raise UserError(
+            f"--extra-share {opts.extra_share}: give a share between 0 and 1", field="extra_share"
+        )
     torch.manual_seed(opts.seed)
     net = PartSegNet(cfg)
     fp_opts = {
         k: v for k, v in asdict(opts).items() if k not in ("threads", "parts_cache", "checkpoint_every")
     }
+    if extra is not None:
+        fp_opts["extra"] = extra.sha256  # the file's content, not where it lies
+    else:
+        fp_opts.pop("extra_share")  # unused: a run without --extra keeps its old fingerprint
+        fp_opts.pop("extra")
     fingerprint = json.loads(
         json.dumps({"data": data.manifest_hash(), "config": asdict(cfg), "opts": fp_opts})
     )
@@ -166,8 +306,12 @@ def train_partseg(
         for step in range(start, opts.steps):
             for grp in opt.param_groups:
                 grp["lr"] = _lr_at(step, opts)
-            x, m = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size)
-            loss = seg_loss(net(x), m)
+            if extra is None:
+                x, m = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size)
+                loss = seg_loss(net(x), m)
+            else:
+                x, m, w = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size, extra)
+                loss = seg_loss(net(x), m, w)
             optimiser_step(
                 opt, loss, bar, step, opts,
                 lambda k: _save_checkpoint(ckpt, net, opt, k, fingerprint, kind=CHECKPOINT_KIND),

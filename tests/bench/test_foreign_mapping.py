@@ -269,3 +269,48 @@ def test_the_training_styles_are_apart_from_test_and_validation_and_label_consis
     row = ts.labels_row({"labels": {**plain.empty_labels(), "hat": 1, "glasses": 0}})
     assert row[plain.TAGS.index("hat")] == 1 and row[plain.TAGS.index("glasses")] == 0
     assert np.isnan(row).sum() == len(plain.TAGS) - 2
+
+
+def test_part_mask_twins_differ_in_one_option_and_masks_are_the_changed_pixels(tmp_path):
+    """bench/foreign/part_masks.py: each avatar's twins change only the hair colour (to a far colour) or turn the
+    glasses off; a mask is the pixels that changed, reduced to the sample size; unknown where no twin exists."""
+    from PIL import Image
+
+    sys.path.insert(0, str(FOREIGN))
+    try:
+        pm = _load("part_masks")
+    finally:
+        sys.path.remove(str(FOREIGN))
+    items, jobs = pm.jobs_for("big-smile", 12, 0)
+    by = {j["file"]: j for j in jobs}
+    wearers = 0
+    for it in items:
+        stem = it["file"].removesuffix(".png")
+        base, hair = by[f"{stem}.png"], by[f"{stem}-hair.png"]
+        assert {k for k in base["options"] if base["options"][k] != hair["options"][k]} == {"hairColor"}
+        assert hair["options"]["hairColor"] != base["options"]["hairColor"] and base["seed"] == hair["seed"]
+        if it["labels"]["glasses"] == 1:
+            wearers += 1
+            off = by[f"{stem}-noglasses.png"]["options"]
+            assert off["accessoriesProbability"] == 0 and {
+                k for k in off if off[k] != base["options"][k]
+            } == {"accessoriesProbability"}
+        else:
+            assert f"{stem}-noglasses.png" not in by
+    assert wearers > 0 and pm._far_from("00ff10") == "ff00ff" and pm._glasses_off("toon-head") is None
+    assert all(not j["file"].endswith("-hair.png") for j in pm.jobs_for("open-peeps", 4, 0)[1])
+    # masks from three synthetic renders at 256 px: a hair block and a thin glasses line
+    base = np.full((256, 256, 3), 200, np.uint8)
+    hair, nog = base.copy(), base.copy()
+    hair[:128] = (0, 255, 0)
+    base[140:142, 40:200] = 20  # a 2 px rim: glasses (the no-glasses twin lacks it)
+    hair[140:142, 40:200] = 20
+    for name, im in (("a.png", base), ("a-hair.png", hair), ("a-noglasses.png", nog)):
+        Image.fromarray(im).save(tmp_path / name)
+    m = pm.masks_of(tmp_path, {"file": "a.png", "labels": {"glasses": 1}}, "big-smile", 64)
+    assert m.shape == (2, 64, 64) and m[0, :32].all() and not m[0, 32:].any()
+    assert m[1, 35, 10:50].all() and m[1].sum() == 40  # one 64 px row: 2 of 4 source rows = 0.5 > 0.25
+    (tmp_path / "a-hair.png").unlink()
+    assert (
+        pm.masks_of(tmp_path, {"file": "a.png", "labels": {"glasses": 1}}, "open-peeps", 64)[0] == 255
+    ).all()

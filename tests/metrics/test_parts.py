@@ -248,3 +248,67 @@ def test_the_shipped_estimator_reads_hair_and_glasses_with_the_reader():
     )  # fmt: skip
     lik = reading.likelihood(8.0)[0]
     assert lik[0] / lik[1] < 1.1 and lik[2] < 1e-2
+
+
+def _mask_file(path, n=8, size=32, **override):
+    rng = np.random.default_rng(0)
+    masks = (rng.random((n, 2, size, size)) < 0.3).astype(np.uint8)
+    masks[::2, 0] = 255  # hair unknown on every other image
+    arrays = {
+        "images": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+        "masks": masks,
+        "parts": np.array(["hair", "glasses"]),
+    } | override
+    np.savez(path, **arrays)
+    return path
+
+
+def test_foreign_masks_join_the_batches_and_only_known_pixels_count(tmp_path):
+    """--extra for the part reader: a share of each batch from the file, its unknown pixels and the parts it
+    does not mark weigh 0; weights of 1 give the unweighted loss; a bad file names itself and the problem."""
+    from charforge.data.build import build_from_creator
+    from charforge.train.tagger import split_indices
+
+    data = build_from_creator(tmp_path / "ds", creator="builtin", n=12, size=32, seed=0, show_progress=False)
+    parts = ta.cached_part_renders(data, split_indices(len(data), 0.1, 0)[0], None)
+    names = ("hair", "hat", "skin")  # the file marks hair and glasses: hair is used, glasses is not trained
+    extra = partseg.load_extra_masks(_mask_file(tmp_path / "m.npz"), names)
+    opts = partseg.PartSegOptions(batch_size=8, extra_share=0.25)
+    x, m, w = partseg.make_batch(parts, 5, opts, data.schema, names, 16, extra)
+    assert x.shape == (8, 3, 16, 16) and m.shape == w.shape == (8, 3, 16, 16)
+    assert (w[:6] == 1).all()  # the creator's six rows: every pixel known
+    assert (w[6:, 1:] == 0).all()  # hat and skin: the file does not mark them
+    assert 0 < w[6:, 0].mean() < 1  # hair: known on some images, unknown (255) on others
+    x2, m2, w2 = partseg.make_batch(parts, 5, opts, data.schema, names, 16, extra)
+    assert torch.equal(x, x2) and torch.equal(m, m2) and torch.equal(w, w2)  # (seed, step) only
+    logits = torch.randn(8, 3, 16, 16)
+    torch.testing.assert_close(partseg.seg_loss(logits, m, torch.ones_like(m)), partseg.seg_loss(logits, m))
+    flipped = torch.where(w > 0, m, 1 - m)  # targets changed only where nothing is known
+    torch.testing.assert_close(partseg.seg_loss(logits, m, w), partseg.seg_loss(logits, flipped, w))
+    with pytest.raises(UserError, match=r"bad.npz: image 0, part 'hair': mask value 7"):
+        partseg.load_extra_masks(
+            _mask_file(tmp_path / "bad.npz", masks=np.full((8, 2, 32, 32), 7, np.uint8)), names
+        )
+    with pytest.raises(UserError, match="none of the parts trained here"):
+        partseg.load_extra_masks(_mask_file(tmp_path / "m2.npz"), ("skin", "bg"))
+    with pytest.raises(UserError, match="no masks array"):
+        np.savez(tmp_path / "m3.npz", images=np.zeros((2, 8, 8, 3), np.uint8), parts=np.array(["hair"]))
+        partseg.load_extra_masks(tmp_path / "m3.npz", names)
+
+
+def test_cli_trains_a_reader_with_foreign_masks(tmp_path, capsys):
+    from charforge.cli import main
+    from charforge.data.build import build_from_creator
+    from charforge.models.io import load_model
+
+    build_from_creator(tmp_path / "ds", creator="builtin", n=10, size=32, seed=0, show_progress=False)
+    args = ["tagger", "parts-train", "--data", str(tmp_path / "ds"), "--steps", "2", "--batch-size", "4"]
+    args += ["--size", "16", "--channels", "4", "--threads", "1", "--parts", "hair,glasses"]
+    main([*args, "-o", str(tmp_path / "r"), "--extra", str(_mask_file(tmp_path / "m.npz", size=24))])
+    assert "held-out IoU hair" in capsys.readouterr().out
+    report = load_model(tmp_path / "r" / "parts.safetensors")[1]["report"]
+    assert report["options"]["extra"].endswith("m.npz") and report["options"]["extra_share"] == 0.25
+    with pytest.raises(SystemExit) as e:
+        main([*args, "-o", str(tmp_path / "q"), "--extra", str(tmp_path / "missing.npz")])
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "missing.npz: no such file" in err and "Traceback" not in err
