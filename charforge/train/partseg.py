@@ -76,34 +76,11 @@ class ExtraMasks:
 def load_extra_masks(path: str | Path, names: tuple[str, ...]) -> ExtraMasks:
     """Read and check an extra mask file (EXTRA_MASKS_FORMAT; allow_pickle=False); a bad file is a UserError
     naming the file and what is wrong."""
-    from charforge.utils.io import sha256_file
+    from charforge.utils.io import read_image_npz, sha256_file
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--extra {p}: no such file; expected {EXTRA_MASKS_FORMAT}", field="extra")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            got = {k: z[k] for k in ("images", "masks", "parts") if k in z.files}
-    except (OSError, ValueError) as e:
-        raise UserError(
-            f"--extra {p}: not a readable .npz ({e}); expected {EXTRA_MASKS_FORMAT}", field="extra"
-        ) from e
-    missing = [k for k in ("images", "masks", "parts") if k not in got]
-    if missing:
-        raise UserError(
-            f"--extra {p}: no {', '.join(missing)} array; expected {EXTRA_MASKS_FORMAT}", field="extra"
-        )
+    got = read_image_npz(p, ("images", "masks", "parts"), "--extra", EXTRA_MASKS_FORMAT)
     images, masks, parts = got["images"], got["masks"], tuple(str(x) for x in got["parts"])
-    if (
-        images.dtype != np.uint8
-        or images.ndim != 4
-        or images.shape[-1] != 3
-        or images.shape[1] != images.shape[2]
-    ):
-        raise UserError(
-            f"--extra {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}",
-            field="extra",
-        )
     want = (len(images), len(parts), images.shape[1], images.shape[2])
     if masks.dtype != np.uint8 or masks.shape != want:
         raise UserError(

@@ -61,32 +61,11 @@ class ExtraSet:
 def load_extra(path: str | Path, schema: TagSchema, *, flag: str = "--extra") -> ExtraSet:
     """Read and check an extra set (EXTRA_FORMAT); a bad file is a UserError naming the file and the field. The
     file is read with allow_pickle=False, so it cannot run code."""
+    from charforge.utils.io import read_image_npz
+
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{flag} {p}: no such file; expected {EXTRA_FORMAT}", field=flag.lstrip("-"))
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            got = {k: z[k] for k in ("images", "labels", "tags") if k in z.files}
-    except (OSError, ValueError) as e:
-        raise UserError(
-            f"{flag} {p}: not a readable .npz ({e}); expected {EXTRA_FORMAT}", field=flag.lstrip("-")
-        ) from e
-    missing = [k for k in ("images", "labels", "tags") if k not in got]
-    if missing:
-        raise UserError(
-            f"{flag} {p}: no {', '.join(missing)} array; expected {EXTRA_FORMAT}", field=flag.lstrip("-")
-        )
+    got = read_image_npz(p, ("images", "labels", "tags"), flag, EXTRA_FORMAT)
     images, labels, tags = got["images"], got["labels"].astype(np.float32), [str(t) for t in got["tags"]]
-    if (
-        images.dtype != np.uint8
-        or images.ndim != 4
-        or images.shape[-1] != 3
-        or images.shape[1] != images.shape[2]
-    ):
-        raise UserError(
-            f"{flag} {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}",
-            field=flag.lstrip("-"),
-        )
     if labels.shape != (len(images), len(tags)):
         raise UserError(
             f"{flag} {p}: labels must be (N, T) = ({len(images)}, {len(tags)}), got {labels.shape}",

@@ -83,3 +83,35 @@ def cache_dir(sub: str = "") -> Path:
         Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charforge"
     )
     return base / sub if sub else base
+
+
+def read_image_npz(
+    path: str | Path, keys: tuple[str, ...], flag: str, expected: str
+) -> dict[str, np.ndarray]:
+    """The arrays `keys` of an .npz of labelled images (read with allow_pickle=False, so it cannot run code), its
+    `images` checked to be uint8 (N, S, S, 3). Any problem is a UserError that names the option `flag`, the file
+    and what was `expected`."""
+    from charforge.errors import UserError
+
+    p, field = Path(path), flag.lstrip("-")
+    if not p.is_file():
+        raise UserError(f"{flag} {p}: no such file; expected {expected}", field=field)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            got = {k: z[k] for k in keys if k in z.files}
+    except (OSError, ValueError) as e:
+        raise UserError(f"{flag} {p}: not a readable .npz ({e}); expected {expected}", field=field) from e
+    missing = [k for k in keys if k not in got]
+    if missing:
+        raise UserError(f"{flag} {p}: no {', '.join(missing)} array; expected {expected}", field=field)
+    images = got["images"]
+    if (
+        images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != 3
+        or images.shape[1] != images.shape[2]
+    ):
+        raise UserError(
+            f"{flag} {p}: images must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}", field=field
+        )
+    return got
