@@ -45,6 +45,10 @@ EXTRA_MASKS_FORMAT = (
     "and `parts` (K,) the part names of the mask channels"
 )
 UNKNOWN = 255
+# An extra image's mask pixel, reduced to the network's side, is the part where the part covers at least this share
+# of it: a 1 px rim drawn at 64 px covers half of each 2x2 block and so stays a rim at 32 px (bilinear > 0.5 would
+# drop it and teach the reader that thin rims are not glasses).
+EXTRA_KEEP = 0.25
 
 
 @dataclass
@@ -130,16 +134,23 @@ def make_batch(
     x = torch.from_numpy(img).permute(0, 3, 1, 2).mul(2).sub(1)
     m = part_targets(parts, idx, names)
     x, m = _augment(x, m, g, opts)
+    side = x.shape[-1]
+    x, m = _resized(x, m, size)
     if extra is None:
-        return _resized(x, m, size)
+        return x, m
     w = torch.ones_like(m)
     if n_extra:
-        xe, me, we = _extra_rows(extra, step, opts, names, n_extra, x.shape[-1])
-        x, m, w = torch.cat([x, xe]), torch.cat([m, me]), torch.cat([w, we])
-    x, m = _resized(x, m, size)
-    if w.shape[-1] != size:
-        w = F.interpolate(w, size=(size, size), mode="bilinear", align_corners=False)
-    return x, m, (w > 0.5).float()
+        xe, me, we = _extra_rows(extra, step, opts, names, n_extra, side)
+        if (
+            side != size
+        ):  # thin parts (1 px glasses rims) must survive the reduction: area share, not bilinear
+            xe = F.interpolate(xe, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            me = (F.adaptive_avg_pool2d(me, size) >= EXTRA_KEEP).float()
+            we = (F.adaptive_avg_pool2d(we, size) > 0.5).float()
+        else:
+            me, we = (me > 0.5).float(), (we > 0.5).float()
+        x, m, w = torch.cat([x, xe.contiguous()]), torch.cat([m, me]), torch.cat([w, we])
+    return x, m, w
 
 
 def _augment(x: torch.Tensor, m: torch.Tensor, g: torch.Generator, opts: PartSegOptions):

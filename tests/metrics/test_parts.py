@@ -312,3 +312,19 @@ def test_cli_trains_a_reader_with_foreign_masks(tmp_path, capsys):
         main([*args, "-o", str(tmp_path / "q"), "--extra", str(tmp_path / "missing.npz")])
     err = capsys.readouterr().err
     assert e.value.code != 0 and "missing.npz: no such file" in err and "Traceback" not in err
+
+
+def test_a_thin_foreign_rim_survives_the_reduction_to_the_network_side(tmp_path):
+    """A 1 px line marked at 32 px is still marked after framing and the reduction to 16 px (bilinear > 0.5
+    would drop it and so teach that thin rims are not the part)."""
+    from charforge.data.build import build_from_creator
+    from charforge.train.tagger import split_indices
+
+    data = build_from_creator(tmp_path / "ds", creator="builtin", n=12, size=32, seed=0, show_progress=False)
+    parts = ta.cached_part_renders(data, split_indices(len(data), 0.1, 0)[0], None)
+    masks = np.zeros((4, 1, 32, 32), np.uint8)
+    masks[:, 0, 15, 6:26] = 1  # one row of pixels
+    extra = partseg.ExtraMasks(np.full((4, 32, 32, 3), 128, np.uint8), masks, ("hair",), "x")
+    opts = partseg.PartSegOptions(batch_size=8, extra_share=0.5, zoom=(1.0, 1.0))
+    _, m, w = partseg.make_batch(parts, 0, opts, data.schema, ("hair",), 16, extra)
+    assert (m[4:, 0].sum(dim=(1, 2)) >= 4).all() and (w[4:, 0].mean(dim=(1, 2)) > 0.5).all()
