@@ -274,8 +274,8 @@ def thresholds(
     decides there (the weights are unchanged)."""
 
     from charforge.errors import UserError
-    from charforge.tagger import thresholds as th
     from charforge.tagger.net import load_tagger, resolve_tagger_path
+    from charforge.train import thresholds as th
 
     if parts not in ("auto", "shipped", "none"):
         raise UserError(f"--parts {parts!r}: choose auto, shipped or none", field="parts")

@@ -49,7 +49,7 @@ HAIR_NETWORK_POWER = 0.6
 # is a nudge, not a verdict.
 GLASSES_SHARE = (0.0005, 0.004)
 GLASSES_READER_ODDS = (4.0, 0.25)
-# Per-tag decision thresholds (`charforge tagger thresholds`, charforge.tagger.thresholds): a file may store one
+# Per-tag decision thresholds (`charforge tagger thresholds`, charforge.train.thresholds): a file may store one
 # logit offset per independent tag under calibration["bias"], added to the final log-odds (after the temperature,
 # the views and the part reader), so that "p >= 0.5" decides at the fitted threshold t (offset -logit(t)) and the
 # abstention band sits around the new decision point. Groups keep 0 (their argmax needs no threshold).

@@ -1,4 +1,4 @@
-"""Per-tag decision thresholds (charforge.tagger.thresholds, `charforge tagger thresholds`)."""
+"""Per-tag decision thresholds (charforge.train.thresholds, `charforge tagger thresholds`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def test_offsets_move_the_decision_point_to_the_fitted_threshold():
     """With the offset for threshold t, the shifted probability passes 0.5 exactly where the original passes t;
     groups are untouched."""
     from charforge.tagger.net import shift_decisions
-    from charforge.tagger.thresholds import offsets
+    from charforge.train.thresholds import offsets
 
     schema = make_girls_moe_schema()
     rng = np.random.default_rng(0)
@@ -34,7 +34,7 @@ def test_offsets_move_the_decision_point_to_the_fitted_threshold():
 
 
 def test_fit_finds_the_best_threshold_and_ignores_sets_that_cannot_judge():
-    from charforge.tagger.thresholds import GRID, fit_thresholds
+    from charforge.train.thresholds import GRID, fit_thresholds
 
     schema = make_girls_moe_schema()
     j = schema.index("glasses")
@@ -132,7 +132,7 @@ def test_cli_writes_a_copy_that_decides_at_the_fitted_thresholds(tmp_path, capsy
 def test_a_file_fitted_with_the_shipped_reader_loads_with_it(tmp_path):
     from charforge.tagger.net import load_tagger
     from charforge.tagger.parts import default_parts_path
-    from charforge.tagger.thresholds import write_thresholded
+    from charforge.train.thresholds import write_thresholded
 
     if default_parts_path() is None:
         pytest.skip("this install ships no part reader")
