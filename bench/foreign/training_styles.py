@@ -202,8 +202,32 @@ def _toon_head() -> StyleSpec:
     )
 
 
+def _notionists() -> StyleSpec:
+    # thin black line art, the nearest thing to micah's outline glasses among the styles no set uses; no hair
+    # colour option exists, so hair colour is never labelled (hides_hair=True on every choice)
+    hair = [_c({"hair": [f"variant{i:02d}"]}, 1.0, True, hat=0, **LENGTH_NA) for i in range(1, 64)]
+    hat = _c({"hair": ["hat"]}, 63 * 0.12 / 0.88, True, hat=1, **LENGTH_NA)  # 12 % wear the style's one hat
+    return StyleSpec(
+        "notionists",
+        "CC0 1.0",
+        "Zoish",
+        "https://heyzoish.gumroad.com/l/notionists",
+        "hairColor",  # not an option of this style: DiceBear ignores it (checked: identical PNG)
+        TRAINING_HAIR_HEX,
+        {
+            "hair": (*hair, hat),
+            # variant03, 08, 11 are clear thin frames; the other eight have dark lenses and are not drawn
+            "glasses": _glasses(("variant03", "variant08", "variant11")),
+        },
+        fixed={"beardProbability": 0, "gestureProbability": 0, "bodyIconProbability": 0},
+        notes="Training only. Black line art: hair colour is never labelled. Hair 'hat' is a hat; clear glasses "
+        "variant03/08/11 (the other variants have dark lenses and are not drawn).",
+    )
+
+
 STYLES: dict[str, StyleSpec] = {
-    s.name: s for s in (_pixel_art(), _open_peeps(), _big_smile(), _lorelei(), _miniavs(), _toon_head())
+    s.name: s
+    for s in (_pixel_art(), _open_peeps(), _big_smile(), _lorelei(), _miniavs(), _toon_head(), _notionists())
 }
 
 

@@ -225,7 +225,7 @@ def test_the_validation_style_is_apart_from_the_test_sets():
 def test_the_training_styles_are_apart_from_test_and_validation_and_label_consistently():
     """bench/foreign/training_styles.py: training data only, so none of its styles is a test or validation
     style; the hair hexes cover the 13 colours equally and are never ambiguous; hats hide the hair colour;
-    open-peeps never names one (its colour option only tints accents); glasses and hat labels follow the
+    open-peeps and notionists never name one (a colour option that tints accents; none at all); glasses and hat labels follow the
     options; and training_set.labels_row turns unknown labels into NaN."""
     sys.path.insert(0, str(FOREIGN))
     try:
@@ -251,10 +251,11 @@ def test_the_training_styles_are_apart_from_test_and_validation_and_label_consis
             hat = int(
                 o.get("hatProbability", 0) == 100
                 or o.get("head", [""])[0] in ("hatBeanie", "hatHip", "turban", "hijab")
+                or (style == "notionists" and o["hair"] == ["hat"])
             )
             assert lab["hat"] == hat
             hats += hat
-            if hat or style == "open-peeps":
+            if hat or style in ("open-peeps", "notionists"):
                 assert it["hair_color"] is None and all(lab[f"{c} hair"] is None for c in plain.HAIR_COLORS)
             else:
                 assert it["hair_color"] == plain.hair_colour_label(it["hair_hex"]).name
