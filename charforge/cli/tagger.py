@@ -273,42 +273,12 @@ def thresholds(
     """Fit one decision threshold per independent tag on labelled images and write a copy of the tagger that
     decides there (the weights are unchanged)."""
 
-    from charforge.errors import UserError
-    from charforge.tagger.net import load_tagger, resolve_tagger_path
     from charforge.train import thresholds as th
 
-    if parts not in ("auto", "shipped", "none"):
-        raise UserError(f"--parts {parts!r}: choose auto, shipped or none", field="parts")
-    if out.suffix != ".safetensors":
-        raise UserError(f"-o {out}: give a .safetensors file name for the new tagger", field="out")
-    src = resolve_tagger_path(tagger)
-    if out.resolve() == src.resolve():
-        raise UserError(f"-o {out}: is the tagger itself; write the fitted copy to a new file", field="out")
-    t = load_tagger(src, parts={"auto": None, "shipped": True, "none": False}[parts])
-    if parts == "shipped" and t.parts is None:
-        raise UserError("--parts shipped: this install ships no part reader; use --parts none", field="parts")
-    base = t.threshold
-    t.bias = None  # fit from the network's own decisions, not from an earlier fit
-    sets = [th.load_labelled(p, t.schema, limit=limit) for p in on]
-    names = [s.name for s in sets]
-    if len(set(names)) != len(names):
-        names = [f"{i}:{n}" for i, n in enumerate(names)]
-    probas = []
-    for s, name in zip(sets, names):
-        typer.echo(f"reading      {name}: {len(s.images)} images", err=True)
-        probas.append(t.predict_proba(s.images))
     wanted = [x.strip() for x in tags.split(",") if x.strip()] if tags else None
-    fitted = th.fit_thresholds(probas, [s.labels for s in sets], names, t.schema, tags=wanted, base=base)
-    record = {
-        "fitted_on": [{"name": n, "images": len(s.images), "sha256": s.sha256} for n, s in zip(names, sets)],
-        "base": base,
-        "grid": [float(th.GRID[0]), float(th.GRID[-1]), 0.025],
-        "min_each": th.MIN_EACH,
-        "tags": {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in fitted.items()},
-    }
-    reader = "shipped" if t.parts is not None else None
-    path = th.write_thresholded(src, out, th.offsets(fitted, t.schema, base), record, reader)
-    plot = th.plot_curves(out.with_suffix(".png"), fitted)
+    path, fitted, reader, plot = th.fit_tagger_thresholds(
+        tagger, on, out, tags=wanted, parts=parts, limit=limit, log=lambda m: typer.echo(m, err=True)
+    )
     for tag, rec in fitted.items():
         if "curve" in rec:
             typer.echo(

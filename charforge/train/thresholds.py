@@ -119,7 +119,7 @@ def fit_thresholds(
         if not curves:
             out[tag] = {
                 "threshold": base,
-                "sets": {k: v for k, v in per_set.items()},
+                "sets": per_set,
                 "note": f"no set has {min_each} labelled positives and negatives: left at {base}",
             }
             continue
@@ -202,3 +202,52 @@ def write_thresholded(src: Path, out: Path, bias: np.ndarray, record: dict, part
     else:
         extra.pop("part_reader", None)
     return save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
+
+
+def fit_tagger_thresholds(
+    tagger: str | Path,
+    on: list[str | Path],
+    out: str | Path,
+    *,
+    tags: list[str] | None = None,
+    parts: str = "auto",
+    limit: int | None = None,
+    log=print,
+):
+    """`charforge tagger thresholds`: load the tagger (with the part reader `parts`: auto, shipped or none), read
+    the labelled sets `on`, fit the thresholds and write the copy to `out` with its curve plot beside it.
+    Returns (path, fitted records, part reader recorded or None, plot path or None)."""
+    from charforge.tagger.net import load_tagger, resolve_tagger_path
+
+    out = Path(out)
+    if parts not in ("auto", "shipped", "none"):
+        raise UserError(f"--parts {parts!r}: choose auto, shipped or none", field="parts")
+    if out.suffix != ".safetensors":
+        raise UserError(f"-o {out}: give a .safetensors file name for the new tagger", field="out")
+    src = resolve_tagger_path(tagger)
+    if out.resolve() == src.resolve():
+        raise UserError(f"-o {out}: is the tagger itself; write the fitted copy to a new file", field="out")
+    t = load_tagger(src, parts={"auto": None, "shipped": True, "none": False}[parts])
+    if parts == "shipped" and t.parts is None:
+        raise UserError("--parts shipped: this install ships no part reader; use --parts none", field="parts")
+    base = t.threshold
+    t.bias = None  # fit from the network's own decisions, not from an earlier fit
+    sets = [load_labelled(p, t.schema, limit=limit) for p in on]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        names = [f"{i}:{n}" for i, n in enumerate(names)]
+    probas = []
+    for s, name in zip(sets, names):
+        log(f"reading      {name}: {len(s.images)} images")
+        probas.append(t.predict_proba(s.images))
+    fitted = fit_thresholds(probas, [s.labels for s in sets], names, t.schema, tags=tags, base=base)
+    record = {
+        "fitted_on": [{"name": n, "images": len(s.images), "sha256": s.sha256} for n, s in zip(names, sets)],
+        "base": base,
+        "grid": [float(GRID[0]), float(GRID[-1]), 0.025],
+        "min_each": MIN_EACH,
+        "tags": {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in fitted.items()},
+    }
+    reader = "shipped" if t.parts is not None else None
+    path = write_thresholded(src, out, offsets(fitted, t.schema, base), record, reader)
+    return path, fitted, reader, plot_curves(out.with_suffix(".png"), fitted)
