@@ -95,6 +95,8 @@ class TaggerTrainOptions:
     lr: float = 2e-3  # Adam learning rate, cosine-decayed to 5 % of this by the last step
     weight_decay: float = 1e-4  # decoupled (AdamW) weight decay per step, relative
     seed: int = 0  # seeds the split, the batches, the augmentation and the initial weights
+    split_seed: int | None = None  # seeds the held-out split and calibration shift instead (None: `seed`), so
+    # runs at several seeds are judged on the same held-out images (seed noise of a recipe)
     holdout: float = 0.1  # fraction of images held out for the precision/recall report
     shift: float = 0.0625  # max random translation, as a fraction of the image side
     degrade: float = 0.5  # share of images that also get a random blur, down-up resampling and pixel noise
@@ -132,6 +134,10 @@ class TaggerTrainResult:
     report: dict = field(default_factory=dict)
     seconds: float = 0.0
     reused: bool = False  # the folder already held this exact tagger; nothing was retrained
+
+
+def _split_seed(opts: TaggerTrainOptions) -> int:
+    return opts.seed if opts.split_seed is None else opts.split_seed
 
 
 def split_indices(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -375,7 +381,7 @@ def _calibrate(
     `tagger.temperature` and returns what goes into the file's metadata."""
     if tagger_augment.has_part_renders(data):
         parts = tagger_augment.cached_part_renders(data, held_idx, cache)
-        images, tags = tagger_augment.shifted_validation(parts, data.schema, seed=opts.seed)
+        images, tags = tagger_augment.shifted_validation(parts, data.schema, seed=_split_seed(opts))
         source = "held-out renders, recoloured and under the held-out style shift"
     else:
         images, tags = np.asarray(data.images[held_idx]), np.asarray(data.tags[held_idx], np.float32)
@@ -429,7 +435,7 @@ def train_tagger(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    train_idx, held_idx = split_indices(len(data), opts.holdout, opts.seed)
+    train_idx, held_idx = split_indices(len(data), opts.holdout, _split_seed(opts))
     torch.manual_seed(opts.seed)
     schema, cols = learned_schema(data.schema, opts.drop_groups)
     cols_or_none = None if len(cols) == len(data.schema) else cols
@@ -452,6 +458,7 @@ def train_tagger(
         ("zoom", (0.55, 1.45)),
         ("extra", None),
         ("extra_share", 0.25),
+        ("split_seed", None),
     ):
         if fp_opts[name] == default:
             del fp_opts[name]
@@ -508,6 +515,7 @@ def train_tagger(
                         "data": str(data_dir),
                         "steps": opts.steps,
                         "seed": opts.seed,
+                        "split_seed": _split_seed(opts),
                         "seconds": round(seconds, 1),
                     }
                 )

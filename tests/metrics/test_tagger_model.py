@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from metrics_toydata import toy_schema
+from safetensors import safe_open
 
 from charforge.data.packed import load_packed
 from charforge.errors import UserError
@@ -186,3 +187,36 @@ def test_rerun_on_a_finished_folder_reuses_it_and_refuses_other_settings(toy_dat
         train_tagger(
             toy_data_dir, tmp_path / "t", opts=TaggerTrainOptions(steps=4, batch_size=8, amp=False), **kw
         )
+
+
+def test_split_seed_keeps_the_held_out_images_while_the_seed_changes_the_run(toy_data_dir, tmp_path, monkeypatch):
+    import charforge.train.tagger as tt
+
+    held = {}
+    real_split = tt.split_indices
+
+    def recording_split(n, holdout, seed):
+        train_idx, held_idx = real_split(n, holdout, seed)
+        held[len(held)] = held_idx
+        return train_idx, held_idx
+
+    monkeypatch.setattr(tt, "split_indices", recording_split)
+    kw = dict(image_size=16, channels=4, feat_dim=8)
+    runs = {
+        "a": TaggerTrainOptions(steps=3, batch_size=8, amp=False, seed=0),
+        "b": TaggerTrainOptions(steps=3, batch_size=8, amp=False, seed=1, split_seed=0),
+        "c": TaggerTrainOptions(steps=3, batch_size=8, amp=False, seed=1),
+    }
+    res = {k: train_tagger(toy_data_dir, tmp_path / k, opts=o, **kw) for k, o in runs.items()}
+    np.testing.assert_array_equal(held[0], held[1])  # a and b: the same held-out images
+    assert not np.array_equal(held[0], held[2])  # c: --seed alone moves the split, as before
+    wa, wb = load_tagger(res["a"].path).net.state_dict(), load_tagger(res["b"].path).net.state_dict()
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)  # ... but b is another run
+    def file_meta(path):
+        with safe_open(str(path), "pt") as f:
+            return f.metadata()
+
+    trains = {k: json.loads(file_meta(r.path)["train"]) for k, r in res.items()}
+    assert [trains[k]["split_seed"] for k in "abc"] == [0, 0, 1]
+    fps = {k: json.loads(file_meta(r.path)["fingerprint"])["opts"] for k, r in res.items()}
+    assert "split_seed" not in fps["a"] and fps["b"]["split_seed"] == 0  # unset: old folders still reuse
