@@ -189,7 +189,9 @@ def test_rerun_on_a_finished_folder_reuses_it_and_refuses_other_settings(toy_dat
         )
 
 
-def test_split_seed_keeps_the_held_out_images_while_the_seed_changes_the_run(toy_data_dir, tmp_path, monkeypatch):
+def test_split_seed_keeps_the_held_out_images_while_the_seed_changes_the_run(
+    toy_data_dir, tmp_path, monkeypatch
+):
     import charforge.train.tagger as tt
 
     held = {}
@@ -212,6 +214,7 @@ def test_split_seed_keeps_the_held_out_images_while_the_seed_changes_the_run(toy
     assert not np.array_equal(held[0], held[2])  # c: --seed alone moves the split, as before
     wa, wb = load_tagger(res["a"].path).net.state_dict(), load_tagger(res["b"].path).net.state_dict()
     assert any(not torch.equal(wa[k], wb[k]) for k in wa)  # ... but b is another run
+
     def file_meta(path):
         with safe_open(str(path), "pt") as f:
             return f.metadata()
