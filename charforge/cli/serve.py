@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
             "-m",
             help="Generator to load: 'default', a .safetensors, a run "
             "folder, or NAME=PATH; repeat for several. Requests pick them by NAME only. Without --model: the "
-            "shipped GAN ('default'), and the shipped diffusion model ('diffusion') offered beside it, loaded "
-            "on its first request.",
+            "shipped GAN ('default'), with the other shipped models ('sharp', '128px', 'styles', 'diffusion') "
+            "offered beside it, each loaded on its first request.",
         ),
         f2p: str | None = typer.Option(
             None, "--f2p", help="Face-to-parameter model folder (default: the shipped one)."

@@ -221,8 +221,8 @@ class ModelInfo(BaseModel):
     )
     loaded: bool = Field(
         True,
-        description="false for a model the server offers but loads on its first request (the shipped diffusion "
-        "model beside the default GAN): that request takes a few seconds longer",
+        description="false for a model the server offers but loads on its first request (the other shipped models "
+        "beside the default GAN): that request takes a few seconds longer",
     )
     model_config = ConfigDict(populate_by_name=True)
 
