@@ -72,6 +72,7 @@ WARN_SHARE = 0.10  # warn when at least this share of the candidates is dropped 
 TAG_SHARE_WARN = 0.6  # warn when an estimated independent tag is on for more than this share
 TAG_CONF_WARN = 0.6  # warn when the mean confidence of the estimates is below this
 MIN_FOR_STATS = 8  # estimated images needed before the distribution of estimates is judged
+UNKNOWN_MOST = 0.8  # say so (and that it is safe) when a group is unknown on at least this share of them
 UNSURE_MARGIN = 0.1  # an independent tag whose probability is this close to the threshold is uncertain
 DISK_MARGIN = 16 * 2**20  # bytes of free space kept in reserve beyond the estimate (reports, sheets)
 PREVIEW_SIDE = 512  # longer side of the copy of each image kept to re-crop it for the whole-picture check
@@ -1021,6 +1022,15 @@ def _assemble(
     }
 
 
+def _uncertain_counts(lists) -> dict[str, int]:
+    """How many images list each uncertain group ("eye color unknown") or tag ("glasses"), most first."""
+    counts: dict[str, int] = {}
+    for entries in lists:
+        for key in {u.rsplit(" ", 1)[0] for u in entries}:  # drop the probability: "hat 0.31" -> "hat"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _share(n: int, total: int) -> str:
     return f"{n} of {total} ({n / max(total, 1):.0%})"
 
@@ -1072,7 +1082,21 @@ def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema:
         out.append(f"the estimated tags are unsure: mean confidence {np.mean(confs):.2f} < {TAG_CONF_WARN}")
     unsure = sum(1 for i in est if items[i].get("uncertain"))
     if unsure:
-        out.append(f"{_share(unsure, len(est))} estimated images have uncertain tags (listed in the report)")
+        counts = _uncertain_counts(items[i].get("uncertain", []) for i in est)
+        top = ", ".join(f"{k} on {n}" for k, n in list(counts.items())[:6])
+        more = f" and {len(counts) - 6} more" if len(counts) > 6 else ""
+        out.append(
+            f"{_share(unsure, len(est))} estimated images have uncertain tags (listed in the report): "
+            f"{top}{more}"
+        )
+        if len(est) >= MIN_FOR_STATS:
+            for key, n in counts.items():
+                if key.endswith(" unknown") and n >= UNKNOWN_MOST * len(est):
+                    group = key[: -len(" unknown")]
+                    out.append(
+                        f"{group} is unknown on {_share(n, len(est))}: the art may not show it clearly. Training "
+                        f"ignores an unknown {group}, so this is safe; fill it in the CSV where you want it"
+                    )
     if len(est) >= MIN_FOR_STATS:
         tags = _all_tags(report, records)[est]  # (E, T)
         isl = schema.independent_slice
@@ -1326,6 +1350,9 @@ def _report_markdown(r: dict[str, Any], src: Path) -> str:
             for d in r["duplicates"]
         ] + [""]
     if r.get("uncertain"):
-        lines += ["## Uncertain tag estimates", "", "| sample | uncertain |", "|---|---|"]
+        counts = _uncertain_counts(u["tags"] for u in r["uncertain"])
+        lines += ["## Uncertain tag estimates", ""]
+        lines += ["Per group or tag: " + ", ".join(f"{_esc(k)} {n}" for k, n in counts.items()) + ".", ""]
+        lines += ["| sample | uncertain |", "|---|---|"]
         lines += [f"| {_esc(u['path'])} | {_esc(', '.join(u['tags']))} |" for u in r["uncertain"]] + [""]
     return "\n".join(lines)

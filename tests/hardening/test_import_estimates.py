@@ -115,6 +115,10 @@ def test_unsure_groups_become_unknown_and_are_listed(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "import_report.md").read_text()
     assert "Uncertain tag estimates" in md and "unknown (0.30)" in md
     assert any("uncertain tags" in w for w in r.warnings)
+    # which groups and tags, counted: the hair group on all four, hat on all four
+    w = next(w for w in r.warnings if "uncertain tags" in w)
+    assert f"{schema.groups[0].name} unknown on 4" in w and "hat on 4" in w, w
+    assert f"Per group or tag: {schema.groups[0].name} unknown 4" in md
     keep = import_folder(
         src,
         tmp_path / "guess",
@@ -176,3 +180,29 @@ def test_default_estimates_read_hair_colour_from_the_hair(tmp_path):
         rgb = np.array([int(it["hair_rgb"][j : j + 2], 16) for j in (1, 3, 5)])
         assert np.abs(rgb - palette.HAIR_RGB["blue"]).max() <= 16
         assert tags[k, blue] == 1
+
+
+def test_a_group_unknown_on_most_images_is_named_once_and_called_safe(tmp_path, monkeypatch):
+    def no_eyes(n, schema):  # art that draws no irises: the eye colour group is unsure on every image
+        p = _confident(n, schema, hat=0.02)
+        eyes = schema.group_slices()[1]
+        p[:, eyes] = 1.0 / (eyes.stop - eyes.start)
+        for i in range(n):  # hair varies, so no "same hair colour" warning muddles the check
+            hair = schema.group_slices()[0]
+            p[i, hair] = 0.01
+            p[i, hair.start + i % (hair.stop - hair.start)] = 0.9
+        return p
+
+    schema = _fake(monkeypatch, no_eyes)
+    eye_group = schema.groups[1].name
+    src = _src(tmp_path, 10)
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    r = import_folder(
+        src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False
+    )
+    assert r.dataset.tags[:, schema.group_slices()[1]].sum() == 0  # unknown, masked in training
+    unsure = next(w for w in r.warnings if "uncertain tags" in w)
+    assert f"{eye_group} unknown on 10" in unsure and "hat" not in unsure, unsure
+    safe = [w for w in r.warnings if w.startswith(f"{eye_group} is unknown on 10 of 10")]
+    assert len(safe) == 1 and "safe" in safe[0] and "CSV" in safe[0]
+    assert "--tags" in r.warnings[-1]  # and what to do, last
