@@ -125,7 +125,12 @@ def load_generator_backend(spec: str | None, backend: str, device: str = "auto")
     )
 
 
-OFFERED = ("sharp", "128px", "styles", "diffusion")  # shipped models the studio offers beside the default GAN, loaded on first use
+OFFERED = (
+    "sharp",
+    "128px",
+    "styles",
+    "diffusion",
+)  # shipped models the studio offers beside the default GAN, loaded on first use
 
 
 def offered_models(backend: str = "torch", device: str = "auto", warn=print) -> dict[str, Any]:
