@@ -41,18 +41,43 @@ def crop(images: np.ndarray, name: str) -> np.ndarray:
 
 
 def probe_features(
-    images: np.ndarray, crops: tuple[str, ...] | list[str], desc: str | None = None
+    images: np.ndarray, crops: tuple[str, ...] | list[str], desc: str | None = None, cache: bool = False
 ) -> np.ndarray:
-    """(N, 1280 x len(crops)) float32: generic features of each crop, side by side."""
+    """(N, 1280 x len(crops)) float32: generic features of each crop, side by side.
+
+    cache=True keeps each crop's features in $CHARFORGE_CACHE/probe (keyed by the images' bytes and the crop),
+    so fitting again with other settings on the same sets does not recompute them (minutes on a CPU)."""
     from charforge.metrics.features import generic_features
 
-    parts = [
-        generic_features(
-            np.ascontiguousarray(crop(images, c)), desc=None if desc is None else f"{desc} ({c})"
-        )
-        for c in crops
-    ]
+    parts = []
+    for c in crops:
+        band = np.ascontiguousarray(crop(images, c))
+        path = _cache_path(band, c) if cache else None
+        if path is not None and path.is_file():
+            try:
+                got = np.load(path, allow_pickle=False)
+                if got.shape == (len(band), 1280):
+                    parts.append(got)
+                    continue
+            except (OSError, ValueError):
+                pass  # a damaged cache file: recompute and overwrite it
+        feats = generic_features(band, desc=None if desc is None else f"{desc} ({c})")
+        if path is not None:
+            from charforge.utils.io import atomic_path
+
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, feats)
+        parts.append(feats)
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _cache_path(band: np.ndarray, name: str):
+    import hashlib
+
+    from charforge.utils.io import cache_dir
+
+    h = hashlib.sha256(repr(band.shape).encode() + band.tobytes()).hexdigest()[:24]
+    return cache_dir("probe") / f"{name}-{h}.npy"
 
 
 @dataclass

@@ -91,7 +91,7 @@ def fit_probe(
     labelled = [load_labelled(s, schema, limit=limit) for s in sets]
     feats, proba, labels = [], [], []
     for ls in labelled:
-        feats.append(probe_features(ls.images, crops, desc=ls.name if progress else None))
+        feats.append(probe_features(ls.images, crops, desc=ls.name if progress else None, cache=True))
         proba.append(tagger.predict_proba(ls.images))
         labels.append(ls.labels)
     x, p_net, y_all = np.concatenate(feats), np.concatenate(proba), np.concatenate(labels)

@@ -31,13 +31,16 @@ def probe_setup(tmp_path_factory):
     from charforge.train.probe import fit_probe
 
     root = tmp_path_factory.mktemp("probe")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CHARFORGE_CACHE", str(root / "cache"))  # the features cache, per test run
     make_toy_dataset(root / "fit", n=60, size=16, seed=0)
     make_toy_dataset(root / "check", n=40, size=16, seed=1)
     src = _untrained_tagger(root / "t.safetensors")
     res = fit_probe(
         src, [root / "fit"], root / "p.safetensors", tags=("hat",), crops=("full", "top"), blend=1.0, c=0.1
     )
-    return root, src, res
+    yield root, src, res
+    mp.undo()
 
 
 def test_the_probe_reads_a_tag_the_network_cannot(probe_setup):
@@ -154,3 +157,23 @@ def test_cli_writes_the_probed_copy(probe_setup, tmp_path, capsys):
     assert "hat" in text and "blended" in text and "tagger thresholds" in text
     t = load_tagger(out)
     assert t.probe.crops == ["top"] and t.probe.blend == 0.5
+
+
+def test_refitting_on_the_same_sets_reads_the_features_cache(probe_setup, tmp_path, monkeypatch):
+    import charforge.metrics.features as features
+    from charforge.train.probe import fit_probe
+
+    root, src, res = probe_setup
+    cached = sorted(p.name for p in (root / "cache" / "probe").glob("*.npy"))
+    assert len(cached) >= 2 and {n.split("-")[0] for n in cached} >= {"full", "top"}
+    monkeypatch.setattr(features, "generic_features", lambda *a, **k: pytest.fail("features recomputed"))
+    again = fit_probe(
+        src,
+        [root / "fit"],
+        tmp_path / "q.safetensors",
+        tags=("hat",),
+        crops=("full", "top"),
+        blend=1.0,
+        c=0.1,
+    )
+    np.testing.assert_allclose(load_tagger(again.path).probe.weight, load_tagger(res.path).probe.weight)
