@@ -49,8 +49,6 @@ def fit_probe(
     limit: int | None = None,
     progress: bool = True,
 ) -> ProbeFit:
-    from sklearn.linear_model import LogisticRegression
-
     from charforge.models.io import load_model, save_model
     from charforge.tagger.net import load_tagger, resolve_tagger_path
     from charforge.tagger.probe import CROPS, PREFIX, Probe, probe_features
@@ -95,41 +93,14 @@ def fit_probe(
         proba.append(tagger.predict_proba(ls.images))
         labels.append(ls.labels)
     x, p_net, y_all = np.concatenate(feats), np.concatenate(proba), np.concatenate(labels)
-    weights, biases, rows = [], [], []
-    mean = x.mean(axis=0)
-    std = np.maximum(x.std(axis=0), 1e-6)
-    xs = (x - mean) / std
-    for t in tags:
-        j = schema.index(t)
-        known = ~np.isnan(y_all[:, j])
-        y = y_all[known, j] > 0.5
-        if y.sum() < MIN_EACH or (~y).sum() < MIN_EACH:
-            raise UserError(
-                f"--tags {t}: the sets hold {int(y.sum())} images with it and {int((~y).sum())} without; the "
-                f"probe needs at least {MIN_EACH} of each. Add labelled images (--on) or leave {t} out",
-                field="tags",
-            )
-        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(xs[known], y)
-        weights.append(clf.coef_[0])
-        biases.append(clf.intercept_[0])
-        p = np.clip(p_net[known, j].astype(np.float64), 1e-7, 1 - 1e-7)
-        z = (1 - blend) * np.log(p / (1 - p)) + blend * clf.decision_function(xs[known])
-        rows.append(
-            {
-                "tag": t,
-                "n": int(known.sum()),
-                "positives": int(y.sum()),
-                "f1_network": round(_f1(p >= 0.5, y), 4),
-                "f1_blend": round(_f1(z > 0, y), 4),
-            }
-        )
+    weights, biases, mean, std, rows = fit_weights(x, y_all, p_net, schema, tags, c, blend)
     probe = Probe(
         list(tags),
         list(crops),
-        np.asarray(weights, np.float32),
-        np.asarray(biases, np.float32),
-        mean.astype(np.float32),
-        std.astype(np.float32),
+        weights,
+        biases,
+        mean,
+        std,
         blend,
         {
             "space": "generic (EfficientNet-Lite0, ImageNet; charforge.metrics.features)",
@@ -160,3 +131,47 @@ def fit_probe(
     extra["probe"] = probe.metadata()
     path = save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
     return ProbeFit(Path(path), rows)
+
+
+def fit_weights(
+    x: np.ndarray, y_all: np.ndarray, p_net: np.ndarray, schema, tags, c: float, blend: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """The probe's (weights (K, D), biases (K,), mean (D,), std (D,), per-tag rows) from features `x` (N, D),
+    labels (N, T; NaN unknown) and the network's probabilities (N, T), which only the F1 rows use."""
+    from sklearn.linear_model import LogisticRegression
+
+    weights, biases, rows = [], [], []
+    mean = x.mean(axis=0)
+    std = np.maximum(x.std(axis=0), 1e-6)
+    xs = (x - mean) / std
+    for t in tags:
+        j = schema.index(t)
+        known = ~np.isnan(y_all[:, j])
+        y = y_all[known, j] > 0.5
+        if y.sum() < MIN_EACH or (~y).sum() < MIN_EACH:
+            raise UserError(
+                f"--tags {t}: the sets hold {int(y.sum())} images with it and {int((~y).sum())} without; the "
+                f"probe needs at least {MIN_EACH} of each. Add labelled images (--on) or leave {t} out",
+                field="tags",
+            )
+        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(xs[known], y)
+        weights.append(clf.coef_[0])
+        biases.append(clf.intercept_[0])
+        p = np.clip(p_net[known, j].astype(np.float64), 1e-7, 1 - 1e-7)
+        z = (1 - blend) * np.log(p / (1 - p)) + blend * clf.decision_function(xs[known])
+        rows.append(
+            {
+                "tag": t,
+                "n": int(known.sum()),
+                "positives": int(y.sum()),
+                "f1_network": round(_f1(p >= 0.5, y), 4),
+                "f1_blend": round(_f1(z > 0, y), 4),
+            }
+        )
+    return (
+        np.asarray(weights, np.float32),
+        np.asarray(biases, np.float32),
+        mean.astype(np.float32),
+        std.astype(np.float32),
+        rows,
+    )
