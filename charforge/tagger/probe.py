@@ -22,6 +22,7 @@ import numpy as np
 from charforge.errors import UserError
 
 PREFIX = "probe."
+PROGRESS_FROM = 256  # images from which reading the probe's features shows a progress bar
 # (top, bottom, left, right) as fractions of the image side; "full" is the whole image. The creator's portraits
 # and the avatar libraries frame a head the same way: hats sit in the top 60 %, eyes and glasses in 25-75 %.
 CROPS = {
@@ -92,8 +93,12 @@ class Probe:
     meta: dict
 
     def logits(self, images: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-        """(N, K) log-odds of each probe tag."""
-        x = probe_features(images, self.crops) if features is None else features
+        """(N, K) log-odds of each probe tag (a progress bar from PROGRESS_FROM images: a few seconds each
+        hundred on a CPU core)."""
+        if features is None:
+            desc = "tag probe" if len(images) >= PROGRESS_FROM else None
+            features = probe_features(images, self.crops, desc=desc)
+        x = features
         return ((x - self.mean) / self.std) @ self.weight.T + self.bias
 
     def apply(self, proba: np.ndarray, images: np.ndarray, schema) -> np.ndarray:
