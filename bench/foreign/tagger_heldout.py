@@ -44,10 +44,12 @@ def _f1(pred: np.ndarray, true: np.ndarray) -> float | None:
 
 def score(tagger, images: np.ndarray, tags: np.ndarray, style: np.ndarray | None = None) -> dict:
     """Metrics of one tagger on images whose `tags` are in the tagger's schema (unlabelled groups all-zero)."""
+    from charforge.tagger.net import decide_or_unknown, decide_tags
     from charforge.tagger.report import per_tag_precision_recall
 
     schema = tagger.schema
-    pred = np.asarray(tagger.predict_tags(images)).astype(bool)
+    proba = tagger.predict_proba(images)  # once: both decisions below read it (as predict_tags would)
+    pred = np.asarray(decide_tags(proba, schema, tagger.threshold)).astype(bool)
     true = tags > 0
     rows = per_tag_precision_recall(pred, true, schema)
     prec = [r["precision"] for r in rows if r["precision"] is not None]
@@ -77,7 +79,7 @@ def score(tagger, images: np.ndarray, tags: np.ndarray, style: np.ndarray | None
         out[f"{t} F1"] = _f1(pred[:, j], true[:, j])
     out["smile precision"] = next(r["precision"] for r in rows if r["tag"] == "smile")
     if tagger.calibrated:
-        _, unknown = tagger.predict_tags(images, abstain=True)
+        _, unknown = decide_or_unknown(proba, schema, tagger.min_confidence)
         isl = schema.independent_slice
         hair = schema.group_slices()[0]
         out["abstained hair"] = float(unknown[:, hair.start].mean())
@@ -147,9 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--parts-cache", default=None, help="folder caching the part renders of the held-out images"
     )
+    ap.add_argument(
+        "--splits",
+        default="clean,shifted,framed",
+        help="comma list of the held-out variants to score (default all three)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    wanted = [x.strip() for x in args.splits.split(",") if x.strip()]
+    if not wanted or any(x not in ("clean", "shifted", "framed") for x in wanted):
+        ap.error(f"--splits {args.splits!r}: choose from clean, shifted, framed")
 
     import torch
 
@@ -178,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, tagger in taggers.items():
             mine, theirs = tagger.schema.column_map(schema)
             for split, (images, tags, style) in splits.items():
+                if split not in wanted:
+                    continue
                 t = np.zeros((len(tags), len(tagger.schema)), np.float32)
                 t[:, mine] = tags[:, theirs]
                 res["results"].setdefault(name, {})[f"{dname}/{split}"] = score(tagger, images, t, style)

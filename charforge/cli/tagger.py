@@ -306,5 +306,60 @@ def thresholds(
     typer.echo("note         F1 above is on the fitting sets (optimistic); judge the file on other images")
 
 
+@tagger_app.command("probe")
+def probe(
+    tagger: Path = typer.Argument(
+        ..., help="Tagger file or folder (e.g. charforge/weights/tagger_estimate.safetensors)."
+    ),
+    on: list[Path] = typer.Option(
+        ...,
+        "--on",
+        help="Labelled images to fit on (repeatable): a packed dataset folder, or an .npz as for `tagger train "
+        "--extra` (1 / 0 / NaN unknown). Several styles, including ones the network never trained on.",
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="The new tagger file (.safetensors)."),
+    tags: str = typer.Option("hat,glasses", help="Comma list of independent tags the probe reads."),
+    crops: str = typer.Option(
+        "full,top,eyes", help="Comma list of image bands whose features it reads: full, top, eyes."
+    ),
+    blend: float = typer.Option(
+        0.5, help="Share of the probe in the blended log-odds: 0 the network only, 1 the probe only."
+    ),
+    c: float = typer.Option(0.003, "--c", help="Inverse L2 strength of the logistic regressions."),
+    parts: str = typer.Option(
+        "auto",
+        help="Part reader during fitting and after: auto (what the tagger loads with), shipped, or none.",
+    ),
+    limit: int | None = typer.Option(None, help="At most this many images from each --on set."),
+) -> None:
+    """Add a linear probe on ImageNet features (EfficientNet-Lite0, shipped offline) for tags whose shapes vary
+    between art styles (hats, glasses), blended with the network's answer; writes a copy of the tagger."""
+
+    from charforge.train.probe import fit_probe
+
+    res = fit_probe(
+        tagger,
+        on,
+        out,
+        tags=tuple(x.strip() for x in tags.split(",") if x.strip()),
+        crops=tuple(x.strip() for x in crops.split(",") if x.strip()),
+        c=c,
+        blend=blend,
+        parts=parts,
+        limit=limit,
+    )
+    for r in res.rows:
+        typer.echo(
+            f"{r['tag']:<12} {r['n']} labelled ({r['positives']} with it)  F1 network {r['f1_network']:.3f} "
+            f"-> blended {r['f1_blend']:.3f}"
+        )
+    typer.echo(f"tagger       {res.path}")
+    typer.echo(
+        "note         F1 above is on the fitting sets (optimistic); the probe's tags lost their fitted "
+        "thresholds: refit them with `charforge tagger thresholds` on other images, then judge the file on "
+        "others again"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tagger_app, name="tagger")

@@ -361,6 +361,7 @@ class Tagger:
         views: tuple[str, ...] | list[str] = (),
         parts=None,
         bias: np.ndarray | None = None,
+        probe=None,
     ):
         self.net = net.eval()
         # a charforge.tagger.parts.PartReader: the hair colour group comes from the pixels it marks as hair
@@ -379,6 +380,9 @@ class Tagger:
         self.min_confidence = {**MIN_CONFIDENCE, **(min_confidence or {})}
         # (T,) decision offsets in log-odds for the independent tags (0 for group tags); None = none
         self.bias = None if bias is None else np.asarray(bias, np.float32)
+        # a charforge.tagger.probe.Probe: some independent tags blended with a linear probe on ImageNet
+        # features (`predict_proba`, after the part reader, before the decision offsets); None = none
+        self.probe = probe
 
     @property
     def calibrated(self) -> bool:
@@ -419,6 +423,8 @@ class Tagger:
         out = self._map(images, proba)
         if self.parts is not None:
             out = self._read_parts(self._check(images), out)
+        if self.probe is not None:
+            out = self.probe.apply(out, self._check(images), self.schema)
         return shift_decisions(out, self.bias, self.schema)
 
     def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
@@ -533,6 +539,9 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
         raise UserError(
             f"{p}: tagger metadata is incomplete or from an incompatible version ({e}); retrain it"
         ) from e
+    from charforge.tagger.probe import split_probe
+
+    tensors, probe = split_probe(tensors, meta, p, schema)
     net = TaggerNet(cfg)
     try:
         net.load_state_dict(tensors, strict=True)
@@ -562,6 +571,7 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
         views=meta.get("views") or (),
         parts=_part_reader(p, parts, meta.get("part_reader")),
         bias=None if bias is None else np.asarray(bias, np.float32),
+        probe=probe,
     )
 
 

@@ -189,6 +189,9 @@ def test_shipped_estimator_loads_calibrated_and_reads_creator_renders():
     assert default_tagger_path() != ESTIMATE and default_tagger_path("estimate") == ESTIMATE
     tagger = load_tagger(ESTIMATE)
     assert tagger.calibrated and tagger.temperature.shape == (len(tagger.schema),)
+    # session 11: hats and glasses blend in a probe on ImageNet features (read with the shipped part reader)
+    assert tagger.probe is not None and tagger.probe.tags == ["hat", "glasses"] and tagger.parts is not None
+    assert tagger.probe.crops == ["full", "top", "eyes"] and tagger.probe.blend == 0.75
     assert np.all(tagger.temperature > 0)
     creator = BuiltinCreator()
     batch = creator.sample(24, np.random.default_rng(12345))

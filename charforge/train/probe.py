@@ -1,0 +1,177 @@
+"""Fitting the tag estimator's probe on ImageNet features (`charforge tagger probe`; charforge.tagger.probe).
+
+For each chosen independent tag, a logistic regression (scikit-learn, L2, classes balanced) on the standardised
+EfficientNet-Lite0 features of the images' crops, over every labelled image of the given sets (packed datasets
+or `--extra` style .npz files, as `charforge tagger thresholds` reads them; unknown labels are left out). The
+result is a copy of the tagger file with the probe added; the network's weights are unchanged. Decision offsets
+fitted before (`tagger thresholds`) are dropped for the probe's tags, since its probabilities move: refit them
+on other images afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from charforge.errors import UserError
+
+DEFAULT_TAGS = ("hat", "glasses")
+DEFAULT_CROPS = ("full", "top", "eyes")
+MIN_EACH = 20  # labelled positives and negatives a tag needs over all sets
+
+
+@dataclass
+class ProbeFit:
+    path: Path
+    rows: list[dict] = field(
+        default_factory=list
+    )  # per tag: n, positives, fit-set F1 of the network and blend
+
+
+def _f1(pred: np.ndarray, y: np.ndarray) -> float:
+    tp = int((pred & y).sum())
+    den = 2 * tp + int((pred & ~y).sum()) + int((~pred & y).sum())
+    return 2 * tp / den if den else 0.0
+
+
+def fit_probe(
+    tagger_path: str | Path,
+    sets: list[str | Path],
+    out: str | Path,
+    *,
+    tags: tuple[str, ...] = DEFAULT_TAGS,
+    crops: tuple[str, ...] = DEFAULT_CROPS,
+    c: float = 0.003,
+    blend: float = 0.5,
+    parts: str = "auto",
+    limit: int | None = None,
+    progress: bool = True,
+) -> ProbeFit:
+    from charforge.models.io import load_model, save_model
+    from charforge.tagger.net import load_tagger, resolve_tagger_path
+    from charforge.tagger.probe import CROPS, PREFIX, Probe, probe_features
+    from charforge.train.thresholds import load_labelled
+
+    if not sets:
+        raise UserError("give at least one labelled set with --on", field="on")
+    if not 0 <= blend <= 1:
+        raise UserError(
+            f"--blend {blend}: must be between 0 (network only) and 1 (probe only)", field="blend"
+        )
+    if not c > 0:
+        raise UserError(f"--c {c}: the inverse regularisation strength must be > 0", field="c")
+    bad = [x for x in crops if x not in CROPS]
+    if bad or not crops:
+        raise UserError(f"--crops {','.join(crops)}: use some of {', '.join(CROPS)}", field="crops")
+    out = Path(out)
+    if parts not in ("auto", "shipped", "none"):
+        raise UserError(f"--parts {parts!r}: choose auto, shipped or none", field="parts")
+    if out.suffix != ".safetensors":
+        raise UserError(f"-o {out}: give a .safetensors file name for the new tagger", field="out")
+    src = resolve_tagger_path(tagger_path)
+    if out.resolve() == src.resolve():
+        raise UserError(f"-o {out}: is the tagger itself; write the copy to a new file", field="out")
+    tagger = load_tagger(src, parts={"auto": None, "shipped": True, "none": False}[parts])
+    if parts == "shipped" and tagger.parts is None:
+        raise UserError("--parts shipped: this install ships no part reader; use --parts none", field="parts")
+    if tagger.probe is not None:
+        raise UserError(f"{src}: already holds a probe; fit on the file without one", field="tagger")
+    schema = tagger.schema
+    missing = [t for t in tags if t not in schema.independent]
+    if missing:
+        raise UserError(
+            f"--tags: {', '.join(missing)} not independent tags of this tagger (it has: "
+            f"{', '.join(schema.independent)})",
+            field="tags",
+        )
+    labelled = [load_labelled(s, schema, limit=limit) for s in sets]
+    feats, proba, labels = [], [], []
+    for ls in labelled:
+        feats.append(probe_features(ls.images, crops, desc=ls.name if progress else None, cache=True))
+        proba.append(tagger.predict_proba(ls.images))
+        labels.append(ls.labels)
+    x, p_net, y_all = np.concatenate(feats), np.concatenate(proba), np.concatenate(labels)
+    weights, biases, mean, std, rows = fit_weights(x, y_all, p_net, schema, tags, c, blend)
+    probe = Probe(
+        list(tags),
+        list(crops),
+        weights,
+        biases,
+        mean,
+        std,
+        blend,
+        {
+            "space": "generic (EfficientNet-Lite0, ImageNet; charforge.metrics.features)",
+            "c": c,
+            "fitted_on": [
+                {"name": ls.name, "sha256": ls.sha256, "images": len(ls.images)} for ls in labelled
+            ],
+            "fit_rows": rows,
+            "part_reader": "attached" if tagger.parts is not None else "none",
+        },
+    )
+    tensors, meta = load_model(src, kind="tagger")
+    tensors = {**tensors, **{k: v for k, v in probe.tensors().items() if k.startswith(PREFIX)}}
+    extra = {
+        k: v for k, v in meta.items() if k not in ("charforge_kind", "charforge_config", "charforge_version")
+    }
+    cal = dict(extra.get("calibration") or {})
+    if cal.get("bias") is not None:  # offsets fitted for the old probabilities of the probe's tags: zeroed
+        bias = list(cal["bias"])
+        for t in tags:
+            bias[schema.index(t)] = 0.0
+        cal["bias"] = bias
+        extra["calibration"] = cal
+    if tagger.parts is not None:  # auto and shipped attach only the shipped reader: keep it attached
+        extra["part_reader"] = "shipped"
+    else:
+        extra.pop("part_reader", None)
+    extra["probe"] = probe.metadata()
+    path = save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
+    return ProbeFit(Path(path), rows)
+
+
+def fit_weights(
+    x: np.ndarray, y_all: np.ndarray, p_net: np.ndarray, schema, tags, c: float, blend: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """The probe's (weights (K, D), biases (K,), mean (D,), std (D,), per-tag rows) from features `x` (N, D),
+    labels (N, T; NaN unknown) and the network's probabilities (N, T), which only the F1 rows use."""
+    from sklearn.linear_model import LogisticRegression
+
+    weights, biases, rows = [], [], []
+    mean = x.mean(axis=0)
+    std = np.maximum(x.std(axis=0), 1e-6)
+    xs = (x - mean) / std
+    for t in tags:
+        j = schema.index(t)
+        known = ~np.isnan(y_all[:, j])
+        y = y_all[known, j] > 0.5
+        if y.sum() < MIN_EACH or (~y).sum() < MIN_EACH:
+            raise UserError(
+                f"--tags {t}: the sets hold {int(y.sum())} images with it and {int((~y).sum())} without; the "
+                f"probe needs at least {MIN_EACH} of each. Add labelled images (--on) or leave {t} out",
+                field="tags",
+            )
+        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(xs[known], y)
+        weights.append(clf.coef_[0])
+        biases.append(clf.intercept_[0])
+        p = np.clip(p_net[known, j].astype(np.float64), 1e-7, 1 - 1e-7)
+        z = (1 - blend) * np.log(p / (1 - p)) + blend * clf.decision_function(xs[known])
+        rows.append(
+            {
+                "tag": t,
+                "n": int(known.sum()),
+                "positives": int(y.sum()),
+                "f1_network": round(_f1(p >= 0.5, y), 4),
+                "f1_blend": round(_f1(z > 0, y), 4),
+            }
+        )
+    return (
+        np.asarray(weights, np.float32),
+        np.asarray(biases, np.float32),
+        mean.astype(np.float32),
+        std.astype(np.float32),
+        rows,
+    )
