@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from charforge import sampling  # noqa: E402
 from charforge.data.packed import load_packed  # noqa: E402
-from charforge.metrics.features import domain_features  # noqa: E402
 from charforge.metrics.fid import fid  # noqa: E402
+from charforge.models.features import domain_features  # noqa: E402
 
 
 def subsets(tags: np.ndarray, names: list[str], accessories: list[str]) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ def rate(fn, images: np.ndarray, repeats: int) -> float:
 
 
 def bench_features(images: np.ndarray, repeats: int, tagger) -> list[tuple[str, float]]:
-    from charforge.metrics.features import generic_features
+    from charforge.models.features import generic_features
 
     rows = [("tagger features (domain), 64 px in", rate(tagger.features, images, repeats))]
     onnx = rate(lambda x: generic_features(x, backend="onnx"), images, repeats)

@@ -110,7 +110,7 @@ class LearnedEmbedder(Embedder):
 
 
 class GenericEmbedder(Embedder):
-    """EfficientNet-Lite0 ImageNet features, global-average-pooled (1280-D): `charforge.metrics.features`'s network,
+    """EfficientNet-Lite0 ImageNet features, global-average-pooled (1280-D): `charforge.models.features`'s network,
     loaded once per process and shared with the metrics."""
 
     name, dim = "generic", 1280
@@ -124,7 +124,7 @@ class GenericEmbedder(Embedder):
     def embed(self, images: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
         from PIL import Image
 
-        from charforge.metrics.features import generic_features
+        from charforge.models.features import generic_features
 
         images = _check_images(images)
         crops = np.stack(

@@ -333,7 +333,7 @@ def _load_cached(key: tuple[str, int, int]) -> FIDInceptionV3:
 
 def preprocess(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, 299, 299) in [-1, 1], bilinear resize."""
-    from charforge.metrics.features import images_to_tensor
+    from charforge.models.features import images_to_tensor
 
     x = images_to_tensor(images)  # (B, 3, H, W) in [0, 1]
     if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
@@ -345,7 +345,7 @@ def inception_features(
     images: np.ndarray, weights: str | Path, batch_size: int = 32, desc: str | None = None
 ) -> np.ndarray:
     """FID Inception-v3 pool3 features: uint8 (N, S, S, 3) -> float32 (N, 2048)."""
-    from charforge.metrics.features import batched, check_images
+    from charforge.models.features import batched, check_images
 
     images = check_images(images)
     net = load_inception(weights)

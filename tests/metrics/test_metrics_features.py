@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from charforge.errors import UserError
-from charforge.metrics.features import (
+from charforge.models.features import (
     GENERIC_DIM,
     _generic_preprocess,
     feature_fn,

@@ -160,7 +160,7 @@ def test_cli_writes_the_probed_copy(probe_setup, tmp_path, capsys):
 
 
 def test_refitting_on_the_same_sets_reads_the_features_cache(probe_setup, tmp_path, monkeypatch):
-    import charforge.metrics.features as features
+    import charforge.models.features as features
     from charforge.train.probe import fit_probe
 
     root, src, res = probe_setup

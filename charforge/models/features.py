@@ -1,4 +1,5 @@
-"""Feature spaces that the metrics compare images in.
+"""Feature spaces that the metrics compare images in (and that the f2p embedders and the tag estimator's probe
+read; a model, so it sits below all three).
 
 * ``generic``: EfficientNet-Lite0 trained on ImageNet, the 1280-D global-average-pooled output of its last
   convolution (before dropout and the classifier). Built with ``efficientnet_pytorch`` and the weights
