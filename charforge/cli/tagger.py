@@ -254,28 +254,34 @@ def predict(
         typer.echo(f"{p}: {', '.join(tags) or '(none)'}")
 
 
+# shared by `tagger thresholds` and `tagger probe`, which both write a fitted copy of a tagger file
+TAGGER_FILE = typer.Argument(
+    ..., help="Tagger file or folder (e.g. charforge/weights/tagger_estimate.safetensors)."
+)
+PARTS_DURING_FIT = typer.Option(
+    "auto", help="Part reader during fitting and after: auto (what the tagger loads with), shipped, or none."
+)
+LIMIT_PER_SET = typer.Option(None, help="At most this many images from each --on set.")
+LABELLED_SETS = typer.Option(
+    ...,
+    "--on",
+    help="Labelled images to fit on (repeatable): a packed dataset folder, or an .npz as for `tagger train "
+    "--extra` (1 / 0 / NaN unknown). Use images the tagger never trained on; for a probe, several styles.",
+)
+
+
 @tagger_app.command("thresholds")
 def thresholds(
-    tagger: Path = typer.Argument(
-        ..., help="Tagger file or folder (e.g. charforge/weights/tagger_estimate.safetensors)."
-    ),
-    on: list[Path] = typer.Option(
-        ...,
-        "--on",
-        help="Labelled images to fit on (repeatable): a packed dataset folder, or an .npz as for `tagger train "
-        "--extra` (1 / 0 / NaN unknown). Use images the tagger never trained on.",
-    ),
+    tagger: Path = TAGGER_FILE,
+    on: list[Path] = LABELLED_SETS,
     out: Path = typer.Option(
         ..., "-o", "--out", help="The new tagger file (.safetensors); a curve plot goes beside it."
     ),
     tags: str | None = typer.Option(
         None, help="Comma list of independent tags to fit (default: all of them)."
     ),
-    parts: str = typer.Option(
-        "auto",
-        help="Part reader during fitting and after: auto (what the tagger loads with), shipped, or none.",
-    ),
-    limit: int | None = typer.Option(None, help="At most this many images from each --on set."),
+    parts: str = PARTS_DURING_FIT,
+    limit: int | None = LIMIT_PER_SET,
 ) -> None:
     """Fit one decision threshold per independent tag on labelled images and write a copy of the tagger that
     decides there (the weights are unchanged)."""
@@ -308,29 +314,21 @@ def thresholds(
 
 @tagger_app.command("probe")
 def probe(
-    tagger: Path = typer.Argument(
-        ..., help="Tagger file or folder (e.g. charforge/weights/tagger_estimate.safetensors)."
-    ),
-    on: list[Path] = typer.Option(
-        ...,
-        "--on",
-        help="Labelled images to fit on (repeatable): a packed dataset folder, or an .npz as for `tagger train "
-        "--extra` (1 / 0 / NaN unknown). Several styles, including ones the network never trained on.",
-    ),
+    tagger: Path = TAGGER_FILE,
+    on: list[Path] = LABELLED_SETS,
     out: Path = typer.Option(..., "-o", "--out", help="The new tagger file (.safetensors)."),
     tags: str = typer.Option("hat,glasses", help="Comma list of independent tags the probe reads."),
     crops: str = typer.Option(
         "full,top,eyes", help="Comma list of image bands whose features it reads: full, top, eyes."
     ),
     blend: float = typer.Option(
-        0.5, help="Share of the probe in the blended log-odds: 0 the network only, 1 the probe only."
+        0.75,
+        help="Share of the probe in the blended log-odds: 0 the network only, 1 the probe only (0.75: the "
+        "shipped estimator's, chosen on a validation style).",
     ),
     c: float = typer.Option(0.003, "--c", help="Inverse L2 strength of the logistic regressions."),
-    parts: str = typer.Option(
-        "auto",
-        help="Part reader during fitting and after: auto (what the tagger loads with), shipped, or none.",
-    ),
-    limit: int | None = typer.Option(None, help="At most this many images from each --on set."),
+    parts: str = PARTS_DURING_FIT,
+    limit: int | None = LIMIT_PER_SET,
 ) -> None:
     """Add a linear probe on ImageNet features (EfficientNet-Lite0, shipped offline) for tags whose shapes vary
     between art styles (hats, glasses), blended with the network's answer; writes a copy of the tagger."""

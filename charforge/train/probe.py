@@ -44,15 +44,14 @@ def fit_probe(
     tags: tuple[str, ...] = DEFAULT_TAGS,
     crops: tuple[str, ...] = DEFAULT_CROPS,
     c: float = 0.003,
-    blend: float = 0.5,
+    blend: float = 0.75,
     parts: str = "auto",
     limit: int | None = None,
     progress: bool = True,
 ) -> ProbeFit:
     from charforge.models.io import load_model, save_model
-    from charforge.tagger.net import load_tagger, resolve_tagger_path
     from charforge.tagger.probe import CROPS, PREFIX, Probe, probe_features
-    from charforge.train.thresholds import load_labelled
+    from charforge.train.thresholds import load_labelled, open_for_copy
 
     if not sets:
         raise UserError("give at least one labelled set with --on", field="on")
@@ -65,17 +64,7 @@ def fit_probe(
     bad = [x for x in crops if x not in CROPS]
     if bad or not crops:
         raise UserError(f"--crops {','.join(crops)}: use some of {', '.join(CROPS)}", field="crops")
-    out = Path(out)
-    if parts not in ("auto", "shipped", "none"):
-        raise UserError(f"--parts {parts!r}: choose auto, shipped or none", field="parts")
-    if out.suffix != ".safetensors":
-        raise UserError(f"-o {out}: give a .safetensors file name for the new tagger", field="out")
-    src = resolve_tagger_path(tagger_path)
-    if out.resolve() == src.resolve():
-        raise UserError(f"-o {out}: is the tagger itself; write the copy to a new file", field="out")
-    tagger = load_tagger(src, parts={"auto": None, "shipped": True, "none": False}[parts])
-    if parts == "shipped" and tagger.parts is None:
-        raise UserError("--parts shipped: this install ships no part reader; use --parts none", field="parts")
+    src, out, tagger = open_for_copy(tagger_path, out, parts)
     if tagger.probe is not None:
         raise UserError(f"{src}: already holds a probe; fit on the file without one", field="tagger")
     schema = tagger.schema

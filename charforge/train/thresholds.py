@@ -204,19 +204,10 @@ def write_thresholded(src: Path, out: Path, bias: np.ndarray, record: dict, part
     return save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
 
 
-def fit_tagger_thresholds(
-    tagger: str | Path,
-    on: list[str | Path],
-    out: str | Path,
-    *,
-    tags: list[str] | None = None,
-    parts: str = "auto",
-    limit: int | None = None,
-    log=print,
-):
-    """`charforge tagger thresholds`: load the tagger (with the part reader `parts`: auto, shipped or none), read
-    the labelled sets `on`, fit the thresholds and write the copy to `out` with its curve plot beside it.
-    Returns (path, fitted records, part reader recorded or None, plot path or None)."""
+def open_for_copy(tagger: str | Path, out: str | Path, parts: str):
+    """(source path, output path, loaded Tagger) for a command that writes a fitted copy of a tagger file
+    (`tagger thresholds`, `tagger probe`): checks -o and --parts (auto, shipped or none) and loads the source
+    with that part reader."""
     from charforge.tagger.net import load_tagger, resolve_tagger_path
 
     out = Path(out)
@@ -230,6 +221,23 @@ def fit_tagger_thresholds(
     t = load_tagger(src, parts={"auto": None, "shipped": True, "none": False}[parts])
     if parts == "shipped" and t.parts is None:
         raise UserError("--parts shipped: this install ships no part reader; use --parts none", field="parts")
+    return src, out, t
+
+
+def fit_tagger_thresholds(
+    tagger: str | Path,
+    on: list[str | Path],
+    out: str | Path,
+    *,
+    tags: list[str] | None = None,
+    parts: str = "auto",
+    limit: int | None = None,
+    log=print,
+):
+    """`charforge tagger thresholds`: load the tagger (with the part reader `parts`: auto, shipped or none), read
+    the labelled sets `on`, fit the thresholds and write the copy to `out` with its curve plot beside it.
+    Returns (path, fitted records, part reader recorded or None, plot path or None)."""
+    src, out, t = open_for_copy(tagger, out, parts)
     base = t.threshold
     t.bias = None  # fit from the network's own decisions, not from an earlier fit
     sets = [load_labelled(p, t.schema, limit=limit) for p in on]
