@@ -1,4 +1,4 @@
-"""What the part reader costs the tag estimator: predict_proba with and without the shipped reader, side by side in
+"""What the part reader and the probe cost the tag estimator: predict_proba with and without each, side by side in
 one process, on the same images (the creator's own renders at 64 px, the size `data import` stores).
 
     python bench/bench_parts.py [--n 400] [--repeats 5] [--threads 1] [--out bench/results/parts.md]
@@ -39,10 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     creator = BuiltinCreator()
     images = creator.render(creator.sample(args.n, np.random.default_rng(0)), 64)
-    taggers = {
-        "network only": load_tagger(estimate_tagger_path(), parts=False),
-        "with the part reader": load_tagger(estimate_tagger_path()),
-    }
+    net_only, reader, full = (
+        load_tagger(estimate_tagger_path(), parts=False),
+        load_tagger(estimate_tagger_path()),
+        load_tagger(estimate_tagger_path()),
+    )
+    net_only.probe = reader.probe = None  # since session 11 the file also holds a probe (hat, glasses)
+    taggers = {"network only": net_only, "with the part reader": reader}
+    if full.probe is not None:
+        taggers["the shipped file: reader + probe (3 EfficientNet-Lite0 passes)"] = full
     rates: dict[str, list[float]] = {k: [] for k in taggers}
     for t in taggers.values():  # warm-up
         t.predict_proba(images[:32])
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in rates.items()}
     base = med["network only"]
     lines = [
-        "## Tag estimator with the part reader: speed (bench/bench_parts.py)",
+        "## Tag estimator with the part reader and the probe: speed (bench/bench_parts.py)",
         "",
         f"- {time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, {args.threads} thread(s); "
         f"SIMD flags: {cpu_simd_flags()}; torch {torch.__version__}",
