@@ -421,10 +421,12 @@ class Tagger:
             return p / (1 + len(self.views))
 
         out = self._map(images, proba)
+        if self.parts is not None or self.probe is not None:
+            images = self._check(images)
         if self.parts is not None:
-            out = self._read_parts(self._check(images), out)
+            out = self._read_parts(images, out)
         if self.probe is not None:
-            out = self.probe.apply(out, self._check(images), self.schema)
+            out = self.probe.apply(out, images, self.schema)
         return shift_decisions(out, self.bias, self.schema)
 
     def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:

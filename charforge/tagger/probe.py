@@ -57,7 +57,7 @@ def probe_features(
         if path is not None and path.is_file():
             try:
                 got = np.load(path, allow_pickle=False)
-                if got.shape == (len(band), 1280):
+                if got.shape == (len(band), _feature_dim()):
                     parts.append(got)
                     continue
             except (OSError, ValueError):
@@ -72,6 +72,12 @@ def probe_features(
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def _feature_dim() -> int:
+    from charforge.models.features import GENERIC_DIM
+
+    return GENERIC_DIM
+
+
 def _cache_path(band: np.ndarray, name: str):
     import hashlib
 
@@ -79,6 +85,13 @@ def _cache_path(band: np.ndarray, name: str):
 
     h = hashlib.sha256(repr(band.shape).encode() + band.tobytes()).hexdigest()[:24]
     return cache_dir("probe") / f"{name}-{h}.npy"
+
+
+def blended(p_network: np.ndarray, z_probe: np.ndarray, blend: float) -> np.ndarray:
+    """The probability whose log-odds are (1 - blend) x the network's + blend x the probe's."""
+    p = np.clip(np.asarray(p_network, np.float64), 1e-7, 1 - 1e-7)
+    z = (1 - blend) * np.log(p / (1 - p)) + blend * np.asarray(z_probe, np.float64)
+    return 1 / (1 + np.exp(-z))
 
 
 @dataclass
@@ -98,8 +111,7 @@ class Probe:
         if features is None:
             desc = "tag probe" if len(images) >= PROGRESS_FROM else None
             features = probe_features(images, self.crops, desc=desc)
-        x = features
-        return ((x - self.mean) / self.std) @ self.weight.T + self.bias
+        return ((features - self.mean) / self.std) @ self.weight.T + self.bias
 
     def apply(self, proba: np.ndarray, images: np.ndarray, schema) -> np.ndarray:
         """`proba` (N, T) with each probe tag's log-odds blended with the probe's."""
@@ -109,9 +121,7 @@ class Probe:
         proba = proba.copy()
         for k, t in enumerate(self.tags):
             j = schema.index(t)
-            p = np.clip(proba[:, j].astype(np.float64), 1e-7, 1 - 1e-7)
-            z = (1 - self.blend) * np.log(p / (1 - p)) + self.blend * z_probe[:, k]
-            proba[:, j] = 1 / (1 + np.exp(-z))
+            proba[:, j] = blended(proba[:, j], z_probe[:, k], self.blend)
         return proba
 
     def tensors(self) -> dict:
@@ -153,7 +163,7 @@ def split_probe(tensors: dict, meta: dict, path, schema) -> tuple[dict, Probe | 
         or w.shape != (len(tags), len(mu))
         or b.shape != (len(tags),)
         or sd.shape != mu.shape
-        or len(mu) != 1280 * len(crops)
+        or len(mu) != _feature_dim() * len(crops)
         or not 0 <= blend <= 1
     ):
         raise UserError(

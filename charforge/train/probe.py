@@ -20,6 +20,7 @@ from charforge.errors import UserError
 DEFAULT_TAGS = ("hat", "glasses")
 DEFAULT_CROPS = ("full", "top", "eyes")
 MIN_EACH = 20  # labelled positives and negatives a tag needs over all sets
+AT_HALF = np.array([0.5])  # the decision point the F1 rows report
 
 
 @dataclass
@@ -28,12 +29,6 @@ class ProbeFit:
     rows: list[dict] = field(
         default_factory=list
     )  # per tag: n, positives, fit-set F1 of the network and blend
-
-
-def _f1(pred: np.ndarray, y: np.ndarray) -> float:
-    tp = int((pred & y).sum())
-    den = 2 * tp + int((pred & ~y).sum()) + int((~pred & y).sum())
-    return 2 * tp / den if den else 0.0
 
 
 def fit_probe(
@@ -49,9 +44,8 @@ def fit_probe(
     limit: int | None = None,
     progress: bool = True,
 ) -> ProbeFit:
-    from charforge.models.io import load_model, save_model
-    from charforge.tagger.probe import CROPS, PREFIX, Probe, probe_features
-    from charforge.train.thresholds import load_labelled, open_for_copy
+    from charforge.tagger.probe import CROPS, Probe, probe_features
+    from charforge.train.thresholds import copy_tagger_file, load_labelled, open_for_copy
 
     if not sets:
         raise UserError("give at least one labelled set with --on", field="on")
@@ -101,24 +95,21 @@ def fit_probe(
             "part_reader": "attached" if tagger.parts is not None else "none",
         },
     )
-    tensors, meta = load_model(src, kind="tagger")
-    tensors = {**tensors, **{k: v for k, v in probe.tensors().items() if k.startswith(PREFIX)}}
-    extra = {
-        k: v for k, v in meta.items() if k not in ("charforge_kind", "charforge_config", "charforge_version")
-    }
-    cal = dict(extra.get("calibration") or {})
-    if cal.get("bias") is not None:  # offsets fitted for the old probabilities of the probe's tags: zeroed
-        bias = list(cal["bias"])
-        for t in tags:
-            bias[schema.index(t)] = 0.0
-        cal["bias"] = bias
-        extra["calibration"] = cal
-    if tagger.parts is not None:  # auto and shipped attach only the shipped reader: keep it attached
-        extra["part_reader"] = "shipped"
-    else:
-        extra.pop("part_reader", None)
-    extra["probe"] = probe.metadata()
-    path = save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
+
+    def edit(extra: dict) -> None:
+        cal = dict(extra.get("calibration") or {})
+        # offsets fitted for the old probabilities of the probe's tags: zeroed
+        if cal.get("bias") is not None:
+            bias = list(cal["bias"])
+            for t in tags:
+                bias[schema.index(t)] = 0.0
+            cal["bias"] = bias
+            extra["calibration"] = cal
+        extra["probe"] = probe.metadata()
+
+    # auto and shipped attach only the shipped reader: keep it attached
+    reader = "shipped" if tagger.parts is not None else None
+    path = copy_tagger_file(src, out, edit, reader, add_tensors=probe.tensors())
     return ProbeFit(Path(path), rows)
 
 
@@ -128,6 +119,9 @@ def fit_weights(
     """The probe's (weights (K, D), biases (K,), mean (D,), std (D,), per-tag rows) from features `x` (N, D),
     labels (N, T; NaN unknown) and the network's probabilities (N, T), which only the F1 rows use."""
     from sklearn.linear_model import LogisticRegression
+
+    from charforge.tagger.probe import blended
+    from charforge.train.thresholds import f1_curve
 
     weights, biases, rows = [], [], []
     mean = x.mean(axis=0)
@@ -146,15 +140,15 @@ def fit_weights(
         clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(xs[known], y)
         weights.append(clf.coef_[0])
         biases.append(clf.intercept_[0])
-        p = np.clip(p_net[known, j].astype(np.float64), 1e-7, 1 - 1e-7)
-        z = (1 - blend) * np.log(p / (1 - p)) + blend * clf.decision_function(xs[known])
+        p = p_net[known, j]
+        mixed = blended(p, clf.decision_function(xs[known]), blend)
         rows.append(
             {
                 "tag": t,
                 "n": int(known.sum()),
                 "positives": int(y.sum()),
-                "f1_network": round(_f1(p >= 0.5, y), 4),
-                "f1_blend": round(_f1(z > 0, y), 4),
+                "f1_network": round(float(f1_curve(p, y, AT_HALF)[0]), 4),
+                "f1_blend": round(float(f1_curve(mixed, y, AT_HALF)[0]), 4),
             }
         )
     return (

@@ -69,7 +69,7 @@ def load_labelled(path: str | Path, schema: TagSchema, *, limit: int | None = No
     return LabelledSet(p.stem, extra.images[:n], extra.labels[:n], sha256_file(p))
 
 
-def _f1_curve(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def f1_curve(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """F1 of deciding p >= t for each t in grid; y bool."""
     on = p[None, :] >= grid[:, None]  # (G, N)
     tp = (on & y).sum(axis=1)
@@ -112,8 +112,8 @@ def fit_thresholds(
             if pos < min_each or neg < min_each:
                 per_set[name]["used"] = False
                 continue
-            curve = _f1_curve(p[known, j], y, grid)
-            at_base = _f1_curve(p[known, j], y, np.array([base]))[0]
+            curve = f1_curve(p[known, j], y, grid)
+            at_base = f1_curve(p[known, j], y, np.array([base]))[0]
             per_set[name].update(used=True, f1_at_base=round(float(at_base), 4), _curve=curve)
             curves.append(curve)
         if not curves:
@@ -189,18 +189,31 @@ def plot_curves(path: Path, fitted: dict[str, dict], grid: np.ndarray = GRID) ->
 def write_thresholded(src: Path, out: Path, bias: np.ndarray, record: dict, part_reader: str | None) -> Path:
     """A copy of the tagger file `src` with calibration["bias"] = bias and the fitting record; the weights are
     byte-identical."""
+
+    def edit(extra: dict) -> None:
+        cal = dict(extra.get("calibration") or {})
+        cal["bias"] = [round(float(b), 5) for b in bias]
+        cal["thresholds"] = record
+        extra["calibration"] = cal
+
+    return copy_tagger_file(src, out, edit, part_reader)
+
+
+def copy_tagger_file(
+    src: Path, out: Path, edit, part_reader: str | None, add_tensors: dict | None = None
+) -> Path:
+    """Write a copy of the tagger file `src` to `out`: the same tensors (plus `add_tensors`), its metadata changed
+    in place by `edit(extra)`, and `part_reader` recorded ("shipped") or dropped (None)."""
     from charforge.models.io import load_model, save_model
 
     tensors, meta = load_model(src, kind="tagger")
     extra = {k: v for k, v in meta.items() if not k.startswith("charforge_")}
-    cal = dict(extra.get("calibration") or {})
-    cal["bias"] = [round(float(b), 5) for b in bias]
-    cal["thresholds"] = record
-    extra["calibration"] = cal
+    edit(extra)
     if part_reader is not None:
         extra["part_reader"] = part_reader
     else:
         extra.pop("part_reader", None)
+    tensors = {**tensors, **(add_tensors or {})}
     return save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
 
 
