@@ -46,7 +46,13 @@ def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None
     tags = list(tagger.schema.tags)
     hair_idx = [tags.index(f"{c} hair") for c in mapping.HAIR_COLORS]
     thr = threshold if threshold is not None else (0.5 if getattr(tagger, "calibrated", False) else 0.25)
-    dec, unknown = decide_or_unknown(proba, tagger.schema, getattr(tagger, "min_confidence", None))
+    # pictures unlike anything the estimator learned from (charforge.tagger.familiar): every tag unknown
+    far = (
+        getattr(tagger, "last_unfamiliar", None) if getattr(tagger, "familiarity", None) is not None else None
+    )
+    dec, unknown = decide_or_unknown(
+        proba, tagger.schema, getattr(tagger, "min_confidence", None), unfamiliar=far
+    )
     # as `data import --estimate-tags` decides: of a conflict pair (long / short hair) only the likelier one
     dec = keep_likelier_of_conflicts(dec, proba, tagger.schema)
     forced = keep_likelier_of_conflicts(decide_tags(proba, tagger.schema, thr), proba, tagger.schema)
@@ -77,6 +83,7 @@ def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None
             "tags": {},
         },
         "predicted_hair_counts": {c: pred_colour.count(c) for c in sorted(set(pred_colour))},
+        "unfamiliar": _unfamiliar_split(far, truth_c, pred_colour, items, forced, tags),
     }
     for t in SCORED_TAGS:
         truth = [it["labels"].get(t) for it in items]
@@ -95,6 +102,24 @@ def score(tagger, images: np.ndarray, items: list[dict], threshold: float | None
             sum(1 for v, k in zip(truth, known) if v is not None and not k), n_lab
         )
         out["abstain"]["tags"][t] = m
+    return out
+
+
+def _unfamiliar_split(far, truth_c, pred_colour, items, forced, tags) -> dict | None:
+    """Forced hair colour accuracy and glasses / hat accuracy on the pictures the familiarity model keeps and on
+    those it flags (None for a tagger without one): does "unfamiliar" pick out the wrong answers?"""
+    if far is None:
+        return None
+    far = np.asarray(far, bool)
+    out = {"flagged": mapping._ratio(int(far.sum()), len(far))}
+    for side, mask in (("kept", ~far), ("flagged", far)):
+        ok = [t == p for t, p, m in zip(truth_c, pred_colour, mask) if m and t is not None]
+        out[f"hair_color_13_{side}"] = mapping._ratio(int(sum(ok)), len(ok))
+        for t in ("glasses", "hat"):
+            j = tags.index(t)
+            ok = [int(it["labels"].get(t)) == int(forced[i, j]) for i, it in enumerate(items)
+                  if mask[i] and it["labels"].get(t) is not None]  # fmt: skip
+            out[f"{t}_accuracy_{side}"] = mapping._ratio(int(sum(ok)), len(ok))
     return out
 
 
@@ -183,6 +208,23 @@ def markdown(all_res: dict) -> str:
                     f"{_f(tg.get('hat', {}).get('false_positive_rate'))} | {ab} |"
                 )
         lines.append("")
+    fam = [(name, s, r["unfamiliar"]) for name, res in all_res["taggers"].items() for s, r in res["sets"].items()
+           if r.get("unfamiliar")]  # fmt: skip
+    if fam:
+        lines += [
+            "## unfamiliar pictures (charforge.tagger.familiar; forced answers, kept / flagged)",
+            "",
+            "| tagger | set | flagged | hair colour kept / flagged | glasses accuracy kept / flagged | "
+            "hat accuracy kept / flagged |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, s, u in fam:
+            pair = lambda k, u=u: f"{_f(u[k + '_kept'])} / {_f(u[k + '_flagged'])}"  # noqa: E731
+            lines.append(
+                f"| {name} | {s} | {_f(u['flagged'])} | {pair('hair_color_13')} | {pair('glasses_accuracy')} | "
+                f"{pair('hat_accuracy')} |"
+            )
+        lines.append("")
     lines += ["## chance baselines (pooled)", ""]
     first = next(iter(all_res["taggers"].values()))["pooled"]["forced"]
     for t in ("glasses", "hat"):
@@ -231,7 +273,12 @@ def sheet(path: Path, data: dict, taggers: dict, per_set: int = 12) -> None:
             d.text((i * cell + 2, cell), truth, fill="black")
         for k, (name, tagger) in enumerate(taggers.items()):
             proba = tagger.predict_proba(imgs)
-            _, unknown = decide_or_unknown(proba, tagger.schema, tagger.min_confidence)
+            _, unknown = decide_or_unknown(
+                proba,
+                tagger.schema,
+                tagger.min_confidence,
+                unfamiliar=getattr(tagger, "last_unfamiliar", None),
+            )
             unknown = unknown & tagger.calibrated
             names = list(tagger.schema.tags)
             gl, ht = names.index("glasses"), names.index("hat")

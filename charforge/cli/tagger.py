@@ -251,7 +251,13 @@ def predict(
         proba = t.predict_proba(img)
         tags = keep_likelier_of_conflicts(decide_tags(proba, t.schema, t.threshold), proba, t.schema)
         tags = t.schema.from_vector(tags[0].astype("float32"))
-        typer.echo(f"{p}: {', '.join(tags) or '(none)'}")
+        note = ""
+        if t.last_unfamiliar is not None and t.last_unfamiliar[0]:
+            note = (
+                f"  (unlike the art this estimator learned from: {t.last_familiarity[0] / t.familiarity.line:.1f}x "
+                "its familiarity line; these tags are a guess)"
+            )
+        typer.echo(f"{p}: {', '.join(tags) or '(none)'}{note}")
 
 
 # shared by `tagger thresholds` and `tagger probe`, which both write a fitted copy of a tagger file
@@ -357,6 +363,40 @@ def probe(
         "thresholds: refit them with `charforge tagger thresholds` on other images, then judge the file on "
         "others again"
     )
+
+
+@tagger_app.command("familiarity")
+def familiarity(
+    tagger: Path = TAGGER_FILE,
+    on: list[Path] = typer.Option(
+        ...,
+        "--on",
+        help="The images the estimator learned from (repeatable): packed dataset folders, or .npz files as for "
+        "`tagger train --extra`. Labels are not read.",
+    ),
+    line_on: list[Path] = typer.Option(
+        ...,
+        "--line-on",
+        help="Other images of the same kinds (repeatable), not in --on: the line is a quantile of their scores.",
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="The new tagger file (.safetensors)."),
+    components: int = typer.Option(64, help="Principal directions of the model."),
+    quantile: float = typer.Option(
+        0.99,
+        help="The line: this quantile of the --line-on images' scores (0.99: 1 in 100 of them is above).",
+    ),
+    limit: int | None = LIMIT_PER_SET,
+) -> None:
+    """Add a familiarity model: pictures unlike anything the estimator learned from (by their ImageNet
+    features) get no estimated tags where it may abstain (`data import --estimate-tags`); writes a copy."""
+
+    from charforge.train.familiar import fit_familiarity
+
+    res = fit_familiarity(tagger, on, line_on, out, components=components, quantile=quantile, limit=limit)
+    typer.echo(f"fitted on    {res.fitted} images; line {res.line:.4f} set on {res.line_images} others")
+    for name, share in res.above.items():
+        typer.echo(f"above line   {name}: {share:.1%}")
+    typer.echo(f"tagger       {res.path}")
 
 
 def register(app: typer.Typer) -> None:

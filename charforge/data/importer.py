@@ -925,8 +925,13 @@ def _estimate_missing_tags(
         _check_width(job, pred)
     pred = (pred > 0).astype(np.uint8)
     reading = getattr(job.tagger, "last_hair_reading", None)  # the part reader's, where the tagger has one
+    far, over = _unfamiliar(job.tagger, len(missing)) if proba is not None else (None, None)
     for j, i in enumerate(missing):
         items[i]["tags_from"] = "tagger"
+        if far is not None and far[j]:
+            pred[j] = 0  # not a guess: the estimator has seen nothing like this picture
+            items[i]["unfamiliar"] = round(float(over[j]), 2)
+            continue
         if reading is not None and len(reading.answer) == len(missing):
             items[i]["hair_from"] = (
                 "hair pixels" if reading.known[j] else "whole picture (too little hair seen)"
@@ -953,6 +958,17 @@ def _estimate_missing_tags(
         if unsure:
             items[i]["uncertain"] = unsure
     tags[missing] = pred
+
+
+def _unfamiliar(tagger, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(which of the last predict_proba's n pictures the tagger's familiarity model flags, their scores over its
+    line), or (None, None) for a tagger without one (charforge.tagger.familiar)."""
+    model = getattr(tagger, "familiarity", None)
+    far = getattr(tagger, "last_unfamiliar", None)
+    scores = getattr(tagger, "last_familiarity", None)
+    if model is None or far is None or scores is None or len(far) != n:
+        return None, None
+    return np.asarray(far, bool), np.asarray(scores, np.float64) / model.line
 
 
 def _widen(job: _Job, pred: np.ndarray) -> np.ndarray:
@@ -1018,6 +1034,9 @@ def _assemble(
         "multi_face": [m for r in records for m in r.get("multi_face", [])],
         "noted": [{"path": _name(it), "note": it["note"]} for it in items if "note" in it],
         "uncertain": [{"path": _name(it), "tags": it["uncertain"]} for it in items if it.get("uncertain")],
+        "unfamiliar": [
+            {"path": _name(it), "score_over_line": it["unfamiliar"]} for it in items if "unfamiliar" in it
+        ],
         "warnings": warnings,
     }
 
@@ -1077,6 +1096,14 @@ def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema:
     if not est:
         return []
     out = []
+    far = [i for i in est if "unfamiliar" in items[i]]
+    if far:
+        out.append(
+            f"{_share(len(far), len(est))} images look unlike any art the tag estimator learned from (their "
+            "ImageNet features are past its familiarity line), so it estimated no tags for them rather than guess"
+            "; training treats their tags as unknown. Label them in the tags CSV and re-import with --tags"
+            + (", or train without tags" if len(far) == len(est) else "")
+        )
     confs = [items[i]["tag_confidence"] for i in est if items[i].get("tag_confidence") is not None]
     if confs and float(np.mean(confs)) < TAG_CONF_WARN:
         out.append(f"the estimated tags are unsure: mean confidence {np.mean(confs):.2f} < {TAG_CONF_WARN}")
@@ -1181,7 +1208,8 @@ def _write_sheets(
         if it["tags_from"] == "tagger"
     ]
     if est:
-        est.sort(key=lambda e: (not e[2].get("uncertain"), e[0], e[1]))  # uncertain ones first
+        # unfamiliar and uncertain ones first
+        est.sort(key=lambda e: ("unfamiliar" not in e[2], not e[2].get("uncertain"), e[0], e[1]))
         rows = []
         for ci, k, it in est[:REVIEW_MAX]:
             a = arrays(ci)
@@ -1191,6 +1219,10 @@ def _write_sheets(
                 caption.append(f"hair pixels read as {it.get('hair_read', '?')} ({it['hair_rgb']})")
             elif it.get("hair_from"):
                 caption.append(f"hair colour from the {it['hair_from']}")
+            if "unfamiliar" in it:
+                caption.append(
+                    f"unlike the art the estimator knows ({it['unfamiliar']:.2f}x its line): not estimated"
+                )
             if it.get("uncertain"):
                 caption.append("uncertain: " + ", ".join(it["uncertain"]))
             rows.append(([a["images"][k]], caption))
@@ -1349,6 +1381,17 @@ def _report_markdown(r: dict[str, Any], src: Path) -> str:
             f"{'-' if d.get('detail') is None else d['detail']} | {'-' if d.get('spread') is None else d['spread']} |"
             for d in r["duplicates"]
         ] + [""]
+    if r.get("unfamiliar"):
+        lines += [
+            "## Unfamiliar art (no tags estimated)",
+            "",
+            "The tag estimator's familiarity model (charforge.tagger.familiar) puts these past its line: they look "
+            "unlike anything it learned from, so their tags were left unknown instead of guessed.",
+            "",
+            "| sample | score / line |",
+            "|---|---|",
+        ]
+        lines += [f"| {_esc(u['path'])} | {u['score_over_line']:.2f} |" for u in r["unfamiliar"]] + [""]
     if r.get("uncertain"):
         counts = _uncertain_counts(u["tags"] for u in r["uncertain"])
         lines += ["## Uncertain tag estimates", ""]

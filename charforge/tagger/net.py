@@ -180,14 +180,19 @@ def keep_likelier_of_conflicts(tags: np.ndarray, proba: np.ndarray, schema: TagS
 
 
 def decide_or_unknown(
-    proba: np.ndarray, schema: TagSchema, min_confidence: dict | float | None = None
+    proba: np.ndarray,
+    schema: TagSchema,
+    min_confidence: dict | float | None = None,
+    *,
+    unfamiliar: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, T) probabilities -> (tags (N, T) uint8, unknown (N, T) bool).
 
     Exclusive group: the argmax, or unknown (the group's row is all zero: "unlabelled", which training and
     the importer already treat as not known) when the top probability is below min_confidence["group"].
     Independent tag: on at p >= 0.5, unknown (and 0 in `tags`) when max(p, 1 - p) is below
-    min_confidence["independent"]. A float sets both. Defaults: MIN_CONFIDENCE."""
+    min_confidence["independent"]. A float sets both. Defaults: MIN_CONFIDENCE. `unfamiliar` (N,) bool: rows
+    whose every tag is unknown (pictures unlike anything the tagger learned from; charforge.tagger.familiar)."""
     mc = dict(MIN_CONFIDENCE)
     if isinstance(min_confidence, (int, float)):
         mc = {"group": float(min_confidence), "independent": float(min_confidence)}
@@ -206,6 +211,10 @@ def decide_or_unknown(
     p = proba[:, isl]
     unknown[:, isl] = np.maximum(p, 1 - p) < mc["independent"]
     tags[:, isl] = (p >= 0.5) & ~unknown[:, isl]
+    if unfamiliar is not None and len(unfamiliar) == len(proba):
+        far = np.asarray(unfamiliar, bool)
+        tags[far] = 0
+        unknown[far] = True
     return tags, unknown
 
 
@@ -362,6 +371,7 @@ class Tagger:
         parts=None,
         bias: np.ndarray | None = None,
         probe=None,
+        familiarity=None,
     ):
         self.net = net.eval()
         # a charforge.tagger.parts.PartReader: the hair colour group comes from the pixels it marks as hair
@@ -383,6 +393,11 @@ class Tagger:
         # a charforge.tagger.probe.Probe: some independent tags blended with a linear probe on ImageNet
         # features (`predict_proba`, after the part reader, before the decision offsets); None = none
         self.probe = probe
+        # a charforge.tagger.familiar.Familiarity: which pictures look like nothing the estimator learned from
+        # (`predict_proba` sets last_unfamiliar; `predict_tags(abstain=True)` leaves their tags unknown)
+        self.familiarity = familiarity
+        self.last_unfamiliar = None  # (N,) bool of the last predict_proba call, or None without a model
+        self.last_familiarity = None  # (N,) the scores behind it (the line: familiarity.line)
 
     @property
     def calibrated(self) -> bool:
@@ -421,13 +436,42 @@ class Tagger:
             return p / (1 + len(self.views))
 
         out = self._map(images, proba)
-        if self.parts is not None or self.probe is not None:
+        if self.parts is not None or self.probe is not None or self.familiarity is not None:
             images = self._check(images)
         if self.parts is not None:
             out = self._read_parts(images, out)
+        feats = self._generic_features(images)
+        if self.familiarity is not None:
+            from charforge.tagger.familiar import CROP
+
+            full = feats[CROP]
+            self.last_familiarity = self.familiarity.score(full)
+            self.last_unfamiliar = self.last_familiarity > self.familiarity.line
         if self.probe is not None:
-            out = self.probe.apply(out, images, self.schema)
+            out = self.probe.apply(out, images, self.schema, features=feats.get("probe"))
         return shift_decisions(out, self.bias, self.schema)
+
+    def _generic_features(self, images: np.ndarray) -> dict:
+        """The ImageNet features the probe and the familiarity model read, computed once: {"probe": (N, D x
+        crops) when there is a probe, "full": (N, D) when there is a familiarity model}."""
+        from charforge.tagger.probe import PROGRESS_FROM, probe_features
+
+        need_full = self.familiarity is not None
+        crops = list(self.probe.crops) if self.probe is not None else []
+        if need_full and "full" not in crops:
+            crops.append("full")
+        if not crops:
+            return {}
+        desc = "tag probe" if len(images) >= PROGRESS_FROM else None
+        x = probe_features(images, crops, desc=desc)
+        dim = x.shape[1] // len(crops)
+        out = {}
+        if self.probe is not None:
+            out["probe"] = x[:, : dim * len(self.probe.crops)]
+        if need_full:
+            k = crops.index("full")
+            out["full"] = x[:, k * dim : (k + 1) * dim]
+        return out
 
     def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
         """The part reader's evidence on top of the network's probabilities: glasses (`_read_glasses`) and the
@@ -493,7 +537,9 @@ class Tagger:
         file's own (`self.min_confidence`)."""
         proba = self.predict_proba(images)
         if abstain:
-            return decide_or_unknown(proba, self.schema, min_confidence or self.min_confidence)
+            return decide_or_unknown(
+                proba, self.schema, min_confidence or self.min_confidence, unfamiliar=self.last_unfamiliar
+            )
         return decide_tags(proba, self.schema, self.threshold if threshold is None else threshold)
 
     def features(self, images: np.ndarray) -> np.ndarray:
@@ -544,6 +590,9 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
     from charforge.tagger.probe import split_probe
 
     tensors, probe = split_probe(tensors, meta, p, schema)
+    from charforge.tagger.familiar import split_familiarity
+
+    tensors, familiarity = split_familiarity(tensors, meta, p)
     net = TaggerNet(cfg)
     try:
         net.load_state_dict(tensors, strict=True)
@@ -574,6 +623,7 @@ def load_tagger(path: str | Path, *, batch_size: int = 256, parts: str | Path | 
         parts=_part_reader(p, parts, meta.get("part_reader")),
         bias=None if bias is None else np.asarray(bias, np.float32),
         probe=probe,
+        familiarity=familiarity,
     )
 
 

@@ -113,11 +113,14 @@ class Probe:
             features = probe_features(images, self.crops, desc=desc)
         return ((features - self.mean) / self.std) @ self.weight.T + self.bias
 
-    def apply(self, proba: np.ndarray, images: np.ndarray, schema) -> np.ndarray:
-        """`proba` (N, T) with each probe tag's log-odds blended with the probe's."""
+    def apply(
+        self, proba: np.ndarray, images: np.ndarray, schema, features: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`proba` (N, T) with each probe tag's log-odds blended with the probe's (`features`: the images'
+        probe_features for self.crops, when the caller has them already)."""
         if len(images) == 0 or self.blend <= 0:
             return proba
-        z_probe = self.logits(images)
+        z_probe = self.logits(images, features=features)
         proba = proba.copy()
         for k, t in enumerate(self.tags):
             j = schema.index(t)

@@ -200,10 +200,16 @@ def write_thresholded(src: Path, out: Path, bias: np.ndarray, record: dict, part
 
 
 def copy_tagger_file(
-    src: Path, out: Path, edit, part_reader: str | None, add_tensors: dict | None = None
+    src: Path,
+    out: Path,
+    edit,
+    part_reader: str | None,
+    add_tensors: dict | None = None,
+    drop_prefix: str | None = None,
 ) -> Path:
-    """Write a copy of the tagger file `src` to `out`: the same tensors (plus `add_tensors`), its metadata changed
-    in place by `edit(extra)`, and `part_reader` recorded ("shipped") or dropped (None)."""
+    """Write a copy of the tagger file `src` to `out`: the same tensors (less those named `drop_prefix`..., plus
+    `add_tensors`), its metadata changed in place by `edit(extra)`, and `part_reader` recorded ("shipped") or
+    dropped (None)."""
     from charforge.models.io import load_model, save_model
 
     tensors, meta = load_model(src, kind="tagger")
@@ -213,6 +219,8 @@ def copy_tagger_file(
         extra["part_reader"] = part_reader
     else:
         extra.pop("part_reader", None)
+    if drop_prefix:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(drop_prefix)}
     tensors = {**tensors, **(add_tensors or {})}
     return save_model(out, tensors, kind="tagger", config=meta["charforge_config"], extra=extra)
 
