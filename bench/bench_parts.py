@@ -1,7 +1,10 @@
 """What the part reader and the probe cost the tag estimator: predict_proba with and without each, side by side in
 one process, on the same images (the creator's own renders at 64 px, the size `data import` stores).
 
-    python bench/bench_parts.py [--n 400] [--repeats 5] [--threads 1] [--out bench/results/parts.md]
+    python bench/bench_parts.py [--n 400] [--repeats 5] [--threads 1] [--out bench/results/parts.md] \
+        [--also NAME=TAGGER.safetensors ...]
+
+`--also` times other estimator files (e.g. a candidate) in the same process, interleaved with the rest.
 
 Reports the median images/s of each over the repeats, their ratio, the machine and its SIMD flags.
 """
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--also", action="append", default=[], help="NAME=PATH: another estimator file to time")
     args = ap.parse_args(argv)
 
     import torch
@@ -44,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         load_tagger(estimate_tagger_path()),
         load_tagger(estimate_tagger_path()),
     )
-    net_only.probe = reader.probe = None  # since session 11 the file also holds a probe (hat, glasses)
+    # since session 11 the file also holds a probe (hat, glasses), since session 12 a familiarity model that reads
+    # the probe's features
+    net_only.probe = reader.probe = None
+    net_only.familiarity = reader.familiarity = None
     taggers = {"network only": net_only, "with the part reader": reader}
     if full.probe is not None:
-        taggers["the shipped file: reader + probe (3 EfficientNet-Lite0 passes)"] = full
+        taggers["the shipped file: reader + probe + familiarity (3 EfficientNet-Lite0 passes)"] = full
+    for spec in args.also:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"--also {spec!r}: give NAME=PATH")
+        taggers[name] = load_tagger(path)
     rates: dict[str, list[float]] = {k: [] for k in taggers}
     for t in taggers.values():  # warm-up
         t.predict_proba(images[:32])

@@ -343,6 +343,7 @@ def import_folder(
     max_faces: int = 8,
     tag_min_confidence: float = 0.5,
     extra_tags: list[str] | tuple[str, ...] | None = None,
+    keep_unfamiliar: bool = False,
 ) -> ImportReport:
     """Import every image under `src` into a packed dataset at `out`; see the module docstring.
 
@@ -377,7 +378,17 @@ def import_folder(
         )
     by_rel, warnings = match_rows(rows, images, source=str(tags_file))
     opts = _Opts(size, faces, float(crop_scale), min_size, max_pixels, bool(closeups), int(max_faces))
-    config = _config(src, images, opts, tags_file, license, tagger_path, dedupe_threshold, tag_min_confidence)
+    config = _config(
+        src,
+        images,
+        opts,
+        tags_file,
+        license,
+        tagger_path,
+        dedupe_threshold,
+        tag_min_confidence,
+        keep_unfamiliar,
+    )
     base_n = len(make_girls_moe_schema())
     if len(schema) > base_n:  # your own tags decide the result too (a rerun with other ones is another build)
         config["extra_tags"] = schema.tags[base_n:]
@@ -394,6 +405,7 @@ def import_folder(
         (out / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
         job = _Job(src, out, images, opts, by_rel, license, tagger_path, HashIndex(dedupe_threshold), schema)
         job.tagger, job.min_conf = tagger, float(tag_min_confidence)
+        job.keep_unfamiliar = bool(keep_unfamiliar)
         job.pictures = HashIndex(dedupe_threshold, detail=None) if faces != "none" else None
         records = _run_chunks(job, workers, progress)
         report = _assemble(records, _unsupported(listing.others), listing.folders, warnings, listing)
@@ -609,6 +621,7 @@ def _config(
     estimate_tags: Path | None,
     dedupe_threshold: int,
     tag_min_confidence: float,
+    keep_unfamiliar: bool = False,
 ) -> dict[str, Any]:
     """Everything that decides the result: a rerun with the same config resumes the same build."""
     tagger = None
@@ -619,6 +632,7 @@ def _config(
             "size": st.st_size if st else None,
             "mtime_ns": st.st_mtime_ns if st else None,
             "min_confidence": tag_min_confidence,
+            "keep_unfamiliar": keep_unfamiliar,
         }
     return {
         "kind": "import",
@@ -656,6 +670,7 @@ class _Job:
     schema: TagSchema
     tagger: Any = None
     min_conf: float = 0.5
+    keep_unfamiliar: bool = False  # estimate tags even for pictures the estimator's familiarity model flags
     pictures: HashIndex | None = None  # whole source images (with a detector): copies whose face boxes moved
     kept_crops: dict[str, list[tuple[list[int], str, int, int]]] = field(default_factory=dict)
     image_sizes: dict[str, list[int]] = field(default_factory=dict)
@@ -929,9 +944,10 @@ def _estimate_missing_tags(
     for j, i in enumerate(missing):
         items[i]["tags_from"] = "tagger"
         if far is not None and far[j]:
-            pred[j] = 0  # not a guess: the estimator has seen nothing like this picture
             items[i]["unfamiliar"] = round(float(over[j]), 2)
-            continue
+            if not job.keep_unfamiliar:
+                pred[j] = 0  # not a guess: the estimator has seen nothing like this picture
+                continue
         if reading is not None and len(reading.answer) == len(missing):
             items[i]["hair_from"] = (
                 "hair pixels" if reading.known[j] else "whole picture (too little hair seen)"
@@ -1097,12 +1113,21 @@ def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema:
         return []
     out = []
     far = [i for i in est if "unfamiliar" in items[i]]
-    if far:
+    kept = [
+        i for i in far if items[i].get("tag_confidence") is not None
+    ]  # estimated anyway (--keep-unfamiliar)
+    if far and not kept:
         out.append(
             f"{_share(len(far), len(est))} images look unlike any art the tag estimator learned from (their "
             "ImageNet features are past its familiarity line), so it estimated no tags for them rather than guess"
             "; training treats their tags as unknown. Label them in the tags CSV and re-import with --tags"
             + (", or train without tags" if len(far) == len(est) else "")
+            + "; --keep-unfamiliar estimates them anyway"
+        )
+    elif far:
+        out.append(
+            f"{_share(len(far), len(est))} images look unlike any art the tag estimator learned from; their tags "
+            "were estimated anyway (--keep-unfamiliar): expect more wrong tags there, and check them first"
         )
     confs = [items[i]["tag_confidence"] for i in est if items[i].get("tag_confidence") is not None]
     if confs and float(np.mean(confs)) < TAG_CONF_WARN:
@@ -1220,8 +1245,9 @@ def _write_sheets(
             elif it.get("hair_from"):
                 caption.append(f"hair colour from the {it['hair_from']}")
             if "unfamiliar" in it:
+                how = "estimated anyway" if it.get("tag_confidence") is not None else "not estimated"
                 caption.append(
-                    f"unlike the art the estimator knows ({it['unfamiliar']:.2f}x its line): not estimated"
+                    f"unlike the art the estimator knows ({it['unfamiliar']:.2f}x its line): {how}"
                 )
             if it.get("uncertain"):
                 caption.append("uncertain: " + ", ".join(it["uncertain"]))

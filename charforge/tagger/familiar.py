@@ -39,6 +39,7 @@ class Familiarity:
     noise: float  # the mean variance of the directions left out
     line: float  # scores above this are unfamiliar
     meta: dict
+    size: int = 224  # px square the picture is resized to for the network
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """(N,) the PPCA negative log-likelihood per dimension of (N, D) full-picture features, up to a
@@ -64,14 +65,22 @@ class Familiarity:
         }
 
     def metadata(self) -> dict:
-        return {**self.meta, "crop": CROP, "noise": float(self.noise), "line": float(self.line)}
+        return {
+            **self.meta,
+            "crop": CROP,
+            "noise": float(self.noise),
+            "line": float(self.line),
+            "size": int(self.size),
+        }
 
 
-def full_features(images: np.ndarray, desc: str | None = None, cache: bool = False) -> np.ndarray:
+def full_features(
+    images: np.ndarray, desc: str | None = None, cache: bool = False, size: int | None = None
+) -> np.ndarray:
     """(N, D) generic features of the whole pictures (what `Familiarity.score` reads)."""
     from charforge.tagger.probe import probe_features
 
-    return probe_features(images, (CROP,), desc=desc, cache=cache)
+    return probe_features(images, (CROP,), desc=desc, cache=cache, size=size)
 
 
 def split_familiarity(tensors: dict, meta: dict, path) -> tuple[dict, Familiarity | None]:
@@ -87,6 +96,7 @@ def split_familiarity(tensors: dict, meta: dict, path) -> tuple[dict, Familiarit
         comp = tensors[PREFIX + "components"].double().numpy()
         var = tensors[PREFIX + "variances"].double().numpy()
         noise, line = float(info["noise"]), float(info["line"])
+        size = int(info.get("size", 224))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(
             f"{path}: the familiarity model stored in this tagger file is incomplete ({e}); refit it with "
@@ -103,9 +113,10 @@ def split_familiarity(tensors: dict, meta: dict, path) -> tuple[dict, Familiarit
         or not np.all(var > 0)
         or not noise > 0
         or not np.isfinite(line)
+        or not 32 <= size <= 512
     ):
         raise UserError(
             f"{path}: the familiarity model stored in this tagger file does not fit the feature space; refit "
             "it with `charforge tagger familiarity`"
         )
-    return rest, Familiarity(mu, np.maximum(sd, 1e-6), comp, var, noise, line, dict(info))
+    return rest, Familiarity(mu, np.maximum(sd, 1e-6), comp, var, noise, line, dict(info), size)

@@ -452,25 +452,23 @@ class Tagger:
         return shift_decisions(out, self.bias, self.schema)
 
     def _generic_features(self, images: np.ndarray) -> dict:
-        """The ImageNet features the probe and the familiarity model read, computed once: {"probe": (N, D x
-        crops) when there is a probe, "full": (N, D) when there is a familiarity model}."""
+        """The ImageNet features the probe and the familiarity model read: {"probe": (N, D x crops) when there
+        is a probe, "full": (N, D) when there is a familiarity model; taken from the probe's when it reads the
+        whole picture at the same size}."""
+        from charforge.tagger.familiar import CROP
         from charforge.tagger.probe import PROGRESS_FROM, probe_features
 
-        need_full = self.familiarity is not None
-        crops = list(self.probe.crops) if self.probe is not None else []
-        if need_full and "full" not in crops:
-            crops.append("full")
-        if not crops:
-            return {}
         desc = "tag probe" if len(images) >= PROGRESS_FROM else None
-        x = probe_features(images, crops, desc=desc)
-        dim = x.shape[1] // len(crops)
         out = {}
         if self.probe is not None:
-            out["probe"] = x[:, : dim * len(self.probe.crops)]
-        if need_full:
-            k = crops.index("full")
-            out["full"] = x[:, k * dim : (k + 1) * dim]
+            out["probe"] = probe_features(images, self.probe.crops, desc=desc, size=self.probe.size)
+        if self.familiarity is not None:
+            fam = self.familiarity
+            if self.probe is not None and CROP in self.probe.crops and self.probe.size == fam.size:
+                k, dim = self.probe.crops.index(CROP), out["probe"].shape[1] // len(self.probe.crops)
+                out["full"] = out["probe"][:, k * dim : (k + 1) * dim]  # read once for both
+            else:
+                out["full"] = probe_features(images, (CROP,), desc=desc, size=fam.size)
         return out
 
     def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:

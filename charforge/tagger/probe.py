@@ -42,18 +42,25 @@ def crop(images: np.ndarray, name: str) -> np.ndarray:
 
 
 def probe_features(
-    images: np.ndarray, crops: tuple[str, ...] | list[str], desc: str | None = None, cache: bool = False
+    images: np.ndarray,
+    crops: tuple[str, ...] | list[str],
+    desc: str | None = None,
+    cache: bool = False,
+    size: int | None = None,
 ) -> np.ndarray:
-    """(N, 1280 x len(crops)) float32: generic features of each crop, side by side.
+    """(N, 1280 x len(crops)) float32: generic features of each crop, side by side, each crop resized to `size`
+    px square for the network (None: its own 224).
 
-    cache=True keeps each crop's features in $CHARFORGE_CACHE/probe (keyed by the images' bytes and the crop),
-    so fitting again with other settings on the same sets does not recompute them (minutes on a CPU)."""
-    from charforge.models.features import generic_features
+    cache=True keeps each crop's features in $CHARFORGE_CACHE/probe (keyed by the images' bytes, the crop and the
+    size), so fitting again with other settings on the same sets does not recompute them (minutes on a CPU)."""
+    from charforge.models.features import GENERIC_SIZE, generic_features
+
+    size = GENERIC_SIZE if size is None else int(size)
 
     parts = []
     for c in crops:
         band = np.ascontiguousarray(crop(images, c))
-        path = _cache_path(band, c) if cache else None
+        path = _cache_path(band, c if size == GENERIC_SIZE else f"{c}@{size}") if cache else None
         if path is not None and path.is_file():
             try:
                 got = np.load(path, allow_pickle=False)
@@ -62,7 +69,7 @@ def probe_features(
                     continue
             except (OSError, ValueError):
                 pass  # a damaged cache file: recompute and overwrite it
-        feats = generic_features(band, desc=None if desc is None else f"{desc} ({c})")
+        feats = generic_features(band, desc=None if desc is None else f"{desc} ({c})", size=size)
         if path is not None:
             from charforge.utils.io import atomic_path
 
@@ -104,13 +111,14 @@ class Probe:
     std: np.ndarray  # (D,)
     blend: float  # share of the probe in the blended log-odds, 0..1
     meta: dict
+    size: int = 224  # px square each crop is resized to for the network (files before session 12: 224)
 
     def logits(self, images: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """(N, K) log-odds of each probe tag (a progress bar from PROGRESS_FROM images: a few seconds each
         hundred on a CPU core)."""
         if features is None:
             desc = "tag probe" if len(images) >= PROGRESS_FROM else None
-            features = probe_features(images, self.crops, desc=desc)
+            features = probe_features(images, self.crops, desc=desc, size=self.size)
         return ((features - self.mean) / self.std) @ self.weight.T + self.bias
 
     def apply(
@@ -138,7 +146,13 @@ class Probe:
         }
 
     def metadata(self) -> dict:
-        return {**self.meta, "tags": list(self.tags), "crops": list(self.crops), "blend": float(self.blend)}
+        return {
+            **self.meta,
+            "tags": list(self.tags),
+            "crops": list(self.crops),
+            "blend": float(self.blend),
+            "size": int(self.size),
+        }
 
 
 def split_probe(tensors: dict, meta: dict, path, schema) -> tuple[dict, Probe | None]:
@@ -154,6 +168,7 @@ def split_probe(tensors: dict, meta: dict, path, schema) -> tuple[dict, Probe | 
         mu = tensors[PREFIX + "mean"].float().numpy()
         sd = tensors[PREFIX + "std"].float().numpy()
         tags, crops, blend = list(info["tags"]), list(info["crops"]), float(info["blend"])
+        size = int(info.get("size", 224))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(
             f"{path}: the probe stored in this tagger file is incomplete ({e}); refit it with "
@@ -168,9 +183,10 @@ def split_probe(tensors: dict, meta: dict, path, schema) -> tuple[dict, Probe | 
         or sd.shape != mu.shape
         or len(mu) != _feature_dim() * len(crops)
         or not 0 <= blend <= 1
+        or not 32 <= size <= 512
     ):
         raise UserError(
             f"{path}: the probe stored in this tagger file does not fit its tags or crops; refit it with "
             "`charforge tagger probe`"
         )
-    return net_tensors, Probe(tags, crops, w, b, mu, np.maximum(sd, 1e-6), blend, dict(info))
+    return net_tensors, Probe(tags, crops, w, b, mu, np.maximum(sd, 1e-6), blend, dict(info), size)

@@ -77,6 +77,7 @@ def fit_familiarity(
     quantile: float = 0.99,
     limit: int | None = None,
     progress: bool = True,
+    size: int | None = None,
 ) -> FamiliarityFit:
     from charforge.tagger.familiar import full_features
     from charforge.train.thresholds import copy_tagger_file, load_labelled, open_for_copy
@@ -89,7 +90,7 @@ def fit_familiarity(
     schema = tagger.schema
     fit = [load_labelled(s, schema, limit=limit) for s in sets]
     line = [load_labelled(s, schema, limit=limit) for s in line_sets]
-    feats = lambda ls: full_features(ls.images, desc=ls.name if progress else None, cache=True)  # noqa: E731
+    feats = lambda ls: full_features(ls.images, desc=ls.name if progress else None, cache=True, size=size)  # noqa: E731
     x_fit = np.concatenate([feats(ls) for ls in fit])
     x_line_sets = [feats(ls) for ls in line]
     record = lambda sets_: [{"name": s.name, "sha256": s.sha256, "images": len(s.images)} for s in sets_]  # noqa: E731
@@ -104,6 +105,8 @@ def fit_familiarity(
             "line_on": record(line),
         },
     )
+    if size is not None:
+        model.size = int(size)
     above = {ls.name: float(model.unfamiliar(x).mean()) for ls, x in zip(line, x_line_sets)}
     model.meta["above_line"] = above
 

@@ -43,7 +43,10 @@ def fit_probe(
     parts: str = "auto",
     limit: int | None = None,
     progress: bool = True,
+    size: int | None = None,
+    replace: bool = False,
 ) -> ProbeFit:
+    from charforge.models.features import GENERIC_SIZE
     from charforge.tagger.probe import CROPS, Probe, probe_features
     from charforge.train.thresholds import copy_tagger_file, load_labelled, open_for_copy
 
@@ -59,8 +62,12 @@ def fit_probe(
     if bad or not crops:
         raise UserError(f"--crops {','.join(crops)}: use some of {', '.join(CROPS)}", field="crops")
     src, out, tagger = open_for_copy(tagger_path, out, parts)
-    if tagger.probe is not None:
-        raise UserError(f"{src}: already holds a probe; fit on the file without one", field="tagger")
+    if tagger.probe is not None and not replace:
+        raise UserError(
+            f"{src}: already holds a probe; --replace fits a new one in its place (on the network's own answers)",
+            field="tagger",
+        )
+    tagger.probe = None  # the network's own answers, whatever the file held
     schema = tagger.schema
     missing = [t for t in tags if t not in schema.independent]
     if missing:
@@ -72,7 +79,9 @@ def fit_probe(
     labelled = [load_labelled(s, schema, limit=limit) for s in sets]
     feats, proba, labels = [], [], []
     for ls in labelled:
-        feats.append(probe_features(ls.images, crops, desc=ls.name if progress else None, cache=True))
+        feats.append(
+            probe_features(ls.images, crops, desc=ls.name if progress else None, cache=True, size=size)
+        )
         proba.append(tagger.predict_proba(ls.images))
         labels.append(ls.labels)
     x, p_net, y_all = np.concatenate(feats), np.concatenate(proba), np.concatenate(labels)
@@ -94,6 +103,7 @@ def fit_probe(
             "fit_rows": rows,
             "part_reader": "attached" if tagger.parts is not None else "none",
         },
+        GENERIC_SIZE if size is None else int(size),
     )
 
     def edit(extra: dict) -> None:
@@ -109,7 +119,7 @@ def fit_probe(
 
     # auto and shipped attach only the shipped reader: keep it attached
     reader = "shipped" if tagger.parts is not None else None
-    path = copy_tagger_file(src, out, edit, reader, add_tensors=probe.tensors())
+    path = copy_tagger_file(src, out, edit, reader, add_tensors=probe.tensors(), drop_prefix="probe.")
     return ProbeFit(Path(path), rows)
 
 

@@ -186,3 +186,38 @@ def test_import_estimates_no_tags_for_unfamiliar_art_and_says_so(fitted, tmp_pat
             assert row.sum() == 0, n  # no guess: every group unknown, no independent tag claimed
     md = (tmp_path / "out" / "import_report.md").read_text()
     assert "## Unfamiliar art (no tags estimated)" in md and "noise0.png" in md
+    # --keep-unfamiliar: estimated anyway, still listed, and the warning says so
+    r2 = import_folder(
+        src, tmp_path / "kept", size=16, min_size=16, estimate_tags=est, progress=False, keep_unfamiliar=True
+    )
+    report2 = __import__("json").loads((tmp_path / "kept" / "import_report.json").read_text())
+    assert {u["path"] for u in report2["unfamiliar"]} == flagged
+    assert any("estimated anyway (--keep-unfamiliar)" in w for w in r2.warnings)
+    assert not any("estimated no tags" in w for w in r2.warnings)
+    kept = load_packed(tmp_path / "kept")
+    names2 = [it["source"].split("/")[-1] for it in kept.manifest["items"]]
+    assert all(
+        it.get("tag_confidence") is not None
+        for it in kept.manifest["items"]
+        if it["source"].split("/")[-1] in flagged
+    )
+    assert np.asarray(kept.tags)[[k for k, n in enumerate(names2) if n in flagged]].sum() > 0
+
+
+def test_familiarity_at_another_size_than_the_probe_reads_its_own_features(fitted, tmp_path, monkeypatch):
+    import charforge.tagger.probe as probe_mod
+    from charforge.train.familiar import fit_familiarity
+
+    root, src, _ = fitted
+    res = fit_familiarity(
+        src, [root / "fit"], [root / "line"], tmp_path / "s.safetensors", components=4, size=64
+    )
+    t = load_tagger(res.path)
+    assert t.familiarity.size == 64 and t.familiarity.meta["size"] == 64
+    seen = []
+    real = probe_mod.probe_features
+    monkeypatch.setattr(
+        probe_mod, "probe_features", lambda *a, **k: seen.append(k.get("size")) or real(*a, **k)
+    )
+    t.predict_proba(_noise(3))
+    assert seen == [64] and t.last_unfamiliar.all()

@@ -106,7 +106,7 @@ def test_bad_input_is_a_message(probe_setup, tmp_path):
     root, src, res = probe_setup
     with pytest.raises(UserError, match="not independent tags"):
         fit_probe(src, [root / "fit"], tmp_path / "x.safetensors", tags=("red hair",))
-    with pytest.raises(UserError, match="already holds a probe"):
+    with pytest.raises(UserError, match="already holds a probe; --replace"):
         fit_probe(res.path, [root / "fit"], tmp_path / "x.safetensors", tags=("hat",))
     with pytest.raises(UserError, match="--crops"):
         fit_probe(src, [root / "fit"], tmp_path / "x.safetensors", crops=("hair",))
@@ -177,3 +177,56 @@ def test_refitting_on_the_same_sets_reads_the_features_cache(probe_setup, tmp_pa
         c=0.1,
     )
     np.testing.assert_allclose(load_tagger(again.path).probe.weight, load_tagger(res.path).probe.weight)
+
+
+def test_a_smaller_feature_size_is_stored_used_and_cached_apart(probe_setup, tmp_path):
+    from charforge.data.packed import load_packed
+    from charforge.models.features import generic_features
+    from charforge.tagger.probe import probe_features
+    from charforge.train.probe import fit_probe
+
+    root, src, res = probe_setup
+    small = fit_probe(
+        src,
+        [root / "fit"],
+        tmp_path / "s.safetensors",
+        tags=("hat",),
+        crops=("full",),
+        blend=1.0,
+        c=0.1,
+        size=64,
+    )
+    t = load_tagger(small.path)
+    assert t.probe.size == 64 and load_tagger(res.path).probe.size == 224  # a file without "size" reads 224
+    _, meta = load_model(small.path, kind="tagger")
+    assert meta["probe"]["size"] == 64
+    assert list(
+        (root / "cache" / "probe").glob("full@64-*.npy")
+    )  # its own cache entries, beside the 224 ones
+    images = np.asarray(load_packed(root / "check").images)[:8]
+    np.testing.assert_allclose(
+        t.probe.logits(images), t.probe.logits(None, features=generic_features(images, size=64)), atol=1e-4
+    )
+    assert not np.allclose(probe_features(images, ("full",), size=64), probe_features(images, ("full",)))
+    with pytest.raises(UserError, match="feature input size 8"):
+        generic_features(images, size=8)
+
+
+def test_replace_fits_a_new_probe_on_the_networks_own_answers(probe_setup, tmp_path):
+    from charforge.train.probe import fit_probe
+
+    root, src, res = probe_setup
+    again = fit_probe(
+        res.path, [root / "fit"], tmp_path / "r.safetensors", tags=("hat",), crops=("top",), blend=0.5, c=0.1,
+        replace=True,
+    )  # fmt: skip
+    t = load_tagger(again.path)
+    assert t.probe.crops == ["top"] and t.probe.blend == 0.5
+    tensors, _ = load_model(again.path, kind="tagger")
+    assert tensors["probe.weight"].shape[1] == 1280  # the new probe's, not the old one's (2 crops)
+    # its fit rows compare with the network alone, as a fit on the probe-free file does
+    fresh = fit_probe(
+        src, [root / "fit"], tmp_path / "f.safetensors", tags=("hat",), crops=("top",), blend=0.5, c=0.1
+    )
+    assert again.rows[0]["f1_network"] == pytest.approx(fresh.rows[0]["f1_network"])
+    np.testing.assert_allclose(t.probe.weight, load_tagger(fresh.path).probe.weight, atol=1e-6)
