@@ -173,7 +173,12 @@ def test_default_estimates_read_hair_colour_from_the_hair(tmp_path):
     # three ellipses are far from any art the estimator learned from: its familiarity model may flag them, and
     # this test is about the hair reading, so they are estimated anyway
     import_folder(
-        src, tmp_path / "ds", estimate_tags="default", progress=False, dedupe_threshold=0, keep_unfamiliar=True
+        src,
+        tmp_path / "ds",
+        estimate_tags="default",
+        progress=False,
+        dedupe_threshold=0,
+        keep_unfamiliar=True,
     )
     items = json.loads((tmp_path / "ds" / "manifest.json").read_text())["items"]
     assert len(items) == 3 and all(it["tags_from"] == "tagger" for it in items)
