@@ -141,67 +141,84 @@ def test_cli_prints_the_line_and_the_share_above_it(fitted, tmp_path, capsys):
     assert "noise.png:" in line and "unlike the art this estimator learned from" in line
 
 
-def test_import_estimates_no_tags_for_unfamiliar_art_and_says_so(fitted, tmp_path):
-    from charforge.data.importer import import_folder
-    from charforge.data.packed import load_packed
-
-    root, _, res = fitted
-    src = tmp_path / "art"
-    src.mkdir()
-    renders = np.asarray(load_packed(root / "check").images)[:6]
-    for i, im in enumerate(renders):
-        Image.fromarray(im).save(src / f"render{i}.png")
-    for i, im in enumerate(_noise(4)):
-        Image.fromarray(im).save(src / f"noise{i}.png")
-    # the import's schema is make.girls.moe's: a tagger of that schema carrying the model fitted above
+def _girls_estimator(res, tmp_path):
+    """The import's schema is make.girls.moe's: a tagger of that schema carrying the model fitted above."""
     from charforge.core.tags import make_girls_moe_schema
     from charforge.train.thresholds import copy_tagger_file
 
     tensors, meta = load_model(res.path, kind="tagger")
     model = {k: v for k, v in tensors.items() if k.startswith("familiar.")}
     girls = _tagger(tmp_path / "girls.safetensors", make_girls_moe_schema())
-    est = copy_tagger_file(
-        girls,
-        tmp_path / "est.safetensors",
-        lambda extra: extra.update(familiarity=meta["familiarity"]),
-        None,
-        model,
-    )
+    edit = lambda extra: extra.update(familiarity=meta["familiarity"])  # noqa: E731
+    return copy_tagger_file(girls, tmp_path / "est.safetensors", edit, None, model)
+
+
+def _folder(root, tmp_path, name, n_renders, n_noise):
+    from charforge.data.packed import load_packed
+
+    src = tmp_path / name
+    src.mkdir()
+    renders = np.asarray(load_packed(root / "check").images)[:n_renders]
+    for i, im in enumerate(renders):
+        Image.fromarray(im).save(src / f"render{i}.png")
+    for i, im in enumerate(_noise(n_noise)):
+        Image.fromarray(im).save(src / f"noise{i}.png")
+    return src, renders
+
+
+def _imported(tmp_path, out, src, est, **kw):
+    import json
+
+    from charforge.data.importer import import_folder
+    from charforge.data.packed import load_packed
+
+    r = import_folder(src, tmp_path / out, size=16, min_size=16, estimate_tags=est, progress=False, **kw)
+    report = json.loads((tmp_path / out / "import_report.json").read_text())
+    ds = load_packed(tmp_path / out)
+    rows = {it["source"].split("/")[-1]: row for it, row in zip(ds.manifest["items"], np.asarray(ds.tags))}
+    return r, report, rows
+
+
+def test_import_estimates_no_tags_for_mostly_unfamiliar_art_and_says_so(fitted, tmp_path):
+    root, _, res = fitted
+    est = _girls_estimator(res, tmp_path)
+    src, renders = _folder(root, tmp_path, "art", 2, 8)  # mostly unlike the fitting sets
     t = load_tagger(est)
     t.predict_proba(renders)
     familiar_renders = int((~t.last_unfamiliar).sum())
-    r = import_folder(src, tmp_path / "out", size=16, min_size=16, estimate_tags=est, progress=False)
-    report = __import__("json").loads((tmp_path / "out" / "import_report.json").read_text())
+    r, report, rows = _imported(tmp_path, "out", src, est)
     flagged = {u["path"] for u in report["unfamiliar"]}
-    assert {f"noise{i}.png" for i in range(4)} <= flagged
-    assert len(flagged) == 10 - familiar_renders
-    assert all(u["score_over_line"] > 1 for u in report["unfamiliar"])
-    warn = [w for w in r.warnings if "unlike any art the tag estimator learned from" in w]
+    assert {f"noise{i}.png" for i in range(8)} <= flagged and len(flagged) == 10 - familiar_renders
+    assert all(u["score_over_line"] > 1 and u["estimated"] is None for u in report["unfamiliar"])
+    warn = [w for w in r.warnings if "estimated no tags for them" in w]
     assert warn and warn[0].startswith(f"{len(flagged)} of 10") and "--tags" in warn[0]
-    ds = load_packed(tmp_path / "out")
-    names = [it["source"].split("/")[-1] for it in ds.manifest["items"]]
-    tags = np.asarray(ds.tags)
-    for n, row in zip(names, tags):
-        if n in flagged:
-            assert row.sum() == 0, n  # no guess: every group unknown, no independent tag claimed
+    for n in flagged:
+        assert rows[n].sum() == 0, n  # no guess: every group unknown, no independent tag claimed
     md = (tmp_path / "out" / "import_report.md").read_text()
-    assert "## Unfamiliar art (no tags estimated)" in md and "noise0.png" in md
+    assert "## Unfamiliar art" in md and "| noise0.png |" in md and "not estimated" in md
     # --keep-unfamiliar: estimated anyway, still listed, and the warning says so
-    r2 = import_folder(
-        src, tmp_path / "kept", size=16, min_size=16, estimate_tags=est, progress=False, keep_unfamiliar=True
-    )
-    report2 = __import__("json").loads((tmp_path / "kept" / "import_report.json").read_text())
+    r2, report2, rows2 = _imported(tmp_path, "kept", src, est, keep_unfamiliar=True)
     assert {u["path"] for u in report2["unfamiliar"]} == flagged
+    assert all(u["estimated"] == "--keep-unfamiliar" for u in report2["unfamiliar"])
     assert any("estimated anyway (--keep-unfamiliar)" in w for w in r2.warnings)
     assert not any("estimated no tags" in w for w in r2.warnings)
-    kept = load_packed(tmp_path / "kept")
-    names2 = [it["source"].split("/")[-1] for it in kept.manifest["items"]]
-    assert all(
-        it.get("tag_confidence") is not None
-        for it in kept.manifest["items"]
-        if it["source"].split("/")[-1] in flagged
-    )
-    assert np.asarray(kept.tags)[[k for k, n in enumerate(names2) if n in flagged]].sum() > 0
+    assert sum(int(rows2[n].sum()) for n in flagged) > 0
+
+
+def test_a_few_unfamiliar_images_among_familiar_ones_are_estimated_and_listed(fitted, tmp_path):
+    root, _, res = fitted
+    est = _girls_estimator(res, tmp_path)
+    src, renders = _folder(root, tmp_path, "art", 12, 2)
+    t = load_tagger(est)
+    t.predict_proba(renders)
+    assert (~t.last_unfamiliar).sum() >= 8  # the renders are mostly familiar: the noise is the minority
+    r, report, rows = _imported(tmp_path, "out", src, est)
+    flagged = {u["path"] for u in report["unfamiliar"]}
+    assert {"noise0.png", "noise1.png"} <= flagged
+    assert all(u["estimated"] == "among familiar images" for u in report["unfamiliar"])
+    assert any("sit among images it knows" in w for w in r.warnings)
+    assert not any("estimated no tags" in w for w in r.warnings)
+    assert sum(int(rows[n].sum()) for n in flagged) > 0
 
 
 def test_familiarity_at_another_size_than_the_probe_reads_its_own_features(fitted, tmp_path, monkeypatch):
