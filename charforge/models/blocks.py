@@ -139,8 +139,8 @@ class SubPixelUp(nn.Module):
         self.aa = Blur3(ch) if antialias else None  # outside `body`, so the state-dict names do not move
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:
-            x = self._conv_shuffle_nhwc(x)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            x = self._conv_shuffle_nhwc(x)  # channels_last data (training on CPU)
         else:
             x = self.body[1](self.body[0](x))  # (B, C, 2H, 2W)
         if self.aa is not None:

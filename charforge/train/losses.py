@@ -258,9 +258,8 @@ class TagGANLoss:
 
     def _backward_to_d(self, loss: torch.Tensor) -> None:
         """Backward of a penalty into D's trainable weights only. A plain .backward() would also fill the
-        gradient of the penalty's input image (a leaf that requires grad), which nothing reads: that costs the
-        first conv's input gradient in both the forward graph and the double-backward graph. D's weights get
-        the same gradients either way."""
+        gradient of the penalty's input image (a leaf that requires grad), work whose result nothing reads
+        (D's first conv's input gradient). D's weights get the same gradients either way."""
         params = [q for q in self.D.parameters() if q.requires_grad]
         if params:
             torch.autograd.backward(loss, inputs=params)
