@@ -71,6 +71,11 @@ class SRResNetGenerator(nn.Module):
         assert_shape(z, (None, self.z_dim), "z")
         h = torch.cat([z, c.to(z.dtype)], dim=1) if self.n_tags else z  # (B, Z+T)
         h = self.dense(h).view(-1, self.width, self.base, self.base)  # (B, W, S0, S0)
+        w_out = self.out.weight
+        if w_out.is_contiguous(memory_format=torch.channels_last) and not w_out.is_contiguous():
+            # a channels_last G (training on CPU): the trunk's skips add to this tensor, and a plain-layout h
+            # would make every residual sum plain-layout again, so each conv would convert its input
+            h = h.contiguous(memory_format=torch.channels_last)
         cc = c.to(z.dtype) if self.n_tags else None
         h = run_conditioned(self.head, h, cc)
         t = h
@@ -84,6 +89,9 @@ class SRResNetGenerator(nn.Module):
         x = torch.tanh(self.out(h))  # (B, 3, S, S)
         assert_shape(x, (z.shape[0], 3, self.image_size, self.image_size), "G output")
         return x
+
+
+PLAIN_LAYOUT_SIDE = 4  # D's feature maps this small run in NCHW even when the rest is channels_last
 
 
 class ResNetDiscriminator(nn.Module):
@@ -110,13 +118,18 @@ class ResNetDiscriminator(nn.Module):
             raise ValueError(f"{stages} stages downsample a {image_size}px image below 1px")
         self.n_tags, self.image_size = n_tags, image_size
         layers: list[nn.Module] = [nn.Conv2d(3, width, 4, stride=2, padding=1), nn.LeakyReLU(slope)]
-        ch = width
+        ch, side = width, image_size // 2
+        self.plain_from = None  # index in `features` from which feature maps are at most PLAIN_LAYOUT_SIDE px
         for _ in range(stages):
             nxt = min(ch * 2, max_width)
+            if side <= PLAIN_LAYOUT_SIDE and self.plain_from is None:
+                self.plain_from = len(layers)
             layers += [DiscResBlock(ch, slope) for _ in range(blocks)]
             layers += [nn.Conv2d(ch, nxt, 4, stride=2, padding=1), nn.LeakyReLU(slope)]
-            ch = nxt
+            ch, side = nxt, side // 2
         self.features = nn.Sequential(*layers)
+        for m in layers[len(layers) if self.plain_from is None else self.plain_from :]:
+            m.plain_layout = True  # blocks.to_memory_format keeps these weights NCHW (a speed choice only)
         flat = ch * final * final
         self.adv = nn.Linear(flat, 1)
         self.cls = nn.Linear(flat, n_tags) if n_tags else None
@@ -135,7 +148,12 @@ class ResNetDiscriminator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, 3, S, S); c (B, T) the tags x is paired with (used only by the projection term)."""
         assert_shape(x, (None, 3, self.image_size, self.image_size), "D input")
-        h = self.features(x).flatten(1)  # (B, C*f*f)
+        h = x
+        for i, layer in enumerate(self.features):
+            if i == self.plain_from:  # the small maps run in NCHW (blocks.to_memory_format); no-op if already
+                h = h.contiguous()
+            h = layer(h)
+        h = h.flatten(1)  # (B, C*f*f)
         adv = self.adv(h).squeeze(1)  # (B,)
         if self.proj is not None and c is not None:
             adv = adv + (self.proj(c.to(h.dtype)) * h).sum(dim=1)

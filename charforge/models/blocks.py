@@ -65,6 +65,21 @@ class CondBatchNorm2d(nn.BatchNorm2d):
         return torch.addcmul(t[:, :, None, None], x, s[:, :, None, None])
 
 
+def to_memory_format(net: nn.Module, fmt: torch.memory_format) -> nn.Module:
+    """`net.to(memory_format=fmt)`, except that submodules marked `plain_layout = True` keep their 4-D weights
+    in the plain (NCHW) layout under channels_last. On one CPU core oneDNN runs convs on tiny feature maps
+    (4x4 and smaller, wide channels) faster in NCHW, while the large maps before them gain from channels_last;
+    the network's forward converts its activations where the layouts meet. Values are unchanged."""
+    net = net.to(memory_format=fmt)
+    if fmt == torch.channels_last:
+        for m in net.modules():
+            if getattr(m, "plain_layout", False):
+                for q in m.parameters():
+                    if q.dim() == 4:
+                        q.data = q.data.contiguous()
+    return net
+
+
 def norm2d(ch: int, n_tags: int = 0) -> nn.BatchNorm2d:
     """Plain BN, or tag-conditional BN when n_tags > 0."""
     return CondBatchNorm2d(ch, n_tags) if n_tags else nn.BatchNorm2d(ch)
@@ -124,10 +139,32 @@ class SubPixelUp(nn.Module):
         self.aa = Blur3(ch) if antialias else None  # outside `body`, so the state-dict names do not move
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.body[1](self.body[0](x))  # (B, C, 2H, 2W)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            x = self._conv_shuffle_nhwc(x)  # channels_last data (training on CPU)
+        else:
+            x = self.body[1](self.body[0](x))  # (B, C, 2H, 2W)
         if self.aa is not None:
             x = self.aa(x)
         return run_conditioned(self.body[2:], x, c)
+
+    def _conv_shuffle_nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """conv + PixelShuffle for channels_last input, the same numbers in a cheaper memory order.
+
+        PixelShuffle reads output pixel (c, 2h+i, 2w+j) from conv channel 4c + 2i + j. On channels_last data
+        torch's pixel_shuffle (and, in the backward, pixel_unshuffle) gathers single floats at a stride of 4,
+        which costs as much as the conv itself at 64 px on one core. Here the conv's output channels are
+        reordered to (i, j, c) by permuting the weight, so each pixel's (j, c) run of 2C floats is already
+        contiguous and the shuffle is a copy of whole runs. Each output channel is the same dot product as
+        before, so the result equals the plain path (tests/models/test_blocks_fast.py)."""
+        conv = self.body[0]
+        w = conv.weight  # (4C, Cin, k, k), out channel 4c + 2i + j
+        c = w.shape[0] // 4
+        w = w.view(c, 4, *w.shape[1:]).transpose(0, 1).reshape(w.shape)  # out channel (2i + j) * C + c
+        y = conv._conv_forward(x, w, None if conv.bias is None else conv.bias.view(c, 4).t().reshape(-1))
+        b, _, h, wd = y.shape
+        t = y.permute(0, 2, 3, 1).reshape(b, h, wd, 2, 2, c)  # a view of the NHWC memory: (b, h, w, i, j, c)
+        t = t.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * wd, c)  # (b, h, i, w, j, c): copies 2C-runs
+        return t.permute(0, 3, 1, 2)  # (B, C, 2H, 2W), channels_last
 
 
 class Blur3(nn.Module):

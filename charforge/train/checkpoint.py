@@ -55,6 +55,22 @@ def restore_optimizer(
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = val
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    match_param_layout(opt)
+
+
+def match_param_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor (Adam's moments) its parameter's memory layout.
+
+    A checkpoint stores tensors in the plain layout, so a channels_last parameter came back with plain-layout
+    moments. Fused Adam pairs a parameter, its gradient and its moments element by element in memory order,
+    so the moments of a resumed channels_last run (every CPU preset) were applied to the wrong weights: a
+    resume was no longer exact, and the moments were scrambled. The values are kept; only the layout moves."""
+    for group in opt.param_groups:
+        for q in group["params"]:
+            st = opt.state.get(q, {})
+            for key, val in st.items():
+                if torch.is_tensor(val) and val.shape == q.shape and val.stride() != q.stride():
+                    st[key] = torch.empty_like(q, dtype=val.dtype).copy_(val)
 
 
 def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

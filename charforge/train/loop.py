@@ -32,6 +32,7 @@ from charforge.core.tags import TagSchema
 from charforge.data.packed import load_packed, verify_training_data
 from charforge.errors import UserError
 from charforge.models import runs
+from charforge.models.blocks import to_memory_format
 from charforge.models.families import get_family
 from charforge.models.generator import save_generator, shipped_generators
 from charforge.provenance import save_png
@@ -267,7 +268,9 @@ class Trainer:
         fmt = torch.channels_last if p.channels_last else torch.contiguous_format
         self.memory_format = fmt
         self.recipe = get_family(p.family).load_recipe()
-        self.modules = {k: m.to(self.device, memory_format=fmt) for k, m in self.recipe.modules(p, T).items()}
+        self.modules = {
+            k: to_memory_format(m.to(self.device), fmt) for k, m in self.recipe.modules(p, T).items()
+        }
         for m in self.modules.values():
             dd.broadcast_module(m, self.dist)
         self.gen_name = self.recipe.generator

@@ -243,7 +243,7 @@ class TagGANLoss:
             adv, _ = self._d(x_hat, g, real_tags)
         (grad,) = torch.autograd.grad(adv.sum(), x_hat, create_graph=True)
         gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
-        (gp * self.gp_weight * self.gp_every * gain).backward()
+        self._backward_to_d(gp * self.gp_weight * self.gp_every * gain)
         return out | {"D_gp": gp.detach()}
 
     def _r1(self, real, real_tags, g, gain) -> dict[str, torch.Tensor]:
@@ -253,8 +253,16 @@ class TagGANLoss:
             adv, _ = self._d(x, g, real_tags)
         (grad,) = torch.autograd.grad(adv.sum(), x, create_graph=True)
         r1 = grad.float().flatten(1).pow(2).sum(dim=1).mean()
-        (r1 * (0.5 * self.r1_weight * self.gp_every * gain)).backward()
+        self._backward_to_d(r1 * (0.5 * self.r1_weight * self.gp_every * gain))
         return {"D_r1": r1.detach()}
+
+    def _backward_to_d(self, loss: torch.Tensor) -> None:
+        """Backward of a penalty into D's trainable weights only. A plain .backward() would also fill the
+        gradient of the penalty's input image (a leaf that requires grad), work whose result nothing reads
+        (D's first conv's input gradient). D's weights get the same gradients either way."""
+        params = [q for q in self.D.parameters() if q.requires_grad]
+        if params:
+            torch.autograd.backward(loss, inputs=params)
 
 
 class ACGANLoss(TagGANLoss):

@@ -108,12 +108,14 @@ def _cli(data, out, *extra):
 SHARP = {"g_top_blocks": 1, "d_highpass": True, "r1_weight": 1.0}  # the sharpness options' new G/D state
 
 
-@pytest.mark.parametrize("ada", [False, True, "sharp"], ids=["plain", "ada", "sharp"])
+@pytest.mark.parametrize("ada", [False, True, "sharp", "cl"], ids=["plain", "ada", "sharp", "channels_last"])
 def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     sets = ["--set", "ckpt_every=3", "--set", "sample_every=1000", "--set", "eval_every=1000"]
-    sharp, ada = ada == "sharp", ada is True
+    sharp, cl, ada = ada == "sharp", ada == "cl", ada is True
     extra = {"ada": True, "ada_kimg": 0.05, "ada_target": 0.1} if ada else {}
     extra |= SHARP if sharp else {}
+    # the CPU presets' layout: G's sub-pixel shuffle path and D's NCHW small maps (models/blocks.py)
+    extra |= {"channels_last": True} if cl else {}
     sets += [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     killed = tmp_path / "killed"
@@ -203,3 +205,34 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(data, tmp_path):
     last = read_log(run / "log.jsonl")[-1]["step"]
     assert CheckpointStore(run).latest() == last >= 3
     assert f"after step {last} " in err  # one step count, the one that was saved
+
+
+def test_restored_adam_moments_take_the_parameter_layout():
+    """A checkpoint holds plain-layout tensors; fused Adam pairs elements in memory order, so moments restored
+    onto a channels_last parameter must take its layout, or the next step updates the wrong weights."""
+    from charforge.train import checkpoint as ck
+
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    w0, g1, g2 = torch.randn(8, 4, 3, 3), torch.randn(8, 4, 3, 3), torch.randn(8, 4, 3, 3)
+
+    def fresh():
+        q = torch.nn.Parameter(w0.clone().contiguous(memory_format=cl))
+        return q, torch.optim.Adam([q], lr=0.1, fused=True)
+
+    q, opt = fresh()
+    for g in (g1, g2):
+        q.grad = g.contiguous(memory_format=cl)
+        opt.step()
+    q2, opt2 = fresh()
+    q2.grad = g1.contiguous(memory_format=cl)
+    opt2.step()
+    tensors, meta = ck.flatten_optimizer(opt2, "opt")
+    tensors = {k: v.contiguous() for k, v in tensors.items()}  # as a safetensors file gives them back
+    q3, opt3 = fresh()
+    q3.data.copy_(q2.data)
+    ck.restore_optimizer(opt3, tensors, meta, "opt")
+    assert opt3.state[q3]["exp_avg"].stride() == q3.stride()
+    q3.grad = g2.contiguous(memory_format=cl)
+    opt3.step()
+    assert torch.equal(q3.detach(), q.detach())
