@@ -82,6 +82,12 @@ def fit_familiarity(
     from charforge.tagger.familiar import full_features
     from charforge.train.thresholds import copy_tagger_file, load_labelled, open_for_copy
 
+    if components < 1:
+        raise UserError(f"--components {components}: must be at least 1", field="components")
+    if not 0.5 <= quantile < 1:
+        raise UserError(f"--quantile {quantile}: must be in [0.5, 1)", field="quantile")
+    if size is not None and not 32 <= size <= 512:
+        raise UserError(f"--size {size}: use 32-512 px (224 is the network's own)", field="size")
     if not sets:
         raise UserError("give the sets the estimator learned from with --on", field="on")
     if not line_sets:

@@ -118,6 +118,13 @@ def test_refitting_replaces_the_model_and_damage_is_a_message(fitted, tmp_path):
         UserError, match="bad.safetensors: the familiarity model stored in this tagger file is incomplete"
     ):
         load_tagger(bad)
+    for kw, msg in (
+        ({"components": 0}, "--components 0"),
+        ({"quantile": 1.0}, "--quantile"),
+        ({"size": 8}, "--size 8"),
+    ):
+        with pytest.raises(UserError, match=msg):  # refused before any feature is read
+            fit_familiarity(res.path, [root / "nope"], [root / "line"], tmp_path / "k.safetensors", **kw)
     with pytest.raises(UserError, match="--line-on: 5 images are too few"):
         fit_familiarity(
             res.path, [root / "fit"], [root / "line"], tmp_path / "h.safetensors", components=1, limit=5
