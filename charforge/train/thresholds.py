@@ -269,6 +269,13 @@ def fit_tagger_thresholds(
     for s, name in zip(sets, names):
         log(f"reading      {name}: {len(s.images)} images")
         probas.append(t.predict_proba(s.images))
+        far = getattr(t, "last_unfamiliar", None)
+        if far is not None and len(far) == len(s.images) and far.mean() >= 0.5:
+            log(
+                f"note         {name}: {far.mean():.0%} of it is past the file's familiarity line, so `data import "
+                "--estimate-tags` with the new file would leave its tags unknown: import such art with "
+                "--keep-unfamiliar, or refit the line with `charforge tagger familiarity` on sets that include it"
+            )
     fitted = fit_thresholds(probas, [s.labels for s in sets], names, t.schema, tags=tags, base=base)
     record = {
         "fitted_on": [{"name": n, "images": len(s.images), "sha256": s.sha256} for n, s in zip(names, sets)],

@@ -245,3 +245,22 @@ def test_familiarity_at_another_size_than_the_probe_reads_its_own_features(fitte
     )
     t.predict_proba(_noise(3))
     assert seen == [64] and t.last_unfamiliar.all()
+
+
+def test_thresholds_fitted_on_unfamiliar_art_say_how_to_import_it(fitted, tmp_path):
+    from charforge.data.packed import write_packed
+    from charforge.train.thresholds import fit_tagger_thresholds
+
+    root, _, res = fitted
+    schema = toy_schema()
+    tags = schema.sample_training(40, np.random.default_rng(3)).astype(np.uint8)
+    noise = write_packed(tmp_path / "noise", _noise(40), tags, schema).root
+    said = []
+    fit_tagger_thresholds(res.path, [noise], tmp_path / "th.safetensors", parts="none", log=said.append)
+    note = [m for m in said if "familiarity line" in m]
+    assert note and "100%" in note[0] and "--keep-unfamiliar" in note[0]
+    said.clear()
+    fit_tagger_thresholds(
+        res.path, [root / "check"], tmp_path / "th2.safetensors", parts="none", log=said.append
+    )
+    assert not any("familiarity line" in m for m in said)
