@@ -102,6 +102,7 @@ class ImportReport:
     folders: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}: folders not read
     found_by: dict[str, int] = field(default_factory=dict)  # {"face"|"close-up"|...: count of kept}
     sheets: dict[str, list[str]] = field(default_factory=dict)  # {"duplicates"|"tags review": [png]}
+    withheld: int = 0  # of the "tagger" samples: unfamiliar art whose tags were left unknown (not estimated)
 
     @property
     def untagged(self) -> int:
@@ -118,7 +119,8 @@ class ImportReport:
             f"faces found  {self.faces_found}",
             "found by     " + (", ".join(f"{k}: {n}" for k, n in sorted(self.found_by.items())) or "-"),
             "tags         "
-            + ", ".join(f"{k}: {self.tags_from.get(k, 0)}" for k in ("file", "tagger", "none")),
+            + ", ".join(f"{k}: {self.tags_from.get(k, 0)}" for k in ("file", "tagger", "none"))
+            + (f" (tagger: {self.withheld} left unknown as unfamiliar art)" if self.withheld else ""),
         ]
         if self.folders:
             lines.append(f"not read     {len(self.folders)} folders or links (see the report)")
@@ -442,6 +444,7 @@ def _report_object(report: dict[str, Any], ds: PackedDataset, report_path: Path)
         report.get("folders", []),
         report.get("found_by", {}),
         report.get("sheets", {}),
+        sum(1 for u in report.get("unfamiliar", []) if not u.get("estimated")),
     )
 
 

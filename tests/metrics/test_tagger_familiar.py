@@ -201,6 +201,9 @@ def test_import_estimates_no_tags_for_mostly_unfamiliar_art_and_says_so(fitted, 
     assert warn and warn[0].startswith(f"{len(flagged)} of 10") and "--tags" in warn[0]
     for n in flagged:
         assert rows[n].sum() == 0, n  # no guess: every group unknown, no independent tag claimed
+    assert (
+        r.withheld == len(flagged) and f"tagger: {len(flagged)} left unknown as unfamiliar art" in r.summary()
+    )
     md = (tmp_path / "out" / "import_report.md").read_text()
     assert "## Unfamiliar art" in md and "| noise0.png |" in md and "not estimated" in md
     # --keep-unfamiliar: estimated anyway, still listed, and the warning says so
@@ -224,6 +227,7 @@ def test_a_few_unfamiliar_images_among_familiar_ones_are_estimated_and_listed(fi
     assert {"noise0.png", "noise1.png"} <= flagged
     assert all(u["estimated"] == "among familiar images" for u in report["unfamiliar"])
     assert any("sit among images it knows" in w for w in r.warnings)
+    assert r.withheld == 0 and "left unknown" not in r.summary()
     assert not any("estimated no tags" in w for w in r.warnings)
     assert sum(int(rows[n].sum()) for n in flagged) > 0
 
