@@ -260,7 +260,7 @@ def predict(
         typer.echo(f"{p}: {', '.join(tags) or '(none)'}{note}")
 
 
-# shared by `tagger thresholds` and `tagger probe`, which both write a fitted copy of a tagger file
+# shared by `tagger thresholds`, `tagger probe` and `tagger familiarity`, which write a fitted copy of a tagger file
 TAGGER_FILE = typer.Argument(
     ..., help="Tagger file or folder (e.g. charforge/weights/tagger_estimate.safetensors)."
 )
@@ -274,8 +274,6 @@ LABELLED_SETS = typer.Option(
     help="Labelled images to fit on (repeatable): a packed dataset folder, or an .npz as for `tagger train "
     "--extra` (1 / 0 / NaN unknown). Use images the tagger never trained on; for a probe, several styles.",
 )
-
-
 FEATURE_SIZE = typer.Option(
     224,
     help="Pixels (square) each picture or band is resized to for EfficientNet-Lite0: 224 is its own resolution; "

@@ -74,11 +74,6 @@ TAG_CONF_WARN = 0.6  # warn when the mean confidence of the estimates is below t
 MIN_FOR_STATS = 8  # estimated images needed before the distribution of estimates is judged
 UNKNOWN_MOST = 0.8  # say so (and that it is safe) when a group is unknown on at least this share of them
 UNSURE_MARGIN = 0.1  # an independent tag whose probability is this close to the threshold is uncertain
-# Pictures the estimator's familiarity model flags get no estimated tags where they are at least this share of the
-# pictures estimated together (one chunk: CHUNK_FILES files in path order). A few flagged pictures among familiar
-# ones are mostly the same art in other colours (a new cartoon style: 13-29 % of 100 flagged, and on the DiceBear
-# test sets the flagged few were tagged as well as the rest), so they are estimated like the rest and listed.
-UNFAMILIAR_MOST = 0.5
 DISK_MARGIN = 16 * 2**20  # bytes of free space kept in reserve beyond the estimate (reports, sheets)
 PREVIEW_SIDE = 512  # longer side of the copy of each image kept to re-crop it for the whole-picture check
 
@@ -949,7 +944,8 @@ def _estimate_missing_tags(
     pred = (pred > 0).astype(np.uint8)
     reading = getattr(job.tagger, "last_hair_reading", None)  # the part reader's, where the tagger has one
     far, over = _unfamiliar(job.tagger, len(missing)) if proba is not None else (None, None)
-    withhold = far is not None and not job.keep_unfamiliar and float(far.mean()) >= UNFAMILIAR_MOST
+    # unfamiliar pictures get no tags where they are most of this chunk (charforge.tagger.familiar.UNFAMILIAR_MOST)
+    withhold = far is not None and not job.keep_unfamiliar and _mostly(far)
     for j, i in enumerate(missing):
         items[i]["tags_from"] = "tagger"
         if far is not None and far[j]:
@@ -992,11 +988,17 @@ def _unfamiliar(tagger, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(which of the last predict_proba's n pictures the tagger's familiarity model flags, their scores over its
     line), or (None, None) for a tagger without one (charforge.tagger.familiar)."""
     model = getattr(tagger, "familiarity", None)
-    far = getattr(tagger, "last_unfamiliar", None)
     scores = getattr(tagger, "last_familiarity", None)
-    if model is None or far is None or scores is None or len(far) != n:
+    if model is None or scores is None or len(scores) != n:
         return None, None
-    return np.asarray(far, bool), np.asarray(scores, np.float64) / model.line
+    over = np.asarray(scores, np.float64) / model.line
+    return over > 1, over
+
+
+def _mostly(far: np.ndarray) -> bool:
+    from charforge.tagger.familiar import UNFAMILIAR_MOST
+
+    return float(far.mean()) >= UNFAMILIAR_MOST
 
 
 def _widen(job: _Job, pred: np.ndarray) -> np.ndarray:

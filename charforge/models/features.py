@@ -26,6 +26,7 @@ from torch import nn
 from charforge.errors import UserError
 
 GENERIC_SIZE = 224  # px: the input resolution EfficientNet-Lite0 was trained at
+FEATURE_SIZES = (32, 512)  # px: the input sizes generic_features accepts (the probe's --size)
 GENERIC_DIM = 1280  # width of the pooled head features
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -174,6 +175,13 @@ def _generic_batch(images: np.ndarray, backend: str = "torch", size: int = GENER
     return _PooledFeatures(load_generic_model()).eval()(x).numpy()  # (B, 1280)
 
 
+def check_feature_size(size: int, name: str = "--size", field: str | None = "size") -> None:
+    """A clear error for an input size generic_features does not take (FEATURE_SIZES)."""
+    lo, hi = FEATURE_SIZES
+    if not lo <= size <= hi:
+        raise UserError(f"{name} {size}: use {lo}-{hi} px ({GENERIC_SIZE} is the network's own)", field=field)
+
+
 def generic_features(
     images: np.ndarray,
     batch_size: int = 32,
@@ -192,8 +200,7 @@ def generic_features(
     images = check_images(images)
     if len(images) == 0:
         return np.zeros((0, GENERIC_DIM), np.float32)
-    if not 32 <= size <= 512:
-        raise UserError(f"feature input size {size}: use 32-512 px (224 is the network's own)")
+    check_feature_size(size, "feature input size")
     backend = _resolve_backend(backend)
     return batched(functools.partial(_generic_batch, backend=backend, size=size), images, batch_size, desc)
 

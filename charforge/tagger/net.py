@@ -396,8 +396,16 @@ class Tagger:
         # a charforge.tagger.familiar.Familiarity: which pictures look like nothing the estimator learned from
         # (`predict_proba` sets last_unfamiliar; `predict_tags(abstain=True)` leaves their tags unknown)
         self.familiarity = familiarity
-        self.last_unfamiliar = None  # (N,) bool of the last predict_proba call, or None without a model
-        self.last_familiarity = None  # (N,) the scores behind it (the line: familiarity.line)
+        self.last_familiarity = (
+            None  # (N,) its scores of the last predict_proba call, or None without a model
+        )
+
+    @property
+    def last_unfamiliar(self) -> np.ndarray | None:
+        """(N,) bool: the last predict_proba call's pictures above the familiarity line (None without a model)."""
+        if self.familiarity is None or self.last_familiarity is None:
+            return None
+        return self.last_familiarity > self.familiarity.line
 
     @property
     def calibrated(self) -> bool:
@@ -446,7 +454,6 @@ class Tagger:
 
             full = feats[CROP]
             self.last_familiarity = self.familiarity.score(full)
-            self.last_unfamiliar = self.last_familiarity > self.familiarity.line
         if self.probe is not None:
             out = self.probe.apply(out, images, self.schema, features=feats.get("probe"))
         return shift_decisions(out, self.bias, self.schema)
@@ -460,11 +467,11 @@ class Tagger:
 
         desc = "tag probe" if len(images) >= PROGRESS_FROM else None
         out = {}
-        if self.probe is not None:
+        if self.probe is not None and self.probe.blend > 0:  # blend 0: the probe changes nothing
             out["probe"] = probe_features(images, self.probe.crops, desc=desc, size=self.probe.size)
         if self.familiarity is not None:
             fam = self.familiarity
-            if self.probe is not None and CROP in self.probe.crops and self.probe.size == fam.size:
+            if "probe" in out and CROP in self.probe.crops and self.probe.size == fam.size:
                 k, dim = self.probe.crops.index(CROP), out["probe"].shape[1] // len(self.probe.crops)
                 out["full"] = out["probe"][:, k * dim : (k + 1) * dim]  # read once for both
             else:

@@ -111,7 +111,7 @@ class Probe:
     std: np.ndarray  # (D,)
     blend: float  # share of the probe in the blended log-odds, 0..1
     meta: dict
-    size: int = 224  # px square each crop is resized to for the network (files before session 12: 224)
+    size: int = 224  # px square each crop is resized to (GENERIC_SIZE; files before session 12 read 224)
 
     def logits(self, images: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """(N, K) log-odds of each probe tag (a progress bar from PROGRESS_FROM images: a few seconds each
@@ -155,20 +155,43 @@ class Probe:
         }
 
 
+def split_stored(tensors: dict, meta: dict, prefix: str, key: str, names: tuple[str, ...], path, what: str):
+    """A model stored beside a tagger's network (tensors `prefix`+name, metadata `key`): (the other tensors,
+    None) when the file holds none, else (the other tensors, (arrays by name as float64, its metadata, its
+    feature input size)). Missing pieces are an error naming the file and `what` refits them."""
+    from charforge.models.features import GENERIC_SIZE
+
+    info = meta.get(key)
+    if info is None and not any(k.startswith(prefix) for k in tensors):
+        return tensors, None
+    rest = {k: v for k, v in tensors.items() if not k.startswith(prefix)}
+    try:
+        arrays = {n: tensors[prefix + n].double().numpy() for n in names}
+        info = dict(info)
+        size = int(info.get("size", GENERIC_SIZE))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(
+            f"{path}: the {what} stored in this tagger file is incomplete ({e}); refit it with "
+            f"`charforge tagger {key}`"
+        ) from e
+    return rest, (arrays, info, size)
+
+
+def _size_ok(size: int) -> bool:
+    from charforge.models.features import FEATURE_SIZES
+
+    return FEATURE_SIZES[0] <= size <= FEATURE_SIZES[1]
+
+
 def split_probe(tensors: dict, meta: dict, path, schema) -> tuple[dict, Probe | None]:
     """(the network's tensors, the file's Probe or None). A damaged probe is an error naming the file."""
-    keys = [k for k in tensors if k.startswith(PREFIX)]
-    info = meta.get("probe")
-    if not keys and info is None:
-        return tensors, None
-    net_tensors = {k: v for k, v in tensors.items() if not k.startswith(PREFIX)}
+    names = ("weight", "bias", "mean", "std")
+    net_tensors, stored = split_stored(tensors, meta, PREFIX, "probe", names, path, "probe")
+    if stored is None:
+        return net_tensors, None
+    (w, b, mu, sd), info, size = [stored[0][n].astype(np.float32) for n in names], stored[1], stored[2]
     try:
-        w = tensors[PREFIX + "weight"].float().numpy()
-        b = tensors[PREFIX + "bias"].float().numpy()
-        mu = tensors[PREFIX + "mean"].float().numpy()
-        sd = tensors[PREFIX + "std"].float().numpy()
         tags, crops, blend = list(info["tags"]), list(info["crops"]), float(info["blend"])
-        size = int(info.get("size", 224))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(
             f"{path}: the probe stored in this tagger file is incomplete ({e}); refit it with "
@@ -183,10 +206,10 @@ def split_probe(tensors: dict, meta: dict, path, schema) -> tuple[dict, Probe | 
         or sd.shape != mu.shape
         or len(mu) != _feature_dim() * len(crops)
         or not 0 <= blend <= 1
-        or not 32 <= size <= 512
+        or not _size_ok(size)
     ):
         raise UserError(
             f"{path}: the probe stored in this tagger file does not fit its tags or crops; refit it with "
             "`charforge tagger probe`"
         )
-    return net_tensors, Probe(tags, crops, w, b, mu, np.maximum(sd, 1e-6), blend, dict(info), size)
+    return net_tensors, Probe(tags, crops, w, b, mu, np.maximum(sd, 1e-6), blend, info, size)

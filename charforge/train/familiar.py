@@ -86,8 +86,10 @@ def fit_familiarity(
         raise UserError(f"--components {components}: must be at least 1", field="components")
     if not 0.5 <= quantile < 1:
         raise UserError(f"--quantile {quantile}: must be in [0.5, 1)", field="quantile")
-    if size is not None and not 32 <= size <= 512:
-        raise UserError(f"--size {size}: use 32-512 px (224 is the network's own)", field="size")
+    if size is not None:
+        from charforge.models.features import check_feature_size
+
+        check_feature_size(size)
     if not sets:
         raise UserError("give the sets the estimator learned from with --on", field="on")
     if not line_sets:

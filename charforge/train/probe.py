@@ -56,8 +56,10 @@ def fit_probe(
         raise UserError(
             f"--blend {blend}: must be between 0 (network only) and 1 (probe only)", field="blend"
         )
-    if size is not None and not 32 <= size <= 512:
-        raise UserError(f"--size {size}: use 32-512 px (224 is the network's own)", field="size")
+    if size is not None:
+        from charforge.models.features import check_feature_size
+
+        check_feature_size(size)
     if not c > 0:
         raise UserError(f"--c {c}: the inverse regularisation strength must be > 0", field="c")
     bad = [x for x in crops if x not in CROPS]

@@ -258,6 +258,8 @@ def fit_tagger_thresholds(
     """`charforge tagger thresholds`: load the tagger (with the part reader `parts`: auto, shipped or none), read
     the labelled sets `on`, fit the thresholds and write the copy to `out` with its curve plot beside it.
     Returns (path, fitted records, part reader recorded or None, plot path or None)."""
+    from charforge.tagger.familiar import UNFAMILIAR_MOST
+
     src, out, t = open_for_copy(tagger, out, parts)
     base = t.threshold
     t.bias = None  # fit from the network's own decisions, not from an earlier fit
@@ -269,8 +271,8 @@ def fit_tagger_thresholds(
     for s, name in zip(sets, names):
         log(f"reading      {name}: {len(s.images)} images")
         probas.append(t.predict_proba(s.images))
-        far = getattr(t, "last_unfamiliar", None)
-        if far is not None and len(far) == len(s.images) and far.mean() >= 0.5:
+        far = t.last_unfamiliar
+        if far is not None and len(far) == len(s.images) and far.mean() >= UNFAMILIAR_MOST:
             log(
                 f"note         {name}: {far.mean():.0%} of it is past the file's familiarity line, so `data import "
                 "--estimate-tags` with the new file would leave its tags unknown: import such art with "
