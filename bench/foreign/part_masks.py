@@ -43,7 +43,9 @@ DIFF = 30  # a pixel belongs to the changed part when a channel moves by more th
 KEEP = {"hair": 0.5, "glasses": 0.25}  # share of a reduced pixel that must be marked (glasses are thin lines)
 UNKNOWN = 255
 FAR = ("00ff00", "ff00ff", "00ffff", "ff0000", "0000ff", "ffff00")
-NO_HAIR_MASK = ("open-peeps",)  # the colour option does not colour the hair
+# styles whose hair colour option does not colour the hair (open-peeps tints accents; notionists has no such
+# option, so its twin is the same picture): their hair masks stay unknown, never "known: no hair"
+NO_HAIR_MASK = ("open-peeps", "notionists")
 
 
 def _far_from(hex_colour: str) -> str:

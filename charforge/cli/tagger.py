@@ -201,6 +201,44 @@ def parts_train(
     typer.echo("held-out IoU " + ", ".join(f"{k[4:]} {v:.3f}" for k, v in report["heldout"].items()))
 
 
+@tagger_app.command("parts-combine")
+def parts_combine(
+    main: str = typer.Argument(
+        ..., help="Part reader file or training folder that marks every part not taken (or 'shipped')."
+    ),
+    take: list[str] = typer.Option(
+        ...,
+        "--take",
+        help="PART=READER (repeatable): mark PART with that reader's network instead (READER may be 'shipped').",
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="The .safetensors to write."),
+) -> None:
+    """Combine part readers: one network marks most parts, another marks the parts it reads better (e.g. a
+    reader trained on foreign art for hair, the creator-trained one for thin glasses rims)."""
+    from charforge.errors import UserError
+    from charforge.tagger.parts import combine_readers, default_parts_path
+
+    def where(spec: str) -> str:
+        if spec != "shipped":
+            return spec
+        p = default_parts_path()
+        if p is None:
+            raise UserError("'shipped': this install has no shipped part reader; give a reader file")
+        return str(p)
+
+    taken: dict[str, str] = {}
+    for item in take:
+        part, sep, src = item.partition("=")
+        if not sep or not part.strip() or not src.strip():
+            raise UserError(
+                f"--take {item!r}: expected PART=READER, e.g. --take glasses=shipped", field="take"
+            )
+        taken[part.strip()] = where(src.strip())
+    path = combine_readers(where(main), taken, out)
+    typer.echo(f"part reader  {path}")
+    typer.echo("taken        " + ", ".join(f"{k} from {v}" for k, v in taken.items()))
+
+
 def _split_predict_args(paths: list[Path]) -> tuple[Path, list[Path]]:
     """`[TAGGER] IMAGE...`: the first path is the tagger when it is a folder or a .safetensors file;
     otherwise every path is an image and the shipped tagger is used."""

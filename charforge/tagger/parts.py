@@ -14,6 +14,10 @@ finds the hair instead and reads its colour, the way a person would name it:
   palette colour is the answer; too few hair pixels (bald, hooded, a hat over everything) is "unknown".
 * `PartReader.hat`: the share of the picture marked hat, as a probability-like score.
 
+A reader may take some parts from a second network (`combine_readers`, `charforge tagger parts-combine`): one
+trained on foreign art may mark hair well and glasses badly, and the creator-trained one the opposite. The second
+network's tensors sit in the same file under `borrow<i>.`, its config in the metadata ("borrowed").
+
 The network file is `charforge/weights/parts_default.safetensors` (kind "partseg"); `charforge.tagger.net`
 attaches a reader to the shipped tag estimator (`Tagger.parts`), so imports and the foreign benchmarks use
 it without a new flag.
@@ -33,6 +37,7 @@ from torch import nn
 from charforge.core.colour import srgb_to_lab
 from charforge.errors import UserError
 from charforge.models.io import load_model, save_model
+from charforge.utils.io import sha256_file
 
 KIND = "partseg"
 WEIGHTS_NAME = "parts.safetensors"
@@ -87,10 +92,32 @@ class PartSegNet(nn.Module):
         return self.head(x)
 
 
-def save_partseg(path: str | Path, net: PartSegNet, *, extra: dict | None = None) -> Path:
-    cfg = asdict(net.cfg)
-    cfg["parts"] = list(cfg["parts"])
-    return save_model(path, net.state_dict(), kind=KIND, config=cfg, extra=extra)
+BORROW_PREFIX = "borrow"  # tensors of the i-th borrowed network are stored as borrow<i>.<name>
+
+
+def _config_dict(cfg: PartSegConfig) -> dict:
+    d = asdict(cfg)
+    d["parts"] = list(d["parts"])
+    return d
+
+
+def save_partseg(
+    path: str | Path,
+    net: PartSegNet,
+    *,
+    extra: dict | None = None,
+    borrowed: list[tuple[PartSegNet, tuple[str, ...], str]] | None = None,
+) -> Path:
+    """Write a reader. `borrowed`: (network, the parts it marks in this reader, where it came from) each."""
+    tensors = dict(net.state_dict())
+    info = []
+    for i, (donor, parts, source) in enumerate(borrowed or []):
+        tensors.update({f"{BORROW_PREFIX}{i}.{k}": v for k, v in donor.state_dict().items()})
+        info.append({"parts": list(parts), "config": _config_dict(donor.cfg), "source": source})
+    extra = dict(extra or {})
+    if info:
+        extra["borrowed"] = info
+    return save_model(path, tensors, kind=KIND, config=_config_dict(net.cfg), extra=extra)
 
 
 @dataclass
@@ -128,11 +155,26 @@ class HairReading:
 class PartReader:
     """A trained PartSegNet ready for inference on uint8 (N, H, W, 3) images of any size."""
 
-    def __init__(self, net: PartSegNet, *, path: Path | None = None, batch_size: int = 128):
+    def __init__(
+        self,
+        net: PartSegNet,
+        *,
+        path: Path | None = None,
+        batch_size: int = 128,
+        borrowed: list[tuple[PartSegNet, tuple[str, ...]]] | None = None,
+    ):
         self.net = net.eval()
         self.cfg = net.cfg
         self.path = path
         self.batch_size = batch_size
+        self.borrowed = [(donor.eval(), tuple(parts)) for donor, parts in borrowed or []]
+        for donor, parts in self.borrowed:
+            for part in parts:
+                if part not in self.cfg.parts or part not in donor.cfg.parts:
+                    raise UserError(
+                        f"part reader {path or ''}: a borrowed {part!r} must be marked by both networks "
+                        f"(parts {self.cfg.parts} and {donor.cfg.parts})"
+                    )
 
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -142,23 +184,15 @@ class PartReader:
             )
         return images
 
-    @torch.no_grad()
     def masks(self, images: np.ndarray) -> np.ndarray:
-        """(N, P, H, W) float32 probabilities per part (order `cfg.parts`), at the images' own size."""
+        """(N, P, H, W) float32 probabilities per part (order `cfg.parts`), at the images' own size. A borrowed
+        part's channel comes from its own network."""
         images = self._check(images)
-        n, h, w = images.shape[:3]
-        s = self.cfg.image_size
-        out = np.zeros((n, len(self.cfg.parts), h, w), np.float32)
-        for start in range(0, n, self.batch_size):
-            # a copy: read-only inputs (an .npz array, a memory map) would make torch warn
-            x = torch.from_numpy(np.array(images[start : start + self.batch_size]))
-            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
-            if (h, w) != (s, s):
-                x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-            p = torch.sigmoid(self.net(x))
-            if (h, w) != (s, s):
-                p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
-            out[start : start + len(x)] = p.numpy()
+        out = _probabilities(self.net, images, self.batch_size)
+        for donor, parts in self.borrowed:
+            theirs = _probabilities(donor, images, self.batch_size)
+            for part in parts:
+                out[:, self.cfg.parts.index(part)] = theirs[:, donor.cfg.parts.index(part)]
         return out
 
     def part_index(self, part: str) -> int | None:
@@ -221,6 +255,25 @@ class PartReader:
         return self.part_share(images, "hat", masks=masks)
 
 
+@torch.no_grad()
+def _probabilities(net: PartSegNet, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """(N, P, H, W) float32 sigmoid outputs of one network, at the images' own size."""
+    n, h, w = images.shape[:3]
+    s = net.cfg.image_size
+    out = np.zeros((n, len(net.cfg.parts), h, w), np.float32)
+    for start in range(0, n, batch_size):
+        # a copy: read-only inputs (an .npz array, a memory map) would make torch warn
+        x = torch.from_numpy(np.array(images[start : start + batch_size]))
+        x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
+        if (h, w) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        p = torch.sigmoid(net(x))
+        if (h, w) != (s, s):
+            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)
+        out[start : start + len(x)] = p.numpy()
+    return out
+
+
 def _wins(masks: np.ndarray, k: int) -> np.ndarray:
     """(N, H, W) bool: part k passes HAIR_THRESHOLD and scores strictly above every other part (a tie is
     nobody's)."""
@@ -247,14 +300,52 @@ def load_partseg(path: str | Path, *, batch_size: int = 128) -> PartReader:
     if not p.is_file():
         raise UserError(f"part reader {path}: no such file; give a parts .safetensors or its training folder")
     tensors, meta = load_model(p, kind=KIND)
-    cfg = meta["charforge_config"]
-    cfg = PartSegConfig(**{**cfg, "parts": tuple(cfg["parts"])})
-    net = PartSegNet(cfg)
+    own = {k: v for k, v in tensors.items() if not k.startswith(BORROW_PREFIX)}
+    net = _network(p, meta["charforge_config"], own)
+    borrowed = []
+    for i, b in enumerate(meta.get("borrowed") or []):
+        prefix = f"{BORROW_PREFIX}{i}."
+        mine = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        borrowed.append((_network(p, b["config"], mine), tuple(b["parts"])))
+    return PartReader(net, path=p, batch_size=batch_size, borrowed=borrowed)
+
+
+def _network(path: Path, cfg: dict, tensors: dict[str, torch.Tensor]) -> PartSegNet:
     try:
+        net = PartSegNet(PartSegConfig(**{**cfg, "parts": tuple(cfg["parts"])}))
         net.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise UserError(f"part reader {p}: the weights do not match the network in its config ({e})") from e
-    return PartReader(net, path=p, batch_size=batch_size)
+    except (RuntimeError, TypeError, KeyError) as e:
+        raise UserError(
+            f"part reader {path}: the weights do not match the network in its config ({e})"
+        ) from e
+    return net
+
+
+def combine_readers(main: str | Path, take: dict[str, str | Path], out: str | Path) -> Path:
+    """Write a reader that marks every part with `main`'s network except the parts in `take` (part -> reader
+    file), which come from that reader's network. Both must mark the part; a borrowed reader must be plain."""
+    base = load_partseg(main)
+    if base.borrowed:
+        raise UserError(f"part reader {main}: it already borrows parts; combine from plain readers")
+    donors: dict[Path, tuple[PartReader, list[str]]] = {}
+    for part, src in take.items():
+        r = load_partseg(src)
+        if r.borrowed:
+            raise UserError(
+                f"part reader {src}: it borrows parts itself; give a plain reader to take {part!r} from"
+            )
+        donors.setdefault(r.path, (r, []))[1].append(part)
+    borrowed = [
+        (r.net, tuple(parts), f"{r.path.name} sha256 {sha256_file(r.path)[:16]}")
+        for r, parts in donors.values()
+    ]
+    PartReader(base.net, path=Path(out), borrowed=[(n, ps) for n, ps, _ in borrowed])  # checks every part
+    return save_partseg(
+        out,
+        base.net,
+        extra={"combined_from": f"{base.path.name} sha256 {sha256_file(base.path)[:16]}"},
+        borrowed=borrowed,
+    )
 
 
 @functools.cache

@@ -331,3 +331,52 @@ def test_a_thin_foreign_rim_survives_the_reduction_to_the_network_side(tmp_path)
     opts = partseg.PartSegOptions(batch_size=8, extra_share=0.5, zoom=(1.0, 1.0))
     _, m, w = partseg.make_batch(parts, 0, opts, data.schema, ("hair",), 16, extra)
     assert (m[4:, 0].sum(dim=(1, 2)) >= 4).all() and (w[4:, 0].mean(dim=(1, 2)) > 0.5).all()
+
+
+def _random_reader(path, seed, parts=("hair", "hat", "skin", "cloth", "bg", "glasses"), size=16):
+    torch.manual_seed(seed)
+    net = tp.PartSegNet(tp.PartSegConfig(parts=parts, channels=4, image_size=size))
+    with torch.no_grad():  # a non-trivial output: untrained BN-free logits would be near 0 everywhere
+        for prm in net.parameters():
+            prm.add_(torch.randn_like(prm) * 0.5)
+    return tp.save_partseg(path, net)
+
+
+def test_a_combined_reader_takes_a_part_from_the_second_network(tmp_path, capsys):
+    """`tagger parts-combine`: every part from the main reader except the taken ones, which come from the
+    other network, whatever their sides; the file loads alone, and bad combinations are clear errors."""
+    from charforge.cli import main
+
+    a = _random_reader(tmp_path / "a.safetensors", 0)
+    b = _random_reader(tmp_path / "b.safetensors", 1, size=24)
+    x = np.random.default_rng(3).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    ma, mb = tp.load_partseg(a).masks(x), tp.load_partseg(b).masks(x)
+    g = 5
+    assert np.abs(ma[:, g] - mb[:, g]).max() > 0.05  # the two networks disagree on glasses
+
+    def run(*args):
+        try:
+            main([str(v) for v in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        return code, capsys.readouterr()
+
+    code, out = run("tagger", "parts-combine", a, "--take", f"glasses={b}", "-o", tmp_path / "k.safetensors")
+    assert code == 0, out.err
+    k = tp.load_partseg(tmp_path / "k.safetensors")
+    mk = k.masks(x)
+    np.testing.assert_array_equal(mk[:, g], mb[:, g])
+    np.testing.assert_array_equal(np.delete(mk, g, 1), np.delete(ma, g, 1))
+    assert k.part_share(x, "glasses") is not None and k.hair_colour(x, HAIR).answer.shape == (3,)
+    # errors name what to fix: a part the donor does not mark, a malformed --take, a reader that already borrows
+    c = _random_reader(tmp_path / "c.safetensors", 2, parts=("hair", "hat", "skin"))
+    code, out = run("tagger", "parts-combine", a, "--take", f"glasses={c}", "-o", tmp_path / "x.safetensors")
+    assert code != 0 and "marked by both networks" in out.err and "Traceback" not in out.err
+    code, out = run("tagger", "parts-combine", a, "--take", "glasses", "-o", tmp_path / "x.safetensors")
+    assert code != 0 and "PART=READER" in out.err
+    code, out = run(
+        "tagger", "parts-combine", tmp_path / "k.safetensors", "--take", f"hair={b}", "-o", tmp_path / "y"
+    )
+    assert code != 0 and "already borrows" in out.err
+    assert not (tmp_path / "x.safetensors").exists()
