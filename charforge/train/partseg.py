@@ -123,8 +123,8 @@ def make_batch(
     size: int,
     extra: ExtraMasks | None = None,
 ):
-    """(images (B, 3, size, size) in [-1, 1], masks (B, P, size, size)) for `step`, from (seed, step) only.
-    With `extra`: (images, masks, weights), the weights 0 where a mask is unknown."""
+    """(images (B, 3, size, size) in [-1, 1], masks (B, P, size, size), weights) for `step`, from (seed, step)
+    only. The weights are None without `extra` (every pixel counts); with it, 0 where a mask is unknown."""
     n_extra = int(round(opts.batch_size * opts.extra_share)) if extra is not None else 0
     rng = np.random.default_rng([opts.seed, step, 7])
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -137,7 +137,7 @@ def make_batch(
     side = x.shape[-1]
     x, m = _resized(x, m, size)
     if extra is None:
-        return x, m
+        return x, m, None
     w = torch.ones_like(m)
     if n_extra:
         xe, me, we = _extra_rows(extra, step, opts, names, n_extra, side)
@@ -222,7 +222,7 @@ def evaluate(net: PartSegNet, parts: ta.PartRenders, schema, opts: PartSegOption
     union = np.zeros(len(names))
     ev = PartSegOptions(**{**asdict(opts), "seed": opts.seed + 10_000, "batch_size": 100})
     for k in range(max(1, len(parts) // 100)):
-        x, m = make_batch(parts, k, ev, schema, names, net.cfg.image_size)
+        x, m, _ = make_batch(parts, k, ev, schema, names, net.cfg.image_size)
         p = torch.sigmoid(net(x)) > 0.5
         t = m > 0.5
         inter += (p & t).sum(dim=(0, 2, 3)).numpy()
@@ -294,12 +294,8 @@ def train_partseg(
         for step in range(start, opts.steps):
             for grp in opt.param_groups:
                 grp["lr"] = _lr_at(step, opts)
-            if extra is None:
-                x, m = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size)
-                loss = seg_loss(net(x), m)
-            else:
-                x, m, w = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size, extra)
-                loss = seg_loss(net(x), m, w)
+            x, m, w = make_batch(train_parts, step, opts, data.schema, cfg.parts, image_size, extra)
+            loss = seg_loss(net(x), m, w)
             optimiser_step(
                 opt, loss, bar, step, opts,
                 lambda k: _save_checkpoint(ckpt, net, opt, k, fingerprint, kind=CHECKPOINT_KIND),

@@ -123,8 +123,9 @@ def test_part_targets_and_augmented_batches_follow_the_picture(tmp_path):
     again = ta.cached_mask_parts(data, train_idx, parts, ("glasses",), str(tmp_path / "cache"))  # from cache
     np.testing.assert_array_equal(again.coef["glasses"], gl.coef["glasses"])
     opts = partseg.PartSegOptions(batch_size=6)
-    x1, m1 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
-    x2, m2 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
+    x1, m1, w1 = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
+    x2, m2, _ = partseg.make_batch(parts, 3, opts, data.schema, ("hair", "hat", "skin"), 32)
+    assert w1 is None  # no foreign masks: every pixel counts
     torch.testing.assert_close(x1, x2)  # a step's batch depends on (seed, step) only
     torch.testing.assert_close(m1, m2)
     assert x1.shape == (6, 3, 32, 32) and m1.shape == (6, 3, 32, 32)
@@ -140,11 +141,11 @@ def test_training_writes_a_loadable_reader_and_resumes_exactly(tmp_path, monkeyp
     real = partseg.seg_loss
     calls = {"n": 0}
 
-    def dies_at_step_3(logits, target):
+    def dies_at_step_3(logits, target, weight=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # killed after the step-2 checkpoint
-        return real(logits, target)
+        return real(logits, target, weight)
 
     monkeypatch.setattr(partseg, "seg_loss", dies_at_step_3)
     with pytest.raises(KeyboardInterrupt):
