@@ -14,7 +14,8 @@ Usage: python bench/bench_train.py [--presets acgan-64-cpu,dcgan-64] [--batch 32
 
 `--no-bf16-levers` instead times, against the same plain fp32 loop, the charforge step with bf16 forced off
 (CHARFORGE_BF16=0, the path of a CPU without native bf16) and with each speed lever that works without bf16:
-lazier regularisation (gp_every), a smaller D (one residual block fewer per stage), and torch.compile of G.
+lazier regularisation (gp_every), a smaller D (one residual block fewer per stage), and G eager instead of
+through torch.compile (the preset's compile_g, on where the step runs fp32). `--levers 0,3` picks rows of LEVERS.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ def charforge_stepper(
     run: Path,
     flip_bf16: bool = False,
     extra: dict | None = None,
-    compile_g: bool = False,
 ):
     over = {"batch": batch, **(extra or {})}
     if flip_bf16:
@@ -74,8 +74,6 @@ def charforge_stepper(
         resolve_preset(preset, over),
         opts=TrainOptions(device="cpu", tensorboard=False, show_progress=False),
     )
-    if compile_g:  # the loss calls G through this handle; the EMA and optimiser keep the same parameters
-        tr.loss.G = torch.compile(tr.G)
     state = {"step": 0}
 
     def step():
@@ -85,27 +83,30 @@ def charforge_stepper(
     return step
 
 
-LEVERS = {  # name -> (preset overrides, compile G)
-    "bf16 off (CHARFORGE_BF16=0)": ({}, False),
-    "bf16 off, gp_every 16": ({"gp_every": 16}, False),
-    "bf16 off, gp_every 16, D 0 blocks/stage": ({"gp_every": 16, "d_blocks": 0}, False),
-    "bf16 off, torch.compile(G)": ({}, True),
+LEVERS = {  # name -> preset overrides (the preset's compile_g compiles G where the step runs fp32)
+    "bf16 off (CHARFORGE_BF16=0)": {},
+    "bf16 off, gp_every 16": {"gp_every": 16},
+    "bf16 off, gp_every 16, D 0 blocks/stage": {"gp_every": 16, "d_blocks": 0},
+    "bf16 off, G eager (compile_g=false)": {"compile_g": False},
+    "bf16 off, gp_every 16, G eager": {"gp_every": 16, "compile_g": False},
 }
 
 
-def bench_levers(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict:
-    """Plain fp32 loop vs the charforge step without bf16 and each lever, in one process, alternating."""
+def bench_levers(preset: str, batch: int, windows: int, steps: int, work: Path, levers: str = "") -> dict:
+    """Plain fp32 loop vs the charforge step without bf16 and each lever, in one process, alternating.
+    `levers`: comma-separated indices into LEVERS (default: all)."""
     p = resolve_preset(preset)
     data = make_data(work / f"data{p.resolution}", p.resolution)
     old = os.environ.get("CHARFORGE_BF16")
     os.environ["CHARFORGE_BF16"] = "0"
     try:
         variants = {"plain fp32 loop": plain_stepper(preset, batch, data)}
-        for i, (name, (over, comp)) in enumerate(LEVERS.items()):
+        chosen = {int(i) for i in levers.split(",")} if levers else set(range(len(LEVERS)))
+        for i, (name, over) in enumerate(LEVERS.items()):
+            if i not in chosen:
+                continue
             try:
-                variants[name] = charforge_stepper(
-                    preset, batch, data, work / f"lev{i}", extra=over, compile_g=comp
-                )
+                variants[name] = charforge_stepper(preset, batch, data, work / f"lev{i}", extra=over)
                 time_window(variants[name], 2)  # warm-up (and compilation)
             except Exception as e:  # torch.compile needs a working C++ toolchain; say so, keep the rest
                 print(f"{name}: skipped ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
@@ -289,13 +290,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
     ap.add_argument("--no-bf16-levers", action="store_true", help="time the speed levers without bf16")
+    ap.add_argument("--levers", default="", help="with --no-bf16-levers: which, as indices into LEVERS (0,1)")
     args = ap.parse_args()
     args.load_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     if args.no_bf16_levers:
         with tempfile.TemporaryDirectory() as tmp:
             rows = [
-                bench_levers(p, args.batch, args.windows, args.steps, Path(tmp))
+                bench_levers(p, args.batch, args.windows, args.steps, Path(tmp), args.levers)
                 for p in args.presets.split(",")
             ]
         print(json.dumps(rows, indent=2))

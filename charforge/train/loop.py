@@ -286,6 +286,24 @@ class Trainer:
         self.loss = self.recipe.loss(
             self.modules, self.schema, p, autocast=self.autocast, memory_format=fmt, teacher=self.teacher
         )
+        if (
+            p.compile_g
+            and self.device.type == "cpu"
+            and not self.bf16
+            and isinstance(getattr(self.loss, "G", None), torch.nn.Module)
+        ):
+            # fp32 on CPU: G's passes through torch.compile (train.compiled); checkpoints, EMA and the optimiser
+            # keep using the module itself, so files and state are those of an eager run
+            from charforge.train.compiled import CompiledOrEager
+
+            self.loss.G = CompiledOrEager(self.loss.G)
+            if self.dist.is_main:
+                print(
+                    "note: G runs through torch.compile (fp32 on CPU): the first two steps include its compilation "
+                    "(about a minute on one core, seconds once inductor's cache holds it); --set compile_g=false "
+                    "skips it (worth it for a few hundred steps)",
+                    file=sys.stderr,
+                )
         self.phase_groups = group_phases(self.loss.phases())
         self.ada = None
         if p.ada:

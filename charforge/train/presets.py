@@ -93,6 +93,9 @@ class Preset:
     # precision / speed
     bf16: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False  # NHWC memory format for convs
+    # torch.compile G's training passes where the step runs fp32 on CPU (no native bf16, or bf16 off); needs a
+    # C++ compiler, else G runs eagerly (train.compiled). Same math; values differ by float rounding only.
+    compile_g: bool = False
     # bookkeeping
     seed: int = 0  # master seed: data order, noise, labels
     log_every: int = 50  # steps between JSONL/TensorBoard rows
@@ -157,6 +160,7 @@ PRESETS: dict[str, Preset] = {
             adv_weight=4.0,
             bf16=True,
             channels_last=True,
+            compile_g=True,  # without native bf16 (bench/results/train.md, session 13)
             log_every=25,
             sample_every=250,
             ckpt_every=250,
