@@ -21,21 +21,20 @@ from torch import nn
 
 
 class CompiledOrEager:
-    """Calls `torch.compile(module)`; a failure on the first call in a grad mode switches to the module itself
-    for good (the failed call is rerun eagerly). Parameters, buffers and state dict are the module's own."""
+    """Calls `torch.compile(module)`; any failure of a compiled call (the first compile, or a recompile for a new
+    shape later) switches to the module itself for good, and the failed call is rerun eagerly: an error of G's
+    own then surfaces from the eager run as it would without compiling. Parameters, buffers and state dict are the
+    module's own."""
 
     def __init__(self, module: nn.Module, what: str = "G"):
         self.module, self.what = module, what
         self.compiled = torch.compile(module)
-        self.ok: set[bool] = set()  # grad modes whose compiled call has run once
         self.failed = False
+        self.calls = {False: 0, True: 0}  # compiled calls that returned, by grad mode (no_grad: D's phase)
 
     def __call__(self, *args, **kwargs):
         if self.failed:
             return self.module(*args, **kwargs)
-        mode = torch.is_grad_enabled()
-        if mode in self.ok:
-            return self.compiled(*args, **kwargs)
         try:
             out = self.compiled(*args, **kwargs)
         except Exception as e:  # compilation: no C++ compiler, an unsupported op, ...
@@ -47,7 +46,7 @@ class CompiledOrEager:
                 file=sys.stderr,
             )
             return self.module(*args, **kwargs)
-        self.ok.add(mode)
+        self.calls[torch.is_grad_enabled()] += 1
         return out
 
     def __getattr__(self, name):  # attributes the loss reads (z_dim, n_tags, ...) are the module's

@@ -42,7 +42,9 @@ def test_compiled_g_matches_eager(data, tmp_path):
     assert not isinstance(eager.loss.G, CompiledOrEager)
     assert isinstance(fast.loss.G, CompiledOrEager) and fast.loss.G.module is fast.G
     a, b = steps(eager), steps(fast)
-    assert not fast.loss.G.failed and fast.loss.G.ok == {False, True}  # D's phase (no_grad) and G's phase ran
+    assert (
+        not fast.loss.G.failed and min(fast.loss.G.calls.values()) > 0
+    )  # D's phase (no_grad) and G's phase ran
     for ra, rb in zip(a, b):
         assert ra.keys() == rb.keys()
         for k in ra:
@@ -81,3 +83,26 @@ def test_failed_compilation_falls_back_to_eager(data, tmp_path, monkeypatch, cap
     assert a == b  # the failed call was rerun eagerly: the very same numbers
     err = capsys.readouterr().err
     assert err.count("torch.compile of G failed (RuntimeError: no C++ compiler here)") == 1
+
+
+def test_a_later_compile_failure_also_falls_back(monkeypatch, capsys):
+    """A recompile (a new shape) that fails after earlier compiled calls succeeded: G goes eager, not down."""
+    net = torch.nn.Linear(3, 2)
+    wrapped = CompiledOrEager(net)
+    seen = []
+
+    def flaky(*a, **k):
+        seen.append(a[0].shape[0])
+        if len(seen) > 1:
+            raise RuntimeError("recompile failed")
+        return net(*a, **k)
+
+    wrapped.compiled = flaky
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(wrapped(x), net(x))
+    y = torch.randn(5, 3)
+    torch.testing.assert_close(wrapped(y), net(y))  # rerun eagerly
+    assert wrapped.failed and wrapped.calls == {False: 0, True: 1}
+    wrapped(y)
+    assert len(seen) == 2  # never tried again
+    assert "recompile failed" in capsys.readouterr().err
