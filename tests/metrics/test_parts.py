@@ -3,6 +3,8 @@ resume, the colour rule on known pixels, clear errors."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,18 @@ from charforge.train import partseg
 from charforge.train import tagger_augment as ta
 
 HAIR = {c: palette.HAIR_RGB[c] for c in ("blonde", "brown", "black", "blue", "pink", "white", "gray")}
+
+
+def _cli(capsys, *args):
+    """(exit code, captured output) of `charforge ARGS...`."""
+    from charforge.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    return code, capsys.readouterr()
 
 
 class _Fixed(tp.PartReader):
@@ -179,18 +193,10 @@ def test_training_refuses_data_without_part_renders(tmp_path):
 
 
 def test_cli_trains_a_reader_and_refuses_a_bad_part(tmp_path, capsys):
-    from charforge.cli import main
     from charforge.data.build import build_from_creator
 
     build_from_creator(tmp_path / "ds", creator="builtin", n=10, size=32, seed=0, show_progress=False)
-
-    def run(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, capsys.readouterr()
+    run = functools.partial(_cli, capsys)
 
     code, out = run(
         "tagger", "parts-train", "--data", tmp_path / "ds", "-o", tmp_path / "r", "--steps", 2,
@@ -346,7 +352,6 @@ def _random_reader(path, seed, parts=("hair", "hat", "skin", "cloth", "bg", "gla
 def test_a_combined_reader_takes_a_part_from_the_second_network(tmp_path, capsys):
     """`tagger parts-combine`: every part from the main reader except the taken ones, which come from the
     other network, whatever their sides; the file loads alone, and bad combinations are clear errors."""
-    from charforge.cli import main
 
     a = _random_reader(tmp_path / "a.safetensors", 0)
     b = _random_reader(tmp_path / "b.safetensors", 1, size=24)
@@ -355,14 +360,7 @@ def test_a_combined_reader_takes_a_part_from_the_second_network(tmp_path, capsys
     g = 5
     assert np.abs(ma[:, g] - mb[:, g]).max() > 0.05  # the two networks disagree on glasses
 
-    def run(*args):
-        try:
-            main([str(v) for v in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        return code, capsys.readouterr()
-
+    run = functools.partial(_cli, capsys)
     code, out = run("tagger", "parts-combine", a, "--take", f"glasses={b}", "-o", tmp_path / "k.safetensors")
     assert code == 0, out.err
     k = tp.load_partseg(tmp_path / "k.safetensors")

@@ -11,15 +11,7 @@ from charforge.train import compiled
 from charforge.train.compiled import CompiledOrEager
 from charforge.train.loop import Trainer, TrainOptions
 from charforge.train.presets import resolve_preset
-from tests.train.test_train_resume import tiny_data
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.train.test_train_resume import one_thread, tiny_data  # noqa: F401  (one_thread: an autouse fixture)
 
 
 @pytest.fixture(scope="module")
