@@ -193,6 +193,15 @@ def resolve_run_preset(out: str | Path, preset: Preset, *, resume: bool, overrid
     return preset_from_dict({**saved, **overrides})
 
 
+def budget_total(step: int, first: int, steps: int, elapsed: float, budget: float) -> int:
+    """The step a run under a time budget will reach: `steps`, or fewer where the budget runs out first, at the
+    pace since this invocation began at step `first` (the progress bar's total, so its ETA is the budget's)."""
+    done = step - first
+    if done <= 0 or elapsed <= 0:
+        return steps
+    return min(steps, step + int(max(budget - elapsed, 0.0) * done / elapsed))
+
+
 class Trainer:
     def __init__(
         self,
@@ -700,7 +709,7 @@ class Trainer:
             disable=None if (self.opts.show_progress and self.dist.is_main) else True,
         )
         restore = self._stop_on_interrupt()
-        started = time.perf_counter()
+        started, first = time.perf_counter(), self.step
         budget = None if self.opts.max_minutes is None else 60.0 * self.opts.max_minutes
         try:
             while self.step < p.steps and not self.stop_reason:
@@ -727,6 +736,8 @@ class Trainer:
                 )
                 self._bookkeeping(logs, per_step / max(dt, 1e-9))
                 bar.update(1)
+                if budget is not None:  # the bar ends where the time budget will, not at `steps`
+                    bar.total = budget_total(self.step, first, p.steps, time.perf_counter() - started, budget)
                 shown = {
                     k[5:]: f"{v:.3f}" for k, v in logs.items() if k.startswith("loss_")
                 }  # D, G (not in warm-up)

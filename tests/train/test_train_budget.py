@@ -54,3 +54,15 @@ def test_cli_minutes_exits_zero(tmp_path, capsys):
     ]
     code, out, err = run([*argv, "--minutes", "0.1", "--no-tensorboard"], capsys)
     assert code == 0 and "time budget of 0.1 min reached" in err and "done: step" in out
+
+
+def test_the_progress_bar_ends_where_the_budget_does():
+    """Under --minutes the bar's total is the step the budget will reach at the pace so far, never past --steps:
+    a 4-minute run of a 100,000-step preset must not show a 20-hour ETA."""
+    from charforge.train.loop import budget_total
+
+    # 40 steps in 60 s of a 240 s budget, resumed at step 100: 180 s left at 2/3 step/s -> 120 more
+    assert budget_total(140, 100, 100_000, 60.0, 240.0) == 260
+    assert budget_total(140, 100, 200, 60.0, 240.0) == 200  # --steps comes first
+    assert budget_total(100, 100, 100_000, 0.0, 240.0) == 100_000  # no pace yet
+    assert budget_total(150, 100, 100_000, 300.0, 240.0) == 150  # over budget: ends here
