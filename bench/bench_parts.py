@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--also", action="append", default=[], help="NAME=PATH: another estimator file to time")
+    ap.add_argument("--also", action="append", default=[], help="NAME=PATH[@READER]: another estimator file to time (with that part reader file)")
     args = ap.parse_args(argv)
 
     import torch
@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.also:
         name, sep, path = spec.partition("=")
         if not sep or not path:
-            raise SystemExit(f"--also {spec!r}: give NAME=PATH")
-        taggers[name] = load_tagger(path)
+            raise SystemExit(f"--also {spec!r}: give NAME=PATH or NAME=PATH@READER")
+        path, _, reader = path.partition("@")  # a part reader file other than the shipped one
+        taggers[name] = load_tagger(path, parts=reader or None)
     rates: dict[str, list[float]] = {k: [] for k in taggers}
     for t in taggers.values():  # warm-up
         t.predict_proba(images[:32])

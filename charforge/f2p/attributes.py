@@ -8,6 +8,7 @@ layout: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, outer lips 48-59, inner l
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -593,6 +594,30 @@ def _read_drawings(images: list[np.ndarray]):
     return readings, glasses
 
 
+@functools.cache
+def _shipped_estimator():
+    from charforge.tagger.net import estimate_tagger_path, load_tagger
+
+    path = estimate_tagger_path()
+    return None if path is None else load_tagger(path)
+
+
+def _estimator_sees_glasses(images: list[np.ndarray]) -> bool:
+    """The shipped tag estimator's forced glasses decision (its fitted threshold) is yes on every drawing, and no
+    drawing is unlike the art it learned from (its familiarity check: there its answers are guesses, and import
+    leaves them unknown too)."""
+    t = _shipped_estimator() if images else None
+    if t is None:
+        return False
+    k = list(t.schema.tags).index("glasses")
+    for im in images:
+        yes = bool(t.predict_tags(np.asarray(im, np.uint8)[None])[0, k])
+        unfamiliar = t.last_unfamiliar
+        if not yes or (unfamiliar is not None and bool(unfamiliar[0])):
+            return False
+    return True
+
+
 def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
     """(summary, constraints) for drawings without a detectable face.
 
@@ -601,8 +626,9 @@ def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any]
       common: unconstrained); otherwise the hair-colour family from the layout when every drawing agrees.
     - No hat: a hat is fitted only where one is seen, and the layout cannot see one (on 90 DiceBear avatars the
       unconstrained search put a hat on 47 % of the hatless ones).
-    - Glasses: on where the reader marks glasses rims on every drawing, off where it marks none on any; else
-      left to the search."""
+    - Glasses: on where the reader marks glasses rims on every drawing, or where the shipped tag estimator
+      decides "glasses" on every drawing (thin line-art rims the reader does not mark); off where the reader
+      marks none on any and the estimator does not see them; else left to the search."""
     from charforge.core.colour import srgb_to_lab
     from charforge.creators.builtin import palette
 
@@ -623,6 +649,8 @@ def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any]
             wears = True
         elif all(g < DRAWING_NO_GLASSES for g in glasses):
             wears = False
+    if wears is not True and _estimator_sees_glasses(images):
+        wears = True  # thin line-art rims the reader does not mark (session 13, rule G2)
     for p in space.categorical:
         allowed: tuple[str, ...] = ()
         if "hair" in p.name and "color" in p.name:

@@ -119,6 +119,41 @@ def test_faceless_drawings_get_hair_family_and_no_hat():
     assert "hair_color" not in cons and cons["hat"] == ("none",)
 
 
+def test_thin_rims_the_reader_misses_are_taken_from_the_estimator(monkeypatch):
+    """A drawing whose rims the part reader does not mark still gets glasses where the shipped tag estimator
+    decides "glasses" on every drawing (session 13, rule G2); it never turns the reader's "on" off."""
+    pytest.importorskip("charforge.creators.builtin")
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.f2p import attributes as fa
+
+    space = BuiltinCreator().space
+
+    class Says:
+        def __init__(self, yes):
+            from charforge.core.tags import make_girls_moe_schema
+
+            self.schema, self.yes, self.seen = make_girls_moe_schema(), yes, 0
+
+        def predict_tags(self, x):
+            self.seen += len(x)
+            out = np.zeros((len(x), len(self.schema.tags)), np.uint8)
+            out[:, list(self.schema.tags).index("glasses")] = self.yes
+            self.last_unfamiliar = np.full(len(x), self.strange)
+            return out
+
+    # says yes on familiar art: on; says no: off; says yes on art unlike what it learned from: not trusted
+    for yes, strange, want in ((1, False, True), (0, False, False), (1, True, False)):
+        est = Says(yes)
+        est.strange = strange
+        monkeypatch.setattr(fa, "_shipped_estimator", lambda est=est: est)
+        summary, cons = fa.drawing_constraints([_avatar(), _avatar()], space)
+        assert est.seen >= 1 and summary.get("glasses", False) is want
+        assert (cons.get("glasses", ("none",)) != ("none",)) is want
+    monkeypatch.setattr(fa, "_shipped_estimator", lambda: None)  # no estimator shipped: the reader alone
+    summary, cons = fa.drawing_constraints([_avatar()], space)
+    assert cons.get("glasses", ("none",)) == ("none",)
+
+
 def test_renders_of_the_creator_itself_are_not_constrained(shipped):
     from charforge.f2p import fit
 
