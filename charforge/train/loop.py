@@ -309,8 +309,8 @@ class Trainer:
             if self.dist.is_main:
                 print(
                     "note: G runs through torch.compile (fp32 on CPU): the first two steps include its compilation "
-                    "(about a minute on one core, seconds once inductor's cache holds it); --set compile_g=false "
-                    "skips it (worth it for a few hundred steps)",
+                    "(about a minute on one core, seconds once inductor's cache holds it); for a run of a few "
+                    "hundred steps --set compile_g=false is quicker",
                     file=sys.stderr,
                 )
         self.phase_groups = group_phases(self.loss.phases())
