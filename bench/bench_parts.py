@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--also", action="append", default=[], help="NAME=PATH[@READER]: another estimator file to time (with that part reader file)")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        help="NAME=PATH[@READER]: another estimator file to time (with that part reader file)",
+    )
     args = ap.parse_args(argv)
 
     import torch

@@ -216,15 +216,7 @@ def parts_combine(
     """Combine part readers: one network marks most parts, another marks the parts it reads better (e.g. a
     reader trained on foreign art for hair, the creator-trained one for thin glasses rims)."""
     from charforge.errors import UserError
-    from charforge.tagger.parts import combine_readers, default_parts_path
-
-    def where(spec: str) -> str:
-        if spec != "shipped":
-            return spec
-        p = default_parts_path()
-        if p is None:
-            raise UserError("'shipped': this install has no shipped part reader; give a reader file")
-        return str(p)
+    from charforge.tagger.parts import combine_readers
 
     taken: dict[str, str] = {}
     for item in take:
@@ -233,8 +225,8 @@ def parts_combine(
             raise UserError(
                 f"--take {item!r}: expected PART=READER, e.g. --take glasses=shipped", field="take"
             )
-        taken[part.strip()] = where(src.strip())
-    path = combine_readers(where(main), taken, out)
+        taken[part.strip()] = src.strip()
+    path = combine_readers(main, taken, out)
     typer.echo(f"part reader  {path}")
     typer.echo("taken        " + ", ".join(f"{k} from {v}" for k, v in taken.items()))
 

@@ -168,13 +168,7 @@ class PartReader:
         self.path = path
         self.batch_size = batch_size
         self.borrowed = [(donor.eval(), tuple(parts)) for donor, parts in borrowed or []]
-        for donor, parts in self.borrowed:
-            for part in parts:
-                if part not in self.cfg.parts or part not in donor.cfg.parts:
-                    raise UserError(
-                        f"part reader {path or ''}: a borrowed {part!r} must be marked by both networks "
-                        f"(parts {self.cfg.parts} and {donor.cfg.parts})"
-                    )
+        _check_borrowed(net, self.borrowed, path)
 
     def _check(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)
@@ -310,6 +304,17 @@ def load_partseg(path: str | Path, *, batch_size: int = 128) -> PartReader:
     return PartReader(net, path=p, batch_size=batch_size, borrowed=borrowed)
 
 
+def _check_borrowed(net: PartSegNet, borrowed, path) -> None:
+    """Every borrowed part must be marked by both networks (its channel replaces the main network's)."""
+    for donor, parts in borrowed:
+        for part in parts:
+            if part not in net.cfg.parts or part not in donor.cfg.parts:
+                raise UserError(
+                    f"part reader {path or ''}: a borrowed {part!r} must be marked by both networks "
+                    f"(parts {net.cfg.parts} and {donor.cfg.parts})"
+                )
+
+
 def _network(path: Path, cfg: dict, tensors: dict[str, torch.Tensor]) -> PartSegNet:
     try:
         net = PartSegNet(PartSegConfig(**{**cfg, "parts": tuple(cfg["parts"])}))
@@ -321,30 +326,42 @@ def _network(path: Path, cfg: dict, tensors: dict[str, torch.Tensor]) -> PartSeg
     return net
 
 
+def reader_file(spec: str | Path) -> Path:
+    """A part reader file from a path or the word "shipped" (this install's `parts_default.safetensors`)."""
+    if str(spec) != "shipped":
+        return Path(spec)
+    path = default_parts_path()
+    if path is None:
+        raise UserError("'shipped': this install has no shipped part reader; give a reader file")
+    return path
+
+
 def combine_readers(main: str | Path, take: dict[str, str | Path], out: str | Path) -> Path:
     """Write a reader that marks every part with `main`'s network except the parts in `take` (part -> reader
-    file), which come from that reader's network. Both must mark the part; a borrowed reader must be plain."""
-    base = load_partseg(main)
+    file or "shipped"), which come from that reader's network. Both must mark the part; neither may itself
+    borrow parts."""
+    base = load_partseg(reader_file(main))
     if base.borrowed:
         raise UserError(f"part reader {main}: it already borrows parts; combine from plain readers")
     donors: dict[Path, tuple[PartReader, list[str]]] = {}
     for part, src in take.items():
-        r = load_partseg(src)
+        path = reader_file(src)
+        if path not in donors:
+            donors[path] = (load_partseg(path), [])
+        r = donors[path][0]
         if r.borrowed:
             raise UserError(
                 f"part reader {src}: it borrows parts itself; give a plain reader to take {part!r} from"
             )
-        donors.setdefault(r.path, (r, []))[1].append(part)
-    borrowed = [
-        (r.net, tuple(parts), f"{r.path.name} sha256 {sha256_file(r.path)[:16]}")
-        for r, parts in donors.values()
-    ]
-    PartReader(base.net, path=Path(out), borrowed=[(n, ps) for n, ps, _ in borrowed])  # checks every part
+        donors[path][1].append(part)
+    borrowed = [(r.net, tuple(parts)) for r, parts in donors.values()]
+    _check_borrowed(base.net, borrowed, out)
+    sources = [f"{r.path.name} sha256 {sha256_file(r.path)[:16]}" for r, _ in donors.values()]
     return save_partseg(
         out,
         base.net,
         extra={"combined_from": f"{base.path.name} sha256 {sha256_file(base.path)[:16]}"},
-        borrowed=borrowed,
+        borrowed=[(n, ps, src) for (n, ps), src in zip(borrowed, sources)],
     )
 
 
