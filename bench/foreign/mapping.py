@@ -134,6 +134,69 @@ def hair_colour_label(hex_colour: str) -> ColourLabel:
     )
 
 
+# ---- the colour a render shows --------------------------------------------------------------------------
+FAR_COLOURS = ("00ff00", "ff00ff", "00ffff", "ff0000", "0000ff", "ffff00")  # twin renders' hair colours
+
+
+def far_colour(hex_colour: str) -> str:
+    """The twin colour for a hair option: the one of FAR_COLOURS furthest from it (sum of channel distances)."""
+    rgb = np.array(hex_to_rgb(hex_colour), float)
+    return FAR_COLOURS[
+        int(np.argmax([np.abs(np.array(hex_to_rgb(h), float) - rgb).sum() for h in FAR_COLOURS]))
+    ]
+
+
+DRAWN_MIN_ALPHA = 0.5  # a pixel is hair when at least half of what it shows is the hair colour option
+DRAWN_MIN_SHARE = 0.01  # hair colour is "not visible" below this share of the picture
+DRAWN_MODE_SHARE = 0.25  # below this the most common hair colour is not "the" colour: the median is used
+
+
+@dataclass(frozen=True)
+class DrawnHair:
+    hex: str | None  # the hair colour the picture shows; None where hair is not visible
+    share: float  # share of the picture that is hair (alpha >= DRAWN_MIN_ALPHA)
+    mode_share: float  # share of those pixels that have the drawn colour exactly
+
+
+def drawn_hair(a: np.ndarray, b: np.ndarray, hex_a: str, hex_b: str) -> DrawnHair:
+    """The hair colour a render shows. `a` is the avatar as labelled (hair option `hex_a`), `b` the same avatar
+    with only the hair option changed to `hex_b` (uint8 (H, W, 3)). A style may draw hair translucently over
+    the skin or under a white sheen, so the option is not always what is seen. A drawn pixel is
+    alpha * option + (1 - alpha) * what lies under or over it, so (a - b) = alpha * (hex_a - hex_b) gives each
+    pixel's alpha; pixels with alpha >= DRAWN_MIN_ALPHA are hair, and their most common colour (their median
+    when no colour covers DRAWN_MODE_SHARE of them) is what a person sees. Pure numpy."""
+    ha, hb = np.array(hex_to_rgb(hex_a), float), np.array(hex_to_rgb(hex_b), float)
+    dh = ha - hb
+    alpha = ((a.astype(float) - b.astype(float)) @ dh) / float(dh @ dh)
+    hair = alpha >= DRAWN_MIN_ALPHA
+    share = float(hair.mean())
+    if share < DRAWN_MIN_SHARE:
+        return DrawnHair(None, share, 0.0)
+    px = a[hair].reshape(-1, 3)
+    cols, counts = np.unique(px, axis=0, return_counts=True)
+    mode_share = float(counts.max() / len(px))
+    rgb = cols[counts.argmax()] if mode_share >= DRAWN_MODE_SHARE else np.median(px, 0).round()
+    return DrawnHair("".join(f"{int(v):02x}" for v in rgb), share, mode_share)
+
+
+def relabel_drawn(item: dict[str, Any], drawn: DrawnHair) -> bool:
+    """Label an avatar's hair colour by what its render shows (`drawn_hair`), with the same colour rule as the
+    option hexes: nearest reference colour, unlabelled when hair is not visible or the colour is ambiguous.
+    The option's label is kept as `hair_color_option`. Returns True when the label changed."""
+    before = item.get("hair_color")
+    colour = None if drawn.hex is None else hair_colour_label(drawn.hex)
+    if colour is not None and (colour.ambiguous or colour.hex in EXCLUDED_HEX):
+        colour = None
+    for c in HAIR_COLORS:
+        item["labels"][f"{c} hair"] = None if colour is None else int(c == colour.name)
+    item["hair_color_option"] = before
+    item["hair_drawn_hex"] = drawn.hex
+    item["hair_drawn_share"] = round(drawn.share, 4)
+    item["hair_color"] = None if colour is None else colour.name
+    item["hair_family"] = None if colour is None else colour.family
+    return item["hair_color"] != before
+
+
 # ---- styles ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Choice:

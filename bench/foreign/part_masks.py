@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
+import mapping  # noqa: E402
 import run as foreign  # noqa: E402
 import training_styles  # noqa: E402
 
@@ -42,16 +43,9 @@ RENDER = 256  # px the avatars are drawn at; masks are found there and reduced
 DIFF = 30  # a pixel belongs to the changed part when a channel moves by more than this (0-255)
 KEEP = {"hair": 0.5, "glasses": 0.25}  # share of a reduced pixel that must be marked (glasses are thin lines)
 UNKNOWN = 255
-FAR = ("00ff00", "ff00ff", "00ffff", "ff0000", "0000ff", "ffff00")
 # styles whose hair colour option does not colour the hair (open-peeps tints accents; notionists has no such
 # option, so its twin is the same picture): their hair masks stay unknown, never "known: no hair"
 NO_HAIR_MASK = ("open-peeps", "notionists")
-
-
-def _far_from(hex_colour: str) -> str:
-    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (0, 2, 4)], float)
-    cand = [np.array([int(h[i : i + 2], 16) for i in (0, 2, 4)], float) for h in FAR]
-    return FAR[int(np.argmax([np.abs(c - rgb).sum() for c in cand]))]
 
 
 def _glasses_off(style: str) -> dict[str, int] | None:
@@ -75,7 +69,7 @@ def jobs_for(style: str, n: int, seed: int) -> tuple[list[dict], list[dict]]:
         stem = it["file"].removesuffix(".png")
         jobs.append({**base, "file": f"{stem}.png"})
         if style not in NO_HAIR_MASK:
-            opts = {**it["options"], spec.hair_option: [_far_from(it["hair_hex"])]}
+            opts = {**it["options"], spec.hair_option: [mapping.far_colour(it["hair_hex"])]}
             jobs.append({**base, "options": opts, "file": f"{stem}-hair.png"})
         if off is not None and it["labels"].get("glasses") == 1:
             jobs.append({**base, "options": {**it["options"], **off}, "file": f"{stem}-noglasses.png"})

@@ -132,6 +132,7 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     meta = json.loads((img_dir / "styles.json").read_text())
     (img_dir / "styles.json").rename(out / "styles.json")
     spec = source.STYLES[style]
+    relabelled = _label_drawn_hair(items, spec.hair_option, img_dir, npm_dir)
     m = meta["styles"].get(style, {})
     lic = (m.get("license") or {}).get("name", spec.licence)
     attribution = (
@@ -149,10 +150,39 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
         "attribution": attribution,
         "style_notes": spec.notes,
         "ambiguous_palette_dropped": list(spec.ambiguous_palette()),
+        "hair_colour_labels": "drawn (mapping.drawn_hair; the option's label is hair_color_option)",
+        "hair_relabelled": relabelled,
         "items": items,
     }
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return out
+
+
+def _label_drawn_hair(items: list[dict], hair_option: str, img_dir: Path, npm_dir: Path) -> dict[str, int]:
+    """Hair colour labels from what each render shows, not from the option (`mapping.drawn_hair`): every avatar
+    with a hair colour label is drawn once more with only its hair option changed to a far colour (DiceBear
+    draws each part from the seed, so nothing else moves). Returns counts of changed and unlabelled avatars."""
+    from PIL import Image
+
+    todo = [it for it in items if it.get("hair_color")]
+    counts = {"labelled_by_option": len(todo), "changed": 0, "now_unlabelled": 0}
+    if not todo:
+        return counts
+    with tempfile.TemporaryDirectory(prefix="cf_twins_") as tmp:
+        twins = [
+            {**it, "options": {**it["options"], hair_option: [mapping.far_colour(it["hair_hex"])]}}
+            for it in todo
+        ]
+        jobs = Path(tmp) / "jobs.json"
+        jobs.write_text(json.dumps({"size": 256, "jobs": twins}))
+        subprocess.run(["node", str(npm_dir / "dicebear.mjs"), str(jobs), tmp], check=True)
+        for it, tw in zip(todo, twins):
+            a = np.asarray(Image.open(img_dir / it["file"]).convert("RGB"))
+            b = np.asarray(Image.open(Path(tmp) / it["file"]).convert("RGB"))
+            drawn = mapping.drawn_hair(a, b, it["hair_hex"], tw["options"][hair_option][0])
+            counts["changed"] += mapping.relabel_drawn(it, drawn)
+            counts["now_unlabelled"] += it["hair_color"] is None
+    return counts
 
 
 def _labels_from_hand(hand: dict[str, Any]) -> tuple[dict[str, int | None], str | None, str | None]:

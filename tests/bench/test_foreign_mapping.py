@@ -298,7 +298,9 @@ def test_part_mask_twins_differ_in_one_option_and_masks_are_the_changed_pixels(t
             } == {"accessoriesProbability"}
         else:
             assert f"{stem}-noglasses.png" not in by
-    assert wearers > 0 and pm._far_from("00ff10") == "ff00ff" and pm._glasses_off("toon-head") is None
+    assert (
+        wearers > 0 and pm.mapping.far_colour("00ff10") == "ff00ff" and pm._glasses_off("toon-head") is None
+    )
     assert all(not j["file"].endswith("-hair.png") for j in pm.jobs_for("open-peeps", 4, 0)[1])
     # masks from three synthetic renders at 256 px: a hair block and a thin glasses line
     base = np.full((256, 256, 3), 200, np.uint8)
@@ -315,3 +317,46 @@ def test_part_mask_twins_differ_in_one_option_and_masks_are_the_changed_pixels(t
     assert (
         pm.masks_of(tmp_path, {"file": "a.png", "labels": {"glasses": 1}}, "open-peeps", 64)[0] == 255
     ).all()
+
+
+# ---- hair colour from what the render shows ---------------------------------------------------------------
+def _twin_pair(option: str, twin: str, under=(230, 190, 170), sheen: float = 0.0, alpha: float = 1.0):
+    """Two 64 px renders: a head (skin `under`) with hair over the top third drawn at `alpha`, then a white
+    sheen of strength `sheen` over the hair, once in hair colour `option` and once in `twin`."""
+
+    def render(hex_colour):
+        im = np.zeros((64, 64, 3)) + np.array(under, float)
+        hair = alpha * np.array(m.hex_to_rgb(hex_colour), float) + (1 - alpha) * np.array(under, float)
+        im[:22] = (1 - sheen) * hair + sheen * 255.0
+        return im.round().astype(np.uint8)
+
+    return render(option), render(twin)
+
+
+def test_drawn_hair_reads_the_colour_the_picture_shows():
+    # flat hair: the option itself
+    a, b = _twin_pair("c93305", m.far_colour("c93305"))
+    d = m.drawn_hair(a, b, "c93305", m.far_colour("c93305"))
+    assert d.hex == "c93305" and d.share == pytest.approx(22 / 64) and d.mode_share == 1.0
+    # under a white sheen (personas draws some hair so): red option, drawn light enough to read as pink
+    a, b = _twin_pair("e15c66", m.far_colour("e15c66"), sheen=0.3)
+    d = m.drawn_hair(a, b, "e15c66", m.far_colour("e15c66"))
+    assert d.hex != "e15c66" and m.hair_colour_label("e15c66").name == "red"
+    item = {"labels": m.empty_labels(), "hair_color": "red", "hair_family": "red/pink"}
+    assert m.relabel_drawn(item, d) and item["hair_color"] == "pink" and item["labels"]["pink hair"] == 1
+    assert (
+        item["labels"]["red hair"] == 0
+        and item["hair_color_option"] == "red"
+        and item["hair_drawn_hex"] == d.hex
+    )
+    # hair drawn thinly over the skin (a buzzcut): not visible, so no label at all
+    a, b = _twin_pair("362c47", m.far_colour("362c47"), alpha=0.3)
+    d = m.drawn_hair(a, b, "362c47", m.far_colour("362c47"))
+    assert d.hex is None and d.share == 0.0
+    item = {"labels": m.empty_labels(), "hair_color": "black", "hair_family": "black/brown"}
+    assert m.relabel_drawn(item, d) and item["hair_color"] is None and item["hair_family"] is None
+    assert all(item["labels"][f"{c} hair"] is None for c in m.HAIR_COLORS)
+    # an unchanged label reports no change
+    a, b = _twin_pair("3eac2c", m.far_colour("3eac2c"))
+    item = {"labels": m.empty_labels(), "hair_color": "green", "hair_family": "green"}
+    assert not m.relabel_drawn(item, m.drawn_hair(a, b, "3eac2c", m.far_colour("3eac2c")))
