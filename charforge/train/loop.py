@@ -701,16 +701,19 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train until `steps` (or early stop); checkpoint at exit. Returns a summary dict."""
         p, per_step = self.p, self.p.batch * self.dist.world
+        started, first = time.perf_counter(), self.step
+        budget = None if self.opts.max_minutes is None else 60.0 * self.opts.max_minutes
+        # Under a time budget the bar counts this invocation's steps (a resumed run starts at 0 %, and its end
+        # is where the budget will run out); without one it counts the run's steps from 0 to --steps.
+        shift = first if budget is not None else 0
         bar = progress(
-            total=p.steps,
-            desc="train",
+            total=p.steps - shift,
+            desc="train" if budget is None else f"train ({self.opts.max_minutes:g} min from step {first})",
             unit="step",
-            initial=self.step,
+            initial=self.step - shift,
             disable=None if (self.opts.show_progress and self.dist.is_main) else True,
         )
         restore = self._stop_on_interrupt()
-        started, first = time.perf_counter(), self.step
-        budget = None if self.opts.max_minutes is None else 60.0 * self.opts.max_minutes
         try:
             while self.step < p.steps and not self.stop_reason:
                 if budget is not None and dd.any_true(
@@ -726,7 +729,7 @@ class Trainer:
                     logs = self.train_step(self.step)
                 except NonFiniteLoss as err:
                     self._rollback(err)
-                    bar.n = self.step
+                    bar.n = self.step - shift
                     continue
                 dt = time.perf_counter() - t0
                 self.step, self.images_seen, self.elapsed = (
@@ -737,7 +740,9 @@ class Trainer:
                 self._bookkeeping(logs, per_step / max(dt, 1e-9))
                 bar.update(1)
                 if budget is not None:  # the bar ends where the time budget will, not at `steps`
-                    bar.total = budget_total(self.step, first, p.steps, time.perf_counter() - started, budget)
+                    bar.total = (
+                        budget_total(self.step, first, p.steps, time.perf_counter() - started, budget) - shift
+                    )
                 shown = {
                     k[5:]: f"{v:.3f}" for k, v in logs.items() if k.startswith("loss_")
                 }  # D, G (not in warm-up)

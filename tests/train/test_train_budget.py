@@ -66,3 +66,34 @@ def test_the_progress_bar_ends_where_the_budget_does():
     assert budget_total(140, 100, 200, 60.0, 240.0) == 200  # --steps comes first
     assert budget_total(100, 100, 100_000, 0.0, 240.0) == 100_000  # no pace yet
     assert budget_total(150, 100, 100_000, 300.0, 240.0) == 150  # over budget: ends here
+
+
+def test_a_resumed_budget_run_counts_its_own_steps_on_the_bar(tmp_path, monkeypatch):
+    """A resumed run under --minutes shows this invocation's progress from 0 %, not the earlier steps (a
+    resume at step 9,800 of a budget ending near 10,000 used to open at 98 %); without a budget the bar counts
+    the run's steps from 0 to --steps."""
+    import io
+    import sys
+
+    import charforge.train.loop as loop
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bars = []
+    real = loop.progress
+
+    def spy(**kw):
+        bar = real(**{**kw, "disable": False})  # counting, into the StringIO below
+        bars.append((kw, bar))
+        return bar
+
+    monkeypatch.setattr(loop, "progress", spy)
+    data = _data(tmp_path / "d")
+    run = tmp_path / "run"
+    opts = lambda m: TrainOptions(device="cpu", tensorboard=False, show_progress=False, max_minutes=m)  # noqa: E731
+    Trainer(data, run, resolve_preset("tiny", {"steps": 6}), opts=opts(None)).run()
+    kw, bar = bars[-1]
+    assert kw["initial"] == 0 and kw["total"] == 6 and bar.n == 6 and kw["desc"] == "train"
+    Trainer(data, run, resolve_preset("tiny", {"steps": 10}), resume=True, opts=opts(5)).run()
+    kw, bar = bars[-1]
+    assert kw["initial"] == 0 and kw["total"] == 4 and "5 min from step 6" in kw["desc"]
+    assert bar.n == 4 and bar.total == 4  # the budget is far off: the run ends at --steps, the bar at 100 %
