@@ -161,11 +161,13 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
 def _label_drawn_hair(items: list[dict], hair_option: str, img_dir: Path, npm_dir: Path) -> dict[str, int]:
     """Hair colour labels from what each render shows, not from the option (`mapping.drawn_hair`): every avatar
     with a hair colour label is drawn once more with only its hair option changed to a far colour (DiceBear
-    draws each part from the seed, so nothing else moves). Returns counts of changed and unlabelled avatars."""
+    draws each part from the seed, so nothing else moves). Returns counts of changed and unlabelled avatars, and
+    draws the changed ones into <cache>/sheets/<set folder>-hair.png."""
     from PIL import Image
 
     todo = [it for it in items if it.get("hair_color")]
     counts = {"labelled_by_option": len(todo), "changed": 0, "now_unlabelled": 0}
+    changed: list[dict] = []
     if not todo:
         return counts
     with tempfile.TemporaryDirectory(prefix="cf_twins_") as tmp:
@@ -180,9 +182,38 @@ def _label_drawn_hair(items: list[dict], hair_option: str, img_dir: Path, npm_di
             a = np.asarray(Image.open(img_dir / it["file"]).convert("RGB"))
             b = np.asarray(Image.open(Path(tmp) / it["file"]).convert("RGB"))
             drawn = mapping.drawn_hair(a, b, it["hair_hex"], tw["options"][hair_option][0])
-            counts["changed"] += mapping.relabel_drawn(it, drawn)
+            if mapping.relabel_drawn(it, drawn):
+                counts["changed"] += 1
+                changed.append(it)
             counts["now_unlabelled"] += it["hair_color"] is None
+    if changed:
+        _relabel_sheet(
+            changed, img_dir, img_dir.parent.parent.parent / "sheets" / f"{img_dir.parent.name}-hair.png"
+        )
     return counts
+
+
+def _relabel_sheet(items: list[dict], img_dir: Path, path: Path, per_row: int = 8, cell: int = 128) -> None:
+    """Every avatar whose hair label the drawn colour changed: the picture, the option's colour (left swatch)
+    and the drawn one (right; grey hatching where hair is not visible), option label -> drawn label."""
+    from PIL import Image, ImageDraw
+
+    rows = (len(items) + per_row - 1) // per_row
+    sheet = Image.new("RGB", (per_row * cell, rows * (cell + 34)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, it in enumerate(items):
+        x, y = i % per_row * cell, i // per_row * (cell + 34)
+        sheet.paste(Image.open(img_dir / it["file"]).convert("RGB").resize((cell, cell)), (x, y))
+        draw.rectangle([x, y + cell, x + cell // 2 - 1, y + cell + 14], fill="#" + it["hair_hex"])
+        right = [x + cell // 2, y + cell, x + cell - 1, y + cell + 14]
+        draw.rectangle(right, fill="#" + it["hair_drawn_hex"] if it["hair_drawn_hex"] else "#dddddd")
+        draw.text(
+            (x + 2, y + cell + 17),
+            f"{it['hair_color_option']} -> {it['hair_color'] or 'unlabelled'}",
+            fill="black",
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
 def _labels_from_hand(hand: dict[str, Any]) -> tuple[dict[str, int | None], str | None, str | None]:
