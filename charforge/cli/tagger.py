@@ -278,13 +278,14 @@ def predict(
             img = load_image(p)[None]  # (1, H, W, 3)
         except BadImage as e:
             raise UserError(f"{p}: {e}; give a readable image file") from e
-        proba = t.predict_proba(img)
+        seen = t.read(img)
+        proba = seen.proba
         tags = keep_likelier_of_conflicts(decide_tags(proba, t.schema, t.threshold), proba, t.schema)
         tags = t.schema.from_vector(tags[0].astype("float32"))
         note = ""
-        if t.last_unfamiliar is not None and t.last_unfamiliar[0]:
+        if seen.unfamiliar is not None and seen.unfamiliar[0]:
             note = (
-                f"  (unlike the art this estimator learned from: {t.last_familiarity[0] / t.familiarity.line:.1f}x "
+                f"  (unlike the art this estimator learned from: {seen.familiarity[0] / seen.line:.1f}x "
                 "its familiarity line; these tags are a guess)"
             )
         typer.echo(f"{p}: {', '.join(tags) or '(none)'}{note}")

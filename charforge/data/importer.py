@@ -927,11 +927,18 @@ def _estimate_missing_tags(
     if job.estimate_tags is None or not missing:
         return
     schema = job.schema
-    proba = None
+    proba = seen = None
     if hasattr(job.tagger, "predict_proba"):
         from charforge.tagger.net import INDEPENDENT_THRESHOLD, decide_tags, keep_likelier_of_conflicts
 
-        proba = _widen(job, np.asarray(job.tagger.predict_proba(images[missing]), dtype=np.float32))  # (M, T)
+        if hasattr(
+            job.tagger, "read"
+        ):  # a charforge Tagger: probabilities, familiarity and hair in one reading
+            seen = job.tagger.read(images[missing])
+            raw = seen.proba
+        else:
+            raw = job.tagger.predict_proba(images[missing])
+        proba = _widen(job, np.asarray(raw, dtype=np.float32))  # (M, T)
         _check_width(job, proba)
         # the tagger's own decision point: 0.5 for a calibrated estimator (its fitted per-tag thresholds are
         # already in its probabilities), the paper's 0.25 for an uncalibrated judge
@@ -942,8 +949,8 @@ def _estimate_missing_tags(
         pred = _widen(job, np.asarray(job.tagger.predict_tags(images[missing])))  # (M, T) 0/1
         _check_width(job, pred)
     pred = (pred > 0).astype(np.uint8)
-    reading = getattr(job.tagger, "last_hair_reading", None)  # the part reader's, where the tagger has one
-    far, over = _unfamiliar(job.tagger, len(missing)) if proba is not None else (None, None)
+    reading = None if seen is None else seen.hair  # the part reader's, where the tagger has one
+    far, over = _unfamiliar(job.tagger, seen, len(missing))
     # unfamiliar pictures get no tags where they are most of this chunk (charforge.tagger.familiar.UNFAMILIAR_MOST)
     withhold = far is not None and not job.keep_unfamiliar and _mostly(far)
     for j, i in enumerate(missing):
@@ -984,14 +991,12 @@ def _estimate_missing_tags(
     tags[missing] = pred
 
 
-def _unfamiliar(tagger, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(which of the last predict_proba's n pictures the tagger's familiarity model flags, their scores over its
-    line), or (None, None) for a tagger without one (charforge.tagger.familiar)."""
-    model = getattr(tagger, "familiarity", None)
-    scores = getattr(tagger, "last_familiarity", None)
-    if model is None or scores is None or len(scores) != n:
+def _unfamiliar(tagger, seen, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(which of a reading's n pictures the tagger's familiarity model flags, their scores over its line), or
+    (None, None) without a reading or a familiarity model (charforge.tagger.familiar)."""
+    if seen is None or seen.familiarity is None or len(seen.familiarity) != n:
         return None, None
-    over = np.asarray(scores, np.float64) / model.line
+    over = np.asarray(seen.familiarity, np.float64) / seen.line
     return over > 1, over
 
 

@@ -9,7 +9,6 @@ layout: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, outer lips 48-59, inner l
 from __future__ import annotations
 
 import functools
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -595,9 +594,6 @@ def _read_drawings(images: list[np.ndarray]):
     return readings, glasses
 
 
-_ESTIMATOR_LOCK = threading.Lock()  # the studio may fit drawings from several request threads at once
-
-
 @functools.cache
 def _shipped_estimator():
     from charforge.tagger.net import estimate_tagger_path, load_tagger
@@ -615,9 +611,8 @@ def _estimator_sees_glasses(images: list[np.ndarray]) -> bool:
         return False
     k = list(t.schema.tags).index("glasses")
     for im in images:
-        with _ESTIMATOR_LOCK:  # the answer and its familiarity are per-call state of the shared Tagger
-            yes = bool(t.predict_tags(np.asarray(im, np.uint8)[None])[0, k])
-            unfamiliar = t.last_unfamiliar
+        seen = t.read(np.asarray(im, np.uint8)[None])  # per call, nothing kept: the studio's threads share t
+        yes, unfamiliar = bool(t.tags_of(seen)[0, k]), seen.unfamiliar
         if not yes or (unfamiliar is not None and bool(unfamiliar[0])):
             return False
     return True

@@ -351,6 +351,24 @@ def view(x: torch.Tensor, name: str) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+@dataclass(frozen=True)
+class TagReading:
+    """What one `Tagger.read` call saw in a batch of pictures. It is returned, not kept on the Tagger, so
+    several threads (the studio's requests) can share one Tagger."""
+
+    proba: np.ndarray  # (N, T) as `predict_proba` returns them
+    familiarity: np.ndarray | None = None  # (N,) the familiarity model's scores, None without a model
+    line: float | None = None  # the model's line: above it a picture is unlike the art it learned from
+    hair: object | None = (
+        None  # the part reader's HairReading (charforge.tagger.parts), None without a reader
+    )
+
+    @property
+    def unfamiliar(self) -> np.ndarray | None:
+        """(N,) bool: pictures above the familiarity line (None without a familiarity model)."""
+        return None if self.familiarity is None else self.familiarity > self.line
+
+
 class Tagger:
     """A trained tagger ready for inference. All methods take uint8 (N, S, S, 3) images of any size S.
 
@@ -433,9 +451,19 @@ class Tagger:
         return self._map(images, self.net)  # (N, T)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """(N, T) float32: group softmax + independent sigmoid, of logits / temperature when calibrated."""
+        """(N, T) float32: group softmax + independent sigmoid, of logits / temperature when calibrated. Also
+        sets `last_familiarity` / `last_hair_reading` (one caller at a time; `read` is the thread-safe form)."""
+        return self._remember(self.read(images)).proba
+
+    def _remember(self, reading: TagReading) -> TagReading:
+        self.last_familiarity, self.last_hair_reading = reading.familiarity, reading.hair
+        return reading
+
+    def read(self, images: np.ndarray) -> TagReading:
+        """`predict_proba`'s probabilities with what the familiarity model and the part reader saw on the way,
+        returned together (no state is kept, so one Tagger serves several threads)."""
         if len(images) == 0:
-            return np.zeros((0, len(self.schema)), np.float32)
+            return TagReading(np.zeros((0, len(self.schema)), np.float32))
 
         def proba(x: torch.Tensor) -> torch.Tensor:
             p = tag_probabilities(_scaled(self.net(x), self.temperature), self.schema)
@@ -446,17 +474,18 @@ class Tagger:
         out = self._map(images, proba)
         if self.parts is not None or self.probe is not None or self.familiarity is not None:
             images = self._check(images)
+        hair = None
         if self.parts is not None:
-            out = self._read_parts(images, out)
+            out, hair = self._read_parts(images, out)
         feats = self._generic_features(images)
+        scores = line = None
         if self.familiarity is not None:
             from charforge.tagger.familiar import CROP
 
-            full = feats[CROP]
-            self.last_familiarity = self.familiarity.score(full)
+            scores, line = self.familiarity.score(feats[CROP]), float(self.familiarity.line)
         if self.probe is not None:
             out = self.probe.apply(out, images, self.schema, features=feats.get("probe"))
-        return shift_decisions(out, self.bias, self.schema)
+        return TagReading(shift_decisions(out, self.bias, self.schema), scores, line, hair)
 
     def _generic_features(self, images: np.ndarray) -> dict:
         """The ImageNet features the probe and the familiarity model read: {"probe": (N, D x crops) when there
@@ -478,29 +507,28 @@ class Tagger:
                 out["full"] = probe_features(images, (CROP,), desc=desc, size=fam.size)
         return out
 
-    def _read_parts(self, images: np.ndarray, proba: np.ndarray) -> np.ndarray:
-        """The part reader's evidence on top of the network's probabilities: glasses (`_read_glasses`) and the
-        hair colour group where the reader sees enough hair: the network's probabilities times the reading's
-        likelihood (HAIR_READER_SCALE), renormalised; elsewhere (no hair group, a custom palette, hair hidden
-        or too small) the network's answer stands."""
+    def _read_parts(self, images: np.ndarray, proba: np.ndarray):
+        """(probabilities, HairReading or None): the part reader's evidence on top of the network's
+        probabilities: glasses (`_read_glasses`) and the hair colour group where the reader sees enough hair:
+        the network's probabilities times the reading's likelihood (HAIR_READER_SCALE), renormalised; elsewhere
+        (no hair group, a custom palette, hair hidden or too small) the network's answer stands."""
         from charforge.creators.builtin import palette
 
         masks = self.parts.masks(images)
         proba = self._read_glasses(images, masks, proba)
         k = next((i for i, g in enumerate(self.schema.groups) if g.name == "hair color"), None)
         if k is None:
-            return proba
+            return proba, None
         names = tuple(t.removesuffix(" hair") for t in self.schema.groups[k].tags)
         if not all(n in palette.HAIR_RGB for n in names):
-            return proba  # a custom hair palette: no reference colours to name the pixels with
+            return proba, None  # a custom hair palette: no reference colours to name the pixels with
         reading = self.parts.hair_colour(images, {n: palette.HAIR_RGB[n] for n in names}, masks=masks)
         sl = self.schema.group_slices()[k]
         rows = np.flatnonzero(reading.known)
         if len(rows):
             joint = proba[rows, sl] ** HAIR_NETWORK_POWER * reading.likelihood(HAIR_READER_SCALE)[rows]
             proba[rows, sl] = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1e-12)
-        self.last_hair_reading = reading
-        return proba
+        return proba, reading
 
     def _read_glasses(self, images: np.ndarray, masks: np.ndarray, proba: np.ndarray) -> np.ndarray:
         """The "glasses" tag's odds times the part reader's evidence (GLASSES_SHARE, GLASSES_READER_ODDS)."""
@@ -540,12 +568,28 @@ class Tagger:
         abstain=True returns (tags, unknown) from `decide_or_unknown` instead (independent tags decided at
         0.5, `threshold` unused): unknown groups are all-zero rows in `tags`. min_confidence defaults to the
         file's own (`self.min_confidence`)."""
-        proba = self.predict_proba(images)
+        return self.tags_of(
+            self._remember(self.read(images)), threshold, abstain=abstain, min_confidence=min_confidence
+        )
+
+    def tags_of(
+        self,
+        reading: TagReading,
+        threshold: float | None = None,
+        *,
+        abstain: bool = False,
+        min_confidence: dict | float | None = None,
+    ):
+        """`predict_tags`'s decision on a `read` result (the thread-safe pair: read once, decide, and use the
+        reading's familiarity and hair beside the tags)."""
         if abstain:
             return decide_or_unknown(
-                proba, self.schema, min_confidence or self.min_confidence, unfamiliar=self.last_unfamiliar
+                reading.proba,
+                self.schema,
+                min_confidence or self.min_confidence,
+                unfamiliar=reading.unfamiliar,
             )
-        return decide_tags(proba, self.schema, self.threshold if threshold is None else threshold)
+        return decide_tags(reading.proba, self.schema, self.threshold if threshold is None else threshold)
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """(N, feat_dim) float32 penultimate-layer activations: the domain feature space."""

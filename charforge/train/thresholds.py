@@ -270,8 +270,9 @@ def fit_tagger_thresholds(
     probas = []
     for s, name in zip(sets, names):
         log(f"reading      {name}: {len(s.images)} images")
-        probas.append(t.predict_proba(s.images))
-        far = t.last_unfamiliar
+        seen = t.read(s.images)
+        probas.append(seen.proba)
+        far = seen.unfamiliar
         if far is not None and len(far) == len(s.images) and far.mean() >= UNFAMILIAR_MOST:
             log(
                 f"note         {name}: {far.mean():.0%} of it is past the file's familiarity line, so `data import "

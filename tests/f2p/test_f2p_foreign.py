@@ -134,12 +134,16 @@ def test_thin_rims_the_reader_misses_are_taken_from_the_estimator(monkeypatch):
 
             self.schema, self.yes, self.seen = make_girls_moe_schema(), yes, 0
 
-        def predict_tags(self, x):
+        def read(self, x):
+            from charforge.tagger.net import TagReading
+
             self.seen += len(x)
-            out = np.zeros((len(x), len(self.schema.tags)), np.uint8)
-            out[:, list(self.schema.tags).index("glasses")] = self.yes
-            self.last_unfamiliar = np.full(len(x), self.strange)
-            return out
+            proba = np.zeros((len(x), len(self.schema.tags)), np.float32)
+            proba[:, list(self.schema.tags).index("glasses")] = self.yes
+            return TagReading(proba, np.full(len(x), 2.0 if self.strange else 0.5), 1.0)
+
+        def tags_of(self, seen):
+            return (seen.proba >= 0.5).astype(np.uint8)
 
     # says yes on familiar art: on; says no: off; says yes on art unlike what it learned from: not trusted
     for yes, strange, want in ((1, False, True), (0, False, False), (1, True, False)):

@@ -93,6 +93,34 @@ def test_a_fitted_file_flags_noise_and_keeps_renders(fitted):
     np.testing.assert_allclose(p_with, load_tagger(src).predict_proba(renders), atol=1e-6)
     tags, unknown = t.predict_tags(_noise(4), abstain=True)
     assert unknown.all() and tags.sum() == 0
+
+
+def test_readings_from_several_threads_keep_their_own_familiarity(fitted):
+    """`Tagger.read` returns what one call saw (probabilities, familiarity, hair) instead of keeping it on the
+    Tagger, so the studio's request threads can share one: renders and noise read at once, from 4 threads
+    each, get exactly the answers they get alone, and `read` leaves `last_*` alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charforge.data.packed import load_packed
+
+    root, _, res = fitted
+    t = load_tagger(res.path)
+    renders, noise = np.asarray(load_packed(root / "check").images)[:6], _noise(6)
+    alone = {k: t.read(x) for k, x in (("renders", renders), ("noise", noise))}
+    assert (
+        t.last_familiarity is None
+        and not alone["renders"].unfamiliar.all()
+        and alone["noise"].unfamiliar.all()
+    )
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [(k, pool.submit(t.read, x)) for k, x in (("renders", renders), ("noise", noise)) * 4]
+        for k, job in jobs:
+            got = job.result()
+            np.testing.assert_array_equal(got.familiarity, alone[k].familiarity)
+            np.testing.assert_array_equal(got.proba, alone[k].proba)
+            np.testing.assert_array_equal(
+                t.tags_of(got, abstain=True)[1], t.tags_of(alone[k], abstain=True)[1]
+            )
     _, meta = load_model(res.path, kind="tagger")
     fam = meta["familiarity"]
     assert fam["components"] == 8 and fam["quantile"] == 0.99 and fam["fitted_on"][0]["images"] == 80
