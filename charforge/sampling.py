@@ -623,10 +623,18 @@ def request_record(
 ) -> dict[str, Any]:
     """What a diffusion output records of its request beyond png_meta: the negative tags and, for img2img,
     the strength and the init image's digest (never its path). Empty for a GAN without an init."""
-    out: dict[str, Any] = {}
+    off = []
     if bundle.takes("negative"):
-        out |= negative_record(bundle, negative_vector(bundle, bundle.schema.parse(tags, source=source)))
-    return out | init_record(bundle, init)
+        constraints = bundle.schema.parse(tags, source=source)
+        off = [t for t, v in constraints.independent.items() if v is False] if constraints else []
+    return record_of(bundle, off, init)
+
+
+def record_of(bundle: GeneratorBundle, negative_tags: list[str], init: Any = None) -> dict[str, Any]:
+    """`request_record` from the tags a request turns off and its init image: the one place the CLI and the
+    studio build this part of an output's provenance (negative tags in the schema's order)."""
+    negative = bundle.schema.to_vector(negative_tags) if negative_tags else None
+    return negative_record(bundle, negative) | init_record(bundle, init)
 
 
 def init_record(bundle: GeneratorBundle, init: Any) -> dict[str, Any]:

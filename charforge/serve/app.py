@@ -444,13 +444,10 @@ def _sampling_meta(bundle: Any, form: dict[str, Any], init: Any) -> dict[str, An
     img2img strength for a diffusion model; nothing for a GAN."""
     if not _model_options(bundle):
         return {}
-    out = dict(bundle.sampling_record())
-    negs = [t for t, v in form.items() if v is False]
-    if negs and bundle.takes("negative"):
-        out["negative_tags"] = negs
-    from charforge.sampling import init_record
+    from charforge.sampling import record_of
 
-    return out | init_record(bundle, init)
+    negs = [t for t, v in form.items() if v is False and t in bundle.schema.independent]
+    return dict(bundle.sampling_record()) | record_of(bundle, negs, init)
 
 
 # a family's sampler option -> the request field that carries it, in the order GET /models lists them

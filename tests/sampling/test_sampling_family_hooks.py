@@ -164,6 +164,12 @@ def test_export_and_the_studio_ask_the_family_not_its_name(tmp_path, monkeypatch
     assert serve_app._model_options(b) == ["negative_tags", "init_image_base64"]
     meta = serve_app._sampling_meta(b, {"hat": False, "red hair": True}, None)
     assert meta == {"level": 0.25, "negative_tags": ["hat"]}
+    # the studio and the CLI record a request's negatives the same way (one function, the schema's order)
+    from charforge import sampling
+
+    studio = serve_app._sampling_meta(b, {"glasses": False, "hat": False}, None)
+    cli = b.sampling_record() | sampling.request_record(b, "-glasses, -hat")
+    assert studio == cli and studio["negative_tags"] == [t for t in b.schema.tags if t in ("hat", "glasses")]
     plain = dataclasses.replace(spec, name="toy-plain", sample_options=())
     monkeypatch.setitem(FAMILIES, "toy-plain", plain)
     gan_like = dataclasses.replace(b, config={**ToyConfig().to_dict(), "family": "toy-plain"})
