@@ -181,7 +181,12 @@ def crop_sample(
 
 # ---- real art: close-ups, sprites, several faces --------------------------------------------------
 CLOSEUP_PAD = 0.25  # a close-up is searched again with this fraction of its side added as edge padding
-TALL_RATIO = 1.5  # an image (or figure) this many times taller than wide is a standing sprite
+TALL_RATIO = 1.5  # an image this many times taller than wide is a standing sprite (or a figure on such an image)
+# A figure on a canvas that is not tall must be this much taller than wide to be a standing figure: heads with
+# a tall hat, a beard or hanging hair reach 1.65-1.9 on square portraits (DiceBear croodles 1.86, personas 1.65,
+# Wesnoth 1.62), where the 1.5 rule cut the head square out of the hat; a figure standing with its arms down is
+# 2.5-4 times taller than wide.
+STANDING_RATIO = 2.2
 HEAD_SHARE = (
     0.3  # the head square of a standing figure: this share of the figure's height (capped at its width)
 )
@@ -242,20 +247,22 @@ def figure_box(image: np.ndarray) -> Box | None:
 def head_square(image: np.ndarray) -> Box | None:
     """For a standing figure (tall image or tall figure): the square around its head, else None.
 
-    A tall figure (see `figure_box`) gives the square at its top, `HEAD_SHARE` of its height (at most its
-    width), centred on the topmost band (the head, not the outstretched arms). A tall canvas with a
+    A tall figure (see `figure_box`; TALL_RATIO on a tall canvas, STANDING_RATIO on any other, where a portrait's
+    head with a tall hat is not a standing figure) gives the square at its top, `HEAD_SHARE` of its height (at
+    most its width), centred on the topmost band (the head, not the outstretched arms). A tall canvas with a
     compact figure gives the square around that figure.
     """
     h, w = image.shape[:2]
     fig = figure_box(image) or Box(0, 0, w, h)
-    if fig.h >= TALL_RATIO * fig.w:
+    tall_canvas = h >= TALL_RATIO * w
+    if fig.h >= (TALL_RATIO if tall_canvas else STANDING_RATIO) * fig.w:
         side = max(1, min(fig.w, round(HEAD_SHARE * fig.h)))
         band = image[fig.y : fig.y + max(1, side // 2), fig.x : fig.x + fig.w]  # the top of the figure
         diff = np.abs(band.astype(np.int16) - border_colour(image).astype(np.int16)).max(axis=2)
         cols = np.flatnonzero((diff > BACKGROUND_TOLERANCE).any(axis=0))
         cx = fig.x + (cols[0] + cols[-1] + 1) / 2.0 if len(cols) else fig.x + fig.w / 2.0
         cy = fig.y + side / 2.0 - side / 20.0  # a small margin above the hair
-    elif h >= TALL_RATIO * w:
+    elif tall_canvas:
         side = max(1, min(max(fig.w, fig.h), w, h))
         cx, cy = fig.x + fig.w / 2.0, fig.y + fig.h / 2.0
     else:

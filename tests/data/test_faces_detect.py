@@ -158,6 +158,25 @@ def test_head_square_of_a_standing_figure():
     assert sq.y <= 10 and sq.y + sq.h >= 110
 
 
+def test_a_square_portrait_with_a_tall_hat_is_not_a_standing_figure():
+    """On a square canvas a head with a tall hat is 1.6-1.9 times taller than wide (DiceBear croodles,
+    personas): the centre square is kept, not a head square cut out of the hat. A figure standing on a square
+    canvas (3 times taller than wide) still gets its head square."""
+    from charforge.data.faces import find_crops, head_square
+
+    img = np.full((256, 256, 3), 255, np.uint8)
+    img[10:90, 90:166] = (120, 60, 200)  # a tall hat
+    img[90:230, 68:188] = (250, 215, 190)  # the face, 120 wide: the figure is 220 / 120 = 1.83 times taller
+    assert head_square(img) is None
+    crops, _, _ = find_crops(img, "none")
+    assert crops[0].how == "centre" and crops[0].square.h == 256
+    standing = np.full((256, 256, 3), 255, np.uint8)
+    standing[10:50, 113:143] = (250, 215, 190)  # head
+    standing[50:250, 103:153] = (40, 40, 140)  # body: the figure is 240 / 50 = 4.8 times taller than wide
+    head = head_square(standing)
+    assert head is not None and head.y <= 10 and head.y + head.h >= 50 and head.h <= 60
+
+
 def test_closeup_score_needs_skin_and_features():
     from charforge.data.faces import closeup_score
 
