@@ -181,15 +181,19 @@ def crop_sample(
 
 # ---- real art: close-ups, sprites, several faces --------------------------------------------------
 CLOSEUP_PAD = 0.25  # a close-up is searched again with this fraction of its side added as edge padding
-TALL_RATIO = 1.5  # an image this many times taller than wide is a standing sprite (or a figure on such an image)
+TALL_RATIO = (
+    1.5  # an image this many times taller than wide is a standing sprite (or a figure on such an image)
+)
 # A figure on a canvas that is not tall must be this much taller than wide to be a standing figure: heads with
 # a tall hat, a beard or hanging hair reach 1.65-1.9 on square portraits (DiceBear croodles 1.86, personas 1.65,
 # Wesnoth 1.62), where the 1.5 rule cut the head square out of the hat; a figure standing with its arms down is
 # 2.5-4 times taller than wide.
 STANDING_RATIO = 2.2
-HEAD_SHARE = (
-    0.3  # the head square of a standing figure: this share of the figure's height (capped at its width)
-)
+# The head square of a standing figure: this share of the figure's height, at most HEAD_WIDTHS of its width (and
+# the canvas). Visual-novel sprites (Debian's renpy demo and The Question: 13 sprites cut at the thigh) have their
+# chin at 0.24-0.39 of the figure's height; 0.3 of it, capped at the figure's width, cut 5 of 13 at the mouth.
+HEAD_SHARE = 0.42
+HEAD_WIDTHS = 1.25
 SECOND_FACE_MIN_AREA = 0.2  # a further face counts when its box has at least this share of the largest's area
 BACKGROUND_TOLERANCE = 24  # max per-channel distance from the border colour still called background (0..255)
 SKIN_CENTRE_MIN = 0.35  # close-up test: share of skin-coloured pixels in the central half of the frame
@@ -249,14 +253,14 @@ def head_square(image: np.ndarray) -> Box | None:
 
     A tall figure (see `figure_box`; TALL_RATIO on a tall canvas, STANDING_RATIO on any other, where a portrait's
     head with a tall hat is not a standing figure) gives the square at its top, `HEAD_SHARE` of its height (at
-    most its width), centred on the topmost band (the head, not the outstretched arms). A tall canvas with a
-    compact figure gives the square around that figure.
+    most HEAD_WIDTHS of its width, and the canvas), centred on the topmost band (the head, not the outstretched
+    arms). A tall canvas with a compact figure gives the square around that figure.
     """
     h, w = image.shape[:2]
     fig = figure_box(image) or Box(0, 0, w, h)
     tall_canvas = h >= TALL_RATIO * w
     if fig.h >= (TALL_RATIO if tall_canvas else STANDING_RATIO) * fig.w:
-        side = max(1, min(fig.w, round(HEAD_SHARE * fig.h)))
+        side = max(1, min(round(HEAD_WIDTHS * fig.w), round(HEAD_SHARE * fig.h), w, h))
         band = image[fig.y : fig.y + max(1, side // 2), fig.x : fig.x + fig.w]  # the top of the figure
         diff = np.abs(band.astype(np.int16) - border_colour(image).astype(np.int16)).max(axis=2)
         cols = np.flatnonzero((diff > BACKGROUND_TOLERANCE).any(axis=0))

@@ -158,6 +158,19 @@ def test_head_square_of_a_standing_figure():
     assert sq.y <= 10 and sq.y + sq.h >= 110
 
 
+def test_the_head_square_of_a_visual_novel_sprite_keeps_the_chin():
+    """A visual-novel sprite cut at the thigh (the geometry of Debian's renpy sprites: 700 px tall, 320 wide, the
+    chin at 0.24-0.39 of the figure's height) keeps the whole face in its head square, not only the eyes."""
+    from charforge.data.faces import head_square
+
+    img = np.full((720, 320, 3), 255, np.uint8)
+    img[10:120, 30:290] = (240, 150, 60)  # hair
+    img[100:277, 70:250] = (250, 220, 200)  # face, chin at (277 - 10) / 710 = 0.38 of the figure
+    img[277:720, 20:300] = (60, 90, 160)  # shoulders and body to the bottom edge
+    head = head_square(img)
+    assert head.y <= 10 and head.y + head.h >= 277 + 8 and head.h <= 320
+
+
 def test_a_square_portrait_with_a_tall_hat_is_not_a_standing_figure():
     """On a square canvas a head with a tall hat is 1.6-1.9 times taller than wide (DiceBear croodles,
     personas): the centre square is kept, not a head square cut out of the hat. A figure standing on a square
@@ -174,7 +187,7 @@ def test_a_square_portrait_with_a_tall_hat_is_not_a_standing_figure():
     standing[10:50, 113:143] = (250, 215, 190)  # head
     standing[50:250, 103:153] = (40, 40, 140)  # body: the figure is 240 / 50 = 4.8 times taller than wide
     head = head_square(standing)
-    assert head is not None and head.y <= 10 and head.y + head.h >= 50 and head.h <= 60
+    assert head is not None and head.y <= 10 and head.y + head.h >= 50 and head.h <= 70  # not the body
 
 
 def test_closeup_score_needs_skin_and_features():
