@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charforge.core.device import cpu_name
 from charforge.data.packed import PackedDataset, load_packed
 from charforge.errors import UserError
 from charforge.metrics.registry import (
@@ -114,7 +115,7 @@ def evaluate(
         "options": {k: v for k, v in options.items()},
         "metrics": results,
         "feature_spaces": feature_spaces(results, tagger, inception),
-        "machine": {"cpu": _cpu_name(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -243,16 +244,6 @@ def feature_spaces(results: dict, tagger=None, inception: dict | None = None) ->
     return {"used": spaces, "comparable_with_published_fid": "inception" in spaces, "note": note}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _pm(s: dict, fmt: str = "{:.3f}") -> str:
     return f"{fmt.format(s['mean'])} (max-min {fmt.format(s['spread'])})"
 
@@ -339,6 +330,8 @@ def _md_precision(r: dict) -> list[str]:
         else "",
         "",
     ]
+    if r.get("note"):
+        lines += [f"> **Note:** {r['note']}.", ""]
     ind = r.get("independent_sampling")
     if pairs and ind:
         lines += [

@@ -122,3 +122,30 @@ def test_memorisation_says_when_it_generated_fewer_than_asked(toy_data_dir, toy_
     assert m["generated"] == 80 and m["requested"] == 200
     assert "80 generated images, not the 200 asked for" in m["note"]
     assert "not the 200 asked for" in (tmp_path / "m" / "report.md").read_text()
+
+
+def test_the_report_says_when_the_judge_cannot_read_the_data(toy_data_dir, toy_tagger, tmp_path):
+    """A judge that reads the data's own tags badly (here: a blinded copy of the toy judge; in practice the
+    shipped judge on a foreign style) makes the precision figure say little about the model: the report says
+    so. The toy judge, which reads the toy data, gets no such note."""
+    import copy
+
+    data = load_packed(toy_data_dir)
+    draw = ToyGenerator(size=16)
+    sample = lambda c, n, rng: data.schema.sample_conditional(n, rng, data.tag_frequencies, c)  # noqa: E731
+    blind = copy.deepcopy(toy_tagger)
+    with torch.no_grad():
+        for p in blind.net.parameters():
+            p.zero_()
+        head_bias = [p for p in blind.net.parameters() if p.ndim == 1 and len(p) == len(data.schema)][-1]
+        head_bias.fill_(-5.0)  # every independent tag off, every group's first tag on, whatever the picture
+    seen = {}
+    for name, judge in (("sighted", toy_tagger), ("blind", blind)):
+        r = evaluate(data, draw, sample, tmp_path / name, tagger=judge, metrics="precision", precision_n=10)[
+            "metrics"
+        ]["precision"]
+        real = [v for v in r["judge_on_real"].values() if v is not None]
+        seen[name] = (float(np.mean(real)), r["note"], (tmp_path / name / "report.md").read_text())
+    assert seen["sighted"][0] >= 0.8 and "judge reads this data" not in seen["sighted"][1]
+    assert seen["blind"][0] < 0.8 and "judge reads this data's own tags at" in seen["blind"][1]
+    assert "**Note:** the judge reads this data's own tags" in seen["blind"][2]
