@@ -15,6 +15,26 @@ import { dirname } from "node:path";
 import { createAvatar } from "@dicebear/core";
 import * as collection from "@dicebear/collection";
 import { Resvg } from "@resvg/resvg-js";
+import { createElement } from "react";
+import { renderToStaticMarkup } from "react-dom/server";
+import bigheads from "@bigheads/core";
+
+// Big Heads (job.style "bigheads") is a React component with no seed: job.options are its props, every one given.
+// Its hair colour is a theme key; a hex (as the DiceBear jobs give it, ["rrggbb"]) is added to the theme first,
+// with a shadow 15 % darker, as the theme's own colours have.
+function bigheadsSvg(options) {
+  const props = { ...options };
+  if (Array.isArray(props.hairColor)) {
+    const hex = props.hairColor[0].replace(/^#/, "");
+    const dark = [0, 2, 4].map((i) => Math.round(parseInt(hex.slice(i, i + 2), 16) * 0.85));
+    bigheads.theme.colors.hair[`x${hex}`] = {
+      base: `#${hex}`,
+      shadow: `#${dark.map((v) => v.toString(16).padStart(2, "0")).join("")}`,
+    };
+    props.hairColor = `x${hex}`;
+  }
+  return renderToStaticMarkup(createElement(bigheads.BigHead, props));
+}
 
 const [jobsPath, outDir] = process.argv.slice(2);
 if (!jobsPath || !outDir) {
@@ -27,14 +47,26 @@ mkdirSync(outDir, { recursive: true });
 
 const camel = (name) => name.replace(/-(.)/g, (_, c) => c.toUpperCase());
 const styles = {};
+const BIGHEADS_META = {
+  title: "Big Heads",
+  creator: "Robert Broersma",
+  source: "https://bigheads.io/",
+  license: { name: "MIT", url: "https://github.com/RobertBroersma/bigheads/blob/master/LICENSE" },
+};
 for (const job of spec.jobs) {
-  const style = collection[camel(job.style)];
-  if (!style) {
-    console.error(`unknown DiceBear style ${job.style}`);
-    process.exit(3);
+  let svg;
+  if (job.style === "bigheads") {
+    styles[job.style] ??= BIGHEADS_META;
+    svg = bigheadsSvg(job.options);
+  } else {
+    const style = collection[camel(job.style)];
+    if (!style) {
+      console.error(`unknown DiceBear style ${job.style}`);
+      process.exit(3);
+    }
+    styles[job.style] ??= style.meta ?? {};
+    svg = createAvatar(style, { seed: job.seed, size, ...job.options }).toString();
   }
-  styles[job.style] ??= style.meta ?? {};
-  const svg = createAvatar(style, { seed: job.seed, size, ...job.options }).toString();
   const png = new Resvg(svg, {
     fitTo: { mode: "width", value: size },
     background: job.background ?? "#ffffff",
@@ -50,6 +82,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const version = (pkg) => JSON.parse(readFileSync(join(here, "node_modules", pkg, "package.json"), "utf8")).version;
 const versions = {};
 for (const pkg of ["@dicebear/core", "@dicebear/collection", "@resvg/resvg-js"]) versions[pkg] = version(pkg);
-for (const name of Object.keys(styles)) versions[`@dicebear/${name}`] = version(`@dicebear/${name}`);
+for (const name of Object.keys(styles)) {
+  if (name === "bigheads") for (const pkg of ["@bigheads/core", "react", "react-dom"]) versions[pkg] = version(pkg);
+  else versions[`@dicebear/${name}`] = version(`@dicebear/${name}`);
+}
 writeFileSync(join(outDir, "styles.json"), JSON.stringify({ versions, styles }, null, 2));
 console.log(`rendered ${spec.jobs.length} avatars at ${size} px into ${outDir}`);

@@ -155,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=300, help="avatars per style")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--style", action="append", choices=sorted(training_styles.STYLES), help="default: all")
+    ap.add_argument(
+        "--style",
+        action="append",
+        choices=sorted(training_styles.STYLES),
+        help="default: the seven the shipped files learned from (training_styles.RECIPE_STYLES)",
+    )
     args = ap.parse_args(argv)
     if shutil.which("node") is None:
         print(
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    styles = args.style or list(training_styles.STYLES)
+    styles = args.style or list(training_styles.RECIPE_STYLES)
     images, masks, sources = build(args.n, args.seed, args.size, styles)
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

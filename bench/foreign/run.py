@@ -135,9 +135,14 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     relabelled = _label_drawn_hair(items, spec.hair_option, img_dir, npm_dir)
     m = meta["styles"].get(style, {})
     lic = (m.get("license") or {}).get("name", spec.licence)
+    renderer = (
+        f"@bigheads/core {meta['versions'].get('@bigheads/core')} through react-dom/server"
+        if style == "bigheads"
+        else f"DiceBear {meta['versions'].get('@dicebear/core')} (MIT)"
+    )
     attribution = (
         f"{m.get('title', style)} by {m.get('creator', spec.creator)} ({m.get('source', spec.source)}), "
-        f"licensed {lic}; rendered with DiceBear {meta['versions'].get('@dicebear/core')} (MIT)"
+        f"licensed {lic}; rendered with {renderer}"
     )
     for it in items:
         it["licence"], it["attribution"] = lic, attribution

@@ -88,9 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=600, help="avatars per style")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--style", action="append", choices=sorted(training_styles.STYLES), help="default: all")
+    ap.add_argument(
+        "--style",
+        action="append",
+        choices=sorted(training_styles.STYLES),
+        help="default: the seven the shipped files learned from (training_styles.RECIPE_STYLES)",
+    )
     args = ap.parse_args(argv)
-    styles = args.style or list(training_styles.STYLES)
+    styles = args.style or list(training_styles.RECIPE_STYLES)
     images, labels, sources = build(args.n, args.seed, args.size, styles)
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -225,13 +225,86 @@ def _notionists() -> StyleSpec:
     )
 
 
+def _bigheads() -> StyleSpec:
+    """Big Heads (npm @bigheads/core, MIT, Robert Broersma): React SVG avatars, drawn by bench/foreign/dicebear.mjs
+    through react-dom/server. Not DiceBear: a second drawing family, with a knit beanie and a turban, the two hat
+    shapes the test and validation sets show most (avataaars' winter hats, micah's turbans). Big Heads has no
+    seed: every prop is drawn here."""
+    lengths = {
+        "long": LONG,
+        "bob": LENGTH_NA,
+        "bun": LENGTH_NA,
+        "pixie": SHORT,
+        "short": SHORT,
+        "afro": LENGTH_NA,
+    }
+    hair = [_c({"hair": h}, 1.0, **lab) for h, lab in lengths.items()]
+    # a hat replaces the hair's top: the hair prop still picks what shows below it (hair colour not labelled)
+    hats = [
+        _c({"hat": h, "hatColor": c}, 0.3 / 10, True, hat=1) for h in ("beanie", "turban") for c in _BH_CLOTH
+    ]
+    glasses = (
+        _c({"accessory": "none"}, 0.6, glasses=0),
+        _c({"accessory": "roundGlasses"}, 0.2, glasses=1),
+        _c({"accessory": "tinyGlasses"}, 0.2, glasses=1),
+    )  # "shades" (dark lenses) is not drawn
+    mouths = (
+        _c({"mouth": "grin"}, smile=1, open_mouth=None),  # teeth showing: open or not is a matter of taste
+        _c({"mouth": "openSmile"}, smile=1, open_mouth=1),
+        _c({"mouth": "open"}, smile=0, open_mouth=1),
+        _c({"mouth": "serious"}, smile=0, open_mouth=0),
+        _c({"mouth": "sad"}, smile=0, open_mouth=0),
+        _c({"mouth": "lips"}, smile=0, open_mouth=0),
+    )  # "tongue" is not drawn
+    free = {
+        "eyes": ("normal", "leftTwitch", "happy", "content", "squint", "simple", "dizzy", "wink", "heart"),
+        "eyebrows": ("raised", "leftLowered", "serious", "angry", "concerned"),
+        "skinTone": ("light", "yellow", "brown", "dark", "red", "black"),
+        "body": ("chest", "breasts"),
+        "clothing": ("naked", "shirt", "dressShirt", "vneck", "tankTop", "dress"),
+        "clothingColor": _BH_CLOTH,
+        "graphic": ("none", "redwood", "gatsby", "vue", "react", "graphQL"),
+        "lashes": (False, True),
+        "mask": (False, False, True),  # a third on the style's round backdrop
+        "circleColor": ("blue",),
+    }
+    slots = {k: tuple(_c({k: v}) for v in vs) for k, vs in free.items()}
+    return StyleSpec(
+        "bigheads",
+        "MIT",
+        "Robert Broersma",
+        "https://bigheads.io/",
+        "hairColor",
+        TRAINING_HAIR_HEX,
+        {
+            "hair": tuple(hair),
+            "hat": (_c({"hat": "none"}, 0.7, hat=0), *hats),
+            "glasses": glasses,
+            "mouth": mouths,
+            **slots,
+        },  # fmt: skip
+        known_absent=("twintails", "drill hair", "ponytail", "ribbon", "blush"),
+        fixed={"facialHair": "none", "faceMask": False},
+        notes="Training only (not DiceBear; rendered with React). Beanie and turban (30 %; hair colour then not "
+        "labelled); round and tiny clear glasses; shades and the tongue mouth are not drawn.",
+    )
+
+
+_BH_CLOTH = ("white", "blue", "black", "green", "red")  # Big Heads' clothing palette, used for hats too
+
 STYLES: dict[str, StyleSpec] = {
     s.name: s
-    for s in (_pixel_art(), _open_peeps(), _big_smile(), _lorelei(), _miniavs(), _toon_head(), _notionists())
-}
+    for s in (
+        _pixel_art(), _open_peeps(), _big_smile(), _lorelei(), _miniavs(), _toon_head(), _notionists(), _bigheads(),
+    )
+}  # fmt: skip
+# The seven styles the shipped estimator and part reader learned from (their recipes' default). Each style's
+# sampling seed is its rank among these, so a style added later (bigheads) changes no earlier style's avatars.
+RECIPE_STYLES = ("pixel-art", "open-peeps", "big-smile", "lorelei", "miniavs", "toon-head", "notionists")
+_SEED_RANK = {name: i for i, name in enumerate(sorted(RECIPE_STYLES))} | {"bigheads": len(RECIPE_STYLES)}
 
 
 def sample_style(style: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
     spec = STYLES[style]
-    rng = np.random.default_rng([seed, 2000 + sorted(STYLES).index(style)])
+    rng = np.random.default_rng([seed, 2000 + _SEED_RANK[style]])
     return [sample_avatar(spec, rng, f"{style}-{seed}-{i:04d}") for i in range(n)]

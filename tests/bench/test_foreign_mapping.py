@@ -252,6 +252,7 @@ def test_the_training_styles_are_apart_from_test_and_validation_and_label_consis
                 o.get("hatProbability", 0) == 100
                 or o.get("head", [""])[0] in ("hatBeanie", "hatHip", "turban", "hijab")
                 or (style == "notionists" and o["hair"] == ["hat"])
+                or (style == "bigheads" and o["hat"] in ("beanie", "turban"))
             )
             assert lab["hat"] == hat
             hats += hat
@@ -260,8 +261,22 @@ def test_the_training_styles_are_apart_from_test_and_validation_and_label_consis
             else:
                 assert it["hair_color"] == plain.hair_colour_label(it["hair_hex"]).name
             on = o.get("glassesProbability", o.get("accessoriesProbability", 0)) == 100
+            if style == "bigheads":  # props, not DiceBear options: every one is given, none is random
+                on = o["accessory"] != "none"
+                assert o["accessory"] != "shades" and o["mouth"] != "tongue" and o["facialHair"] == "none"
             assert lab["glasses"] == (0 if style == "toon-head" else int(on))
     assert hats > 20
+    # a style added after the shipped recipes (bigheads) changes no earlier style's avatars: each style's seed is
+    # its rank among the recipe's seven, as it was when they were the only ones
+    assert list(t.RECIPE_STYLES) == [s for s in t.STYLES if s != "bigheads"]
+    first = t.sample_style("toon-head", 3, 0)
+    rank7 = sorted(t.RECIPE_STYLES).index("toon-head")
+    again = [
+        t.sample_avatar(t.STYLES["toon-head"], rng, f"toon-head-0-{i:04d}")
+        for rng in [np.random.default_rng([0, 2000 + rank7])]
+        for i in range(3)
+    ]
+    assert first == again
     sys.path.insert(0, str(FOREIGN))
     try:
         ts = _load("training_set")
