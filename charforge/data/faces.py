@@ -181,9 +181,8 @@ def crop_sample(
 
 # ---- real art: close-ups, sprites, several faces --------------------------------------------------
 CLOSEUP_PAD = 0.25  # a close-up is searched again with this fraction of its side added as edge padding
-TALL_RATIO = (
-    1.5  # an image this many times taller than wide is a standing sprite (or a figure on such an image)
-)
+# An image this many times taller than wide is a standing sprite (and so is a figure this tall on such an image).
+TALL_RATIO = 1.5
 # A figure on a canvas that is not tall must be this much taller than wide to be a standing figure: heads with
 # a tall hat, a beard or hanging hair reach 1.65-1.9 on square portraits (DiceBear croodles 1.86, personas 1.65,
 # Wesnoth 1.62), where the 1.5 rule cut the head square out of the hat; a figure standing with its arms down is

@@ -931,9 +931,8 @@ def _estimate_missing_tags(
     if hasattr(job.tagger, "predict_proba"):
         from charforge.tagger.net import INDEPENDENT_THRESHOLD, decide_tags, keep_likelier_of_conflicts
 
-        if hasattr(
-            job.tagger, "read"
-        ):  # a charforge Tagger: probabilities, familiarity and hair in one reading
+        # a charforge Tagger reads probabilities, familiarity and hair at once; a stand-in gives probabilities
+        if hasattr(job.tagger, "read"):
             seen = job.tagger.read(images[missing])
             raw = seen.proba
         else:
