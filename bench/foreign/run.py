@@ -115,8 +115,14 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
         else mapping
     )
     extra = (HERE / f"{source.__name__}.py").read_bytes() if source is not mapping else b""
+    # training sets keep the option's hair colour (below): a marker in the key, so a cache holding the
+    # drawn labels of an earlier checkout is not reused
+    drawn = source is not training_styles
     key = hashlib.sha256(
-        (HERE / "mapping.py").read_bytes() + (HERE / "package-lock.json").read_bytes() + extra
+        (HERE / "mapping.py").read_bytes()
+        + (HERE / "package-lock.json").read_bytes()
+        + extra
+        + (b"" if drawn else b"option hair labels")
     )
     out = cache / "sets" / f"dicebear-{style}-n{n}-s{seed}-{key.hexdigest()[:10]}"
     manifest_path = out / "manifest.json"
@@ -132,7 +138,10 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     meta = json.loads((img_dir / "styles.json").read_text())
     (img_dir / "styles.json").rename(out / "styles.json")
     spec = source.STYLES[style]
-    relabelled = _label_drawn_hair(items, spec.hair_option, img_dir, npm_dir)
+    # Hair colour from the drawn pixels on the sets that are scored (test, validation); the training styles keep
+    # the option's label, as the shipped recipes were trained: on big-smile's two-tone hair the drawn rule names
+    # the shadow (aqua hair read as grey), and those labels were never checked as the test sets' were
+    relabelled = _label_drawn_hair(items, spec.hair_option, img_dir, npm_dir) if drawn else None
     m = meta["styles"].get(style, {})
     lic = (m.get("license") or {}).get("name", spec.licence)
     renderer = (
@@ -155,7 +164,9 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
         "attribution": attribution,
         "style_notes": spec.notes,
         "ambiguous_palette_dropped": list(spec.ambiguous_palette()),
-        "hair_colour_labels": "drawn (mapping.drawn_hair; the option's label is hair_color_option)",
+        "hair_colour_labels": "drawn (mapping.drawn_hair; the option's label is hair_color_option)"
+        if drawn
+        else "the option's (training style)",
         "hair_relabelled": relabelled,
         "items": items,
     }
