@@ -1,5 +1,9 @@
 """Would torch.compile of D speed up the trainer's first-order passes? A probe, not a lever.
 
+Session 14 also ran it inside the trainer (D compiled for D's and G's phases, the penalty eager, with d_fast's
+leaky ReLU): bench/bench_train.py measured that 2-4% slower than eager D in three 9-window runs, so it was not
+kept (bench/results/train.md, session 14). The probe stays to re-check on other CPUs and torch versions.
+
 Times acgan-64-cpu's discriminator (channels_last, as the trainer runs it) in the two first-order passes of a
 training step, eager against `torch.compile(D, dynamic=False)`:
   - D's phase: batch 64 ([fake; real]), D trainable, forward + backward into D's weights;

@@ -1,4 +1,4 @@
-"""torch.compile for the generator's training passes (and D's first-order ones), with a fall-back to eager.
+"""torch.compile for the generator's training passes, with a fall-back to eager.
 
 On a CPU without native bf16 the trainer's step runs fp32, and a quarter of it is G: convs near the core's
 fp32 peak, and between them batch norm, ReLU and layout copies that each read and write whole feature maps
@@ -10,14 +10,6 @@ Compilation happens on G's first call in each grad mode (D's phase runs G under 
 grad): tens of seconds on one core, once per process (inductor's on-disk cache makes a later run faster).
 It needs a C++ compiler; without one, or on any error while compiling, the wrapper says so once on stderr
 and runs G eagerly from then on.
-
-D (preset compile_d, with d_fast): the loss calls the compiled D for D's phase (batch [fake; real], weights
-trainable) and G's phase (D frozen, gradient to the image), `dynamic=False` so each batch shape gets its own
-graph; the DRAGAN/R1 penalty differentiates D's input gradient again, which compiled graphs do not support, so
-it runs the module itself. The compiled D fuses the leaky ReLUs and residual adds around oneDNN's convs. With
-torch's leaky ReLU it saves bool masks for the backward, and inductor's bool stores were 27x slower than
-eager on the AMD EPYC of session 14 (bench/compile_d_probe.py), so compile_d needs d_fast's leaky ReLU, which
-saves its float output instead.
 """
 
 from __future__ import annotations
@@ -34,14 +26,11 @@ class CompiledOrEager:
     own then surfaces from the eager run as it would without compiling. Parameters, buffers and state dict are the
     module's own."""
 
-    def __init__(self, module: nn.Module, what: str = "G", option: str = "compile_g", **compile_kwargs):
-        self.module, self.what, self.option = module, what, option
-        self.compiled = torch.compile(module, **compile_kwargs)
+    def __init__(self, module: nn.Module, what: str = "G"):
+        self.module, self.what = module, what
+        self.compiled = torch.compile(module)
         self.failed = False
-        self.calls = {
-            False: 0,
-            True: 0,
-        }  # compiled calls that returned, by grad mode (G under no_grad: D's phase)
+        self.calls = {False: 0, True: 0}  # compiled calls that returned, by grad mode (no_grad: D's phase)
 
     def __call__(self, *args, **kwargs):
         if self.failed:
@@ -53,7 +42,7 @@ class CompiledOrEager:
             msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             print(
                 f"note: torch.compile of {self.what} failed ({type(e).__name__}: {msg}); "
-                f"{self.what} runs eagerly (--set {self.option}=false skips the attempt)",
+                f"{self.what} runs eagerly (--set compile_g=false skips the attempt)",
                 file=sys.stderr,
             )
             return self.module(*args, **kwargs)

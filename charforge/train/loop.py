@@ -300,35 +300,24 @@ class Trainer:
         self.loss = self.recipe.loss(
             self.modules, self.schema, p, autocast=self.autocast, memory_format=fmt, teacher=self.teacher
         )
-        compiled = []  # what runs through torch.compile: fp32 on CPU only (train.compiled)
-        fp32_cpu = self.device.type == "cpu" and not self.bf16
-        if fp32_cpu and p.compile_g and isinstance(getattr(self.loss, "G", None), torch.nn.Module):
-            # checkpoints, EMA and the optimiser keep using the module itself, so files and state are an eager run's
+        if (
+            p.compile_g
+            and self.device.type == "cpu"
+            and not self.bf16
+            and isinstance(getattr(self.loss, "G", None), torch.nn.Module)
+        ):
+            # fp32 on CPU: G's passes through torch.compile (train.compiled); checkpoints, EMA and the optimiser
+            # keep using the module itself, so files and state are those of an eager run
             from charforge.train.compiled import CompiledOrEager
 
             self.loss.G = CompiledOrEager(self.loss.G)
-            compiled.append("G")
-        if (
-            fp32_cpu
-            and p.compile_d
-            and p.d_fast  # with torch's leaky ReLU the compiled D stores bool masks, slower than eager (train.fast_d)
-            and isinstance(getattr(self.loss, "D_first", None), torch.nn.Module)
-        ):
-            # D's first-order passes only (D's and G's phases, one graph per batch shape); the DRAGAN/R1 penalty's
-            # double backward runs the module itself, which also owns parameters, optimiser and checkpoints
-            from charforge.train.compiled import CompiledOrEager
-
-            self.loss.D_first = CompiledOrEager(self.loss.D_first, "D", "compile_d", dynamic=False)
-            compiled.append("D")
-        if compiled and self.dist.is_main:
-            names = " and ".join(compiled)
-            off = " ".join(f"--set compile_{n.lower()}=false" for n in compiled)
-            print(
-                f"note: {names} run{'s' if len(compiled) == 1 else ''} through torch.compile (fp32 on CPU): the first "
-                "two steps include the compilation (about a minute on one core, seconds once inductor's cache holds "
-                f"it); for a run of a few hundred steps {off} is quicker",
-                file=sys.stderr,
-            )
+            if self.dist.is_main:
+                print(
+                    "note: G runs through torch.compile (fp32 on CPU): the first two steps include its compilation "
+                    "(about a minute on one core, seconds once inductor's cache holds it); for a run of a few "
+                    "hundred steps --set compile_g=false is quicker",
+                    file=sys.stderr,
+                )
         self.phase_groups = group_phases(self.loss.phases())
         self.ada = None
         if p.ada:

@@ -113,9 +113,6 @@ class TagGANLoss:
         teacher: nn.Module | None = None,
     ):
         self.G, self.D, self.schema = G, D, schema
-        # D for the first-order passes (D's phase, G's phase): the trainer may put a compiled D here
-        # (train.compiled); the penalties' double backward always runs the module itself
-        self.D_first = D
         self.teacher = teacher  # frozen tag classifier (TaggerNet) or None
         self.adv_weight = adv_weight or float(len(schema))  # lambda_adv = number of tags by default
         self.gp_weight, self.gp_every = float(gp_weight), int(gp_every)
@@ -140,19 +137,13 @@ class TagGANLoss:
         return out + [Phase("G", "G")]
 
     def _d(
-        self,
-        x: torch.Tensor,
-        g: torch.Generator,
-        c: torch.Tensor | None = None,
-        first_order: bool = True,
+        self, x: torch.Tensor, g: torch.Generator, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D on (augmented) x; c is the tag vector x is shown with (real tags for real images, G's for fakes).
-        first_order=False (the penalties, which differentiate D's input gradient again) runs the module itself."""
+        """D on (augmented) x; c is the tag vector x is shown with (real tags for real images, G's for fakes)."""
         if self.aug_kinds:
             x = augment(x, self.aug_kinds, g, self.aug_p)
         x = x.contiguous(memory_format=self.memory_format)
-        net = self.D_first if first_order else self.D
-        adv, cls = net(x, c) if self.projection else net(x)
+        adv, cls = self.D(x, c) if self.projection else self.D(x)
         return adv.float(), (cls.float() if cls is not None else None)
 
     def _cls(self, logits: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
@@ -249,7 +240,7 @@ class TagGANLoss:
         alpha = torch.rand(b, 1, 1, 1, generator=g).to(real.device)
         x_hat = (real + alpha * noise).detach().requires_grad_(True)  # (B, 3, S, S)
         with self.autocast():
-            adv, _ = self._d(x_hat, g, real_tags, first_order=False)
+            adv, _ = self._d(x_hat, g, real_tags)
         (grad,) = torch.autograd.grad(adv.sum(), x_hat, create_graph=True)
         gp = ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
         self._backward_to_d(gp * self.gp_weight * self.gp_every * gain)
@@ -259,7 +250,7 @@ class TagGANLoss:
         """R1: gamma/2 * E ||grad_x D(x)||^2 at real x (through the same augmentation D sees)."""
         x = real.detach().requires_grad_(True)
         with self.autocast():
-            adv, _ = self._d(x, g, real_tags, first_order=False)
+            adv, _ = self._d(x, g, real_tags)
         (grad,) = torch.autograd.grad(adv.sum(), x, create_graph=True)
         r1 = grad.float().flatten(1).pow(2).sum(dim=1).mean()
         self._backward_to_d(r1 * (0.5 * self.r1_weight * self.gp_every * gain))

@@ -99,9 +99,6 @@ class Preset:
     # the trainer's D runs its leaky ReLUs without the penalty's all-zero second backward and a 4x4/2 conv on a
     # 2x2 map as one matrix product (train.fast_d). Same math; values differ by float rounding only.
     d_fast: bool = False
-    # torch.compile D's first-order passes (D's and G's phases; the penalty's double backward stays eager) where the
-    # step runs fp32 on CPU; only together with d_fast (train.compiled). Same math up to float rounding.
-    compile_d: bool = False
     # bookkeeping
     seed: int = 0  # master seed: data order, noise, labels
     log_every: int = 50  # steps between JSONL/TensorBoard rows
@@ -168,7 +165,6 @@ PRESETS: dict[str, Preset] = {
             channels_last=True,
             compile_g=True,  # without native bf16 (bench/results/train.md, session 13)
             d_fast=True,  # bench/results/train.md, session 14
-            compile_d=True,  # likewise: without native bf16
             log_every=25,
             sample_every=250,
             ckpt_every=250,
