@@ -14,8 +14,9 @@ Usage: python bench/bench_train.py [--presets acgan-64-cpu,dcgan-64] [--batch 32
 
 `--no-bf16-levers` instead times, against the same plain fp32 loop, the charforge step with bf16 forced off
 (CHARFORGE_BF16=0, the path of a CPU without native bf16) and with each speed lever that works without bf16:
-lazier regularisation (gp_every), a smaller D (one residual block fewer per stage), and G eager instead of
-through torch.compile (the preset's compile_g, on where the step runs fp32). `--levers 0,3` picks rows of LEVERS.
+lazier regularisation (gp_every), a smaller D (one residual block fewer per stage), G eager instead of
+through torch.compile (the preset's compile_g, on where the step runs fp32), and D without its fast paths
+(the preset's d_fast, train.fast_d). `--levers 0,3` picks rows of LEVERS.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ LEVERS = {  # name -> preset overrides (the preset's compile_g compiles G where 
     "bf16 off, gp_every 16, D 0 blocks/stage": {"gp_every": 16, "d_blocks": 0},
     "bf16 off, G eager (compile_g=false)": {"compile_g": False},
     "bf16 off, gp_every 16, G eager": {"gp_every": 16, "compile_g": False},
+    "bf16 off, D fast paths off (d_fast=false)": {"d_fast": False},
+    "bf16 off, gp_every 16, D fast paths off": {"gp_every": 16, "d_fast": False},
 }
 
 

@@ -96,6 +96,9 @@ class Preset:
     # torch.compile G's training passes where the step runs fp32 on CPU (no native bf16, or bf16 off); needs a
     # C++ compiler, else G runs eagerly (train.compiled). Same math; values differ by float rounding only.
     compile_g: bool = False
+    # the trainer's D runs its leaky ReLUs without the penalty's all-zero second backward and a 4x4/2 conv on a
+    # 2x2 map as one matrix product (train.fast_d). Same math; values differ by float rounding only.
+    d_fast: bool = False
     # bookkeeping
     seed: int = 0  # master seed: data order, noise, labels
     log_every: int = 50  # steps between JSONL/TensorBoard rows
@@ -161,6 +164,7 @@ PRESETS: dict[str, Preset] = {
             bf16=True,
             channels_last=True,
             compile_g=True,  # without native bf16 (bench/results/train.md, session 13)
+            d_fast=True,  # bench/results/train.md, session 14
             log_every=25,
             sample_every=250,
             ckpt_every=250,

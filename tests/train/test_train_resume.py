@@ -120,8 +120,9 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     extra |= SHARP if sharp else {}
     # the CPU presets' layout: G's sub-pixel shuffle path and D's NCHW small maps (models/blocks.py)
     extra |= {"channels_last": True} if cl or compiled else {}
-    # acgan-64-cpu without native bf16: G through torch.compile (train.compiled); each process compiles anew
-    extra |= {"compile_g": True} if compiled else {}
+    # acgan-64-cpu without native bf16: G through torch.compile (train.compiled), each process compiling anew,
+    # and D's fast paths (train.fast_d)
+    extra |= {"compile_g": True, "d_fast": True} if compiled else {}
     sets += [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     killed = tmp_path / "killed"
