@@ -25,7 +25,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,31 +37,14 @@ sys.path.insert(0, str(ROOT / "bench" / "foreign"))
 from charforge.core.images import load_image  # noqa: E402
 from charforge.data import faces  # noqa: E402
 
-PACKAGES = ("renpy-demo", "renpy-thequestion")
-SPRITE_NAMES = ("eileen", "lucy", "sylvie")
 OLD = {"STANDING_RATIO": faces.TALL_RATIO, "HEAD_SHARE": 0.3, "HEAD_WIDTHS": 1.0}
 
 
 def sprites(cache: Path) -> list[Path]:
-    """The renpy character sprites, extracted from the Debian packages into the cache (downloaded once)."""
-    deb_dir = cache / "deb"
-    out = cache / "sets" / "renpy-sprites"
-    have = sorted(out.glob("*.png"))
-    if len(have) >= 13:
-        return have
-    deb_dir.mkdir(parents=True, exist_ok=True)
-    for pkg in PACKAGES:
-        if not list(deb_dir.glob(f"{pkg}_*.deb")):
-            subprocess.run(["apt-get", "download", pkg], cwd=deb_dir, check=True, capture_output=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for pkg in PACKAGES:
-            deb = sorted(deb_dir.glob(f"{pkg}_*.deb"))[-1]
-            subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
-        for f in Path(tmp).rglob("*.png"):
-            if f.name.split(" ")[0].lower() in SPRITE_NAMES:
-                (out / f.name.replace(" ", "_")).write_bytes(f.read_bytes())
-    return sorted(out.glob("*.png"))
+    """The renpy character sprites (bench/foreign/run.py downloads and extracts them into the cache)."""
+    import run as foreign
+
+    return sorted(foreign.renpy_sprites(cache).glob("*.png"))
 
 
 def portraits(cache: Path) -> dict[str, list[Path]]:

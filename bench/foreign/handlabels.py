@@ -1,4 +1,5 @@
-"""Hand labels for the sets that no generator labels: photos shipped by PyPI packages and Wesnoth portraits.
+"""Hand labels for the sets that no generator labels: photos shipped by PyPI packages, Wesnoth portraits and the
+Ren'Py visual-novel sprites.
 
 Each entry: tag -> 1/0 (tags not given are not applicable, never scored), plus optional "hair color"
 (one of the 13 charforge colours) and "hair family" (when only the coarse family is certain).
@@ -90,3 +91,33 @@ WESNOTH: dict[str, dict[str, Any]] = {
 WESNOTH_LICENCE = "GPL-2+ (Battle for Wesnoth art, Debian package wesnoth-1.16-data 1:1.16.9-1)"
 WESNOTH_PACKAGE = "wesnoth-1.16-data"
 WESNOTH_PORTRAITS = "usr/share/games/wesnoth/1.16/data/core/images/portraits"
+
+
+# ---- Ren'Py visual-novel sprites (human-drawn anime art) ------------------------------------------------------
+# The character sprites of Debian's renpy-demo (Eileen, Lucy) and renpy-thequestion (Sylvie): tall RGBA sprites cut
+# at the thigh, 3 characters in 13 expressions and outfits, so 13 pictures but only 3 independent heads of hair.
+# Labelled 2026-12-07 by looking at each sprite. Eileen's salmon-red bob sits between red and pink, Sylvie's
+# orange-to-auburn gradient between orange and brown: only the family is given where a person could name either.
+# Hairbands are not hats and not ribbons; Sylvie's collar ribbon and neckerchief are not hair ribbons (unlabelled).
+RENPY_PACKAGES = ("renpy-demo", "renpy-thequestion")
+RENPY_LICENCE = (
+    "Expat (Ren'Py, Tom Rothamel; the Debian packages' copyright files list no other terms for the art)"
+)
+_EILEEN = {"hair family": "red/pink", "short hair": 1, "long hair": 0, "glasses": 0, "hat": 0}
+_LUCY = {"hair color": "black", "long hair": 1, "short hair": 0, "glasses": 1, "hat": 0}
+_SYLVIE = {"hair family": "blonde/orange", "long hair": 1, "short hair": 0, "glasses": 0, "hat": 0}
+RENPY: dict[str, dict[str, Any]] = {
+    "eileen_concerned.png": {**_EILEEN, "smile": 0, "open mouth": 0},
+    "eileen_happy.png": {**_EILEEN, "smile": 1, "open mouth": 0},
+    "eileen_vhappy.png": {**_EILEEN, "smile": 1, "open mouth": 1},
+    "lucy_happy.png": {**_LUCY, "open mouth": 0},
+    "lucy_mad.png": {**_LUCY, "smile": 0, "open mouth": 1},
+    "sylvie_blue_giggle.png": {**_SYLVIE, "smile": 1},
+    "sylvie_blue_normal.png": {**_SYLVIE, "open mouth": 0},
+    "sylvie_blue_smile.png": {**_SYLVIE, "smile": 1, "open mouth": 1},
+    "sylvie_blue_surprised.png": {**_SYLVIE, "smile": 0, "open mouth": 1},
+    "sylvie_green_giggle.png": {**_SYLVIE, "smile": 1},
+    "sylvie_green_normal.png": {**_SYLVIE, "open mouth": 0},
+    "sylvie_green_smile.png": {**_SYLVIE, "smile": 1, "open mouth": 1},
+    "sylvie_green_surprised.png": {**_SYLVIE, "smile": 0, "open mouth": 1},
+}

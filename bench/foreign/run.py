@@ -39,6 +39,8 @@ import training_styles  # noqa: E402
 import validation  # noqa: E402
 
 SETS = tuple(f"dicebear-{s}" for s in mapping.STYLES) + ("photos", "wesnoth")
+# human-drawn anime sprites (3 characters, 13 pictures): a test set reported apart, outside the pooled five
+EXTRA_SETS = ("renpy",)
 VALIDATION_SETS = tuple(f"dicebear-{s}" for s in validation.STYLES)  # for choosing settings, never results
 TRAINING_SETS = tuple(f"dicebear-{s}" for s in training_styles.STYLES)  # for training only, never results
 PARTS = ("tagger", "import", "fit")
@@ -323,6 +325,49 @@ def build_wesnoth(cache: Path) -> Path:
     return out
 
 
+def renpy_sprites(cache: Path) -> Path:
+    """The Ren'Py character sprites (handlabels.RENPY), extracted from Debian's renpy-demo and renpy-thequestion
+    (`apt-get download` into <cache>/deb once) into <cache>/sets/renpy-sprites; spaces in names become '_'."""
+    out = cache / "sets" / "renpy-sprites"
+    if all((out / f).exists() for f in handlabels.RENPY):
+        return out
+    deb_dir = cache / "deb"
+    deb_dir.mkdir(parents=True, exist_ok=True)
+    for pkg in handlabels.RENPY_PACKAGES:
+        if not list(deb_dir.glob(f"{pkg}_*.deb")):
+            subprocess.run(["apt-get", "download", pkg], cwd=deb_dir, check=True, capture_output=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for pkg in handlabels.RENPY_PACKAGES:
+            subprocess.run(["dpkg-deb", "-x", str(sorted(deb_dir.glob(f"{pkg}_*.deb"))[-1]), tmp], check=True)
+        for f in Path(tmp).rglob("*.png"):
+            if f.name.replace(" ", "_") in handlabels.RENPY:
+                shutil.copy2(f, out / f.name.replace(" ", "_"))
+    missing = [f for f in handlabels.RENPY if not (out / f).exists()]
+    if missing:
+        raise SystemExit(f"renpy: {', '.join(missing)} not in {', '.join(handlabels.RENPY_PACKAGES)}")
+    return out
+
+
+def build_renpy(cache: Path) -> Path:
+    out = cache / "sets" / f"renpy-{hashlib.sha256((HERE / 'handlabels.py').read_bytes()).hexdigest()[:10]}"
+    if (out / "manifest.json").exists():
+        return out
+    src = renpy_sprites(cache)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for name, hand in handlabels.RENPY.items():
+        shutil.copy2(src / name, img_dir / name)
+        labels, colour, family = _labels_from_hand(hand)
+        items.append({"file": name, "labels": labels, "hair_color": colour, "hair_family": family, "face": 1,
+                      "licence": handlabels.RENPY_LICENCE})  # fmt: skip
+    manifest = {"set": "renpy", "packages": list(handlabels.RENPY_PACKAGES), "licence": handlabels.RENPY_LICENCE,
+                "items": items}  # fmt: skip
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
 def build_set(name: str, n: int, seed: int, cache: Path) -> Path:
     if name.startswith("dicebear-"):
         return build_dicebear(name.removeprefix("dicebear-"), n, seed, cache)
@@ -330,7 +375,9 @@ def build_set(name: str, n: int, seed: int, cache: Path) -> Path:
         return build_photos(cache)
     if name == "wesnoth":
         return build_wesnoth(cache)
-    raise SystemExit(f"unknown set {name!r}; valid: {', '.join(SETS)}")
+    if name == "renpy":
+        return build_renpy(cache)
+    raise SystemExit(f"unknown set {name!r}; valid: {', '.join(SETS + EXTRA_SETS)}")
 
 
 # ---- the tagger ------------------------------------------------------------------------------------------
@@ -341,14 +388,18 @@ def load_set_images(
     crops the largest face it finds, zoomed out 1.5x, and falls back to the centre square. Alpha on white.
     Returns (images, how many fell back)."""
     from charforge.core.images import load_image
-    from charforge.data.faces import crop_sample, detect_faces
+    from charforge.data.faces import crop_padded, crop_sample, detect_faces, find_crops, resize_square
 
     out, fallback = [], 0
     for it in items:
         image = load_image(set_dir / "images" / it["file"])
         boxes = detect_faces(image, crop) if crop != "centre" else []
         fallback += int(crop != "centre" and not boxes)
-        out.append(crop_sample(image, boxes[0] if boxes else None, size)[0])
+        if boxes:
+            out.append(crop_sample(image, boxes[0], size)[0])
+        else:  # `--faces none`: the centre square, or the head square of a standing sprite (VN sprites)
+            square = find_crops(image, "none")[0][0].square
+            out.append(resize_square(crop_padded(image, square), size))
     return np.stack(out), fallback
 
 
@@ -775,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set",
         action="append",
         default=[],
-        choices=SETS + VALIDATION_SETS,
+        choices=SETS + EXTRA_SETS + VALIDATION_SETS,
         help="set to build and measure (repeat); dicebear-micah is for choosing settings, not a result",
     )
     ap.add_argument(

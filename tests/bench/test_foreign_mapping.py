@@ -118,7 +118,8 @@ def test_known_absent_and_glasses_options():
 
 
 def test_hand_labels_use_known_tags():
-    for labels in list(hand.PHOTOS.values()) + list(hand.WESNOTH.values()):
+    assert len(hand.RENPY) == 13 and all(f.endswith(".png") and " " not in f for f in hand.RENPY)
+    for labels in list(hand.PHOTOS.values()) + list(hand.WESNOTH.values()) + list(hand.RENPY.values()):
         for k, v in labels.items():
             if k == "hair color":
                 assert v in m.HAIR_COLORS
