@@ -75,7 +75,11 @@ MIN_FOR_STATS = 8  # estimated images needed before the distribution of estimate
 UNKNOWN_MOST = 0.8  # say so (and that it is safe) when a group is unknown on at least this share of them
 UNSURE_MARGIN = 0.1  # an independent tag whose probability is this close to the threshold is uncertain
 DISK_MARGIN = 16 * 2**20  # bytes of free space kept in reserve beyond the estimate (reports, sheets)
-PREVIEW_SIDE = 512  # longer side of the copy of each image kept to re-crop it for the whole-picture check
+# Longer side of the copy of each image kept to re-crop it for the whole-picture copy check. At 512 the re-cut of
+# a 700 px visual-novel sprite was off by a fraction of a pixel, which on sharp line art reads as copy noise
+# everywhere and hid a changed mouth: renpy's 13 sprites lost 1 (anime), 3 (human), 4 (human-dlib) expression
+# variants as "copies"; at 1024 none (bench/foreign/results/session14/import_renpy_*.md).
+PREVIEW_SIDE = 1024
 
 
 def shown(rel: str) -> str:

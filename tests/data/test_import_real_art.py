@@ -150,3 +150,29 @@ def test_a_killed_import_with_a_detector_resumes_to_the_same_dataset(art, tmp_pa
     assert resumed.dataset.manifest["items"] == clean.dataset.manifest["items"]
     assert resumed.duplicates == clean.duplicates
     np.testing.assert_array_equal(resumed.dataset.images, clean.dataset.images)
+
+
+def test_expression_variants_of_a_large_sprite_survive_dedupe(tmp_path):
+    """Visual-novel sprites come as one large canvas per expression: every expression is kept, with a detector
+    and without, and a JPEG copy of one is dropped. (The real case this guards, Debian's renpy sprites, where a
+    512 px preview hid a changed mouth on sharp line art, is measured by `bench/foreign/run.py --set renpy
+    --parts import`: these creator renders are too soft to show it.)"""
+    from corpus import _builtin_renders, keyed, tall_sprite
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for mouth in ("closed", "smile", "open"):
+        _, _, (face,) = _builtin_renders(1, seed=11, size=400, mouth=mouth)
+        Image.fromarray(tall_sprite(keyed(face), height=900)).save(src / f"hero_{mouth}.png")
+    sprite = Image.open(src / "hero_smile.png")
+    flat = Image.new("RGB", sprite.size, "white")
+    flat.paste(sprite, mask=sprite.getchannel("A"))  # as import puts a sprite on white
+    flat.save(src / "zz_hero_smile_copy.jpg", quality=80)
+    for faces in ("anime", "none"):
+        report = import_folder(src, tmp_path / faces, size=64, faces=faces, progress=False)
+        kept = _kept(report)
+        assert all(kept[f"hero_{m}.png"] == 1 for m in ("closed", "smile", "open")), (faces, kept)
+        assert [d["path"] for d in report.duplicates] == ["zz_hero_smile_copy.jpg"], (
+            faces,
+            report.duplicates,
+        )
