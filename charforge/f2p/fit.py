@@ -73,7 +73,7 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)  # results to distrust (low percentile, collapsed model)
     faces: list[str] = field(
         default_factory=list
-    )  # per input: "face", "drawing (whole image)" or "whole image"
+    )  # per input: "face", "drawing (whole image)", "drawing (head of a standing figure)" or "whole image"
 
     @property
     def attribute_agreement(self) -> float | None:
@@ -98,7 +98,8 @@ def prepare_inputs(
     notes: list[str] | None = None,
 ) -> Prepared:
     """Detect the largest face of every input: crop it like a portrait and read its attributes. A drawing with no
-    detectable face is used whole; a photo with none is a UserError naming it. detect=False uses every image whole."""
+    detectable face is used whole, or, a standing sprite (a tall image or figure), by the square around its head as
+    `data import` cuts it; a photo with none is a UserError naming it. detect=False uses every image whole."""
     from charforge.f2p.attributes import attributes_from_box
     from charforge.f2p.faces import find_face, looks_like_drawing, portrait_crop
 
@@ -120,12 +121,23 @@ def prepare_inputs(
                     f"{src}: no face found in this photo. Use a clear, front-facing photo, or pass --no-detect "
                     "to use the whole image as the face (crops, drawings)"
                 ) from None
-            notes.append(
-                f"{src}: no face detected in a drawing; used the whole image, without attribute constraints"
-            )
-            out.crops.append(im)
+            from charforge.data.faces import crop_padded, head_square
+
+            head = head_square(im)  # a standing sprite: its head, as `data import` cuts it
+            if head is None:
+                notes.append(
+                    f"{src}: no face detected in a drawing; used the whole image, without attribute constraints"
+                )
+                out.crops.append(im)
+                out.faces.append("drawing (whole image)")
+            else:
+                notes.append(
+                    f"{src}: no face detected in a drawing; used the head of the standing figure "
+                    f"({head.w} px square at the top), without attribute constraints"
+                )
+                out.crops.append(crop_padded(im, head))
+                out.faces.append("drawing (head of a standing figure)")
             out.attributes.append(None)
-            out.faces.append("drawing (whole image)")
             continue
         if box.n_found > 1:
             notes.append(f"{src}: {box.n_found} faces found, used the largest")
