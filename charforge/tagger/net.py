@@ -359,9 +359,8 @@ class TagReading:
     proba: np.ndarray  # (N, T) as `predict_proba` returns them
     familiarity: np.ndarray | None = None  # (N,) the familiarity model's scores, None without a model
     line: float | None = None  # the model's line: above it a picture is unlike the art it learned from
-    hair: object | None = (
-        None  # the part reader's HairReading (charforge.tagger.parts), None without a reader
-    )
+    # the part reader's HairReading (charforge.tagger.parts), None without a reader
+    hair: object | None = None
 
     @property
     def unfamiliar(self) -> np.ndarray | None:
