@@ -121,10 +121,19 @@ def prepare_inputs(
                     f"{src}: no face found in this photo. Use a clear, front-facing photo, or pass --no-detect "
                     "to use the whole image as the face (crops, drawings)"
                 ) from None
-            from charforge.data.faces import crop_padded, head_square
+            from charforge.data.faces import crop_padded, detect_faces, head_square, zoom_box
 
-            head = head_square(im)  # a standing sprite: its head, as `data import` cuts it
-            if head is None:
+            anime = detect_faces(im, "anime")  # an anime face: the square `data import --faces anime` cuts
+            head = None if anime else head_square(im)  # else a standing sprite: its head, as import cuts it
+            if anime:
+                square = zoom_box(anime[0], 1.5)  # data import's default --crop-scale
+                notes.append(
+                    f"{src}: no photo face detected; the anime face detector found one: used the {square.w} px "
+                    "square around it, without attribute constraints"
+                )
+                out.crops.append(crop_padded(im, square))
+                out.faces.append("drawing (anime face)")
+            elif head is None:
                 notes.append(
                     f"{src}: no face detected in a drawing; used the whole image, without attribute constraints"
                 )

@@ -196,3 +196,33 @@ def test_a_standing_sprite_is_fitted_by_its_head():
     square[40:160, 50:150] = (230, 190, 160)
     p = prepare_inputs([square])
     assert p.faces == ["drawing (whole image)"] and p.crops[0].shape == (200, 200, 3)
+
+
+def test_an_anime_face_in_a_drawing_is_fitted_by_the_square_import_cuts():
+    """Where dlib finds no face in a drawing but the anime detector does, the fit uses the square `data import
+    --faces anime` cuts around that face (1.5x), with a note; without an anime face it falls back as before."""
+    pytest.importorskip("charforge.creators.builtin")
+    from charforge.creators.builtin import BuiltinCreator
+    from charforge.data.faces import crop_padded, detect_faces, zoom_box
+    from charforge.f2p.faces import find_face
+    from charforge.f2p.fit import prepare_inputs
+
+    creator = BuiltinCreator()
+    renders = creator.render(creator.sample(12, np.random.default_rng(3)), 256)
+    picked = None
+    for im in renders:
+        try:
+            find_face(im)
+            continue  # dlib sees a face here: the photo path, not this one
+        except Exception:
+            pass
+        if detect_faces(im, "anime"):
+            picked = im
+            break
+    assert picked is not None, "no creator render with an anime face and no dlib face among 12"
+    notes: list[str] = []
+    p = prepare_inputs([picked], notes=notes)
+    want = crop_padded(picked, zoom_box(detect_faces(picked, "anime")[0], 1.5))
+    assert p.faces == ["drawing (anime face)"] and p.attributes == [None]
+    np.testing.assert_array_equal(p.crops[0], want)
+    assert "anime face detector found one" in notes[0]
