@@ -143,7 +143,8 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     # Hair colour from the drawn pixels on the sets that are scored (test, validation); the training styles keep
     # the option's label, as the shipped recipes were trained: on big-smile's two-tone hair the drawn rule names
     # the shadow (aqua hair read as grey), and those labels were never checked as the test sets' were
-    relabelled = _label_drawn_hair(items, spec.hair_option, img_dir, npm_dir) if drawn else None
+    sheet = cache / "sheets" / f"{out.name}-hair.png"
+    relabelled = _label_drawn_hair(items, spec.hair_option, img_dir, npm_dir, sheet) if drawn else None
     m = meta["styles"].get(style, {})
     lic = (m.get("license") or {}).get("name", spec.licence)
     renderer = (
@@ -176,11 +177,13 @@ def build_dicebear(style: str, n: int, seed: int, cache: Path) -> Path:
     return out
 
 
-def _label_drawn_hair(items: list[dict], hair_option: str, img_dir: Path, npm_dir: Path) -> dict[str, int]:
+def _label_drawn_hair(
+    items: list[dict], hair_option: str, img_dir: Path, npm_dir: Path, sheet: Path
+) -> dict[str, int]:
     """Hair colour labels from what each render shows, not from the option (`mapping.drawn_hair`): every avatar
     with a hair colour label is drawn once more with only its hair option changed to a far colour (DiceBear
     draws each part from the seed, so nothing else moves). Returns counts of changed and unlabelled avatars, and
-    draws the changed ones into <cache>/sheets/<set folder>-hair.png."""
+    draws the changed ones on `sheet`."""
     from PIL import Image
 
     todo = [it for it in items if it.get("hair_color")]
@@ -205,9 +208,7 @@ def _label_drawn_hair(items: list[dict], hair_option: str, img_dir: Path, npm_di
                 changed.append(it)
             counts["now_unlabelled"] += it["hair_color"] is None
     if changed:
-        _relabel_sheet(
-            changed, img_dir, img_dir.parent.parent.parent / "sheets" / f"{img_dir.parent.name}-hair.png"
-        )
+        _relabel_sheet(changed, img_dir, sheet)
     return counts
 
 
@@ -277,21 +278,25 @@ def build_photos(cache: Path) -> Path:
     return out
 
 
+def debian_package(cache: Path, package: str) -> Path:
+    """The newest .deb of `package` in <cache>/deb, fetched with `apt-get download` the first time."""
+    deb_dir = cache / "deb"
+    deb_dir.mkdir(parents=True, exist_ok=True)
+    if not list(deb_dir.glob(f"{package}_*.deb")):
+        subprocess.run(["apt-get", "download", package], cwd=deb_dir, check=True, capture_output=True)
+    return sorted(deb_dir.glob(f"{package}_*.deb"))[-1]
+
+
 def build_wesnoth(cache: Path) -> Path:
     out = cache / "sets" / f"wesnoth-{hashlib.sha256((HERE / 'handlabels.py').read_bytes()).hexdigest()[:10]}"
     if (out / "manifest.json").exists():
         return out
-    deb_dir = cache / "deb"
-    deb_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(deb_dir.glob(f"{handlabels.WESNOTH_PACKAGE}_*.deb"))
-    if not debs:
-        subprocess.run(["apt-get", "download", handlabels.WESNOTH_PACKAGE], cwd=deb_dir, check=True)
-        debs = sorted(deb_dir.glob(f"{handlabels.WESNOTH_PACKAGE}_*.deb"))
-    extract = deb_dir / "wesnoth"
+    deb = debian_package(cache, handlabels.WESNOTH_PACKAGE)
+    extract = deb.parent / "wesnoth"
     src = extract / handlabels.WESNOTH_PORTRAITS
     if not src.is_dir():
         extract.mkdir(parents=True, exist_ok=True)
-        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[-1])], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
         subprocess.run(
             ["tar", "-x", "-C", str(extract), "--wildcards", f"./{handlabels.WESNOTH_PORTRAITS}/*"],
             stdin=tar.stdout,
@@ -317,7 +322,7 @@ def build_wesnoth(cache: Path) -> Path:
         )
     manifest = {
         "set": "wesnoth",
-        "package": debs[-1].name,
+        "package": deb.name,
         "licence": handlabels.WESNOTH_LICENCE,
         "items": items,
     }
@@ -331,15 +336,11 @@ def renpy_sprites(cache: Path) -> Path:
     out = cache / "sets" / "renpy-sprites"
     if all((out / f).exists() for f in handlabels.RENPY):
         return out
-    deb_dir = cache / "deb"
-    deb_dir.mkdir(parents=True, exist_ok=True)
-    for pkg in handlabels.RENPY_PACKAGES:
-        if not list(deb_dir.glob(f"{pkg}_*.deb")):
-            subprocess.run(["apt-get", "download", pkg], cwd=deb_dir, check=True, capture_output=True)
+    debs = [debian_package(cache, pkg) for pkg in handlabels.RENPY_PACKAGES]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for pkg in handlabels.RENPY_PACKAGES:
-            subprocess.run(["dpkg-deb", "-x", str(sorted(deb_dir.glob(f"{pkg}_*.deb"))[-1]), tmp], check=True)
+        for deb in debs:
+            subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
         for f in Path(tmp).rglob("*.png"):
             if f.name.replace(" ", "_") in handlabels.RENPY:
                 shutil.copy2(f, out / f.name.replace(" ", "_"))

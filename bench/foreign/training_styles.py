@@ -225,6 +225,9 @@ def _notionists() -> StyleSpec:
     )
 
 
+_BH_CLOTH = ("white", "blue", "black", "green", "red")  # Big Heads' clothing palette, used for hats too
+
+
 def _bigheads() -> StyleSpec:
     """Big Heads (npm @bigheads/core, MIT, Robert Broersma): React SVG avatars, drawn by bench/foreign/dicebear.mjs
     through react-dom/server. Not DiceBear: a second drawing family, with a knit beanie and a turban, the two hat
@@ -289,8 +292,6 @@ def _bigheads() -> StyleSpec:
         "labelled); round and tiny clear glasses; shades and the tongue mouth are not drawn.",
     )
 
-
-_BH_CLOTH = ("white", "blue", "black", "green", "red")  # Big Heads' clothing palette, used for hats too
 
 STYLES: dict[str, StyleSpec] = {
     s.name: s

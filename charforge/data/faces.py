@@ -168,8 +168,13 @@ def crop_padded(image: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
+DEFAULT_CROP_SCALE = (
+    1.5  # a face box is zoomed out this much to keep the hair (the paper's crop; --crop-scale)
+)
+
+
 def crop_sample(
-    image: np.ndarray, box: Box | None, size: int, crop_scale: float = 1.5
+    image: np.ndarray, box: Box | None, size: int, crop_scale: float = DEFAULT_CROP_SCALE
 ) -> tuple[np.ndarray, Box]:
     """One training image: the zoomed-out face square (or the centre square when box is None), resized.
 

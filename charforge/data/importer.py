@@ -54,7 +54,7 @@ from charforge.data.dedupe import (
     phash,
     same_picture,
 )
-from charforge.data.faces import Box, check_kind, crop_padded, find_crops, zoom_box
+from charforge.data.faces import DEFAULT_CROP_SCALE, Box, check_kind, crop_padded, find_crops, zoom_box
 from charforge.data.import_tags import TagRow, declared_extra_tags, match_rows, read_tags_file
 from charforge.data.packed import PackedDataset, PackedWriter
 from charforge.errors import UserError
@@ -337,7 +337,7 @@ def import_folder(
     size: int = 64,
     tags_file: Path | None = None,
     faces: str = "none",
-    crop_scale: float = 1.5,
+    crop_scale: float = DEFAULT_CROP_SCALE,
     license: str | None = None,
     min_size: int = 32,
     estimate_tags: Path | str | None = None,
@@ -953,7 +953,7 @@ def _estimate_missing_tags(
         _check_width(job, pred)
     pred = (pred > 0).astype(np.uint8)
     reading = None if seen is None else seen.hair  # the part reader's, where the tagger has one
-    far, over = _unfamiliar(job.tagger, seen, len(missing))
+    far, over = _unfamiliar(seen, len(missing))
     # unfamiliar pictures get no tags where they are most of this chunk (charforge.tagger.familiar.UNFAMILIAR_MOST)
     withhold = far is not None and not job.keep_unfamiliar and _mostly(far)
     for j, i in enumerate(missing):
@@ -994,7 +994,7 @@ def _estimate_missing_tags(
     tags[missing] = pred
 
 
-def _unfamiliar(tagger, seen, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _unfamiliar(seen, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(which of a reading's n pictures the tagger's familiarity model flags, their scores over its line), or
     (None, None) without a reading or a familiarity model (charforge.tagger.familiar)."""
     if seen is None or seen.familiarity is None or len(seen.familiarity) != n:

@@ -73,7 +73,7 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)  # results to distrust (low percentile, collapsed model)
     faces: list[str] = field(
         default_factory=list
-    )  # per input: "face", "drawing (whole image)", "drawing (head of a standing figure)" or "whole image"
+    )  # per input: "face", "drawing (anime face | head of a standing figure | whole image)" or "whole image"
 
     @property
     def attribute_agreement(self) -> float | None:
@@ -90,6 +90,25 @@ class Prepared:
     faces: list[str]
 
 
+def frame_drawing(image: np.ndarray) -> tuple[np.ndarray, str, str]:
+    """(crop, how, note) for a drawing in which no photo face was found, framed as `data import` frames it: the
+    square around an anime face (--faces anime, DEFAULT_CROP_SCALE), else the head square of a standing sprite
+    (--faces none), else the whole image."""
+    from charforge.data.faces import DEFAULT_CROP_SCALE, crop_padded, detect_faces, head_square, zoom_box
+
+    unconstrained = "without attribute constraints"
+    anime = detect_faces(image, "anime")
+    if anime:
+        square = zoom_box(anime[0], DEFAULT_CROP_SCALE)
+        note = f"no photo face detected; the anime face detector found one: used the {square.w} px square around it"
+        return crop_padded(image, square), "anime face", f"{note}, {unconstrained}"
+    head = head_square(image)
+    if head is not None:
+        note = f"no face detected in a drawing; used the head of the standing figure ({head.w} px square at the top)"
+        return crop_padded(image, head), "head of a standing figure", f"{note}, {unconstrained}"
+    return image, "whole image", f"no face detected in a drawing; used the whole image, {unconstrained}"
+
+
 def prepare_inputs(
     images: Sequence[np.ndarray],
     *,
@@ -98,8 +117,8 @@ def prepare_inputs(
     notes: list[str] | None = None,
 ) -> Prepared:
     """Detect the largest face of every input: crop it like a portrait and read its attributes. A drawing with no
-    detectable face is used whole, or, a standing sprite (a tall image or figure), by the square around its head as
-    `data import` cuts it; a photo with none is a UserError naming it. detect=False uses every image whole."""
+    photo face is framed as `data import` frames it (`frame_drawing`); a photo with none is a UserError naming it.
+    detect=False uses every image whole."""
     from charforge.f2p.attributes import attributes_from_box
     from charforge.f2p.faces import find_face, looks_like_drawing, portrait_crop
 
@@ -121,31 +140,10 @@ def prepare_inputs(
                     f"{src}: no face found in this photo. Use a clear, front-facing photo, or pass --no-detect "
                     "to use the whole image as the face (crops, drawings)"
                 ) from None
-            from charforge.data.faces import crop_padded, detect_faces, head_square, zoom_box
-
-            anime = detect_faces(im, "anime")  # an anime face: the square `data import --faces anime` cuts
-            head = None if anime else head_square(im)  # else a standing sprite: its head, as import cuts it
-            if anime:
-                square = zoom_box(anime[0], 1.5)  # data import's default --crop-scale
-                notes.append(
-                    f"{src}: no photo face detected; the anime face detector found one: used the {square.w} px "
-                    "square around it, without attribute constraints"
-                )
-                out.crops.append(crop_padded(im, square))
-                out.faces.append("drawing (anime face)")
-            elif head is None:
-                notes.append(
-                    f"{src}: no face detected in a drawing; used the whole image, without attribute constraints"
-                )
-                out.crops.append(im)
-                out.faces.append("drawing (whole image)")
-            else:
-                notes.append(
-                    f"{src}: no face detected in a drawing; used the head of the standing figure "
-                    f"({head.w} px square at the top), without attribute constraints"
-                )
-                out.crops.append(crop_padded(im, head))
-                out.faces.append("drawing (head of a standing figure)")
+            crop, how, note = frame_drawing(im)
+            notes.append(f"{src}: {note}")
+            out.crops.append(crop)
+            out.faces.append(f"drawing ({how})")
             out.attributes.append(None)
             continue
         if box.n_found > 1:
