@@ -176,6 +176,12 @@ def parts_train(
         "(N,K,S,S) uint8 (1 / 0 / 255 unknown) and parts (K,) names (e.g. bench/foreign/part_masks.py).",
     ),
     extra_share: float = typer.Option(0.25, help="With --extra: share of each batch drawn from it."),
+    synth_hats: float = typer.Option(
+        0.0,
+        "--synth-hats",
+        help="Share of portraits (0-1) that get a painted hat of a random kind, colour and finish over their "
+        "hair, marked as hat: teaches hats the creator does not draw (charforge/train/synth_hats.py).",
+    ),
 ) -> None:
     """Train the part reader (hair/hat/skin masks) on the creator's exact part masks; rerun to resume."""
     from charforge.train.partseg import PartSegOptions, train_partseg
@@ -190,6 +196,7 @@ def parts_train(
         threads=threads,
         extra=None if extra is None else str(extra),
         extra_share=extra_share,
+        synth_hats=synth_hats,
     )
     names = tuple(p.strip() for p in parts.split(",") if p.strip())
     path = train_partseg(data, out, opts, parts=names, channels=channels, image_size=size)

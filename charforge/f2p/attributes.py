@@ -602,38 +602,40 @@ def _shipped_estimator():
     return None if path is None else load_tagger(path)
 
 
-def _estimator_sees_glasses(images: list[np.ndarray]) -> bool:
-    """The shipped tag estimator's forced glasses decision (its fitted threshold) is yes on every drawing, and no
-    drawing is unlike the art it learned from (its familiarity check: there its answers are guesses, and import
-    leaves them unknown too)."""
+def _estimator_glasses(images: list[np.ndarray]) -> list[bool] | None:
+    """The shipped tag estimator's forced glasses decision (its fitted threshold) per drawing, or None where there
+    is no estimator or it finds any drawing unlike the art it learned from (its familiarity check: there its
+    answers are guesses, and import leaves them unknown too)."""
     t = _shipped_estimator() if images else None
     if t is None:
-        return False
+        return None
     k = list(t.schema.tags).index("glasses")
+    out = []
     for im in images:
         seen = t.read(np.asarray(im, np.uint8)[None])  # per call, nothing kept: the studio's threads share t
-        yes, unfamiliar = bool(t.tags_of(seen)[0, k]), seen.unfamiliar
-        if not yes or (unfamiliar is not None and bool(unfamiliar[0])):
-            return False
-    return True
+        if seen.unfamiliar is not None and bool(seen.unfamiliar[0]):
+            return None
+        out.append(bool(t.tags_of(seen)[0, k]))
+    return out
 
 
 def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any], dict[str, tuple[str, ...]]]:
-    """(summary, constraints) for drawings without a detectable face.
+    """(summary, constraints) for drawings (no photo face found, or an image that looks drawn: `fit.prepare_inputs`).
 
     - Hair colour: where the shipped part reader sees the hair in every drawing, the palette colours within
       DRAWING_HAIR_DELTA_E of the nearest to each drawing's modal hair colour, in every drawing (none in
       common: unconstrained); otherwise the hair-colour family from the layout when every drawing agrees.
     - No hat: a hat is fitted only where one is seen, and the layout cannot see one (on 90 DiceBear avatars the
       unconstrained search put a hat on 47 % of the hatless ones).
-    - Glasses: on where the reader marks glasses rims on every drawing, or where the shipped tag estimator
-      decides "glasses" on every drawing (thin line-art rims the reader does not mark); off where the reader
-      marks none on any and the estimator does not see them; else left to the search."""
+    - Glasses: the shipped tag estimator's forced decision, "glasses" only where it says so on every drawing
+      (session 15, rule D: it reads the thin line-art rims the reader misses, and the reader takes some styles'
+      dark eyes for rims). Where the estimator finds a drawing unfamiliar (its answer would be a guess): on where
+      the reader marks rims on every drawing, off where it marks none on any, else left to the search."""
     from charforge.core.colour import srgb_to_lab
     from charforge.creators.builtin import palette
 
     out: dict[str, tuple[str, ...]] = {}
-    summary: dict[str, Any] = {"source": "drawing layout (no face detected)", "hat": False}
+    summary: dict[str, Any] = {"source": "drawing layout (no photo face used)", "hat": False}
     readings, glasses = _read_drawings(images)
     read = all(r is not None and r.known[0] for r in readings) and bool(readings)
     rgbs = (
@@ -643,14 +645,17 @@ def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any]
     )
     fams = {hair_family(rgb) for rgb in rgbs if rgb is not None}
     fam = fams.pop() if len(fams) == 1 and None not in rgbs else None
-    wears = None
-    if glasses and all(g is not None for g in glasses):
-        if all(g >= DRAWING_GLASSES for g in glasses):
-            wears = True
-        elif all(g < DRAWING_NO_GLASSES for g in glasses):
-            wears = False
-    if wears is not True and _estimator_sees_glasses(images):
-        wears = True  # thin line-art rims the reader does not mark (session 13, rule G2)
+    wears, est = None, _estimator_glasses(images)
+    if est is not None:
+        wears = all(est)  # the estimator reads rims the reader misses and is not fooled by dark eyes (rule D)
+    elif glasses and all(g is not None for g in glasses):
+        wears = (
+            True
+            if all(g >= DRAWING_GLASSES for g in glasses)
+            else False
+            if all(g < DRAWING_NO_GLASSES for g in glasses)
+            else None
+        )
     for p in space.categorical:
         allowed: tuple[str, ...] = ()
         if "hair" in p.name and "color" in p.name:
@@ -671,7 +676,7 @@ def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any]
         if allowed:
             out[p.name] = allowed
     if read:
-        summary.update(source="part reader (hair pixels; no face detected)", hair_rgb=rgbs[0])
+        summary.update(source="part reader (hair pixels; no photo face used)", hair_rgb=rgbs[0])
     if fam is not None:
         summary.update(hair_family=fam, hair_rgb=rgbs[0])
     if wears is not None:

@@ -90,23 +90,29 @@ class Prepared:
     faces: list[str]
 
 
-def frame_drawing(image: np.ndarray) -> tuple[np.ndarray, str, str]:
-    """(crop, how, note) for a drawing in which no photo face was found, framed as `data import` frames it: the
-    square around an anime face (--faces anime, DEFAULT_CROP_SCALE), else the head square of a standing sprite
-    (--faces none), else the whole image."""
+def frame_drawing(image: np.ndarray, photo_face: bool = False) -> tuple[np.ndarray, str, str]:
+    """(crop, how, note) for a drawing, framed as `data import` frames it: the square around an anime face
+    (--faces anime, DEFAULT_CROP_SCALE), else the head square of a standing sprite (--faces none), else the whole
+    image. `photo_face`: dlib found a face in it all the same (the note says so)."""
     from charforge.data.faces import DEFAULT_CROP_SCALE, crop_padded, detect_faces, head_square, zoom_box
 
     unconstrained = "without attribute constraints"
+    why = (
+        "a drawing (the photo face detector fired, but a drawing is read as a drawing)"
+        if photo_face
+        else "no face detected in a drawing"
+    )
     anime = detect_faces(image, "anime")
     if anime:
         square = zoom_box(anime[0], DEFAULT_CROP_SCALE)
-        note = f"no photo face detected; the anime face detector found one: used the {square.w} px square around it"
+        first = "a drawing" if photo_face else "no photo face detected"
+        note = f"{first}; the anime face detector found one: used the {square.w} px square around it"
         return crop_padded(image, square), "anime face", f"{note}, {unconstrained}"
     head = head_square(image)
     if head is not None:
-        note = f"no face detected in a drawing; used the head of the standing figure ({head.w} px square at the top)"
+        note = f"{why}; used the head of the standing figure ({head.w} px square at the top)"
         return crop_padded(image, head), "head of a standing figure", f"{note}, {unconstrained}"
-    return image, "whole image", f"no face detected in a drawing; used the whole image, {unconstrained}"
+    return image, "whole image", f"{why}; used the whole image, {unconstrained}"
 
 
 def prepare_inputs(
@@ -117,7 +123,8 @@ def prepare_inputs(
     notes: list[str] | None = None,
 ) -> Prepared:
     """Detect the largest face of every input: crop it like a portrait and read its attributes. A drawing with no
-    photo face is framed as `data import` frames it (`frame_drawing`); a photo with none is a UserError naming it.
+    photo face, or that looks drawn whatever dlib finds, is framed as `data import` frames it (`frame_drawing`); a
+    photo with no face is a UserError naming it.
     detect=False uses every image whole."""
     from charforge.f2p.attributes import attributes_from_box
     from charforge.f2p.faces import find_face, looks_like_drawing, portrait_crop
@@ -135,12 +142,16 @@ def prepare_inputs(
         try:
             box = find_face(im, source=src)
         except UserError:
+            box = None
             if not looks_like_drawing(im):
                 raise UserError(
                     f"{src}: no face found in this photo. Use a clear, front-facing photo, or pass --no-detect "
                     "to use the whole image as the face (crops, drawings)"
                 ) from None
-            crop, how, note = frame_drawing(im)
+        # dlib finds "faces" in many cartoons; the photo attribute reader (sampled skin and hair, nose-bridge
+        # edges) then misreads them (session 15, rule D), so anything that looks drawn is fitted as a drawing
+        if box is None or looks_like_drawing(im):
+            crop, how, note = frame_drawing(im, photo_face=box is not None)
             notes.append(f"{src}: {note}")
             out.crops.append(crop)
             out.faces.append(f"drawing ({how})")

@@ -67,6 +67,7 @@ class PartSegOptions:
     threads: int | None = None
     extra: str | None = None  # an .npz of foreign images with pixel masks (EXTRA_MASKS_FORMAT); None: none
     extra_share: float = 0.25  # with extra: share of each batch drawn from it
+    synth_hats: float = 0.0  # share of portraits that get a painted hat (train/synth_hats.py)
 
 
 @dataclass
@@ -133,6 +134,8 @@ def make_batch(
     img, _ = ta.recolour(parts, idx, rng, schema, p_part=0.85, skin_any=opts.skin_any)
     x = torch.from_numpy(img).permute(0, 3, 1, 2).mul(2).sub(1)
     m = part_targets(parts, idx, names)
+    if opts.synth_hats > 0:
+        _paint_hats(x, m, None, names, opts, step, 13)
     x, m = _augment(x, m, g, opts)
     side = x.shape[-1]
     x, m = _resized(x, m, size)
@@ -187,12 +190,26 @@ def _extra_rows(extra: ExtraMasks, step: int, opts: PartSegOptions, names, n: in
             k = extra.parts.index(name)
             m[:, j] = (raw[:, k] == 1).float()
             w[:, j] = (raw[:, k] != UNKNOWN).float()
+    if opts.synth_hats > 0 and "hat" in names and "hat" not in extra.parts:
+        # a pixel the file marks as another part is known not to be a hat; painted hats are known hats
+        w[:, names.index("hat")] = torch.maximum(w[:, names.index("hat")], (m * w).amax(dim=1))
+        _paint_hats(x, m, w, names, opts, step, 17)
     if s != side:
         x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
         mw = F.interpolate(torch.cat([m, w], 1), size=(side, side), mode="bilinear", align_corners=False)
         m, w = mw[:, : len(names)], mw[:, len(names) :]
     x, mw = _augment(x, torch.cat([m, w], 1), g, opts)
     return x, mw[:, : len(names)], mw[:, len(names) :]
+
+
+def _paint_hats(x, m, w, names, opts: PartSegOptions, step: int, stream: int) -> None:
+    """Painted hats (charforge.train.synth_hats) on a share of the rows, in place, from their own random stream
+    (so a run without them draws exactly what it drew before)."""
+    from charforge.train.synth_hats import paint_batch
+
+    rng = np.random.default_rng([opts.seed, step, stream])
+    xn, mn = x.numpy(), m.numpy()
+    paint_batch(xn, mn, names, rng, opts.synth_hats, known=None if w is None else w.numpy())
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -273,6 +290,12 @@ def train_partseg(
         raise UserError(
             f"--extra-share {opts.extra_share}: give a share between 0 and 1", field="extra_share"
         )
+    if not 0 <= opts.synth_hats <= 1:
+        raise UserError(f"--synth-hats {opts.synth_hats}: give a share between 0 and 1", field="synth_hats")
+    if opts.synth_hats and not {"hair", "hat"} <= set(cfg.parts):
+        raise UserError(
+            "--synth-hats places hats over the hair: --parts must include hair and hat", field="parts"
+        )
     torch.manual_seed(opts.seed)
     net = PartSegNet(cfg)
     fp_opts = {
@@ -283,6 +306,8 @@ def train_partseg(
     else:
         fp_opts.pop("extra_share")  # unused: a run without --extra keeps its old fingerprint
         fp_opts.pop("extra")
+    if not opts.synth_hats:
+        fp_opts.pop("synth_hats")  # unused: a run without painted hats keeps its old fingerprint
     fingerprint = json.loads(
         json.dumps({"data": data.manifest_hash(), "config": asdict(cfg), "opts": fp_opts})
     )

@@ -105,13 +105,7 @@ def test_faceless_drawings_get_hair_family_and_no_hat():
     assert summary["hair_family"] == "red" and cons["hair_color"] in (("red",), ("red", "orange"))
     # the shipped part reader sees no glasses rims here: glasses off (without a reader: left to the search)
     assert cons["hat"] == ("none",) and cons.get("glasses", ("none",)) == ("none",)
-    worn = _avatar().copy()
-    yy, xx = np.mgrid[0:128, 0:128]
-    for cx in (52, 76):  # two dark rims and a bridge over the eyes
-        d = np.hypot(xx - cx, yy - 64)
-        worn[(d >= 7) & (d < 9.5)] = (20, 20, 30)
-    worn[62:64, 59:69] = (20, 20, 30)
-    summary, cons = drawing_constraints([worn], space)
+    summary, cons = drawing_constraints([_worn()], space)
     assert summary.get("glasses") is True and cons["glasses"] == ("round", "square")
     _, cons = drawing_constraints(
         [_avatar(), _avatar((240, 220, 120))], space
@@ -119,9 +113,21 @@ def test_faceless_drawings_get_hair_family_and_no_hat():
     assert "hair_color" not in cons and cons["hat"] == ("none",)
 
 
-def test_thin_rims_the_reader_misses_are_taken_from_the_estimator(monkeypatch):
-    """A drawing whose rims the part reader does not mark still gets glasses where the shipped tag estimator
-    decides "glasses" on every drawing (session 13, rule G2); it never turns the reader's "on" off."""
+def _worn() -> np.ndarray:
+    """_avatar with two dark rims and a bridge over the eyes: the part reader marks them."""
+    worn = _avatar().copy()
+    yy, xx = np.mgrid[0:128, 0:128]
+    for cx in (52, 76):
+        d = np.hypot(xx - cx, yy - 64)
+        worn[(d >= 7) & (d < 9.5)] = (20, 20, 30)
+    worn[62:64, 59:69] = (20, 20, 30)
+    return worn
+
+
+def test_glasses_on_drawings_follow_the_estimator_where_it_knows_the_art(monkeypatch):
+    """On drawings the shipped tag estimator decides glasses (session 15, rule D): it reads thin line-art rims the
+    part reader misses (session 13, rule G2) and overrules the reader's "rims" where a style's dark eyes fool it.
+    Where it finds a drawing unlike the art it learned from, the reader decides as before."""
     pytest.importorskip("charforge.creators.builtin")
     from charforge.creators.builtin import BuiltinCreator
     from charforge.f2p import attributes as fa
@@ -129,10 +135,10 @@ def test_thin_rims_the_reader_misses_are_taken_from_the_estimator(monkeypatch):
     space = BuiltinCreator().space
 
     class Says:
-        def __init__(self, yes):
+        def __init__(self, yes, strange):
             from charforge.core.tags import make_girls_moe_schema
 
-            self.schema, self.yes, self.seen = make_girls_moe_schema(), yes, 0
+            self.schema, self.yes, self.strange, self.seen = make_girls_moe_schema(), yes, strange, 0
 
         def read(self, x):
             from charforge.tagger.net import TagReading
@@ -145,17 +151,45 @@ def test_thin_rims_the_reader_misses_are_taken_from_the_estimator(monkeypatch):
         def tags_of(self, seen):
             return (seen.proba >= 0.5).astype(np.uint8)
 
-    # says yes on familiar art: on; says no: off; says yes on art unlike what it learned from: not trusted
-    for yes, strange, want in ((1, False, True), (0, False, False), (1, True, False)):
-        est = Says(yes)
-        est.strange = strange
+    # (estimator says, unfamiliar, drawing) -> glasses
+    cases = (
+        (1, False, _avatar, True),  # rims the reader does not see: on
+        (0, False, _avatar, False),
+        (0, False, _worn, False),  # the reader's "rims" overruled where the estimator knows the art
+        (1, True, _avatar, False),  # unfamiliar: the reader sees no rims, off
+        (0, True, _worn, True),  # unfamiliar: the reader's rims decide, on
+    )
+    for yes, strange, draw, want in cases:
+        est = Says(yes, strange)
         monkeypatch.setattr(fa, "_shipped_estimator", lambda est=est: est)
-        summary, cons = fa.drawing_constraints([_avatar(), _avatar()], space)
-        assert est.seen >= 1 and summary.get("glasses", False) is want
+        summary, cons = fa.drawing_constraints([draw(), draw()], space)
+        assert est.seen >= 1 and summary.get("glasses", False) is want, (yes, strange, draw.__name__)
         assert (cons.get("glasses", ("none",)) != ("none",)) is want
     monkeypatch.setattr(fa, "_shipped_estimator", lambda: None)  # no estimator shipped: the reader alone
     summary, cons = fa.drawing_constraints([_avatar()], space)
     assert cons.get("glasses", ("none",)) == ("none",)
+    summary, cons = fa.drawing_constraints([_worn()], space)
+    assert summary.get("glasses") is True
+
+
+def test_a_drawing_dlib_finds_a_face_in_is_fitted_as_a_drawing(monkeypatch):
+    """dlib fires on many cartoons (27 of 30 DiceBear notionists); the photo attribute reader then put hats on
+    half of them. An image that looks drawn takes the drawing path whatever dlib finds, and the note says so; a
+    photo keeps the photo path."""
+    from charforge.f2p import attributes, faces
+    from charforge.f2p.fit import prepare_inputs
+
+    box = faces.FaceBox(left=40, top=40, right=88, bottom=88, n_found=1)
+    monkeypatch.setattr(faces, "find_face", lambda im, source=None: box)
+    notes: list[str] = []
+    prep = prepare_inputs([_avatar()], sources=["toon.png"], notes=notes)
+    assert prep.faces[0].startswith("drawing") and prep.attributes == [None]
+    assert notes and notes[0].startswith("toon.png: a drawing")
+    photo = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)  # noise: nothing is flat
+    assert not faces.looks_like_drawing(photo)
+    monkeypatch.setattr(attributes, "attributes_from_box", lambda im, b: "read")
+    prep = prepare_inputs([photo], sources=["me.jpg"])
+    assert prep.faces == ["face"] and prep.attributes == ["read"]
 
 
 def test_renders_of_the_creator_itself_are_not_constrained(shipped):
