@@ -282,7 +282,7 @@ class Trainer:
         }
         for m in self.modules.values():
             dd.broadcast_module(m, self.dist)
-        if p.d_fast and isinstance(self.modules.get("D"), torch.nn.Module):
+        if p.d_fast and p.d_kind == "resnet" and isinstance(self.modules.get("D"), torch.nn.Module):
             # same math and state dict; the penalty skips an all-zero backward (train.fast_d)
             from charforge.train.fast_d import speed_up_discriminator
 
@@ -553,9 +553,9 @@ class Trainer:
             "teacher_sha256": getattr(self, "teacher_sha256", None),
             "init_from_sha256": (getattr(self, "init_from", None) or {}).get("sha256"),
             "learned_conflicts": [list(c) for c in self.learned_conflicts],
-            # eval feature spaces whose network this run optimised against (none yet: D and G use no pretrained
-            # feature network; the teacher is recorded by its sha256 and compared with the judge at eval time)
-            "feature_spaces_in_training": [],
+            # eval feature spaces whose network this run optimised against: the projected D reads EfficientNet-Lite0,
+            # the generic space's network (the teacher is recorded by its sha256 and compared with the judge at eval)
+            "feature_spaces_in_training": ["generic"] if self.p.d_kind == "projected" else [],
         }
 
     def save_checkpoint(self) -> None:

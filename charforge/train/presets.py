@@ -59,6 +59,12 @@ class Preset:
     d_highpass: bool = (
         False  # acgan: a D branch on the image's Laplacian at full resolution, added to the logit
     )
+    # acgan: "resnet" (the paper's D) or "projected" (small D's on frozen EfficientNet-Lite0 features,
+    # charforge.models.projected: Projected GAN, for small data); projected uses d_width and d_feat_size only
+    d_kind: str = "resnet"
+    d_feat_size: int = (
+        64  # projected: px the picture is resized to before the feature network (multiple of 32)
+    )
     # optimisation
     batch: int = 64  # images per step per process
     steps: int = 100_000  # total optimiser steps
@@ -165,6 +171,35 @@ PRESETS: dict[str, Preset] = {
             channels_last=True,
             compile_g=True,  # without native bf16 (bench/results/train.md, session 13)
             d_fast=True,  # bench/results/train.md, session 14
+            log_every=25,
+            sample_every=250,
+            ckpt_every=250,
+            eval_every=250,
+        ),
+        # acgan-64-cpu's generator against a discriminator on frozen EfficientNet-Lite0 features (Projected GAN):
+        # for a few hundred images of a user's own art. No gradient penalty (the paper uses none; through the
+        # feature network it would cost a double backward of EfficientNet), DiffAugment's translation and
+        # cut-out (never colour: it would change the colour tags). docs/generator.md, session 15.
+        _P(
+            "projected-64-cpu",
+            "acgan",
+            g_width=32,
+            g_blocks=4,
+            g_final_kernel=3,
+            g_cond_norm=True,  # the shipped default's generator: `--init-from default` fine-tunes it
+            g_antialias=True,
+            d_kind="projected",
+            d_width=32,
+            d_feat_size=64,
+            batch=32,
+            lr_decay_start=20_000,
+            ema_half_life=5_000,
+            gp_weight=0.0,
+            augment="translation,cutout",
+            adv_weight=4.0,
+            bf16=True,
+            channels_last=True,
+            compile_g=True,
             log_every=25,
             sample_every=250,
             ckpt_every=250,
@@ -312,7 +347,16 @@ PRESETS: dict[str, Preset] = {
 # discriminator fields each family's recipe reads (the D is trained, never saved in a model file)
 D_FIELDS = {
     "dcgan": ("d_width", "d_dropout"),
-    "acgan": ("d_width", "d_stages", "d_blocks", "d_max_width", "d_projection", "d_highpass"),
+    "acgan": (
+        "d_kind",
+        "d_width",
+        "d_stages",
+        "d_blocks",
+        "d_max_width",
+        "d_projection",
+        "d_highpass",
+        "d_feat_size",
+    ),
     "diffusion": (),  # no discriminator
 }
 # loss fields only the diffusion family reads (the training section of `train --dry-run` shows them only there)
@@ -469,6 +513,19 @@ def build_discriminator(p: Preset, n_tags: int) -> nn.Module:
                 )
 
         return DCGANDiscriminator(n_tags=t, image_size=p.resolution, width=p.d_width, dropout=p.d_dropout)
+    if p.d_kind not in ("resnet", "projected"):
+        raise UserError(f"d_kind {p.d_kind!r}: valid values are resnet, projected", field="d_kind")
+    if p.d_kind == "projected":
+        for name in ("d_projection", "d_highpass"):
+            if getattr(p, name):
+                raise UserError(
+                    f"{name}: the projected discriminator has no such term; drop --set {name}", field=name
+                )
+        from charforge.models.projected import ProjectedDiscriminator
+
+        return ProjectedDiscriminator(
+            n_tags=t, image_size=p.resolution, feat_size=p.d_feat_size, width=p.d_width, seed=p.seed
+        )
     from charforge.models.acgan import ResNetDiscriminator
 
     return ResNetDiscriminator(
