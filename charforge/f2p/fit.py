@@ -139,18 +139,19 @@ def prepare_inputs(
             out.attributes.append(None)
             out.faces.append("whole image")
             continue
+        drawn = looks_like_drawing(im)
         try:
             box = find_face(im, source=src)
         except UserError:
             box = None
-            if not looks_like_drawing(im):
+            if not drawn:
                 raise UserError(
                     f"{src}: no face found in this photo. Use a clear, front-facing photo, or pass --no-detect "
                     "to use the whole image as the face (crops, drawings)"
                 ) from None
         # dlib finds "faces" in many cartoons; the photo attribute reader (sampled skin and hair, nose-bridge
         # edges) then misreads them (session 15, rule D), so anything that looks drawn is fitted as a drawing
-        if box is None or looks_like_drawing(im):
+        if drawn:
             crop, how, note = frame_drawing(im, photo_face=box is not None)
             notes.append(f"{src}: {note}")
             out.crops.append(crop)

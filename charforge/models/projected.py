@@ -30,17 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from charforge.models.blocks import assert_shape
+from charforge.models.features import IMAGENET_MEAN, IMAGENET_STD
 
 FEATURE_BLOCKS = (2, 4, 10, 15)  # EfficientNet-Lite0 blocks whose outputs D reads
 FEATURE_CHANNELS = (24, 40, 112, 320)
 CCM_CHANNELS = (64, 128, 256, 512)  # the paper's widths for its EfficientNet-Lite discriminator
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _random_conv(cin: int, cout: int, k: int, g: torch.Generator) -> torch.Tensor:
-    """A fixed random conv weight, Kaiming-uniform like nn.Conv2d's default initialisation."""
-    bound = (6.0 / (cin * k * k)) ** 0.5 / 2**0.5
+    """A fixed random conv weight, uniform in +-sqrt(3 / fan_in): variance 1 / fan_in, so a projection keeps
+    the scale of its input."""
+    bound = (3.0 / (cin * k * k)) ** 0.5
     return (torch.rand(cout, cin, k, k, generator=g, device="cpu") * 2 - 1) * bound
 
 
@@ -50,11 +50,10 @@ class MiniDiscriminator(nn.Module):
     def __init__(self, cin: int, side: int, width: int, slope: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = []
-        ch = cin
-        while side > 2:
-            out = min(width * 2 ** len(layers[::2]), 512)
+        ch, out = cin, width
+        while side > 2:  # each step halves the map and doubles the width (cap 512)
             layers += [nn.utils.spectral_norm(nn.Conv2d(ch, out, 4, 2, 1)), nn.LeakyReLU(slope)]
-            ch, side = out, side // 2
+            ch, out, side = out, min(out * 2, 512), side // 2
         self.body = nn.Sequential(*layers)
         self.head = nn.utils.spectral_norm(nn.Conv2d(ch, 1, 1))
 
