@@ -36,8 +36,10 @@ def read_params_file(path: Path) -> object:
         raise UserError(
             f'{path}: no such parameter file. Write a JSON object such as {{"hair_color": "pink", "eye_size": 1.1}}'
         )
+    from charforge.utils.io import json_loads_bounded
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json_loads_bounded(path.read_text(encoding="utf-8"))
     except RecursionError as e:
         raise UserError(
             f"{path}: not valid parameter JSON (nested too deeply). Write a flat JSON object of "

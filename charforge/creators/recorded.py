@@ -10,7 +10,6 @@ encoded parameters are closest, which is what previews use.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,14 @@ import numpy as np
 from charforge.core.space import ParamBatch, ParamSpace
 from charforge.creators.base import Creator
 from charforge.errors import UserError
+from charforge.utils.io import json_loads_bounded
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def _parse_json(text: str, src: str) -> Any:
     try:
-        return json.loads(text)
+        return json_loads_bounded(text)
     except RecursionError as e:
         raise UserError(f"{src}: not a readable JSON file (nested too deeply); fix or remove it") from e
     except ValueError as e:  # JSONDecodeError, or an integer with too many digits

@@ -19,6 +19,7 @@ import numpy as np
 
 from charforge.core.tags import TagSchema
 from charforge.errors import UserError
+from charforge.utils.io import json_loads_bounded
 
 FILE_KEYS = ("file", "filename", "path", "image")  # header names accepted for the file column
 LICENSE_KEYS = ("license", "licence")
@@ -51,7 +52,7 @@ def declared_extra_tags(path: Path) -> list[str]:
         line = line.strip()
         if jsonl and line.startswith("{") and "extra" in line:
             try:
-                obj = json.loads(line)
+                obj = json_loads_bounded(line)
             except (ValueError, RecursionError):
                 continue
             if isinstance(obj, dict) and not any(k in obj for k in FILE_KEYS):
@@ -209,7 +210,7 @@ def _read_jsonl(path: Path, text: str, schema: TagSchema) -> list[TagRow]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json_loads_bounded(line)
         except json.JSONDecodeError as e:
             raise UserError(
                 f'{path}: row {n}: not valid JSON ({e.msg}); expected {{"file": ..., "tags": [...]}}',

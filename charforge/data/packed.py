@@ -29,7 +29,7 @@ from charforge import __version__
 from charforge.core.space import ParamBatch, ParamSpace
 from charforge.core.tags import TagSchema
 from charforge.errors import UserError
-from charforge.utils.io import sha256_file, write_json_atomic
+from charforge.utils.io import json_loads_bounded, sha256_file, write_json_atomic
 
 FORMAT = "charforge-packed"
 SCHEMA_VERSION = 1
@@ -130,7 +130,7 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
     if not mpath.is_file():  # a device or FIFO would be read forever
         raise UserError(f"{mpath}: not a regular file, so not a manifest; rebuild the dataset")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json_loads_bounded(mpath.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise UserError(f"{mpath}: manifest is not valid JSON ({e}); rebuild the dataset") from e
     except RecursionError as e:
