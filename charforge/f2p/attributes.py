@@ -649,13 +649,10 @@ def drawing_constraints(images: list[np.ndarray], space) -> tuple[dict[str, Any]
     if est is not None:
         wears = all(est)  # the estimator reads rims the reader misses and is not fooled by dark eyes (rule D)
     elif glasses and all(g is not None for g in glasses):
-        wears = (
-            True
-            if all(g >= DRAWING_GLASSES for g in glasses)
-            else False
-            if all(g < DRAWING_NO_GLASSES for g in glasses)
-            else None
-        )
+        if all(g >= DRAWING_GLASSES for g in glasses):
+            wears = True
+        elif all(g < DRAWING_NO_GLASSES for g in glasses):
+            wears = False
     for p in space.categorical:
         allowed: tuple[str, ...] = ()
         if "hair" in p.name and "color" in p.name:

@@ -89,18 +89,27 @@ class ProjectedDiscriminator(nn.Module):
 
     @property
     def extractor(self) -> nn.Module:
-        """The frozen EfficientNet-Lite0, loaded once per process and kept out of the state dict and optimiser."""
-        net = self.__dict__.get("_extractor")
-        if net is None:
-            from charforge.models.features import load_generic_model
+        """The frozen EfficientNet-Lite0 on the CPU (the process-wide copy the metrics use too), kept out of the
+        state dict and the optimiser."""
+        from charforge.models.features import load_generic_model
 
-            net = load_generic_model()
-            self.__dict__["_extractor"] = net
-        return net
+        return load_generic_model()
+
+    def _extractor_on(self, device: torch.device) -> nn.Module:
+        """The extractor on `device`: the shared CPU copy, or one private copy per other device (a GPU run; the
+        module's .to() does not move it, being outside the module tree)."""
+        if device.type == "cpu":
+            return self.extractor
+        copies = self.__dict__.setdefault("_extractors", {})
+        if device not in copies:
+            import copy
+
+            copies[device] = copy.deepcopy(self.extractor).to(device).eval()
+        return copies[device]
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four mixed maps (CCM then CSM) of x (B, 3, S, S) in [-1, 1]."""
-        net = self.extractor
+        net = self._extractor_on(x.device)
         x = x.float().contiguous()
         if x.shape[-1] != self.feat_size:
             x = F.interpolate(
@@ -136,5 +145,6 @@ class ProjectedDiscriminator(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.extractor.eval()  # frozen: batch norm statistics and drop-connect stay as ImageNet left them
+        for net in (self.extractor, *self.__dict__.get("_extractors", {}).values()):
+            net.eval()  # frozen: batch norm statistics and drop-connect stay as ImageNet left them
         return self

@@ -200,9 +200,8 @@ def paint_batch(
         hair = masks[r, ih] > 0.5
         if known is not None:
             hair &= known[r, ih] > 0.5
-        has_hat = masks[r, it].sum() > 0 if known is None or known[r, it].all() else False
-        if has_hat:
-            continue
+        if masks[r, it].any() and (known is None or known[r, it].all()):
+            continue  # already wears a hat (only a known hat mask can say so)
         image = (x[r].transpose(1, 2, 0) + 1) / 2
         hat = paint(image, hair, np.random.default_rng(int(seeds[r])))
         if hat is None:
