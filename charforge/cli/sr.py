@@ -33,6 +33,15 @@ def train(
     blur_p: float = typer.Option(
         0.7, help="Of the degraded inputs: chance of a Gaussian blur (GAN softness)."
     ),
+    fade_p: float = typer.Option(
+        0.0, help="Of the degraded inputs: chance of faded outlines (thin dark lines blended away)."
+    ),
+    chroma_p: float = typer.Option(
+        0.0, help="Of the degraded inputs: chance of colour fringes (channels shifted by < 1 px)."
+    ),
+    speckle_p: float = typer.Option(
+        0.0, help="Of the degraded inputs: chance of blotchy colour noise along edges (a GAN's speckle)."
+    ),
     edge_weight: float = typer.Option(
         0.0, help="Weight of an L1 term between the Laplacians of output and target."
     ),
@@ -43,6 +52,25 @@ def train(
     init_from: str | None = typer.Option(
         None, "--init-from", help="Start from this upscaler (file, run folder or shipped name): a fine-tune."
     ),
+    gen_model: list[str] = typer.Option(
+        [],
+        "--gen-model",
+        help="Also train on crops of this generator's outputs (shipped name, file or run folder; repeatable): "
+        "a discriminator pushes their x4 outputs towards the renders, a low-frequency term keeps them "
+        "faithful. No truth exists for them, so they only get these two terms.",
+    ),
+    gen_gan_weight: float = typer.Option(0.05, help="Adversarial weight of the --gen-model crops."),
+    gen_fidelity_weight: float = typer.Option(
+        1.0,
+        help="Weight of L1 between the low-passed downscaled output and the low-passed --gen-model input.",
+    ),
+    gen_batch: int = typer.Option(8, help="--gen-model crops per step."),
+    d_warmup: int = typer.Option(
+        0,
+        help="First steps in which only the discriminator learns (no adversarial gradient to the upscaler).",
+    ),
+    adv_ramp: int = typer.Option(0, help="Then the adversarial weights rise linearly over this many steps."),
+    gen_pool: int = typer.Option(2000, help="Outputs drawn (once, cached) from each --gen-model."),
     eval_every: int = typer.Option(500, help="Validation PSNR, sample sheet and curves every N steps."),
     checkpoint_every: int = typer.Option(500, help="Checkpoint every N steps."),
     minutes: float | None = typer.Option(
@@ -67,9 +95,19 @@ def train(
         seed=seed,
         clean_share=clean_share,
         blur_p=blur_p,
+        fade_p=fade_p,
+        chroma_p=chroma_p,
+        speckle_p=speckle_p,
         edge_weight=edge_weight,
         gan_weight=gan_weight,
         init_from=init_from,
+        gen_models=tuple(gen_model),
+        gen_gan_weight=gen_gan_weight if gen_model else 0.0,
+        gen_fidelity_weight=gen_fidelity_weight if gen_model else 1.0,
+        gen_batch=gen_batch,
+        d_warmup=d_warmup,
+        adv_ramp=adv_ramp,
+        gen_pool=gen_pool,
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
         minutes=minutes,

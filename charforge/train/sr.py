@@ -35,6 +35,8 @@ from charforge.utils.progress import progress
 STATE_KIND = "sr-train-state"
 SIZES = (64, 128, 256)  # input, x2 target, x4 target
 VAL_SEED = 7_000_001  # validation characters (model selection); the bench uses yet another seed
+GEN_SEED = 5_000_000  # tag seeds of the generator-output pools (training); validation pools: GEN_VAL_SEED
+GEN_VAL_SEED = 6_000_000
 BORDER = 4  # input px at each patch edge left out of the loss (padding differs from the full image there)
 
 
@@ -48,6 +50,12 @@ class SRTrainOptions:
     seed: int = 0
     cel_share: float = 0.4  # share of training characters in the cel style (the generators' style)
     clean_share: float = 0.25  # inputs with no degradation at all
+    fade_p: float = 0.0  # of the degraded: thin dark lines faded (a GAN's faint outlines), strength in fade
+    fade: tuple[float, float] = (0.3, 0.9)
+    chroma_p: float = 0.0  # of the degraded: colour fringes (each channel shifted by up to chroma_shift px)
+    chroma_shift: float = 0.7
+    speckle_p: float = 0.0  # of the degraded: blotchy colour noise, strongest along edges (a GAN's speckle)
+    speckle_sigma: tuple[float, float] = (4.0, 24.0)  # 0-255 units
     blur_p: float = 0.7  # of the degraded: Gaussian blur, sigma in blur_sigma
     blur_sigma: tuple[float, float] = (0.3, 1.3)
     resample_p: float = 0.3
@@ -59,6 +67,18 @@ class SRTrainOptions:
     edge_weight: float = 0.0  # L1 between the Laplacians of the x4 output and target (high frequencies)
     gan_weight: float = 0.0  # adversarial term on the x4 output (a small patch discriminator, hinge loss)
     d_lr: float = 2e-4
+    d_warmup: int = 0  # first steps: the discriminator learns, the upscaler gets no adversarial gradient
+    adv_ramp: int = 0  # then the adversarial weights rise linearly over this many steps
+    # the unpaired branch (docs/upscale.md, session 16): crops of generators' own 64 px outputs, upscaled x4,
+    # judged by the same discriminator against render crops, tied to their input by a low-frequency term
+    # generator names or files whose outputs the upscaler must sharpen; with both gen weights 0 their outputs
+    # are only measured (validation sharpness and fidelity), not trained on
+    gen_models: tuple[str, ...] = ()
+    gen_pool: int = 2000  # outputs per generator, drawn once (cached) with seeds from GEN_SEED
+    gen_batch: int = 8  # generator crops per step
+    gen_gan_weight: float = 0.0  # adversarial weight of the generator crops' x4 outputs
+    gen_fidelity_weight: float = 1.0  # L1 of low-passed (area-downscaled output, input), at 64 px
+    fidelity_sigma: float = 1.0  # Gaussian low-pass sigma, input px
     init_from: str | None = None  # an upscaler file (or run folder) to start from: a fine-tune
     ema: float = 0.999
     eval_every: int = 500
@@ -83,15 +103,31 @@ class SRTrainOptions:
             "patch": (2 * BORDER + 4, 64),
             "n_train": (8, 1_000_000),
             "eval_every": (1, 10_000_000),
+            "d_warmup": (0, 10_000_000),
+            "adv_ramp": (0, 10_000_000),
             "checkpoint_every": (1, 10_000_000),
         }
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
             if not (lo <= v <= hi):
                 raise UserError(f"{name}={v}: must be between {lo} and {hi}", field=name)
+        if self.gen_models and not (1 <= self.gen_batch <= 1024 and 16 <= self.gen_pool <= 1_000_000):
+            raise UserError(
+                f"gen_batch={self.gen_batch}, gen_pool={self.gen_pool}: need 1-1024 and 16-1,000,000",
+                field="gen_batch",
+            )
+        if not (0.3 <= self.fidelity_sigma <= 8):
+            raise UserError(
+                f"fidelity_sigma={self.fidelity_sigma}: must be between 0.3 and 8", field="fidelity_sigma"
+            )
         for name in (
+            "gen_gan_weight",
+            "gen_fidelity_weight",
             "cel_share",
             "clean_share",
+            "fade_p",
+            "chroma_p",
+            "speckle_p",
             "blur_p",
             "resample_p",
             "noise_p",
@@ -157,6 +193,52 @@ def cached_pairs(n: int, seed: int, cel_share: float) -> dict[int, np.ndarray]:
     return pairs
 
 
+def generator_pool(spec: str, n: int, seed: int, *, desc: str = "generator outputs") -> np.ndarray:
+    """n uint8 outputs of generator `spec` (a shipped name, file or run folder) for random tags, tag seeds
+    seed, seed+1, ...; kept in the cache ($CHARFORGE_CACHE/sr_gen/<key>.npy, keyed by the weights' sha256) so
+    a resumed run reads the very same pool."""
+    from charforge import sampling
+
+    try:
+        bundle = sampling.load_generator(spec, device="cpu")
+    except UserError as e:
+        raise UserError(f"--gen-model {spec}: {e}", field="gen_models") from None
+    if bundle.image_size < 16:
+        raise UserError(
+            f"--gen-model {spec}: {bundle.image_size} px outputs are too small", field="gen_models"
+        )
+    key = hashlib.sha256(json.dumps([bundle.sha256, n, seed]).encode()).hexdigest()[:16]
+    path = cache_dir("sr_gen") / f"{key}.npy"
+    if path.is_file():
+        try:
+            arr = np.load(path)
+            if arr.shape[0] == n:
+                return arr
+        except (OSError, ValueError):
+            pass  # damaged: draw again
+    s = bundle.image_size
+    out = np.empty((n, s, s, 3), np.uint8)
+    chunk = 200
+    with progress(total=n, desc=f"{desc} ({bundle.model_id})", unit="img") as bar:
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            images, _, _ = sampling.characters_for_request(
+                bundle, "", m, seed + start, source="upscaler training"
+            )
+            out[start : start + m] = images
+            bar.update(m)
+    save_npy_atomic(path, out)
+    return out
+
+
+def generator_pools(opts: SRTrainOptions, *, validation: bool = False) -> list[np.ndarray]:
+    """The training pools (opts.gen_pool each) or the validation pools (96 images in all, split evenly)."""
+    if validation:
+        k = max(1, 96 // max(1, len(opts.gen_models)))
+        return [generator_pool(g, k, GEN_VAL_SEED, desc="validation outputs") for g in opts.gen_models]
+    return [generator_pool(g, opts.gen_pool, GEN_SEED) for g in opts.gen_models]
+
+
 # ------------------------------------------------------------------------------------------ degradation
 
 
@@ -168,6 +250,38 @@ def degrade_image(img: np.ndarray, rng: np.random.Generator, opts: SRTrainOption
         return img
     x = img.astype(np.float32)
     h, w = x.shape[:2]
+    if opts.fade_p > 0 and rng.random() < opts.fade_p:
+        # a morphological closing (3 x 3) removes lines one or two px wide that are darker than both sides;
+        # blending towards it fades the outlines the way a GAN's soft outputs draw them
+        closed = cv2.morphologyEx(
+            x, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT
+        )
+        x = x + float(rng.uniform(*opts.fade)) * (closed - x)
+    if opts.chroma_p > 0 and rng.random() < opts.chroma_p:
+        shifts = rng.uniform(-opts.chroma_shift, opts.chroma_shift, (3, 2))
+        x = np.stack(
+            [
+                cv2.warpAffine(
+                    np.ascontiguousarray(x[:, :, c]),
+                    np.float32([[1, 0, shifts[c, 0]], [0, 1, shifts[c, 1]]]),
+                    (w, h),
+                    flags=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REFLECT,
+                )
+                for c in range(3)
+            ],
+            axis=2,
+        )
+    if opts.speckle_p > 0 and rng.random() < opts.speckle_p:
+        # colour noise blurred to 1-2 px blobs, weighted towards edges (gradient magnitude of the image)
+        gray = x.mean(axis=2)
+        mag = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+        weight = 0.3 + 0.7 * np.clip(mag / (np.percentile(mag, 95) + 1e-6), 0, 1)
+        blob = cv2.GaussianBlur(
+            rng.normal(0, 1, x.shape).astype(np.float32), (0, 0), sigmaX=float(rng.uniform(0.5, 1.0))
+        )
+        blob /= blob.std() + 1e-6
+        x = x + float(rng.uniform(*opts.speckle_sigma)) * weight[:, :, None] * blob
     if rng.random() < opts.blur_p:
         sigma = float(rng.uniform(*opts.blur_sigma))
         x = cv2.GaussianBlur(x, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
@@ -214,6 +328,34 @@ def make_batch(
     return t(xs), {2: t(t2), 4: t(t4)}
 
 
+def make_gen_batch(pools: list[np.ndarray], step: int, opts: SRTrainOptions) -> torch.Tensor:
+    """The step's generator crops (B, 3, P, P) in [0, 1]: a pure function of (pools, seed, step), drawn from
+    their own random stream so the paired batch is the same with and without them."""
+    rng = np.random.default_rng([opts.seed, step, 1])
+    sizes = np.cumsum([0] + [len(p) for p in pools])
+    p = opts.patch
+    xs = []
+    for j in rng.integers(0, int(sizes[-1]), opts.gen_batch):
+        k = int(np.searchsorted(sizes, j, side="right") - 1)
+        img = np.asarray(pools[k][j - sizes[k]])
+        y, x = (int(v) for v in rng.integers(0, img.shape[0] - p + 1, 2))
+        c = img[y : y + p, x : x + p]
+        perm = rng.permutation(3)
+        c = c[:, ::-1, perm] if rng.random() < 0.5 else c[:, :, perm]
+        xs.append(np.ascontiguousarray(c))
+    return torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of each channel, valid region only (radius ceil(3 sigma) lost at each edge)."""
+    r = max(1, int(np.ceil(3 * sigma)))
+    g = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / sigma) ** 2)
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 # ------------------------------------------------------------------------------------------------ eval
 
 
@@ -253,7 +395,7 @@ def validation_set(n: int = 96) -> dict[int, np.ndarray]:
     return render_pairs(n, VAL_SEED, 0.5, desc="rendering validation pairs")
 
 
-def evaluate(net: SRNet, val: dict[int, np.ndarray], *, bf16: bool = False) -> dict[str, float]:
+def evaluate(net: SRNet, val: dict[Any, Any], *, bf16: bool = False) -> dict[str, float]:
     """PSNR of the net and of bicubic at x2 and x4 on clean and on blurred (sigma 0.6, GAN-like) inputs, and
     the x4 sharpness ratio."""
     from charforge.metrics.sharpness import sharpness_ratio
@@ -273,12 +415,19 @@ def evaluate(net: SRNet, val: dict[int, np.ndarray], *, bf16: bool = False) -> d
                 s == 4
             ):  # sharpness ratio (variance of the Laplacian against the 256 px renders): PSNR favours blur
                 row[f"sharp_x4_{name}"] = sharpness_ratio(ours, target)
+    gen = [g for g in val.get("gen", []) if g.shape[1] == 64]
+    if gen and "x4" in net.tails:
+        g = np.concatenate(gen)
+        ours = run_net(net, g, 4, bf16=bf16)
+        # generator outputs have no 256 px truth: sharpness against the validation renders, and fidelity to
+        # the input (the output area-downscaled back to 64 px)
+        row["sharp_gen_x4"] = sharpness_ratio(ours, val[256])
+        down = ours.reshape(len(g), 64, 4, 64, 4, 3).mean((2, 4)).round().astype(np.uint8)
+        row["gen_lr_psnr"] = psnr(down, g)
     return row
 
 
-def sample_sheet(
-    net: SRNet, val: dict[int, np.ndarray], path: Path, *, k: int = 4, bf16: bool = False
-) -> None:
+def sample_sheet(net: SRNet, val: dict[Any, Any], path: Path, *, k: int = 4, bf16: bool = False) -> None:
     """Rows: k validation characters; columns: 64 px input (nearest), bicubic, ours, the 256 px render."""
     from PIL import Image
 
@@ -295,6 +444,17 @@ def sample_sheet(
     tmp = path.with_name(f".{path.name}.tmp.png")
     Image.fromarray(image_grid(cells, 4)).save(tmp)
     tmp.replace(path)
+    gen = [g for g in val.get("gen", []) if g.shape[1] == 64]
+    if gen:  # generator outputs: 64 px input (nearest), bicubic, ours; no truth column
+        g = np.concatenate([p[: max(1, k // len(gen))] for p in gen])[:k]
+        x = torch.from_numpy(np.ascontiguousarray(g)).permute(0, 3, 1, 2).float() / 255
+        bic = (bicubic(x, 4).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        near = np.stack([np.asarray(Image.fromarray(im).resize((256, 256), Image.NEAREST)) for im in g])
+        cells = np.stack([c for row in zip(near, bic, run_net(net, g, 4, bf16=bf16)) for c in row])
+        gpath = path.with_name(f"gen_{path.name}")
+        tmp = gpath.with_name(f".{gpath.name}.tmp.png")
+        Image.fromarray(image_grid(cells, 3)).save(tmp)
+        tmp.replace(gpath)
 
 
 def plot_curves(log_path: Path, out: Path) -> None:
@@ -367,20 +527,39 @@ def laplacian(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, k.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
 
 
+def adv_scale(step: int, opts: SRTrainOptions) -> float:
+    """The share of the adversarial weights in force at `step` (0 during the discriminator's warm-up)."""
+    if step < opts.d_warmup:
+        return 0.0
+    return min(1.0, (step - opts.d_warmup + 1) / max(1, opts.adv_ramp))
+
+
 def _train_step(
-    net, ema, opt, batch, lr: float, opts: SRTrainOptions, bf16: bool, disc=None
+    net,
+    ema,
+    opt,
+    batch,
+    lr: float,
+    opts: SRTrainOptions,
+    bf16: bool,
+    disc=None,
+    gen: torch.Tensor | None = None,
+    adv: float = 1.0,
 ) -> dict[str, float]:
     """One Adam step on L1 (x4, plus x2 at x2_weight) away from the patch borders, plus the optional edge and
-    adversarial terms on x4; then the discriminator's step (when there is one) and the EMA update."""
+    adversarial terms on x4, plus (with `gen`, generator crops) their adversarial and low-frequency fidelity
+    terms; then the discriminator's step (when there is one) and the EMA update."""
     x, targets = batch
     for g in opt.param_groups:
         g["lr"] = lr
+    inp = x if gen is None else torch.cat([x, gen])
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        res = net.forward_all(x.contiguous(memory_format=torch.channels_last))
+        res = net.forward_all(inp.contiguous(memory_format=torch.channels_last))
     loss = torch.zeros(())
     out: dict[str, float] = {}
+    n = len(x)
     for s, r in res.items():
-        pred, cut = bicubic(x, s) + r.float(), s * BORDER
+        pred, cut = bicubic(x, s) + r[:n].float(), s * BORDER
         pred, target = pred[..., cut:-cut, cut:-cut], targets[s][..., cut:-cut, cut:-cut]
         w = 1.0 if s == 4 else opts.x2_weight
         loss = loss + w * F.l1_loss(pred, target)
@@ -391,18 +570,39 @@ def _train_step(
         edge = F.l1_loss(laplacian(x4), laplacian(t4))
         loss = loss + opts.edge_weight * edge
         out["edge"] = float(edge.detach())
+    g4 = None
+    if gen is not None:
+        cut = 4 * BORDER
+        g4 = (bicubic(gen, 4) + res[4][n:].float())[..., cut:-cut, cut:-cut]
+        if opts.gen_fidelity_weight > 0:
+            down = F.avg_pool2d(g4, 4)
+            ref = gen[..., BORDER:-BORDER, BORDER:-BORDER]
+            fid = F.l1_loss(
+                gaussian_lowpass(down, opts.fidelity_sigma), gaussian_lowpass(ref, opts.fidelity_sigma)
+            )
+            loss = loss + opts.gen_fidelity_weight * fid
+            out["gen_fidelity"] = float(fid.detach())
     if disc is not None:
         d, d_opt = disc
         d.requires_grad_(False)
-        adv = -d(x4).mean()  # hinge loss, generator side
-        loss = loss + opts.gan_weight * adv
-        out["adv"] = float(adv.detach())
+        if opts.gan_weight > 0 and adv > 0:
+            a = -d(x4).mean()  # hinge loss, generator side
+            loss = loss + adv * opts.gan_weight * a
+            out["adv"] = float(a.detach())
+        if g4 is not None and opts.gen_gan_weight > 0 and adv > 0:
+            gadv = -d(g4).mean()
+            loss = loss + adv * opts.gen_gan_weight * gadv
+            out["gen_adv"] = float(gadv.detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if disc is not None:
         d.requires_grad_(True)
-        d_loss = F.relu(1 - d(t4)).mean() + F.relu(1 + d(x4.detach())).mean()
+        fakes = [x4.detach()] if opts.gan_weight > 0 else []
+        if g4 is not None and opts.gen_gan_weight > 0:
+            fakes.append(g4.detach())
+        fake = torch.cat(fakes) if fakes else x4.detach()
+        d_loss = F.relu(1 - d(t4)).mean() + F.relu(1 + d(fake)).mean()
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         d_opt.step()
@@ -493,7 +693,19 @@ def _model_card(out: Path, opts: SRTrainOptions, step: int, wall: float, metrics
         f"- **Data:** {opts.n_train} characters of the built-in creator (seed {opts.seed}; {opts.cel_share:.0%} cel, "
         "the rest the six-style creator), each rendered at 64, 128 and 256 px: exact pairs, no outside data. "
         "Licence of the data: the creator's renders (Apache-2.0, this project).",
-        f"- **Degradations of the 64 px input:** clean {opts.clean_share:.0%}; otherwise blur p={opts.blur_p} "
+        f"- **Degradations of the 64 px input:** clean {opts.clean_share:.0%}; otherwise "
+        + (
+            f"faded outlines p={opts.fade_p} (strength {opts.fade[0]}-{opts.fade[1]}), "
+            if opts.fade_p
+            else ""
+        )
+        + (f"colour fringes p={opts.chroma_p} (<= {opts.chroma_shift} px), " if opts.chroma_p else "")
+        + (
+            f"edge speckle p={opts.speckle_p} (sigma {opts.speckle_sigma[0]}-{opts.speckle_sigma[1]}/255), "
+            if opts.speckle_p
+            else ""
+        )
+        + f"blur p={opts.blur_p} "
         f"(sigma {opts.blur_sigma[0]}-{opts.blur_sigma[1]}), resample p={opts.resample_p}, noise p={opts.noise_p} "
         f"(sigma <= {opts.noise_sigma}/255), JPEG p={opts.jpeg_p} (q {opts.jpeg_quality[0]}-{opts.jpeg_quality[1]}); "
         "colour channels permuted, flips.",
@@ -504,6 +716,25 @@ def _model_card(out: Path, opts: SRTrainOptions, step: int, wall: float, metrics
             if opts.gan_weight
             else ""
         )
+        + (
+            f"; generator outputs measured, not trained on: {', '.join(f'`{g}`' for g in opts.gen_models)}"
+            if opts.gen_models and not (opts.gen_gan_weight > 0 or opts.gen_fidelity_weight > 0)
+            else ""
+        )
+        + (
+            f"; unpaired branch: {opts.gen_batch} crops per step of {opts.gen_pool} outputs of each of "
+            f"{', '.join(f'`{g}`' for g in opts.gen_models)}, {opts.gen_gan_weight} adversarial + "
+            f"{opts.gen_fidelity_weight} L1 of the low-passed (sigma {opts.fidelity_sigma} px) downscaled output "
+            "against the low-passed input"
+            if opts.gen_models and (opts.gen_gan_weight > 0 or opts.gen_fidelity_weight > 0)
+            else ""
+        )
+        + (
+            f"; the discriminator learns alone for {opts.d_warmup} steps, then the adversarial weights rise over "
+            f"{opts.adv_ramp}"
+            if opts.d_warmup or opts.adv_ramp
+            else ""
+        )
         + (f"; fine-tuned from `{opts.init_from}`" if opts.init_from else "")
         + ".",
         f"- **Steps:** {step} of {opts.steps} (batch {opts.batch_size} patches of {opts.patch} px), "
@@ -512,6 +743,11 @@ def _model_card(out: Path, opts: SRTrainOptions, step: int, wall: float, metrics
     ]
     for key in sorted(k for k in m if k.startswith("psnr_")):
         lines.append(f"  - {key[5:]}: {m[key]:.2f} vs {m[key.replace('psnr', 'bicubic')]:.2f}")
+    if "gen_lr_psnr" in m:
+        lines.append(
+            f"  - generator outputs ({', '.join(opts.gen_models)}; seed {GEN_VAL_SEED}): the x4 output "
+            f"area-downscaled back against the input {m['gen_lr_psnr']:.2f} dB"
+        )
     for key in sorted(k for k in m if k.startswith("sharp_")):
         lines.append(
             f"  - sharpness ratio {key[6:]} (Laplacian variance / the 256 px render's): {m[key]:.2f}"
@@ -541,12 +777,21 @@ def train_sr(
     net = SRNet(opts.model).to(memory_format=torch.channels_last)
     if opts.init_from:
         fp["init_sha256"] = _init_from(net, opts)
+    trains_on_gen = opts.gen_gan_weight > 0 or opts.gen_fidelity_weight > 0
+    pools = generator_pools(opts) if opts.gen_models and trains_on_gen else []
+    if opts.gen_models:
+        from charforge import sampling
+
+        fp["gen_sha256"] = [sampling.load_generator(g, device="cpu").sha256 for g in opts.gen_models]
+        too_small = [g for g, p in zip(opts.gen_models, pools) if p.shape[1] < opts.patch]
+        if too_small:
+            raise UserError(f"--gen-model {too_small[0]}: outputs smaller than --patch {opts.patch}")
     ema = SRNet(opts.model)
     ema.load_state_dict(net.state_dict())
     ema.eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=opts.lr, betas=(0.9, 0.99))
     modules, optims, disc = {"net": net, "ema": ema}, {"opt": opt}, None
-    if opts.gan_weight > 0:
+    if opts.gan_weight > 0 or (opts.gen_models and opts.gen_gan_weight > 0):
         d = PatchD()
         d_opt = torch.optim.Adam(d.parameters(), lr=opts.d_lr, betas=(0.5, 0.99))
         modules["d"], optims["d_opt"], disc = d, d_opt, (d, d_opt)
@@ -557,6 +802,8 @@ def train_sr(
     log.truncate_after(step)
     pairs = cached_pairs(opts.n_train, opts.seed, opts.cel_share)
     val = validation_set()
+    if opts.gen_models:
+        val["gen"] = generator_pools(opts, validation=True)
     start = time.monotonic()
     wall0 = float(json.loads((out / "wall.json").read_text())["s"]) if (out / "wall.json").is_file() else 0.0
     best = max(
@@ -576,8 +823,18 @@ def train_sr(
         while step < opts.steps:
             if opts.minutes is not None and time.monotonic() - start > opts.minutes * 60:
                 break
+            gen = make_gen_batch(pools, step, opts) if pools else None
             row = _train_step(
-                net, ema, opt, make_batch(pairs, step, opts), _lr_at(step, opts), opts, bf16, disc
+                net,
+                ema,
+                opt,
+                make_batch(pairs, step, opts),
+                _lr_at(step, opts),
+                opts,
+                bf16,
+                disc,
+                gen,
+                adv_scale(step, opts),
             )
             step += 1
             bar.update(1)

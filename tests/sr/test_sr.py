@@ -170,6 +170,28 @@ def test_degradation_is_seeded():
     assert np.array_equal(a, b) and not np.array_equal(a, img)
     clean = train_sr.SRTrainOptions(clean_share=1.0)
     assert np.array_equal(train_sr.degrade_image(img, np.random.default_rng(4), clean), img)
+    # the GAN-like degradations: a 1 px dark outline fades, fringes shift colour channels apart, speckle
+    # is strongest on edges; each seeded
+    from charforge.creators.builtin import BuiltinCreator
+
+    c = BuiltinCreator()
+    r = c.render(c.sample(1, np.random.default_rng(3)), 64)[0]
+    only = dict(clean_share=0.0, blur_p=0.0, resample_p=0.0, noise_p=0.0, jpeg_p=0.0)
+    line = np.full((16, 16, 3), 200, np.uint8)
+    line[:, 8] = 20
+    faded = train_sr.degrade_image(
+        line, np.random.default_rng(1), train_sr.SRTrainOptions(fade_p=1.0, **only)
+    )
+    assert faded[:, 8].mean() > 60 and abs(float(faded[:, 2].mean()) - 200) < 1
+    for kind in ("fade_p", "chroma_p", "speckle_p"):
+        o = train_sr.SRTrainOptions(**{kind: 1.0}, **only)
+        a = train_sr.degrade_image(r, np.random.default_rng(7), o)
+        assert np.array_equal(a, train_sr.degrade_image(r, np.random.default_rng(7), o)), kind
+        assert not np.array_equal(a, r), kind
+    fringe = train_sr.degrade_image(
+        line, np.random.default_rng(2), train_sr.SRTrainOptions(chroma_p=1.0, **only)
+    )
+    assert np.ptp(fringe[:, 6:11].astype(int), axis=2).max() > 20  # channels no longer agree at the line
 
 
 def test_adversarial_fine_tune_resumes_exactly(tmp_path, monkeypatch):
@@ -199,9 +221,80 @@ def test_adversarial_fine_tune_resumes_exactly(tmp_path, monkeypatch):
     assert meta["charforge_config"]["init_sha256"]
     card = (tmp_path / "a" / "MODEL_CARD.md").read_text()
     assert "adversarial" in card and "fine-tuned from" in card
+    # a discriminator warm-up: no adversarial gradient to the upscaler at first, then a linear ramp
+    o = train_sr.SRTrainOptions(d_warmup=3, adv_ramp=4)
+    assert [train_sr.adv_scale(s, o) for s in range(9)] == [0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    assert train_sr.adv_scale(0, train_sr.SRTrainOptions()) == 1.0  # default: in force from the first step
+    warm = train_sr.train_sr(tmp_path / "w", train_sr.SRTrainOptions(steps=4, **(kw | {"d_warmup": 4})))
+    plain = train_sr.train_sr(tmp_path / "p", train_sr.SRTrainOptions(steps=4, **(kw | {"gan_weight": 0.0})))
+    u, _ = load_upscaler_file(warm.path)
+    v, _ = load_upscaler_file(plain.path)  # the warm-up's upscaler steps are the plain L1 + edge run's
+    assert all(
+        torch.allclose(p, q, atol=1e-6) for p, q in zip(u.state_dict().values(), v.state_dict().values())
+    )
+    assert "learns alone for 4 steps" in (tmp_path / "w" / "MODEL_CARD.md").read_text()
     other = SRConfig(channels=12, blocks=1, up_channels=4)
     with pytest.raises(UserError, match="differs from this run"):
         train_sr.train_sr(tmp_path / "c", train_sr.SRTrainOptions(steps=2, **(kw | {"model": other})))
+
+
+def test_generator_branch_trains_and_resumes_exactly(tmp_path, monkeypatch):
+    """The unpaired branch on the shipped generator's outputs: a cached, seeded pool; batches that leave the
+    paired ones unchanged; adversarial + low-frequency fidelity terms; exact resume; its own validation numbers
+    and sheet; a clear message for a generator that does not exist."""
+    from charforge.train import sr as train_sr
+
+    monkeypatch.setenv("CHARFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train_sr, "validation_set", lambda n=8: train_sr.render_pairs(8, 5, 0.5))
+    pool = train_sr.generator_pool("default", 16, train_sr.GEN_SEED)
+    assert pool.shape == (16, 64, 64, 3) and pool.dtype == np.uint8 and pool.std() > 10
+    assert list((tmp_path / "cache").rglob("sr_gen/*.npy"))
+    assert np.array_equal(train_sr.generator_pool("default", 16, train_sr.GEN_SEED), pool)
+    cfg = SRConfig(channels=8, blocks=1, up_channels=4)
+    kw = dict(n_train=12, batch_size=4, patch=16, eval_every=2, checkpoint_every=2, threads=1, model=cfg)
+    kw |= dict(gen_models=("default",), gen_pool=16, gen_batch=2, gen_gan_weight=0.1, edge_weight=0.5)
+    opts = train_sr.SRTrainOptions(steps=4, **kw)
+    g = train_sr.make_gen_batch([pool], 3, opts)
+    assert g.shape == (2, 3, 16, 16) and torch.equal(g, train_sr.make_gen_batch([pool], 3, opts))
+    pairs = train_sr.render_pairs(12, 0, 0.4)
+    plain = train_sr.SRTrainOptions(**{k: v for k, v in kw.items() if not k.startswith("gen_")})
+    assert torch.equal(train_sr.make_batch(pairs, 3, opts)[0], train_sr.make_batch(pairs, 3, plain)[0])
+    flat = torch.full((1, 3, 20, 20), 0.3)
+    assert torch.allclose(train_sr.gaussian_lowpass(flat, 1.0), torch.full((1, 3, 14, 14), 0.3))
+
+    a = train_sr.train_sr(tmp_path / "a", opts)
+    rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "sharp_gen_x4" in r][-1]
+    assert a.finished and last["sharp_gen_x4"] > 0 and last["gen_lr_psnr"] > 20
+    assert list((tmp_path / "a" / "samples").glob("gen_step_*.png"))
+    card = (tmp_path / "a" / "MODEL_CARD.md").read_text()
+    assert "unpaired branch" in card and "`default`" in card
+    train_sr.train_sr(tmp_path / "b", train_sr.SRTrainOptions(steps=4, minutes=0.0, **kw))
+    train_sr.train_sr(tmp_path / "b", train_sr.SRTrainOptions(steps=4, **kw), resume=True)
+    x, _ = load_upscaler_file(tmp_path / "a" / "upscaler.safetensors")
+    y, _ = load_upscaler_file(tmp_path / "b" / "upscaler.safetensors")
+    assert all(torch.equal(p, q) for p, q in zip(x.state_dict().values(), y.state_dict().values()))
+    from charforge.models.io import load_model
+
+    state, meta = load_model(tmp_path / "b" / "checkpoints" / "state.safetensors")
+    assert any(k.startswith("d.") for k in state) and meta["charforge_config"]["gen_sha256"]
+    # the generator branch changes the weights (the same run without it differs)
+    c = train_sr.train_sr(tmp_path / "c", plain.__class__(**(vars(plain) | {"steps": 4})))
+    z, _ = load_upscaler_file(c.path)
+    assert not all(torch.equal(p, q) for p, q in zip(x.state_dict().values(), z.state_dict().values()))
+    with pytest.raises(UserError, match="--gen-model no-such-model"):
+        train_sr.train_sr(
+            tmp_path / "d", train_sr.SRTrainOptions(steps=2, **(kw | {"gen_models": ("no-such-model",)}))
+        )
+    # both weights 0: the generator's outputs are only measured; training is the plain run's, step for step
+    measured = kw | {"gen_gan_weight": 0.0, "gen_fidelity_weight": 0.0}
+    m = train_sr.train_sr(tmp_path / "e", train_sr.SRTrainOptions(steps=4, **measured))
+    w, _ = load_upscaler_file(m.path)
+    assert all(torch.equal(p, q) for p, q in zip(w.state_dict().values(), z.state_dict().values()))
+    assert (
+        "sharp_gen_x4" in m.metrics
+        and "measured, not trained on" in (tmp_path / "e" / "MODEL_CARD.md").read_text()
+    )
 
 
 def test_shipped_upscaler_beats_bicubic_on_held_out_renders():
