@@ -136,10 +136,17 @@ def bench_levers(preset: str, batch: int, windows: int, steps: int, work: Path, 
 
 
 def cpu_simd_flags() -> str:
-    from charforge.core.device import cpu_flags
+    from charforge.core.device import capabilities, cpu_flags
 
     keep = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni")
-    return " ".join(f for f in keep if f in cpu_flags()) or "(unknown)"
+    caps = capabilities()
+    kernels = f"; torch kernels {caps['cpu_capability']}"
+    if caps["isa_capped"]:  # an emulated smaller CPU: say so beside the flags it does not use
+        kernels += (
+            f" (capped: ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}, "
+            f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '-')})"
+        )
+    return (" ".join(f for f in keep if f in cpu_flags()) or "(unknown)") + kernels
 
 
 def levers_markdown(rows: list[dict], args) -> str:
@@ -265,7 +272,7 @@ def bench(preset: str, batch: int, windows: int, steps: int, work: Path) -> dict
 
 def to_markdown(rows: list[dict], args) -> str:
     lines = [
-        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, SIMD flags: {cpu_simd_flags()}; torch {torch.__version__}, "
         f"{args.threads} threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at start "
         f"{os.getloadavg()[0]:.2f}. Batch {args.batch}; {args.windows} alternating windows of {args.steps} steps "
         "after 2 warm-up steps; median img/s.",

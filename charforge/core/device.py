@@ -79,6 +79,7 @@ def describe_machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{cpu_name()}, {os.cpu_count()} logical CPUs, SIMD flags: {' '.join(caps['cpu_flags_simd']) or '(none read)'}"
+        f", torch kernels: {caps['cpu_capability']}{' (capped)' if caps['isa_capped'] else ''}"
         f", native bf16: {'yes' if caps['cpu_bf16'] else 'no'}, load average {load:.1f} at start"
     )
 
@@ -94,8 +95,20 @@ def native_bf16(device: torch.device | str) -> bool:
     if dev.type == "cpu":
         if platform.machine().lower() in ("arm64", "aarch64"):
             return False  # no measured fast path here yet: fp32 is the safe choice
-        return any(f in cpu_flags() for f in CPU_BF16_FLAGS)
+        return any(f in cpu_flags() for f in CPU_BF16_FLAGS) and kernels_bf16()
     return False
+
+
+@functools.cache
+def kernels_bf16() -> bool:
+    """Whether oneDNN, which runs torch's CPU convolutions and matrix products, will use bf16 instructions. It
+    honours ONEDNN_MAX_CPU_ISA (a capped ISA in a VM, a container or a benchmark emulating an AVX2-only CPU), so a
+    CPU flag alone is not enough: capped to AVX2, bf16 autocast took 80x the fp32 time for the upscaler here
+    (ATEN_CPU_CAPABILITY=avx2 alone changed little)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True  # an old torch without the query: trust the flags
 
 
 _SAID: set[str] = set()
@@ -115,9 +128,14 @@ def use_bf16(device: torch.device | str, requested: bool, *, what: str = "traini
         if os.environ.get("CHARFORGE_BF16", "").strip() == "0":
             why = "CHARFORGE_BF16=0 turns it off"
         elif dev.type == "cpu":
-            why = (
-                "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag), where bf16 is slower than fp32"
-            )
+            if any(f in cpu_flags() for f in CPU_BF16_FLAGS):
+                why = (
+                    "oneDNN is capped below the CPU's bf16 instructions here (ONEDNN_MAX_CPU_ISA="
+                    f"{os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA') or '?'}), "
+                    "where bf16 is slower than fp32"
+                )
+            else:
+                why = "this CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag), where bf16 is slower than fp32"
         else:
             why = f"{dev.type} reports no bf16 support"
         print(
@@ -134,6 +152,13 @@ def capabilities() -> dict[str, object]:
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # kernels held below what the CPU offers (ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY: e.g. emulating an
+        # AVX2-only machine for a benchmark)
+        "isa_capped": bool(
+            os.environ.get("ONEDNN_MAX_CPU_ISA")
+            or os.environ.get("DNNL_MAX_CPU_ISA")
+            or os.environ.get("ATEN_CPU_CAPABILITY")
+        ),
         "cpu_bf16": native_bf16("cpu"),
         "cpu_flags_simd": sorted(f for f in flags if f.startswith(("avx", "amx"))),
         "cuda": torch.cuda.is_available(),

@@ -10,6 +10,12 @@ Compilation happens on G's first call in each grad mode (D's phase runs G under 
 grad): tens of seconds on one core, once per process (inductor's on-disk cache makes a later run faster).
 It needs a C++ compiler; without one, or on any error while compiling, the wrapper says so once on stderr
 and runs G eagerly from then on.
+
+The compiler can also be wrong without failing: with torch 2.13, inductor's AVX2 code for the acgan-64-cpu G
+gave NaN and outputs off by up to 0.9 where eager was exact (seen with ATEN_CPU_CAPABILITY=avx2 on an AVX-512
+CPU, the code path of an AVX2-only CPU, which is exactly where compile_g is on). So the first compiled call in
+each grad mode is checked against an eager call from the same buffers and random state; a non-finite or
+different result sends G to eager for good, saying so.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ class CompiledOrEager:
         self.compiled = torch.compile(module)
         self.failed = False
         self.calls = {False: 0, True: 0}  # compiled calls that returned, by grad mode (no_grad: D's phase)
+        self.checked: dict[bool, bool] = {}  # grad modes whose first compiled call matched eager
 
     def __call__(self, *args, **kwargs):
         if self.failed:
             return self.module(*args, **kwargs)
+        first = not self.checked.get(torch.is_grad_enabled())
         try:
+            if first:
+                return self._checked_call(args, kwargs)
             out = self.compiled(*args, **kwargs)
         except Exception as e:  # compilation: no C++ compiler, an unsupported op, ...
             self.failed = True
@@ -49,5 +59,57 @@ class CompiledOrEager:
         self.calls[torch.is_grad_enabled()] += 1
         return out
 
+    def _checked_call(self, args, kwargs):
+        """The compiled call, then the eager one from the same buffers (batch-norm statistics) and random state;
+        returns the compiled result when both agree up to float rounding, else the eager one (and G stays eager)."""
+        from torch.utils._pytree import tree_leaves
+
+        grad = torch.is_grad_enabled()
+        bufs = [b.detach().clone() for b in self.module.buffers()]
+        rng = torch.get_rng_state()
+        out = self.compiled(*args, **kwargs)
+        after = [b.detach().clone() for b in self.module.buffers()]
+        with torch.no_grad():
+            for b, v in zip(self.module.buffers(), bufs):
+                b.copy_(v)
+        torch.set_rng_state(rng)
+        ref = self.module(*args, **kwargs)
+        why = _mismatch(
+            tree_leaves(out) + after, tree_leaves(ref) + [b.detach() for b in self.module.buffers()]
+        )
+        if why:
+            self.failed = True
+            print(
+                f"note: torch.compile of {self.what} computed wrong values on this CPU ({why}); {self.what} runs "
+                "eagerly (--set compile_g=false skips the attempt)",
+                file=sys.stderr,
+            )
+            return ref
+        self.checked[grad] = True
+        self.calls[grad] += 1
+        return out
+
     def __getattr__(self, name):  # attributes the loss reads (z_dim, n_tags, ...) are the module's
         return getattr(self.module, name)
+
+
+def _mismatch(got: list, want: list) -> str:
+    """'' when two lists of tensors agree up to float rounding, else what differs."""
+    if len(got) != len(want):
+        return f"{len(got)} outputs instead of {len(want)}"
+    for a, b in zip(got, want):
+        if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+            continue
+        if a.shape != b.shape:
+            return f"shape {tuple(a.shape)} instead of {tuple(b.shape)}"
+        if not a.is_floating_point():
+            if not torch.equal(a, b):
+                return "integer values differ"
+            continue
+        a, b = a.detach().float(), b.detach().float()
+        if not torch.isfinite(a).all() and torch.isfinite(b).all():
+            return "non-finite values where eager's are finite"
+        err = float((a - b).abs().nan_to_num(0.0).max()) if a.numel() else 0.0
+        if err > 1e-3 * (float(b.abs().max()) + 1.0) if b.numel() else False:
+            return f"max difference {err:.3g} from eager"
+    return ""

@@ -104,3 +104,55 @@ def test_a_later_compile_failure_also_falls_back(monkeypatch, capsys):
     wrapped(y)
     assert len(seen) == 2  # never tried again
     assert "recompile failed" in capsys.readouterr().err
+
+
+def test_a_miscompiled_g_is_caught_on_its_first_call(capsys):
+    """A compiler that returns wrong numbers without failing (torch 2.13's AVX2 code for the acgan-64-cpu G gave
+    NaN): the first compiled call in each grad mode is checked against eager from the same batch-norm statistics,
+    and G goes eager, saying so; what the caller gets, and the statistics left behind, are eager's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    twin.load_state_dict(net.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    wrapped = CompiledOrEager(net)
+    wrapped.compiled = lambda *a: net(*a) * float("nan")  # runs (and moves the statistics), but wrong
+    out = wrapped(x)
+    torch.testing.assert_close(out, twin(x))
+    torch.testing.assert_close(net[1].running_mean, twin[1].running_mean)  # updated once, not twice
+    assert wrapped.failed and "computed wrong values on this CPU (non-finite" in capsys.readouterr().err
+    # a compiler that agrees with eager is kept after its checked first call, in each grad mode
+    good = CompiledOrEager(twin)
+    good.compiled = lambda *a: twin(*a) + 1e-7
+    with torch.no_grad():
+        good(x)
+        good(x)
+    good(x)
+    assert not good.failed and good.checked == {False: True, True: True} and good.calls == {False: 2, True: 1}
+    off = CompiledOrEager(torch.nn.Linear(3, 2))
+    off.compiled = lambda a: off.module(a) + 0.5
+    off(torch.randn(4, 3))
+    assert off.failed and "max difference 0.5" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("g++"), reason="needs a C++ compiler")
+def test_avx2_kernels_train_the_cpu_preset_without_nan(tmp_path):
+    """The AVX2-only CPU path, emulated on any x86 CPU (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2): the
+    acgan-64-cpu step runs fp32 with compile_g on; it must train without a non-finite loss (the check catches
+    inductor's wrong AVX2 code for G and runs G eagerly). About two minutes on one core."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; import torch; "
+        "torch.set_num_threads(1); from bench_train import make_data, charforge_stepper; "
+        f"d = make_data(Path({str(tmp_path)!r}) / 'd', 64); "
+        f"s = charforge_stepper('acgan-64-cpu', 32, d, Path({str(tmp_path)!r}) / 'r'); "
+        "[s() for _ in range(3)]; print('ok')"
+    )
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    env.pop("CHARFORGE_BF16", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
