@@ -60,15 +60,18 @@ class CompiledOrEager:
         return out
 
     def _checked_call(self, args, kwargs):
-        """The compiled call, then the eager one from the same buffers (batch-norm statistics) and random state;
-        returns the compiled result when both agree up to float rounding, else the eager one (and G stays eager)."""
+        """The compiled call, then the eager one from the same buffers (batch-norm statistics) and random state.
+        When both agree up to float rounding, the compiled result is returned and the buffers and random state are
+        put back to where the compiled call left them, so the run continues exactly as an unchecked compiled run
+        would (a resumed run checks again; exact resume holds). Otherwise the eager result and state stand and G
+        stays eager."""
         from torch.utils._pytree import tree_leaves
 
         grad = torch.is_grad_enabled()
         bufs = [b.detach().clone() for b in self.module.buffers()]
         rng = torch.get_rng_state()
         out = self.compiled(*args, **kwargs)
-        after = [b.detach().clone() for b in self.module.buffers()]
+        after, rng_after = [b.detach().clone() for b in self.module.buffers()], torch.get_rng_state()
         with torch.no_grad():
             for b, v in zip(self.module.buffers(), bufs):
                 b.copy_(v)
@@ -85,6 +88,10 @@ class CompiledOrEager:
                 file=sys.stderr,
             )
             return ref
+        with torch.no_grad():
+            for b, v in zip(self.module.buffers(), after):
+                b.copy_(v)
+        torch.set_rng_state(rng_after)
         self.checked[grad] = True
         self.calls[grad] += 1
         return out

@@ -803,6 +803,10 @@ class Trainer:
         if self.saved_step != self.step:  # in memory: ranks must agree without racing on the file system
             self.save_checkpoint()
         if self.dist.is_main:
+            if self.step > 0 and not (self.run_dir / "samples" / f"step_{self.step:07d}.png").exists():
+                # a short run (a time budget, a stop) ends between sample grids: the CLI points the user at
+                # samples/, so the last step always has one
+                self.write_samples()
             plot_loss_curves(self.log.path, self.run_dir / "loss_curves.png")
             write_model_card(
                 self.run_dir,

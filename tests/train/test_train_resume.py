@@ -84,6 +84,9 @@ def test_smoke_run_leaves_a_resumable_run(data, tmp_path):
         Trainer(data, run, p, opts=opts())
     p2 = resolve_preset("tiny", {"steps": 14, "ckpt_every": 5})
     assert Trainer(data, run, p2, resume=True, opts=opts()).run()["step"] == 14
+    # the run ended between sample grids (sample_every 250 here): its last step still gets one, since the CLI
+    # tells the user to look at samples/
+    assert (run / "samples" / "step_0000014.png").is_file()
 
 
 def _cli(data, out, *extra):
