@@ -132,7 +132,7 @@ def generate(
     tags: str = typer.Option(
         "", help='Tags to fix, e.g. "blonde hair, blue eyes, smile, -hat"; the rest follow the training data.'
     ),
-    n: int = typer.Option(16, min=1, help="Number of characters."),
+    n: int = typer.Option(16, "--n", "-n", min=1, help="Number of characters."),
     seed: int = typer.Option(
         0,
         help="Image i uses seed+i (noise and free tags), so one seed reproduces one character; "
@@ -299,7 +299,7 @@ def interpolate(
 
 def npc(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    n: int = typer.Option(200, min=1, help="Number of NPC portraits."),
+    n: int = typer.Option(200, "--n", "-n", min=1, help="Number of NPC portraits."),
     seed: int = typer.Option(0, help="Batch seed (picks the per-portrait seeds)."),
     tags: str = typer.Option("", help='Tags every NPC shares, e.g. "hat".'),
     min_distance: float = typer.Option(

@@ -87,7 +87,7 @@ def test_generate_npc_interpolate_upscale(tmp_path, tiny_generator, upscaler_fil
         [
             "generate",
             *base,
-            "--n",
+            "-n",  # the short spelling a user reaches for
             "2",
             "--seed",
             "3",
@@ -113,7 +113,7 @@ def test_generate_npc_interpolate_upscale(tmp_path, tiny_generator, upscaler_fil
     npc_args = [
         "npc",
         *base,
-        "--n",
+        "-n",
         "2",
         "--min-distance",
         "0",
