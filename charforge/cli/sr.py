@@ -29,6 +29,9 @@ def train(
     channels: int = typer.Option(48, help="Trunk width."),
     blocks: int = typer.Option(8, help="Residual blocks in the trunk."),
     up_channels: int = typer.Option(24, help="Channels after the first pixel shuffle."),
+    cel_share: float = typer.Option(
+        0.4, help="Share of training characters in the cel style (the generators'); the rest span the six styles."
+    ),
     clean_share: float = typer.Option(0.25, help="Share of inputs left undegraded."),
     blur_p: float = typer.Option(
         0.7, help="Of the degraded inputs: chance of a Gaussian blur (GAN softness)."
@@ -93,6 +96,7 @@ def train(
         lr=lr,
         n_train=n_train,
         seed=seed,
+        cel_share=cel_share,
         clean_share=clean_share,
         blur_p=blur_p,
         fade_p=fade_p,
