@@ -12,7 +12,7 @@ It needs a C++ compiler; without one, or on any error while compiling, the wrapp
 and runs G eagerly from then on.
 
 The compiler can also be wrong without failing: with torch 2.13, inductor's AVX2 code for the acgan-64-cpu G
-gave NaN and outputs off by up to 0.9 where eager was exact (seen with ATEN_CPU_CAPABILITY=avx2 on an AVX-512
+gave NaN, or outputs off by up to 28 where eager was exact (seen with ATEN_CPU_CAPABILITY=avx2 on an AVX-512
 CPU, the code path of an AVX2-only CPU, which is exactly where compile_g is on). So the first compiled call in
 each grad mode is checked against an eager call from the same buffers and random state; a non-finite or
 different result sends G to eager for good, saying so.
