@@ -30,7 +30,8 @@ def train(
     blocks: int = typer.Option(8, help="Residual blocks in the trunk."),
     up_channels: int = typer.Option(24, help="Channels after the first pixel shuffle."),
     cel_share: float = typer.Option(
-        0.4, help="Share of training characters in the cel style (the generators'); the rest span the six styles."
+        0.4,
+        help="Share of training characters in the cel style (the generators'); the rest span the six styles.",
     ),
     clean_share: float = typer.Option(0.25, help="Share of inputs left undegraded."),
     blur_p: float = typer.Option(

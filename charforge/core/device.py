@@ -95,8 +95,13 @@ def native_bf16(device: torch.device | str) -> bool:
     if dev.type == "cpu":
         if platform.machine().lower() in ("arm64", "aarch64"):
             return False  # no measured fast path here yet: fp32 is the safe choice
-        return any(f in cpu_flags() for f in CPU_BF16_FLAGS) and kernels_bf16()
+        return cpu_bf16_flag() and kernels_bf16()
     return False
+
+
+def cpu_bf16_flag() -> bool:
+    """Whether the CPU reports a bf16 instruction set (avx512_bf16 or amx_bf16)."""
+    return any(f in cpu_flags() for f in CPU_BF16_FLAGS)
 
 
 @functools.cache
@@ -128,7 +133,7 @@ def use_bf16(device: torch.device | str, requested: bool, *, what: str = "traini
         if os.environ.get("CHARFORGE_BF16", "").strip() == "0":
             why = "CHARFORGE_BF16=0 turns it off"
         elif dev.type == "cpu":
-            if any(f in cpu_flags() for f in CPU_BF16_FLAGS):
+            if cpu_bf16_flag():
                 why = (
                     "oneDNN is capped below the CPU's bf16 instructions here (ONEDNN_MAX_CPU_ISA="
                     f"{os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA') or '?'}), "

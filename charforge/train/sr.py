@@ -69,10 +69,9 @@ class SRTrainOptions:
     d_lr: float = 2e-4
     d_warmup: int = 0  # first steps: the discriminator learns, the upscaler gets no adversarial gradient
     adv_ramp: int = 0  # then the adversarial weights rise linearly over this many steps
-    # the unpaired branch (docs/upscale.md, session 16): crops of generators' own 64 px outputs, upscaled x4,
-    # judged by the same discriminator against render crops, tied to their input by a low-frequency term
-    # generator names or files whose outputs the upscaler must sharpen; with both gen weights 0 their outputs
-    # are only measured (validation sharpness and fidelity), not trained on
+    # the unpaired branch (docs/upscale.md, session 16): crops of these generators' own outputs (names or files),
+    # upscaled x4, judged by the same discriminator against render crops, tied to their input by a low-frequency
+    # term; with both gen weights 0 their outputs are only measured (validation sharpness and fidelity)
     gen_models: tuple[str, ...] = ()
     gen_pool: int = 2000  # outputs per generator, drawn once (cached) with seeds from GEN_SEED
     gen_batch: int = 8  # generator crops per step
@@ -427,34 +426,32 @@ def evaluate(net: SRNet, val: dict[Any, Any], *, bf16: bool = False) -> dict[str
     return row
 
 
-def sample_sheet(net: SRNet, val: dict[Any, Any], path: Path, *, k: int = 4, bf16: bool = False) -> None:
-    """Rows: k validation characters; columns: 64 px input (nearest), bicubic, ours, the 256 px render."""
+def _save_sheet(net: SRNet, inp: np.ndarray, truth: np.ndarray | None, path: Path, bf16: bool) -> None:
+    """One row per input: the 64 px input (nearest), bicubic, ours[, the 256 px truth]; written atomically."""
     from PIL import Image
 
     from charforge.core.images import image_grid
 
-    idx = np.linspace(0, len(val[64]) - 1, k).round().astype(int)
-    inp = val[64][idx]
     x = torch.from_numpy(np.ascontiguousarray(inp)).permute(0, 3, 1, 2).float() / 255
     bic = (bicubic(x, 4).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    ours = run_net(net, inp, 4, bf16=bf16)
     near = np.stack([np.asarray(Image.fromarray(im).resize((256, 256), Image.NEAREST)) for im in inp])
-    cells = np.stack([c for row in zip(near, bic, ours, val[256][idx]) for c in row])
+    cols = [near, bic, run_net(net, inp, 4, bf16=bf16)] + ([truth] if truth is not None else [])
+    cells = np.stack([c for row in zip(*cols) for c in row])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(image_grid(cells, 4)).save(tmp)
+    Image.fromarray(image_grid(cells, len(cols))).save(tmp)
     tmp.replace(path)
+
+
+def sample_sheet(net: SRNet, val: dict[Any, Any], path: Path, *, k: int = 4, bf16: bool = False) -> None:
+    """Rows: k validation characters; columns: 64 px input (nearest), bicubic, ours, the 256 px render. With
+    generator outputs in `val`, also gen_<name>: k of them without a truth column."""
+    idx = np.linspace(0, len(val[64]) - 1, k).round().astype(int)
+    _save_sheet(net, val[64][idx], val[256][idx], path, bf16)
     gen = [g for g in val.get("gen", []) if g.shape[1] == 64]
-    if gen:  # generator outputs: 64 px input (nearest), bicubic, ours; no truth column
+    if gen:
         g = np.concatenate([p[: max(1, k // len(gen))] for p in gen])[:k]
-        x = torch.from_numpy(np.ascontiguousarray(g)).permute(0, 3, 1, 2).float() / 255
-        bic = (bicubic(x, 4).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        near = np.stack([np.asarray(Image.fromarray(im).resize((256, 256), Image.NEAREST)) for im in g])
-        cells = np.stack([c for row in zip(near, bic, run_net(net, g, 4, bf16=bf16)) for c in row])
-        gpath = path.with_name(f"gen_{path.name}")
-        tmp = gpath.with_name(f".{gpath.name}.tmp.png")
-        Image.fromarray(image_grid(cells, 3)).save(tmp)
-        tmp.replace(gpath)
+        _save_sheet(net, g, None, path.with_name(f"gen_{path.name}"), bf16)
 
 
 def plot_curves(log_path: Path, out: Path) -> None:
