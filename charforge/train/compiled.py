@@ -11,19 +11,41 @@ grad): tens of seconds on one core, once per process (inductor's on-disk cache m
 It needs a C++ compiler; without one, or on any error while compiling, the wrapper says so once on stderr
 and runs G eagerly from then on.
 
-The compiler can also be wrong without failing: with torch 2.13, inductor's AVX2 code for the acgan-64-cpu G
-gave NaN, or outputs off by up to 28 where eager was exact (seen with ATEN_CPU_CAPABILITY=avx2 on an AVX-512
-CPU, the code path of an AVX2-only CPU, which is exactly where compile_g is on). So the first compiled call in
-each grad mode is checked against an eager call from the same buffers and random state; a non-finite or
-different result sends G to eager for good, saying so.
+The compiler can also be wrong without failing. With torch 2.13 the acgan-64-cpu G gave NaN, or outputs off by
+up to 28 where eager was exact, when a process limited to AVX2 (ATEN_CPU_CAPABILITY=avx2, the code path of an
+AVX2-only CPU) compiled G after a process with AVX-512 had compiled it into the same inductor cache: the cache key
+leaves out the vector ISA, so the AVX2 process got a graph generated for 16-float vectors and built it with
+8-float ones (with an empty cache, or each ISA in its own cache, both are right). A cache shared by machines of
+different CPU kinds (a network home, a container volume) does the same. So:
+- `isa_cache_dir` gives each vector ISA its own inductor cache, below the one torch or the user chose;
+- the first compiled call in each grad mode is checked against an eager call from the same buffers and random
+  state; a non-finite or different result sends G to eager for good, saying so.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 
 import torch
 from torch import nn
+
+
+def isa_cache_dir() -> str:
+    """Point inductor's cache at a folder of its own for this process's vector ISA and ATen CPU capability
+    (`<cache>/isa-avx2-AVX2`, ...), below TORCHINDUCTOR_CACHE_DIR where set, else below torch's default; returns
+    it. Called before compiling: inductor reads the variable at each cache access."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    key = re.sub(r"[^A-Za-z0-9_]+", "_", f"{pick_vec_isa() or 'novec'}-{torch.backends.cpu.get_cpu_capability()}")
+    base = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    if os.path.basename(os.path.normpath(base)).startswith("isa-"):  # set by an earlier call in this process
+        base = os.path.dirname(os.path.normpath(base))
+    path = os.path.join(base, f"isa-{key}")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    return path
 
 
 class CompiledOrEager:
@@ -34,6 +56,10 @@ class CompiledOrEager:
 
     def __init__(self, module: nn.Module, what: str = "G"):
         self.module, self.what = module, what
+        try:
+            isa_cache_dir()
+        except Exception as e:  # a torch without these internals: its own cache, still checked below
+            print(f"note: inductor's cache is not split by vector ISA here ({type(e).__name__})", file=sys.stderr)
         self.compiled = torch.compile(module)
         self.failed = False
         self.calls = {False: 0, True: 0}  # compiled calls that returned, by grad mode (no_grad: D's phase)

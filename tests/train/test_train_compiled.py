@@ -135,12 +135,41 @@ def test_a_miscompiled_g_is_caught_on_its_first_call(capsys):
     assert off.failed and "max difference 0.5" in capsys.readouterr().err
 
 
+def _isa_dir(env_over: dict) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "TORCHINDUCTOR_CACHE_DIR")}
+    env.update(env_over)
+    code = "from charforge.train.compiled import isa_cache_dir as f; a = f(); b = f(); assert a == b, (a, b); print(a)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
+def test_each_vector_isa_gets_its_own_inductor_cache(tmp_path):
+    """inductor's cache key leaves out the vector ISA: a graph cached by an AVX-512 process and served to an AVX2
+    one computed NaN. Each ISA gets a folder of its own, below the user's TORCHINDUCTOR_CACHE_DIR where set; a
+    second call in the same process does not nest."""
+    from pathlib import Path
+
+    native = _isa_dir({"TORCHINDUCTOR_CACHE_DIR": str(tmp_path)})
+    capped = _isa_dir({"TORCHINDUCTOR_CACHE_DIR": str(tmp_path), "ATEN_CPU_CAPABILITY": "avx2"})
+    assert Path(native).parent == Path(capped).parent == tmp_path
+    assert Path(capped).name.startswith("isa-") and "avx2" in Path(capped).name.lower()
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":  # a CPU above AVX2: the two differ
+        assert native != capped
+    assert Path(_isa_dir({})).name == Path(native).name  # torch's default folder, keyed the same way
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("g++"), reason="needs a C++ compiler")
-def test_avx2_kernels_train_the_cpu_preset_without_nan(tmp_path):
-    """The AVX2-only CPU path, emulated on any x86 CPU (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2): the
-    acgan-64-cpu step runs fp32 with compile_g on; it must train without a non-finite loss (the check catches
-    inductor's wrong AVX2 code for G and runs G eagerly). About two minutes on one core."""
+def test_avx2_kernels_train_the_cpu_preset_compiled_after_a_native_run(tmp_path):
+    """The AVX2-only CPU path, emulated on any x86 CPU (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2), after a
+    process with the CPU's own ISA compiled the same G into the same inductor cache: the acgan-64-cpu step runs
+    fp32 with compile_g on and must train with G compiled and right (before the cache was split by ISA, G's
+    compiled output was NaN there and the check sent G eager). About three minutes on one core."""
     import os
     import subprocess
     import sys
@@ -149,10 +178,15 @@ def test_avx2_kernels_train_the_cpu_preset_without_nan(tmp_path):
         "import sys; sys.path.insert(0, 'bench'); from pathlib import Path; import torch; "
         "torch.set_num_threads(1); from bench_train import make_data, charforge_stepper; "
         f"d = make_data(Path({str(tmp_path)!r}) / 'd', 64); "
-        f"s = charforge_stepper('acgan-64-cpu', 32, d, Path({str(tmp_path)!r}) / 'r'); "
+        f"s = charforge_stepper('acgan-64-cpu', 32, d, Path({str(tmp_path)!r}) / sys.argv[1]); "
         "[s() for _ in range(3)]; print('ok')"
     )
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
-    env.pop("CHARFORGE_BF16", None)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+    base = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    base |= {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "CHARFORGE_BF16": "0"}
+    for run, cap in (("native", {}), ("avx2", {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})):
+        r = subprocess.run(
+            [sys.executable, "-c", code, run], env=base | cap, capture_output=True, text=True, timeout=900
+        )
+        assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+        assert "G runs through torch.compile" in r.stderr
+        assert "torch.compile of G" not in r.stderr, r.stderr[-2000:]  # neither failed nor computed wrong values
