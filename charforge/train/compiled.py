@@ -39,7 +39,9 @@ def isa_cache_dir() -> str:
     from torch._inductor.cpu_vec_isa import pick_vec_isa
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-    key = re.sub(r"[^A-Za-z0-9_]+", "_", f"{pick_vec_isa() or 'novec'}-{torch.backends.cpu.get_cpu_capability()}")
+    key = re.sub(
+        r"[^A-Za-z0-9_]+", "_", f"{pick_vec_isa() or 'novec'}-{torch.backends.cpu.get_cpu_capability()}"
+    )
     base = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
     if os.path.basename(os.path.normpath(base)).startswith("isa-"):  # set by an earlier call in this process
         base = os.path.dirname(os.path.normpath(base))
@@ -59,7 +61,10 @@ class CompiledOrEager:
         try:
             isa_cache_dir()
         except Exception as e:  # a torch without these internals: its own cache, still checked below
-            print(f"note: inductor's cache is not split by vector ISA here ({type(e).__name__})", file=sys.stderr)
+            print(
+                f"note: inductor's cache is not split by vector ISA here ({type(e).__name__})",
+                file=sys.stderr,
+            )
         self.compiled = torch.compile(module)
         self.failed = False
         self.calls = {False: 0, True: 0}  # compiled calls that returned, by grad mode (no_grad: D's phase)

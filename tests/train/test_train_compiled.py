@@ -189,4 +189,6 @@ def test_avx2_kernels_train_the_cpu_preset_compiled_after_a_native_run(tmp_path)
         )
         assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
         assert "G runs through torch.compile" in r.stderr
-        assert "torch.compile of G" not in r.stderr, r.stderr[-2000:]  # neither failed nor computed wrong values
+        assert "torch.compile of G" not in r.stderr, r.stderr[
+            -2000:
+        ]  # neither failed nor computed wrong values
