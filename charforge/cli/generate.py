@@ -127,6 +127,24 @@ def _model_doc(bundle, no_watermark: bool, truncation: float, seed_scheme: str =
     }
 
 
+def _grid_path(out: Path) -> Path:
+    """--out of generate: an existing folder gets grid.png inside, a name without a suffix gets .png (`-o gen1`
+    wrote a PNG named gen1); another suffix is an error, since the grid is always a PNG."""
+    from charforge.errors import UserError
+
+    if out.is_dir():
+        return out / "grid.png"
+    if out.suffix == "":
+        return out.with_name(out.name + ".png")
+    if out.suffix.lower() != ".png":
+        raise UserError(
+            f"--out {out}: the grid is a PNG; name it {out.with_suffix('.png').name} "
+            "(or give a folder, which gets grid.png)",
+            field="out",
+        )
+    return out
+
+
 def generate(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     tags: str = typer.Option(
@@ -138,7 +156,12 @@ def generate(
         help="Image i uses seed+i (noise and free tags), so one seed reproduces one character; "
         "the studio gives the same image for the same seed and tags.",
     ),
-    out: Path = typer.Option(Path("grid.png"), "-o", "--out", help="Output grid PNG."),
+    out: Path = typer.Option(
+        Path("grid.png"),
+        "-o",
+        "--out",
+        help="Output grid PNG (a name without a suffix gets .png; an existing folder gets grid.png inside).",
+    ),
     each: Path | None = typer.Option(None, help="Also write one PNG per character into this folder."),
     fixed_noise: bool = typer.Option(
         False, "--fixed-noise", help="Same noise (from --seed) for all, random attributes."
@@ -165,6 +188,7 @@ def generate(
     from charforge.sr import apply as apply_upscale
 
     with json_mode(as_json):
+        out = _grid_path(out)
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)

@@ -60,3 +60,19 @@ def test_npc_and_interpolate_json(tiny_generator, tmp_path, capsys):
     assert code == 0, err
     doc = json.loads(out)
     assert len(doc["frames"]) == 3 and doc["gif"].endswith("interpolation.gif")
+
+
+def test_generate_out_without_suffix_or_a_folder_is_a_png(tiny_generator, tmp_path, capsys):
+    """`-o gen1` wrote a PNG named gen1 with no suffix (seen walking the main job); now gen1.png. A folder gets
+    grid.png inside; another suffix is a clear error naming the option, before anything is generated."""
+    code, out, err = run_cli(capsys, "generate", "-m", tiny_generator, "-n", "2", "-o", tmp_path / "gen1")
+    assert code == 0, err
+    assert (tmp_path / "gen1.png").is_file() and not (tmp_path / "gen1").exists()
+    assert str(tmp_path / "gen1.png") in out
+    (tmp_path / "folder").mkdir()
+    code, out, err = run_cli(capsys, "generate", "-m", tiny_generator, "-n", "2", "-o", tmp_path / "folder")
+    assert code == 0, err
+    assert Image.open(tmp_path / "folder" / "grid.png").format == "PNG"
+    code, out, err = run_cli(capsys, "generate", "-m", tiny_generator, "-n", "2", "-o", tmp_path / "g.jpg")
+    assert code != 0 and "--out" in err and "g.png" in err and "Traceback" not in err
+    assert not (tmp_path / "g.jpg").exists()
