@@ -126,10 +126,19 @@ def _short(e: Exception, limit: int = 120) -> str:
 
 
 def _check_file(path: Path) -> None:
+    import glob
+
     if path.is_dir():
         raise BadImage("is a directory, not an image file")
     if not path.exists():
-        raise BadImage("file does not exist (removed during the import?)")
+        same_stem = (
+            sorted(q.name for q in path.parent.glob(f"{glob.escape(path.stem)}.*"))
+            if path.parent.is_dir()
+            else []
+        )
+        raise BadImage(
+            "file does not exist" + (f" (there is {', '.join(same_stem[:3])})" if same_stem else "")
+        )
     if path.stat().st_size == 0:
         raise BadImage("empty file (0 bytes)")
 

@@ -127,6 +127,9 @@ def test_bad_files_give_reasons(tmp_path):
     assert "not an image" in _reason(tmp_path / "text.jpg")
     assert "truncated" in _reason(tmp_path / "cut.png")
     assert "does not exist" in _reason(tmp_path / "missing.png")
+    # the wrong suffix typed (grace_hopper.png for grace_hopper.jpg): the message names the file that is there
+    Image.fromarray(pattern(5)).save(tmp_path / "grace[1].jpg")
+    assert _reason(tmp_path / "grace[1].png") == "file does not exist (there is grace[1].jpg)"
 
 
 def test_load_with_alpha_keeps_transparency_text_and_orientation_from_one_decode(tmp_path):
