@@ -150,6 +150,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60, help="pictures per set (default 60)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--probe", action="store_true", help="also the logistic-probe experiment (see above)")
+    ap.add_argument("--fit-out", type=Path, help="fit the probe on every calibration set and save it here")
+    ap.add_argument(
+        "--rule", type=Path, help="score a saved probe under rule B (results/session17/bust_rule.txt)"
+    )
     a = ap.parse_args()
     rows = []
 
@@ -176,6 +180,10 @@ def main() -> None:
         a.out.write_text(json.dumps(rows, indent=1))
     if a.probe:
         probe_experiment(a.n)
+    if a.fit_out:
+        fit_and_save(a.n, a.fit_out)
+    if a.rule:
+        rule_b(a.n, a.rule)
 
 
 def _square(arr: np.ndarray, side: int = 128) -> np.ndarray:
@@ -186,34 +194,48 @@ def _square(arr: np.ndarray, side: int = 128) -> np.ndarray:
     return np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS))
 
 
-def probe_experiment(n: int, c: float = 0.1) -> None:
-    """Leave-one-set-out keep rates of a logistic probe (busts vs not) on ImageNet features, then the held-out
-    roles. Needs scikit-learn."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from charforge.tagger.probe import probe_features
-
+def _all_sets(n: int) -> dict:
     sets = dict(bust_sets(n))
     sets["builtin-renders"] = ("calibration", builtin_renders(n))
     for name, files in {**abstract_dicebear(n), **wesnoth_not_portraits(n)}.items():
         sets[name] = ("negative", files)
     for name, pics in skimage_photos().items():
         sets[name] = ("negative", pics)
-    feats, names, roles = [], [], []
+    return sets
+
+
+def _features(sets: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    from charforge.tagger.probe import probe_features
+
+    feats, names, roles, images = [], [], [], {}
     for name, (role, files) in sets.items():
-        imgs = np.stack([_square(rgb(im) if isinstance(im, Path) else im) for im in files])
-        feats.append(probe_features(imgs, ("full",), size=112))
+        raw = [rgb(im) if isinstance(im, Path) else im for im in files]
+        images[name] = raw
+        imgs = np.stack([_square(im) for im in raw])
+        feats.append(probe_features(imgs, ("full",), size=112, cache=True))
         names += [name] * len(imgs)
         roles += [role] * len(imgs)
-    x, names, roles = np.concatenate(feats), np.array(names), np.array(roles)
+    return np.concatenate(feats), np.array(names), np.array(roles), images
+
+
+def _logistic(c: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced"))
+
+
+def probe_experiment(n: int, c: float = 0.1) -> None:
+    """Leave-one-set-out keep rates of a logistic probe (busts vs not) on ImageNet features, then the held-out
+    roles. Needs scikit-learn."""
+    sets = _all_sets(n)
+    x, names, roles, _ = _features(sets)
     y = (roles != "negative").astype(int)
     fit = np.isin(roles, ("calibration", "negative"))
 
     def model(mask):
-        m = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced"))
-        return m.fit(x[mask], y[mask])
+        return _logistic(c).fit(x[mask], y[mask])
 
     print(f"probe (C {c}): keep rate of each set, left out of the fit (calibration busts and non-busts)")
     for name in dict.fromkeys(names[fit]):
@@ -223,6 +245,77 @@ def probe_experiment(n: int, c: float = 0.1) -> None:
     for name in dict.fromkeys(names[~fit]):
         kept = full.predict_proba(x[names == name])[:, 1] > 0.5
         print(f"  {name:28s} {sets[name][0]:11s} kept {kept.mean():.2f} (fitted on every calibration set)")
+
+
+def _to_probe(model):
+    from charforge.data.bust import BustProbe
+
+    scaler, lr = model[0], model[1]
+    return BustProbe(scaler.mean_, np.sqrt(scaler.var_), lr.coef_[0], float(lr.intercept_[0]))
+
+
+def fit_and_save(n: int, out: Path, c: float = 0.1) -> None:
+    """Rule B's candidate: fitted on every calibration bust set and every non-bust set, saved as a bust probe."""
+    import platform
+
+    import sklearn
+
+    from charforge.data.bust import save_bust_probe
+
+    sets = _all_sets(n)
+    x, names, roles, _ = _features(sets)
+    fit = np.isin(roles, ("calibration", "negative"))
+    model = _logistic(c).fit(x[fit], (roles[fit] != "negative").astype(int))
+    counts = {name: int((names == name).sum()) for name in dict.fromkeys(names[fit])}
+    provenance = {
+        "command": f"PYTHONPATH=. python bench/foreign/closeups.py --n {n} --fit-out {out}",
+        "fitted_on": counts,
+        "model": f"LogisticRegression(C={c}, class_weight='balanced') on StandardScaler features",
+        "sklearn": sklearn.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
+    save_bust_probe(out, _to_probe(model), provenance=provenance)
+    print(f"wrote {out}: fitted on {sum(counts.values())} pictures of {len(counts)} sets")
+
+
+def rule_b(n: int, path: Path, c: float = 0.1) -> None:
+    """The numbers rule B decides on (bench/foreign/results/session17/bust_rule.txt)."""
+    from charforge.data.bust import load_bust_probe
+    from charforge.data.faces import closeup_score
+
+    sys.path.insert(0, str(HERE))
+    from run import build_dicebear
+
+    probe = load_bust_probe(path)
+    sets = _all_sets(n)
+    x, names, roles, images = _features(sets)
+    skin = {name: np.array([closeup_score(im)[0] for im in imgs]) for name, imgs in images.items()}
+    y = (roles != "negative").astype(int)
+    fit = np.isin(roles, ("calibration", "negative"))
+    print("(b) leave-one-set-out false keeps of the combined test (skin OR probe), non-bust sets:")
+    rates = []
+    for name in dict.fromkeys(names[roles == "negative"]):
+        held = _to_probe(_logistic(c).fit(x[fit & (names != name)], y[fit & (names != name)]))
+        p = held.probability([_square(im) for im in images[name]])
+        rate = float((skin[name] | (p >= 0.5)).mean())
+        rates.append(rate)
+        print(f"  {name:24s} {rate:.2f}")
+    print(f"  mean {np.mean(rates):.3f} (rule: <= 0.15)")
+    print("(c) the saved probe, combined test: built-in renders and micah (validation)")
+    for name in ("builtin-renders", "dicebear-micah"):
+        p = probe.probability(images[name])
+        print(
+            f"  {name:24s} kept {float((skin[name] | (p >= 0.5)).mean()):.2f} (skin alone {skin[name].mean():.2f})"
+        )
+    print("(a) fresh seed-1 slices of the test styles, combined test (rule: >= 0.95 each)")
+    for style in ("adventurer", "avataaars", "personas"):
+        folder = build_dicebear(style, 100, 1, cache_dir())
+        pics = [rgb(f) for f in sorted((folder / "images").glob("*.png"))]
+        s = np.array([closeup_score(im)[0] for im in pics])
+        p = probe.probability(pics)
+        print(
+            f"  dicebear-{style:14s} kept {float((s | (p >= 0.5)).mean()):.2f} (skin alone {s.mean():.2f}, n {len(pics)})"
+        )
 
 
 if __name__ == "__main__":

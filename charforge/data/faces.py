@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -321,13 +322,15 @@ def detect_padded(image: np.ndarray, kind: str, pad: float = CLOSEUP_PAD) -> lis
 
 
 def find_crops(
-    image: np.ndarray, kind: str, *, closeups: bool = True, max_faces: int = 8
+    image: np.ndarray, kind: str, *, closeups: bool = True, max_faces: int = 8, bust: Any = "shipped"
 ) -> tuple[list[Crop], int, str]:
     """Where the samples of one image are: ([Crop], faces detected, reason when there is none).
 
     With a detector: every selected face; failing that the padded close-up search (on the head square of
-    a tall image), then the close-up test (`closeups`). Without one (kind "none"): the head square of a
-    tall image, else the centre square. Crop squares are before `crop_scale` for faces (see `face`).
+    a tall image), then the close-up test (`closeups`): the skin test (`closeup_score`), else the portrait probe
+    (`bust`: a charforge.data.bust.BustProbe, "shipped" for the shipped file where installed, None for none).
+    Without a detector (kind "none"): the head square of a tall image, else the centre square. Crop squares are
+    before `crop_scale` for faces (see `face`).
     """
     h, w = image.shape[:2]
     head = head_square(image)
@@ -347,6 +350,17 @@ def find_crops(
     if not closeups:
         return [], 0, f"no face found by the {kind!r} detector (close-ups off)"
     ok, detail = closeup_score(part)
+    if not ok:
+        if bust == "shipped":
+            from charforge.data.bust import shipped_bust_probe
+
+            bust = shipped_bust_probe()
+        if bust is not None:
+            is_bust, p = bust.is_bust(part)
+            if is_bust:
+                ok, detail = True, f"the portrait probe reads a bust (p {p:.2f}; {detail})"
+            else:
+                detail += f"; portrait probe p {p:.2f}"
     if ok:
         square = region if head is not None else centre_square(h, w)
         how = "close-up (head of a tall image)" if head is not None else "close-up"
