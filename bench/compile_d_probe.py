@@ -144,7 +144,9 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from charforge.train.compiled import isa_cache_dir
 
-    print(f"inductor cache: {isa_cache_dir()}")  # one per vector ISA: a shared one served AVX-512 code to AVX2
+    print(
+        f"inductor cache: {isa_cache_dir()}"
+    )  # one per vector ISA: a shared one served AVX-512 code to AVX2
     simd = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags())
     print(
         f"{cpu_name()}, SIMD {simd}; torch {torch.__version__}, {torch.get_num_threads()} thread(s), "

@@ -34,7 +34,9 @@ def test_probe_files_round_trip_and_a_damaged_one_names_itself(tmp_path):
     np.testing.assert_allclose(back.probability([img]), probe.probability([img]), rtol=1e-4, atol=1e-6)
     from charforge.models.io import save_model
 
-    save_model(tmp_path / "bad.safetensors", {"mean": torch.zeros(d)}, kind="bustprobe", config=probe.config())
+    save_model(
+        tmp_path / "bad.safetensors", {"mean": torch.zeros(d)}, kind="bustprobe", config=probe.config()
+    )
     with pytest.raises(UserError, match="bad.safetensors: not a complete bust probe"):
         load_bust_probe(tmp_path / "bad.safetensors")
 
