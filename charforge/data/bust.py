@@ -7,9 +7,9 @@ features (EfficientNet-Lite0, `charforge.models.features`, the same network the 
 says "portrait" or not: a logistic regression on standardised features, fitted on busts drawn in eight styles plus
 the creator's renders against pictures that are not busts (abstract avatars, game terrain and items, photos).
 
-What it is not: a face detector. It learns the look of the portrait styles it was fitted on; a style it never saw
-may be taken whole or not at all (leave-one-style-out: pixel-art 0.00, identicon 0.80 false keeps; painted game
-portraits 0.10). The import report names every image kept this way, and `--no-closeups` turns it off.
+What it is not: a face detector. It learns the look of the portrait styles it was fitted on; a style it never
+saw may be taken whole or not at all (left out of the fit: pixel-art busts kept 0.00, identicons kept 0.76-0.80;
+painted game portraits 0.10). The import report names every image kept this way; `--no-closeups` turns it off.
 
 File: `charforge/weights/bust_probe.safetensors` (kind "bustprobe"): tensors `mean`, `std`, `weight` (D,) and
 `bias` (1,); config {"features": "efficientnet-lite0", "size": 112, "square": 128, "threshold": 0.5}. How it was
