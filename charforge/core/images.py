@@ -227,11 +227,14 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+GRID_PAD = 255  # empty cells of a grid's last row: white, like the page (black read as failed images)
+
+
 def image_grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """(N, H, W, 3) -> (rows*H, cols*W, 3), padding the last row with black."""
+    """(N, H, W, 3) -> (rows*H, cols*W, 3), the last row's empty cells white."""
     n, h, w, _ = images.shape
     rows = math.ceil(n / cols)
-    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
+    grid = np.full((rows * h, cols * w, 3), GRID_PAD, np.uint8)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
         grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = im

@@ -160,3 +160,12 @@ def test_load_with_alpha_keeps_transparency_text_and_orientation_from_one_decode
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(BadImage):
         load_image_with_alpha(tmp_path / "bad.png")
+
+
+def test_a_grid_pads_its_last_row_with_white_cells():
+    from charforge.core.images import image_grid
+
+    imgs = np.stack([np.full((4, 4, 3), 10 * (i + 1), np.uint8) for i in range(5)])
+    grid = image_grid(imgs, 3)
+    assert grid.shape == (8, 12, 3)
+    assert (grid[4:, 4:8] == 50).all() and (grid[4:, 8:] == 255).all()  # the 5th image, then one empty cell
