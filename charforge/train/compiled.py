@@ -14,8 +14,8 @@ and runs G eagerly from then on.
 The compiler can also be wrong without failing. With torch 2.13 the acgan-64-cpu G gave NaN, or outputs off by
 up to 28 where eager was exact, when a process limited to AVX2 (ATEN_CPU_CAPABILITY=avx2, the code path of an
 AVX2-only CPU) compiled G after a process with AVX-512 had compiled it into the same inductor cache: the cache key
-leaves out the vector ISA, so the AVX2 process got a graph generated for 16-float vectors and built it with
-8-float ones (with an empty cache, or each ISA in its own cache, both are right). A cache shared by machines of
+leaves out the vector ISA, so the AVX2 process reused code generated for AVX-512 (which kernel then goes wrong was
+not traced; with an empty cache, or each ISA in its own cache, both are right). A cache shared by machines of
 different CPU kinds (a network home, a container volume) does the same. So:
 - `isa_cache_dir` gives each vector ISA its own inductor cache, below the one torch or the user chose;
 - the first compiled call in each grad mode is checked against an eager call from the same buffers and random
@@ -34,7 +34,7 @@ from torch import nn
 
 def isa_cache_dir() -> str:
     """Point inductor's cache at a folder of its own for this process's vector ISA and ATen CPU capability
-    (`<cache>/isa-avx2-AVX2`, ...), below TORCHINDUCTOR_CACHE_DIR where set, else below torch's default; returns
+    (`<cache>/isa-avx2_AVX2`, ...), below TORCHINDUCTOR_CACHE_DIR where set, else below torch's default; returns
     it. Called before compiling: inductor reads the variable at each cache access."""
     from torch._inductor.cpu_vec_isa import pick_vec_isa
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
