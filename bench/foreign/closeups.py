@@ -10,8 +10,8 @@ found". This script measures that decision on pictures that are busts and pictur
   not busts           DiceBear's abstract styles (shapes, icons, identicon, rings, initials, glass: CC0 / MIT,
                       rendered with the pinned npm packages), Wesnoth terrain and item images (Debian
                       wesnoth-1.16-data, GPL-2+), scikit-image's sample photos without a face (BSD-3)
-The non-bust sets are built into the cache (<cache>/closeups/...), never committed. Each is split in two by file
-order: the first half calibrates, the second half is held out.
+The non-bust sets are built into the cache (<cache>/closeups/...), never committed. Held-out figures for the
+probe come from leaving each calibration set out of its fit in turn (--probe, --rule).
 
 With --probe it also fits a logistic probe on the ImageNet features of the whole picture (EfficientNet-Lite0 at
 112 px, the estimator's feature network) to tell busts from the rest, and reports its keep rate on each calibration
