@@ -159,13 +159,10 @@ def main() -> None:
 
     def score(name: str, role: str, bust: bool, images: list) -> None:
         kept = []
-        for k, im in enumerate(images):
+        for im in images:
             arr = rgb(im) if isinstance(im, Path) else im
             ok, detail = closeup_score(arr)
-            half = "first" if k < (len(images) + 1) // 2 else "second"
-            rows.append(
-                {"set": name, "role": role, "bust": bust, "half": half, "kept": bool(ok), "detail": detail}
-            )
+            rows.append({"set": name, "role": role, "bust": bust, "kept": bool(ok), "detail": detail})
             kept.append(ok)
         print(f"{name:28s} {role:11s} {'bust' if bust else 'not':4s} kept {sum(kept):3d} / {len(kept):3d}")
 
