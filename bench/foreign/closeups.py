@@ -149,6 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=60, help="pictures per set (default 60)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--styles", type=Path, help="a saved probe on the six-style creator's renders, per style")
     ap.add_argument("--probe", action="store_true", help="also the logistic-probe experiment (see above)")
     ap.add_argument("--fit-out", type=Path, help="fit the probe on every calibration set and save it here")
     ap.add_argument(
@@ -181,6 +182,8 @@ def main() -> None:
         fit_and_save(a.n, a.fit_out)
     if a.rule:
         rule_b(a.n, a.rule)
+    if a.styles:
+        styles_check(a.styles)
 
 
 def _square(arr: np.ndarray, side: int = 128) -> np.ndarray:
@@ -312,6 +315,27 @@ def rule_b(n: int, path: Path, c: float = 0.1) -> None:
         p = probe.probability(pics)
         print(
             f"  dicebear-{style:14s} kept {float((s | (p >= 0.5)).mean()):.2f} (skin alone {s.mean():.2f}, n {len(pics)})"
+        )
+
+
+def styles_check(path: Path, n: int = 120) -> None:
+    """The probe on the six-style creator (its cel renders are in the fit, the other five styles are not)."""
+    from charforge.creators import get_creator
+    from charforge.data.bust import load_bust_probe
+    from charforge.data.faces import closeup_score
+
+    probe = load_bust_probe(path)
+    creator = get_creator("builtin-styles")
+    batch = creator.sample(n, np.random.default_rng(11))
+    images = list(creator.render(batch, 256))
+    k = [c.name for c in creator.space.categorical].index("style")
+    p = probe.probability(images) >= probe.threshold
+    skin = np.array([closeup_score(im)[0] for im in images])
+    print("six-style creator renders (seed 11): kept by the probe / the skin test / either")
+    for i, style in enumerate(creator.space.categorical[k].options):
+        m = batch.cat[:, k] == i
+        print(
+            f"  {style:10s} n {m.sum():3d}  {p[m].mean():.2f} / {skin[m].mean():.2f} / {(p[m] | skin[m]).mean():.2f}"
         )
 
 
