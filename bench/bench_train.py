@@ -92,6 +92,8 @@ LEVERS = {  # name -> preset overrides (the preset's compile_g compiles G where 
     "bf16 off, gp_every 16, G eager": {"gp_every": 16, "compile_g": False},
     "bf16 off, D fast paths off (d_fast=false)": {"d_fast": False},
     "bf16 off, gp_every 16, D fast paths off": {"gp_every": 16, "d_fast": False},
+    "bf16 off, G's phase reuses D's fakes (reuse_fake)": {"reuse_fake": True},
+    "bf16 off, reuse_fake, gp_every 16": {"reuse_fake": True, "gp_every": 16},
 }
 
 

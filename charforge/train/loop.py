@@ -509,10 +509,16 @@ class Trainer:
         if self.ada is not None:
             self.loss.aug_p = self.ada.p
         logs: dict[str, torch.Tensor] = {}
+        # reuse_fake: one latent draw for the step, and G's phase takes the fakes D's phase made (not in warm-up,
+        # where G's phase does not run)
+        reuse = self.p.reuse_fake and step >= self.p.d_warmup
+        if hasattr(self.loss, "reuse_fake"):
+            self.loss.reuse_fake = reuse
+        shared = self._latents(rng, g) if reuse else None
         for module, phases in self.phase_groups:
             if module == self.gen_name and step < self.p.d_warmup:
                 continue  # warm-up: a fresh discriminator learns the data before it may steer the generator
-            z, c = self._latents(rng, g)
+            z, c = shared if shared is not None else self._latents(rng, g)
             net, opt = self.modules[module], self.optims[module]
             opt.zero_grad(set_to_none=True)
             frozen = [m for k, m in self.modules.items() if k != module]

@@ -128,6 +128,10 @@ class TagGANLoss:
         self.memory_format = memory_format
         self.projection = getattr(D, "proj", None) is not None
         self.aug_p: float | None = None  # adaptive augmentation probability, set by the trainer (train.ada)
+        # set by the trainer for steps whose G phase reuses D's fakes (preset reuse_fake): D's phase then runs G
+        # with its graph and keeps (z, fake) for G's phase
+        self.reuse_fake = False
+        self._kept: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def phases(self) -> list[Phase]:
         """D (+ the lazy DRAGAN and/or R1 penalty every gp_every iterations, same optimiser step), then G."""
@@ -171,8 +175,9 @@ class TagGANLoss:
         raise ValueError(f"unknown phase {phase!r}")
 
     def _phase_g(self, z, c, g, gain) -> dict[str, torch.Tensor]:
+        kept, self._kept = self._kept, None
         with self.autocast():
-            fake = self.G(z, c)  # (B, 3, S, S)
+            fake = kept[1] if kept is not None and kept[0] is z else self.G(z, c)  # (B, 3, S, S)
             adv, cls = self._d(fake, g, c)
         l_adv = F.softplus(-adv).mean()  # -log D(G(z, c))
         l_cls = self._cls(cls, c)
@@ -200,8 +205,16 @@ class TagGANLoss:
         return {"loss_G": loss.detach(), **out}
 
     def _phase_d(self, real, real_tags, z, c, g, gain) -> dict[str, torch.Tensor]:
-        with torch.no_grad(), self.autocast():
-            fake = self.G(z, c)
+        self._kept = None
+        if self.reuse_fake:  # G with its graph (G is frozen in D's phase: thaw it for this forward only)
+            self.G.requires_grad_(True)
+            with self.autocast():
+                kept = self.G(z, c)
+            self.G.requires_grad_(False)
+            self._kept, fake = (z, kept), kept.detach()
+        else:
+            with torch.no_grad(), self.autocast():
+                fake = self.G(z, c)
         with self.autocast():
             if getattr(
                 self.D, "per_sample", False

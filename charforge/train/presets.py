@@ -105,6 +105,11 @@ class Preset:
     # the trainer's D runs its leaky ReLUs without the penalty's all-zero second backward and a 4x4/2 conv on a
     # 2x2 map as one matrix product (train.fast_d). Same math; values differ by float rounding only.
     d_fast: bool = False
+    # G's phase reuses the fakes D's phase drew (one latent draw and one G forward a step instead of two, as the
+    # PyTorch DCGAN example does): about a tenth of a CPU step saved. Not the textbook loop (G's step sees the
+    # latents D's step saw; G's batch-norm statistics move once a step) and its effect on quality is not yet
+    # measured, so no preset sets it (BENCHMARKS.md, session 17).
+    reuse_fake: bool = False
     # bookkeeping
     seed: int = 0  # master seed: data order, noise, labels
     log_every: int = 50  # steps between JSONL/TensorBoard rows

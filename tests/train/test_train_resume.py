@@ -113,11 +113,12 @@ SHARP = {"g_top_blocks": 1, "d_highpass": True, "r1_weight": 1.0}  # the sharpne
 
 @pytest.mark.parametrize(
     "ada",
-    [False, True, "sharp", "cl", "compiled"],
-    ids=["plain", "ada", "sharp", "channels_last", "compiled"],
+    [False, True, "sharp", "cl", "compiled", "reuse"],
+    ids=["plain", "ada", "sharp", "channels_last", "compiled", "reuse_fake"],
 )
 def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     sets = ["--set", "ckpt_every=3", "--set", "sample_every=1000", "--set", "eval_every=1000"]
+    reuse = ada == "reuse"
     sharp, cl, compiled, ada = ada == "sharp", ada == "cl", ada == "compiled", ada is True
     extra = {"ada": True, "ada_kimg": 0.05, "ada_target": 0.1} if ada else {}
     extra |= SHARP if sharp else {}
@@ -126,6 +127,7 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, ada):
     # acgan-64-cpu without native bf16: G through torch.compile (train.compiled), each process compiling anew,
     # and D's fast paths (train.fast_d)
     extra |= {"compile_g": True, "d_fast": True} if compiled else {}
+    extra |= {"reuse_fake": True} if reuse else {}
     sets += [a for k, v in extra.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "CHARFORGE_PROGRESS": "0"}
     killed = tmp_path / "killed"
