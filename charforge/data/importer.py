@@ -285,18 +285,19 @@ def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
         }
     h, w = image.shape[:2]
     result = {"crops": out, "faces": faces, "small": len(small)}
-    if opts.faces != "none":  # detector boxes move between copies: keep what the whole-picture check needs
-        scale = min(1.0, PREVIEW_SIDE / max(h, w))
-        preview = image
-        if scale < 1.0:
-            from PIL import Image
+    # detector boxes and a standing sprite's head square move between copies: keep what the whole-picture check
+    # needs (with --faces none too: session 17 found a 0.6x copy of a Ren'Py sprite kept there)
+    scale = min(1.0, PREVIEW_SIDE / max(h, w))
+    preview = image
+    if scale < 1.0:
+        from PIL import Image
 
-            preview = np.asarray(
-                Image.fromarray(image).resize(
-                    (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX
-                )
+        preview = np.asarray(
+            Image.fromarray(image).resize(
+                (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX
             )
-        result.update(image_phash=phash(image), image_size=[w, h], preview=preview)
+        )
+    result.update(image_phash=phash(image), image_size=[w, h], preview=preview)
     return result
 
 
@@ -412,7 +413,7 @@ def import_folder(
         job = _Job(src, out, images, opts, by_rel, license, tagger_path, HashIndex(dedupe_threshold), schema)
         job.tagger, job.min_conf = tagger, float(tag_min_confidence)
         job.keep_unfamiliar = bool(keep_unfamiliar)
-        job.pictures = HashIndex(dedupe_threshold, detail=None) if faces != "none" else None
+        job.pictures = HashIndex(dedupe_threshold, detail=None)
         records = _run_chunks(job, workers, progress)
         report = _assemble(records, _unsupported(listing.others), listing.folders, warnings, listing)
         report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups)

@@ -178,3 +178,25 @@ def test_expression_variants_of_a_large_sprite_survive_dedupe(tmp_path):
             faces,
             report.duplicates,
         )
+
+
+def test_a_shrunk_copy_of_a_standing_sprite_is_dropped_without_a_detector(tmp_path):
+    """--faces none cuts a standing sprite at its head; a 0.6x copy's head square lands a little elsewhere, so its
+    crop alone does not match (a Ren'Py sprite's copy was kept this way). The whole picture is compared as with a
+    detector: the copy is cut where the kept sprite was cut and dropped; another character's sprite is kept."""
+    from corpus import _builtin_renders, keyed, tall_sprite
+
+    _, _, portraits = _builtin_renders(2, seed=5)
+    src = tmp_path / "src"
+    src.mkdir()
+    sprite = Image.fromarray(tall_sprite(keyed(portraits[0])))
+    sprite.save(src / "a.png")
+    sprite.resize((int(sprite.width * 0.6), int(sprite.height * 0.6)), Image.Resampling.LANCZOS).save(
+        src / "a_small_copy.png"
+    )
+    Image.fromarray(tall_sprite(keyed(portraits[1]))).save(src / "b.png")
+    report = import_folder(src, tmp_path / "out", faces="none", progress=False)
+    assert sorted(it["source"] for it in report.dataset.manifest["items"]) == ["a.png", "b.png"]
+    [dup] = report.duplicates
+    assert (dup["path"], dup["duplicate_of"]) == ("a_small_copy.png", "a.png")
+    assert dup["level"].startswith("whole picture")
