@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from charforge.core.images import load_image
 from charforge.data.dedupe import (
     DEFAULT_THRESHOLD,
     coarse_difference,
@@ -73,19 +74,9 @@ def renders(n: int, seed: int = 0) -> list[np.ndarray]:
     return list(creator.render(creator.sample(n, np.random.default_rng(seed)), 128))
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    im = Image.open(path)
-    if im.mode in ("RGBA", "LA", "P"):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        bg.alpha_composite(im)
-        im = bg
-    return np.asarray(im.convert("RGB"))
-
-
 def folder_pairs(folder: Path, threshold: int) -> list[dict]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-    imgs = [load_rgb(p) for p in files]
+    imgs = [load_image(p) for p in files]
     hashes = np.array([phash(im) for im in imgs], dtype=np.uint64)
     thumbs = [detail_thumb(im) for im in imgs]
     rows = []

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from charforge.data.bust import square_thumb
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -49,14 +51,10 @@ def cache_dir() -> Path:
 
 
 def rgb(path: Path) -> np.ndarray:
-    im = Image.open(path)
-    im.seek(0)
-    if im.mode in ("RGBA", "LA", "P", "PA"):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        bg.alpha_composite(im)
-        im = bg
-    return np.asarray(im.convert("RGB"))
+    """The picture as `data import` decodes it (charforge.core.images.load_image: transparency on white)."""
+    from charforge.core.images import load_image
+
+    return load_image(path)
 
 
 def abstract_dicebear(n: int) -> dict[str, list[Path]]:
@@ -186,14 +184,6 @@ def main() -> None:
         styles_check(a.styles)
 
 
-def _square(arr: np.ndarray, side: int = 128) -> np.ndarray:
-    h, w = arr.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    crop = np.ascontiguousarray(arr[y0 : y0 + s, x0 : x0 + s])
-    return np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.LANCZOS))
-
-
 def _all_sets(n: int) -> dict:
     sets = dict(bust_sets(n))
     sets["builtin-renders"] = ("calibration", builtin_renders(n))
@@ -211,7 +201,7 @@ def _features(sets: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     for name, (role, files) in sets.items():
         raw = [rgb(im) if isinstance(im, Path) else im for im in files]
         images[name] = raw
-        imgs = np.stack([_square(im) for im in raw])
+        imgs = np.stack([square_thumb(im, 128) for im in raw])
         feats.append(probe_features(imgs, ("full",), size=112, cache=True))
         names += [name] * len(imgs)
         roles += [role] * len(imgs)
@@ -296,7 +286,7 @@ def rule_b(n: int, path: Path, c: float = 0.1) -> None:
     rates = []
     for name in dict.fromkeys(names[roles == "negative"]):
         held = _to_probe(_logistic(c).fit(x[fit & (names != name)], y[fit & (names != name)]))
-        p = held.probability([_square(im) for im in images[name]])
+        p = held.probability(images[name])
         rate = float((skin[name] | (p >= 0.5)).mean())
         rates.append(rate)
         print(f"  {name:24s} {rate:.2f}")

@@ -43,7 +43,7 @@ class BustProbe:
         """(N,) p(portrait) of uint8 (H, W, 3) pictures of any size (each: its centre square)."""
         from charforge.tagger.probe import probe_features
 
-        band = np.stack([centre_square(np.asarray(im), self.square) for im in images])
+        band = np.stack([square_thumb(np.asarray(im), self.square) for im in images])
         x = (probe_features(band, ("full",), size=self.size).astype(np.float64) - self.mean) / self.std
         return 1.0 / (1.0 + np.exp(-(x @ self.weight + self.bias)))
 
@@ -60,7 +60,8 @@ class BustProbe:
         }
 
 
-def centre_square(image: np.ndarray, side: int) -> np.ndarray:
+def square_thumb(image: np.ndarray, side: int) -> np.ndarray:
+    """The centre square of an (H, W, 3+) uint8 picture, resized to side px (Lanczos), as the probe reads it."""
     from PIL import Image
 
     h, w = image.shape[:2]
