@@ -286,18 +286,20 @@ def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
     h, w = image.shape[:2]
     result = {"crops": out, "faces": faces, "small": len(small)}
     # detector boxes and a standing sprite's head square move between copies: keep what the whole-picture check
-    # needs (with --faces none too: session 17 found a 0.6x copy of a Ren'Py sprite kept there)
-    scale = min(1.0, PREVIEW_SIDE / max(h, w))
-    preview = image
-    if scale < 1.0:
-        from PIL import Image
+    # needs (with --faces none only for head cuts: a centre square lines up in a copy by itself; session 17 found
+    # a 0.6x copy of a Ren'Py sprite kept there)
+    if opts.faces != "none" or any(c.how.startswith("head") for c in crops):
+        scale = min(1.0, PREVIEW_SIDE / max(h, w))
+        preview = image
+        if scale < 1.0:
+            from PIL import Image
 
-        preview = np.asarray(
-            Image.fromarray(image).resize(
-                (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX
+            preview = np.asarray(
+                Image.fromarray(image).resize(
+                    (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX
+                )
             )
-        )
-    result.update(image_phash=phash(image), image_size=[w, h], preview=preview)
+        result.update(image_phash=phash(image), image_size=[w, h], preview=preview)
     return result
 
 
