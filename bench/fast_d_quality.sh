@@ -7,15 +7,18 @@
 #       DATA: charforge data build --creator builtin --n 20000 --size 64 --seed 0
 #       FAST_SETTINGS: the fast arm's settings (default "gp_every=16 d_blocks=0", session 9's pair)
 #       ARMS: which arms to run (default "base fast"; one arm per call lets two cores run them side by side)
+#   SEED=N in the environment sets the training seed (default: the preset's, 0); use one OUT per seed.
 set -euo pipefail
 DATA=${1:?usage: bench/fast_d_quality.sh DATA OUT [FAST_SETTINGS] [ARMS]}
 OUT=${2:?usage: bench/fast_d_quality.sh DATA OUT [FAST_SETTINGS] [ARMS]}
 FAST=${3:-gp_every=16 d_blocks=0}
 ARMS=${4:-base fast}
+SEED_ARGS=()
+[ -n "${SEED:-}" ] && SEED_ARGS=(--seed "$SEED")
 export CHARFORGE_BF16=0 OMP_NUM_THREADS=1
 COMMON=(--data "$DATA" --init-from default --steps 1000 --threads 1 --set cls_weight_g=2 --set lr=1e-4
   --set lr_decay_start=100000 --set ema_rampup=0 --set ema_half_life=20000 --set augment=degrade --set d_warmup=300
-  --set ckpt_every=500 --set sample_every=500 --set eval_every=500 --set keep_ckpts=10)
+  --set ckpt_every=500 --set sample_every=500 --set eval_every=500 --set keep_ckpts=10 "${SEED_ARGS[@]}")
 for arm in $ARMS; do
   extra=()
   if [ "$arm" = fast ]; then
