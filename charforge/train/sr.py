@@ -192,10 +192,8 @@ def cached_pairs(n: int, seed: int, cel_share: float) -> dict[int, np.ndarray]:
     return pairs
 
 
-def generator_pool(spec: str, n: int, seed: int, *, desc: str = "generator outputs") -> np.ndarray:
-    """n uint8 outputs of generator `spec` (a shipped name, file or run folder) for random tags, tag seeds
-    seed, seed+1, ...; kept in the cache ($CHARFORGE_CACHE/sr_gen/<key>.npy, keyed by the weights' sha256) so
-    a resumed run reads the very same pool."""
+def load_gen_model(spec: str):
+    """The generator bundle of a `--gen-model` value; a bad one is an error naming the option."""
     from charforge import sampling
 
     try:
@@ -206,6 +204,19 @@ def generator_pool(spec: str, n: int, seed: int, *, desc: str = "generator outpu
         raise UserError(
             f"--gen-model {spec}: {bundle.image_size} px outputs are too small", field="gen_models"
         )
+    return bundle
+
+
+def generator_pool(
+    spec: str, n: int, seed: int, *, desc: str = "generator outputs", bundle: Any = None
+) -> np.ndarray:
+    """n uint8 outputs of generator `spec` (a shipped name, file or run folder) for random tags, tag seeds
+    seed, seed+1, ...; kept in the cache ($CHARFORGE_CACHE/sr_gen/<key>.npy, keyed by the weights' sha256) so
+    a resumed run reads the very same pool. `bundle`: spec already loaded (load_gen_model), to load it once."""
+    from charforge import sampling
+
+    if bundle is None:
+        bundle = load_gen_model(spec)
     key = hashlib.sha256(json.dumps([bundle.sha256, n, seed]).encode()).hexdigest()[:16]
     path = cache_dir("sr_gen") / f"{key}.npy"
     if path.is_file():
@@ -230,12 +241,18 @@ def generator_pool(spec: str, n: int, seed: int, *, desc: str = "generator outpu
     return out
 
 
-def generator_pools(opts: SRTrainOptions, *, validation: bool = False) -> list[np.ndarray]:
-    """The training pools (opts.gen_pool each) or the validation pools (96 images in all, split evenly)."""
+def generator_pools(
+    opts: SRTrainOptions, *, validation: bool = False, bundles: dict[str, Any] | None = None
+) -> list[np.ndarray]:
+    """The training pools (opts.gen_pool each) or the validation pools (96 images in all, split evenly).
+    `bundles`: --gen-model value -> its loaded generator, so each file is read once."""
+    b = bundles or {}
     if validation:
         k = max(1, 96 // max(1, len(opts.gen_models)))
-        return [generator_pool(g, k, GEN_VAL_SEED, desc="validation outputs") for g in opts.gen_models]
-    return [generator_pool(g, opts.gen_pool, GEN_SEED) for g in opts.gen_models]
+        return [
+            generator_pool(g, k, GEN_VAL_SEED, desc="validation outputs", bundle=b.get(g)) for g in opts.gen_models
+        ]
+    return [generator_pool(g, opts.gen_pool, GEN_SEED, bundle=b.get(g)) for g in opts.gen_models]
 
 
 # ------------------------------------------------------------------------------------------ degradation
@@ -775,11 +792,10 @@ def train_sr(
     if opts.init_from:
         fp["init_sha256"] = _init_from(net, opts)
     trains_on_gen = opts.gen_gan_weight > 0 or opts.gen_fidelity_weight > 0
-    pools = generator_pools(opts) if opts.gen_models and trains_on_gen else []
+    bundles = {g: load_gen_model(g) for g in opts.gen_models}  # each generator file is read once
+    pools = generator_pools(opts, bundles=bundles) if opts.gen_models and trains_on_gen else []
     if opts.gen_models:
-        from charforge import sampling
-
-        fp["gen_sha256"] = [sampling.load_generator(g, device="cpu").sha256 for g in opts.gen_models]
+        fp["gen_sha256"] = [bundles[g].sha256 for g in opts.gen_models]
         too_small = [g for g, p in zip(opts.gen_models, pools) if p.shape[1] < opts.patch]
         if too_small:
             raise UserError(f"--gen-model {too_small[0]}: outputs smaller than --patch {opts.patch}")
@@ -800,7 +816,7 @@ def train_sr(
     pairs = cached_pairs(opts.n_train, opts.seed, opts.cel_share)
     val = validation_set()
     if opts.gen_models:
-        val["gen"] = generator_pools(opts, validation=True)
+        val["gen"] = generator_pools(opts, validation=True, bundles=bundles)
     start = time.monotonic()
     wall0 = float(json.loads((out / "wall.json").read_text())["s"]) if (out / "wall.json").is_file() else 0.0
     best = max(

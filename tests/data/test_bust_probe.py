@@ -68,3 +68,32 @@ def test_find_crops_asks_the_probe_only_when_the_skin_test_fails():
     asked = _Says(False)
     crops, faces, _ = find_crops(renders[0], "anime", bust=asked)
     assert faces == 1 and len(crops) == 1 and asked.calls == 0  # a detected face settles it: no probe run
+
+
+def test_a_few_pictures_run_on_one_torch_thread_and_the_callers_threads_come_back():
+    """Asked one picture at a time between OpenCV detections, the probe runs on one torch thread (idle OpenMP
+    threads slowed OpenCV's own, session 18) and gives the same answer; the caller's thread count is restored."""
+    probe = shipped_bust_probe()
+    imgs = [pattern(s, 120, 90) for s in range(3)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        import charforge.tagger.probe as tp
+
+        real = tp.probe_features
+
+        def spy(*a, **k):
+            seen.append(torch.get_num_threads())
+            return real(*a, **k)
+
+        tp.probe_features = spy
+        try:
+            few = probe.probability(imgs)
+            many = probe.probability(imgs * 3)  # 9 pictures: the caller's threads
+        finally:
+            tp.probe_features = real
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        np.testing.assert_allclose(many[:3], few, rtol=1e-4, atol=1e-6)
+    finally:
+        torch.set_num_threads(before)

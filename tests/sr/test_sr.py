@@ -262,7 +262,12 @@ def test_generator_branch_trains_and_resumes_exactly(tmp_path, monkeypatch):
     flat = torch.full((1, 3, 20, 20), 0.3)
     assert torch.allclose(train_sr.gaussian_lowpass(flat, 1.0), torch.full((1, 3, 14, 14), 0.3))
 
+    from charforge import sampling
+
+    loads, real_load = [], sampling.load_generator
+    monkeypatch.setattr(sampling, "load_generator", lambda spec, **k: loads.append(spec) or real_load(spec, **k))
     a = train_sr.train_sr(tmp_path / "a", opts)
+    assert loads == ["default"]  # read once for the pool, the validation pool and the fingerprint
     rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     last = [r for r in rows if "sharp_gen_x4" in r][-1]
     assert a.finished and last["sharp_gen_x4"] > 0 and last["gen_lr_psnr"] > 20
