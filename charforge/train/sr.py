@@ -250,7 +250,8 @@ def generator_pools(
     if validation:
         k = max(1, 96 // max(1, len(opts.gen_models)))
         return [
-            generator_pool(g, k, GEN_VAL_SEED, desc="validation outputs", bundle=b.get(g)) for g in opts.gen_models
+            generator_pool(g, k, GEN_VAL_SEED, desc="validation outputs", bundle=b.get(g))
+            for g in opts.gen_models
         ]
     return [generator_pool(g, opts.gen_pool, GEN_SEED, bundle=b.get(g)) for g in opts.gen_models]
 

@@ -265,7 +265,9 @@ def test_generator_branch_trains_and_resumes_exactly(tmp_path, monkeypatch):
     from charforge import sampling
 
     loads, real_load = [], sampling.load_generator
-    monkeypatch.setattr(sampling, "load_generator", lambda spec, **k: loads.append(spec) or real_load(spec, **k))
+    monkeypatch.setattr(
+        sampling, "load_generator", lambda spec, **k: loads.append(spec) or real_load(spec, **k)
+    )
     a = train_sr.train_sr(tmp_path / "a", opts)
     assert loads == ["default"]  # read once for the pool, the validation pool and the fingerprint
     rows = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
