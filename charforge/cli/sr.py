@@ -195,9 +195,16 @@ def upscale(
         "cpu", help="Where the upscaler runs: cpu, cuda, mps or auto (torch backend)."
     ),
     no_watermark: bool = typer.Option(False, "--no-watermark", help="Skip the invisible watermark."),
+    pixel_art: str = typer.Option(
+        "auto",
+        "--pixel-art",
+        help="auto: pictures drawn on an exact pixel grid are enlarged by repeating pixels (crisp cells, the same "
+        "palette); off: the network for every picture.",
+    ),
 ) -> None:
     """Upscale any images x2 or x4 (anime-style super-resolution). Writes PNGs with provenance metadata
-    (the source's charforge metadata is kept and the upscaler is recorded beside it)."""
+    (the source's charforge metadata is kept and the upscaler is recorded beside it). Pixel art on an exact grid
+    is enlarged by pixel repeats, not the network (--pixel-art off to change that); the summary counts them."""
     from charforge.core.images import BadImage
     from charforge.errors import UserError
     from charforge.provenance import save_png
@@ -207,16 +214,23 @@ def upscale(
     check_scale(scale, field="scale")
     if scale == 1:
         raise UserError("--scale 1: nothing to do; choose 2 or 4", field="scale")
+    from charforge.sr import PIXEL_ART_MODES
+
+    if pixel_art not in PIXEL_ART_MODES:
+        raise UserError(
+            f"--pixel-art {pixel_art!r}: choose {' or '.join(PIXEL_ART_MODES)}", field="pixel_art"
+        )
     files = _inputs(images)
     up = load_upscaler(model, backend=backend, device=device)
     failed: list[str] = []
-    written = 0
+    written = pixel = 0
     drop = ("watermark", "watermark_tag", "software", "ai_generated")
     with progress(total=len(files), desc="upscaling", unit="img") as bar:
         for path in files:
             try:
                 img, src_meta = _read(path)
-                big = up.upscale(img, scale)
+                how: list[str] = []
+                big = up.upscale(img, scale, pixel_art=pixel_art, methods=how)
             except BadImage as e:
                 failed.append(f"{path}: {e.reason}")
                 bar.update(1)
@@ -226,7 +240,12 @@ def upscale(
                 bar.update(1)
                 continue
             meta = {k: v for k, v in src_meta.items() if k not in drop}
-            meta |= {"source_file": path.name, **up.provenance(scale)}
+            meta |= {"source_file": path.name, **up.provenance(scale), "upscale_method": how[0]}
+            repeats = how[0].startswith("nearest")
+            pixel += repeats
+            mark = not no_watermark and not repeats
+            if repeats and not no_watermark:  # no network changed a pixel; a mark would break the palette
+                meta["watermark_skipped"] = "pixel art enlarged by pixel repeats (the mark would add colours)"
             rgb = big[..., :3]
             dest = out / f"{path.stem}_x{scale}.png"
             if big.shape[-1] == 4:  # keep transparency: watermark the colour, then put the alpha back
@@ -236,15 +255,20 @@ def upscale(
                 from charforge.provenance.metadata import apply_watermark, build_pnginfo
                 from charforge.utils.io import atomic_path
 
-                marked, meta = apply_watermark(rgb, meta, not no_watermark)
+                marked, meta = apply_watermark(rgb, meta, mark)
                 rgba = np.concatenate([marked, big[..., 3:]], -1)
                 with atomic_path(dest) as tmp:
                     Image.fromarray(rgba).save(tmp, format="PNG", pnginfo=build_pnginfo(meta))
             else:
-                save_png(dest, rgb, meta, watermark=not no_watermark)
+                save_png(dest, rgb, meta, watermark=mark)
             written += 1
             bar.update(1)
     typer.echo(f"wrote {written} image(s) to {out} (x{scale}, upscaler {up.model_id})")
+    if pixel:
+        typer.echo(
+            f"pixel art: {pixel} of {written} drawn on an exact pixel grid were enlarged by repeating pixels, not by "
+            "the network (--pixel-art off to use the network for them too)"
+        )
     if failed:
         for line in failed:
             typer.echo(f"error: {line}", err=True)

@@ -6,7 +6,8 @@ call these (docs/upscale.md).
     big = up.upscale(images_uint8_nhwc, 4)    # (N, 4H, 4W, 3) uint8
 
 Images of any size work: large ones run in overlapping tiles (the seams are exact: each tile keeps a margin
-wider than the network's receptive field). An alpha channel is upscaled apart (bicubic) and kept.
+wider than the network's receptive field). An alpha channel is upscaled apart (bicubic) and kept. Pixel art on an
+exact grid is enlarged by repeating pixels instead (`pixel_art="auto"`, the default; charforge.core.pixelart).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from charforge.core.pixelart import grid_cell, nearest_upscale
 from charforge.errors import UserError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -26,6 +28,7 @@ TILE = 192  # input px per tile side for images larger than this
 MARGIN = 24  # input px of context around each tile (the trunk's receptive field is 2 * 19 + 1 px)
 MAX_OUTPUT_PIXELS = 64_000_000  # 8k x 8k: larger outputs are refused before any work
 BACKENDS = ("torch", "onnx")
+PIXEL_ART_MODES = ("auto", "off")  # Upscaler.upscale: pixel-grid art by pixel repeats, or the network for all
 
 
 def shipped_upscalers() -> dict[str, Path]:
@@ -124,9 +127,25 @@ class Upscaler:
                 ]
         return out
 
-    def upscale(self, images: np.ndarray, scale: int, *, batch: int = 16) -> np.ndarray:
-        """uint8 (N, H, W, 3) or (H, W, 3) RGB, or (.., 4) RGBA -> uint8 at scale x. scale 1 returns a copy."""
+    def upscale(
+        self,
+        images: np.ndarray,
+        scale: int,
+        *,
+        batch: int = 16,
+        pixel_art: str = "auto",
+        methods: list[str] | None = None,
+    ) -> np.ndarray:
+        """uint8 (N, H, W, 3) or (H, W, 3) RGB, or (.., 4) RGBA -> uint8 at scale x. scale 1 returns a copy.
+
+        pixel_art "auto": a picture drawn on an exact pixel grid (charforge.core.pixelart.grid_cell) is enlarged by
+        repeating its pixels, as pixel art is scaled, not by the network (which would soften its cell edges);
+        "off": the network for every picture. `methods`, if given, receives one line per picture saying which."""
         check_scale(scale)
+        if pixel_art not in PIXEL_ART_MODES:
+            raise UserError(
+                f"--pixel-art {pixel_art!r}: choose {' or '.join(PIXEL_ART_MODES)}", field="pixel_art"
+            )
         single = images.ndim == 3
         imgs = images[None] if single else images
         if imgs.ndim != 4 or imgs.shape[-1] not in (3, 4) or imgs.dtype != np.uint8:
@@ -146,6 +165,22 @@ class Upscaler:
                 f"upscale: a {w}x{h} image at x{scale} would be {w * scale}x{h * scale} px, over the "
                 f"{MAX_OUTPUT_PIXELS // 1_000_000} megapixel limit; downscale it first or use --upscale 2"
             )
+        cells = [grid_cell(im) for im in imgs] if pixel_art == "auto" else [None] * n
+        if methods is not None:
+            methods.extend(
+                f"nearest (pixel art, {k} px cells)" if k else f"network ({self.model_id})" for k in cells
+            )
+        if all(cells):
+            res = nearest_upscale(imgs, scale)
+            return res[0] if single else res
+        if any(cells):  # a mixed batch: the network on the rest, pixel repeats here
+            net_idx = [i for i, k in enumerate(cells) if not k]
+            res = np.empty((n, h * scale, w * scale, c), np.uint8)
+            res[net_idx] = self.upscale(imgs[net_idx], scale, batch=batch, pixel_art="off")
+            for i, k in enumerate(cells):
+                if k:
+                    res[i] = nearest_upscale(imgs[i], scale)
+            return res[0] if single else res
         rgb = imgs[..., :3].transpose(0, 3, 1, 2).astype(np.float32)
         if h <= TILE and w <= TILE:
             outs = [self._run(rgb[i : i + batch], scale) for i in range(0, n, batch)]
@@ -224,4 +259,6 @@ def apply(up: Upscaler | None, images: np.ndarray, scale: int) -> tuple[np.ndarr
     they are and no fields. The one step the CLI, the studio and the Gradio demo share."""
     if up is None or scale == 1:
         return images, {}
-    return up.upscale(np.asarray(images, np.uint8), scale), up.provenance(scale)
+    methods: list[str] = []
+    out = up.upscale(np.asarray(images, np.uint8), scale, methods=methods)
+    return out, up.provenance(scale) | {"upscale_method": ", ".join(sorted(set(methods)))}

@@ -135,3 +135,34 @@ def test_generate_npc_interpolate_upscale(tmp_path, tiny_generator, upscaler_fil
     assert read_png_metadata(tmp_path / "morph" / "frame_000.png")["upscale"] == 2
     code, _, err = run_cli(capsys, "generate", "--model", g, "--upscale", "3", "-o", str(tmp_path / "x.png"))
     assert code == 2 and "choose 2 or 4" in err
+
+
+def test_upscale_command_enlarges_pixel_art_by_pixel_repeats(tmp_path, upscaler_file, capsys):
+    """Pixel art keeps its cells and palette (no watermark noise: no network changed a pixel); --pixel-art off
+    runs the network on it like any picture."""
+    from charforge.provenance.metadata import read_png_metadata
+
+    rng = np.random.default_rng(2)
+    palette = rng.integers(0, 256, (5, 3), dtype=np.uint8)
+    art = palette[rng.integers(0, 5, (16, 16))].repeat(4, 0).repeat(4, 1)  # 64 px, 4 px cells
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(art).save(src / "hero.png")
+    out = tmp_path / "out"
+    code, text, err = run_cli(capsys, "upscale", src, "-o", out, "--upscaler", upscaler_file, "--scale", "2")
+    assert code == 0, err
+    assert "pixel art: 1 of 1" in text
+    got = np.asarray(Image.open(out / "hero_x2.png").convert("RGB"))
+    assert np.array_equal(got, art.repeat(2, 0).repeat(2, 1))
+    assert len(np.unique(got.reshape(-1, 3), axis=0)) == len(np.unique(art.reshape(-1, 3), axis=0))
+    meta = read_png_metadata(out / "hero_x2.png")
+    assert meta["upscale_method"] == "nearest (pixel art, 4 px cells)" and meta["watermark"] == "none"
+    assert "pixel repeats" in meta["watermark_skipped"] and meta["upscaler_id"] == "tiny-sr"
+    code, text, err = run_cli(
+        capsys, "upscale", src, "-o", tmp_path / "net", "--upscaler", upscaler_file, "--pixel-art", "off"
+    )
+    assert code == 0 and "pixel art" not in text
+    meta = read_png_metadata(tmp_path / "net" / "hero_x4.png")
+    assert meta["upscale_method"] == "network (tiny-sr)" and meta["watermark"] != "none"
+    code, _, err = run_cli(capsys, "upscale", src, "-o", out, "--pixel-art", "sometimes")
+    assert code == 2 and "--pixel-art 'sometimes'" in err and "Traceback" not in err
