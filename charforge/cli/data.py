@@ -154,6 +154,12 @@ def import_(
         help="With a detector: keep images with no detected face that look like a face filling the frame.",
     ),
     max_faces: int = typer.Option(8, help="With a detector: most faces (samples) taken from one image."),
+    pixel_art: bool = typer.Option(
+        True,
+        "--pixel-art/--no-pixel-art",
+        help="Pixel art on an exact grid is resized cell by cell (crisp cells, the same palette) instead of "
+        "with a smoothing filter.",
+    ),
     max_pixels: int = typer.Option(
         40_000_000, help="Refuse images with more pixels than this (decompression bombs)."
     ),
@@ -233,6 +239,7 @@ def import_(
             workers=workers,
             closeups=closeups,
             max_faces=max_faces,
+            pixel_art=pixel_art,
             tag_min_confidence=tag_min_confidence,
             extra_tags=[t for t in extra_tags.split(",") if t.strip()],
         )

@@ -29,27 +29,30 @@ def _pairs(img: np.ndarray, axis: int) -> np.ndarray:
     return d.mean(axis=1 - axis)
 
 
-def _fits(share: np.ndarray, k: int) -> bool:
-    """Does some grid offset put (almost) every change of this axis on a cell border of size k?"""
+def _fits(share: np.ndarray, k: int) -> int | None:
+    """The grid offset (0..k-1: where the first whole cell starts) that puts (almost) every change of this axis
+    on a border of k-px cells, else None."""
     n = share.size + 1  # pixels along the axis
     if n < k * MIN_CELLS:
-        return False
+        return None
     pos = np.arange(share.size)  # pair between pixel i and i+1
     for off in range(k):
         border = (pos - off) % k == k - 1
         inside = share[~border]
-        if (
-            inside.size
-            and inside.mean() <= INSIDE_MAX * max(share[border].mean(), 1e-9)
-            and (share[border].mean() >= BORDER_MIN)
-        ):
-            return True
-    return False
+        edges = share[border].mean()
+        if inside.size and inside.mean() <= INSIDE_MAX * max(edges, 1e-9) and edges >= BORDER_MIN:
+            return off  # borders after pixels off - 1, off - 1 + k, ...: whole cells start at off
+    return None
 
 
-def grid_cell(image: np.ndarray, max_cell: int = MAX_CELL) -> int | None:
-    """The cell size in pixels (>= 2) of a uint8 (H, W, C) picture drawn on an exact square grid, else None.
-    An alpha channel is ignored (only the colours are tested)."""
+def _quiet_enough(share: np.ndarray) -> bool:
+    """Quick no: any grid keeps at least half the positions inside cells, and those nearly quiet."""
+    return bool(np.sort(share)[: share.size // 2].sum() <= INSIDE_MAX * share.max() * share.size)
+
+
+def pixel_grid(image: np.ndarray, max_cell: int = MAX_CELL) -> tuple[int, int, int] | None:
+    """(cell px >= 2, row offset, column offset) of a uint8 (H, W, C) picture drawn on an exact square grid (the
+    offsets: where the first whole cell starts, 0..cell-1), else None. An alpha channel is ignored."""
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[0] < 2 * MIN_CELLS or img.shape[1] < 2 * MIN_CELLS:
         return None
@@ -57,16 +60,47 @@ def grid_cell(image: np.ndarray, max_cell: int = MAX_CELL) -> int | None:
     rows, cols = _pairs(rgb, 0), _pairs(rgb, 1)
     if rows.max(initial=0) == 0 and cols.max(initial=0) == 0:
         return None  # flat: nothing to decide
-    for share in (
-        rows,
-        cols,
-    ):  # quick no: any grid keeps at least half the positions inside cells, nearly quiet
-        if np.sort(share)[: share.size // 2].sum() > INSIDE_MAX * share.max() * share.size:
-            return None
+    if not (_quiet_enough(rows) and _quiet_enough(cols)):
+        return None
     for k in range(min(max_cell, min(img.shape[:2]) // MIN_CELLS), 1, -1):
-        if _fits(rows, k) and _fits(cols, k):
-            return k
+        oy = _fits(rows, k)
+        if oy is None:
+            continue
+        ox = _fits(cols, k)
+        if ox is not None:
+            return k, oy, ox
     return None
+
+
+def grid_cell(image: np.ndarray, max_cell: int = MAX_CELL) -> int | None:
+    """The cell size in pixels (>= 2) of a picture on an exact pixel grid (pixel_grid), else None."""
+    g = pixel_grid(image, max_cell)
+    return g[0] if g else None
+
+
+def cell_colours(image: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
+    """One pixel per cell of a pixel-art picture (each cell's centre pixel); a cell cut by the picture's edge
+    counts when at least half of it is inside."""
+    k, oy, ox = grid
+    h, w = image.shape[:2]
+    y0 = oy - k if oy >= (k + 1) // 2 else oy  # a leading part-cell of half a cell or more counts
+    x0 = ox - k if ox >= (k + 1) // 2 else ox
+    ys = np.clip(np.arange(y0, h - (k - 1) // 2, k) + k // 2, 0, h - 1)
+    xs = np.clip(np.arange(x0, w - (k - 1) // 2, k) + k // 2, 0, w - 1)
+    return np.ascontiguousarray(np.asarray(image)[ys][:, xs])
+
+
+def pixel_resize(image: np.ndarray, size: int) -> np.ndarray | None:
+    """A square pixel-art picture brought to size x size px keeping its cells crisp and its palette exact (one
+    pixel per cell, then nearest-neighbour: cells of size / cells px, uneven by one px where that does not
+    divide); None when the picture is not on an exact grid (resize it the usual way)."""
+    from PIL import Image
+
+    grid = pixel_grid(image)
+    if grid is None:
+        return None
+    small = cell_colours(image, grid)
+    return np.asarray(Image.fromarray(small).resize((size, size), Image.Resampling.NEAREST))
 
 
 def nearest_upscale(image: np.ndarray, scale: int) -> np.ndarray:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from charforge.core.images import IMAGE_EXTENSIONS, BadImage, is_image_path, load_image, resize_square
+from charforge.core.pixelart import pixel_resize
 from charforge.core.tags import TagSchema, make_girls_moe_schema
 from charforge.data.dedupe import (
     DETAIL_THRESHOLD,
@@ -102,6 +103,7 @@ class ImportReport:
     found_by: dict[str, int] = field(default_factory=dict)  # {"face"|"close-up"|...: count of kept}
     sheets: dict[str, list[str]] = field(default_factory=dict)  # {"duplicates"|"tags review": [png]}
     withheld: int = 0  # of the "tagger" samples: unfamiliar art whose tags were left unknown (not estimated)
+    pixel_art: int = 0  # kept samples from pixel art on an exact grid, resized cell by cell (pixel_resize)
 
     @property
     def untagged(self) -> int:
@@ -121,6 +123,11 @@ class ImportReport:
             + ", ".join(f"{k}: {self.tags_from.get(k, 0)}" for k in ("file", "tagger", "none"))
             + (f" (tagger: {self.withheld} left unknown as unfamiliar art)" if self.withheld else ""),
         ]
+        if self.pixel_art:
+            lines.append(
+                f"pixel art    {self.pixel_art} of {self.kept} samples are pixel art on an exact grid: resized cell by "
+                "cell (crisp cells, the same palette); --no-pixel-art resizes them like other art"
+            )
         if self.folders:
             lines.append(f"not read     {len(self.folders)} folders or links (see the report)")
         for name, pages in self.sheets.items():
@@ -247,6 +254,7 @@ class _Opts:
     max_pixels: int
     closeups: bool = True
     max_faces: int = 8
+    pixel_art: bool = True  # pictures on an exact pixel grid keep their cells (core.pixelart.pixel_resize)
 
 
 def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
@@ -268,10 +276,15 @@ def process_file(path: Path, opts: _Opts) -> dict[str, Any]:
         if c.face is not None and square.w < opts.min_size:
             small.append(square.w)
             continue
-        sample = resize_square(crop_padded(image, square), opts.size)
+        part = crop_padded(image, square)
+        sample = pixel_resize(part, opts.size) if opts.pixel_art else None
+        pixel = sample is not None
+        if sample is None:
+            sample = resize_square(part, opts.size)
         out.append(
             {
                 "sample": sample,
+                "pixel_art": pixel,
                 "face_box": c.face.to_list() if c.face is not None else None,
                 "crop": square.to_list(),
                 "how": c.how,
@@ -353,6 +366,7 @@ def import_folder(
     tag_min_confidence: float = 0.5,
     extra_tags: list[str] | tuple[str, ...] | None = None,
     keep_unfamiliar: bool = False,
+    pixel_art: bool = True,
 ) -> ImportReport:
     """Import every image under `src` into a packed dataset at `out`; see the module docstring.
 
@@ -386,7 +400,9 @@ def import_folder(
             f"{src}: no image files found (looked recursively for {' '.join(IMAGE_EXTENSIONS)}){extra}"
         )
     by_rel, warnings = match_rows(rows, images, source=str(tags_file))
-    opts = _Opts(size, faces, float(crop_scale), min_size, max_pixels, bool(closeups), int(max_faces))
+    opts = _Opts(
+        size, faces, float(crop_scale), min_size, max_pixels, bool(closeups), int(max_faces), bool(pixel_art)
+    )
     config = _config(
         src,
         images,
@@ -447,6 +463,7 @@ def _report_object(report: dict[str, Any], ds: PackedDataset, report_path: Path)
         report.get("found_by", {}),
         report.get("sheets", {}),
         sum(1 for u in report.get("unfamiliar", []) if not u.get("estimated")),
+        report.get("pixel_art", 0),
     )
 
 
@@ -587,7 +604,10 @@ def _finalize(
         items,
         count=report["kept"],
         info={
-            "import": {k: report[k] for k in ("kept", "total_files", "faces_found", "tags_from", "found_by")}
+            "import": {
+                k: report.get(k, 0)
+                for k in ("kept", "total_files", "faces_found", "tags_from", "found_by", "pixel_art")
+            }
         },
     )
     shutil.rmtree(out / CHUNK_DIR, ignore_errors=True)
@@ -656,6 +676,7 @@ def _config(
         "max_pixels": opts.max_pixels,
         "closeups": opts.closeups,
         "max_faces": opts.max_faces,
+        "pixel_art": opts.pixel_art,
         "dedupe_threshold": dedupe_threshold,
         "dedupe_detail": DETAIL_THRESHOLD,
         "dedupe_local_ratio": LOCAL_RATIO,
@@ -852,6 +873,8 @@ def _process_chunk(
                 "tags_from": "file" if tag_row else "none",
                 "phash": f"{c['phash']:016x}",
             }
+            if c.get("pixel_art"):
+                item["pixel_art"] = True
             if len(crops) > 1:
                 item["face"], item["faces_in_image"] = k, len(crops)
             if c["how"] not in ("face", "centre"):
@@ -1067,6 +1090,7 @@ def _assemble(
         "kept": len(items),
         "faces_found": sum(r["faces_found"] for r in records),
         "found_by": dict(Counter(it.get("found_by", "centre") for it in items)),
+        "pixel_art": sum(bool(it.get("pixel_art")) for it in items),
         "tags_from": dict(Counter(it["tags_from"] for it in items)),
         "licences": dict(Counter(it["license"] for it in items)),
         "skipped": skipped,
@@ -1405,6 +1429,7 @@ def _report_markdown(r: dict[str, Any], src: Path) -> str:
         f"- near-duplicates removed: {len(r['duplicates'])}",
         f"- images with a face found: {r['faces_found']}",
         f"- found by: {', '.join(f'{k} {v}' for k, v in sorted(r.get('found_by', {}).items())) or '-'}",
+        f"- pixel art on an exact grid, resized cell by cell: {r.get('pixel_art', 0)} samples",
         f"- tags from: {', '.join(f'{k} {v}' for k, v in sorted(r['tags_from'].items())) or '-'}",
         f"- licences: {', '.join(f'{k} {v}' for k, v in sorted(r['licences'].items())) or '-'}",
         "",
