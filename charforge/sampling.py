@@ -55,6 +55,10 @@ class GeneratorBundle:
     # the family's sampling options for this bundle (diffusion: steps, guidance, sampler, negative_guidance,
     # strength), set with `with_options`; every output's metadata records them
     options: dict[str, Any] = field(default_factory=dict)
+    # a model trained on pixel art records its training set's grid and palette (core.pixelart.dataset_grid);
+    # generate() snaps outputs onto them while pixel_snap is on (`--pixel-art off` turns it off)
+    pixel_art: dict[str, Any] | None = None
+    pixel_snap: bool = True
 
     @property
     def family(self) -> str:
@@ -101,8 +105,10 @@ class GeneratorBundle:
 
     def sampling_record(self) -> dict[str, Any]:
         """The sampler settings an output records, as the family says (diffusion: every one, defaults
-        included; a GAN: none)."""
-        return self.family_spec.sampling_record(self.options)
+        included; a GAN: none), and the pixel-art snap where it applies."""
+        rec = dict(self.family_spec.sampling_record(self.options))
+        note = pixel_art_note(self)
+        return rec | {"pixel_art": note} if note else rec
 
     def sample(
         self,
@@ -316,7 +322,36 @@ def _bundle_of(path: Path, gf: Any, net: Any, device: str) -> GeneratorBundle:
         path,
         label=label,
         device=device,
+        pixel_art=_pixel_art_meta(prov.get("pixel_art"), path, gf.config.resolution),
     )
+
+
+def _pixel_art_meta(value: Any, path: Path, size: int) -> dict[str, Any] | None:
+    """A generator file's recorded pixel grid and palette, checked; a damaged record is an error naming the file."""
+    if value is None:
+        return None
+    try:
+        cell, (oy, ox) = int(value["cell"]), (int(v) for v in value["offset"])
+        palette = np.asarray(value["palette"], dtype=np.int64)
+        ok = 2 <= cell <= size and 0 <= oy < cell and 0 <= ox < cell
+        ok = ok and palette.ndim == 2 and palette.shape[1] == 3 and 1 <= len(palette) <= 4096
+        ok = ok and bool(((palette >= 0) & (palette <= 255)).all())
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(
+            f"{path}: its pixel_art record (the training set's pixel grid and palette) is damaged; "
+            "retrain or re-save the model"
+        )
+    return {"cell": cell, "offset": [oy, ox], "palette": palette.tolist(), "share": value.get("share")}
+
+
+def pixel_art_note(bundle: GeneratorBundle) -> str | None:
+    """What an output records when it was snapped to the training set's pixel grid, else None."""
+    g = bundle.pixel_art
+    if not g or not bundle.pixel_snap:
+        return None
+    return f"snapped to the training set's pixel grid ({g['cell']} px cells) and palette ({len(g['palette'])} colours)"
 
 
 def read_generator_info(spec: str | Path | None = None) -> GeneratorBundle:
@@ -464,6 +499,10 @@ def generate(
             )  # (B, 3, S, S)
             x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             out[i : i + batch_size] = x.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, 3)
+    if bundle.pixel_art and bundle.pixel_snap:
+        from charforge.core.pixelart import snap
+
+        out = snap(out, bundle.pixel_art)
     return out
 
 

@@ -108,6 +108,31 @@ def _upscaler(upscale: int, spec: str | None, device: str):
     return load_upscaler(spec, device=device)
 
 
+PIXEL_ART_HELP = (
+    "auto: a model trained on pixel art snaps its outputs onto the training set's pixel grid and palette (as "
+    "recorded in the model); off: the raw output."
+)
+
+
+def _pixel_art(bundle, mode: str):
+    """The bundle with pixel snapping on (auto) or off; a note when a pixel-art model snaps."""
+    import dataclasses
+
+    from charforge.errors import UserError
+
+    if mode not in ("auto", "off"):
+        raise UserError(f"--pixel-art {mode!r}: choose auto or off", field="pixel_art")
+    bundle = dataclasses.replace(bundle, pixel_snap=mode == "auto")
+    if bundle.pixel_art and bundle.pixel_snap:
+        g = bundle.pixel_art
+        typer.echo(
+            f"note: this model was trained on pixel art: its outputs are snapped onto a {g['cell']} px grid and "
+            f"its data's {len(g['palette'])} colours (--pixel-art off for the raw output)",
+            err=True,
+        )
+    return bundle
+
+
 def _seed_scheme(value: str) -> str:
     from charforge.web.seeds import check_seed_scheme
 
@@ -173,6 +198,7 @@ def generate(
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
+    pixel_art: str = typer.Option("auto", "--pixel-art", help=PIXEL_ART_HELP),
     seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
     steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
     guidance: float | None = typer.Option(None, "--guidance", help=GUIDANCE_HELP),
@@ -192,6 +218,7 @@ def generate(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
+        bundle = _pixel_art(bundle, pixel_art)
         bundle, init = _sampler_options(
             bundle, steps, guidance, sampler, negative_guidance, strength, init_image
         )
@@ -254,6 +281,7 @@ def interpolate(
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
+    pixel_art: str = typer.Option("auto", "--pixel-art", help=PIXEL_ART_HELP),
     seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
     steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
     guidance: float | None = typer.Option(None, "--guidance", help=GUIDANCE_HELP),
@@ -273,6 +301,7 @@ def interpolate(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
+        bundle = _pixel_art(bundle, pixel_art)
         bundle, _ = _sampler_options(bundle, steps, guidance, sampler, negative_guidance, None, None)
         seed_b = seed_a if seed_b is None else seed_b
         _warn_untrained(bundle, tags_a, "--tags-a")
@@ -336,6 +365,7 @@ def npc(
     truncation: float = typer.Option(1.0, help=TRUNC_HELP),
     upscale: int = typer.Option(1, "--upscale", help=UPSCALE_HELP),
     upscaler: str | None = typer.Option(None, "--upscaler", help=UPSCALER_HELP),
+    pixel_art: str = typer.Option("auto", "--pixel-art", help=PIXEL_ART_HELP),
     seed_scheme: str = typer.Option("torch-v1", "--seed-scheme", help=SEED_SCHEME_HELP),
     steps: int | None = typer.Option(None, "--steps", help=STEPS_HELP),
     guidance: float | None = typer.Option(None, "--guidance", help=GUIDANCE_HELP),
@@ -355,6 +385,7 @@ def npc(
         scheme = _seed_scheme(seed_scheme)
         up = _upscaler(upscale, upscaler, device)
         bundle = sampling.load_generator(model, backend, device=device)
+        bundle = _pixel_art(bundle, pixel_art)
         bundle, init = _sampler_options(
             bundle, steps, guidance, sampler, negative_guidance, strength, init_image
         )

@@ -106,3 +106,60 @@ def pixel_resize(image: np.ndarray, size: int) -> np.ndarray | None:
 def nearest_upscale(image: np.ndarray, scale: int) -> np.ndarray:
     """Every pixel repeated scale x scale times (any channel count)."""
     return np.ascontiguousarray(np.repeat(np.repeat(np.asarray(image), scale, axis=-3), scale, axis=-2))
+
+
+# ---- a training set of pixel art, and generated pictures snapped to its grid and palette ---------------------
+DATA_SAMPLE = 256  # training pictures looked at
+DATA_SHARE = 0.8  # share of them that must sit on one and the same grid
+PALETTE_MAX = 1024  # colours kept (the commonest; the rest map to their nearest kept colour)
+
+
+def dataset_grid(images: np.ndarray, seed: int = 0) -> dict | None:
+    """{"cell", "offset", "share", "palette"} when most pictures of a (N, S, S, 3) uint8 training set are pixel
+    art on one grid (same cell size and offset), else None. palette: the set's commonest colours, [[r, g, b], ...]."""
+    n = len(images)
+    if n == 0:
+        return None
+    idx = np.sort(np.random.default_rng(seed).choice(n, min(n, DATA_SAMPLE), replace=False))
+    grids = [pixel_grid(np.asarray(images[i])) for i in idx]
+    found = [g for g in grids if g is not None]
+    if not found:
+        return None
+    values, counts = np.unique(np.array(found), axis=0, return_counts=True)
+    best = values[int(np.argmax(counts))]
+    share = float(counts.max() / len(grids))
+    if share < DATA_SHARE:
+        return None
+    pixels = np.concatenate(
+        [np.asarray(images[i]).reshape(-1, 3) for i, g in zip(idx, grids) if g is not None]
+    )
+    colours, freq = np.unique(pixels, axis=0, return_counts=True)
+    keep = colours[np.argsort(-freq, kind="stable")[:PALETTE_MAX]]
+    return {
+        "cell": int(best[0]),
+        "offset": [int(best[1]), int(best[2])],
+        "share": round(share, 3),
+        "palette": keep.astype(int).tolist(),
+    }
+
+
+def snap(images: np.ndarray, grid: dict) -> np.ndarray:
+    """(N, S, S, 3) uint8 pictures brought onto a training set's pixel grid and palette (dataset_grid): each cell
+    takes its pixels' mean colour, then the nearest palette colour (RGB distance), and is filled with it."""
+    imgs = np.asarray(images)
+    k = int(grid["cell"])
+    oy, ox = (int(v) for v in grid["offset"])
+    palette = np.asarray(grid["palette"], np.float32)
+    n, h, w, _ = imgs.shape
+    ys = np.unique(
+        np.clip(np.r_[0, np.arange(oy, h, k)], 0, h)
+    )  # cell starts along each axis (part cells too)
+    xs = np.unique(np.clip(np.r_[0, np.arange(ox, w, k)], 0, w))
+    f = imgs.astype(np.float32)
+    rows = np.add.reduceat(f, ys, axis=1)  # sums over each cell's rows
+    sums = np.add.reduceat(rows, xs, axis=2)  # (N, cy, cx, 3)
+    hy, wx = np.diff(np.r_[ys, h]), np.diff(np.r_[xs, w])
+    means = sums / (hy[None, :, None, None] * wx[None, None, :, None])
+    d = ((means[..., None, :] - palette) ** 2).sum(-1)  # (N, cy, cx, P)
+    cells = palette[np.argmin(d, axis=-1)].astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(np.repeat(cells, hy, axis=1), wx, axis=2))

@@ -225,6 +225,19 @@ class Trainer:
         verify_training_data(self.data, checksums=self.opts.verify_checksums)
         self.schema, self.freqs = self.data.schema, self.data.tag_frequencies
         self.untrained_tags = [t for t, f in zip(self.schema.tags, self.freqs) if f <= 0]
+        from charforge.core.pixelart import dataset_grid
+
+        self.pixel_art = dataset_grid(
+            self.data.images
+        )  # pixel-art data: its grid and palette go into the model
+        if self.dist.is_main and self.pixel_art and not resume:
+            g = self.pixel_art
+            print(
+                f"note: your data is pixel art on a {g['cell']} px grid ({g['share']:.0%} of the pictures looked at): "
+                f"the model records the grid and the data's {len(g['palette'])} colours, and generated images are "
+                "snapped onto them (generate --pixel-art off shows the raw output)",
+                file=sys.stderr,
+            )
         if self.dist.is_main and self.untrained_tags and not resume:
             print(untrained_warning(self.untrained_tags, len(self.schema)), file=sys.stderr)
         if (
@@ -562,6 +575,7 @@ class Trainer:
             # eval feature spaces whose network this run optimised against: the projected D reads EfficientNet-Lite0,
             # the generic space's network (the teacher is recorded by its sha256 and compared with the judge at eval)
             "feature_spaces_in_training": ["generic"] if self.p.d_kind == "projected" else [],
+            "pixel_art": self.pixel_art,
         }
 
     def save_checkpoint(self) -> None:
