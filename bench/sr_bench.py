@@ -1006,11 +1006,12 @@ def environment() -> dict[str, Any]:
 def fmt_stat(st: dict[str, float] | None, digits: int = 2) -> str:
     if not st:
         return "–"
-    if st.get("n_inf"):
-        return f"inf ({st['n_inf']}/{st['n']} identical)"
+    same = f" ({st['n_inf']}/{st['n']} identical)" if st.get("n_inf") else ""
+    if not np.isfinite(st["mean"]):
+        return "inf" + same
     if st["n"] == 1 or st["lo"] == st["hi"]:
-        return f"{st['mean']:.{digits}f}"
-    return f"{st['mean']:.{digits}f} [{st['lo']:.{digits}f}, {st['hi']:.{digits}f}]"
+        return f"{st['mean']:.{digits}f}{same}"
+    return f"{st['mean']:.{digits}f} [{st['lo']:.{digits}f}, {st['hi']:.{digits}f}]{same}"
 
 
 def _ms(s: float | None) -> str:

@@ -122,7 +122,9 @@ def test_prepare_score_and_anchor_skip(tmp_path, monkeypatch):
 
     # "ours" through the same path as charforge.sr (a stand-in upscaler): scored, timed, goals checked
     monkeypatch.setattr(
-        sb, "load_ours", lambda spec: (lambda x: sb.pil_resize(x, 256, "lanczos"), "ours: stand-in")
+        sb,
+        "load_ours",
+        lambda spec: (lambda x, pixel_art="auto": sb.pil_resize(x, 256, "lanczos"), "ours: stand-in"),
     )
     assert (
         sb.main(
@@ -135,3 +137,19 @@ def test_prepare_score_and_anchor_skip(tmp_path, monkeypatch):
     assert ours["all"]["d_psnr"]["mean"] > 0  # lanczos is a little sharper than bicubic
     md = table.read_text()
     assert "## Issue 17 goals" in md and "| creator-cel: PSNR >= bicubic + 4 dB |" in md
+
+
+def test_outputs_identical_to_the_truth_count_in_psnr_margins():
+    """A method whose output equals the truth (infinite PSNR; pixel art enlarged by repeats) has a finite margin
+    over another (PSNR_CAP minus its PSNR) and none over another identical one; the row counts them."""
+    per = {
+        "ours": {"a": {"psnr": math.inf}, "b": {"psnr": math.inf}, "c": {"psnr": 30.0}},
+        "bicubic": {"a": {"psnr": 25.0}, "b": {"psnr": math.inf}, "c": {"psnr": 28.0}},
+    }
+    res = {"sets": {"s": {"methods": {m: {"per_image": v} for m, v in per.items()}}}}
+    st = sb._paired(res, "s", "ours", "bicubic")
+    assert st["n"] == 3 and st["n_inf"] == 1
+    assert st["mean"] == pytest.approx(((sb.PSNR_CAP - 25.0) + 0.0 + 2.0) / 3)
+    assert math.isfinite(st["lo"]) and math.isfinite(st["hi"])
+    assert sb.fmt_stat(st).endswith("(1/3 identical)") and not sb.fmt_stat(st).startswith("inf")
+    assert sb.fmt_stat(sb.summarise([{"p": math.inf}, {"p": math.inf}], "p")) == "inf (2/2 identical)"
