@@ -57,6 +57,12 @@ def eval_command(
     ),
     sampler: str | None = typer.Option(None, "--sampler", help="Diffusion models: dpm++ (default) or ddim."),
     list_metrics: bool = typer.Option(False, "--list", help="List the metric names and exit."),
+    pixel_art: str = typer.Option(
+        "auto",
+        "--pixel-art",
+        help="auto: a model trained on pixel art is measured snapped to its grid and palette, as it generates; "
+        "off: its raw output.",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Evaluate a generator against a dataset; writes report.json, report.md and PNGs. Rerun to resume."""
@@ -127,6 +133,7 @@ def eval_command(
             device=device,
             inception_weights=inception_weights,
             sampling_options={"steps": steps, "guidance": guidance, "sampler": sampler},
+            pixel_art=pixel_art,
         )
     if as_json:
         emit(

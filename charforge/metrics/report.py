@@ -7,6 +7,7 @@ Each finished metric is saved in `<out>/.partial/`; rerunning the same command s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -139,6 +140,7 @@ def evaluate_model(
     device: str = "auto",
     inception_weights: str | Path | None = None,
     sampling_options: dict | None = None,
+    pixel_art: str = "auto",
     **options,
 ) -> dict:
     """Evaluate a charforge generator (None = shipped default) on a packed dataset, sampling its noise with
@@ -150,6 +152,10 @@ def evaluate_model(
 
     bundle = sampling.load_generator(model, device=device)
     bundle = bundle.with_options(**(sampling_options or {}))
+    if pixel_art not in ("auto", "off"):
+        raise UserError(f"--pixel-art {pixel_art!r}: choose auto or off", field="pixel_art")
+    # a model trained on pixel art is measured as it generates (snapped to its grid), or raw with "off"
+    bundle = dataclasses.replace(bundle, pixel_snap=pixel_art == "auto")
     data = load_packed(data_dir)
     tagger = None
     if tagger_path is not None:

@@ -169,7 +169,8 @@ PRESETS: dict[str, Preset] = {
             batch=32,
             lr_decay_start=20_000,
             ema_half_life=5_000,
-            gp_every=4,
+            gp_every=16,  # 4 until session 18 (bench/results/session18/reuse_rule.txt)
+            reuse_fake=True,  # session 18: with gp_every 16, >= 2x the plain fp32 loop without bf16
             augment="",
             adv_weight=4.0,
             bf16=True,

@@ -100,3 +100,20 @@ def test_other_data_records_no_grid_and_a_damaged_record_names_the_file(tmp_path
     assert json.loads(
         json.dumps(sampling._pixel_art_meta({"cell": 2, "offset": [1, 0], "palette": [[1, 2, 3]]}, run, 16))
     )
+
+
+def test_eval_measures_a_pixel_art_model_snapped_or_raw(tmp_path):
+    from charforge.metrics.report import evaluate_model
+
+    data, _ = pixel_data(tmp_path / "px")
+    run = tmp_path / "run"
+    Trainer(
+        data, run, resolve_preset("tiny", {"steps": 2}), opts=TrainOptions(device="cpu", show_progress=False)
+    ).run()
+    kw = dict(metrics=["sharpness"], n=16, runs=1, sample_n=16, device="cpu")
+    snapped = evaluate_model(str(run), data, tmp_path / "e1", **kw)
+    raw = evaluate_model(str(run), data, tmp_path / "e2", pixel_art="off", **kw)
+    assert "snapped" in snapped["model"]["pixel_art"] and "pixel_art" not in raw["model"]
+    assert snapped["metrics"]["sharpness"]["generated"] != raw["metrics"]["sharpness"]["generated"]
+    with pytest.raises(UserError, match="--pixel-art 'on'"):
+        evaluate_model(str(run), data, tmp_path / "e3", pixel_art="on", **kw)
