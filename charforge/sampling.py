@@ -381,6 +381,7 @@ def _load_onnx_file(path: Path, threads: int | None) -> GeneratorBundle:
         path,
         backend="onnx",
         label="/".join(str(g.config[k]) for k in ("family", "name") if k in g.config),
+        pixel_art=_pixel_art_meta(g.pixel_art, path, g.image_size),
     )
 
 
@@ -411,6 +412,7 @@ def _load_via_onnx_cache(path: Path, threads: int | None) -> GeneratorBundle:
         ref.path,
         backend="onnx",
         label=ref.label,
+        pixel_art=ref.pixel_art,
     )
 
 

@@ -104,6 +104,18 @@ def generator_metadata(bundle: Any) -> dict[str, Any]:
         "output_image": "float32 (batch, 3, S, S), RGB planes (NCHW), values in [-1, 1]",
         "pixel_mapping": "pixel_uint8 = clamp(round((value + 1) * 127.5), 0, 255)",
         "config": dict(bundle.config or {}),
+    } | _pixel_art_props(getattr(bundle, "pixel_art", None))
+
+
+def _pixel_art_props(grid: dict | None) -> dict[str, Any]:
+    """A model trained on pixel art: its training set's grid and palette, and how charforge snaps outputs onto
+    them (so a game can do the same)."""
+    if not grid:
+        return {}
+    return {
+        "pixel_art": {"cell": grid["cell"], "offset": grid["offset"], "palette": grid["palette"]},
+        "pixel_art_snap": "per cell of `cell` px starting at `offset` (row, column; part cells at the edges too): "
+        "mean colour of the cell's pixels, then the nearest palette colour (RGB distance), filling the cell",
     }
 
 
@@ -282,6 +294,7 @@ class OnnxGenerator:
         self.model_id = str(self.metadata.get("model_id", self.path.stem))
         self.sha256 = str(self.metadata.get("model_sha256", ""))
         self.config = dict(self.metadata.get("config") or {})
+        self.pixel_art = self.metadata.get("pixel_art")  # a pixel-art model's grid and palette, else None
         self.is_denoiser = self.metadata.get("graph") == "denoiser"
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:

@@ -117,3 +117,24 @@ def test_eval_measures_a_pixel_art_model_snapped_or_raw(tmp_path):
     assert snapped["metrics"]["sharpness"]["generated"] != raw["metrics"]["sharpness"]["generated"]
     with pytest.raises(UserError, match="--pixel-art 'on'"):
         evaluate_model(str(run), data, tmp_path / "e3", pixel_art="on", **kw)
+
+
+def test_onnx_exports_carry_the_grid_and_snap_alike(tmp_path):
+    from charforge.export.onnx import export_generator_onnx
+
+    data, _ = pixel_data(tmp_path / "px")
+    run = tmp_path / "run"
+    Trainer(
+        data, run, resolve_preset("tiny", {"steps": 2}), opts=TrainOptions(device="cpu", show_progress=False)
+    ).run()
+    torch_b = sampling.load_generator(str(run), device="cpu")
+    onnx_path = export_generator_onnx(torch_b, tmp_path / "g.onnx")
+    meta = json.loads((tmp_path / "g.json").read_text())
+    assert meta["pixel_art"]["cell"] == 2 and "nearest palette colour" in meta["pixel_art_snap"]
+    tags = np.zeros((4, len(torch_b.schema)), np.float32)
+    ref = sampling.generate(torch_b, tags, seeds=[0, 1, 2, 3])
+    for b in (sampling.load_generator(str(onnx_path), "onnx"), sampling.load_generator(str(run), "onnx")):
+        assert b.pixel_art["palette"] == torch_b.pixel_art["palette"]
+        out = sampling.generate(b, tags, seeds=[0, 1, 2, 3])
+        assert np.array_equal(out, out[:, ::2, ::2].repeat(2, 1).repeat(2, 2))
+        assert (out == ref).all(-1).mean() > 0.95  # float rounding may move a cell to a neighbouring colour
