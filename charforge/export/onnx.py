@@ -86,25 +86,28 @@ def _set_metadata(path: Path, props: Mapping[str, Any]) -> None:
 def generator_metadata(bundle: Any) -> dict[str, Any]:
     """The metadata_props written into a generator's ONNX file (values JSON-encoded unless strings)."""
     schema: TagSchema = bundle.schema
-    return {
-        "charforge_kind": "generator",
-        "charforge_version": __version__,
-        "model_id": str(bundle.model_id),
-        "model_sha256": str(bundle.sha256 or ""),
-        "z_dim": int(bundle.z_dim),
-        "image_size": int(bundle.image_size),
-        "tag_names": schema.tags,
-        "tag_schema": schema.to_dict(),
-        "tag_freqs": [round(float(f), 6) for f in np.asarray(bundle.freqs).reshape(-1)],
-        "tag_sampling": TAG_RECIPE,
-        "seed_scheme": PORTABLE_V1,  # how charforge turns a seed into z and free tags, portable to any language
-        "seed_scheme_spec": SEED_SPEC,
-        "input_z": "float32 (batch, z_dim), standard normal N(0, 1)",
-        "input_tags": "float32 (batch, T), 0 or 1 in tag_names order",
-        "output_image": "float32 (batch, 3, S, S), RGB planes (NCHW), values in [-1, 1]",
-        "pixel_mapping": "pixel_uint8 = clamp(round((value + 1) * 127.5), 0, 255)",
-        "config": dict(bundle.config or {}),
-    } | _pixel_art_props(getattr(bundle, "pixel_art", None))
+    return (
+        {
+            "charforge_kind": "generator",
+            "charforge_version": __version__,
+            "model_id": str(bundle.model_id),
+            "model_sha256": str(bundle.sha256 or ""),
+            "z_dim": int(bundle.z_dim),
+            "image_size": int(bundle.image_size),
+            "tag_names": schema.tags,
+            "tag_schema": schema.to_dict(),
+            "tag_freqs": [round(float(f), 6) for f in np.asarray(bundle.freqs).reshape(-1)],
+            "tag_sampling": TAG_RECIPE,
+            "seed_scheme": PORTABLE_V1,  # how charforge turns a seed into z and free tags, portable to any language
+            "seed_scheme_spec": SEED_SPEC,
+            "input_z": "float32 (batch, z_dim), standard normal N(0, 1)",
+            "input_tags": "float32 (batch, T), 0 or 1 in tag_names order",
+            "output_image": "float32 (batch, 3, S, S), RGB planes (NCHW), values in [-1, 1]",
+            "pixel_mapping": "pixel_uint8 = clamp(round((value + 1) * 127.5), 0, 255)",
+            "config": dict(bundle.config or {}),
+        }
+        | _pixel_art_props(getattr(bundle, "pixel_art", None))
+    )
 
 
 def _pixel_art_props(grid: dict | None) -> dict[str, Any]:
