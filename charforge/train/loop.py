@@ -668,6 +668,13 @@ class Trainer:
             "seed": self.p.seed,
             "tags": "fixed training-label sample (see config.json)",
         }
+        if (
+            self.pixel_art
+        ):  # shown as `generate` will draw them: snapped onto the data's pixel grid and palette
+            from charforge.core.pixelart import snap
+
+            imgs = snap(imgs, self.pixel_art)
+            meta["pixel_art"] = "snapped to the training set's pixel grid and palette, as generate draws them"
         save_png(path, image_grid(imgs, cols=int(math.sqrt(N_FIXED))), meta)
         return path
 

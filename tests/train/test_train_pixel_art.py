@@ -57,6 +57,11 @@ def test_a_pixel_art_model_snaps_its_outputs_and_says_so(tmp_path, capsys):
     p = resolve_preset("tiny", {"steps": 3})
     Trainer(data, run, p, opts=TrainOptions(device="cpu", show_progress=False, tensorboard=False)).run()
     assert "your data is pixel art on a 2 px grid" in capsys.readouterr().err
+    with Image.open(sorted((run / "samples").glob("step_*.png"))[-1]) as im:  # snapped, then watermarked
+        sheet, note = np.asarray(im.convert("RGB")).astype(float), im.info["charforge:pixel_art"]
+    h, w, _ = sheet.shape
+    cells = sheet.reshape(h // 2, 2, w // 2, 2, 3).mean((1, 3))
+    assert "snapped" in note and np.abs(sheet - cells.repeat(2, 0).repeat(2, 1)).mean() < 2.0
     bundle = sampling.load_generator(str(run), device="cpu")
     assert bundle.pixel_art["cell"] == 2 and len(bundle.pixel_art["palette"]) == 9
     tags = np.zeros((4, len(bundle.schema)), np.float32)
