@@ -3,23 +3,10 @@
 import json
 
 import numpy as np
-import pytest
-import torch
 from cli_helpers import run_cli
 from PIL import Image
 
 import charforge.sr as sr
-from charforge.models.sr import SRConfig, SRNet, save_upscaler
-
-
-@pytest.fixture
-def upscaler_file(tmp_path):
-    torch.manual_seed(0)
-    net = SRNet(SRConfig(channels=8, blocks=2, up_channels=8))
-    with torch.no_grad():  # non-zero tails, so the network is more than bicubic
-        for t in net.tails.values():
-            t.out.weight.normal_(0, 0.05)
-    return save_upscaler(tmp_path / "up.safetensors", net.eval(), model_id="tiny-sr", provenance={})
 
 
 def test_upscale_command(tmp_path, upscaler_file, capsys):

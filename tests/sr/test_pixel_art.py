@@ -6,14 +6,13 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from charforge.core.pixelart import grid_cell, nearest_upscale
 from charforge.errors import UserError
 
 
-def cells(k: int, n: int = 16, seed: int = 0, shape=(None, None)) -> np.ndarray:
+def cells(k: int, n: int = 16, seed: int = 0) -> np.ndarray:
     """n x n random colour cells of k x k px (a random palette of 6, so neighbours often repeat a colour)."""
     rng = np.random.default_rng(seed)
     palette = rng.integers(0, 256, (6, 3), dtype=np.uint8)
@@ -49,23 +48,17 @@ def test_smooth_flat_small_and_recompressed_pictures_are_not_pixel_art():
     assert [grid_cell(r) for r in pix] == [2, 2]  # the creator's own pixel style: 2 px cells at 64 px
 
 
-def test_the_upscaler_repeats_pixel_art_and_runs_the_network_on_the_rest(tmp_path):
+def test_the_upscaler_repeats_pixel_art_and_runs_the_network_on_the_rest(upscaler_file):
     import charforge.sr as sr
-    from charforge.models.sr import SRConfig, SRNet, save_upscaler
 
-    torch.manual_seed(0)
-    net = SRNet(SRConfig(channels=8, blocks=1, up_channels=8))
-    with torch.no_grad():
-        for t in net.tails.values():
-            t.out.weight.normal_(0, 0.05)
-    up = sr.load_upscaler(save_upscaler(tmp_path / "u.safetensors", net.eval(), model_id="t", provenance={}))
+    up = sr.load_upscaler(upscaler_file)  # tiny-sr, a network that does more than bicubic
     pix = cells(4)  # 64 x 64
     smooth = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     how: list[str] = []
     out = up.upscale(np.stack([pix, smooth, pix]), 2, methods=how)
     assert np.array_equal(out[0], nearest_upscale(pix, 2)) and np.array_equal(out[2], out[0])
     assert np.array_equal(out[1], up.upscale(smooth, 2, pixel_art="off"))
-    assert how == ["nearest (pixel art, 4 px cells)", "network (t)", "nearest (pixel art, 4 px cells)"]
+    assert how == ["nearest (pixel art, 4 px cells)", "network (tiny-sr)", "nearest (pixel art, 4 px cells)"]
     net_only = up.upscale(pix, 4, pixel_art="off")
     assert not np.array_equal(net_only, nearest_upscale(pix, 4))  # the network softens the cell edges
     rgba = np.concatenate([pix, np.where(pix[..., :1] > 128, 255, 0).astype(np.uint8)], -1)
@@ -74,4 +67,4 @@ def test_the_upscaler_repeats_pixel_art_and_runs_the_network_on_the_rest(tmp_pat
     with pytest.raises(UserError, match="--pixel-art 'maybe'"):
         up.upscale(pix, 2, pixel_art="maybe")
     images, meta = sr.apply(up, np.stack([pix, smooth]), 2)
-    assert meta["upscale_method"] == "nearest (pixel art, 4 px cells), network (t)"
+    assert meta["upscale_method"] == "nearest (pixel art, 4 px cells), network (tiny-sr)"

@@ -31,6 +31,16 @@ def pixel_data(root, n: int = 48, size: int = 16, cell: int = 2):
     return root, palette
 
 
+@pytest.fixture(scope="module")
+def pixel_run(tmp_path_factory):
+    """(data, run folder) of a tiny model trained 2 steps on pixel_data."""
+    root = tmp_path_factory.mktemp("pixel")
+    data, _ = pixel_data(root / "px")
+    opts = TrainOptions(device="cpu", show_progress=False, tensorboard=False)
+    Trainer(data, root / "run", resolve_preset("tiny", {"steps": 2}), opts=opts).run()
+    return data, root / "run"
+
+
 def test_snap_is_exact_on_the_data_and_puts_anything_on_the_grid():
     rng = np.random.default_rng(0)
     palette = rng.integers(0, 256, (5, 3), dtype=np.uint8)
@@ -107,14 +117,10 @@ def test_other_data_records_no_grid_and_a_damaged_record_names_the_file(tmp_path
     )
 
 
-def test_eval_measures_a_pixel_art_model_snapped_or_raw(tmp_path):
+def test_eval_measures_a_pixel_art_model_snapped_or_raw(pixel_run, tmp_path):
     from charforge.metrics.report import evaluate_model
 
-    data, _ = pixel_data(tmp_path / "px")
-    run = tmp_path / "run"
-    Trainer(
-        data, run, resolve_preset("tiny", {"steps": 2}), opts=TrainOptions(device="cpu", show_progress=False)
-    ).run()
+    data, run = pixel_run
     kw = dict(metrics=["sharpness"], n=16, runs=1, sample_n=16, device="cpu")
     snapped = evaluate_model(str(run), data, tmp_path / "e1", **kw)
     raw = evaluate_model(str(run), data, tmp_path / "e2", pixel_art="off", **kw)
@@ -124,14 +130,10 @@ def test_eval_measures_a_pixel_art_model_snapped_or_raw(tmp_path):
         evaluate_model(str(run), data, tmp_path / "e3", pixel_art="on", **kw)
 
 
-def test_onnx_exports_carry_the_grid_and_snap_alike(tmp_path):
+def test_onnx_exports_carry_the_grid_and_snap_alike(pixel_run, tmp_path):
     from charforge.export.onnx import export_generator_onnx
 
-    data, _ = pixel_data(tmp_path / "px")
-    run = tmp_path / "run"
-    Trainer(
-        data, run, resolve_preset("tiny", {"steps": 2}), opts=TrainOptions(device="cpu", show_progress=False)
-    ).run()
+    data, run = pixel_run
     torch_b = sampling.load_generator(str(run), device="cpu")
     onnx_path = export_generator_onnx(torch_b, tmp_path / "g.onnx")
     meta = json.loads((tmp_path / "g.json").read_text())
