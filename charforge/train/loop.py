@@ -227,9 +227,8 @@ class Trainer:
         self.untrained_tags = [t for t, f in zip(self.schema.tags, self.freqs) if f <= 0]
         from charforge.core.pixelart import dataset_grid
 
-        self.pixel_art = dataset_grid(
-            self.data.images
-        )  # pixel-art data: its grid and palette go into the model
+        # pixel-art data: its grid and palette go into the model, and generation snaps onto them
+        self.pixel_art = dataset_grid(self.data.images)
         if self.dist.is_main and self.pixel_art and not resume:
             g = self.pixel_art
             print(
@@ -668,9 +667,7 @@ class Trainer:
             "seed": self.p.seed,
             "tags": "fixed training-label sample (see config.json)",
         }
-        if (
-            self.pixel_art
-        ):  # shown as `generate` will draw them: snapped onto the data's pixel grid and palette
+        if self.pixel_art:  # shown as `generate` will draw them: snapped onto the data's grid and palette
             from charforge.core.pixelart import snap
 
             imgs = snap(imgs, self.pixel_art)
