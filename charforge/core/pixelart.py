@@ -1,10 +1,11 @@
-"""Is a picture pixel art on an exact grid? Then it is scaled up by repeating each pixel, never interpolated.
+"""Pixel art on an exact grid: found, resized, enlarged and generated without losing its cells or palette.
 
 Pixel art is drawn as square cells of one colour each (often stored already enlarged, every cell k x k screen pixels).
-Enlarged with any interpolating filter, or with a super-resolution network trained on smooth art, its hard cell
-edges turn soft and its palette grows; the way pixel artists and game engines scale it is integer nearest-neighbour.
-`grid_cell` finds the cell size (in pixels of the picture) where one exists, so the upscaler can take that path by
-itself.
+Resized with any interpolating filter, or enlarged by a super-resolution network trained on smooth art, its hard
+cell edges turn soft and its palette grows; pixel artists and game engines scale it by whole cells. Here:
+`pixel_grid` / `grid_cell` find the grid; the upscaler enlarges such pictures by `nearest_upscale`; the import
+resizes them cell by cell (`pixel_resize`); training records a pixel-art set's grid and palette (`dataset_grid`)
+and generation puts outputs onto them (`snap`).
 
 The test: for a cell size k and a grid offset, every neighbouring pair of pixels *inside* a cell must be (nearly)
 equal, and the pairs *across* cell borders must carry the picture's changes. A smooth picture fails (its inside
