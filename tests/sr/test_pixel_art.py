@@ -68,3 +68,18 @@ def test_the_upscaler_repeats_pixel_art_and_runs_the_network_on_the_rest(upscale
         up.upscale(pix, 2, pixel_art="maybe")
     images, meta = sr.apply(up, np.stack([pix, smooth]), 2)
     assert meta["upscale_method"] == "nearest (pixel art, 4 px cells), network (tiny-sr)"
+
+
+def test_odd_inputs_are_simply_not_pixel_art():
+    rng = np.random.default_rng(5)
+    for img in (
+        np.zeros((0, 0, 3), np.uint8),
+        np.zeros((1, 500, 3), np.uint8),
+        rng.integers(0, 256, (40, 40), dtype=np.uint8),  # grey, no channel axis
+        rng.integers(0, 256, (13, 200, 4), dtype=np.uint8),
+        np.full((300, 300, 3), 7, np.uint8),
+    ):
+        assert grid_cell(img) is None
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::2] = 255  # 1 px columns: a grid of 1 px is no grid
+    assert grid_cell(stripes) is None
