@@ -29,14 +29,7 @@ def browser():
 
 @pytest.fixture
 def upscaler_file(tmp_path):
-    """A tiny upscaler file (model id "tiny-sr") whose tails are non-zero, so it does more than bicubic."""
-    import torch
+    """A tiny upscaler file (model id "tiny-sr") that does more than bicubic."""
+    from sr_fakes import tiny_upscaler
 
-    from charforge.models.sr import SRConfig, SRNet, save_upscaler
-
-    torch.manual_seed(0)
-    net = SRNet(SRConfig(channels=8, blocks=2, up_channels=8))
-    with torch.no_grad():
-        for t in net.tails.values():
-            t.out.weight.normal_(0, 0.05)
-    return save_upscaler(tmp_path / "up.safetensors", net.eval(), model_id="tiny-sr", provenance={})
+    return tiny_upscaler(tmp_path / "up.safetensors")

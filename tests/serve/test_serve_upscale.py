@@ -9,12 +9,11 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from serve_fakes import LOCAL, FakeF2P, fake_fit, make_bundle
+from sr_fakes import tiny_upscaler
 
 import charforge.sr as sr
-from charforge.models.sr import SRConfig, SRNet, save_upscaler
 from charforge.provenance import read_png_metadata
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -22,14 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def upscaler_path(tmp_path_factory):
-    torch.manual_seed(0)
-    net = SRNet(SRConfig(channels=8, blocks=1, up_channels=4))
-    with torch.no_grad():
-        for t in net.tails.values():
-            t.out.weight.normal_(0, 0.05)
-    return save_upscaler(
-        tmp_path_factory.mktemp("up") / "up.safetensors", net, model_id="tiny-sr", provenance={}
-    )
+    return tiny_upscaler(tmp_path_factory.mktemp("up") / "up.safetensors", blocks=1, up_channels=4)
 
 
 def _client(upscaler):
