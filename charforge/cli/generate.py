@@ -118,11 +118,9 @@ def _pixel_art(bundle, mode: str):
     """The bundle with pixel snapping on (auto) or off; a note when a pixel-art model snaps."""
     import dataclasses
 
-    from charforge.errors import UserError
+    from charforge.core.pixelart import check_mode
 
-    if mode not in ("auto", "off"):
-        raise UserError(f"--pixel-art {mode!r}: choose auto or off", field="pixel_art")
-    bundle = dataclasses.replace(bundle, pixel_snap=mode == "auto")
+    bundle = dataclasses.replace(bundle, pixel_snap=check_mode(mode) == "auto")
     if bundle.pixel_art and bundle.pixel_snap:
         g = bundle.pixel_art
         typer.echo(

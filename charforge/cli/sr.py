@@ -214,12 +214,9 @@ def upscale(
     check_scale(scale, field="scale")
     if scale == 1:
         raise UserError("--scale 1: nothing to do; choose 2 or 4", field="scale")
-    from charforge.sr import PIXEL_ART_MODES
+    from charforge.core.pixelart import check_mode
 
-    if pixel_art not in PIXEL_ART_MODES:
-        raise UserError(
-            f"--pixel-art {pixel_art!r}: choose {' or '.join(PIXEL_ART_MODES)}", field="pixel_art"
-        )
+    check_mode(pixel_art)  # before any file, not once per file
     files = _inputs(images)
     up = load_upscaler(model, backend=backend, device=device)
     failed: list[str] = []

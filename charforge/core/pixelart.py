@@ -24,7 +24,17 @@ PAIR_TOL = 3  # a pair "differs" when a channel moves more than this (of 255): P
 BORDER_MIN = 0.02  # share of border pairs that must differ (else the picture is too flat to tell)
 
 
+MODES = ("auto", "off")  # --pixel-art: pixel art handled as pixel art where it is found, or like any picture
 QUICK_LINES = 48  # lines across the other axis read by the quick test
+
+
+def check_mode(mode: str) -> str:
+    """A --pixel-art value, or a UserError naming the choices."""
+    if mode not in MODES:
+        from charforge.errors import UserError
+
+        raise UserError(f"--pixel-art {mode!r}: choose {' or '.join(MODES)}", field="pixel_art")
+    return mode
 
 
 def _pairs(img: np.ndarray, axis: int, lines: int | None = None) -> np.ndarray:

@@ -152,8 +152,9 @@ def evaluate_model(
 
     bundle = sampling.load_generator(model, device=device)
     bundle = bundle.with_options(**(sampling_options or {}))
-    if pixel_art not in ("auto", "off"):
-        raise UserError(f"--pixel-art {pixel_art!r}: choose auto or off", field="pixel_art")
+    from charforge.core.pixelart import check_mode
+
+    check_mode(pixel_art)
     # a model trained on pixel art is measured as it generates (snapped to its grid), or raw with "off"
     bundle = dataclasses.replace(bundle, pixel_snap=pixel_art == "auto")
     data = load_packed(data_dir)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from charforge.core.pixelart import grid_cell, nearest_upscale
+from charforge.core.pixelart import check_mode, grid_cell, nearest_upscale
 from charforge.errors import UserError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -28,7 +28,6 @@ TILE = 192  # input px per tile side for images larger than this
 MARGIN = 24  # input px of context around each tile (the trunk's receptive field is 2 * 19 + 1 px)
 MAX_OUTPUT_PIXELS = 64_000_000  # 8k x 8k: larger outputs are refused before any work
 BACKENDS = ("torch", "onnx")
-PIXEL_ART_MODES = ("auto", "off")  # Upscaler.upscale: pixel-grid art by pixel repeats, or the network for all
 
 
 def shipped_upscalers() -> dict[str, Path]:
@@ -142,10 +141,7 @@ class Upscaler:
         repeating its pixels, as pixel art is scaled, not by the network (which would soften its cell edges);
         "off": the network for every picture. `methods`, if given, receives one line per picture saying which."""
         check_scale(scale)
-        if pixel_art not in PIXEL_ART_MODES:
-            raise UserError(
-                f"--pixel-art {pixel_art!r}: choose {' or '.join(PIXEL_ART_MODES)}", field="pixel_art"
-            )
+        check_mode(pixel_art)
         single = images.ndim == 3
         imgs = images[None] if single else images
         if imgs.ndim != 4 or imgs.shape[-1] not in (3, 4) or imgs.dtype != np.uint8:
