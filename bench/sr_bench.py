@@ -175,8 +175,8 @@ def prepare_creator(n_cel: int, n_per_style: int) -> None:
                 f"default_rng([{SEED}, k])), rendered at {SIZES}",
                 "groups": groups,
                 "licence": "charforge's own creator (project licence)",
-                "note": "pixel style: the mosaic cell is ~size/40 px, so the 256 px render is a finer mosaic, "
-                "not a 4x enlargement of the 64 px one",
+                "note": "pixel style: 32 cells across at every size (2 px cells at 64 px, 8 px at 256 px), so the "
+                "256 px render is the 64 px sprite enlarged, up to the palette's rounding of each cell's mean",
             },
         )
         log(

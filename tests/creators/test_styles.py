@@ -40,6 +40,23 @@ def test_cel_is_the_original_look(batch):
     )
 
 
+def test_pixel_art_is_one_sprite_at_every_size(batch):
+    """Pixel art has 32 cells across at 64, 128 and 256 px, so the larger render is the 64 px sprite with bigger
+    cells (as a game scales sprites): an exact upscaling pair up to the palette's rounding of a cell's mean."""
+    cr = BuiltinCreator(style="pixel")
+    small = cr.render(batch, 64)
+    for size in (128, 256):
+        big = cr.render(batch, size)
+        c = pixel_cell(size)
+        assert c * 32 == size
+        assert np.array_equal(big, np.repeat(np.repeat(big[:, ::c, ::c], c, axis=1), c, axis=2))
+        k = size // 64
+        rep = np.repeat(np.repeat(small, k, axis=1), k, axis=2).astype(np.int16)
+        diff = np.abs(rep - big.astype(np.int16)).max(axis=-1)
+        assert (diff == 0).mean() > 0.85  # measured 0.90-0.91 (the old ~40-cell grid: 0.61)
+        assert (diff <= 37).mean() > 0.97  # the rest mostly one palette step (255/7) apart
+
+
 @pytest.mark.parametrize("style", OTHERS)
 def test_styles_differ_from_cel_and_from_each_other(style, batch):
     cel = BuiltinCreator().render(batch, SIZE).astype(np.float32)

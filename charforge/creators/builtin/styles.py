@@ -86,9 +86,16 @@ def check_style(style: str) -> str:
     )
 
 
+PIXEL_CELLS = 32  # pixel art is one 32-cell sprite, whatever the size it is rendered at
+
+
 def pixel_cell(size: int) -> int:
-    """Pixel-art cell size in output pixels: 2 at 64 px, 3 at 128 px (about 40 cells across)."""
-    return max(2, int(round(size / 40)))
+    """Pixel-art cell size in output pixels: 2 at 64 px, 4 at 128 px, 8 at 256 px.
+
+    The grid has PIXEL_CELLS cells across at every multiple of 32 px (other sizes round the cell and crop), so a
+    larger render is the same sprite with bigger cells, as a game scales its sprites, and (64 px, 256 px) pairs
+    are exact x4 enlargements up to the palette's rounding. Never under 2 px."""
+    return max(2, int(round(size / PIXEL_CELLS)))
 
 
 def render_size(style: str, size: int) -> int:
