@@ -118,7 +118,9 @@ def _pixel_art_props(grid: dict | None) -> dict[str, Any]:
     return {
         "pixel_art": {"cell": grid["cell"], "offset": grid["offset"], "palette": grid["palette"]},
         "pixel_art_snap": "per cell of `cell` px starting at `offset` (row, column; part cells at the edges too): "
-        "mean colour of the cell's pixels, then the nearest palette colour (RGB distance), filling the cell",
+        "with s the cell's channel sums over its n pixels, the palette colour p minimising sum((s - n * p)^2) "
+        "(the nearest palette colour to the mean, RGB distance, in exact integers), ties to the lowest palette index, "
+        "filling the cell",
     }
 
 

@@ -359,3 +359,134 @@ def test_static_site_fits_a_phone_screen(browser, static_server):
     assert grid["y"] > form["y"] + form["height"] - 1  # one column: results below the controls
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     ctx.close()
+
+
+# ---- pixel art: the page snaps a pixel-art model's outputs as the CLI does ------------------------------------
+SNAP_HARNESS = """
+const W = require(process.argv[1]).CharforgeWeb;
+const jobs = JSON.parse(require("fs").readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(jobs.map((j) => Array.from(W.snapPixelArt(Uint8Array.from(j.rgb), j.size, j.grid)))));
+"""
+
+
+def js_snap(jobs: list[tuple[np.ndarray, dict]]) -> list[np.ndarray]:
+    """generator.js's snapPixelArt on square RGB images, in node."""
+    from charforge.export import web
+
+    payload = json.dumps([{"rgb": im.reshape(-1).tolist(), "size": im.shape[0], "grid": g} for im, g in jobs])
+    r = subprocess.run(
+        ["node", "-e", SNAP_HARNESS, str(web.STATIC / "generator.js")],
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [np.asarray(a, np.uint8).reshape(im.shape) for a, (im, _) in zip(json.loads(r.stdout), jobs)]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_javascript_pixel_snap_is_the_python_one():
+    """Byte for byte: random pictures, grids with offsets and part cells, palettes of 1 to 300 colours, and cells
+    whose mean sits exactly between two palette colours (the tie goes to the lower index in both)."""
+    from charforge.core.pixelart import snap
+
+    rng = np.random.default_rng(3)
+    jobs = []
+    for size, cell, off, n_pal in [
+        (64, 2, (0, 0), 16),
+        (50, 3, (1, 2), 300),
+        (40, 4, (0, 3), 1),
+        (33, 5, (4, 0), 7),
+    ]:
+        pal = rng.integers(0, 256, (n_pal, 3))
+        g = {"cell": cell, "offset": list(off), "palette": pal.tolist()}
+        jobs.append((rng.integers(0, 256, (size, size, 3), dtype=np.uint8), g))
+        smooth = np.clip(rng.normal(128, 40, (size // 4 + 1, size // 4 + 1, 3)), 0, 255)
+        jobs.append((np.repeat(np.repeat(smooth, 4, 0), 4, 1)[:size, :size].astype(np.uint8), g))
+    tie_pal = [[10, 10, 10], [20, 20, 20], [0, 0, 0]]  # 15 is as near to the first as to the second
+    jobs.append((np.full((16, 16, 3), 15, np.uint8), {"cell": 2, "offset": [0, 0], "palette": tie_pal}))
+    for (im, g), js in zip(jobs, js_snap(jobs)):
+        py = snap(im[None], g)[0]
+        assert np.array_equal(js, py), (im.shape, g["cell"], g["offset"], len(g["palette"]))
+    assert (js_snap(jobs[-1:])[0] == 10).all()
+
+
+def pixel_art_model(path: Path) -> Path:
+    """The shipped default generator re-saved as if trained on pixel art: 2 px cells, a 20-colour palette."""
+    from charforge.creators.builtin import palette as cp
+    from charforge.models.generator import read_generator, save_generator
+
+    gf = read_generator(sampling.load_generator(None, device="cpu").path)
+    colours = list(cp.HAIR_RGB.values())[:13] + [
+        [255, 255, 255],
+        [0, 0, 0],
+        [250, 220, 200],
+        [200, 150, 120],
+        [120, 180, 230],
+        [230, 200, 240],
+        [140, 140, 140],
+    ]
+    grid = {"cell": 2, "offset": [0, 0], "palette": [[int(v) for v in c] for c in colours], "share": 1.0}
+    prov = dict(gf.meta.get("provenance") or {}) | {"pixel_art": grid}
+    return save_generator(
+        path, gf.tensors, gf.config, gf.schema, gf.freqs, model_id="pixel-test", provenance=prov
+    )
+
+
+@needs_runtime
+@needs_browser
+def test_static_site_snaps_a_pixel_art_model_like_the_cli(browser, tmp_path):
+    from charforge.core.pixelart import snap
+
+    model = pixel_art_model(tmp_path / "px.safetensors")
+    site = tmp_path / "site"
+    assert cli(["export", "web", "-o", str(site), "--model", str(model)]) == 0
+    doc = json.loads((site / "model" / "model.json").read_text())
+    assert doc["pixel_art"]["cell"] == 2 and len(doc["pixel_art"]["palette"]) == 20
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        ctx, page, errors = open_site(browser, f"http://127.0.0.1:{port}/")
+        assert "pixel art (2 px cells, 20 colours)" in page.inner_text("#status")
+        assert page.is_visible("#pixel-art") and page.is_checked("#pixel-art")
+        page.fill("#seed", "40")
+        page.fill("#count", "4")
+        page.uncheck("#watermark")
+        got = {}
+        for snapped in (True, False):
+            page.set_checked("#pixel-art", snapped)
+            page.click("#generate")
+            page.locator("#grid .tile img").nth(3).wait_for(timeout=60_000)
+            zf = download_zip(page, "#zip-all")
+            manifest = json.loads(zf.read("manifest.json"))
+            assert manifest["pixel_art"] == ("snapped" if snapped else "off")
+            got[snapped] = [pixels(zf.read(im["file"])) for im in manifest["images"]]
+            note = read_png_metadata(zf.read(manifest["images"][0]["file"])).get("pixel_art")
+            assert (note is not None and "2 px cells" in note and "20 colours" in note) == snapped
+        assert not errors, errors
+        ctx.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bundle = sampling.load_generator(str(model), device="cpu")
+    cli_snapped, _, _ = sampling.characters_for_request(bundle, "", 4, 40, seed_scheme="portable-v1")
+    raw = [im for im in got[False]]
+    pal = {tuple(c) for c in doc["pixel_art"]["palette"]}
+    for page_px, page_raw, cli_px in zip(got[True], raw, cli_snapped):
+        assert np.array_equal(page_px, snap(page_raw[None], doc["pixel_art"])[0])  # the page's rule is snap's
+        assert {tuple(int(v) for v in c) for c in page_px.reshape(-1, 3)} <= pal
+        cells = (page_px[::2, ::2] == cli_px[::2, ::2]).all(-1).mean()
+        assert cells > 0.9, (
+            cells
+        )  # the rest: cells whose mean the runtimes' <= 2/255 differences tip over a tie

@@ -81,6 +81,37 @@
     return out;
   }
 
+  // A pixel-art model's outputs onto its training set's grid and palette (model.json "pixel_art"): the exact
+  // integer rule of charforge.core.pixelart.snap, so the bytes equal the CLI's for the same input. Per cell of
+  // `cell` px from `offset` (row, column; part cells at the edges): channel sums s over its n pixels, the palette
+  // colour p minimising sum((s - n * p)^2), ties to the lowest index, filling the cell. (S*S*3) RGB bytes in/out.
+  function snapPixelArt(rgb, size, grid) {
+    const k = grid.cell, [oy, ox] = grid.offset, pal = grid.palette, out = new Uint8Array(rgb.length);
+    const starts = (o) => { const s = [0]; for (let v = o; v < size; v += k) if (v > 0) s.push(v); return s; };
+    const ys = starts(oy), xs = starts(ox);
+    for (let a = 0; a < ys.length; a++) {
+      const y0 = ys[a], y1 = a + 1 < ys.length ? ys[a + 1] : size;
+      for (let b = 0; b < xs.length; b++) {
+        const x0 = xs[b], x1 = b + 1 < xs.length ? xs[b + 1] : size, n = (y1 - y0) * (x1 - x0);
+        let s0 = 0, s1 = 0, s2 = 0;
+        for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
+          const i = (y * size + x) * 3; s0 += rgb[i]; s1 += rgb[i + 1]; s2 += rgb[i + 2];
+        }
+        let best = Infinity, pick = 0;
+        for (let j = 0; j < pal.length; j++) {
+          const p = pal[j], d0 = s0 - n * p[0], d1 = s1 - n * p[1], d2 = s2 - n * p[2];
+          const d = d0 * d0 + d1 * d1 + d2 * d2;  // integers well below 2^53: exact
+          if (d < best) { best = d; pick = j; }
+        }
+        const p = pal[pick];
+        for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
+          const i = (y * size + x) * 3; out[i] = p[0]; out[i + 1] = p[1]; out[i + 2] = p[2];
+        }
+      }
+    }
+    return out;
+  }
+
   function rgbToImageData(rgb, size) {
     const d = new ImageData(size, size);
     for (let i = 0; i < size * size; i++) {
@@ -297,6 +328,8 @@
       this.schema = doc.tag_schema; this.size = doc.image_size; this.zDim = doc.z_dim;
       this.nTags = tagNames(this.schema).length;
       this.watermarkOn = !!doc.watermark;
+      this.pixelArt = doc.pixel_art || null;  // a pixel-art model: its outputs are snapped, as the CLI's are
+      this.pixelSnap = !!this.pixelArt;
     }
 
     static async create({ doc, model, runtimeBase, threads = 1 }) {
@@ -316,7 +349,11 @@
       const feeds = { z: new this.ort.Tensor("float32", z, [n, this.zDim]), tags: new this.ort.Tensor("float32", t, [n, this.nTags]) };
       const out = (await this.session.run(feeds)).image.data;
       const per = 3 * this.size * this.size;
-      return Array.from({ length: n }, (_, i) => toRgb(out, i * per, this.size));
+      const snap = this.pixelArt && this.pixelSnap;
+      return Array.from({ length: n }, (_, i) => {
+        const rgb = toRgb(out, i * per, this.size);
+        return snap ? snapPixelArt(rgb, this.size, this.pixelArt) : rgb;
+      });
     }
 
     // The recipe of charforge.sampling.characters_for_seeds under portable-v1.
@@ -360,6 +397,8 @@
       const meta = { software: d.png.software, ai_generated: d.png.ai_generated, generator: d.png.generator,
         model_id: d.model_id, model_sha256: d.model_sha256, seed: c.seed, tag_seed: c.tagSeed,
         seed_scheme: P().SCHEME, tags: c.names, made_in: "browser (onnxruntime-web)", ...extra };
+      const g = this.pixelArt;
+      if (g && this.pixelSnap) meta.pixel_art = `snapped to the training set's pixel grid (${g.cell} px cells) and palette (${g.palette.length} colours)`;
       return meta;
     }
 
@@ -375,5 +414,5 @@
   }
 
   root.CharforgeWeb = { Generator, loadRuntime, fromVector, tagForm, constraintsFromForm, tagNames, toRgb,
-                        rgbToImageData, thumb, embedWatermark, encodePng, zipStored, crc32, toBase64 };
+                        rgbToImageData, thumb, embedWatermark, snapPixelArt, encodePng, zipStored, crc32, toBase64 };
 })(typeof self !== "undefined" ? self : this);

@@ -59,7 +59,9 @@ async function init() {
     state.doc = doc;
     buildTags();
     const wmNote = doc.watermark ? "" : " · no invisible watermark at this image size";
-    $("status").textContent = `in this browser · WebAssembly, ${threads} thread${threads === 1 ? "" : "s"}${wmNote}`;
+    const px = doc.pixel_art, pxNote = px ? ` · pixel art (${px.cell} px cells, ${px.palette.length} colours)` : "";
+    $("status").textContent = `in this browser · WebAssembly, ${threads} thread${threads === 1 ? "" : "s"}${wmNote}${pxNote}`;
+    if (px) { $("pixel-art-row").hidden = false; $("grid").classList.add("pixel-art"); }
     $("status").className = "status ok";
     $("status").dataset.loadMs = Math.round(performance.now() - t0);
     if (!doc.watermark) { $("watermark").checked = false; $("watermark").disabled = true; }
@@ -122,6 +124,7 @@ async function runGenerate() {
   const truncation = Math.max(0.05, Math.min(1, parseFloat($("variety").value) || 1));
   const form = tagFormNow(), fixedNoise = $("fixed-noise").checked;
   gen.watermarkOn = $("watermark").checked;
+  gen.pixelSnap = !!gen.pixelArt && $("pixel-art").checked;
   const seeds = Array.from({ length: count }, (_, i) => seed + i);
   const t0 = performance.now();
   const chars = await gen.characters({ constraints: CW().constraintsFromForm(gen.schema, form), seeds, truncation, fixedNoise });
@@ -149,7 +152,8 @@ function tile(c, png) {
 function manifestBase() {
   const d = state.doc;
   return { model_id: d.model_id, model_sha256: d.model_sha256, generator: d.png.generator, seed_scheme: d.seed_scheme,
-           made_in: "browser (onnxruntime-web)", watermark: state.gen.watermarkOn && d.watermark ? d.watermark.method : "none" };
+           made_in: "browser (onnxruntime-web)", watermark: state.gen.watermarkOn && d.watermark ? d.watermark.method : "none",
+           pixel_art: state.gen.pixelArt ? (state.gen.pixelSnap ? "snapped" : "off") : "no" };
 }
 
 async function zipAll() {
@@ -163,6 +167,7 @@ async function zipAll() {
 async function runNpc() {
   const gen = state.gen, count = readInt("npc-count", 1, 500, 24), seed = readInt("npc-seed", 0, SEED_MAX, 0);
   gen.watermarkOn = $("watermark").checked;
+  gen.pixelSnap = !!gen.pixelArt && $("pixel-art").checked;
   const form = $("npc-use-tags").checked ? tagFormNow() : {};
   const t0 = performance.now();
   const { characters, tried } = await gen.npc({ count, seed, constraints: CW().constraintsFromForm(gen.schema, form) });
