@@ -380,6 +380,7 @@ def _meta_routes(r, app, studio: Studio) -> None:
                     freqs=freqs,
                     family=str((getattr(b, "config", None) or {}).get("family", "")),
                     sample_options=_model_options(b),
+                    pixel_art=_pixel_art_info(getattr(b, "pixel_art", None)),
                     loaded=bool(getattr(b, "loaded", True)),
                 )
             )
@@ -457,6 +458,17 @@ REQUEST_FIELDS = {
     "init": "init_image_base64",
     "strength": "strength",
 }
+
+
+def _pixel_art_info(grid: dict | None) -> dict | None:
+    """A pixel-art model's grid and palette size for /models (the palette itself is in the web model document)."""
+    if not grid:
+        return None
+    return {
+        "cell": int(grid["cell"]),
+        "offset": [int(v) for v in grid["offset"]],
+        "colours": len(grid["palette"]),
+    }
 
 
 def _model_options(bundle: Any) -> list[str]:

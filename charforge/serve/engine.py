@@ -94,7 +94,7 @@ class LazyBundle:
     INFO = frozenset(
         {
             "schema", "freqs", "config", "z_dim", "image_size", "model_id", "sha256", "path", "label",
-            "backend", "onnx_is_sampler", "family", "family_spec", "noise_shape", "takes",
+            "backend", "onnx_is_sampler", "family", "family_spec", "noise_shape", "takes", "pixel_art",
         }
     )  # fmt: skip
 

@@ -219,6 +219,11 @@ class ModelInfo(BaseModel):
         description="request fields this model takes beyond tags and seeds (diffusion: steps, guidance, sampler, "
         "negative_guidance, strength with init_image_base64)",
     )
+    pixel_art: dict | None = Field(
+        None,
+        description="a model trained on pixel art: its training set's grid ({cell, offset}: px, row/column) and "
+        "palette size ({colours}); every output is snapped onto them (docs/own_art.md, Pixel art)",
+    )
     loaded: bool = Field(
         True,
         description="false for a model the server offers but loads on its first request (the other shipped models "

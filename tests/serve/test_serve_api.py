@@ -257,3 +257,49 @@ def test_interpolate_end_points_match_generate_when_truncated(client):
     # AVX-512 / AMX) round a batch of 5 differently from a batch of 1: at most one level of 255
     for frame, end in ((r["frames"][0], a), (r["frames"][-1], b)):
         assert np.abs(decode(frame).astype(int) - decode(end["png_base64"]).astype(int)).max() <= 1
+
+
+def test_a_pixel_art_model_is_listed_as_such_and_served_snapped():
+    """/models says which model learned from pixel art (grid and palette size, for the page's crisp tiles), and
+    /generate's pictures sit on its grid in its palette, up to the invisible watermark's faint changes (the
+    studio always marks)."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+    from serve_fakes import FakeF2P, fake_fit, make_bundle
+
+    from charforge.serve.app import ServeSettings, create_app
+
+    palette = [[0, 0, 0], [255, 255, 255], [200, 40, 40], [40, 90, 200], [240, 200, 60]]
+    grid = {"cell": 4, "offset": [0, 2], "palette": palette, "share": 1.0}
+    px = dataclasses.replace(make_bundle(), pixel_art=grid)
+    f2p = FakeF2P()
+    app = create_app(
+        ServeSettings(),
+        generators={"default": make_bundle(), "px": px},
+        f2p=f2p,
+        creator=f2p.creator,
+        fitter=fake_fit,
+    )
+    with TestClient(app, base_url=LOCAL) as c:
+        info = {m["name"]: m for m in c.get("/api/v1/models").json()["models"]}
+        assert info["px"]["pixel_art"] == {"cell": 4, "offset": [0, 2], "colours": 5}
+        assert info["default"]["pixel_art"] is None
+        r = c.post("/api/v1/generate", json={"model": "px", "seed": 3, "count": 2})
+        assert r.status_code == 200, r.text
+        pal = np.asarray(palette, float)
+        for im in r.json()["images"]:
+            a = decode(im["png_base64"]).astype(float)
+            near = np.abs(a.reshape(-1, 1, 3) - pal[None]).max(-1).min(-1)  # to the nearest palette colour
+            inner = a[:, 2:30]  # whole 4 px cells from column 2
+            cells = inner.reshape(8, 4, 7, 4, 3).mean((1, 3)).repeat(4, 0).repeat(4, 1)
+            assert np.median(near) <= 3 and np.abs(inner - cells).mean() < 3
+            raw = np.abs(
+                decode(
+                    c.post("/api/v1/generate", json={"model": "default", "seed": 3}).json()["images"][0][
+                        "png_base64"
+                    ]
+                ).astype(float)
+                - a
+            )
+            assert raw.mean() > 10  # the same seed from the same weights, unsnapped, is another picture

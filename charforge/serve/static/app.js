@@ -237,7 +237,7 @@ function clientZip(rows, manifest) {
 // ---------------------------------------------------------------- generate panel
 function buildModelPicker(def) {
   const sel = $("model");
-  sel.replaceChildren(...state.models.map((m) => el("option", { value: m.name, textContent: `${m.name} (${m.image_size}px${m.loaded === false ? ", loads on first use" : ""})` })));
+  sel.replaceChildren(...state.models.map((m) => el("option", { value: m.name, textContent: `${m.name} (${m.image_size}px${m.pixel_art ? ", pixel art" : ""}${m.loaded === false ? ", loads on first use" : ""})` })));
   $("model-field").classList.toggle("hidden", state.models.length < 2);
   if (!state.models.length) { $("gen-info").textContent = "No generator loaded: start the server with --model."; $("generate").disabled = true; return; }
   sel.value = def || state.models[0].name;
@@ -251,6 +251,7 @@ function selectModel(name) {
   state.model = m.name; state.schema = m.schema;
   // diffusion models: steps, guidance, sampler, negative tags and img2img; truncation is a GAN setting
   const diff = m.family === "diffusion";
+  $("grid").classList.toggle("pixel-art", !!m.pixel_art); // crisp cells, not a smoothed enlargement
   $("diffusion-fields").classList.toggle("hidden", !diff);
   $("img2img").classList.toggle("hidden", !diff);
   $("variety").closest(".field").classList.toggle("hidden", diff);
