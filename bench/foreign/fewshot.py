@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the table (markdown) and a .json beside it")
     args = ap.parse_args(argv)
 
+    import run as foreign
     import torch
 
-    import run as foreign
     from charforge.tagger import fewshot
     from charforge.tagger.net import estimate_tagger_path, load_tagger
 
