@@ -160,6 +160,19 @@ def import_(
         help="Pixel art on an exact grid is resized cell by cell (crisp cells, the same palette) instead of "
         "with a smoothing filter.",
     ),
+    keep_unfamiliar: bool = typer.Option(
+        False,
+        "--keep-unfamiliar",
+        help="With --estimate-tags: estimate tags even for art unlike anything the estimator learned from "
+        "(by default a folder that is mostly such art gets no estimated tags rather than guesses).",
+    ),
+    learn_tags: bool = typer.Option(
+        True,
+        "--learn-tags/--no-learn-tags",
+        help="With --tags labelling some images and --estimate-tags filling the rest: learn each independent "
+        "tag's look in your art from the labelled images and use it where it reads them better than the "
+        "estimator (docs/own_art.md, 'Teach it your hats').",
+    ),
     max_pixels: int = typer.Option(
         40_000_000, help="Refuse images with more pixels than this (decompression bombs)."
     ),
@@ -242,6 +255,8 @@ def import_(
             pixel_art=pixel_art,
             tag_min_confidence=tag_min_confidence,
             extra_tags=[t for t in extra_tags.split(",") if t.strip()],
+            keep_unfamiliar=keep_unfamiliar,
+            learn_tags=learn_tags,
         )
     if as_json:
         emit(
@@ -258,6 +273,7 @@ def import_(
                 "folders_not_read": report.folders,
                 "warnings": report.warnings,
                 "sheets": report.sheets,
+                "learned_tags": report.learned_tags,
                 "report": report.report_path,
             },
         )

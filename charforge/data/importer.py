@@ -104,6 +104,13 @@ class ImportReport:
     sheets: dict[str, list[str]] = field(default_factory=dict)  # {"duplicates"|"tags review": [png]}
     withheld: int = 0  # of the "tagger" samples: unfamiliar art whose tags were left unknown (not estimated)
     pixel_art: int = 0  # kept samples from pixel art on an exact grid, resized cell by cell (pixel_resize)
+    learned_tags: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # fewshot.Learned.summary() per tag tried
+    learned_samples: int = 0  # estimated samples with at least one tag learned from the labelled ones
+
+    def _first_tried(self) -> dict[str, Any] | None:
+        return next((r for r in self.learned_tags if r["estimator_balanced_accuracy"] is not None), None)
 
     @property
     def untagged(self) -> int:
@@ -123,6 +130,24 @@ class ImportReport:
             + ", ".join(f"{k}: {self.tags_from.get(k, 0)}" for k in ("file", "tagger", "none"))
             + (f" (tagger: {self.withheld} left unknown as unfamiliar art)" if self.withheld else ""),
         ]
+        for row in self.learned_tags:
+            if row["estimator_balanced_accuracy"] is None:
+                continue  # too few labelled with and without it to try
+            head = (
+                f"learned      {row['tag']}: "
+                if row is self._first_tried()
+                else f"             {row['tag']}: "
+            )
+            if row["used"]:
+                lines.append(
+                    head
+                    + f"from your {row['labelled_with']} + {row['labelled_without']} labelled images (with / "
+                    f"without), balanced accuracy {row['probe_balanced_accuracy']:.2f} cross-validated against the "
+                    f"estimator's {row['estimator_balanced_accuracy']:.2f}: used for the {self.tags_from.get('tagger', 0)} "
+                    "estimated samples"
+                )
+            else:
+                lines.append(head + f"kept the estimator's answers ({row['why']})")
         if self.pixel_art:
             lines.append(
                 f"pixel art    {self.pixel_art} of {self.kept} samples are pixel art on an exact grid: resized cell by "
@@ -367,11 +392,16 @@ def import_folder(
     extra_tags: list[str] | tuple[str, ...] | None = None,
     keep_unfamiliar: bool = False,
     pixel_art: bool = True,
+    learn_tags: bool = True,
 ) -> ImportReport:
     """Import every image under `src` into a packed dataset at `out`; see the module docstring.
 
     `extra_tags` (and a `# extra tags: ...` declaration in the tags file) are your own independent tags,
-    appended to the make.girls.moe schema; the dataset, and models trained on it, carry them."""
+    appended to the make.girls.moe schema; the dataset, and models trained on it, carry them.
+
+    `learn_tags`: where a tags file labels some images and the estimator fills in the rest, learn the folder's
+    own look of each independent tag from the labelled images and use it where it beats the estimator on them
+    (charforge.tagger.fewshot)."""
     src, out = Path(src), Path(out)
     _check_args(src, size, faces, crop_scale, min_size, dedupe_threshold, max_pixels, workers, max_faces)
     if not 0.0 <= tag_min_confidence < 1.0:
@@ -422,6 +452,8 @@ def import_folder(
                 f"the tagger knows none of your own tags ({', '.join(schema.tags[base_n:])}): images whose tags it "
                 "estimates get them off; tag those images in the tags file if they show them"
             )
+    if not learn_tags:
+        config["learn_tags"] = False
     done = _finished_before(out, config)
     if done is not None:
         return done
@@ -433,7 +465,9 @@ def import_folder(
         job.keep_unfamiliar = bool(keep_unfamiliar)
         job.pictures = HashIndex(dedupe_threshold, detail=None)
         records = _run_chunks(job, workers, progress)
+        learned = _learn_from_labels(job, records, learn_tags, progress)
         report = _assemble(records, _unsupported(listing.others), listing.folders, warnings, listing)
+        report["learned_tags"] = learned
         report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups)
         report["sheets"] = _write_sheets(out, records, job, report)
         report["warnings"] += _tag_warnings(report, records, schema)
@@ -464,6 +498,8 @@ def _report_object(report: dict[str, Any], ds: PackedDataset, report_path: Path)
         report.get("sheets", {}),
         sum(1 for u in report.get("unfamiliar", []) if not u.get("estimated")),
         report.get("pixel_art", 0),
+        report.get("learned_tags", []),
+        report.get("learned_samples", 0),
     )
 
 
@@ -1020,6 +1056,93 @@ def _estimate_missing_tags(
     tags[missing] = pred
 
 
+def _learn_from_labels(
+    job: _Job, records: list[dict[str, Any]], enabled: bool, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Where the tags file labels some samples and the estimator filled in the others: for each independent tag,
+    a probe fitted on the labelled samples (charforge.tagger.fewshot) replaces the estimator's answers on the
+    others where it reads the labelled ones better. Rewrites the chunk files in place (the same answers on every
+    run, so a resumed import agrees) and returns one summary per tag that was tried. Reads one chunk at a time
+    (features are kept, pictures are not)."""
+    if not enabled or job.tagger is None or not hasattr(job.tagger, "predict_tags"):
+        return []
+    rows = {
+        kind: [
+            (ci, k)
+            for ci, r in enumerate(records)
+            for k, it in enumerate(r["items"])
+            if it["tags_from"] == kind
+        ]
+        for kind in ("file", "tagger")
+    }
+    lab, est = rows["file"], rows["tagger"]
+    if len(lab) < 2 * fewshot_min_each() or not est:
+        return []
+    from charforge.tagger import fewshot
+
+    isl = job.schema.independent_slice
+    names = list(job.schema.independent)
+    feats: dict[tuple[int, int], np.ndarray] = {}
+    labels, said = [], []
+    wanted = {ci for ci, _ in lab + est}
+    with progress_bar(
+        len(lab) + len(est), desc="learning from your labels", unit="img", disable=None if progress else True
+    ) as bar:
+        for ci in sorted(wanted):
+            a = _load_arrays(job.out, ci)
+            ks = [k for c, k in lab + est if c == ci]
+            for k, f in zip(ks, fewshot.features(a["images"][ks])):
+                feats[(ci, k)] = f
+            mine = [k for c, k in lab if c == ci]
+            if mine:
+                labels.append(a["tags"][mine][:, isl])
+                guess = _widen(job, np.asarray(job.tagger.predict_tags(a["images"][mine])))
+                _check_width(job, guess)  # the estimator's forced answers on the labelled samples
+                said.append(guess[:, isl] > 0)
+            bar.update(len(ks))
+    results = fewshot.learn(  # lab and est are in (chunk, row) order, as labels and said were gathered
+        names,
+        np.stack([feats[r] for r in lab]),
+        np.concatenate(labels),
+        np.concatenate(said),
+        np.stack([feats[r] for r in est]),
+    )
+    used = [res for res in results if res.used]
+    for ci in sorted({ci for ci, _ in est}) if used else []:
+        a = _load_arrays(job.out, ci)
+        for res in used:
+            col = isl.start + names.index(res.tag)
+            for (c, k), p in zip(est, res.proba):
+                if c != ci:
+                    continue
+                a["tags"][k, col] = int(p >= 0.5)
+                it = records[ci]["items"][k]
+                it["learned"] = sorted(set(it.get("learned", [])) | {res.tag})
+                # the estimator's doubt about this tag no longer applies; the probe's own, where it has one
+                unsure = [
+                    u
+                    for u in it.get("uncertain", [])
+                    if u.rsplit(" ", 1)[0] not in (res.tag, f"{res.tag} (learned)")
+                ]
+                if abs(p - 0.5) < fewshot.UNSURE:
+                    unsure.append(f"{res.tag} (learned) {p:.2f}")
+                if unsure:
+                    it["uncertain"] = unsure
+                else:
+                    it.pop("uncertain", None)
+        _save_arrays(
+            job.out, ci, a
+        )  # arrays first: the record marks the chunk done, and a rerun learns the same
+        write_json_atomic(_record_path(job.out, ci), records[ci])
+    return [r.summary() for r in results if r.positives + r.negatives]
+
+
+def fewshot_min_each() -> int:
+    from charforge.tagger.fewshot import MIN_EACH
+
+    return MIN_EACH
+
+
 def _unfamiliar(seen, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(which of a reading's n pictures the tagger's familiarity model flags, their scores over its line), or
     (None, None) without a reading or a familiarity model (charforge.tagger.familiar)."""
@@ -1092,6 +1215,7 @@ def _assemble(
         "found_by": dict(Counter(it.get("found_by", "centre") for it in items)),
         "pixel_art": sum(bool(it.get("pixel_art")) for it in items),
         "tags_from": dict(Counter(it["tags_from"] for it in items)),
+        "learned_samples": sum(1 for it in items if it.get("learned")),
         "licences": dict(Counter(it["license"] for it in items)),
         "skipped": skipped,
         "folders": folders,
@@ -1436,6 +1560,24 @@ def _report_markdown(r: dict[str, Any], src: Path) -> str:
     ]
     if r["warnings"]:
         lines += ["## Warnings", ""] + [f"- {_esc(w)}" for w in r["warnings"]] + [""]
+    if r.get("learned_tags"):
+        lines += [
+            "## Tags learned from your labelled images",
+            "",
+            "Where the tags file labels some images, each independent tag is also read by a probe fitted on them "
+            "(charforge.tagger.fewshot); it replaces the estimator's answers on the other images where its "
+            "cross-validated balanced accuracy on the labelled images beats the estimator's.",
+            "",
+            "| tag | labelled with / without | probe (cross-validated) | estimator | used | why |",
+            "|---|---|---|---|---|---|",
+        ]
+        num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        lines += [
+            f"| {_esc(t['tag'])} | {t['labelled_with']} / {t['labelled_without']} | "
+            f"{num(t['probe_balanced_accuracy'])} | {num(t['estimator_balanced_accuracy'])} | "
+            f"{'yes' if t['used'] else 'no'} | {_esc(t['why'])} |"
+            for t in r["learned_tags"]
+        ] + [""]
     if r.get("sheets"):
         lines += ["## Review sheets", ""]
         lines += [f"- {k}: {', '.join(_esc(Path(p).name) for p in v)}" for k, v in r["sheets"].items()] + [""]
