@@ -1433,6 +1433,8 @@ def _write_sheets(
                 caption.append(
                     f"unlike the art the estimator knows ({it['unfamiliar']:.2f}x its line): {how}"
                 )
+            if it.get("learned"):
+                caption.append("learned from your labels: " + ", ".join(it["learned"]))
             if it.get("uncertain"):
                 caption.append("uncertain: " + ", ".join(it["uncertain"]))
             rows.append(([a["images"][k]], caption))
