@@ -147,7 +147,7 @@ class ImportReport:
                     "estimated samples"
                 )
             else:
-                lines.append(head + f"kept the estimator's answers ({row['why']})")
+                lines.append(head + f"kept the estimator's answers: {row['why']}")
         if self.pixel_art:
             lines.append(
                 f"pixel art    {self.pixel_art} of {self.kept} samples are pixel art on an exact grid: resized cell by "
