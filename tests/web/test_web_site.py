@@ -3,6 +3,7 @@ makes the CLI's characters in headless chromium (Playwright), with PNG metadata 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -58,25 +59,32 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def static_server(site):
-    """`python -m http.server`: a plain static file host, nothing of charforge running."""
+@contextlib.contextmanager
+def serve_static(folder: Path):
+    """`python -m http.server` on `folder`: a plain static file host, nothing of charforge running. Yields its URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(folder)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def static_server(site):
+    with serve_static(site) as url:
+        yield url
 
 
 def open_site(browser, url: str):
@@ -166,21 +174,26 @@ def v2_reference_layout(tag: int, blocks: int | None = None) -> dict:
     }
 
 
-def js_watermark(img: np.ndarray, layout: dict) -> np.ndarray:
-    """generator.js's embedWatermark on a square image, in node."""
+def run_generator_js(harness: str, job: object) -> object:
+    """Run a node harness script against generator.js with `job` as JSON on stdin; its JSON answer."""
     from charforge.export import web
 
-    size = img.shape[0]
-    job = json.dumps({"rgb": img.reshape(-1).tolist(), "size": size, "wm": layout})
     r = subprocess.run(
-        ["node", "-e", WM_HARNESS, str(web.STATIC / "generator.js")],
-        input=job,
+        ["node", "-e", harness, str(web.STATIC / "generator.js")],
+        input=json.dumps(job),
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    return np.asarray(json.loads(r.stdout), np.uint8).reshape(size, size, 3)
+    return json.loads(r.stdout)
+
+
+def js_watermark(img: np.ndarray, layout: dict) -> np.ndarray:
+    """generator.js's embedWatermark on a square image, in node."""
+    size = img.shape[0]
+    out = run_generator_js(WM_HARNESS, {"rgb": img.reshape(-1).tolist(), "size": size, "wm": layout})
+    return np.asarray(out, np.uint8).reshape(size, size, 3)
 
 
 def watermark_test_images(size: int) -> list[np.ndarray]:
@@ -371,18 +384,10 @@ process.stdout.write(JSON.stringify(jobs.map((j) => Array.from(W.snapPixelArt(Ui
 
 def js_snap(jobs: list[tuple[np.ndarray, dict]]) -> list[np.ndarray]:
     """generator.js's snapPixelArt on square RGB images, in node."""
-    from charforge.export import web
-
-    payload = json.dumps([{"rgb": im.reshape(-1).tolist(), "size": im.shape[0], "grid": g} for im, g in jobs])
-    r = subprocess.run(
-        ["node", "-e", SNAP_HARNESS, str(web.STATIC / "generator.js")],
-        input=payload,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+    out = run_generator_js(
+        SNAP_HARNESS, [{"rgb": im.reshape(-1).tolist(), "size": im.shape[0], "grid": g} for im, g in jobs]
     )
-    return [np.asarray(a, np.uint8).reshape(im.shape) for a, (im, _) in zip(json.loads(r.stdout), jobs)]
+    return [np.asarray(a, np.uint8).reshape(im.shape) for a, (im, _) in zip(out, jobs)]
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -444,20 +449,8 @@ def test_static_site_snaps_a_pixel_art_model_like_the_cli(browser, tmp_path):
     assert cli(["export", "web", "-o", str(site), "--model", str(model)]) == 0
     doc = json.loads((site / "model" / "model.json").read_text())
     assert doc["pixel_art"]["cell"] == 2 and len(doc["pixel_art"]["palette"]) == 20
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        ctx, page, errors = open_site(browser, f"http://127.0.0.1:{port}/")
+    with serve_static(site) as url:
+        ctx, page, errors = open_site(browser, url + "/")
         assert "pixel art (2 px cells, 20 colours)" in page.inner_text("#status")
         assert page.is_visible("#pixel-art") and page.is_checked("#pixel-art")
         page.fill("#seed", "40")
@@ -476,9 +469,6 @@ def test_static_site_snaps_a_pixel_art_model_like_the_cli(browser, tmp_path):
             assert (note is not None and "2 px cells" in note and "20 colours" in note) == snapped
         assert not errors, errors
         ctx.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
     bundle = sampling.load_generator(str(model), device="cpu")
     cli_snapped, _, _ = sampling.characters_for_request(bundle, "", 4, 40, seed_scheme="portable-v1")
     raw = [im for im in got[False]]
