@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--size", type=int, default=None, help="px the probe reads each band at (default: fewshot.SIZE)"
     )
+    ap.add_argument(
+        "--pick",
+        choices=("random", "suggested"),
+        default="random",
+        help="which images are labelled: at random, or those fewshot.suggest proposes",
+    )
     ap.add_argument("--out", type=Path, help="write the table (markdown) and a .json beside it")
     args = ap.parse_args(argv)
 
@@ -76,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 per = []
                 for seed in seeds:
-                    lab = np.sort(np.random.default_rng([seed, k]).choice(len(known), k, replace=False))
+                    if args.pick == "random":
+                        lab = np.sort(np.random.default_rng([seed, k]).choice(len(known), k, replace=False))
+                    else:
+                        lab = fewshot.suggest(feats, k, seed=seed)
                     rest = np.setdiff1d(np.arange(len(known)), lab)
                     res = fewshot.learn([tag], feats[lab], truth_all[lab, None], est[lab, None], feats[rest])[
                         0

@@ -151,3 +151,25 @@ def learn(
             f"estimator's {res.estimator_balanced:.2f} on the same images"
         )
     return out
+
+
+def suggest(feats: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of k images worth labelling first: the member nearest each centre of a k-means of the folder's
+    features (PCA to at most 32 dimensions first), so the labels cover the folder's kinds of picture rather than
+    its commonest one. Sorted; deterministic for a seed."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(feats, np.float64)
+    k = int(min(k, len(x)))
+    if k <= 0:
+        return np.zeros(0, int)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x = PCA(n_components=min(32, len(x), x.shape[1]), random_state=seed).fit_transform(x)
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+    picked: list[int] = []
+    for c in range(k):
+        members = np.flatnonzero(km.labels_ == c)
+        d = ((x[members] - km.cluster_centers_[c]) ** 2).sum(1)
+        picked.append(int(members[np.argmin(d)]))
+    return np.array(sorted(set(picked)))
