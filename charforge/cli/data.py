@@ -173,6 +173,14 @@ def import_(
         "tag's look in your art from the labelled images and use it where it reads them better than the "
         "estimator (docs/own_art.md, 'Teach it your hats').",
     ),
+    suggest_labels: int = typer.Option(
+        0,
+        "--suggest-labels",
+        min=0,
+        max=10_000,
+        help="Also write label_these.csv: this many images worth labelling first (one per kind of picture in the "
+        "folder), with their current tags; correct them and import again with --tags label_these.csv.",
+    ),
     max_pixels: int = typer.Option(
         40_000_000, help="Refuse images with more pixels than this (decompression bombs)."
     ),
@@ -257,6 +265,7 @@ def import_(
             extra_tags=[t for t in extra_tags.split(",") if t.strip()],
             keep_unfamiliar=keep_unfamiliar,
             learn_tags=learn_tags,
+            suggest_labels=suggest_labels,
         )
     if as_json:
         emit(
@@ -274,6 +283,7 @@ def import_(
                 "warnings": report.warnings,
                 "sheets": report.sheets,
                 "learned_tags": report.learned_tags,
+                "suggested": report.suggested,
                 "report": report.report_path,
             },
         )

@@ -67,6 +67,7 @@ CHUNK_DIR = ".import_chunks"
 STATE_FILE = ".build_state.json"  # the PackedWriter's resume state (charforge.data.packed.STATE)
 REPORT_JSON, REPORT_MD = "import_report.json", "import_report.md"
 DUPES_SHEET, REVIEW_SHEET, TAGS_CSV = "import_duplicates.png", "import_tags_review.png", "import_tags.csv"
+SUGGEST_CSV = "label_these.csv"  # --suggest-labels: the images worth labelling first
 SHEET_ROWS = 32  # rows (pairs or images) per sheet page; more pages are numbered _2, _3...
 REVIEW_MAX = 256  # images drawn on the tag review sheet (uncertain ones first)
 WARN_SHARE = 0.10  # warn when at least this share of the candidates is dropped for one reason
@@ -108,6 +109,7 @@ class ImportReport:
         default_factory=list
     )  # fewshot.Learned.summary() per tag tried
     learned_samples: int = 0  # estimated samples with at least one tag learned from the labelled ones
+    suggested: dict[str, Any] = field(default_factory=dict)  # --suggest-labels: {"file", "rows", "asked"}
 
     def _first_tried(self) -> dict[str, Any] | None:
         return next((r for r in self.learned_tags if r["estimator_balanced_accuracy"] is not None), None)
@@ -130,6 +132,11 @@ class ImportReport:
             + ", ".join(f"{k}: {self.tags_from.get(k, 0)}" for k in ("file", "tagger", "none"))
             + (f" (tagger: {self.withheld} left unknown as unfamiliar art)" if self.withheld else ""),
         ]
+        if self.suggested:
+            lines.append(
+                f"label these  {self.suggested['rows']} images cover the folder's kinds of picture: correct their tags in "
+                f"{self.suggested['file']} (list every tag each shows) and import again with --tags that file"
+            )
         for row in self.learned_tags:
             if row["estimator_balanced_accuracy"] is None:
                 continue  # too few labelled with and without it to try
@@ -393,6 +400,7 @@ def import_folder(
     keep_unfamiliar: bool = False,
     pixel_art: bool = True,
     learn_tags: bool = True,
+    suggest_labels: int = 0,
 ) -> ImportReport:
     """Import every image under `src` into a packed dataset at `out`; see the module docstring.
 
@@ -401,7 +409,11 @@ def import_folder(
 
     `learn_tags`: where a tags file labels some images and the estimator fills in the rest, learn the folder's
     own look of each independent tag from the labelled images and use it where it beats the estimator on them
-    (charforge.tagger.fewshot)."""
+    (charforge.tagger.fewshot).
+
+    `suggest_labels` N > 0: also write label_these.csv, the N samples worth labelling first (fewshot.suggest:
+    one per kind of picture in the folder), prefilled with their current tags, ready to correct and pass back as
+    --tags."""
     src, out = Path(src), Path(out)
     _check_args(src, size, faces, crop_scale, min_size, dedupe_threshold, max_pixels, workers, max_faces)
     if not 0.0 <= tag_min_confidence < 1.0:
@@ -468,6 +480,8 @@ def import_folder(
         learned = _learn_from_labels(job, records, learn_tags, progress)
         report = _assemble(records, _unsupported(listing.others), listing.folders, warnings, listing)
         report["learned_tags"] = learned
+        if suggest_labels:
+            report["suggested"] = _suggest_labels(job, records, int(suggest_labels), progress)
         report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups)
         report["sheets"] = _write_sheets(out, records, job, report)
         report["warnings"] += _tag_warnings(report, records, schema)
@@ -500,6 +514,7 @@ def _report_object(report: dict[str, Any], ds: PackedDataset, report_path: Path)
         report.get("pixel_art", 0),
         report.get("learned_tags", []),
         report.get("learned_samples", 0),
+        report.get("suggested", {}),
     )
 
 
@@ -1135,6 +1150,42 @@ def _learn_from_labels(
         )  # arrays first: the record marks the chunk done, and a rerun learns the same
         write_json_atomic(_record_path(job.out, ci), records[ci])
     return [r.summary() for r in results if r.positives + r.negatives]
+
+
+def _suggest_labels(job: _Job, records: list[dict[str, Any]], n: int, progress: bool) -> dict[str, Any]:
+    """label_these.csv: the n samples worth labelling first among those the tags file does not label (one per
+    k-means cluster of their features, charforge.tagger.fewshot.suggest), with their current tags."""
+    from charforge.tagger import fewshot
+
+    rows = [
+        (ci, k)
+        for ci, r in enumerate(records)
+        for k, it in enumerate(r["items"])
+        if it["tags_from"] != "file"
+    ]
+    feats = []
+    with progress_bar(
+        len(rows), desc="choosing images to label", unit="img", disable=None if progress else True
+    ) as bar:
+        for ci in sorted({ci for ci, _ in rows}):
+            a = _load_arrays(job.out, ci)
+            ks = [k for c, k in rows if c == ci]
+            feats.append(fewshot.features(a["images"][ks]))
+            bar.update(len(ks))
+    picked = [rows[i] for i in fewshot.suggest(np.concatenate(feats), n)] if rows else []
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "tags", "license"])
+    seen = set()
+    for ci, k in picked:
+        it = records[ci]["items"][k]
+        if it["source"] in seen:
+            continue  # one row per file (a second face of the same picture)
+        seen.add(it["source"])
+        tags = _load_arrays(job.out, ci)["tags"][k]
+        w.writerow([it["source"], ", ".join(job.schema.from_vector(tags)), it["license"]])
+    write_text_atomic(job.out / SUGGEST_CSV, buf.getvalue())
+    return {"file": str(job.out / SUGGEST_CSV), "rows": len(seen), "asked": n}
 
 
 def fewshot_min_each() -> int:

@@ -146,3 +146,31 @@ def test_cli_takes_the_switches(tmp_path):
     assert r.returncode == 0, r.stderr
     options = json.loads((tmp_path / "ds" / "import_report.json").read_text())["options"]
     assert options["learn_tags"] is False and options["tagger"]["keep_unfamiliar"] is True
+
+
+@needs_estimator
+def test_suggested_images_cover_the_folder_and_round_trip(tmp_path):
+    """--suggest-labels N writes N images, one per kind of picture (here half wear the hat, so both kinds are
+    asked for), prefilled with their tags; corrected and passed back as --tags, the import learns from them."""
+    src = tmp_path / "art"
+    hats = avatars(src)
+    first = import_folder(
+        src, tmp_path / "first", size=64, estimate_tags="default", progress=False, dedupe_threshold=-1,
+        suggest_labels=16,
+    )  # fmt: skip
+    assert first.suggested["rows"] == 16 and "label these  16 images" in first.summary()
+    rows = (tmp_path / "first" / "label_these.csv").read_text().splitlines()
+    assert rows[0] == "file,tags,license" and len(rows) == 17
+    files = [r.split(",", 1)[0] for r in rows[1:]]
+    picked = np.array([hats[int(f[1:4])] for f in files])
+    assert 4 <= picked.sum() <= 12  # both kinds are among them
+    fixed = ["file,tags"] + [
+        f"{f},{'hat' if h else ''}" for f, h in zip(files, picked)
+    ]  # the user's corrections
+    (tmp_path / "mine.csv").write_text("\n".join(fixed) + "\n")
+    second = import_folder(
+        src, tmp_path / "second", size=64, tags_file=tmp_path / "mine.csv", estimate_tags="default",
+        progress=False, dedupe_threshold=-1,
+    )  # fmt: skip
+    assert second.tags_from == {"file": 16, "tagger": N - 16}
+    assert next(r for r in second.learned_tags if r["tag"] == "hat")["used"]
