@@ -105,9 +105,8 @@ class ImportReport:
     sheets: dict[str, list[str]] = field(default_factory=dict)  # {"duplicates"|"tags review": [png]}
     withheld: int = 0  # of the "tagger" samples: unfamiliar art whose tags were left unknown (not estimated)
     pixel_art: int = 0  # kept samples from pixel art on an exact grid, resized cell by cell (pixel_resize)
-    learned_tags: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # fewshot.Learned.summary() per tag tried
+    # one fewshot.Learned.summary() per independent tag tried on the labelled samples
+    learned_tags: list[dict[str, Any]] = field(default_factory=list)
     learned_samples: int = 0  # estimated samples with at least one tag learned from the labelled ones
     suggested: dict[str, Any] = field(default_factory=dict)  # --suggest-labels: {"file", "rows", "asked"}
 
@@ -1071,6 +1070,18 @@ def _estimate_missing_tags(
     tags[missing] = pred
 
 
+def _by_chunk(rows: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """(chunk, row) pairs grouped: {chunk: [rows in order]}, chunks ascending."""
+    out: dict[int, list[int]] = {}
+    for ci, k in sorted(rows):
+        out.setdefault(ci, []).append(k)
+    return out
+
+
+def _rows_where(records: list[dict[str, Any]], keep) -> list[tuple[int, int]]:
+    return [(ci, k) for ci, r in enumerate(records) for k, it in enumerate(r["items"]) if keep(it)]
+
+
 def _learn_from_labels(
     job: _Job, records: list[dict[str, Any]], enabled: bool, progress: bool = True
 ) -> list[dict[str, Any]]:
@@ -1079,43 +1090,34 @@ def _learn_from_labels(
     others where it reads the labelled ones better. Rewrites the chunk files in place (the same answers on every
     run, so a resumed import agrees) and returns one summary per tag that was tried. Reads one chunk at a time
     (features are kept, pictures are not)."""
-    if not enabled or job.tagger is None or not hasattr(job.tagger, "predict_tags"):
-        return []
-    rows = {
-        kind: [
-            (ci, k)
-            for ci, r in enumerate(records)
-            for k, it in enumerate(r["items"])
-            if it["tags_from"] == kind
-        ]
-        for kind in ("file", "tagger")
-    }
-    lab, est = rows["file"], rows["tagger"]
-    if len(lab) < 2 * fewshot_min_each() or not est:
-        return []
     from charforge.tagger import fewshot
 
+    if not enabled or job.tagger is None or not hasattr(job.tagger, "predict_tags"):
+        return []
+    lab = _rows_where(records, lambda it: it["tags_from"] == "file")
+    est = _rows_where(records, lambda it: it["tags_from"] == "tagger")
+    if len(lab) < 2 * fewshot.MIN_EACH or not est:
+        return []
     isl = job.schema.independent_slice
     names = list(job.schema.independent)
     feats: dict[tuple[int, int], np.ndarray] = {}
     labels, said = [], []
-    wanted = {ci for ci, _ in lab + est}
+    lab_in, est_in = _by_chunk(lab), _by_chunk(est)
     with progress_bar(
         len(lab) + len(est), desc="learning from your labels", unit="img", disable=None if progress else True
     ) as bar:
-        for ci in sorted(wanted):
+        for ci in sorted(set(lab_in) | set(est_in)):
             a = _load_arrays(job.out, ci)
-            ks = [k for c, k in lab + est if c == ci]
-            for k, f in zip(ks, fewshot.features(a["images"][ks])):
-                feats[(ci, k)] = f
-            mine = [k for c, k in lab if c == ci]
-            if mine:
+            ks = lab_in.get(ci, []) + est_in.get(ci, [])
+            feats.update({(ci, k): f for k, f in zip(ks, fewshot.features(a["images"][ks]))})
+            if ci in lab_in:
+                mine = lab_in[ci]
                 labels.append(a["tags"][mine][:, isl])
                 guess = _widen(job, np.asarray(job.tagger.predict_tags(a["images"][mine])))
                 _check_width(job, guess)  # the estimator's forced answers on the labelled samples
                 said.append(guess[:, isl] > 0)
             bar.update(len(ks))
-    results = fewshot.learn(  # lab and est are in (chunk, row) order, as labels and said were gathered
+    results = fewshot.learn(  # lab is in (chunk, row) order, as labels and said were gathered
         names,
         np.stack([feats[r] for r in lab]),
         np.concatenate(labels),
@@ -1123,31 +1125,26 @@ def _learn_from_labels(
         np.stack([feats[r] for r in est]),
     )
     used = [res for res in results if res.used]
-    for ci in sorted({ci for ci, _ in est}) if used else []:
+    proba = {res.tag: dict(zip(est, res.proba)) for res in used}
+    for ci in est_in if used else []:
         a = _load_arrays(job.out, ci)
-        for res in used:
-            col = isl.start + names.index(res.tag)
-            for (c, k), p in zip(est, res.proba):
-                if c != ci:
-                    continue
-                a["tags"][k, col] = int(p >= 0.5)
-                it = records[ci]["items"][k]
+        for k in est_in[ci]:
+            it = records[ci]["items"][k]
+            for res in used:
+                p = float(proba[res.tag][(ci, k)])
+                a["tags"][k, isl.start + names.index(res.tag)] = int(p >= 0.5)
                 it["learned"] = sorted(set(it.get("learned", [])) | {res.tag})
                 # the estimator's doubt about this tag no longer applies; the probe's own, where it has one
-                unsure = [
-                    u
-                    for u in it.get("uncertain", [])
-                    if u.rsplit(" ", 1)[0] not in (res.tag, f"{res.tag} (learned)")
-                ]
+                mine = (res.tag, f"{res.tag} (learned)")
+                unsure = [u for u in it.get("uncertain", []) if u.rsplit(" ", 1)[0] not in mine]
                 if abs(p - 0.5) < fewshot.UNSURE:
                     unsure.append(f"{res.tag} (learned) {p:.2f}")
                 if unsure:
                     it["uncertain"] = unsure
                 else:
                     it.pop("uncertain", None)
-        _save_arrays(
-            job.out, ci, a
-        )  # arrays first: the record marks the chunk done, and a rerun learns the same
+        # arrays first: the record marks the chunk done, and a rerun learns the same
+        _save_arrays(job.out, ci, a)
         write_json_atomic(_record_path(job.out, ci), records[ci])
     return [r.summary() for r in results if r.positives + r.negatives]
 
@@ -1157,20 +1154,15 @@ def _suggest_labels(job: _Job, records: list[dict[str, Any]], n: int, progress: 
     k-means cluster of their features, charforge.tagger.fewshot.suggest), with their current tags."""
     from charforge.tagger import fewshot
 
-    rows = [
-        (ci, k)
-        for ci, r in enumerate(records)
-        for k, it in enumerate(r["items"])
-        if it["tags_from"] != "file"
-    ]
-    feats = []
+    rows = _rows_where(records, lambda it: it["tags_from"] != "file")  # (chunk, row) order
+    feats, tags = [], {}
     with progress_bar(
         len(rows), desc="choosing images to label", unit="img", disable=None if progress else True
     ) as bar:
-        for ci in sorted({ci for ci, _ in rows}):
+        for ci, ks in _by_chunk(rows).items():
             a = _load_arrays(job.out, ci)
-            ks = [k for c, k in rows if c == ci]
             feats.append(fewshot.features(a["images"][ks]))
+            tags.update({(ci, k): a["tags"][k] for k in ks})
             bar.update(len(ks))
     picked = [rows[i] for i in fewshot.suggest(np.concatenate(feats), n)] if rows else []
     buf = io.StringIO()
@@ -1182,16 +1174,9 @@ def _suggest_labels(job: _Job, records: list[dict[str, Any]], n: int, progress: 
         if it["source"] in seen:
             continue  # one row per file (a second face of the same picture)
         seen.add(it["source"])
-        tags = _load_arrays(job.out, ci)["tags"][k]
-        w.writerow([it["source"], ", ".join(job.schema.from_vector(tags)), it["license"]])
+        w.writerow([it["source"], ", ".join(job.schema.from_vector(tags[(ci, k)])), it["license"]])
     write_text_atomic(job.out / SUGGEST_CSV, buf.getvalue())
     return {"file": str(job.out / SUGGEST_CSV), "rows": len(seen), "asked": n}
-
-
-def fewshot_min_each() -> int:
-    from charforge.tagger.fewshot import MIN_EACH
-
-    return MIN_EACH
 
 
 def _unfamiliar(seen, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
