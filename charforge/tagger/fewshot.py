@@ -75,9 +75,14 @@ def features(images: np.ndarray, desc: str | None = None) -> np.ndarray:
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x, y)
+    with warnings.catch_warnings():  # a fold that stops short of convergence is still scored; no console noise
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x, y)
 
 
 def _folds(y: np.ndarray, k: int) -> list[np.ndarray]:
