@@ -134,7 +134,7 @@ class ImportReport:
         if self.suggested:
             lines.append(
                 f"label these  {self.suggested['rows']} images cover the folder's kinds of picture: correct their tags in "
-                f"{self.suggested['file']} (list every tag each shows) and import again with --tags that file"
+                f"{self.suggested['file']} (list every tag each shows) and import again into a new -o folder with --tags that file"
             )
         for row in self.learned_tags:
             if row["estimator_balanced_accuracy"] is None:
