@@ -80,7 +80,9 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    with warnings.catch_warnings():  # a fold that stops short of convergence is still scored; no console noise
+    with (
+        warnings.catch_warnings()
+    ):  # a fold that stops short of convergence is still scored; no console noise
         warnings.simplefilter("ignore", ConvergenceWarning)
         return LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x, y)
 
