@@ -741,6 +741,9 @@ class Trainer:
             unit="step",
             initial=self.step - shift,
             disable=None if (self.opts.show_progress and self.dist.is_main) else True,
+            # under a budget the total comes from the pace since the start (budget_total), so the ETA must too:
+            # tqdm's smoothed recent rate put it minutes past the budget once steps slowed (after D warm-up)
+            **({"smoothing": 0} if budget is not None else {}),
         )
         restore = self._stop_on_interrupt()
         try:
