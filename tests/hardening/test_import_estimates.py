@@ -215,3 +215,24 @@ def test_a_group_unknown_on_most_images_is_named_once_and_called_safe(tmp_path, 
     safe = [w for w in r.warnings if w.startswith(f"{eye_group} is unknown on 10 of 10")]
     assert len(safe) == 1 and "safe" in safe[0] and "CSV" in safe[0]
     assert "--tags" in r.warnings[-1]  # and what to do, last
+
+
+def test_keep_unfamiliar_is_an_option_of_data_import(tmp_path, monkeypatch, capsys):
+    """The import's own warnings, the report and docs/import.md tell the user to re-import with
+    `--keep-unfamiliar`; the command must take it (it answered "No such option") and pass it on."""
+    import charforge.data.importer as importer
+
+    got = []
+
+    class Report:
+        def summary(self):
+            return "imported"
+
+    monkeypatch.setattr(importer, "import_folder", lambda *a, **kw: got.append(kw) or Report())
+    src = _src(tmp_path, 1)
+    for args, want in (([], False), (["--keep-unfamiliar"], True)):
+        with pytest.raises(SystemExit) as e:
+            main(["data", "import", str(src), "-o", str(tmp_path / "o"), "--estimate-tags", *args])
+            sys.exit(0)
+        assert (e.value.code or 0) == 0, "".join(capsys.readouterr())
+        assert got[-1]["keep_unfamiliar"] is want
