@@ -481,7 +481,8 @@ def import_folder(
         report["learned_tags"] = learned
         if suggest_labels:
             report["suggested"] = _suggest_labels(job, records, int(suggest_labels), progress)
-        report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups)
+        items = [it for r in records for it in r["items"]]
+        report["warnings"] += _drop_warnings(report, faces, dedupe_threshold, closeups, items)
         report["sheets"] = _write_sheets(out, records, job, report)
         report["warnings"] += _tag_warnings(report, records, schema)
         report_path = _write_reports(out, report, src, config)
@@ -1285,7 +1286,21 @@ def _share(n: int, total: int) -> str:
     return f"{n} of {total} ({n / max(total, 1):.0%})"
 
 
-def _drop_warnings(report: dict[str, Any], faces: str, threshold: int, closeups: bool) -> list[str]:
+def _crop_share(item: dict[str, Any]) -> float | None:
+    """The side of a sample's crop (x, y, w, h) over its picture's shorter side: 1.0 for a whole square picture."""
+    crop, size = item.get("crop"), item.get("image_size")
+    if not crop or not size or min(size) <= 0:
+        return None
+    return float(crop[2]) / float(min(size))
+
+
+def _drop_warnings(
+    report: dict[str, Any],
+    faces: str,
+    threshold: int,
+    closeups: bool,
+    items: list[dict[str, Any]] | None = None,
+) -> list[str]:
     """Warnings for large drops: how many, why, and the flag that changes it."""
     out, total = [], report["candidates"]
     dups = len(report["duplicates"])
@@ -1313,11 +1328,35 @@ def _drop_warnings(report: dict[str, Any], faces: str, threshold: int, closeups:
         "close-up (head of a tall image)", 0
     )
     if closeup and closeup >= WARN_SHARE * max(report["kept"], 1):
+        two_sizes = _two_sizes(items or [], report["kept"])
         out.append(
             f"{closeup} samples were kept as close-ups without a detected face (see 'Kept without a detected "
-            "face' in the report); --no-closeups skips them instead"
+            "face' in the report); --no-closeups skips them instead" + (f"; {two_sizes}" if two_sizes else "")
         )
     return out
+
+
+def _two_sizes(items: list[dict[str, Any]], kept: int) -> str:
+    """A note when close-ups (whole pictures) and face crops (1.5x the face box) are both common and the crops are
+    much tighter: the dataset then shows heads at two sizes. On 600 framed avatar heads `--faces anime` found a
+    face in 421 (crops of a median 56 % of the picture) and kept 179 whole: the sheet mixed zoomed faces with
+    whole heads. Pictures that are already framed heads want no detector."""
+    shares: dict[str, list[float]] = {"close-up": [], "face": []}
+    for it in items:
+        how, v = str(it.get("found_by", "")), _crop_share(it)
+        for kind, got in shares.items():
+            if how.startswith(kind) and v:
+                got.append(v)
+    whole, tight = shares["close-up"], shares["face"]
+    if min(len(whole), len(tight)) < WARN_SHARE * max(kept, 1):
+        return ""
+    a, b = float(np.median(whole)), float(np.median(tight))
+    if b >= 0.75 * a:
+        return ""
+    return (
+        f"they show {a:.0%} of their picture (median) while the {len(tight)} detected faces show {b:.0%}, so heads "
+        "come at two sizes; if your pictures are already framed heads, import without --faces (the centre square)"
+    )
 
 
 def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema: TagSchema) -> list[str]:
