@@ -1282,6 +1282,20 @@ def _uncertain_counts(lists) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _mostly_unknown(est: list[dict[str, Any]]) -> list[str]:
+    """The groups ("eye color unknown") left unknown on at least UNKNOWN_MOST of the estimated images: the art
+    does not show them. They are named once, as safe, and do not make an image count as uncertain."""
+    if len(est) < MIN_FOR_STATS:
+        return []
+    counts = _uncertain_counts(it.get("uncertain", []) for it in est)
+    return [k for k, n in counts.items() if k.endswith(" unknown") and n >= UNKNOWN_MOST * len(est)]
+
+
+def _unsure_besides(item: dict[str, Any], most: list[str]) -> int:
+    """How many of an image's uncertain entries are not groups in `most`."""
+    return sum(1 for u in item.get("uncertain", []) if u.rsplit(" ", 1)[0] not in most)
+
+
 def _share(n: int, total: int) -> str:
     return f"{n} of {total} ({n / max(total, 1):.0%})"
 
@@ -1394,14 +1408,8 @@ def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema:
     counts = _uncertain_counts(items[i].get("uncertain", []) for i in est)
     # a group unknown on most images (eye colour in art that draws no irises) gets its own line below; left in
     # the count, it made every image "uncertain" (600 of 600 on line-art avatars, 292 with another unsure tag)
-    most = [
-        k
-        for k, n in counts.items()
-        if len(est) >= MIN_FOR_STATS and k.endswith(" unknown") and n >= UNKNOWN_MOST * len(est)
-    ]
-    unsure = sum(
-        1 for i in est if any(u.rsplit(" ", 1)[0] not in most for u in items[i].get("uncertain", []))
-    )
+    most = _mostly_unknown([items[i] for i in est])
+    unsure = sum(1 for i in est if _unsure_besides(items[i], most))
     if unsure:
         rest = {k: n for k, n in counts.items() if k not in most}
         top = ", ".join(f"{k} on {n}" for k, n in list(rest.items())[:6])
@@ -1501,8 +1509,10 @@ def _write_sheets(
         if it["tags_from"] == "tagger"
     ]
     if est:
-        # unfamiliar and uncertain ones first
-        est.sort(key=lambda e: ("unfamiliar" not in e[2], not e[2].get("uncertain"), e[0], e[1]))
+        # unfamiliar and uncertain ones first; a group unknown on most images (no eye colour drawn) does not
+        # count, or every image is "uncertain" and the sheet's 256 are simply the first files
+        most = _mostly_unknown([e[2] for e in est])
+        est.sort(key=lambda e: ("unfamiliar" not in e[2], not _unsure_besides(e[2], most), e[0], e[1]))
         rows = []
         for ci, k, it in est[:REVIEW_MAX]:
             a = arrays(ci)
