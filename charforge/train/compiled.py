@@ -103,9 +103,7 @@ class CompiledOrEager:
         rng = torch.get_rng_state()
         out = self.compiled(*args, **kwargs)
         after, rng_after = [b.detach().clone() for b in self.module.buffers()], torch.get_rng_state()
-        with torch.no_grad():
-            for b, v in zip(self.module.buffers(), bufs):
-                b.copy_(v)
+        _put_back(self.module.buffers(), bufs)
         torch.set_rng_state(rng)
         ref = self.module(*args, **kwargs)
         why = _mismatch(
@@ -119,9 +117,7 @@ class CompiledOrEager:
                 file=sys.stderr,
             )
             return ref
-        with torch.no_grad():
-            for b, v in zip(self.module.buffers(), after):
-                b.copy_(v)
+        _put_back(self.module.buffers(), after)
         torch.set_rng_state(rng_after)
         self.checked[grad] = True
         self.calls[grad] += 1
@@ -129,6 +125,17 @@ class CompiledOrEager:
 
     def __getattr__(self, name):  # attributes the loss reads (z_dim, n_tags, ...) are the module's
         return getattr(self.module, name)
+
+
+def _put_back(buffers, values: list[torch.Tensor]) -> None:
+    """Copy `values` into the buffers, without bumping their autograd version. The compiled call saved some
+    buffers for its backward (the shipped G's fixed blur kernel, blocks.Blur3); a plain copy_ bumped their
+    version and that backward failed ("modified by an inplace operation"). When the check ends, every buffer
+    again holds what the compiled call left in it, so what its backward saved is what is there."""
+    with torch.no_grad():
+        for b, v in zip(buffers, values):
+            if not torch.equal(b, v):
+                b.data.copy_(v)  # .data: not counted as an in-place change by autograd
 
 
 def _mismatch(got: list, want: list) -> str:

@@ -192,3 +192,28 @@ def test_avx2_kernels_train_the_cpu_preset_compiled_after_a_native_run(tmp_path)
         assert "torch.compile of G" not in r.stderr, r.stderr[
             -2000:
         ]  # neither failed nor computed wrong values
+
+
+def test_the_checked_first_call_can_be_backpropagated_through_a_constant_buffer():
+    """The shipped G blurs with a fixed kernel buffer (blocks.Blur3) that its conv saves for backward. The
+    checked first call put every buffer back with copy_ (twice), which bumped the kernel's version, so G's first
+    backward failed ("modified by an inplace operation: [torch.FloatTensor [32, 1, 3, 3]] is at version 2")
+    whenever torch.compile succeeded: a resumed fine-tune of the shipped model under the AVX2 cap crashed at its
+    first step. Buffers the call did not change are left alone; the gradient is eager's."""
+    from charforge.models.blocks import Blur3
+
+    torch.manual_seed(0)
+
+    def make():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), Blur3(4)).train()
+
+    net, twin = make(), make()
+    x = torch.randn(2, 3, 8, 8)
+    wrapped = CompiledOrEager(net)
+    wrapped.compiled = lambda *a: net(*a)  # a compiler that agrees with eager
+    wrapped(x).square().sum().backward()
+    twin(x).square().sum().backward()
+    assert not wrapped.failed and wrapped.checked == {True: True}
+    torch.testing.assert_close(net[0].weight.grad, twin[0].weight.grad)
+    torch.testing.assert_close(net[1].running_mean, twin[1].running_mean)  # statistics moved once
