@@ -134,7 +134,8 @@ class ImportReport:
         if self.suggested:
             lines.append(
                 f"label these  {self.suggested['rows']} images cover the folder's kinds of picture: correct their tags in "
-                f"{self.suggested['file']} (list every tag each shows) and import again with --tags that file"
+                f"{self.suggested['file']} (list every tag each shows) and import again into a new folder: "
+                f"-o {_next_folder(Path(self.dataset.root))} --tags that file"
             )
         for row in self.learned_tags:
             if row["estimator_balanced_accuracy"] is None:
@@ -465,7 +466,7 @@ def import_folder(
             )
     if not learn_tags:
         config["learn_tags"] = False
-    done = _finished_before(out, config)
+    done = _finished_before(out, config, tags_file)
     if done is not None:
         return done
     try:
@@ -534,10 +535,20 @@ def _check_out(src: Path, out: Path) -> None:
         )
 
 
-def _finished_before(out: Path, config: dict[str, Any]) -> ImportReport | None:
+def _next_folder(out: Path) -> Path:
+    """OUT-2 (or -3, ...): the first sibling folder name not taken, for a re-import with corrected tags."""
+    k = 2
+    while out.with_name(f"{out.name}-{k}").exists():
+        k += 1
+    return out.with_name(f"{out.name}-{k}")
+
+
+def _finished_before(out: Path, config: dict[str, Any], tags_file: Path | None = None) -> ImportReport | None:
     """A dataset from this very command is already there: finish its cleanup and return its report.
 
-    A finished dataset from other settings is refused (PackedWriter would say the same).
+    A finished dataset from other settings is refused (PackedWriter would say the same). The import's own advice
+    is to correct OUT/import_tags.csv and re-import with --tags: into the same folder that is refused, and
+    deleting the folder deletes the corrected file, so the refusal then names a new folder to import into.
     """
     mpath = out / "manifest.json"
     if not mpath.exists():
@@ -549,6 +560,14 @@ def _finished_before(out: Path, config: dict[str, Any]) -> ImportReport | None:
     leftovers = [out / CHUNK_DIR, out / STATE_FILE]
     same = isinstance(manifest, dict) and manifest.get("config") == config
     if not same or not any(p.exists() for p in leftovers) or not (out / REPORT_JSON).exists():
+        t, o = _safe_resolve(tags_file) if tags_file else None, _safe_resolve(out)
+        if t is not None and o is not None and o in t.parents:
+            raise UserError(
+                f"{out}: a finished dataset is already there, and your tags file {tags_file} is inside it; import "
+                f"into a new folder: -o {_next_folder(out)} --tags {tags_file} (deleting {out} would delete the "
+                "tags file too)",
+                field="out",
+            )
         raise UserError(
             f"{out}: a finished dataset is already there; choose another output folder or delete it"
         )
@@ -1446,8 +1465,9 @@ def _tag_warnings(report: dict[str, Any], records: list[dict[str, Any]], schema:
     if out:
         d = report["_out"]
         out.append(
-            f"check the estimated tags: review {d / REVIEW_SHEET}, correct {d / TAGS_CSV} and re-import with "
-            f"--tags {d / TAGS_CSV}; a higher --tag-min-confidence leaves more unsure groups unknown"
+            f"check the estimated tags: review {d / REVIEW_SHEET}, correct {d / TAGS_CSV} and re-import into a "
+            f"new folder with -o {_next_folder(d)} --tags {d / TAGS_CSV}; a higher --tag-min-confidence leaves "
+            "more unsure groups unknown"
         )
     return out
 
