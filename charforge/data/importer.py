@@ -162,8 +162,12 @@ class ImportReport:
             )
         if self.folders:
             lines.append(f"not read     {len(self.folders)} folders or links (see the report)")
+        estimated = self.tags_from.get("tagger", 0)
         for name, pages in self.sheets.items():
-            lines.append(f"{name:12} {pages[0]}" + (f" (+{len(pages) - 1} pages)" if len(pages) > 1 else ""))
+            more = f"+{len(pages) - 1} pages" if len(pages) > 1 else ""
+            if name == "tags review" and estimated > REVIEW_MAX:  # "(+7 pages)" read as all 600 being on them
+                more += f"{'; ' if more else ''}{REVIEW_MAX} of the {estimated} estimated images, those in doubt first"
+            lines.append(f"{name:12} {pages[0]}" + (f" ({more})" if more else ""))
         for w in self.warnings:
             lines.append(f"warning      {w}")
         lines.append(f"report       {self.report_path} (and {REPORT_MD})")

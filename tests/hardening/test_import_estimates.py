@@ -272,3 +272,19 @@ def test_the_review_sheet_puts_images_unsure_about_something_drawn_first(tmp_pat
     import_folder(src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False)
     first = [caption[0] for _, caption in pages[importer.REVIEW_SHEET][:3]]
     assert first == ["07.png", "08.png", "09.png"], first
+
+
+def test_the_summary_says_how_many_estimated_images_the_review_sheet_draws(tmp_path, monkeypatch):
+    """The review sheet draws at most REVIEW_MAX images; the summary said "tags review ... (+7 pages)" for 600
+    estimated images, as if all were on those pages (256 were)."""
+    import charforge.data.importer as importer
+
+    _fake(monkeypatch, lambda n, s: _confident(n, s, hat=0.02))
+    monkeypatch.setattr(importer, "REVIEW_MAX", 4)
+    src = _src(tmp_path, 10)
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    r = import_folder(
+        src, tmp_path / "out", size=16, estimate_tags=tmp_path / "t.safetensors", progress=False
+    )
+    (line,) = [x for x in r.summary().splitlines() if x.startswith("tags review")]
+    assert line.endswith("(4 of the 10 estimated images, those in doubt first)"), line
