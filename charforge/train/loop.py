@@ -89,7 +89,7 @@ def untrained_warning(tags: list[str], total: int, unknown_groups: dict[str, lis
     rest = [t for t in tags if t not in grouped]
     shown = ", ".join(rest[:12]) + (f" and {len(rest) - 12} more" if len(rest) > 12 else "")
     for name, ts in (unknown_groups or {}).items():
-        shown += f"{'; ' if shown else ''}the {len(ts)} of {name}, unknown on every image"
+        shown += f"{'; ' if shown else ''}the {len(ts)} {name} tags, unknown on every image"
     return (
         f"warning: {len(tags)} of {total} tags have no example in the training data ({shown}). The model cannot "
         "learn them: generating with them warns, and `charforge eval` leaves them out of the precision mean. "

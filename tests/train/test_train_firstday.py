@@ -260,8 +260,8 @@ def test_a_group_unknown_on_every_image_is_named_as_unknown_not_listed_as_absent
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "have no example" in x]
     n_eyes, group = eyes.stop - eyes.start, SCHEMA.groups[1].name
     assert (
-        f"{n_eyes + 1} of {len(SCHEMA)} tags have no example in the training data (hat; the {n_eyes} of "
+        f"{n_eyes + 1} of {len(SCHEMA)} tags have no example in the training data (hat; the {n_eyes} {group} tags"
         in line
     )
-    assert f"the {n_eyes} of {group}, unknown on every image)" in line, line
+    assert f"the {n_eyes} {group} tags, unknown on every image)" in line, line
     assert SCHEMA.tags[eyes.start] not in line
