@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -185,6 +186,15 @@ def _resolve_path(spec: str | Path | None) -> Path:
         if step is None:
             raise UserError(
                 f"{path}: no finished checkpoint in this run folder yet (checkpoints/generator-*.safetensors)"
+            )
+        best = runs.best_step(path)
+        if best is not None and best != step:
+            # training ends with "best: step B ... compare and use the one that looks right"; a run folder then
+            # silently meant the last step (a lorelei walk: best x7.6 domain FID, last x10.1)
+            print(
+                f"note: --model {path} uses the run's latest checkpoint (step {step}); its best by colour distance "
+                f"is step {best}: --model {runs.best_generator_path(path)}",
+                file=sys.stderr,
             )
         return runs.generator_path(path, step)
     if path.is_file():

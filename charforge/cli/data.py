@@ -219,6 +219,7 @@ def import_(
             "--faces": faces != "none",
             "--estimate-tags": estimate_tags is not None,
             "--extra-tags": bool(extra_tags.strip()),
+            "--keep-unfamiliar": keep_unfamiliar,
         }
         if any(given.values()):
             raise UserError(

@@ -169,12 +169,22 @@ def _default_tagger_for(data: Path) -> Path | None:
 
 def summary_lines(report: dict) -> str:
     m, lines = report["metrics"], []
+    trained = set((report.get("model") or {}).get("feature_spaces_in_training") or [])
     for name in ("fid_domain", "kid_domain", "fid_generic", "kid_generic", "fid_inception", "kid_inception"):
         if name in m:
             r = m[name]
+            # FID is read as a multiple of the real-vs-real floor (the docs and report.md quote "x10.1"); the
+            # terminal gave only the two numbers
+            vs = r.get("vs_baseline")
+            times = f" = x{vs:.2f} the floor" if name.startswith("fid") and vs is not None else ""
+            gamed = (
+                f"  (the model trained against the {r['space']} network: can be gamed, judge by another space)"
+                if name.startswith("fid") and r.get("space") in trained
+                else ""
+            )
             lines.append(
                 f"{name:12} {r['model']['mean']:.4g} (max-min {r['model']['spread']:.3g}); "
-                f"real vs real {r['real_baseline']['mean']:.4g}"
+                f"real vs real {r['real_baseline']['mean']:.4g}{times}{gamed}"
             )
     if "is_domain" in m:
         lines.append(

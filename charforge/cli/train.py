@@ -146,12 +146,30 @@ def train(
             f"done: step {summary['step']}, {summary['images']} images in {summary['time_s']:.1f} s; "
             f"EMA generator: {summary['generator']}"
         )
-        best = summary.get("best")
-        if best and best.get("step") is not None and best["step"] != summary["step"]:
-            typer.echo(
-                f"best:  step {best['step']} (hist_dist {best['hist_dist']}, lower is closer to the data's colours): "
-                f"{best['path']}; look at samples/ and use the one that looks right"
-            )
+        line = best_line(summary, Path(out), p.keep_ckpts)
+        if line:
+            typer.echo(line)
+
+
+def best_line(summary: dict, run_dir: Path, keep: int) -> str:
+    """The 'best:' line after training: which two models to compare and their sample grids. It said "look at
+    samples/ and use the one that looks right" while only the last `keep` checkpoints and the best stay on disk,
+    so a grid from an earlier step had no model left (`eval --model .../generator-0000772.safetensors`: not a
+    file)."""
+    best = summary.get("best")
+    if not best or best.get("step") is None or best["step"] == summary["step"]:
+        return ""
+    grids = [run_dir / "samples" / f"step_{s:07d}.png" for s in (best["step"], summary["step"])]
+    compare = (
+        f"compare {grids[0]} with {grids[1]}"
+        if all(g.exists() for g in grids)
+        else f"compare their grids in {run_dir / 'samples'}"
+    )
+    return (
+        f"best:  step {best['step']} (hist_dist {best['hist_dist']}, lower is closer to the data's colours): "
+        f"{best['path']}; {compare} and use the one that looks right (the models of other steps are not kept: "
+        f"only the best and the last {keep} checkpoints; --set keep_ckpts=N keeps more)"
+    )
 
 
 def _stopped_by_signal(stop_reason: str) -> str | None:

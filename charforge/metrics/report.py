@@ -123,7 +123,11 @@ def evaluate(
     if "precision" in results:
         from charforge.metrics.precision import plot_precision
 
-        plot_precision(results["precision"]["per_tag"], out / "precision.png")
+        plot_precision(
+            results["precision"]["per_tag"],
+            out / "precision.png",
+            left_out=results["precision"].get("untrained_tags") or (),
+        )
     write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", render_markdown(report))
     return report

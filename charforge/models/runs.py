@@ -42,3 +42,20 @@ def finished_steps(run_dir: str | Path) -> list[int]:
 def latest_step(run_dir: str | Path) -> int | None:
     steps = finished_steps(run_dir)
     return steps[-1] if steps else None
+
+
+def best_step(run_dir: str | Path) -> int | None:
+    """The training step of the run's generator-best file (its provenance), or None without one."""
+    path = best_generator_path(run_dir)
+    if not path.is_file():
+        return None
+    try:
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            step = json.loads((f.metadata() or {}).get("provenance", "{}")).get("step")
+        return int(step) if step is not None else None
+    except Exception:  # an unreadable or foreign file: no step to report
+        return None

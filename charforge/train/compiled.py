@@ -19,7 +19,9 @@ not traced; with an empty cache, or each ISA in its own cache, both are right). 
 different CPU kinds (a network home, a container volume) does the same. So:
 - `isa_cache_dir` gives each vector ISA its own inductor cache, below the one torch or the user chose;
 - the first compiled call in each grad mode is checked against an eager call from the same buffers and random
-  state; a non-finite or different result sends G to eager for good, saying so.
+  state; a non-finite or different result sends G to eager for good, saying so. In grad mode that call also runs
+  the compiled backward once (it is compiled on first use, inside the loss's backward() where a failure could not
+  be caught: torch 2.13 failed there on the shipped G under the AVX2 cap); a failure sends G to eager too.
 """
 
 from __future__ import annotations
@@ -102,26 +104,24 @@ class CompiledOrEager:
         bufs = [b.detach().clone() for b in self.module.buffers()]
         rng = torch.get_rng_state()
         out = self.compiled(*args, **kwargs)
+        broken = _backward_error(out, self.module) if grad else ""
         after, rng_after = [b.detach().clone() for b in self.module.buffers()], torch.get_rng_state()
-        with torch.no_grad():
-            for b, v in zip(self.module.buffers(), bufs):
-                b.copy_(v)
+        _put_back(self.module.buffers(), bufs)
         torch.set_rng_state(rng)
         ref = self.module(*args, **kwargs)
-        why = _mismatch(
+        why = broken or _mismatch(
             tree_leaves(out) + after, tree_leaves(ref) + [b.detach() for b in self.module.buffers()]
         )
         if why:
             self.failed = True
+            what = "failed in its backward" if broken else "computed wrong values on this CPU"
             print(
-                f"note: torch.compile of {self.what} computed wrong values on this CPU ({why}); {self.what} runs "
+                f"note: torch.compile of {self.what} {what} ({why}); {self.what} runs "
                 "eagerly (--set compile_g=false skips the attempt)",
                 file=sys.stderr,
             )
             return ref
-        with torch.no_grad():
-            for b, v in zip(self.module.buffers(), after):
-                b.copy_(v)
+        _put_back(self.module.buffers(), after)
         torch.set_rng_state(rng_after)
         self.checked[grad] = True
         self.calls[grad] += 1
@@ -129,6 +129,38 @@ class CompiledOrEager:
 
     def __getattr__(self, name):  # attributes the loss reads (z_dim, n_tags, ...) are the module's
         return getattr(self.module, name)
+
+
+def _backward_error(out, module: nn.Module) -> str:
+    """'' when the compiled graph of `out` backpropagates to the module's parameters, else the error (first line).
+    Its backward is compiled on first use, inside the loss's backward() where no fall-back can catch it (torch
+    2.13 failed there on the shipped G under the AVX2 cap: a stride assertion in replication_pad2d_backward), so
+    the checked call runs it once here; the graph is kept for the caller's own backward."""
+    from torch.utils._pytree import tree_leaves
+
+    leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.requires_grad]
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not leaves or not params:
+        return ""
+    try:
+        torch.autograd.grad(
+            leaves, params, [torch.ones_like(t) for t in leaves], retain_graph=True, allow_unused=True
+        )
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return f"{type(e).__name__}: {msg}"
+    return ""
+
+
+def _put_back(buffers, values: list[torch.Tensor]) -> None:
+    """Copy `values` into the buffers, without bumping their autograd version. The compiled call saved some
+    buffers for its backward (the shipped G's fixed blur kernel, blocks.Blur3); a plain copy_ bumped their
+    version and that backward failed ("modified by an inplace operation"). When the check ends, every buffer
+    again holds what the compiled call left in it, so what its backward saved is what is there."""
+    with torch.no_grad():
+        for b, v in zip(buffers, values):
+            if not torch.equal(b, v):
+                b.data.copy_(v)  # .data: not counted as an in-place change by autograd
 
 
 def _mismatch(got: list, want: list) -> str:

@@ -82,8 +82,14 @@ class EMA:
             be.copy_(b)
 
 
-def untrained_warning(tags: list[str], total: int) -> str:
-    shown = ", ".join(tags[:12]) + (f" and {len(tags) - 12} more" if len(tags) > 12 else "")
+def untrained_warning(tags: list[str], total: int, unknown_groups: dict[str, list[str]] | None = None) -> str:
+    """`unknown_groups`: exclusive groups (name -> tags) with no tag set on any image, e.g. eye colour in art
+    that draws no irises; they are named as unknown rather than listed tag by tag as if absent."""
+    grouped = {t for ts in (unknown_groups or {}).values() for t in ts}
+    rest = [t for t in tags if t not in grouped]
+    shown = ", ".join(rest[:12]) + (f" and {len(rest) - 12} more" if len(rest) > 12 else "")
+    for name, ts in (unknown_groups or {}).items():
+        shown += f"{'; ' if shown else ''}the {len(ts)} {name} tags, unknown on every image"
     return (
         f"warning: {len(tags)} of {total} tags have no example in the training data ({shown}). The model cannot "
         "learn them: generating with them warns, and `charforge eval` leaves them out of the precision mean. "
@@ -238,7 +244,13 @@ class Trainer:
                 file=sys.stderr,
             )
         if self.dist.is_main and self.untrained_tags and not resume:
-            print(untrained_warning(self.untrained_tags, len(self.schema)), file=sys.stderr)
+            rows = np.asarray(self.data.tags)
+            unknown = {
+                g.name: list(self.schema.tags[sl])
+                for g, sl in zip(self.schema.groups, self.schema.group_slices())
+                if len(rows) and not rows[:, sl].any()
+            }
+            print(untrained_warning(self.untrained_tags, len(self.schema), unknown), file=sys.stderr)
         if (
             self.untrained_tags
             and preset.train_labels == "schema"
@@ -741,6 +753,9 @@ class Trainer:
             unit="step",
             initial=self.step - shift,
             disable=None if (self.opts.show_progress and self.dist.is_main) else True,
+            # under a budget the total comes from the pace since the start (budget_total), so the ETA must too:
+            # tqdm's smoothed recent rate put it minutes past the budget once steps slowed (after D warm-up)
+            **({"smoothing": 0} if budget is not None else {}),
         )
         restore = self._stop_on_interrupt()
         try:

@@ -132,3 +132,23 @@ def test_estimated_images_get_own_tags_off_with_a_warning(tmp_path):
     ds = load_packed(tmp_path / "e")
     assert len(ds.schema) == BASE + 1 and ds.tags[:, -1].sum() == 0
     assert any("knows none of your own tags (earrings)" in w for w in rep.warnings)
+
+
+def test_reimporting_with_the_corrected_csv_names_a_new_folder(tmp_path):
+    """The import says: correct OUT/import_tags.csv and re-import with --tags. Doing that into the same -o was
+    refused with "choose another output folder or delete it", and deleting OUT deletes the corrected CSV. Now
+    the refusal names a new folder, and importing there works."""
+    src = _art(tmp_path / "art")
+    out = tmp_path / "mine"
+    import_folder(src, out, size=16, progress=False, license="CC0-1.0")
+    csv = out / "import_tags.csv"  # as the estimator writes it, then corrected by hand
+    csv.write_text("file,tags,license\n" + "".join(f'c{i:02d}.png,"red hair",CC0-1.0\n' for i in range(12)))
+    with pytest.raises(UserError) as e:
+        import_folder(src, out, size=16, progress=False, tags_file=csv)
+    msg = str(e.value)
+    assert f"your tags file {csv} is inside it" in msg and f"-o {tmp_path / 'mine-2'} --tags {csv}" in msg, (
+        msg
+    )
+    assert "deleting" in msg and csv.exists()
+    r = import_folder(src, tmp_path / "mine-2", size=16, progress=False, tags_file=csv)
+    assert r.kept == 12 and load_packed(tmp_path / "mine-2").tags[:, 7].all()  # red hair, from the CSV

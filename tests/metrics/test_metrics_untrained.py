@@ -149,3 +149,21 @@ def test_the_report_says_when_the_judge_cannot_read_the_data(toy_data_dir, toy_t
     assert seen["sighted"][0] >= 0.8 and "judge reads this data" not in seen["sighted"][1]
     assert seen["blind"][0] < 0.8 and "judge reads this data's own tags at" in seen["blind"][1]
     assert "**Note:** the judge reads this data's own tags" in seen["blind"][2]
+
+
+def test_the_precision_plot_draws_the_mean_the_report_gives(tmp_path, monkeypatch):
+    """precision.png drew the mean of all 34 tags (0.29 on a lorelei fine-tune) beside report.md's and the
+    terminal's 0.36, which leaves out tags with no training example; now its line is that mean and those bars
+    are grey."""
+    import charforge.metrics.precision as precision
+
+    figs = []
+    monkeypatch.setattr(precision, "save_figure", lambda fig, path: figs.append(fig))
+    per_tag = {"red hair": 0.9, "blue hair": 0.5, "hat": 0.0, "blue eyes": 0.1}
+    precision.plot_precision(per_tag, tmp_path / "p.png", left_out=["hat", "blue eyes"])
+    ax = figs[0].axes[0]
+    (label,) = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert label.startswith("mean 0.70 (grey: 2 tags with no training example"), label
+    assert abs(ax.lines[0].get_ydata()[0] - 0.7) < 1e-9
+    greys = [p.get_facecolor() for p in ax.patches]
+    assert greys[2] == greys[3] != greys[0]

@@ -244,3 +244,37 @@ def test_eval_records_truncation(run, tmp_path):
     assert "noise truncation 0.5" in (tmp_path / "rep" / "report.md").read_text()
     with pytest.raises(UserError, match="truncation"):
         evaluate_model(run, run.parent / "d", tmp_path / "rep2", metrics=["diversity"], truncation=0)
+
+
+def test_a_run_folder_says_when_its_best_checkpoint_is_another_step(run, tmp_path, capsys):
+    """`--model runs/NAME` is the run's latest checkpoint. Training ends with "best: step B ... use the one that
+    looks right", and on a lorelei walk the best (step 1083, domain FID x7.6) beat the latest (1337, x10.1), yet
+    generate, npc and eval took the latest without a word. Now they say which step they use and where the best
+    is; nothing when the best is the latest."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    ck = copy / "checkpoints"
+    src = ck / "generator-0000003.safetensors"
+    with safe_open(str(src), "pt") as f:
+        meta = f.metadata()
+    for step in (1, 3):
+        save_file(
+            load_file(str(src)),
+            str(ck / "generator-best.safetensors"),
+            metadata={**meta, "provenance": json.dumps({**json.loads(meta["provenance"]), "step": step})},
+        )
+        capsys.readouterr()
+        assert sampling.load_generator(copy).model_id == "run@3"
+        err = capsys.readouterr().err
+        if step == 1:
+            assert (
+                "uses the run's latest checkpoint (step 3); its best by colour distance is step 1" in err
+            ), err
+            assert str(ck / "generator-best.safetensors") in err
+        else:
+            assert "best by colour distance" not in err, err

@@ -97,3 +97,46 @@ def test_a_resumed_budget_run_counts_its_own_steps_on_the_bar(tmp_path, monkeypa
     kw, bar = bars[-1]
     assert kw["initial"] == 0 and kw["total"] == 4 and "5 min from step 6" in kw["desc"]
     assert bar.n == 4 and bar.total == 4  # the budget is far off: the run ends at --steps, the bar at 100 %
+
+
+def test_the_budget_bar_eta_is_the_budget_left_when_steps_slow_down(tmp_path, monkeypatch):
+    """Under --minutes the bar's ETA is the time the budget has left, also when the steps slow down midway (a
+    fine-tune's D warm-up steps are about twice as fast as the steps after it). The bar's total comes from the
+    pace since the start, so its ETA must too: with tqdm's smoothed (recent) rate a 12-minute fine-tune showed
+    `[01:33<12:00]`, a run of 13.5 minutes."""
+    import io
+    import sys
+    import types
+
+    import tqdm.std
+
+    import charforge.train.loop as loop
+
+    clock = [1000.0]
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bars, seen = [], []
+    real = loop.progress
+    monkeypatch.setattr(
+        loop, "progress", lambda **kw: bars.append(real(**{**kw, "disable": False})) or bars[-1]
+    )
+    data = _data(tmp_path / "d")
+    opts = TrainOptions(device="cpu", tensorboard=False, show_progress=False, max_minutes=5)
+    tr = Trainer(data, tmp_path / "run", resolve_preset("tiny", {"steps": 100_000}), opts=opts)
+    start = clock[0]
+
+    def step(s):  # 100 steps of 0.5 s, then 1.5 s a step
+        clock[0] += 0.5 if s < 100 else 1.5
+        if s in (120, 150, 200):
+            fd = bars[-1].format_dict
+            rate = fd["rate"] or (fd["n"] - fd["initial"]) / fd["elapsed"]
+            seen.append(((fd["total"] - fd["n"]) / rate, 300.0 - (clock[0] - start)))
+        return {"loss_D": 1.0}
+
+    tr.train_step = step
+    tr._bookkeeping = lambda logs, rate: None
+    tr.run()
+    assert len(seen) == 3
+    for eta, left in seen:  # the ETA shown is the budget left (within a step's lag), not minutes beyond it
+        assert abs(eta - left) <= 0.05 * left + 3.0, seen

@@ -192,3 +192,59 @@ def test_avx2_kernels_train_the_cpu_preset_compiled_after_a_native_run(tmp_path)
         assert "torch.compile of G" not in r.stderr, r.stderr[
             -2000:
         ]  # neither failed nor computed wrong values
+
+
+def test_the_checked_first_call_can_be_backpropagated_through_a_constant_buffer():
+    """The shipped G blurs with a fixed kernel buffer (blocks.Blur3) that its conv saves for backward. The
+    checked first call put every buffer back with copy_ (twice), which bumped the kernel's version, so G's first
+    backward failed ("modified by an inplace operation: [torch.FloatTensor [32, 1, 3, 3]] is at version 2")
+    whenever torch.compile succeeded: a resumed fine-tune of the shipped model under the AVX2 cap crashed at its
+    first step. Buffers the call did not change are left alone; the gradient is eager's."""
+    from charforge.models.blocks import Blur3
+
+    torch.manual_seed(0)
+
+    def make():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), Blur3(4)).train()
+
+    net, twin = make(), make()
+    x = torch.randn(2, 3, 8, 8)
+    wrapped = CompiledOrEager(net)
+    wrapped.compiled = lambda *a: net(*a)  # a compiler that agrees with eager
+    wrapped(x).square().sum().backward()
+    twin(x).square().sum().backward()
+    assert not wrapped.failed and wrapped.checked == {True: True}
+    torch.testing.assert_close(net[0].weight.grad, twin[0].weight.grad)
+    torch.testing.assert_close(net[1].running_mean, twin[1].running_mean)  # statistics moved once
+
+
+def test_a_compiled_backward_that_fails_sends_g_to_eager_before_the_step(capsys):
+    """torch 2.13's inductor compiled the shipped G's forward but its backward failed (`AssertionError: expected
+    size 32==32, stride 1==4096 ... Error in op: torch.ops.aten.replication_pad2d_backward`), inside the loss's
+    backward() where no fall-back could catch it: a resumed fine-tune under the AVX2 cap ended in a traceback.
+    The checked first call in grad mode now runs the compiled backward once too; when it fails, G goes eager,
+    saying so, and the caller's backward is eager's."""
+
+    class Broken(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise AssertionError("expected size 32==32, stride 1==4096 at dim=1")
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    wrapped = CompiledOrEager(net)
+    wrapped.compiled = lambda *a: Broken.apply(net(*a))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():  # D's phase: no backward to check
+        wrapped(x)
+    assert not wrapped.failed
+    wrapped(x).square().sum().backward()  # G's phase: the failure is found before the caller's backward
+    assert wrapped.failed and net[0].weight.grad is not None
+    err = capsys.readouterr().err
+    assert "torch.compile of G failed in its backward (AssertionError: expected size 32==32" in err, err
+    assert "runs eagerly" in err

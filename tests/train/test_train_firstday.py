@@ -244,3 +244,24 @@ def test_a_small_from_scratch_run_says_what_to_expect_and_the_better_recipe(hatl
         opts=opts(init_from=str(tmp_path / "scratch")),
     ).run()
     assert "training from scratch" not in capsys.readouterr().err  # a fine-tune is the recipe: no note
+
+
+def test_a_group_unknown_on_every_image_is_named_as_unknown_not_listed_as_absent(tmp_path, capsys):
+    """Line-art avatars draw no irises, so eye colour is unknown on all 600: the warning listed "blue eyes, red
+    eyes, brown eyes, ... orange eyes" among tags "with no example", as if the data showed no eye colour."""
+    rng = np.random.default_rng(5)
+    tags = SCHEMA.sample_training(40, rng).astype(np.uint8)
+    eyes = SCHEMA.group_slices()[1]
+    tags[:, eyes] = 0
+    tags[:, SCHEMA.index("hat")] = 0
+    root = tmp_path / "d"
+    write_packed(root, rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8), tags, SCHEMA)
+    Trainer(root, tmp_path / "run", resolve_preset("tiny", {"steps": 1}), opts=opts()).run()
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "have no example" in x]
+    n_eyes, group = eyes.stop - eyes.start, SCHEMA.groups[1].name
+    assert (
+        f"{n_eyes + 1} of {len(SCHEMA)} tags have no example in the training data (hat; the {n_eyes} {group} tags"
+        in line
+    )
+    assert f"the {n_eyes} {group} tags, unknown on every image)" in line, line
+    assert SCHEMA.tags[eyes.start] not in line
