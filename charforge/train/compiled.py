@@ -103,8 +103,12 @@ class CompiledOrEager:
         grad = torch.is_grad_enabled()
         bufs = [b.detach().clone() for b in self.module.buffers()]
         rng = torch.get_rng_state()
+        broken = ""
+        if grad:  # the compiled backward, once, on a graph of its own (the caller's stays unused until its backward)
+            broken = _backward_error(self.compiled(*args, **kwargs), self.module)
+            _put_back(self.module.buffers(), bufs)
+            torch.set_rng_state(rng)
         out = self.compiled(*args, **kwargs)
-        broken = _backward_error(out, self.module) if grad else ""
         after, rng_after = [b.detach().clone() for b in self.module.buffers()], torch.get_rng_state()
         _put_back(self.module.buffers(), bufs)
         torch.set_rng_state(rng)
@@ -135,7 +139,8 @@ def _backward_error(out, module: nn.Module) -> str:
     """'' when the compiled graph of `out` backpropagates to the module's parameters, else the error (first line).
     Its backward is compiled on first use, inside the loss's backward() where no fall-back can catch it (torch
     2.13 failed there on the shipped G under the AVX2 cap: a stride assertion in replication_pad2d_backward), so
-    the checked call runs it once here; the graph is kept for the caller's own backward."""
+    the checked call runs it once here, on an extra forward whose graph is then freed: retaining the caller's
+    graph instead is refused by a compiled backward with donated buffers (the native AVX-512 case)."""
     from torch.utils._pytree import tree_leaves
 
     leaves = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.requires_grad]
@@ -143,9 +148,7 @@ def _backward_error(out, module: nn.Module) -> str:
     if not leaves or not params:
         return ""
     try:
-        torch.autograd.grad(
-            leaves, params, [torch.ones_like(t) for t in leaves], retain_graph=True, allow_unused=True
-        )
+        torch.autograd.grad(leaves, params, [torch.ones_like(t) for t in leaves], allow_unused=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         return f"{type(e).__name__}: {msg}"

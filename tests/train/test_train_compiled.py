@@ -91,7 +91,7 @@ def test_a_later_compile_failure_also_falls_back(monkeypatch, capsys):
 
     def flaky(*a, **k):
         seen.append(a[0].shape[0])
-        if len(seen) > 1:
+        if a[0].shape[0] != 4:  # the new shape's recompile fails (the checked first call may run it twice)
             raise RuntimeError("recompile failed")
         return net(*a, **k)
 
@@ -102,7 +102,7 @@ def test_a_later_compile_failure_also_falls_back(monkeypatch, capsys):
     torch.testing.assert_close(wrapped(y), net(y))  # rerun eagerly
     assert wrapped.failed and wrapped.calls == {False: 0, True: 1}
     wrapped(y)
-    assert len(seen) == 2  # never tried again
+    assert seen.count(5) == 1  # never tried again
     assert "recompile failed" in capsys.readouterr().err
 
 
