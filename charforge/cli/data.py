@@ -220,6 +220,8 @@ def import_(
             "--estimate-tags": estimate_tags is not None,
             "--extra-tags": bool(extra_tags.strip()),
             "--keep-unfamiliar": keep_unfamiliar,
+            "--suggest-labels": suggest_labels > 0,
+            "--no-learn-tags": not learn_tags,
         }
         if any(given.values()):
             raise UserError(

@@ -166,6 +166,11 @@ def test_folder_only_options_are_refused_with_stylegan(packed, tmp_path, capsys)
     )
     assert code == 2 and "--size: not used with --format stylegan" in err
     code, _, err = run_cli(
+        capsys, "data", "import", tmp_path / "a.zip", "--format", "stylegan", "--suggest-labels", "8",
+        "--no-learn-tags", "-o", tmp_path / "x",
+    )  # fmt: skip
+    assert code == 2 and "--suggest-labels, --no-learn-tags: not used with --format stylegan" in err
+    code, _, err = run_cli(
         capsys, "data", "import", tmp_path / "a.zip", "--format", "pix2pix", "-o", tmp_path / "x"
     )
     assert code == 2 and "must be one of folder, stylegan" in err
