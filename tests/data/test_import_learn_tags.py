@@ -174,3 +174,25 @@ def test_suggested_images_cover_the_folder_and_round_trip(tmp_path):
     )  # fmt: skip
     assert second.tags_from == {"file": 16, "tagger": N - 16}
     assert next(r for r in second.learned_tags if r["tag"] == "hat")["used"]
+
+
+@needs_estimator
+def test_your_own_tag_is_learned_too(tmp_path):
+    """A tag of the user's own (declared in the tags file) that no estimator knows: labelled on some images, the
+    import gives it to the others."""
+    src = tmp_path / "art"
+    hats = avatars(src)
+    rows = ["# extra tags: box hat", "file,tags"] + [
+        f"a{i:03d}.png,{'box hat' if hats[i] else ''}" for i in range(LABELLED)
+    ]
+    (tmp_path / "own.csv").write_text("\n".join(rows) + "\n")
+    rep = import_folder(
+        src, tmp_path / "ds", size=64, tags_file=tmp_path / "own.csv", estimate_tags="default",
+        progress=False, dedupe_threshold=-1,
+    )  # fmt: skip
+    row = next(r for r in rep.learned_tags if r["tag"] == "box hat")
+    assert row["used"] and row["estimator_balanced_accuracy"] == 0.5  # the estimator says "off" everywhere
+    ds = load_packed(tmp_path / "ds")
+    col = ds.schema.index("box hat")
+    said = {it["source"]: int(ds.tags[k, col]) for k, it in enumerate(ds.manifest["items"])}
+    assert np.mean([said[f"a{i:03d}.png"] == hats[i] for i in range(LABELLED, N)]) >= 0.9
