@@ -24,8 +24,9 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 
 def f1(truth: np.ndarray, said: np.ndarray) -> float:
-    tp = float((truth & said).sum())
-    return 2 * tp / max(float(truth.sum() + said.sum()), 1.0)
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, said, zero_division=0))
 
 
 def main(argv: list[str] | None = None) -> int:

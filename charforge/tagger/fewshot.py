@@ -62,9 +62,10 @@ class Learned:
 
 
 def balanced_accuracy(truth: np.ndarray, said: np.ndarray) -> float:
-    truth, said = np.asarray(truth).astype(bool), np.asarray(said).astype(bool)
-    parts = [float((said[truth == v] == v).mean()) for v in (True, False) if (truth == v).any()]
-    return float(np.mean(parts)) if parts else float("nan")
+    """Mean of the recalls of "with" and "without" (scikit-learn's, on 0/1 answers)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(np.asarray(truth).astype(bool), np.asarray(said).astype(bool)))
 
 
 def features(images: np.ndarray, desc: str | None = None) -> np.ndarray:
